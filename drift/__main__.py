@@ -1,0 +1,149 @@
+"""Command line: ``python -m drift --help``.
+
+Commands:
+    eval   evaluate an editor (or none) on edit cases; prints a metrics table, writes JSON
+    demo   load the default model and show the probabilities of a few facts it knows
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import sys
+from pathlib import Path
+
+TABLE_ORDER = ["ES", "EM", "PS", "PM", "NS", "NM", "RS", "RM", "DNS", "DNM", "AvgS", "RES", "OS", "DOS", "FL", "PPL"]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m drift",
+        description="drift: mechanistic interpretability of knowledge editing.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=__doc__.split("\n\n", 1)[1],
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    ev = sub.add_parser("eval", help="evaluate an editor (or none) on edit cases")
+    ev.add_argument("--data", default="builtin", help="'builtin' or a CounterFact-format JSON file (default: builtin)")
+    ev.add_argument("--editor", default="none", help="none (default) or a registered editor name")
+    ev.add_argument("--limit", type=int, default=None, help="evaluate only the first N cases")
+    ev.add_argument("--model", default=None, help="model name, hub id or local folder (default: smollm2-135m)")
+    ev.add_argument("--seed", type=int, default=0, help="seed for sampling generations (default: 0)")
+    ev.add_argument("--out", required=True, help="where to write the results JSON")
+    ev.add_argument("--no-fluency", action="store_true", help="skip generation and the FL metric")
+    ev.add_argument("--ppl", default=None, help="JSON list of texts ({'Text': ...} or strings) for PPL")
+    ev.add_argument("--restart", action="store_true", help="ignore finished cases from an interrupted run")
+    ev.add_argument("--batch-cases", type=int, default=16, help="unedited: cases scored together (default: 16)")
+    ev.add_argument("--quiet", action="store_true", help="no progress bar")
+
+    sub.add_parser("demo", help="load the default model and show a few facts' probabilities")
+
+    args = parser.parse_args(argv)
+    if args.command == "eval":
+        return _eval(args)
+    return _demo()
+
+
+def _demo() -> int:
+    import drift
+    from drift.data import load_cases
+
+    model = drift.load_model()
+    print(model)
+    for case in load_cases("builtin")[:8]:
+        p_true = model.target_prob(case.prompt, case.o_true)
+        p_edit = model.target_prob(case.prompt, case.o_edit)
+        print(f"P({case.o_true!r:>14} | {case.prompt!r}) = {p_true:.3f}   P({case.o_edit!r}) = {p_edit:.3f}")
+    return 0
+
+
+def _load_texts(path: str) -> list[str]:
+    raw = json.loads(Path(path).read_text())
+    texts = [r["Text"] if isinstance(r, dict) else r for r in raw]
+    if not texts or not all(isinstance(t, str) and t.strip() for t in texts):
+        raise ValueError(f"{path}: expected a non-empty list of texts")
+    return texts
+
+
+def _eval(args) -> int:
+    import drift
+    from drift.data import load_cases
+    from drift.editors import get_editor
+    from drift.evaluate import evaluate
+    from drift.metrics import summarise
+    from drift.store import save_json
+
+    edit = get_editor(args.editor)  # unknown names fail before the model loads
+    cases = load_cases(args.data, limit=args.limit)
+    texts = _load_texts(args.ppl) if args.ppl else None
+    out = Path(args.out)
+    config = {"data": str(args.data), "editor": args.editor, "model": args.model or drift.DEFAULT_MODEL,
+              "seed": args.seed, "fluency": not args.no_fluency, "ppl": args.ppl}
+    key = hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()[:16]
+    partial = out.with_name(out.name + ".partial.jsonl")
+    done = {} if args.restart else _read_partial(partial, key)
+    todo = [c for c in cases if c.case_id not in done]
+    if done:
+        print(f"resuming: {len(done)} cases already done in {partial}", file=sys.stderr)
+    model = drift.load_model(args.model)
+    torch_seed(args.seed)
+    partial.parent.mkdir(parents=True, exist_ok=True)
+    if not done:
+        partial.write_text(json.dumps({"config_key": key}) + "\n")
+    with open(partial, "a") as f:
+        def save(row: dict) -> None:
+            f.write(json.dumps(row) + "\n")
+            f.flush()
+
+        evaluate(model, todo, edit=edit, fluency=not args.no_fluency, ppl_texts=texts, seed=args.seed,
+                 batch_cases=args.batch_cases, progress=not args.quiet, on_case=save)
+    done = _read_partial(partial, key)
+    rows = [done[c.case_id] for c in cases]
+    summary = summarise([r["metrics"] for r in rows])
+    save_json(out, {"config": config, "summary": summary, "cases": rows})
+    partial.unlink()
+    print(_table(summary))
+    print(f"wrote {out}")
+    return 0
+
+
+def torch_seed(seed: int) -> None:
+    import torch
+
+    torch.manual_seed(seed)
+
+
+def _read_partial(path: Path, key: str) -> dict[str, dict]:
+    if not path.exists():
+        return {}
+    lines = path.read_text().splitlines()
+    try:
+        if not lines or json.loads(lines[0]).get("config_key") != key:
+            return {}
+    except json.JSONDecodeError:
+        return {}
+    done = {}
+    for line in lines[1:]:
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError:  # a line cut by the interruption
+            continue
+        done[row["case_id"]] = row
+    return done
+
+
+def _table(summary: dict) -> str:
+    head, vals = [], []
+    for k in TABLE_ORDER:
+        if k in summary:
+            lo, hi = summary[f"{k}_ci"] if f"{k}_ci" in summary else (None, None)
+            head.append(f"{k:>16}")
+            ci = f"±{(hi - lo) / 2:.1f}" if lo is not None and lo == lo else ""
+            vals.append(f"{summary[k]:>10.2f}{ci:>6}")
+    return "".join(head) + "\n" + "".join(vals)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

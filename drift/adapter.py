@@ -1,0 +1,301 @@
+"""The one place that knows what differs between kinds of hooked model.
+
+drift works on a TransformerLens 4 ``TransformerBridge`` (in compatibility mode) and on a legacy
+TransformerLens ≤ 3 ``HookedTransformer``. Everything else in drift goes through :class:`Model`
+for the four things that can differ:
+
+- **hook names** for each site (``SITE_HOOKS``, stored as data per kind);
+- **config**: ``n_layers, n_heads, n_kv_heads, d_model, d_mlp, d_head, n_ctx, d_vocab``;
+- **tokenisation**: the model's BOS convention, the leading space of targets, where a subject's
+  tokens sit in a prompt (by character offsets, so a subject that tokenises differently
+  mid-sentence is still found), right padding of batches;
+- **writable weights** editors change (``WEIGHT_VIEWS``): MLP ``W_out`` as ``[d_mlp, d_model]``
+  and attention ``W_O`` as ``[n_heads, d_head, d_model]``, both views that write through to the
+  model's own parameters.
+
+Right padding needs no attention mask for a causal model: a real token never attends to a pad
+token that comes after it, so every real position computes exactly what it would unpadded.
+
+Example:
+    >>> import drift
+    >>> model = drift.load_model()                                # doctest: +SKIP
+    >>> model.hook_name("mlp_key", 5)
+    'blocks.5.mlp.hook_post'
+    >>> model.cfg.n_layers, model.cfg.n_kv_heads                  # doctest: +SKIP
+    (30, 3)
+"""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass
+from typing import Callable, Iterator, Sequence
+
+import torch
+from torch import Tensor
+
+# Site -> hook-name template. Compatibility mode gives the bridge the legacy names, so the two
+# tables agree today; a kind whose names differ gets its own row here and nowhere else.
+_TL_NAMES = {
+    "embed": "hook_embed",
+    "resid_pre": "blocks.{layer}.hook_resid_pre",
+    "resid_mid": "blocks.{layer}.hook_resid_mid",
+    "resid_post": "blocks.{layer}.hook_resid_post",
+    "attn_out": "blocks.{layer}.hook_attn_out",
+    "mlp_out": "blocks.{layer}.hook_mlp_out",
+    "mlp_key": "blocks.{layer}.mlp.hook_post",  # input of W_out: the key ROME/MEMIT edit
+    "pattern": "blocks.{layer}.attn.hook_pattern",  # [batch, head, query, key], post-softmax
+    "scores": "blocks.{layer}.attn.hook_attn_scores",  # [batch, head, query, key], pre-softmax
+}
+SITE_HOOKS: dict[str, dict[str, str]] = {"bridge": _TL_NAMES, "legacy": _TL_NAMES}
+
+# Weight -> (attribute path under blocks[layer], shape names). Both kinds expose the TL-oriented
+# tensors; on the bridge they are views of the wrapped Hugging Face parameters.
+WEIGHT_VIEWS: dict[str, dict[str, tuple[str, str]]] = {
+    "bridge": {"mlp_out": ("mlp.W_out", "d_mlp d_model"), "attn_out": ("attn.W_O", "n_heads d_head d_model")},
+    "legacy": {"mlp_out": ("mlp.W_out", "d_mlp d_model"), "attn_out": ("attn.W_O", "n_heads d_head d_model")},
+}
+
+# The modules that turn the last residual stream into logits, applied to chosen positions only.
+HEAD_MODULES: dict[str, tuple[str, str]] = {"bridge": ("ln_final", "unembed"), "legacy": ("ln_final", "unembed")}
+
+Hook = tuple[str, Callable[[Tensor, object], Tensor | None]]
+
+
+class _Stop(Exception):
+    """Raised by a recording hook to end a forward pass early."""
+
+
+@dataclass(frozen=True)
+class Arch:
+    """Sizes of a model, read once from its TransformerLens config."""
+
+    n_layers: int
+    n_heads: int
+    n_kv_heads: int  # < n_heads for grouped-query attention (SmolLM2: 3 for 9 heads)
+    d_model: int
+    d_mlp: int
+    d_head: int
+    n_ctx: int
+    d_vocab: int
+
+
+def _kind_of(hooked: object) -> str:
+    try:
+        from transformer_lens.model_bridge import TransformerBridge
+
+        if isinstance(hooked, TransformerBridge):
+            return "bridge"
+    except ImportError:
+        pass
+    try:
+        from transformer_lens import HookedTransformer  # TL <= 3
+
+        if isinstance(hooked, HookedTransformer):
+            return "legacy"
+    except ImportError:
+        pass
+    raise TypeError(
+        f"drift needs a TransformerLens TransformerBridge or HookedTransformer, got {type(hooked).__name__}"
+    )
+
+
+class Model:
+    """A hooked TransformerLens model with drift's adapter around it.
+
+    Args:
+        hooked: a ``TransformerBridge`` (compatibility mode is switched on if it is off) or a
+            legacy ``HookedTransformer``. It is put in eval mode and its parameters frozen.
+        prepend_bos: whether prompts start with the BOS token. ``None`` takes the hooked model's
+            ``cfg.default_prepend_bos``.
+        name: a label for messages and cache keys.
+    """
+
+    def __init__(self, hooked, *, prepend_bos: bool | None = None, name: str | None = None):
+        self.kind = _kind_of(hooked)
+        # Dequantised checkpoints produce subnormal activations that slow CPU matmuls about
+        # eightfold; flushing them to zero changes values below 1e-38 only. Process-wide.
+        torch.set_flush_denormal(True)
+        if self.kind == "bridge" and not getattr(hooked, "compatibility_mode", True):
+            hooked.enable_compatibility_mode(no_processing=True, disable_warnings=True)
+        self.hooked = hooked.eval()
+        for p in hooked.parameters():
+            p.requires_grad_(False)
+        cfg = hooked.cfg
+        self.cfg = Arch(
+            n_layers=cfg.n_layers,
+            n_heads=cfg.n_heads,
+            n_kv_heads=getattr(cfg, "n_key_value_heads", None) or cfg.n_heads,
+            d_model=cfg.d_model,
+            d_mlp=cfg.d_mlp,
+            d_head=cfg.d_head,
+            n_ctx=cfg.n_ctx,
+            d_vocab=cfg.d_vocab,
+        )
+        self.tokenizer = hooked.tokenizer
+        if self.tokenizer is None:
+            raise ValueError("the hooked model has no tokenizer; drift needs one to place subjects")
+        self.prepend_bos = bool(cfg.default_prepend_bos if prepend_bos is None else prepend_bos)
+        bos = self.tokenizer.bos_token_id
+        self.bos_id = bos if bos is not None else self.tokenizer.eos_token_id
+        pad = self.tokenizer.pad_token_id
+        self.pad_id = pad if pad is not None else self.tokenizer.eos_token_id
+        self.name = name or getattr(cfg, "model_name", None) or type(hooked).__name__
+        self._sites = SITE_HOOKS[self.kind]
+        self._weights = WEIGHT_VIEWS[self.kind]
+        self._head = HEAD_MODULES[self.kind]
+
+    def __repr__(self) -> str:
+        return f"drift.Model({self.name!r}, kind={self.kind}, {self.cfg})"
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.hooked.parameters()).device
+
+    # ---- hook names -------------------------------------------------------------------------
+    def hook_name(self, site: str, layer: int | None = None) -> str:
+        """The TransformerLens hook name of ``site`` at ``layer`` (see ``SITE_HOOKS``)."""
+        try:
+            template = self._sites[site]
+        except KeyError:
+            raise KeyError(f"unknown site {site!r}; known sites: {sorted(self._sites)}") from None
+        if "{layer}" in template:
+            if layer is None or not 0 <= layer < self.cfg.n_layers:
+                raise ValueError(f"site {site!r} needs a layer in [0, {self.cfg.n_layers}), got {layer}")
+        return template.format(layer=layer)
+
+    # ---- weights ----------------------------------------------------------------------------
+    def weight(self, which: str, layer: int) -> Tensor:
+        """A view of a weight editors change, writing through to the model's parameter.
+
+        ``which`` is ``"mlp_out"`` (``[d_mlp, d_model]``) or ``"attn_out"``
+        (``[n_heads, d_head, d_model]``).
+        """
+        try:
+            path, _shape = self._weights[which]
+        except KeyError:
+            raise KeyError(f"unknown weight {which!r}; known: {sorted(self._weights)}") from None
+        if not 0 <= layer < self.cfg.n_layers:
+            raise ValueError(f"layer {layer} out of range [0, {self.cfg.n_layers})")
+        obj = self.hooked.blocks[layer]
+        for part in path.split("."):
+            obj = getattr(obj, part)
+        tensor: Tensor = obj
+        owners = {p.untyped_storage().data_ptr() for p in self.hooked.parameters()}
+        if tensor.untyped_storage().data_ptr() not in owners:
+            raise RuntimeError(f"{self.kind} model's {path} at layer {layer} is a copy, not a view: edits would be lost")
+        return tensor
+
+    # ---- tokenisation -----------------------------------------------------------------------
+    def encode(self, text: str) -> list[int]:
+        """Token ids of a prompt, with BOS in front when the model expects it."""
+        ids = self.tokenizer(text, add_special_tokens=False).input_ids
+        return ([self.bos_id] if self.prepend_bos else []) + list(ids)
+
+    def encode_target(self, target: str) -> list[int]:
+        """Token ids of a continuation: stripped, then one leading space (targets follow a word)."""
+        if not isinstance(target, str) or not target.strip():
+            raise ValueError(f"empty target {target!r}: a target needs at least one non-space character")
+        return list(self.tokenizer(" " + target.strip(), add_special_tokens=False).input_ids)
+
+    def subject_positions(self, prompt: str, subject: str) -> list[int]:
+        """Indices (in ``encode(prompt)``) of the tokens that overlap ``subject``'s last occurrence.
+
+        Raises ``ValueError`` naming both strings when the subject is not in the prompt.
+        """
+        if not subject or not subject.strip():
+            raise ValueError(f"empty subject {subject!r}")
+        start = prompt.rfind(subject)
+        if start < 0:
+            hint = ""
+            if prompt.lower().find(subject.strip().lower()) >= 0:
+                hint = " (it appears with different case or spacing; pass the exact text)"
+            raise ValueError(f"subject {subject!r} not found in prompt {prompt!r}{hint}")
+        end = start + len(subject)
+        enc = self.tokenizer(prompt, add_special_tokens=False, return_offsets_mapping=True)
+        off = 1 if self.prepend_bos else 0
+        pos = [i + off for i, (a, b) in enumerate(enc["offset_mapping"]) if a < end and b > start]
+        if not pos:
+            raise ValueError(f"subject {subject!r} covers no token of prompt {prompt!r}")
+        return pos
+
+    def pad(self, seqs: Sequence[Sequence[int]]) -> tuple[Tensor, Tensor]:
+        """Right-pad token lists into ``tokens [batch, pos]`` and ``lengths [batch]``."""
+        if not seqs:
+            raise ValueError("no sequences to pad")
+        lengths = torch.tensor([len(s) for s in seqs])
+        longest = int(lengths.max())
+        if longest > self.cfg.n_ctx:
+            raise ValueError(f"a prompt of {longest} tokens exceeds the model's context of {self.cfg.n_ctx}")
+        if int(lengths.min()) == 0:
+            raise ValueError("an empty prompt cannot be run")
+        tokens = torch.full((len(seqs), longest), self.pad_id, dtype=torch.long)
+        for i, s in enumerate(seqs):
+            tokens[i, : len(s)] = torch.tensor(list(s), dtype=torch.long)
+        return tokens.to(self.device), lengths.to(self.device)
+
+    # ---- running ----------------------------------------------------------------------------
+    @contextlib.contextmanager
+    def hooks(self, hooks: Sequence[Hook] = ()) -> Iterator[None]:
+        """Attach ``(hook_name, fn(activation, hook))`` pairs for the block; always removed."""
+        with self.hooked.hooks(fwd_hooks=list(hooks)):
+            yield
+
+    def forward(
+        self,
+        tokens: Tensor,
+        hooks: Sequence[Hook] = (),
+        *,
+        start_at_layer: int | None = None,
+        stop_at_layer: int | None = None,
+    ) -> Tensor:
+        """Logits ``[batch, pos, d_vocab]`` (or the residual at ``stop_at_layer``).
+
+        With ``start_at_layer=l``, ``tokens`` is the residual stream ``[batch, pos, d_model]``
+        entering block ``l``.
+        """
+        kwargs = {}
+        if start_at_layer is not None:
+            kwargs["start_at_layer"] = start_at_layer
+        if stop_at_layer is not None:
+            kwargs["stop_at_layer"] = stop_at_layer
+        with self.hooks(hooks):
+            return self.hooked(tokens, **kwargs)
+
+    def residual(
+        self, tokens: Tensor, hooks: Sequence[Hook] = (), *, layer: int | None = None, start_at_layer: int | None = None
+    ) -> Tensor:
+        """The residual stream ``[batch, pos, d_model]`` after block ``layer`` (default: the last),
+        computing nothing after it."""
+        layer = self.cfg.n_layers - 1 if layer is None else layer
+        box: list[Tensor] = []
+
+        def grab(act: Tensor, hook) -> None:
+            box.append(act)
+            raise _Stop
+
+        try:
+            self.forward(tokens, [*hooks, (self.hook_name("resid_post", layer), grab)], start_at_layer=start_at_layer)
+        except _Stop:
+            return box[0]
+        raise RuntimeError(f"hook {self.hook_name('resid_post', layer)} did not fire")
+
+    def unembed(self, resid: Tensor) -> Tensor:
+        """Logits ``[..., d_vocab]`` from final-layer residuals ``[..., d_model]``."""
+        norm, unembed = (getattr(self.hooked, n, None) for n in self._head)
+        x = resid if norm is None else norm(resid)
+        return unembed(x)
+
+    def logits_at(
+        self, tokens: Tensor, rows: Tensor, cols: Tensor, hooks: Sequence[Hook] = (), *, start_at_layer: int | None = None
+    ) -> Tensor:
+        """Logits ``[n, d_vocab]`` at ``(rows[i], cols[i])`` only: the unembedding, the largest
+        matrix of a small model, is applied where a token is scored and nowhere else."""
+        resid = self.residual(tokens, hooks, start_at_layer=start_at_layer)
+        return self.unembed(resid[rows.to(resid.device), cols.to(resid.device)])
+
+    def target_prob(self, prompt: str, target: str) -> float:
+        """P(target | prompt), the product over the target's tokens. A convenience for one fact."""
+        from drift.scoring import target_logprobs
+
+        return float(target_logprobs(self, [prompt], [target]).exp()[0])

@@ -1,0 +1,173 @@
+"""On-disk caches that survive interruption and concurrent writers.
+
+Every cache drift keeps (the converted default model, key statistics, context prefixes) goes
+through this module:
+
+- ``cache_root()``: ``$DRIFT_CACHE`` if set, else ``$XDG_CACHE_HOME/drift`` or ``~/.cache/drift``.
+- ``building_dir(final)``: a context manager that yields a private temporary folder next to
+  ``final``; on a clean exit it writes a manifest (file sizes and SHA-256 digests) and renames the
+  folder into place in one step. If another process got there first, the other folder wins
+  and ours is discarded, so two writers end with one valid folder.
+- ``verify_dir(folder)``: True only for a folder whose manifest matches its files.
+- ``save_tensors`` / ``load_tensors``: one safetensors file written atomically, with a digest
+  of its contents in its metadata; a truncated or altered file raises ``CorruptCacheError``.
+
+Example:
+    >>> import tempfile, pathlib, torch
+    >>> root = pathlib.Path(tempfile.mkdtemp())
+    >>> save_tensors(root / "c.safetensors", {"C": torch.eye(2)}, {"layer": "3"})
+    >>> tensors, meta = load_tensors(root / "c.safetensors")
+    >>> meta["layer"], tensors["C"].shape
+    ('3', torch.Size([2, 2]))
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Iterator
+
+import torch
+
+MANIFEST = "drift-manifest.json"
+
+
+class CorruptCacheError(RuntimeError):
+    """A cache file exists but does not match its recorded size or digest."""
+
+
+def cache_root() -> Path:
+    """The folder under which drift keeps its caches (created on demand)."""
+    env = os.environ.get("DRIFT_CACHE")
+    if env:
+        root = Path(env)
+    else:
+        base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+        root = Path(base) / "drift"
+    root.mkdir(parents=True, exist_ok=True)
+    return root
+
+
+def file_digest(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 22), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _manifest_of(folder: Path) -> dict[str, dict[str, int | str]]:
+    return {
+        p.name: {"size": p.stat().st_size, "sha256": file_digest(p)}
+        for p in sorted(folder.iterdir())
+        if p.is_file() and p.name != MANIFEST
+    }
+
+
+def verify_dir(folder: Path, *, digests: bool = False) -> bool:
+    """Whether ``folder`` is a complete cache folder.
+
+    Sizes are always checked (cheap); ``digests=True`` also re-hashes every file.
+    """
+    man_path = folder / MANIFEST
+    if not man_path.is_file():
+        return False
+    try:
+        manifest = json.loads(man_path.read_text())
+    except (OSError, json.JSONDecodeError):
+        return False
+    if not isinstance(manifest, dict) or not manifest:
+        return False
+    for name, rec in manifest.items():
+        p = folder / name
+        if not p.is_file() or p.stat().st_size != rec.get("size"):
+            return False
+        if digests and file_digest(p) != rec.get("sha256"):
+            return False
+    return True
+
+
+@contextlib.contextmanager
+def building_dir(final: Path) -> Iterator[Path]:
+    """Build a cache folder privately, then move it into place atomically.
+
+    If the block raises (or is interrupted), the temporary folder is removed and ``final`` is
+    untouched. If ``final`` already holds a valid folder when we finish, ours is discarded.
+    """
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.building-", dir=final.parent))
+    try:
+        yield tmp
+        (tmp / MANIFEST).write_text(json.dumps(_manifest_of(tmp), indent=1))
+        if final.exists() and not verify_dir(final):
+            shutil.rmtree(final, ignore_errors=True)
+        try:
+            os.rename(tmp, final)
+        except OSError:
+            if not verify_dir(final):  # not a lost race: a real failure
+                raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _tensor_digest(tensors: dict[str, torch.Tensor]) -> str:
+    h = hashlib.sha256()
+    for k in sorted(tensors):
+        t = tensors[k].detach().contiguous().cpu()
+        h.update(k.encode())
+        h.update(str(tuple(t.shape)).encode() + str(t.dtype).encode())
+        h.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return h.hexdigest()
+
+
+def save_tensors(path: Path, tensors: dict[str, torch.Tensor], meta: dict[str, str]) -> None:
+    """Write ``tensors`` to a safetensors file atomically (temp file + rename), with a digest."""
+    from safetensors.torch import save_file
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    os.close(fd)
+    try:
+        clean = {k: v.detach().contiguous().cpu() for k, v in tensors.items()}
+        save_file(clean, tmp, metadata={**meta, "drift_digest": _tensor_digest(clean)})
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
+def load_tensors(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """Read a file written by ``save_tensors``; raise ``CorruptCacheError`` if it is damaged."""
+    from safetensors import safe_open
+
+    path = Path(path)
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            meta = dict(f.metadata() or {})
+            tensors = {k: f.get_tensor(k) for k in f.keys()}
+    except Exception as e:  # safetensors raises several types for truncated headers/data
+        raise CorruptCacheError(f"cache file {path} is unreadable ({e})") from e
+    digest = meta.pop("drift_digest", None)
+    if digest is None or digest != _tensor_digest(tensors):
+        raise CorruptCacheError(f"cache file {path} does not match its recorded digest")
+    return tensors, meta
+
+
+def save_json(path: Path, obj: object) -> None:
+    """Write JSON atomically (temp file + rename)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as f:
+            json.dump(obj, f, indent=1)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)

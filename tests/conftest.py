@@ -1,0 +1,35 @@
+"""Shared fixtures: a tiny random model for unit tests, the real default model for the rest."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import pytest
+import torch
+
+SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+DEV_SET = SHARED_DATA / "counterfact-merged-dev.json"
+
+
+@pytest.fixture(scope="session")
+def tiny():
+    from drift.tiny import tiny_bridge
+
+    return tiny_bridge(seed=0)
+
+
+@pytest.fixture(scope="session")
+def real():
+    import drift
+
+    return drift.load_model()
+
+
+def weights_hash(model) -> str:
+    """SHA-256 over every parameter's bytes: equal hashes mean bit-identical weights."""
+    h = hashlib.sha256()
+    for name, p in sorted(model.hooked.named_parameters()):
+        h.update(name.encode())
+        h.update(p.detach().contiguous().view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()

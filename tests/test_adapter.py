@@ -1,0 +1,133 @@
+"""The adapter on a TransformerLens 4 bridge (tiny random model); the legacy kind: test_legacy.py."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from drift.adapter import SITE_HOOKS, Model
+from tests.conftest import weights_hash
+
+SHAPES = {
+    "embed": "b p d_model",
+    "resid_pre": "b p d_model",
+    "resid_mid": "b p d_model",
+    "resid_post": "b p d_model",
+    "attn_out": "b p d_model",
+    "mlp_out": "b p d_model",
+    "mlp_key": "b p d_mlp",
+    "pattern": "b n_heads p p",
+    "scores": "b n_heads p p",
+}
+
+
+def test_config_read_from_model(tiny):
+    c = tiny.cfg
+    assert (c.n_layers, c.n_heads, c.n_kv_heads, c.d_model, c.d_mlp, c.d_head) == (2, 4, 2, 32, 64, 8)
+    assert tiny.kind == "bridge"
+    for p in tiny.hooked.parameters():
+        assert not p.requires_grad
+
+
+@pytest.mark.parametrize("site", sorted(SITE_HOOKS["bridge"]))
+def test_every_site_fires_with_its_shape(tiny, site):
+    tokens, _ = tiny.pad([tiny.encode("The Eiffel Tower is in Paris")])
+    seen = {}
+
+    def record(act, hook):
+        seen["shape"] = tuple(act.shape)
+
+    tiny.forward(tokens, [(tiny.hook_name(site, 1), record)])
+    sizes = {"b": 1, "p": tokens.shape[1], **vars(tiny.cfg)}
+    assert seen["shape"] == tuple(sizes[n] for n in SHAPES[site].split())
+
+
+def test_hooks_are_removed_after_block_even_on_error(tiny):
+    tokens, _ = tiny.pad([tiny.encode("Rome")])
+    base = tiny.forward(tokens)
+
+    def boom(act, hook):
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        tiny.forward(tokens, [(tiny.hook_name("mlp_out", 0), boom)])
+    assert torch.equal(tiny.forward(tokens), base)
+
+
+@pytest.mark.parametrize("which", ["mlp_out", "attn_out"])
+def test_weight_views_write_through(tiny, which):
+    tokens, _ = tiny.pad([tiny.encode("The Colosseum is located in")])
+    before, h0 = tiny.forward(tokens), weights_hash(tiny)
+    w = tiny.weight(which, 1)
+    saved = w.clone()
+    with torch.no_grad():
+        w.add_(0.5)
+    assert not torch.allclose(tiny.forward(tokens), before)
+    with torch.no_grad():
+        w.copy_(saved)
+    assert weights_hash(tiny) == h0
+    assert torch.equal(tiny.forward(tokens), before)
+
+
+def test_start_at_layer_matches_full_forward(tiny):
+    tokens, _ = tiny.pad([tiny.encode("Apple was founded by Steve")])
+    box = {}
+    full = tiny.forward(tokens, [(tiny.hook_name("resid_pre", 1), lambda a, hook: box.setdefault("r", a.clone()))])
+    part = tiny.forward(box["r"], start_at_layer=1)
+    torch.testing.assert_close(part, full, atol=1e-5, rtol=0)
+
+
+def test_logits_at_equals_full_logits(tiny):
+    tokens, _ = tiny.pad([tiny.encode("Lionel Messi plays"), tiny.encode("Tokyo")])
+    full = tiny.forward(tokens)
+    rows, cols = torch.tensor([0, 0, 1]), torch.tensor([0, 2, 0])
+    torch.testing.assert_close(tiny.logits_at(tokens, rows, cols), full[rows, cols], atol=1e-5, rtol=0)
+
+
+def test_subject_positions_cover_the_subject(tiny):
+    prompt = "The official language of Brazil is"
+    pos = tiny.subject_positions(prompt, "Brazil")
+    ids = tiny.encode(prompt)
+    assert tiny.tokenizer.decode([ids[i] for i in pos]).strip() == "Brazil"
+
+
+def test_subject_not_in_prompt_names_both(tiny):
+    with pytest.raises(ValueError, match=r"'Japan' not found in prompt 'The capital of Italy is'"):
+        tiny.subject_positions("The capital of Italy is", "Japan")
+    with pytest.raises(ValueError, match="different case"):
+        tiny.subject_positions("The capital of italy is", "Italy")
+
+
+@pytest.mark.parametrize("bad", ["", "   ", None])
+def test_empty_target_is_rejected(tiny, bad):
+    with pytest.raises(ValueError, match="empty target"):
+        tiny.encode_target(bad)
+
+
+def test_target_gets_one_leading_space(tiny):
+    assert tiny.encode_target("Paris") == tiny.encode_target(" Paris ")
+    assert tiny.tokenizer.decode(tiny.encode_target("Paris")) == " Paris"
+
+
+def test_bos_convention(tiny):
+    with_bos = Model(tiny.hooked, prepend_bos=True)
+    assert with_bos.encode("Rome")[0] == with_bos.bos_id
+    assert with_bos.encode("Rome")[1:] == tiny.encode("Rome")
+    assert with_bos.subject_positions("in Rome", "Rome") == [p + 1 for p in tiny.subject_positions("in Rome", "Rome")]
+
+
+def test_prompt_longer_than_context_is_rejected(tiny):
+    with pytest.raises(ValueError, match="exceeds the model's context of 128"):
+        tiny.pad([[1] * 129])
+
+
+def test_unknown_site_and_layer(tiny):
+    with pytest.raises(KeyError, match="unknown site 'mlp_in'"):
+        tiny.hook_name("mlp_in", 0)
+    with pytest.raises(ValueError, match=r"layer in \[0, 2\)"):
+        tiny.hook_name("mlp_out", 2)
+
+
+def test_wrapping_a_foreign_object_fails_clearly():
+    with pytest.raises(TypeError, match="TransformerBridge or HookedTransformer"):
+        Model(torch.nn.Linear(2, 2))

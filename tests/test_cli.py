@@ -1,0 +1,65 @@
+"""`python -m drift eval` end to end on the real model (small), its errors, and resuming."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from drift.__main__ import main
+from drift.data import CaseError
+
+pytestmark = pytest.mark.slow
+
+
+def test_eval_writes_summary_and_cases(tmp_path, capsys, real):
+    out = tmp_path / "r.json"
+    assert main(["eval", "--data", "builtin", "--limit", "3", "--no-fluency", "--quiet", "--out", str(out)]) == 0
+    res = json.loads(out.read_text())
+    assert len(res["cases"]) == 3
+    for k in ("ES", "EM", "PS", "NS", "RS", "DNS", "AvgS"):
+        assert k in res["summary"]
+    assert "NS" in capsys.readouterr().out
+    assert not (tmp_path / "r.json.partial.jsonl").exists()
+
+
+def test_eval_resumes_without_redoing_finished_cases(tmp_path, real, monkeypatch):
+    out = tmp_path / "r.json"
+    args = ["eval", "--data", "builtin", "--limit", "3", "--no-fluency", "--quiet", "--out", str(out)]
+    import drift.evaluate as ev
+
+    real_group = ev._evaluate_group
+    seen = []
+
+    def interrupted(model, cases, *a, **k):
+        if seen:  # the second group: pretend the user pressed Ctrl-C
+            raise KeyboardInterrupt
+        seen.extend(c.case_id for c in cases)
+        return real_group(model, cases, *a, **k)
+
+    monkeypatch.setattr(ev, "_evaluate_group", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        main(args + ["--batch-cases", "1"])
+    assert not out.exists() and len(seen) == 1
+    redone = []
+
+    def counting(model, cases, *a, **k):
+        redone.extend(c.case_id for c in cases)
+        return real_group(model, cases, *a, **k)
+
+    monkeypatch.setattr(ev, "_evaluate_group", counting)
+    assert main(args + ["--batch-cases", "1"]) == 0
+    assert seen[0] not in redone and len(redone) == 2
+    assert len(json.loads(out.read_text())["cases"]) == 3
+
+
+def test_unknown_editor_is_named(tmp_path):
+    with pytest.raises(ValueError, match="unknown editor 'romee'"):
+        main(["eval", "--editor", "romee", "--out", str(tmp_path / "x.json")])
+
+
+def test_bad_case_file_is_named(tmp_path):
+    bad = tmp_path / "cases.json"
+    bad.write_text('[{"case_id": 1, "requested_rewrite": {"prompt": "x is in", "subject": "x"}}]')
+    with pytest.raises(CaseError, match="case 1: missing field 'requested_rewrite.target_new'"):
+        main(["eval", "--data", str(bad), "--out", str(tmp_path / "x.json")])

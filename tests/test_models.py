@@ -1,0 +1,60 @@
+"""load_model: the offline default, the hub path offline, wrapping, the converted-model cache."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+import drift
+from drift import models
+from drift.store import verify_dir
+
+
+@pytest.mark.slow
+def test_default_model_knows_where_the_eiffel_tower_is(real):
+    assert real.cfg.n_layers == 30 and real.cfg.n_heads == 9 and real.cfg.n_kv_heads == 3
+    assert real.target_prob("The Eiffel Tower is located in the city of", "Paris") > 0.5
+    for p in real.hooked.parameters():
+        assert not p.requires_grad
+    assert not real.hooked.training
+
+
+def test_unknown_hub_model_fails_fast_naming_it(monkeypatch):
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    t = time.monotonic()
+    with pytest.raises(drift.ModelLoadError, match="no-such-org/no-such-model"):
+        drift.load_model("no-such-org/no-such-model")
+    assert time.monotonic() - t < 60
+
+
+def test_existing_model_is_wrapped_not_reloaded(tiny):
+    again = drift.load_model(tiny.hooked)
+    assert again.hooked is tiny.hooked
+    assert drift.load_model(tiny) is tiny
+
+
+def test_missing_package_is_named(monkeypatch):
+    monkeypatch.setitem(models.PACKAGED_MODELS, "ghost", ("no-such-dist-xyz", ".gguf"))
+    with pytest.raises(drift.ModelLoadError, match="no-such-dist-xyz"):
+        models.packaged_model_folder("ghost")
+
+
+def test_half_written_cache_is_rebuilt_never_loaded(tmp_path, monkeypatch):
+    """A cache folder without a valid manifest (interrupted conversion) is converted again."""
+    monkeypatch.setenv("DRIFT_CACHE", str(tmp_path))
+    calls = []
+
+    def fake_convert(gguf, out):
+        calls.append(out)
+        (out / "config.json").write_text("{}")
+        (out / "model.safetensors").write_bytes(b"w" * 1000)
+
+    monkeypatch.setattr(models, "_convert_gguf", fake_convert)
+    folder = models.packaged_model_folder()
+    assert verify_dir(folder) and len(calls) == 1
+    assert models.packaged_model_folder() == folder and len(calls) == 1  # reused
+    (folder / "model.safetensors").write_bytes(b"w" * 10)  # truncated
+    with pytest.warns(UserWarning, match="incomplete or corrupt"):
+        models.packaged_model_folder()
+    assert len(calls) == 2 and (folder / "model.safetensors").stat().st_size == 1000

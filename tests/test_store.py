@@ -1,0 +1,71 @@
+"""Caches: atomic folders and tensor files; damaged files detected; concurrent writers."""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+from pathlib import Path
+
+import pytest
+import torch
+
+from drift.store import CorruptCacheError, building_dir, load_tensors, save_tensors, verify_dir
+
+
+def test_interrupted_build_leaves_nothing(tmp_path):
+    final = tmp_path / "model"
+    with pytest.raises(KeyboardInterrupt):
+        with building_dir(final) as tmp:
+            (tmp / "weights.bin").write_bytes(b"x" * 100)
+            raise KeyboardInterrupt
+    assert not final.exists()
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_truncated_file_fails_verification(tmp_path):
+    final = tmp_path / "model"
+    with building_dir(final) as tmp:
+        (tmp / "weights.bin").write_bytes(b"x" * 100)
+    assert verify_dir(final) and verify_dir(final, digests=True)
+    (final / "weights.bin").write_bytes(b"x" * 50)
+    assert not verify_dir(final)
+
+
+def test_same_size_corruption_caught_by_digest(tmp_path):
+    final = tmp_path / "model"
+    with building_dir(final) as tmp:
+        (tmp / "weights.bin").write_bytes(b"x" * 100)
+    (final / "weights.bin").write_bytes(b"y" * 100)
+    assert verify_dir(final) and not verify_dir(final, digests=True)
+
+
+def test_tensor_file_round_trip_and_corruption(tmp_path):
+    path = tmp_path / "c.safetensors"
+    save_tensors(path, {"C": torch.arange(6.0).reshape(2, 3)}, {"layer": "4"})
+    tensors, meta = load_tensors(path)
+    assert torch.equal(tensors["C"], torch.arange(6.0).reshape(2, 3)) and meta == {"layer": "4"}
+    data = path.read_bytes()
+    path.write_bytes(data[:-8])
+    with pytest.raises(CorruptCacheError, match="c.safetensors"):
+        load_tensors(path)
+    path.write_bytes(data[:-4] + b"\x00\x00\x80\x7f")  # same length, last float altered
+    with pytest.raises(CorruptCacheError, match="digest"):
+        load_tensors(path)
+
+
+def _fill(final: str, payload: bytes) -> None:
+    with building_dir(Path(final)) as tmp:
+        for i in range(20):
+            (tmp / f"part{i}").write_bytes(payload * 1000)
+
+
+def test_two_processes_filling_one_cache_end_with_one_valid_folder(tmp_path):
+    final = tmp_path / "model"
+    ctx = mp.get_context("spawn")
+    procs = [ctx.Process(target=_fill, args=(str(final), bytes([65 + k]))) for k in range(2)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(60)
+        assert p.exitcode == 0
+    assert verify_dir(final, digests=True)
+    assert [p.name for p in tmp_path.iterdir()] == ["model"]  # no temporary folders left
