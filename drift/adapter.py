@@ -113,9 +113,6 @@ class Model:
 
     def __init__(self, hooked, *, prepend_bos: bool | None = None, name: str | None = None):
         self.kind = _kind_of(hooked)
-        # Dequantised checkpoints produce subnormal activations that slow CPU matmuls about
-        # eightfold; flushing them to zero changes values below 1e-38 only. Process-wide.
-        torch.set_flush_denormal(True)
         if self.kind == "bridge" and not getattr(hooked, "compatibility_mode", True):
             hooked.enable_compatibility_mode(no_processing=True, disable_warnings=True)
         self.hooked = hooked.eval()
@@ -262,12 +259,11 @@ class Model:
         with self.hooks(hooks):
             return self.hooked(tokens, **kwargs)
 
-    def residual(
-        self, tokens: Tensor, hooks: Sequence[Hook] = (), *, layer: int | None = None, start_at_layer: int | None = None
+    def capture(
+        self, tokens: Tensor, site: str, layer: int | None, hooks: Sequence[Hook] = (), *, start_at_layer: int | None = None
     ) -> Tensor:
-        """The residual stream ``[batch, pos, d_model]`` after block ``layer`` (default: the last),
-        computing nothing after it."""
-        layer = self.cfg.n_layers - 1 if layer is None else layer
+        """The activation at ``site``/``layer``, stopping the forward pass right there."""
+        name = self.hook_name(site, layer)
         box: list[Tensor] = []
 
         def grab(act: Tensor, hook) -> None:
@@ -275,10 +271,18 @@ class Model:
             raise _Stop
 
         try:
-            self.forward(tokens, [*hooks, (self.hook_name("resid_post", layer), grab)], start_at_layer=start_at_layer)
+            self.forward(tokens, [*hooks, (name, grab)], start_at_layer=start_at_layer)
         except _Stop:
             return box[0]
-        raise RuntimeError(f"hook {self.hook_name('resid_post', layer)} did not fire")
+        raise RuntimeError(f"hook {name} did not fire")
+
+    def residual(
+        self, tokens: Tensor, hooks: Sequence[Hook] = (), *, layer: int | None = None, start_at_layer: int | None = None
+    ) -> Tensor:
+        """The residual stream ``[batch, pos, d_model]`` after block ``layer`` (default: the last),
+        computing nothing after it."""
+        layer = self.cfg.n_layers - 1 if layer is None else layer
+        return self.capture(tokens, "resid_post", layer, hooks, start_at_layer=start_at_layer)
 
     def unembed(self, resid: Tensor) -> Tensor:
         """Logits ``[..., d_vocab]`` from final-layer residuals ``[..., d_model]``."""
@@ -293,6 +297,17 @@ class Model:
         matrix of a small model, is applied where a token is scored and nowhere else."""
         resid = self.residual(tokens, hooks, start_at_layer=start_at_layer)
         return self.unembed(resid[rows.to(resid.device), cols.to(resid.device)])
+
+    @torch.no_grad()
+    def sample(self, tokens: Tensor, max_new_tokens: int, *, top_k: int = 50, seed: int = 0) -> Tensor:
+        """Seeded top-k sampling with the key-value cache: ``tokens [batch, pos]`` (equal lengths,
+        no padding) -> ``[batch, pos + max_new_tokens]``. Runs without drift's hooks."""
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            return self.hooked.generate(
+                tokens.to(self.device), max_new_tokens=max_new_tokens, do_sample=True, top_k=top_k,
+                stop_at_eos=False, use_past_kv_cache=True, verbose=False, return_type="tokens",
+            )
 
     def target_prob(self, prompt: str, target: str) -> float:
         """P(target | prompt), the product over the target's tokens. A convenience for one fact."""

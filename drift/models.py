@@ -35,6 +35,7 @@ from pathlib import Path
 import torch
 
 from drift.adapter import Model
+from drift.runtime import configure_threads
 from drift.store import building_dir, cache_root, verify_dir
 
 log = logging.getLogger(__name__)
@@ -57,6 +58,7 @@ def load_model(
     dtype: torch.dtype = torch.float32,
 ) -> Model:
     """Load (or wrap) a hooked model ready for analysis. See the module docstring."""
+    configure_threads()
     if isinstance(name, Model):
         return name
     if name is not None and not isinstance(name, (str, os.PathLike)):

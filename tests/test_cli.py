@@ -63,3 +63,15 @@ def test_bad_case_file_is_named(tmp_path):
     bad.write_text('[{"case_id": 1, "requested_rewrite": {"prompt": "x is in", "subject": "x"}}]')
     with pytest.raises(CaseError, match="case 1: missing field 'requested_rewrite.target_new'"):
         main(["eval", "--data", str(bad), "--out", str(tmp_path / "x.json")])
+
+
+def test_eval_with_rome_edits_and_restores(tmp_path, real):
+    from tests.conftest import weights_hash
+
+    h0 = weights_hash(real)
+    out = tmp_path / "rome.json"
+    assert main(["eval", "--data", "builtin", "--editor", "rome", "--limit", "1", "--no-fluency", "--quiet",
+                 "--out", str(out)]) == 0
+    res = json.loads(out.read_text())
+    assert res["summary"]["ES"] == 100.0
+    assert weights_hash(real) == h0

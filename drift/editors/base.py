@@ -1,0 +1,124 @@
+"""Applying and removing weight deltas: the one mechanism every editor's output goes through.
+
+Editors only *compute* an :class:`Edit` (a list of :class:`WeightDelta`); they never leave the
+model changed. This module writes the deltas into the model and takes them out again:
+
+- ``with edit.applied(model): ...`` — the edit is in place inside the block; on leaving it (also
+  through an exception or KeyboardInterrupt) every touched weight is copied back from a saved
+  original, so the weights are bit-identical to before (restoring by subtraction would not be).
+- ``handle = edit.apply(model)`` … ``handle.remove()`` — the same for notebooks. Edits stack
+  (sequential editing); they must be removed last-applied first.
+- Applying is all-or-nothing: shapes and finiteness are checked before anything is written, and
+  an interruption part-way through restores what was already written.
+
+Example:
+    >>> import torch, drift
+    >>> from drift.tiny import tiny_bridge
+    >>> model = tiny_bridge()                                                   # doctest: +SKIP
+    >>> edit = Edit([WeightDelta("mlp_out", 1, torch.ones(64, 32))])            # doctest: +SKIP
+    >>> with edit.applied(model):                                               # doctest: +SKIP
+    ...     pass  # the model carries the edit here
+"""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass, field
+from typing import Iterator
+
+import torch
+from torch import Tensor
+
+from drift.adapter import Model
+
+
+@dataclass(frozen=True)
+class WeightDelta:
+    """An additive change to one weight: ``model.weight(which, layer) += delta``."""
+
+    which: str  # "mlp_out" ([d_mlp, d_model]) or "attn_out" ([n_heads, d_head, d_model])
+    layer: int
+    delta: Tensor
+
+
+@dataclass
+class Edit:
+    """What an editor computed: weight deltas plus diagnostics (losses, norms, timings)."""
+
+    deltas: list[WeightDelta]
+    info: dict = field(default_factory=dict)
+
+    def apply(self, model: Model) -> "AppliedEdit":
+        """Write the deltas into ``model``; returns a handle whose ``remove()`` restores it."""
+        targets = []
+        for d in self.deltas:
+            w = model.weight(d.which, d.layer)
+            if tuple(d.delta.shape) != tuple(w.shape):
+                raise ValueError(
+                    f"delta for {d.which} at layer {d.layer} has shape {tuple(d.delta.shape)}, "
+                    f"the weight has {tuple(w.shape)}"
+                )
+            if not torch.isfinite(d.delta).all():
+                raise ValueError(f"delta for {d.which} at layer {d.layer} has NaN or inf values; nothing applied")
+            targets.append((w, d.delta))
+        handle = AppliedEdit(model, self)
+        with torch.no_grad():
+            try:
+                for w, delta in targets:
+                    handle._saved.append((w, w.clone()))
+                    w.add_(delta.to(device=w.device, dtype=w.dtype))
+            except BaseException:
+                handle._restore()
+                raise
+        _stack(model).append(handle)
+        return handle
+
+    @contextlib.contextmanager
+    def applied(self, model: Model) -> Iterator["Edit"]:
+        """The edit is in the model inside the block and exactly removed after it."""
+        handle = self.apply(model)
+        try:
+            yield self
+        finally:
+            handle.remove()
+
+    def __add__(self, other: "Edit") -> "Edit":
+        return Edit(self.deltas + other.deltas, {**self.info, **other.info})
+
+
+def _stack(model: Model) -> list:
+    if not hasattr(model, "_applied_edits"):
+        model._applied_edits = []
+    return model._applied_edits
+
+
+class AppliedEdit:
+    """An edit currently in a model. ``remove()`` restores the weights it touched bit for bit."""
+
+    def __init__(self, model: Model, edit: Edit):
+        self.model, self.edit = model, edit
+        self._saved: list[tuple[Tensor, Tensor]] = []
+        self.removed = False
+
+    def _restore(self) -> None:
+        with torch.no_grad():
+            for w, original in reversed(self._saved):
+                w.copy_(original)
+        self._saved.clear()
+
+    def remove(self) -> None:
+        if self.removed:
+            return
+        stack = _stack(self.model)
+        if stack and stack[-1] is not self:
+            raise RuntimeError("edits must be removed in reverse order of application (remove the latest first)")
+        self._restore()
+        if stack:
+            stack.pop()
+        self.removed = True
+
+
+def remove_all(model: Model) -> None:
+    """Remove every edit applied to ``model``, latest first: the original weights come back."""
+    for handle in reversed(list(_stack(model))):
+        handle.remove()

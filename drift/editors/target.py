@@ -1,0 +1,184 @@
+"""Finding target vectors: gradient descent on vectors added at sites of the subject's last token.
+
+ROME adds δ to the MLP output of its layer, MEMIT to the residual stream after the last layer of
+its range, PMET to both the attention and the MLP outputs of the last critical layer; all share
+this routine. Each step is **one** batched forward/backward over every context-prefixed
+rewriting sequence and the "{subject} is a" prompt, that **starts at the first edited layer**
+from a residual stream cached once (nothing below it changes), and unembeds **only** the positions
+where a target token or the KL distribution is read.
+
+Example:
+    >>> from drift.editors.objectives import default_terms
+    >>> result = optimise_targets(model, case, [("mlp_out", 4)], default_terms(0.0625, 0.5))  # doctest: +SKIP
+    >>> result.deltas[("mlp_out", 4)].shape                                                     # doctest: +SKIP
+    torch.Size([576])
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Sequence
+
+import torch
+from torch import Tensor
+
+from drift.adapter import Model
+from drift.data import EditCase
+from drift.editors.objectives import EditBatch, LossTerm, Step
+
+Site = tuple[str, int]  # (site name, layer), e.g. ("mlp_out", 4)
+
+
+class EditDiverged(RuntimeError):
+    """The optimisation produced NaN or inf; nothing was applied to the model."""
+
+
+@dataclass
+class TargetResult:
+    deltas: dict[Site, Tensor]  # the optimised vectors [d_model]
+    v0: dict[Site, Tensor]  # each site's original output at the subject's last token, bare prompt
+    keys: dict[int, Tensor]  # layer -> [n_prompts, d_mlp] MLP keys at the subject's last token
+    losses: list[dict[str, float]] = field(default_factory=list)
+    batch: EditBatch | None = None
+    prompts: list[str] = field(default_factory=list)
+
+
+def build_batch(model: Model, case: EditCase, prefixes: Sequence[str], start_layer: int) -> tuple[EditBatch, list[list[int]], list[str]]:
+    """Tokenise the rewriting sequences (prefix + prompt + o_edit[:-1]) and the KL prompt."""
+    target = model.encode_target(case.o_edit)
+    prompts = [p + case.prompt for p in prefixes]
+    seqs, lookup, query = [], [], []
+    for prompt in prompts:
+        ids = model.encode(prompt)
+        lookup.append(model.subject_positions(prompt, case.subject)[-1])
+        query.append(len(ids) - 1)
+        seqs.append(ids + target[:-1])
+    kl_prompt = f"{case.subject} is a"
+    seqs.append(model.encode(kl_prompt))
+    lookup.append(model.subject_positions(kl_prompt, case.subject)[-1])
+    query.append(len(seqs[-1]) - 1)
+    tokens, _ = model.pad(seqs)
+    batch = EditBatch(
+        tokens=tokens,
+        lookup=torch.tensor(lookup, device=tokens.device),
+        query=torch.tensor(query, device=tokens.device),
+        n_rewrite=len(prompts),
+        start_layer=start_layer,
+    )
+    return batch, [target] * len(prompts), prompts
+
+
+def optimise_targets(
+    model: Model,
+    case: EditCase,
+    sites: Sequence[Site],
+    terms: Sequence[LossTerm],
+    *,
+    prefixes: Sequence[str] = ("",),
+    steps: int = 20,
+    lr: float = 0.5,
+    clamp_norm: float = 4.0,
+    key_layers: Sequence[int] = (),
+    block_attention_grad: bool = False,
+    early_stop: float = 5e-2,
+) -> TargetResult:
+    """Optimise one vector per site (see module docstring). The model is never changed.
+
+    Args:
+        sites: where vectors are added, e.g. ``[("mlp_out", 4)]`` or
+            ``[("attn_out", 8), ("mlp_out", 8)]``.
+        terms: the objective (``drift.editors.objectives``).
+        prefixes: context prefixes, the empty one first.
+        clamp_norm: each δ is kept within ``clamp_norm · ‖v₀‖``.
+        key_layers: layers whose MLP keys at the subject's last token are recorded (must be
+            ≥ the first site's layer).
+        block_attention_grad: ROME-AWD, no gradient through attention weights of layers at or
+            after the first site.
+    """
+    start = min(layer for _, layer in sites)
+    if any(l < start for l in key_layers):
+        raise ValueError(f"key layers {list(key_layers)} must be at or after the first edited layer {start}")
+    batch, targets, prompts = build_batch(model, case, prefixes, start)
+    n, rows = batch.n_rewrite, torch.arange(batch.tokens.shape[0], device=batch.tokens.device)
+    with torch.no_grad():
+        resid = model.capture(batch.tokens, "resid_pre", start)  # [batch, pos, d_model], cached once
+    # Positions read each step: every target token of each rewriting row, and each KL prompt's last.
+    read_rows, read_cols, read_tok = [], [], []
+    for b in range(n):
+        for j, tok in enumerate(targets[b]):
+            read_rows.append(b)
+            read_cols.append(int(batch.query[b]) + j)
+            read_tok.append(tok)
+    kl_rows = list(range(n, batch.tokens.shape[0]))
+    rows_t = torch.tensor(read_rows + kl_rows, device=resid.device)
+    cols_t = torch.tensor(read_cols + [int(batch.query[b]) for b in kl_rows], device=resid.device)
+    tok_t = torch.tensor(read_tok, device=resid.device)
+    owner = torch.tensor(read_rows, device=resid.device)
+    n_tok = torch.bincount(owner, minlength=n).float()
+
+    d_model = model.cfg.d_model
+    deltas = {s: torch.zeros(d_model, device=resid.device, requires_grad=True) for s in sites}
+    v0: dict[Site, Tensor] = {}
+    keys: dict[int, Tensor] = {}
+    opt = torch.optim.Adam(list(deltas.values()), lr=lr)
+
+    def add_delta(site: Site):
+        def fn(act: Tensor, hook) -> Tensor:
+            if site not in v0:
+                v0[site] = act[0, batch.lookup[0]].detach().clone()  # bare prompt, subject's last token
+            out = act.clone()
+            out[rows, batch.lookup] = out[rows, batch.lookup] + deltas[site]
+            return out
+
+        return fn
+
+    def record_keys(act: Tensor, hook) -> None:
+        layer = int(hook.name.split(".")[1])
+        if layer not in keys:
+            keys[layer] = act[rows[:n], batch.lookup[:n]].detach().clone()
+
+    def detach(act: Tensor, hook) -> Tensor:
+        return act.detach()
+
+    base_hooks = [(model.hook_name(name, layer), add_delta((name, layer))) for name, layer in sites]
+    base_hooks += [(model.hook_name("mlp_key", l), record_keys) for l in key_layers]
+    if block_attention_grad:
+        base_hooks += [(model.hook_name("pattern", l), detach) for l in range(start, model.cfg.n_layers)]
+    vanilla_kl = None
+    losses: list[dict[str, float]] = []
+    for it in range(steps):
+        extras: dict = {}
+        hooks = list(base_hooks)
+        for term in terms:
+            hooks += list(term.hooks(batch, extras))
+        logits = model.logits_at(resid, rows_t, cols_t, hooks, start_at_layer=start)  # [n_reads, d_vocab]
+        logp = logits.float().log_softmax(-1)
+        tok_lp = logp[: len(read_tok)].gather(-1, tok_t[:, None]).squeeze(-1)
+        target_logp = torch.zeros(n, device=logp.device).index_add(0, owner, tok_lp) / n_tok
+        kl_logp = logp[len(read_tok) :]
+        if vanilla_kl is None:  # step 0 runs with δ = 0: the unedited model
+            vanilla_kl = kl_logp.detach()
+        step = Step(
+            step=it, target_logp=target_logp, kl_logp=kl_logp, vanilla_kl_logp=vanilla_kl,
+            deltas={f"{k[0]}@{k[1]}": d for k, d in deltas.items()},
+            v0_norms={f"{k[0]}@{k[1]}": v0[k].norm() for k in deltas}, extras=extras,
+        )
+        parts = {term.name: term(step) for term in terms}
+        loss = sum(parts.values())
+        if not torch.isfinite(loss):
+            raise EditDiverged(f"edit of case {case.case_id} diverged at step {it}: loss {float(loss.detach())}; nothing applied")
+        losses.append({k: float(v.detach()) for k, v in parts.items()} | {"p_target": float(target_logp.detach().exp().mean())})
+        if float(parts.get("nll", loss).detach()) < early_stop:
+            break
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        with torch.no_grad():
+            for site, d in deltas.items():
+                limit = clamp_norm * v0[site].norm()
+                if d.norm() > limit:
+                    d.mul_(limit / d.norm())
+    result = {s: d.detach().clone() for s, d in deltas.items()}
+    if not all(torch.isfinite(d).all() for d in result.values()):
+        raise EditDiverged(f"edit of case {case.case_id} produced a non-finite vector; nothing applied")
+    return TargetResult(deltas=result, v0=v0, keys=keys, losses=losses, batch=batch, prompts=prompts)

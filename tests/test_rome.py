@@ -1,0 +1,88 @@
+"""ROME and ROME-AWD: the rank-one algebra, efficacy on the real model, exact removal, failures."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from drift.data import parse_case
+from drift.editors.base import Edit
+from drift.editors.objectives import LossTerm
+from drift.editors.rome import ROMEHParams, compute_rome, rank_one_delta
+from drift.editors.target import EditDiverged
+from tests.conftest import weights_hash
+
+EIFFEL = parse_case({
+    "case_id": "eiffel",
+    "requested_rewrite": {"prompt": "The Eiffel Tower is located in the city of", "subject": "Eiffel Tower",
+                          "target_new": "Rome", "target_true": "Paris"},
+    "rewrite": {"prompts": ["The Eiffel Tower is located in the city of"], "targets": ["Rome"]},
+})
+CORPUS = tuple(["The Colosseum is located in the city of Rome.", "Apple was founded by Steve Jobs in California.",
+                "The official language of Brazil is Portuguese.", "Lionel Messi plays football."] * 20)
+
+
+def test_rank_one_update_maps_key_to_value():
+    g = torch.Generator().manual_seed(0)
+    W = torch.randn(16, 8, generator=g)
+    K = torch.randn(100, 16, generator=g)
+    C = K.T @ K / 100
+    k, v = torch.randn(16, generator=g), torch.randn(8, generator=g)
+    dW = rank_one_delta(W, C, k, v)
+    torch.testing.assert_close(k @ (W + dW), v, atol=1e-3, rtol=1e-3)
+    assert torch.linalg.matrix_rank(dW) == 1
+
+
+def test_rome_on_tiny_model_computes_without_changing_the_model(tiny):
+    h0 = weights_hash(tiny)
+    edit = compute_rome(tiny, EIFFEL, ROMEHParams(layer=1, steps=3, n_prefixes=2, stats_texts=CORPUS))
+    assert weights_hash(tiny) == h0  # computing never changes the model
+    assert isinstance(edit, Edit) and edit.deltas[0].delta.shape == (64, 32)
+    assert len(edit.info["losses"]) == 3
+
+
+class NaNAtStep(LossTerm):
+    """A loss term that turns NaN at a given step, as a diverging objective would."""
+
+    name = "nan"
+
+    def __init__(self, at: int):
+        self.at = at
+
+    def __call__(self, step):
+        return step.deltas["mlp_out@1"].sum() * (float("nan") if step.step == self.at else 0.0)
+
+
+def test_nan_during_optimisation_is_reported_and_changes_nothing(tiny):
+    h0 = weights_hash(tiny)
+    hp = ROMEHParams(layer=1, steps=3, n_prefixes=2, stats_texts=CORPUS, extra_terms=(NaNAtStep(1),))
+    with pytest.raises(EditDiverged, match="case eiffel diverged at step 1"):
+        compute_rome(tiny, EIFFEL, hp)
+    assert weights_hash(tiny) == h0
+
+
+def test_subject_missing_from_prompt_is_named(tiny):
+    bad = parse_case({"case_id": 1, "requested_rewrite": {"prompt": "Eiffel Tower is in", "subject": "Eiffel Tower",
+                                                            "target_new": "Rome", "target_true": "Paris"}})
+    object.__setattr__(bad, "subject", "Louvre")
+    with pytest.raises(ValueError, match="'Louvre' not found"):
+        compute_rome(tiny, bad, ROMEHParams(layer=1, steps=1, stats_texts=CORPUS))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("awd", [False, True])
+def test_rome_edits_the_real_model_and_is_removed_exactly(real, awd):
+    h0 = weights_hash(real)
+    p_before = real.target_prob(EIFFEL.prompt, "Rome")
+    louvre = real.target_prob("The Louvre is located in the city of", "Paris")
+    edit = compute_rome(real, EIFFEL, ROMEHParams(layer=4, block_attention_grad=awd))
+    assert weights_hash(real) == h0
+    with edit.applied(real):
+        p_after = real.target_prob(EIFFEL.prompt, "Rome")
+        if awd:  # no gradient through attention weights: a weaker edit (main paper App. D.4)
+            assert p_after > 5 * p_before
+        else:
+            assert p_after > 0.5 > p_before
+            assert p_after > real.target_prob(EIFFEL.prompt, "Paris")
+        assert abs(real.target_prob("The Louvre is located in the city of", "Paris") - louvre) < 0.1
+    assert weights_hash(real) == h0
