@@ -1,0 +1,60 @@
+"""evaluate(): batching across cases equals one case at a time; fluency and perplexity paths."""
+
+from __future__ import annotations
+
+import contextlib
+import math
+
+import pytest
+
+from drift.data import parse_case
+from drift.evaluate import evaluate, generate, perplexity
+from tests.test_data import MERGED
+
+
+def _cases():
+    a = parse_case({**MERGED, "generation": {"prompts": ["The Eiffel Tower is"]},
+                    "o-commonsense": {"prompts": "How to cross a river.", "right": "Use a bridge.", "wrong": "Use a spoon."}})
+    b = parse_case({**MERGED, "case_id": 8, "l-relation": {"prompts": ["The Eiffel Tower is made of"], "targets": ["iron"]}})
+    return [a, b]
+
+
+def test_grouped_equals_one_at_a_time(tiny):
+    cases = _cases()
+    together = evaluate(tiny, cases, fluency=False, progress=False, batch_cases=8)
+    alone = [evaluate(tiny, [c], fluency=False, progress=False)[0] for c in cases]
+    for t, a in zip(together, alone):
+        assert t["case_id"] == a["case_id"]
+        for k, v in a["metrics"].items():
+            assert t["metrics"][k] == pytest.approx(v, abs=1e-6)
+    assert {"ES", "EM", "NS", "NM", "DNS", "DNM", "OS", "DOS"} <= set(together[0]["metrics"])
+    assert "RS" in together[1]["metrics"] and "RS" not in together[0]["metrics"]
+
+
+def test_fluency_and_perplexity(tiny):
+    rows = evaluate(tiny, _cases()[:1], fluency=True, gen_tokens=6, ppl_texts=["Tokyo is in Japan."], progress=False)
+    m = rows[0]["metrics"]
+    assert m["FL"] >= 0 and math.isfinite(m["PPL"]) and m["PPL"] > 1
+    assert rows[0]["generations"][0].startswith("The Eiffel Tower is")
+
+
+def test_generation_is_seeded(tiny):
+    a = generate(tiny, ["The capital of Japan is"], max_new_tokens=5, seed=3)
+    assert a == generate(tiny, ["The capital of Japan is"], max_new_tokens=5, seed=3)
+
+
+def test_perplexity_of_uniform_model_is_vocab_sized(tiny):
+    # A random tiny model is close to uniform over its vocabulary.
+    assert 0.5 * tiny.cfg.d_vocab < perplexity(tiny, ["The Colosseum is located in the city of Rome."]) < 2 * tiny.cfg.d_vocab
+
+
+def test_edit_function_wraps_each_case(tiny):
+    seen = []
+
+    @contextlib.contextmanager
+    def fake_edit(model, case):
+        seen.append(case.case_id)
+        yield
+
+    evaluate(tiny, _cases(), edit=fake_edit, fluency=False, progress=False)
+    assert seen == ["7", "8"]
