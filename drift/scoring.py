@@ -71,12 +71,15 @@ def score_targets(
     ]
     tok_lp = torch.empty(len(reads))
     hit = torch.empty(len(reads))
-    carriers = sorted(set(carrier), key=lambda c: len(seqs[c]))  # similar lengths batch together
+    by_carrier: dict[int, list[int]] = {}
+    for r, (_, c, _, _) in enumerate(reads):
+        by_carrier.setdefault(c, []).append(r)
+    carriers = sorted(by_carrier, key=lambda c: len(seqs[c]))  # similar lengths batch together
     for start in range(0, len(carriers), batch_size):
         chunk = carriers[start : start + batch_size]
-        where = {c: b for b, c in enumerate(chunk)}
-        mine = [r for r, (_, c, _, _) in enumerate(reads) if c in where]
-        lp, h = _score_batch(model, [seqs[c] for c in chunk], [(where[reads[r][1]], reads[r][2], reads[r][3]) for r in mine], hooks)
+        mine = [r for c in chunk for r in by_carrier[c]]
+        row_of = {c: b for b, c in enumerate(chunk)}
+        lp, h = _score_batch(model, [seqs[c] for c in chunk], [(row_of[reads[r][1]], reads[r][2], reads[r][3]) for r in mine], hooks)
         tok_lp[mine], hit[mine] = lp, h
     owner = torch.tensor([r[0] for r in reads])
     first = torch.tensor([j == 0 for k, (p, t) in enumerate(pairs) for j in range(len(t))])

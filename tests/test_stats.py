@@ -1,0 +1,47 @@
+"""Key statistics: correct second moment, cached, corruption detected and rebuilt."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from drift.editors.stats import key_second_moment
+
+TEXTS = ["The Colosseum is located in the city of Rome.", "Apple was founded by Steve Jobs."]
+
+
+def test_second_moment_matches_direct_computation(tiny, tmp_path, monkeypatch):
+    monkeypatch.setenv("DRIFT_CACHE", str(tmp_path))
+    C = key_second_moment(tiny, [0, 1], TEXTS, batch_size=1)
+    for layer in (0, 1):
+        keys = []
+        for t in TEXTS:
+            tokens, _ = tiny.pad([tiny.encode(t)])
+            keys.append(tiny.capture(tokens, "mlp_key", layer)[0])
+        K = torch.cat(keys)  # [n_tokens, d_mlp]
+        torch.testing.assert_close(C[layer], K.T @ K / K.shape[0], atol=1e-5, rtol=1e-4)
+
+
+def test_cache_is_reused_and_corruption_rebuilt(tiny, tmp_path, monkeypatch):
+    monkeypatch.setenv("DRIFT_CACHE", str(tmp_path))
+    first = key_second_moment(tiny, [1], TEXTS)[1]
+    files = list((tmp_path / "stats").rglob("*.safetensors"))
+    assert len(files) == 1
+    import drift.editors.stats as stats
+
+    monkeypatch.setattr(stats, "_accumulate", lambda *a, **k: pytest.fail("recomputed a valid cache"))
+    torch.testing.assert_close(key_second_moment(tiny, [1], TEXTS)[1], first)
+    monkeypatch.undo()
+    monkeypatch.setenv("DRIFT_CACHE", str(tmp_path))
+    files[0].write_bytes(files[0].read_bytes()[:-16])  # truncated
+    with pytest.warns(UserWarning, match="recomputing the key statistics"):
+        again = key_second_moment(tiny, [1], TEXTS)[1]
+    torch.testing.assert_close(again, first)
+
+
+def test_other_corpus_is_a_different_cache_entry(tiny, tmp_path, monkeypatch):
+    monkeypatch.setenv("DRIFT_CACHE", str(tmp_path))
+    a = key_second_moment(tiny, [1], TEXTS)[1]
+    b = key_second_moment(tiny, [1], TEXTS[:1])[1]
+    assert not torch.allclose(a, b)
+    assert len(list((tmp_path / "stats").rglob("*.safetensors"))) == 2
