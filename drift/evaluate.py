@@ -113,22 +113,22 @@ def generate(
     seed: int = 0,
     batch_size: int = 32,
 ) -> list[str]:
-    """Seeded top-k sampling, batched with right padding; returns prompt + continuation."""
-    gen = torch.Generator().manual_seed(seed)
-    out: list[str] = []
-    for start in range(0, len(prompts), batch_size):
-        seqs = [model.encode(p) for p in prompts[start : start + batch_size]]
-        first_new = [len(s) for s in seqs]
-        for _ in range(max_new_tokens):
-            tokens, lengths = model.pad(seqs)
-            logits = model.forward(tokens)[torch.arange(len(seqs)), lengths - 1].float().cpu()  # [batch, vocab]
-            top = logits.topk(top_k, dim=-1)
-            pick = torch.multinomial(top.values.softmax(-1), 1, generator=gen).squeeze(-1)
-            nxt = top.indices[torch.arange(len(seqs)), pick]
-            seqs = [s + [int(t)] for s, t in zip(seqs, nxt)]
-        for p, s, n in zip(prompts[start : start + batch_size], seqs, first_new):
-            out.append(p + model.tokenizer.decode(s[n:]))
-    return out
+    """Seeded top-k sampling with the key-value cache; returns prompt + continuation.
+
+    Prompts of equal token length are sampled together (no padding needed)."""
+    ids = [model.encode(p) for p in prompts]
+    out: list[str | None] = [None] * len(prompts)
+    by_len: dict[int, list[int]] = {}
+    for i, s in enumerate(ids):
+        by_len.setdefault(len(s), []).append(i)
+    for n, idx in sorted(by_len.items()):
+        for start in range(0, len(idx), batch_size):
+            chunk = idx[start : start + batch_size]
+            tokens = torch.tensor([ids[i] for i in chunk])
+            sampled = model.sample(tokens, max_new_tokens, top_k=top_k, seed=seed + n * 7919 + start)
+            for i, row in zip(chunk, sampled):
+                out[i] = prompts[i] + model.tokenizer.decode(row[n:])
+    return out  # type: ignore[return-value]
 
 
 @torch.no_grad()
