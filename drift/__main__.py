@@ -88,7 +88,9 @@ def _eval(args) -> int:
     if done:
         print(f"resuming: {len(done)} cases already done in {partial}", file=sys.stderr)
     model = drift.load_model(args.model)
-    torch_seed(args.seed)
+    import torch
+
+    torch.manual_seed(args.seed)
     partial.parent.mkdir(parents=True, exist_ok=True)
     if not done:
         partial.write_text(json.dumps({"config_key": key}) + "\n")
@@ -107,12 +109,6 @@ def _eval(args) -> int:
     print(_table(summary))
     print(f"wrote {out}")
     return 0
-
-
-def torch_seed(seed: int) -> None:
-    import torch
-
-    torch.manual_seed(seed)
 
 
 def _read_partial(path: Path, key: str) -> dict[str, dict]:
