@@ -27,7 +27,7 @@ def main(argv: list[str] | None = None) -> int:
 
     ev = sub.add_parser("eval", help="evaluate an editor (or none) on edit cases")
     ev.add_argument("--data", default="builtin", help="'builtin' or a CounterFact-format JSON file (default: builtin)")
-    ev.add_argument("--editor", default="none", help="none (default), rome or rome-awd")
+    ev.add_argument("--editor", default="none", help="none (default), rome, rome-awd, memit or pmet")
     ev.add_argument("--limit", type=int, default=None, help="evaluate only the first N cases")
     ev.add_argument("--model", default=None, help="model name, hub id or local folder (default: smollm2-135m)")
     ev.add_argument("--seed", type=int, default=0, help="seed for sampling generations (default: 0)")

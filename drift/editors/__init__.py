@@ -13,16 +13,20 @@ Example:
 from __future__ import annotations
 
 import contextlib
+import importlib
 from dataclasses import replace
 from drift.evaluate import EditFn
 
 
-def _rome(**overrides) -> EditFn:
+def _editor(module: str, compute: str, **overrides) -> EditFn:
+    """An EditFn running ``drift.editors.<module>.<compute>`` with the model's preset (plus
+    ``overrides``), the edit applied inside the block."""
+
     @contextlib.contextmanager
     def run(model, case):
-        from drift.editors.rome import compute_rome, preset
-
-        edit = compute_rome(model, case, replace(preset(model), **overrides))
+        mod = importlib.import_module(f"drift.editors.{module}")
+        hp = replace(mod.preset(model), **overrides)
+        edit = getattr(mod, compute)(model, case, hp)
         with edit.applied(model):
             yield edit
 
@@ -30,8 +34,10 @@ def _rome(**overrides) -> EditFn:
 
 
 EDITORS: dict[str, EditFn] = {
-    "rome": _rome(),
-    "rome-awd": _rome(block_attention_grad=True),
+    "rome": _editor("rome", "compute_rome"),
+    "rome-awd": _editor("rome", "compute_rome", block_attention_grad=True),
+    "memit": _editor("memit", "compute_memit"),
+    "pmet": _editor("pmet", "compute_pmet"),
 }
 
 

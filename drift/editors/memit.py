@@ -1,0 +1,118 @@
+"""MEMIT: a target at the residual stream after the last critical layer, spread over a layer range.
+
+1. Target: δ added to the residual stream after layer L (the last of the range) at the subject's
+   last token, optimised by :func:`drift.editors.target.optimise_targets` with the same objective
+   as ROME (NLL + ω·KL + weight decay, norm clamp); z = h_L + δ.
+2. Update: :func:`drift.editors.spread.spread_update` writes z into the MLPs of the range in
+   ascending order, each layer taking R/(L − l + 1) of what is left (MEMIT paper, Algorithm 1),
+   with ΔW = (λC₀ + KᵀK)⁻¹KᵀR.
+
+:func:`compute_range_edit` is the shared body of MEMIT and PMET (``drift.editors.pmet``): they
+differ only in where the vectors are optimised, which one is written into the MLPs, and the
+spread divisor.
+
+Example:
+    >>> import drift
+    >>> from drift.data import load_cases
+    >>> model = drift.load_model()                                          # doctest: +SKIP
+    >>> case = load_cases("builtin")[0]
+    >>> edit = compute_memit(model, case)                                   # doctest: +SKIP
+    >>> [d.layer for d in edit.deltas]                                      # doctest: +SKIP
+    [3, 4, 5]
+    >>> with edit.applied(model):                                           # doctest: +SKIP
+    ...     model.target_prob(case.prompt, case.o_edit)
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field, replace
+from typing import Callable, Sequence
+
+from drift.adapter import Model
+from drift.data import EditCase
+from drift.editors.base import Edit
+from drift.editors.context import context_prefixes
+from drift.editors.objectives import LossTerm, default_terms
+from drift.editors.spread import even, spread_update
+from drift.editors.stats import key_second_moment
+from drift.editors.target import Site, optimise_targets
+
+
+@dataclass(frozen=True)
+class MEMITHParams:
+    layers: tuple[int, ...] = (3, 4, 5)  # SmolLM2-135M: around ROME's layer 4 (see PRESETS)
+    steps: int = 20
+    lr: float = 0.5
+    kl_factor: float = 0.0625  # ω
+    weight_decay: float = 0.5
+    clamp_norm: float = 0.75  # ‖δ‖ ≤ clamp_norm · ‖h_L‖ (MEMIT's residual-stream clamp)
+    mom2_weight: float = 2000.0  # λ, how strongly previously stored keys are kept
+    n_prefixes: int = 6
+    block_attention_grad: bool = False
+    stats_texts: tuple[str, ...] | None = field(default=None, repr=False)
+    extra_terms: tuple[LossTerm, ...] = ()  # e.g. (SADR(...),)
+
+
+# SmolLM2-135M (30 layers, d_mlp 1536): layers 3-5, the range the main paper uses for TinyLlama,
+# another small Llama; λ = 2000 because with d_mlp ≈ 1.5k a larger λ leaves most of the residual
+# unwritten (measured on the built-in cases: see BENCHMARKS.md / README). Larger models: the layer
+# ranges of the main paper's App. C.2 and MEMIT's published λ = 15000.
+PRESETS: dict[str, MEMITHParams] = {
+    "smollm2-135m": MEMITHParams(),
+    "EleutherAI/gpt-j-6B": MEMITHParams(layers=(3, 4, 5, 6, 7, 8), lr=0.5, mom2_weight=15000.0),
+    "meta-llama/Meta-Llama-3-8B": MEMITHParams(layers=(4, 5, 6, 7, 8), weight_decay=1e-3, mom2_weight=15000.0),
+    "EleutherAI/gpt-neox-20b": MEMITHParams(layers=(13, 14, 15, 16), mom2_weight=15000.0),
+    "TinyLlama/TinyLlama-1.1B-Chat-v1.0": MEMITHParams(layers=(3, 4, 5), weight_decay=1e-3, mom2_weight=15000.0),
+    "gpt2-xl": MEMITHParams(layers=(13, 14, 15, 16, 17), mom2_weight=20000.0),
+}
+
+
+def preset(model: Model, presets: dict = PRESETS, default=MEMITHParams()):
+    """The preset for ``model`` by name, else ``default`` with its range moved to ~10-17% depth."""
+    if model.name in presets:
+        return presets[model.name]
+    n = model.cfg.n_layers
+    lo = max(0, round(n * 0.1))
+    hi = min(n - 1, max(lo, round(n * 0.17)))
+    return replace(default, layers=tuple(range(lo, hi + 1)))
+
+
+def compute_range_edit(
+    model: Model,
+    case: EditCase,
+    hp: MEMITHParams,
+    *,
+    opt_sites: Sequence[Site],
+    value_site: Site,
+    divisor: Callable[[int], float],
+    editor: str,
+) -> Edit:
+    """Optimise vectors at ``opt_sites``, then spread ``value_site``'s target over ``hp.layers``."""
+    t0 = time.perf_counter()
+    layers = sorted(hp.layers)
+    if not layers or any(not 0 <= l < model.cfg.n_layers for l in layers):
+        raise ValueError(f"{editor}: layers {list(hp.layers)} must be a non-empty subset of 0..{model.cfg.n_layers - 1}")
+    C = key_second_moment(model, layers, hp.stats_texts)
+    terms = default_terms(hp.kl_factor, hp.weight_decay) + list(hp.extra_terms)
+    res = optimise_targets(
+        model, case, opt_sites, terms, prefixes=context_prefixes(model, hp.n_prefixes), steps=hp.steps,
+        lr=hp.lr, clamp_norm=hp.clamp_norm, block_attention_grad=hp.block_attention_grad,
+    )
+    batch = res.batch
+    n = batch.n_rewrite
+    target = res.v0[value_site] + res.deltas[value_site]
+    deltas = spread_update(
+        model, batch.tokens[:n], batch.lookup[:n], layers, value_site, target, C, hp.mom2_weight, divisor
+    )
+    info = {"editor": editor, "layers": layers, "losses": res.losses, "seconds": time.perf_counter() - t0,
+            "delta_norms": [float(d.delta.norm()) for d in deltas]}
+    return Edit(deltas, info)
+
+
+def compute_memit(model: Model, case: EditCase, hp: MEMITHParams | None = None) -> Edit:
+    """Compute (never apply) the MEMIT edit for ``case``. See the module docstring."""
+    hp = hp or preset(model)
+    last = max(hp.layers)
+    site = ("resid_post", last)
+    return compute_range_edit(model, case, hp, opt_sites=[site], value_site=site, divisor=even, editor="memit")

@@ -1,0 +1,54 @@
+"""PMET: optimise the attention and the MLP outputs of the last critical layer, write only the MLP one.
+
+The two component outputs at the last layer L of the range each get their own vector
+(``[("attn_out", L), ("mlp_out", L)]``), optimised together with the editors' objective; the
+attention vector only helps the optimisation carry information the MLP does not need (PMET
+paper §"Method"). The MLP target v = m_L + δ_mlp is then spread over the range with the square
+root divisor R/√(L − l + 1) (PMET paper Eq. 11) through
+:func:`drift.editors.memit.compute_range_edit`.
+
+Example:
+    >>> edit = compute_pmet(model, case)                                    # doctest: +SKIP
+    >>> sorted({d.which for d in edit.deltas})                              # doctest: +SKIP
+    ['mlp_out']
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from drift.adapter import Model
+from drift.data import EditCase
+from drift.editors.base import Edit
+from drift.editors.memit import MEMITHParams, compute_range_edit, preset as _range_preset
+from drift.editors.spread import square_root
+
+
+@dataclass(frozen=True)
+class PMETHParams(MEMITHParams):
+    clamp_norm: float = 4.0  # each component vector within 4·‖its original output‖ (as ROME's MLP clamp)
+
+
+# SmolLM2-135M: the same layers and λ as MEMIT's preset (see drift.editors.memit); larger models:
+# the layer ranges of the main paper's App. C.2.
+PRESETS: dict[str, PMETHParams] = {
+    "smollm2-135m": PMETHParams(),
+    "EleutherAI/gpt-j-6B": PMETHParams(layers=(3, 4, 5, 6, 7, 8), mom2_weight=15000.0),
+    "meta-llama/Meta-Llama-3-8B": PMETHParams(layers=(4, 5, 6, 7, 8), weight_decay=1e-3, mom2_weight=15000.0),
+    "EleutherAI/gpt-neox-20b": PMETHParams(layers=(13, 14, 15, 16), mom2_weight=15000.0),
+    "TinyLlama/TinyLlama-1.1B-Chat-v1.0": PMETHParams(layers=(3, 4, 5), weight_decay=1e-3, mom2_weight=15000.0),
+}
+
+
+def preset(model: Model) -> PMETHParams:
+    return _range_preset(model, PRESETS, PMETHParams())
+
+
+def compute_pmet(model: Model, case: EditCase, hp: PMETHParams | None = None) -> Edit:
+    """Compute (never apply) the PMET edit for ``case``. See the module docstring."""
+    hp = hp or preset(model)
+    last = max(hp.layers)
+    return compute_range_edit(
+        model, case, hp, opt_sites=[("attn_out", last), ("mlp_out", last)], value_site=("mlp_out", last),
+        divisor=square_root, editor="pmet",
+    )

@@ -1,0 +1,95 @@
+"""Spreading a target over a range of MLP layers: the update shared by MEMIT and PMET.
+
+Given a target value z for some site of the last critical layer L (MEMIT: the residual stream
+after L; PMET: the MLP output of L) at the subject's last token, the layers l of the range are
+updated in ascending order. Before each layer, with the updates of the layers below it in place,
+the MLP keys K ``[n, d_mlp]`` at the subject's last token of the ``n`` prefixed prompts and the
+site's current value z_l are read again; the residual z − z_l is divided by a spread divisor of
+the layers still to go, ``L − l + 1`` (MEMIT, even) or its square root (PMET), and written into
+``W_out`` by the least-squares update that keeps previously stored keys (second moment C₀,
+weighted by λ) in place — in TransformerLens orientation (``out = k @ W_out``):
+
+    ΔW = (λ C₀ + Kᵀ K)⁻¹ Kᵀ R,    R [n, d_model] = the residual repeated for each prompt.
+
+The partial updates are applied through :meth:`drift.editors.base.Edit.applied` only while the
+next layer's keys are read; the model is unchanged when this returns.
+
+Example:
+    >>> deltas = spread_update(model, tokens, lookup, [3, 4, 5], ("resid_post", 5), z, C, 2000.0,
+    ...                        divisor=even)                                   # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Callable, Mapping, Sequence
+
+import torch
+from torch import Tensor
+
+from drift.adapter import Model
+from drift.editors.base import Edit, WeightDelta
+
+
+def even(n_left: int) -> float:
+    """MEMIT's spread: each layer takes an equal share of what is left."""
+    return float(n_left)
+
+
+def square_root(n_left: int) -> float:
+    """PMET's spread: a larger share for each layer, R / √(L − l + 1)."""
+    return math.sqrt(n_left)
+
+
+def read_keys_and_value(
+    model: Model, tokens: Tensor, lookup: Tensor, key_layer: int, site: tuple[str, int]
+) -> tuple[Tensor, Tensor]:
+    """MLP keys ``[n, d_mlp]`` at ``key_layer`` and the value ``[d_model]`` of ``site`` for row 0,
+    both at the subject's last token (``lookup [n]``); one forward pass that stops at ``site``."""
+    rows = torch.arange(tokens.shape[0], device=tokens.device)
+    box: dict[str, Tensor] = {}
+
+    def grab_keys(act: Tensor, hook) -> None:
+        box["keys"] = act[rows, lookup].detach().clone()
+
+    with torch.no_grad():
+        value = model.capture(tokens, site[0], site[1], [(model.hook_name("mlp_key", key_layer), grab_keys)])
+    return box["keys"], value[0, lookup[0]].detach().clone()
+
+
+def least_squares_delta(K: Tensor, R: Tensor, C: Tensor, lam: float) -> Tensor:
+    """ΔW ``[d_mlp, d_model]`` minimising λ‖ΔW‖²_C₀ + ‖K ΔW − R‖²; ``K [n, d_mlp]``, ``R [n, d_model]``,
+    ``C [d_mlp, d_mlp]``. Solved in float64 with a small ridge for stability."""
+    C = C.double()
+    A = lam * C + K.double().T @ K.double()
+    A = A + 1e-6 * A.diagonal().mean() * torch.eye(A.shape[0], dtype=A.dtype, device=A.device)
+    return torch.linalg.solve(A, K.double().T @ R.double()).float()
+
+
+def spread_update(
+    model: Model,
+    tokens: Tensor,
+    lookup: Tensor,
+    layers: Sequence[int],
+    site: tuple[str, int],
+    target: Tensor,
+    C: Mapping[int, Tensor],
+    lam: float,
+    divisor: Callable[[int], float] = even,
+) -> list[WeightDelta]:
+    """The per-layer ``W_out`` deltas that move ``site`` toward ``target [d_model]`` (see module
+    docstring). ``tokens [n, pos]`` are the prefixed prompts (row 0 the bare one), ``lookup [n]``
+    the subject's last token in each."""
+    last = site[1]
+    layers = sorted(layers)
+    if layers[-1] != last:
+        raise ValueError(f"the target site's layer {last} must be the last of the edited layers {layers}")
+    deltas: list[WeightDelta] = []
+    for layer in layers:
+        with Edit(list(deltas)).applied(model):
+            K, current = read_keys_and_value(model, tokens, lookup, layer, site)
+        resid = (target - current) / divisor(last - layer + 1)  # [d_model]
+        R = resid.expand(K.shape[0], -1)
+        delta = least_squares_delta(K, R, C[layer], lam)
+        deltas.append(WeightDelta("mlp_out", layer, delta.to(model.weight("mlp_out", layer).dtype)))
+    return deltas
