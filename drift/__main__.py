@@ -28,6 +28,11 @@ def main(argv: list[str] | None = None) -> int:
     ev = sub.add_parser("eval", help="evaluate an editor (or none) on edit cases")
     ev.add_argument("--data", default="builtin", help="'builtin' or a CounterFact-format JSON file (default: builtin)")
     ev.add_argument("--editor", default="none", help="none (default), rome, rome-awd, memit or pmet")
+    ev.add_argument("--sadr", type=float, default=None, metavar="GAMMA",
+                    help="add SADR with weight GAMMA (paper scale, e.g. 0.01) to the editor's objective")
+    ev.add_argument("--sadr-heads", choices=["selective", "all"], default="selective",
+                    help="SADR restrains heads that over-attend (selective, default) or every head (all)")
+    ev.add_argument("--steps", type=int, default=None, help="optimisation steps of the editor (default: its preset)")
     ev.add_argument("--limit", type=int, default=None, help="evaluate only the first N cases")
     ev.add_argument("--model", default=None, help="model name, hub id or local folder (default: smollm2-135m)")
     ev.add_argument("--seed", type=int, default=0, help="seed for sampling generations (default: 0)")
@@ -75,12 +80,23 @@ def _eval(args) -> int:
     from drift.metrics import summarise
     from drift.store import save_json
 
-    edit = get_editor(args.editor)  # unknown names fail before the model loads
+    overrides = {}
+    if args.sadr is not None:
+        from drift.editors.sadr import SADR
+
+        overrides["extra_terms"] = (SADR(args.sadr, args.sadr_heads),)
+    if args.steps is not None:
+        overrides["steps"] = args.steps
+    edit = get_editor(args.editor, **overrides)  # unknown names and bad options fail before the model loads
     cases = load_cases(args.data, limit=args.limit)
     texts = _load_texts(args.ppl) if args.ppl else None
     out = Path(args.out)
     config = {"data": str(args.data), "editor": args.editor, "model": args.model or drift.DEFAULT_MODEL,
               "seed": args.seed, "fluency": not args.no_fluency, "ppl": args.ppl}
+    if args.sadr is not None:  # only when given, so keys of runs without them stay as they were
+        config |= {"sadr": args.sadr, "sadr_heads": args.sadr_heads}
+    if args.steps is not None:
+        config["steps"] = args.steps
     key = hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()[:16]
     partial = out.with_name(out.name + ".partial.jsonl")
     done = {} if args.restart else _read_partial(partial, key)

@@ -208,13 +208,16 @@ class Model:
             if prompt.lower().find(subject.strip().lower()) >= 0:
                 hint = " (it appears with different case or spacing; pass the exact text)"
             raise ValueError(f"subject {subject!r} not found in prompt {prompt!r}{hint}")
-        end = start + len(subject)
-        enc = self.tokenizer(prompt, add_special_tokens=False, return_offsets_mapping=True)
-        off = 1 if self.prepend_bos else 0
-        pos = [i + off for i, (a, b) in enumerate(enc["offset_mapping"]) if a < end and b > start]
+        pos = self.span_positions(prompt, start, start + len(subject))
         if not pos:
             raise ValueError(f"subject {subject!r} covers no token of prompt {prompt!r}")
         return pos
+
+    def span_positions(self, text: str, start: int, end: int) -> list[int]:
+        """Indices (in ``encode(text)``) of the tokens overlapping characters ``[start, end)``."""
+        enc = self.tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
+        off = 1 if self.prepend_bos else 0
+        return [i + off for i, (a, b) in enumerate(enc["offset_mapping"]) if a < end and b > start]
 
     def pad(self, seqs: Sequence[Sequence[int]]) -> tuple[Tensor, Tensor]:
         """Right-pad token lists into ``tokens [batch, pos]`` and ``lengths [batch]``."""

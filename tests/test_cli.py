@@ -58,6 +58,11 @@ def test_unknown_editor_is_named(tmp_path):
         main(["eval", "--editor", "romee", "--out", str(tmp_path / "x.json")])
 
 
+def test_sadr_without_an_editor_is_refused(tmp_path):
+    with pytest.raises(ValueError, match="need an editor, not 'none'"):
+        main(["eval", "--editor", "none", "--sadr", "0.01", "--out", str(tmp_path / "x.json")])
+
+
 def test_bad_case_file_is_named(tmp_path):
     bad = tmp_path / "cases.json"
     bad.write_text('[{"case_id": 1, "requested_rewrite": {"prompt": "x is in", "subject": "x"}}]')

@@ -46,7 +46,7 @@ class Step:
     vanilla_kl_logp: Tensor  # [n_kl, d_vocab] the same for the unedited model (no grad)
     deltas: dict[str, Tensor]  # site key -> [d_model] vector being optimised
     v0_norms: dict[str, Tensor]  # site key -> ‖original output at the subject's last token‖
-    extras: dict = field(default_factory=dict)  # what terms' hooks recorded this step
+    extras: dict = field(default_factory=dict)  # "model", "batch", and what terms' hooks recorded this step
 
 
 class LossTerm:

@@ -147,7 +147,7 @@ def optimise_targets(
     vanilla_kl = None
     losses: list[dict[str, float]] = []
     for it in range(steps):
-        extras: dict = {}
+        extras: dict = {"model": model, "batch": batch}  # what terms' hooks may need; they add to it
         hooks = list(base_hooks)
         for term in terms:
             hooks += list(term.hooks(batch, extras))

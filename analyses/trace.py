@@ -1,0 +1,248 @@
+"""Where and why an edit fails on unrelated prompts: the main paper's §3 figures and tables.
+
+    python analyses/trace.py                       # default model, built-in cases, ROME
+    python analyses/trace.py --data ../shared/data/counterfact-merged-dev.json --limit 100 --trace-cases 0
+
+For each case the editor's edit is computed (never left in the model), then on its distracting
+neighbourhood (DNS) and relation (RS) prompts:
+
+- attention drift and its factors (``drift.attention_drift``) on every prompt;
+- attention-weight patching with windows of ``--attn-window`` layers (Fig. 5) on the first prompt
+  of each task; the start layer where it restores P(o_true) most defines the "significant layers"
+  over which drift is summed for the correlations (Fig. 4, Tables 2 and 4);
+- on the first ``--trace-cases`` cases, contaminating substitution for each module kind with a
+  window of ``--window`` layers (Fig. 3/9) and single-score patching (Fig. 10).
+
+Writes ``OUT/*.html`` and ``OUT/*.png`` (figures), ``OUT/trace.json`` (every number) and prints a
+summary. The default run takes a few minutes on a 2-core CPU.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import time
+import warnings
+from pathlib import Path
+
+import torch
+from tqdm.auto import tqdm
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import drift  # noqa: E402
+from drift import plots, tracing  # noqa: E402
+from drift.attention_drift import factors, measure  # noqa: E402
+from drift.correlate import pearson  # noqa: E402
+from drift.data import load_cases  # noqa: E402
+from drift.editors import get_compute  # noqa: E402
+from drift.editors.target import EditDiverged  # noqa: E402
+
+TASKS = {"DNS": tracing.distracting_prompt, "RS": tracing.relation_prompt}
+TABLE2 = ["max_subject_gain", "max_other_shift", "sum_subject_gain"]
+TABLE4 = ["kl_drift", "hidden_norm", "hidden_l2", "hidden_cos"]
+TARGETS = {0: "P(o_true)", 1: "P(o_edit)"}  # o_true: the prompt's right answer
+
+
+def parse(argv=None) -> argparse.Namespace:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--model", default=None, help="model name or folder (default: the offline SmolLM2-135M)")
+    ap.add_argument("--data", default="builtin", help="'builtin' or a CounterFact-format JSON file")
+    ap.add_argument("--limit", type=int, default=10, help="cases to edit and measure (default 10)")
+    ap.add_argument("--editor", default="rome", help="rome (default), rome-awd, memit or pmet")
+    ap.add_argument("--window", type=int, default=6, help="layers per contaminating substitution (default 6)")
+    ap.add_argument("--attn-window", type=int, default=10, help="layers per attention/score patch (default 10)")
+    ap.add_argument("--trace-cases", type=int, default=1, help="cases to run the per-token sweeps on (default 1)")
+    ap.add_argument("--kinds", default="mlp,attn,layer", help="module kinds to substitute (default mlp,attn,layer)")
+    ap.add_argument("--prompts", type=int, default=4, help="prompts per task and case for the drift (default 4)")
+    ap.add_argument("--batch-size", type=int, default=48, help="patch states per forward pass (default 48)")
+    ap.add_argument("--out", default=str(ROOT / "figures" / "trace"), help="output folder (default figures/trace)")
+    ap.add_argument("--seed", type=int, default=0)
+    return ap.parse_args(argv)
+
+
+def collect(model, cases, args) -> dict:
+    """Edit each case and run every measurement; returns the raw results."""
+    compute = get_compute(args.editor)
+    kinds = [k for k in args.kinds.split(",") if k]
+    drifts = {t: [] for t in TASKS}  # task -> [(case_id, Drift)]
+    attention = {t: [] for t in TASKS}  # task -> [Sweep]
+    substitution = {t: {k: [] for k in kinds} for t in TASKS}
+    scores = {t: [] for t in TASKS}
+    skipped: list[str] = []
+    traced = 0
+    for case in tqdm(cases, desc=f"{args.editor} edits and drift"):
+        try:
+            edit = compute(model, case)
+        except (ValueError, EditDiverged) as e:
+            skipped.append(f"case {case.case_id}: {e}")
+            continue
+        trace_this = traced < args.trace_cases
+        for task, make in TASKS.items():
+            probes = case.distracting if task == "DNS" else case.relation
+            prompts = []
+            for j in range(min(args.prompts, len(probes or ()))):
+                try:
+                    prompts.append(make(model, case, j))
+                except ValueError as e:  # e.g. a relation prompt naming the subject differently
+                    skipped.append(f"case {case.case_id} {task} prompt {j}: {e}")
+            if not prompts:
+                continue
+            drifts[task] += [(case.case_id, measure(model, edit, p, case.o_edit)) for p in prompts]
+            if prompts[0].read[0] == prompts[0].read[1]:
+                continue  # o_true and o_edit share their first token: the sweeps cannot tell them apart
+            kw = {"batch_size": args.batch_size}
+            attention[task].append(tracing.attention_patching(model, edit, prompts[0], args.attn_window, **kw))
+            if trace_this:
+                for kind in kinds:
+                    substitution[task][kind].append(
+                        tracing.contaminating_substitution(model, edit, prompts[0], kind, args.window, **kw))
+                scores[task].append(tracing.score_patching(model, edit, prompts[0], args.attn_window, **kw))
+        traced += trace_this
+    return {"drifts": drifts, "attention": attention, "substitution": substitution, "scores": scores,
+            "skipped": skipped}
+
+
+def best_window(attention: dict, window: int, n_layers: int) -> tuple[int, dict]:
+    """The start layer whose attention patch raises P(o_true) most (mean over tasks), and curves."""
+    curves, gains = {}, []
+    for task, sweeps in attention.items():
+        if not sweeps:
+            continue
+        probs = torch.stack([s.probs for s in sweeps]).mean(0)  # [layers, 2]
+        edited = torch.stack([s.edited for s in sweeps]).mean(0)
+        vanilla = torch.stack([s.vanilla for s in sweeps]).mean(0)
+        curves[task] = {"probs": probs, "edited": edited, "vanilla": vanilla, "n": len(sweeps)}
+        gains.append(probs[:, 0] - edited[0])
+    start = int(torch.stack(gains).mean(0).argmax()) if gains else 0
+    return start, curves
+
+
+def _grid(sweeps: list) -> tuple[torch.Tensor, list[str]]:
+    """Effects ``[layers, columns, 2]``: the tokens of a single prompt, else aligned groups."""
+    if len(sweeps) == 1:
+        return sweeps[0].effect, sweeps[0].prompt.labels
+    return tracing.align(sweeps)
+
+
+def figures(raw: dict, curves: dict, start: int, corr: dict, rows: dict, args, n_layers: int) -> list[Path]:
+    out = Path(args.out)
+    written: list[Path] = []
+    for task in TASKS:
+        subs = {k: v for k, v in raw["substitution"][task].items() if v}
+        if subs:
+            for idx, target in TARGETS.items():
+                panels, labels = {}, None
+                for kind, sweeps in subs.items():
+                    grid, labels = _grid(sweeps)
+                    panels[kind] = grid[..., idx]
+                n = len(next(iter(subs.values())))
+                fig = plots.heatmaps(
+                    panels, labels, colorbar=f"Δ{target}",
+                    title=f"Contaminating substitution, {task}: effect on {target} "
+                    f"(vanilla model with the edited module outputs, window {args.window}, {n} case(s))")
+                written += plots.save(fig, out / f"fig3_substitution_{task.lower()}_{'p_true' if idx == 0 else 'p_edit'}",
+                                      width=1500, height=600)
+        if raw["scores"][task]:
+            grid, labels = _grid(raw["scores"][task])
+            lines = {f"{lab} {TARGETS[0]}": grid[:, i, 0].tolist() for i, lab in enumerate(labels)}
+            fig = plots.curves(range(n_layers), lines, x_title="centre layer of the patched window",
+                               y_title=f"Δ{TARGETS[0]}",
+                               title=f"Patching the last token's score to one token with the vanilla one, {task} "
+                               f"(window {args.attn_window})")
+            written += plots.save(fig, out / f"fig10_score_patching_{task.lower()}")
+        if task in curves:
+            c = curves[task]
+            lines = {TARGETS[i]: c["probs"][:, i].tolist() for i in TARGETS}
+            refs = {f"edited {TARGETS[i]}": float(c["edited"][i]) for i in TARGETS}
+            refs |= {f"vanilla {TARGETS[i]}": float(c["vanilla"][i]) for i in TARGETS}
+            fig = plots.curves(range(n_layers), lines, references=refs, x_title="first layer of the patched window",
+                               y_title="probability",
+                               title=f"Edited model with vanilla attention weights in {args.attn_window} layers, "
+                               f"{task} ({c['n']} cases)")
+            written += plots.save(fig, out / f"fig5_attention_patching_{task.lower()}")
+    panels = {t: ([r["kl_drift"] for r in rows[t]], [r["p_edit"] for r in rows[t]], corr[t]["kl_drift"].rho,
+                  corr[t]["kl_drift"].p) for t in TASKS if rows[t]}
+    if panels:
+        layers = f"{start}-{min(n_layers, start + args.attn_window) - 1}"
+        fig = plots.scatter(panels, x_title=f"Σ KL drift, layers {layers}", y_title="P(o_edit)",
+                            title="Attention drift vs the edited object's probability")
+        written += plots.save(fig, out / "fig4_drift_vs_p_edit")
+    for name, facs in (("table2", TABLE2), ("table4", TABLE4)):
+        body = [[t, f, f"{corr[t][f].rho:.3f}", f"{corr[t][f].p:.1e}", corr[t][f].n] for t in TASKS if rows[t] for f in facs]
+        fig = plots.table(["task", "factor", "Pearson ρ", "p", "n"], body,
+                          title=f"{'Table 2' if name == 'table2' else 'Table 4'}: correlation with P(o_edit)")
+        written += plots.save(fig, out / name, height=120 + 30 * len(body))
+    return written
+
+
+def _num(x):
+    if isinstance(x, torch.Tensor):
+        return x.tolist()
+    if isinstance(x, float) and math.isnan(x):
+        return None
+    return x
+
+
+def main(argv=None) -> dict:
+    args = parse(argv)
+    t0 = time.time()
+    torch.manual_seed(args.seed)
+    model = drift.load_model(args.model)
+    cases = [c for c in load_cases(args.data, limit=args.limit) if c.neighborhood or c.relation]
+    if not cases:
+        raise SystemExit(f"no case in {args.data} has neighbourhood or relation prompts")
+    L = model.cfg.n_layers
+    raw = collect(model, cases, args)
+    start, curves = best_window(raw["attention"], args.attn_window, L)
+    layers = tracing.starting(start, args.attn_window, L)
+    rows = {t: [{"case_id": cid, "p_edit": d.p_edit, "p_true": d.p_true, **factors(d, layers)} for cid, d in ds]
+            for t, ds in raw["drifts"].items()}
+    corr = {t: pearson(rows[t], TABLE4[:1] + TABLE2 + TABLE4[1:]) for t in TASKS}
+    written = figures(raw, curves, start, corr, rows, args, L)
+    result = {
+        "config": vars(args) | {"model": model.name, "n_cases": len(cases)},
+        "significant_layers": [layers.start, layers.stop - 1],
+        "correlations": {t: {f: {"rho": _num(c.rho), "p": _num(c.p), "n": c.n} for f, c in cs.items()}
+                         for t, cs in corr.items()},
+        "attention_patching": {t: {k: _num(v) for k, v in c.items()} for t, c in curves.items()},
+        "substitution": {t: {k: [{"case": s.prompt.text, "effect": _num(s.effect), "tokens": s.prompt.labels,
+                                  "vanilla": _num(s.vanilla), "edited": _num(s.edited)} for s in v]
+                             for k, v in ks.items()} for t, ks in raw["substitution"].items()},
+        "score_patching": {t: [{"case": s.prompt.text, "effect": _num(s.effect), "tokens": s.prompt.labels}
+                               for s in v] for t, v in raw["scores"].items()},
+        "drift_rows": rows,
+        "skipped": raw["skipped"],
+        "seconds": time.time() - t0,
+    }
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "trace.json").write_text(json.dumps(result, indent=1))
+    print(summary(result, curves, args))
+    print(f"wrote {len(written)} figure files and {out / 'trace.json'} in {result['seconds']:.0f} s")
+    return result
+
+
+def summary(result: dict, curves: dict, args) -> str:
+    lo, hi = result["significant_layers"]
+    lines = [f"{args.editor} on {result['config']['n_cases']} cases of {args.data}; "
+             f"attention patching helps most in layers {lo}-{hi}"]
+    for t, c in curves.items():
+        p = c["probs"][lo]
+        lines.append(f"  {t}: P(o_true) vanilla {float(c['vanilla'][0]):.3f}, edited {float(c['edited'][0]):.3f}, "
+                     f"patched {float(p[0]):.3f}; P(o_edit) vanilla {float(c['vanilla'][1]):.3f}, "
+                     f"edited {float(c['edited'][1]):.3f}, patched {float(p[1]):.3f}")
+    for t, cs in result["correlations"].items():
+        parts = [f"{f} ρ={v['rho']:.2f} (p={v['p']:.1e})" for f, v in cs.items() if v["rho"] is not None]
+        lines.append(f"  {t} (n={next(iter(cs.values()))['n']}): " + ", ".join(parts))
+    if result["skipped"]:
+        lines.append(f"  skipped {len(result['skipped'])}: " + "; ".join(result["skipped"][:3]))
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    warnings.filterwarnings("ignore", category=UserWarning)
+    main()

@@ -1,0 +1,163 @@
+"""Activation patching: one generic sweep over patch states, fast and exact.
+
+A **state** is a tuple of :class:`Write` records, each copying a recorded *source* activation
+into the *receiving* forward pass at one hook site, layer and index (after the batch dimension):
+
+- ``Write("mlp_out", 7, (12,))`` — the MLP output of layer 7 at token 12;
+- ``Write("pattern", 9)`` — every head's whole attention pattern at layer 9;
+- ``Write("scores", 9, (slice(None), 20, 4))`` — every head's pre-softmax score from token 20
+  to token 4.
+
+:func:`sweep` returns, for every state, the probabilities of some tokens at one read position.
+The analyses (``drift.tracing``) are thin specialisations that only build states: contaminating
+substitution (vanilla receiver, edited source), attention-weight and score patching (edited
+receiver, vanilla source). Source and receiver are the same hooked model with and without an
+edit applied, so sources are recorded in one forward with the edit in place.
+
+Speed (the naive version, :func:`sweep_naive`, runs one full forward per state):
+
+- a write at layer l changes nothing below l, so each state's forward starts at its first
+  written layer from the receiver's own residual stream, recorded once;
+- states are sorted by that layer and run many per forward, one row each;
+- only the read position is unembedded.
+
+Example:
+    >>> tokens = torch.tensor([model.encode("The Eiffel Tower is in")])                     # doctest: +SKIP
+    >>> src = record(model, tokens, [("mlp_out", l) for l in range(4)])                     # doctest: +SKIP
+    >>> states = [(Write("mlp_out", l, (t,)),) for l in range(4) for t in range(6)]        # doctest: +SKIP
+    >>> probs = sweep(model, tokens, states, src, read_tokens=torch.tensor([7342]))         # doctest: +SKIP
+    >>> probs.shape                                                                         # doctest: +SKIP
+    torch.Size([24, 1])
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+
+import torch
+from torch import Tensor
+from tqdm.auto import tqdm
+
+from drift.adapter import Hook, Model
+
+Key = tuple[str, int]  # (site, layer)
+
+
+@dataclass(frozen=True)
+class Write:
+    """Copy the source activation of ``site`` at ``layer`` into the receiver at ``index``."""
+
+    site: str
+    layer: int
+    index: tuple = field(default=())
+
+    @property
+    def key(self) -> Key:
+        return (self.site, self.layer)
+
+
+State = tuple[Write, ...]
+
+
+@torch.no_grad()
+def record(model: Model, tokens: Tensor, keys: Iterable[Key], hooks: Sequence[Hook] = ()) -> dict[Key, Tensor]:
+    """Activations at ``keys`` for the single sequence ``tokens [1, pos]``, batch dim removed.
+
+    One forward pass that stops after the last layer needed."""
+    if tokens.shape[0] != 1:
+        raise ValueError(f"record takes one sequence, got a batch of {tokens.shape[0]}")
+    keys = sorted(set(keys), key=lambda k: k[1])
+    out: dict[Key, Tensor] = {}
+
+    def grab(key: Key):
+        def fn(act: Tensor, hook) -> None:  # hook.name may be an alias; the key is bound here
+            out[key] = act[0].detach().clone()
+
+        return fn
+
+    last = keys[-1][1]
+    model.forward(tokens, [*hooks, *[(model.hook_name(*k), grab(k)) for k in keys]], stop_at_layer=last + 1)
+    return out
+
+
+def _writer(writes: list[tuple[int, tuple]], source: Tensor):
+    """A hook copying ``source[index]`` into ``act[row][index]`` for each ``(row, index)``."""
+
+    def fn(act: Tensor, hook) -> Tensor:
+        for row, index in writes:
+            act[(row, *index)] = source[index].to(act.dtype)
+        return act
+
+    return fn
+
+
+def _hooks_for(model: Model, states: Sequence[State], source: Mapping[Key, Tensor]) -> list[Hook]:
+    by_key: dict[Key, list[tuple[int, tuple]]] = defaultdict(list)
+    for row, state in enumerate(states):
+        for w in state:
+            by_key[w.key].append((row, w.index))
+    missing = [k for k in by_key if k not in source]
+    if missing:
+        raise KeyError(f"patch states write {missing} but the source has no such activations")
+    return [(model.hook_name(site, layer), _writer(ws, source[(site, layer)])) for (site, layer), ws in by_key.items()]
+
+
+def _read(model: Model, resid: Tensor, hooks: list[Hook], start: int, read_pos: int, read_tokens: Tensor) -> Tensor:
+    rows = torch.arange(resid.shape[0], device=resid.device)
+    cols = torch.full_like(rows, read_pos)
+    logits = model.logits_at(resid, rows, cols, hooks, start_at_layer=start)  # [B, d_vocab]
+    return logits.float().softmax(-1)[:, read_tokens.to(logits.device)]
+
+
+@torch.no_grad()
+def sweep(
+    model: Model,
+    tokens: Tensor,
+    states: Sequence[State],
+    source: Mapping[Key, Tensor],
+    read_tokens: Tensor,
+    *,
+    read_pos: int = -1,
+    hooks: Sequence[Hook] = (),
+    batch_size: int = 32,
+    progress: bool = False,
+) -> Tensor:
+    """Probabilities ``[n_states, n_read]`` of ``read_tokens`` at ``read_pos`` of ``tokens [1, pos]``
+    for the receiving model (``hooks`` plus the model's current weights) with each state written.
+
+    An empty state gives the receiver's own output."""
+    n_layers = model.cfg.n_layers
+    read_pos = read_pos % tokens.shape[1]
+    start_of = [min((w.layer for w in s), default=n_layers - 1) for s in states]
+    # The receiver's residual stream entering every layer, recorded once.
+    clean = record(model, tokens, [("resid_pre", l) for l in range(n_layers)], hooks)
+    order = sorted(range(len(states)), key=lambda i: start_of[i])
+    out = torch.empty(len(states), len(read_tokens))
+    chunks = [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
+    for chunk in tqdm(chunks, desc="patching", leave=False, disable=not progress):
+        start = start_of[chunk[0]]
+        resid = clean[("resid_pre", start)].unsqueeze(0).repeat(len(chunk), 1, 1)  # [B, pos, d_model]
+        patch = _hooks_for(model, [states[i] for i in chunk], source)
+        out[chunk] = _read(model, resid, [*hooks, *patch], start, read_pos, read_tokens).cpu()
+    return out
+
+
+@torch.no_grad()
+def sweep_naive(
+    model: Model,
+    tokens: Tensor,
+    states: Sequence[State],
+    source: Mapping[Key, Tensor],
+    read_tokens: Tensor,
+    *,
+    read_pos: int = -1,
+    hooks: Sequence[Hook] = (),
+) -> Tensor:
+    """The reference for :func:`sweep`: one full forward from the tokens per state."""
+    out = torch.empty(len(states), len(read_tokens))
+    for i, state in enumerate(states):
+        logits = model.forward(tokens, [*hooks, *_hooks_for(model, [state], source)])
+        out[i] = logits[0, read_pos].float().softmax(-1)[read_tokens.to(logits.device)].cpu()
+    return out

@@ -1,0 +1,95 @@
+"""Every figure drift draws, from plain result objects; the only module that imports plotly.
+
+Each function returns a ``plotly.graph_objects.Figure``; :func:`save` writes it as interactive
+HTML (plotly.js written once beside it, so the pages open offline) and as a static PNG.
+
+Example:
+    >>> import torch
+    >>> fig = heatmaps({"attn": torch.zeros(3, 2)}, ["a", "b"], title="t", colorbar="ΔP")
+    >>> len(fig.data)
+    1
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import plotly.graph_objects as go
+from plotly.subplots import make_subplots
+from torch import Tensor
+
+
+def save(fig: go.Figure, stem: Path | str, *, width: int = 1000, height: int = 500) -> list[Path]:
+    """Write ``stem.html`` and ``stem.png``; returns both paths."""
+    stem = Path(stem)
+    stem.parent.mkdir(parents=True, exist_ok=True)
+    fig.update_layout(width=width, height=height, template="plotly_white")
+    html, png = stem.with_suffix(".html"), stem.with_suffix(".png")
+    fig.write_html(html, include_plotlyjs="directory")
+    fig.write_image(png, width=width, height=height, scale=1)
+    return [html, png]
+
+
+def heatmaps(
+    panels: Mapping[str, Tensor], tokens: Sequence[str], *, title: str, colorbar: str, layer_axis: str = "layer"
+) -> go.Figure:
+    """One heatmap per panel, each ``[layers, tokens]``, tokens along x and layers along y
+    (Fig. 3/9/10 style). A shared, zero-centred colour scale."""
+    names = list(panels)
+    fig = make_subplots(rows=1, cols=len(names), subplot_titles=names, shared_yaxes=True, horizontal_spacing=0.04)
+    vmax = max(float(v.abs().max()) for v in panels.values()) or 1.0
+    labels = [f"{i}:{t!r}"[:24] for i, t in enumerate(tokens)]
+    for c, name in enumerate(names, start=1):
+        z = panels[name].float().numpy()
+        fig.add_trace(
+            go.Heatmap(
+                z=z, x=labels, y=list(range(z.shape[0])), zmin=-vmax, zmax=vmax, colorscale="RdBu_r",
+                colorbar={"title": colorbar}, showscale=c == len(names),
+                hovertemplate="token %{x}<br>layer %{y}<br>" + colorbar + " %{z:.4f}<extra></extra>",
+            ),
+            row=1, col=c,
+        )
+        fig.update_xaxes(title_text="token", tickangle=-60, row=1, col=c)
+    fig.update_yaxes(title_text=layer_axis, row=1, col=1)
+    fig.update_layout(title=title)
+    return fig
+
+
+def curves(
+    x: Sequence, lines: Mapping[str, Sequence[float]], *, title: str, x_title: str, y_title: str,
+    references: Mapping[str, float] | None = None,
+) -> go.Figure:
+    """Lines over ``x`` (Fig. 5, Fig. 10), with dashed horizontal reference levels."""
+    fig = go.Figure()
+    for name, ys in lines.items():
+        fig.add_trace(go.Scatter(x=list(x), y=list(ys), mode="lines+markers", name=name))
+    for name, y in (references or {}).items():
+        fig.add_hline(y=y, line_dash="dash", annotation_text=name, annotation_position="top left")
+    fig.update_layout(title=title, xaxis_title=x_title, yaxis_title=y_title)
+    return fig
+
+
+def scatter(panels: Mapping[str, tuple[Sequence[float], Sequence[float], float, float]], *, title: str,
+            x_title: str, y_title: str) -> go.Figure:
+    """One scatter per panel ``(x, y, rho, p)`` with ρ and p in the subplot title (Fig. 4)."""
+    names = list(panels)
+    titles = [f"{n}: ρ = {panels[n][2]:.2f}, p = {panels[n][3]:.1e}" for n in names]
+    fig = make_subplots(rows=1, cols=len(names), subplot_titles=titles)
+    for c, n in enumerate(names, start=1):
+        x, y, _, _ = panels[n]
+        fig.add_trace(go.Scatter(x=list(x), y=list(y), mode="markers", name=n, marker={"size": 6, "opacity": 0.7}),
+                      row=1, col=c)
+        fig.update_xaxes(title_text=x_title, row=1, col=c)
+        fig.update_yaxes(title_text=y_title, row=1, col=c)
+    fig.update_layout(title=title, showlegend=False)
+    return fig
+
+
+def table(header: Sequence[str], rows: Sequence[Sequence], *, title: str) -> go.Figure:
+    """A table (Table 2, Table 4) as a figure."""
+    cols = [[r[i] for r in rows] for i in range(len(header))]
+    fig = go.Figure(go.Table(header={"values": list(header), "align": "left"},
+                             cells={"values": cols, "align": "left"}))
+    fig.update_layout(title=title)
+    return fig

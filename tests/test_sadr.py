@@ -1,0 +1,73 @@
+"""SADR: zero at the vanilla step, selective vs all heads, gradient through attention, CLI."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from drift.data import parse_case
+from drift.editors.objectives import EditBatch, Step
+from drift.editors.rome import ROMEHParams, compute_rome
+from drift.editors.sadr import SADR
+from tests.conftest import weights_hash
+from tests.test_rome import CORPUS, EIFFEL
+
+
+def _step(i, rows_by_layer, lookup):
+    n = next(iter(rows_by_layer.values())).shape[0]
+    batch = EditBatch(tokens=torch.zeros(n + 1, 4, dtype=torch.long), lookup=torch.tensor(lookup + [0]),
+                      query=torch.full((n + 1,), 3), n_rewrite=n, start_layer=0)
+    extras = {"batch": batch, **{("sadr", l): r for l, r in rows_by_layer.items()}}
+    return Step(step=i, target_logp=torch.zeros(n), kl_logp=torch.zeros(1, 2), vanilla_kl_logp=torch.zeros(1, 2),
+                deltas={}, v0_norms={}, extras=extras)
+
+
+def test_penalty_is_zero_at_the_vanilla_step_and_counts_only_over_attending_heads():
+    vanilla = torch.tensor([[[0.5, 0.3, 0.2], [0.2, 0.6, 0.2]]])  # 1 prompt, 2 heads, 3 tokens; subject at 1
+    drifted = torch.tensor([[[0.2, 0.7, 0.1], [0.3, 0.5, 0.2]]])  # head 0 now attends 0.7 > max vanilla 0.6
+    sel, every = SADR(1e-4, "selective"), SADR(1e-4, "all")
+    for term in (sel, every):
+        term._layers = (0,)
+        assert float(term(_step(0, {0: vanilla}, [1]))) == 0.0
+    kl = (vanilla * (vanilla.log() - drifted.log())).sum(-1)[0]  # per head
+    assert float(sel(_step(1, {0: drifted}, [1]))) == pytest.approx(float(kl[0]), rel=1e-4)
+    assert float(every(_step(1, {0: drifted}, [1]))) == pytest.approx(float(kl.sum()), rel=1e-4)
+
+
+def test_bad_options_are_named():
+    with pytest.raises(ValueError, match="heads must be 'selective' or 'all'"):
+        SADR(1e-2, "some")
+    with pytest.raises(ValueError, match="gamma must be"):
+        SADR(-1.0)
+
+
+def test_sadr_joins_the_objective_and_changes_nothing_in_the_model(tiny):
+    h0 = weights_hash(tiny)
+    hp = ROMEHParams(layer=0, steps=4, n_prefixes=2, stats_texts=CORPUS, extra_terms=(SADR(1.0, "all"),))
+    edit = compute_rome(tiny, EIFFEL, hp)
+    assert weights_hash(tiny) == h0
+    losses = edit.info["losses"]
+    assert losses[0]["sadr"] == 0.0 and any(l["sadr"] > 0 for l in losses[1:])
+
+
+@pytest.mark.slow
+def test_sadr_restrains_attention_drift_on_the_real_model(real):
+    from drift import tracing
+    from drift.attention_drift import measure
+
+    p = tracing.distracting_prompt(real, EIFFEL_WITH_NEIGHBOUR)
+    plain = compute_rome(real, EIFFEL_WITH_NEIGHBOUR, ROMEHParams(layer=4, steps=20))
+    restrained = compute_rome(real, EIFFEL_WITH_NEIGHBOUR, ROMEHParams(layer=4, steps=20, extra_terms=(SADR(1e-2),)))
+    drift_plain = measure(real, plain, p, "Rome")
+    drift_sadr = measure(real, restrained, p, "Rome")
+    assert float(drift_sadr.subject_gain[5:].max(-1).values.sum()) < float(drift_plain.subject_gain[5:].max(-1).values.sum())
+    assert drift_sadr.p_edit < drift_plain.p_edit
+
+
+EIFFEL_WITH_NEIGHBOUR = parse_case({
+    "case_id": "eiffel",
+    "requested_rewrite": {"prompt": "The Eiffel Tower is located in the city of", "subject": "Eiffel Tower",
+                          "target_new": "Rome", "target_true": "Paris"},
+    "rewrite": {"prompts": ["The Eiffel Tower is located in the city of"], "targets": ["Rome"]},
+    "l-neighbor": {"prompts": ["The Louvre is a famous landmark in the city of"], "targets": ["Paris"]},
+})

@@ -1,0 +1,111 @@
+"""Tracing specialisations, drift factors, correlations and figures on hand-made and tiny inputs."""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from drift import plots, tracing
+from drift.attention_drift import factors, measure
+from drift.correlate import pearson
+from drift.data import parse_case
+from drift.editors.base import Edit, WeightDelta
+
+ROOT = Path(__file__).resolve().parents[1]
+CASE = parse_case({
+    "case_id": "eiffel",
+    "requested_rewrite": {"prompt": "The Eiffel Tower is located in", "subject": "Eiffel Tower",
+                          "target_new": "Rome", "target_true": "Paris"},
+    "rewrite": {"prompts": ["The Eiffel Tower is located in"], "targets": ["Rome"]},
+    "l-neighbor": {"prompts": ["The Louvre is located in"], "targets": ["Paris"]},
+    "l-relation": {"prompts": ["The Eiffel Tower was designed by"], "targets": ["Gustave Eiffel"]},
+})
+
+
+def test_windows_are_clipped_to_the_model():
+    assert list(tracing.centred(0, 6, 30)) == [0, 1, 2]
+    assert list(tracing.centred(10, 6, 30)) == [7, 8, 9, 10, 11, 12]
+    assert list(tracing.centred(29, 6, 30)) == [26, 27, 28, 29]
+    assert list(tracing.starting(25, 10, 30)) == [25, 26, 27, 28, 29]
+
+
+def test_distracting_prompt_tokens_are_grouped(tiny):
+    p = tracing.distracting_prompt(tiny, CASE)
+    assert p.text == "The Eiffel Tower is located in Rome. The Louvre is located in"
+    assert p.groups[-1] == "last token" and p.groups[p.subject_last] == "subject last"
+    assert "test prompt" in p.groups and "subject first" in p.groups
+    first_test = p.groups.index("test prompt")
+    assert "".join(p.labels[first_test:]).strip() == "The Louvre is located in"
+    r = tracing.relation_prompt(tiny, CASE)
+    assert r.answer == "Gustave Eiffel" and "test prompt" not in r.groups
+
+
+def _sweep(groups, effect):
+    p = tracing.Prompt("x", torch.zeros(1, len(groups), dtype=torch.long), list("abcdefg")[: len(groups)], groups, 0,
+                       "a", torch.tensor([0, 1]))
+    probs = torch.tensor(effect, dtype=torch.float).view(1, len(groups), 1).expand(1, len(groups), 2)
+    return tracing.Sweep("substitution:mlp", probs, torch.zeros(2), torch.zeros(2), p, 6)
+
+
+def test_align_averages_tokens_within_groups_then_over_prompts():
+    a = _sweep(["subject first", "subject last", "last token"], [1.0, 2.0, 3.0])
+    b = _sweep(["subject first", "subject middle", "subject last", "after subject", "last token"], [3.0, 5.0, 4.0, 7.0, 5.0])
+    grid, names = tracing.align([a, b])
+    assert names == ["subject first", "subject middle", "subject last", "after subject", "last token"]
+    assert grid[0, :, 0].tolist() == [2.0, 5.0, 3.0, 7.0, 4.0]
+
+
+def test_drift_of_a_zero_edit_is_zero_and_of_a_real_edit_positive(tiny):
+    p = tracing.distracting_prompt(tiny, CASE)
+    zero = Edit([WeightDelta("mlp_out", 0, torch.zeros(64, 32))])
+    d = measure(tiny, zero, p, CASE.o_edit)
+    assert d.kl.shape == (2, tiny.cfg.n_heads) and float(d.kl.abs().max()) < 1e-6
+    assert d.hidden_l2 == 0 and math.isclose(d.hidden_cos, 1.0, rel_tol=1e-5)
+    big = Edit([WeightDelta("mlp_out", 0, 3 * torch.randn(64, 32, generator=torch.Generator().manual_seed(0)))])
+    d = measure(tiny, big, p, CASE.o_edit)
+    assert float(d.kl.min()) >= 0 and float(d.kl.sum()) > 1e-4
+    f = factors(d, [1])
+    assert f["kl_drift"] == pytest.approx(float(d.kl[1].sum()))
+    assert f["max_subject_gain"] == pytest.approx(float(d.subject_gain[1].max()))
+
+
+def test_pearson_matches_numpy_and_flags_constant_columns():
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=30)
+    y = 2.0 * x + rng.normal(size=30)
+    rows = [{"f": a, "c": 1.0, "p_edit": b} for a, b in zip(x, y, strict=True)]
+    r = pearson(rows, ["f", "c"])
+    assert r["f"].rho == pytest.approx(np.corrcoef(x, y)[0, 1]) and 0 < r["f"].p < 0.05 and r["f"].n == 30
+    assert math.isnan(r["c"].rho)
+
+
+def test_figures_are_written_as_html_and_png(tmp_path):
+    fig = plots.heatmaps({"attn": torch.randn(4, 3), "mlp": torch.randn(4, 3)}, ["The", " Eiffel", " Tower"],
+                         title="t", colorbar="ΔP")
+    html, png = plots.save(fig, tmp_path / "h")
+    assert "Eiffel" in html.read_text() and png.read_bytes()[:4] == b"\x89PNG"
+    assert (tmp_path / "plotly.min.js").exists()  # the page opens offline
+
+
+@pytest.mark.slow
+def test_trace_script_writes_figures_and_numbers(tmp_path, real):
+    out = tmp_path / "trace"
+    cmd = [sys.executable, str(ROOT / "analyses" / "trace.py"), "--limit", "2", "--trace-cases", "1", "--kinds", "attn",
+           "--prompts", "2", "--out", str(out)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=1200, check=False)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "attention patching helps most in layers" in proc.stdout
+    result = json.loads((out / "trace.json").read_text())
+    assert set(result["correlations"]) == {"DNS", "RS"}
+    effect = torch.tensor(result["substitution"]["DNS"]["attn"][0]["effect"])
+    assert effect.shape[0] == real.cfg.n_layers and effect.abs().max() > 1e-3
+    for stem in ["fig3_substitution_dns_p_true", "fig3_substitution_rs_p_edit", "fig4_drift_vs_p_edit",
+                 "fig5_attention_patching_dns", "fig10_score_patching_rs", "table2", "table4"]:
+        assert (out / f"{stem}.png").stat().st_size > 1000 and (out / f"{stem}.html").exists()
