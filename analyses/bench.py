@@ -2,6 +2,8 @@
 
     python analyses/bench.py eval [--cases 100] [--data PATH]
     python analyses/bench.py rome [--edits 3] [--steps 20]
+    python analyses/bench.py sweep [--layers 10]
+    python analyses/bench.py sadr [--edits 3] [--steps 20]
 
 - ``eval``: scoring every (prompt, target) pair of N cases, drift's batched scorer
   (right-padded batches, shared prefixes, unembedding only where scored) against a per-prompt
@@ -10,6 +12,12 @@
   all prompts, starting at the edit layer from a cached residual, unembedding only scored
   positions) against a naive one (per prompt, full forward from the tokens, full logits), the
   same number of steps (no early stop). Checks the optimised vectors agree.
+- ``sweep``: contaminating substitution (attention outputs, window 6) on one distracting prompt
+  of a ROME edit, every token at ``--layers`` evenly spaced centre layers: drift's sweep (starts
+  at the first patched layer from the cached residual stream, many states per forward) against
+  one full forward per state. Checks both agree to 1e-5.
+- ``sadr``: ROME per-edit time with and without SADR at the same number of steps (no early
+  stop), alternating the two so both see the same machine load.
 """
 
 from __future__ import annotations
@@ -146,6 +154,62 @@ def bench_rome(args) -> None:
         sys.exit("drift's and the naive optimisation disagree")
 
 
+def bench_sweep(args) -> None:
+    import drift
+    from drift import tracing
+    from drift.data import load_cases
+    from drift.editors.rome import compute_rome
+    from drift.patching import Write, record, sweep, sweep_naive
+
+    model = drift.load_model(args.model)
+    case = load_cases("builtin")[0]
+    edit = compute_rome(model, case)
+    p = tracing.distracting_prompt(model, case)
+    L, T = model.cfg.n_layers, p.tokens.shape[1]
+    with edit.applied(model):
+        src = record(model, p.tokens, [("attn_out", l) for l in range(L)])
+    centres = sorted({round(i * (L - 1) / max(1, args.layers - 1)) for i in range(args.layers)})
+    states = [tuple(Write("attn_out", j, (t,)) for j in tracing.centred(l, 6, L)) for l in centres for t in range(T)]
+    sweep(model, p.tokens, states[:4], src, p.read)  # warm-up
+    t0 = time.perf_counter()
+    fast = sweep(model, p.tokens, states, src, p.read)
+    t_fast = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    slow = sweep_naive(model, p.tokens, states, src, p.read)
+    t_slow = time.perf_counter() - t0
+    diff = (fast - slow).abs().max().item()
+    print(f"patch sweep: {len(states)} states ({len(centres)} centre layers x {T} tokens), attention outputs, "
+          f"window 6, {torch.get_num_threads()} threads")
+    print(f"  drift {t_fast:.1f} s   naive {t_slow:.1f} s   ratio {t_slow / t_fast:.1f}x   max |ΔP| {diff:.1e}")
+    if diff > 1e-5:
+        sys.exit("the fast and the naive sweep disagree")
+
+
+def bench_sadr(args) -> None:
+    from dataclasses import replace
+
+    import drift
+    from drift.data import load_cases
+    from drift.editors.rome import compute_rome, preset
+    from drift.editors.sadr import SADR
+
+    model = drift.load_model(args.model)
+    cases = load_cases("builtin")[:: max(1, 94 // args.edits)][: args.edits]
+    base = replace(preset(model), steps=args.steps, early_stop=0.0)
+    with_sadr = replace(base, extra_terms=(SADR(1e-2),))
+    compute_rome(model, cases[0], replace(base, steps=1))  # warm-up (and key statistics)
+    times = {"rome": 0.0, "rome+sadr": 0.0}
+    for case in cases:
+        for name, hp in (("rome", base), ("rome+sadr", with_sadr)):
+            t0 = time.perf_counter()
+            compute_rome(model, case, hp)
+            times[name] += time.perf_counter() - t0
+    n = len(cases)
+    print(f"SADR overhead: {n} ROME edits, {args.steps} steps each, {torch.get_num_threads()} threads")
+    print(f"  rome {times['rome'] / n:.2f} s/edit   rome+sadr {times['rome+sadr'] / n:.2f} s/edit   "
+          f"ratio {times['rome+sadr'] / times['rome']:.3f}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="which", required=True)
@@ -158,8 +222,15 @@ def main() -> None:
     ro.add_argument("--steps", type=int, default=20)
     ro.add_argument("--data", default="builtin", help="case file (default: builtin)")
     ro.add_argument("--model", default=None)
+    sw = sub.add_parser("sweep", help="patch sweep vs one full forward per state")
+    sw.add_argument("--layers", type=int, default=10)
+    sw.add_argument("--model", default=None)
+    sa = sub.add_parser("sadr", help="ROME with and without SADR, same steps")
+    sa.add_argument("--edits", type=int, default=3)
+    sa.add_argument("--steps", type=int, default=20)
+    sa.add_argument("--model", default=None)
     args = parser.parse_args()
-    {"eval": bench_eval, "rome": bench_rome}[args.which](args)
+    {"eval": bench_eval, "rome": bench_rome, "sweep": bench_sweep, "sadr": bench_sadr}[args.which](args)
 
 
 if __name__ == "__main__":

@@ -19,6 +19,8 @@ Speed (the naive version, :func:`sweep_naive`, runs one full forward per state):
 - a write at layer l changes nothing below l, so each state's forward starts at its first
   written layer from the receiver's own residual stream, recorded once;
 - states are sorted by that layer and run many per forward, one row each;
+- a state that writes only what the receiver already has (below an edited layer, say) is not
+  run at all: its result is the receiver's own;
 - only the read position is unembedded.
 
 Example:
@@ -98,10 +100,13 @@ def _hooks_for(model: Model, states: Sequence[State], source: Mapping[Key, Tenso
     for row, state in enumerate(states):
         for w in state:
             by_key[w.key].append((row, w.index))
-    missing = [k for k in by_key if k not in source]
+    return [(model.hook_name(site, layer), _writer(ws, source[(site, layer)])) for (site, layer), ws in by_key.items()]
+
+
+def _check_source(states: Sequence[State], source: Mapping[Key, Tensor]) -> None:
+    missing = sorted({w.key for s in states for w in s if w.key not in source})
     if missing:
         raise KeyError(f"patch states write {missing} but the source has no such activations")
-    return [(model.hook_name(site, layer), _writer(ws, source[(site, layer)])) for (site, layer), ws in by_key.items()]
 
 
 def _read(model: Model, resid: Tensor, hooks: list[Hook], start: int, read_pos: int, read_tokens: Tensor) -> Tensor:
@@ -128,13 +133,20 @@ def sweep(
     for the receiving model (``hooks`` plus the model's current weights) with each state written.
 
     An empty state gives the receiver's own output."""
+    _check_source(states, source)
     n_layers = model.cfg.n_layers
     read_pos = read_pos % tokens.shape[1]
+    written = {w.key for s in states for w in s}
+    # The receiver's residual stream entering every layer and its own values at the written
+    # sites, recorded once.
+    clean = record(model, tokens, [("resid_pre", l) for l in range(n_layers)] + sorted(written), hooks)
+    noop = [all(torch.equal(source[w.key][w.index], clean[w.key][w.index]) for w in s) for s in states]
     start_of = [min((w.layer for w in s), default=n_layers - 1) for s in states]
-    # The receiver's residual stream entering every layer, recorded once.
-    clean = record(model, tokens, [("resid_pre", l) for l in range(n_layers)], hooks)
-    order = sorted(range(len(states)), key=lambda i: start_of[i])
     out = torch.empty(len(states), len(read_tokens))
+    if any(noop):  # writing what the receiver already has changes nothing: its own output
+        resid = clean[("resid_pre", n_layers - 1)].unsqueeze(0)
+        out[torch.tensor(noop)] = _read(model, resid, list(hooks), n_layers - 1, read_pos, read_tokens).cpu()
+    order = sorted((i for i in range(len(states)) if not noop[i]), key=lambda i: start_of[i])
     chunks = [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
     for chunk in tqdm(chunks, desc="patching", leave=False, disable=not progress):
         start = start_of[chunk[0]]
@@ -156,6 +168,7 @@ def sweep_naive(
     hooks: Sequence[Hook] = (),
 ) -> Tensor:
     """The reference for :func:`sweep`: one full forward from the tokens per state."""
+    _check_source(states, source)
     out = torch.empty(len(states), len(read_tokens))
     for i, state in enumerate(states):
         logits = model.forward(tokens, [*hooks, *_hooks_for(model, [state], source)])

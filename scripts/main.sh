@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
-# The main job: set up, then evaluate the unedited default model on drift's built-in cases and
-# show a few facts it knows. Results go to results/.
+# The main job: set up, then trace ROME's attention drift on the default model and drift's
+# built-in cases (python analyses/trace.py): figures and numbers go to figures/trace/.
+# Extra arguments go to analyses/trace.py (e.g. bash scripts/main.sh --limit 20).
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 bash "$ROOT/scripts/setup.sh"
 cd "$ROOT"
-"$ROOT/.venv/bin/python" -m drift demo
-"$ROOT/.venv/bin/python" -m drift eval --data builtin --editor none --out results/eval-builtin-none.json "$@"
+exec "$ROOT/.venv/bin/python" analyses/trace.py "$@"

@@ -50,6 +50,7 @@ class MEMITHParams:
     mom2_weight: float = 2000.0  # λ, how strongly previously stored keys are kept
     n_prefixes: int = 6
     block_attention_grad: bool = False
+    early_stop: float = 5e-2  # stop once the NLL of o_edit is below this (0: always run every step)
     stats_texts: tuple[str, ...] | None = field(default=None, repr=False)
     extra_terms: tuple[LossTerm, ...] = ()  # e.g. (SADR(...),)
 
@@ -97,7 +98,7 @@ def compute_range_edit(
     terms = default_terms(hp.kl_factor, hp.weight_decay) + list(hp.extra_terms)
     res = optimise_targets(
         model, case, opt_sites, terms, prefixes=context_prefixes(model, hp.n_prefixes), steps=hp.steps,
-        lr=hp.lr, clamp_norm=hp.clamp_norm, block_attention_grad=hp.block_attention_grad,
+        lr=hp.lr, clamp_norm=hp.clamp_norm, block_attention_grad=hp.block_attention_grad, early_stop=hp.early_stop,
     )
     batch = res.batch
     n = batch.n_rewrite

@@ -48,6 +48,7 @@ class ROMEHParams:
     clamp_norm: float = 4.0  # ‖δ‖ ≤ clamp_norm · ‖v₀‖
     n_prefixes: int = 6  # context prefixes including the bare prompt
     block_attention_grad: bool = False  # True: ROME-AWD
+    early_stop: float = 5e-2  # stop once the NLL of o_edit is below this (0: always run every step)
     stats_texts: tuple[str, ...] | None = field(default=None, repr=False)  # None: sampled corpus
     extra_terms: tuple[LossTerm, ...] = ()  # e.g. (SADR(...),)
 
@@ -92,6 +93,7 @@ def compute_rome(model: Model, case: EditCase, hp: ROMEHParams | None = None) ->
         model, case, [("mlp_out", hp.layer)], terms,
         prefixes=context_prefixes(model, hp.n_prefixes), steps=hp.steps, lr=hp.lr,
         clamp_norm=hp.clamp_norm, key_layers=[hp.layer], block_attention_grad=hp.block_attention_grad,
+        early_stop=hp.early_stop,
     )
     site = ("mlp_out", hp.layer)
     k_star = res.keys[hp.layer].mean(0)  # [d_mlp]
