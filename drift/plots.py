@@ -58,15 +58,35 @@ def heatmaps(
 
 def curves(
     x: Sequence, lines: Mapping[str, Sequence[float]], *, title: str, x_title: str, y_title: str,
-    references: Mapping[str, float] | None = None,
+    references: Mapping[str, float] | None = None, log_x: bool = False,
 ) -> go.Figure:
-    """Lines over ``x`` (Fig. 5, Fig. 10), with dashed horizontal reference levels."""
+    """Lines over ``x`` (Fig. 5, Fig. 6, Fig. 10), with dashed horizontal reference levels."""
     fig = go.Figure()
     for name, ys in lines.items():
         fig.add_trace(go.Scatter(x=list(x), y=list(ys), mode="lines+markers", name=name))
     for name, y in (references or {}).items():
         fig.add_hline(y=y, line_dash="dash", annotation_text=name, annotation_position="top left")
     fig.update_layout(title=title, xaxis_title=x_title, yaxis_title=y_title)
+    if log_x:
+        fig.update_xaxes(type="log")
+    return fig
+
+
+def paths(panels: Mapping[str, Mapping[str, tuple[Sequence[float], Sequence[float], Sequence[str]]]], *,
+          title: str, x_titles: Mapping[str, str], y_title: str) -> go.Figure:
+    """Trade-off paths (Fig. 7): per panel, one line per knob through its settings ``(x, y, labels)``."""
+    names = list(panels)
+    fig = make_subplots(rows=1, cols=len(names), subplot_titles=names)
+    colours = {}
+    for c, panel in enumerate(names, start=1):
+        for knob, (xs, ys, labels) in panels[panel].items():
+            colour = colours.setdefault(knob, f"hsl({len(colours) * 67 % 360},60%,45%)")
+            fig.add_trace(go.Scatter(x=list(xs), y=list(ys), text=list(labels), mode="lines+markers+text",
+                                     textposition="top center", name=knob, legendgroup=knob, showlegend=c == 1,
+                                     line={"color": colour}), row=1, col=c)
+        fig.update_xaxes(title_text=x_titles[panel], row=1, col=c)
+        fig.update_yaxes(title_text=y_title, row=1, col=c)
+    fig.update_layout(title=title)
     return fig
 
 

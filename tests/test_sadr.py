@@ -71,3 +71,23 @@ EIFFEL_WITH_NEIGHBOUR = parse_case({
     "rewrite": {"prompts": ["The Eiffel Tower is located in the city of"], "targets": ["Rome"]},
     "l-neighbor": {"prompts": ["The Louvre is a famous landmark in the city of"], "targets": ["Paris"]},
 })
+
+
+@pytest.mark.slow
+def test_sadr_script_writes_table3_and_resumes(tmp_path, real):
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[1] / "analyses" / "sadr.py"
+    cmd = [sys.executable, str(script), "--limit", "1", "--no-figures", "--out", str(tmp_path)]
+    first = subprocess.run(cmd, capture_output=True, text=True, timeout=900, check=False)
+    assert first.returncode == 0, first.stderr[-3000:]
+    table = json.loads((tmp_path / "sadr.json").read_text())["table3"]
+    assert list(table) == ["None", "ROME", "ROME+SADR (γ=0.001)"]
+    assert (tmp_path / "table3.png").stat().st_size > 1000
+    lines = (tmp_path / "sadr-runs.jsonl").read_text().splitlines()
+    assert len(lines) == 3
+    again = subprocess.run(cmd, capture_output=True, text=True, timeout=900, check=False)  # all three reused
+    assert again.returncode == 0 and len((tmp_path / "sadr-runs.jsonl").read_text().splitlines()) == 3
