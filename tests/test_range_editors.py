@@ -74,3 +74,24 @@ def test_range_editors_edit_the_real_model_and_are_removed_exactly(real, compute
         assert real.target_prob(EIFFEL.prompt, "Rome") > 0.5 > real.target_prob(EIFFEL.prompt, "Paris")
         assert abs(real.target_prob("The Louvre is located in the city of", "Paris") - louvre) < 0.1
     assert weights_hash(real) == h0
+
+
+def test_interruption_between_layers_leaves_the_weights_untouched(tiny, monkeypatch):
+    """The range update applies the lower layers' deltas while reading the next layer's keys; a
+    KeyboardInterrupt there must still restore every weight."""
+    import drift.editors.spread as spread
+
+    calls = {"n": 0}
+    real_read = spread.read_keys_and_value
+
+    def interrupting(*args, **kw):
+        calls["n"] += 1
+        if calls["n"] == 2:  # the first layer's delta is in the model now
+            raise KeyboardInterrupt
+        return real_read(*args, **kw)
+
+    monkeypatch.setattr(spread, "read_keys_and_value", interrupting)
+    h0 = weights_hash(tiny)
+    with pytest.raises(KeyboardInterrupt):
+        compute_memit(tiny, EIFFEL, MEMITHParams(layers=(0, 1), steps=2, n_prefixes=2, stats_texts=CORPUS))
+    assert calls["n"] == 2 and weights_hash(tiny) == h0
