@@ -14,14 +14,17 @@ neighbourhood (DNS) and relation (RS) prompts:
   window of ``--window`` layers (Fig. 3/9) and single-score patching (Fig. 10).
 
 Writes ``OUT/*.html`` and ``OUT/*.png`` (figures), ``OUT/trace.json`` (every number) and prints a
-summary. The default run takes a few minutes on a 2-core CPU.
+summary. Each case's results are saved as it finishes: rerunning an interrupted command resumes
+(``--restart`` starts over).
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import math
+import shutil
 import sys
 import time
 import warnings
@@ -40,6 +43,7 @@ from drift.correlate import pearson  # noqa: E402
 from drift.data import load_cases  # noqa: E402
 from drift.editors import get_compute  # noqa: E402
 from drift.editors.target import EditDiverged  # noqa: E402
+from drift.store import CorruptCacheError, load_object, save_object  # noqa: E402
 
 TASKS = {"DNS": tracing.distracting_prompt, "RS": tracing.relation_prompt}
 TABLE2 = ["max_subject_gain", "max_other_shift", "sum_subject_gain"]
@@ -61,49 +65,77 @@ def parse(argv=None) -> argparse.Namespace:
     ap.add_argument("--batch-size", type=int, default=48, help="patch states per forward pass (default 48)")
     ap.add_argument("--out", default=str(ROOT / "figures" / "trace"), help="output folder (default figures/trace)")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--restart", action="store_true", help="ignore the cases finished by an interrupted run")
     return ap.parse_args(argv)
 
 
-def collect(model, cases, args) -> dict:
-    """Edit each case and run every measurement; returns the raw results."""
-    compute = get_compute(args.editor)
+def one_case(model, case, compute, args, trace_this: bool) -> dict:
+    """Edit one case and run every measurement on it (the edit never stays in the model)."""
     kinds = [k for k in args.kinds.split(",") if k]
-    drifts = {t: [] for t in TASKS}  # task -> [(case_id, Drift)]
-    attention = {t: [] for t in TASKS}  # task -> [Sweep]
-    substitution = {t: {k: [] for k in kinds} for t in TASKS}
-    scores = {t: [] for t in TASKS}
-    skipped: list[str] = []
-    traced = 0
-    for case in tqdm(cases, desc=f"{args.editor} edits and drift"):
-        try:
-            edit = compute(model, case)
-        except (ValueError, EditDiverged) as e:
-            skipped.append(f"case {case.case_id}: {e}")
+    res = {"drifts": {t: [] for t in TASKS}, "attention": {}, "substitution": {t: {} for t in TASKS}, "scores": {},
+           "skipped": []}
+    try:
+        edit = compute(model, case)
+    except (ValueError, EditDiverged) as e:
+        res["skipped"].append(f"case {case.case_id}: {e}")
+        return res
+    kw = {"batch_size": args.batch_size}
+    for task, make in TASKS.items():
+        probes = case.distracting if task == "DNS" else case.relation
+        prompts = []
+        for j in range(min(args.prompts, len(probes or ()))):
+            try:
+                prompts.append(make(model, case, j))
+            except ValueError as e:  # e.g. a relation prompt naming the subject differently
+                res["skipped"].append(f"case {case.case_id} {task} prompt {j}: {e}")
+        if not prompts:
             continue
-        trace_this = traced < args.trace_cases
-        for task, make in TASKS.items():
-            probes = case.distracting if task == "DNS" else case.relation
-            prompts = []
-            for j in range(min(args.prompts, len(probes or ()))):
-                try:
-                    prompts.append(make(model, case, j))
-                except ValueError as e:  # e.g. a relation prompt naming the subject differently
-                    skipped.append(f"case {case.case_id} {task} prompt {j}: {e}")
-            if not prompts:
-                continue
-            drifts[task] += [(case.case_id, measure(model, edit, p, case.o_edit)) for p in prompts]
-            if prompts[0].read[0] == prompts[0].read[1]:
-                continue  # o_true and o_edit share their first token: the sweeps cannot tell them apart
-            kw = {"batch_size": args.batch_size}
-            attention[task].append(tracing.attention_patching(model, edit, prompts[0], args.attn_window, **kw))
-            if trace_this:
-                for kind in kinds:
-                    substitution[task][kind].append(
-                        tracing.contaminating_substitution(model, edit, prompts[0], kind, args.window, **kw))
-                scores[task].append(tracing.score_patching(model, edit, prompts[0], args.attn_window, **kw))
-        traced += trace_this
-    return {"drifts": drifts, "attention": attention, "substitution": substitution, "scores": scores,
-            "skipped": skipped}
+        res["drifts"][task] = [(case.case_id, measure(model, edit, p, case.o_edit)) for p in prompts]
+        if prompts[0].read[0] == prompts[0].read[1]:
+            continue  # the right answer and o_edit share their first token: the sweeps cannot tell them apart
+        res["attention"][task] = tracing.attention_patching(model, edit, prompts[0], args.attn_window, **kw)
+        if trace_this:
+            for kind in kinds:
+                res["substitution"][task][kind] = tracing.contaminating_substitution(
+                    model, edit, prompts[0], kind, args.window, **kw)
+            res["scores"][task] = tracing.score_patching(model, edit, prompts[0], args.attn_window, **kw)
+    return res
+
+
+def collect(model, cases, args) -> dict:
+    """Every case's results, each saved under ``OUT/.partial-KEY/`` as it finishes so that an
+    interrupted run resumes without redoing finished cases (``--restart`` starts over)."""
+    compute = get_compute(args.editor)
+    cfg = {k: getattr(args, k) for k in ("editor", "window", "attn_window", "kinds", "prompts", "trace_cases", "seed")}
+    cfg |= {"model": model.name, "data": str(args.data)}
+    key = hashlib.sha256(json.dumps(cfg, sort_keys=True).encode()).hexdigest()[:16]
+    partial = Path(args.out) / f".partial-{key}"
+    if args.restart and partial.exists():
+        shutil.rmtree(partial)
+    kinds = [k for k in args.kinds.split(",") if k]
+    out = {"drifts": {t: [] for t in TASKS}, "attention": {t: [] for t in TASKS},
+           "substitution": {t: {k: [] for k in kinds} for t in TASKS}, "scores": {t: [] for t in TASKS}, "skipped": []}
+    for i, case in enumerate(tqdm(cases, desc=f"{args.editor} edits and drift")):
+        path = partial / f"{i:05d}-{hashlib.sha256(str(case.case_id).encode()).hexdigest()[:8]}.pt"
+        res = None
+        if path.exists():
+            try:
+                res = load_object(path)
+            except CorruptCacheError as e:
+                warnings.warn(f"drift: {e}; running case {case.case_id} again")
+        if res is None:
+            res = one_case(model, case, compute, args, trace_this=i < args.trace_cases)
+            save_object(path, res)
+        for t in TASKS:
+            out["drifts"][t] += res["drifts"][t]
+            if t in res["attention"]:
+                out["attention"][t].append(res["attention"][t])
+            if t in res["scores"]:
+                out["scores"][t].append(res["scores"][t])
+            for k, v in res["substitution"][t].items():
+                out["substitution"][t][k].append(v)
+        out["skipped"] += res["skipped"]
+    return out
 
 
 def best_window(attention: dict, window: int, n_layers: int) -> tuple[int, dict]:

@@ -171,3 +171,26 @@ def save_json(path: Path, obj: object) -> None:
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)
+
+
+def save_object(path: Path, obj: object) -> None:
+    """Pickle ``obj`` (tensors and dataclasses of drift's results) atomically with ``torch.save``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    os.close(fd)
+    try:
+        torch.save(obj, tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
+def load_object(path: Path) -> object:
+    """Read a file written by ``save_object`` (drift's own files only: it unpickles);
+    ``CorruptCacheError`` if it is damaged."""
+    try:
+        return torch.load(path, weights_only=False)
+    except Exception as e:  # truncated or foreign files fail in several ways
+        raise CorruptCacheError(f"cache file {path} is unreadable ({e})") from e

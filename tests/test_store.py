@@ -69,3 +69,15 @@ def test_two_processes_filling_one_cache_end_with_one_valid_folder(tmp_path):
         assert p.exitcode == 0
     assert verify_dir(final, digests=True)
     assert [p.name for p in tmp_path.iterdir()] == ["model"]  # no temporary folders left
+
+
+def test_saved_objects_round_trip_and_damage_is_detected(tmp_path):
+    from drift.store import load_object, save_object
+
+    path = tmp_path / "case.pt"
+    save_object(path, {"x": torch.arange(3), "label": "ok"})
+    back = load_object(path)
+    assert back["label"] == "ok" and back["x"].tolist() == [0, 1, 2]
+    path.write_bytes(path.read_bytes()[:40])
+    with pytest.raises(CorruptCacheError, match="case.pt is unreadable"):
+        load_object(path)

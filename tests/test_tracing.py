@@ -109,3 +109,16 @@ def test_trace_script_writes_figures_and_numbers(tmp_path, real):
     for stem in ["fig3_substitution_dns_p_true", "fig3_substitution_rs_p_edit", "fig4_drift_vs_p_edit",
                  "fig5_attention_patching_dns", "fig10_score_patching_rs", "table2", "table4"]:
         assert (out / f"{stem}.png").stat().st_size > 1000 and (out / f"{stem}.html").exists()
+
+    # A rerun reuses each finished case's saved results instead of editing again: mark one and look for it.
+    from drift.store import load_object, save_object
+
+    saved = sorted(out.glob(".partial-*/*.pt"))
+    assert len(saved) == 2
+    res = load_object(saved[0])
+    res["drifts"]["DNS"][0][1].p_edit = 0.123456
+    save_object(saved[0], res)
+    again = subprocess.run(cmd, capture_output=True, text=True, timeout=1200, check=False)
+    assert again.returncode == 0, again.stderr[-3000:]
+    rows = json.loads((out / "trace.json").read_text())["drift_rows"]["DNS"]
+    assert rows[0]["p_edit"] == 0.123456
