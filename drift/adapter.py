@@ -259,8 +259,46 @@ class Model:
             kwargs["start_at_layer"] = start_at_layer
         if stop_at_layer is not None:
             kwargs["stop_at_layer"] = stop_at_layer
-        with self.hooks(hooks):
+        with self.hooks(hooks), self._skipping_blocks_below(start_at_layer):
             return self.hooked(tokens, **kwargs)
+
+    @contextlib.contextmanager
+    def _skipping_blocks_below(self, start: int | None) -> Iterator[None]:
+        """Make ``start_at_layer`` skip the blocks below ``start`` on a bridge.
+
+        ``TransformerBridge`` injects the residual at block ``start`` but still runs blocks
+        ``0..start-1`` (and discards their output). The bridge's blocks are the entries of the
+        wrapped Hugging Face model's decoder ``ModuleList``; for the duration of the call that list
+        holds only blocks ``start..``, so nothing below is computed. Only done where every decoder
+        layer is of one type (per-layer attention types are looked up by list index); elsewhere
+        the bridge's own behaviour is kept. The legacy ``HookedTransformer`` already skips them.
+        """
+        found = self._decoder_list() if self.kind == "bridge" and start else None
+        if found is None:
+            yield
+            return
+        parent, attr, full = found
+        setattr(parent, attr, torch.nn.ModuleList(list(full)[start:]))
+        try:
+            yield
+        finally:
+            setattr(parent, attr, full)
+
+    def _decoder_list(self):
+        """``(parent, attribute, ModuleList)`` holding the bridge's blocks, or None."""
+        if not hasattr(self, "_decoder"):
+            self._decoder = None
+            hf = getattr(self.hooked, "original_model", None)
+            blocks = getattr(self.hooked, "blocks", None)
+            types = getattr(getattr(hf, "config", None), "layer_types", None)
+            if hf is not None and blocks is not None and (not types or len(set(types)) == 1):
+                for parent in hf.modules():
+                    for attr, child in parent.named_children():
+                        if isinstance(child, torch.nn.ModuleList) and len(child) == len(blocks) and all(
+                            a is b for a, b in zip(child, blocks, strict=True)
+                        ):
+                            self._decoder = (parent, attr, child)
+        return self._decoder
 
     def capture(
         self, tokens: Tensor, site: str, layer: int | None, hooks: Sequence[Hook] = (), *, start_at_layer: int | None = None

@@ -77,6 +77,17 @@ def test_start_at_layer_matches_full_forward(tiny):
     torch.testing.assert_close(part, full, atol=1e-5, rtol=0)
 
 
+def test_start_at_layer_computes_nothing_below_it(tiny):
+    tokens, _ = tiny.pad([tiny.encode("Apple was founded by Steve")])
+    resid = tiny.capture(tokens, "resid_pre", 1)
+    fired = []
+    hooks = [(tiny.hook_name(site, l), lambda a, hook, l=l: fired.append(l)) for site in ("attn_out", "mlp_out") for l in (0, 1)]
+    tiny.forward(resid, hooks, start_at_layer=1)
+    assert fired == [1, 1]
+    tiny.forward(tokens, hooks)  # and the full model is whole again afterwards
+    assert fired[2:] == [0, 0, 1, 1]
+
+
 def test_logits_at_equals_full_logits(tiny):
     tokens, _ = tiny.pad([tiny.encode("Lionel Messi plays"), tiny.encode("Tokyo")])
     full = tiny.forward(tokens)

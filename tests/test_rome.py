@@ -86,3 +86,9 @@ def test_rome_edits_the_real_model_and_is_removed_exactly(real, awd):
             assert p_after > real.target_prob(EIFFEL.prompt, "Paris")
         assert abs(real.target_prob("The Louvre is located in the city of", "Paris") - louvre) < 0.1
     assert weights_hash(real) == h0
+
+
+def test_the_same_edit_twice_is_bit_identical(tiny):
+    hp = ROMEHParams(layer=1, steps=3, n_prefixes=2, stats_texts=CORPUS)
+    a, b = compute_rome(tiny, EIFFEL, hp), compute_rome(tiny, EIFFEL, hp)
+    assert torch.equal(a.deltas[0].delta, b.deltas[0].delta)
