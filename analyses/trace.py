@@ -179,12 +179,12 @@ def figures(raw: dict, curves: dict, start: int, corr: dict, rows: dict, args, n
                 written += plots.save(fig, out / f"fig3_substitution_{task.lower()}_{'p_true' if idx == 0 else 'p_edit'}",
                                       width=1500, height=600)
         if raw["scores"][task]:
-            grid, labels = _grid(raw["scores"][task])
-            lines = {f"{lab} {TARGETS[0]}": grid[:, i, 0].tolist() for i, lab in enumerate(labels)}
+            grid, labels = tracing.align(raw["scores"][task])  # token groups: a handful of lines
+            lines = {lab: grid[:, i, 0].tolist() for i, lab in enumerate(labels)}
             fig = plots.curves(range(n_layers), lines, x_title="centre layer of the patched window",
                                y_title=f"Δ{TARGETS[0]}",
-                               title=f"Patching the last token's score to one token with the vanilla one, {task} "
-                               f"(window {args.attn_window})")
+                               title=f"Edited model with the vanilla score from the last token to one token, {task} "
+                               f"(window {args.attn_window}, {len(raw['scores'][task])} case(s), tokens grouped)")
             written += plots.save(fig, out / f"fig10_score_patching_{task.lower()}")
         if task in curves:
             c = curves[task]
