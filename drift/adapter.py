@@ -19,7 +19,7 @@ token that comes after it, so every real position computes exactly what it would
 Example:
     >>> import drift
     >>> model = drift.load_model()                                # doctest: +SKIP
-    >>> model.hook_name("mlp_key", 5)
+    >>> model.hook_name("mlp_key", 5)                             # doctest: +SKIP
     'blocks.5.mlp.hook_post'
     >>> model.cfg.n_layers, model.cfg.n_kv_heads                  # doctest: +SKIP
     (30, 3)

@@ -7,7 +7,7 @@ through the model in right-padded batches: one forward per batch, never one per 
 Example:
     >>> import drift
     >>> model = drift.load_model()                                           # doctest: +SKIP
-    >>> lp = target_logprobs(model, ["The Eiffel Tower is located in the city of"], ["Paris"])
+    >>> lp = target_logprobs(model, ["The Eiffel Tower is located in the city of"], ["Paris"])  # doctest: +SKIP
     >>> lp.exp()                                                             # doctest: +SKIP
     tensor([0.7016])
 """

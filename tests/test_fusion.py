@@ -1,0 +1,49 @@
+"""Drop-and-rescale and top-k retention of weight updates."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from drift.editors.base import Edit, WeightDelta
+from drift.editors.fusion import drop_and_rescale, top_k_retain
+
+
+def _edit():
+    g = torch.Generator().manual_seed(0)
+    return Edit([WeightDelta("mlp_out", 0, torch.randn(200, 50, generator=g)),
+                 WeightDelta("mlp_out", 1, torch.randn(200, 50, generator=g))], {"editor": "x"})
+
+
+def test_drop_rate_rescale_and_expectation():
+    edit = _edit()
+    fused = drop_and_rescale(edit, 0.9, seed=1)
+    d, orig = fused.deltas[0].delta, edit.deltas[0].delta
+    kept = d != 0
+    assert abs(kept.float().mean().item() - 0.1) < 0.01
+    torch.testing.assert_close(d[kept], orig[kept] * 10)
+    mean = torch.stack([drop_and_rescale(edit, 0.5, seed=s).deltas[0].delta for s in range(400)]).mean(0)
+    assert (mean - orig).abs().mean() < 0.05 * orig.abs().mean() + 0.05
+    assert fused.info["editor"] == "x" and edit.deltas[0].delta is orig  # the original edit is untouched
+
+
+def test_drop_is_seeded_and_masks_differ_between_layers():
+    a, b = drop_and_rescale(_edit(), 0.5, seed=3), drop_and_rescale(_edit(), 0.5, seed=3)
+    assert all(torch.equal(x.delta, y.delta) for x, y in zip(a.deltas, b.deltas, strict=True))
+    assert not torch.equal(a.deltas[0].delta != 0, a.deltas[1].delta != 0)
+    assert torch.equal(drop_and_rescale(_edit(), 0.0).deltas[0].delta, _edit().deltas[0].delta)
+
+
+def test_top_k_keeps_the_largest_entries():
+    edit = _edit()
+    fused = top_k_retain(edit, 0.2)
+    d, orig = fused.deltas[0].delta, edit.deltas[0].delta
+    assert int((d != 0).sum()) == 2000
+    assert d.abs().max() == orig.abs().max() and orig.abs()[d == 0].max() <= d.abs()[d != 0].min()
+
+
+@pytest.mark.parametrize(("fn", "arg", "msg"), [(drop_and_rescale, 1.0, "drop rate p"), (drop_and_rescale, -0.1, "drop rate p"),
+                                                (top_k_retain, 0.0, "retained fraction")])
+def test_bad_rates_are_named(fn, arg, msg):
+    with pytest.raises(ValueError, match=msg):
+        fn(_edit(), arg)
