@@ -6,8 +6,9 @@ import contextlib
 import math
 
 import pytest
+import torch
 
-from drift.data import parse_case
+from drift.data import load_cases, parse_case
 from drift.evaluate import evaluate, generate, perplexity
 from tests.test_data import MERGED
 
@@ -58,3 +59,20 @@ def test_edit_function_wraps_each_case(tiny):
 
     evaluate(tiny, _cases(), edit=fake_edit, fluency=False, progress=False)
     assert seen == ["7", "8"]
+
+
+def test_same_seed_gives_the_same_metrics_twice(tiny):
+    from drift.editors.base import Edit, WeightDelta
+
+    @contextlib.contextmanager
+    def edit(model, case):
+        g = torch.Generator().manual_seed(0)
+        e = Edit([WeightDelta("mlp_out", 1, torch.randn(64, 32, generator=g))])
+        with e.applied(model):
+            yield e
+
+    cases = load_cases("builtin", limit=3)
+    a = evaluate(tiny, cases, edit=edit, fluency=True, gen_tokens=8, seed=5, progress=False)
+    b = evaluate(tiny, cases, edit=edit, fluency=True, gen_tokens=8, seed=5, progress=False)
+    assert [r["metrics"] for r in a] == [r["metrics"] for r in b]
+    assert [r.get("generations") for r in a] == [r.get("generations") for r in b]
