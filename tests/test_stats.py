@@ -45,3 +45,15 @@ def test_other_corpus_is_a_different_cache_entry(tiny, tmp_path, monkeypatch):
     b = key_second_moment(tiny, [1], TEXTS[:1])[1]
     assert not torch.allclose(a, b)
     assert len(list((tmp_path / "stats").rglob("*.safetensors"))) == 2
+
+
+def test_sampled_corpus_is_cached_and_a_damaged_file_resampled(tiny, tmp_path, monkeypatch):
+    from drift.editors.stats import sampled_corpus
+
+    monkeypatch.setenv("DRIFT_CACHE", str(tmp_path))
+    first = sampled_corpus(tiny, n_texts=3, n_tokens=4)
+    path = next((tmp_path / "corpus").glob("*.json"))
+    assert sampled_corpus(tiny, n_texts=3, n_tokens=4) == first  # read back, same seed
+    path.write_text('["cut sho')  # an interrupted write by some other tool
+    with pytest.warns(UserWarning, match="is corrupt; sampling it again"):
+        assert sampled_corpus(tiny, n_texts=3, n_tokens=4) == first
