@@ -102,6 +102,17 @@ def test_subject_positions_cover_the_subject(tiny):
     assert tiny.tokenizer.decode([ids[i] for i in pos]).strip() == "Brazil"
 
 
+@pytest.mark.parametrize("prompt", ["Eiffel Tower is in Paris", "I saw the Eiffel Tower in Paris",
+                                    "Paris: Eiffel Tower.", "the tower (Eiffel Tower) in Paris"])
+def test_subject_found_at_the_start_and_mid_sentence(tiny, prompt):
+    """The subject tokenises differently at the start, after a space or after punctuation; its
+    positions come from character offsets, so they always cover exactly the subject."""
+    pos = tiny.subject_positions(prompt, "Eiffel Tower")
+    ids = tiny.encode(prompt)
+    assert pos == list(range(pos[0], pos[-1] + 1))
+    assert tiny.tokenizer.decode([ids[i] for i in pos]).strip() == "Eiffel Tower"
+
+
 def test_subject_not_in_prompt_names_both(tiny):
     with pytest.raises(ValueError, match=r"'Japan' not found in prompt 'The capital of Italy is'"):
         tiny.subject_positions("The capital of Italy is", "Japan")
