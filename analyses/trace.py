@@ -138,7 +138,7 @@ def collect(model, cases, args) -> dict:
     return out
 
 
-def best_window(attention: dict, window: int, n_layers: int) -> tuple[int, dict]:
+def best_window(attention: dict) -> tuple[int, dict]:
     """The start layer whose attention patch raises P(o_true) most (mean over tasks), and curves."""
     curves, gains = {}, []
     for task, sweeps in attention.items():
@@ -229,7 +229,7 @@ def main(argv=None) -> dict:
         raise SystemExit(f"no case in {args.data} has neighbourhood or relation prompts")
     L = model.cfg.n_layers
     raw = collect(model, cases, args)
-    start, curves = best_window(raw["attention"], args.attn_window, L)
+    start, curves = best_window(raw["attention"])
     layers = tracing.starting(start, args.attn_window, L)
     rows = {t: [{"case_id": cid, "p_edit": d.p_edit, "p_true": d.p_true, **factors(d, layers)} for cid, d in ds]
             for t, ds in raw["drifts"].items()}
