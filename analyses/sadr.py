@@ -35,6 +35,7 @@ from drift.editors import get_editor  # noqa: E402
 from drift.editors.sadr import SADR  # noqa: E402
 from drift.evaluate import evaluate  # noqa: E402
 from drift.metrics import summarise  # noqa: E402
+from drift.store import append_record, read_records  # noqa: E402
 
 TABLE = ["ES", "PS", "NS", "RS", "DNS", "AvgS"]
 # γ per model and editor: the paper's GPT-J values (App. C.2), and for the default model 1e-3,
@@ -68,16 +69,9 @@ class Runs:
 
     def __init__(self, path: Path, restart: bool):
         self.path = path
-        self.done: dict[str, dict] = {}
-        if path.exists() and not restart:
-            for line in path.read_text().splitlines():
-                try:
-                    rec = json.loads(line)
-                    self.done[rec["key"]] = rec["summary"]
-                except (json.JSONDecodeError, KeyError):
-                    continue  # a line cut by an interruption: that configuration runs again
-        elif restart and path.exists():
+        if restart and path.exists():
             path.unlink()
+        self.done: dict[str, dict] = {k: rec["summary"] for k, rec in read_records(path).items() if "summary" in rec}
 
     def get(self, model, cases, editor: str, label: str, seed: int, **overrides) -> dict:
         cfg = {"model": model.name, "cases": [c.case_id for c in cases], "editor": editor, "seed": seed,
@@ -88,9 +82,7 @@ class Runs:
             rows = evaluate(model, cases, edit=edit, fluency=False, seed=seed, progress=False)
             summary = summarise([r["metrics"] for r in rows])
             self.done[key] = summary
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            with self.path.open("a") as f:
-                f.write(json.dumps({"key": key, "label": label, "config": cfg, "summary": summary}) + "\n")
+            append_record(self.path, {"key": key, "label": label, "config": cfg, "summary": summary})
         return self.done[key]
 
 

@@ -27,7 +27,16 @@ def main(argv: list[str] | None = None) -> int:
 
     ev = sub.add_parser("eval", help="evaluate an editor (or none) on edit cases")
     ev.add_argument("--data", default="builtin", help="'builtin' or a CounterFact-format JSON file (default: builtin)")
-    ev.add_argument("--editor", default="none", help="none (default), rome, rome-awd, memit or pmet")
+    ev.add_argument("--editor", default="none", help="none (default), rome, rome-awd, memit, pmet or adaple")
+    ev.add_argument("--dr", type=float, default=None, metavar="P",
+                    help="drop-and-rescale fusion of each update with drop rate P (default: 0.8 for adaple, "
+                         "off for the others; 0 turns it off)")
+    ev.add_argument("--sequential", action="store_true",
+                    help="stack the edits without rolling back and evaluate all edits so far at checkpoints")
+    ev.add_argument("--checkpoints", default="1,10,25,50,100", metavar="N,N,...",
+                    help="with --sequential: edit counts at which to evaluate (default: 1,10,25,50,100 and the last)")
+    ev.add_argument("--batch-edits", type=int, default=1, metavar="B",
+                    help="with --sequential: edits computed on the same model state and applied together (default: 1)")
     ev.add_argument("--sadr", type=float, default=None, metavar="GAMMA",
                     help="add SADR with weight GAMMA (paper scale, e.g. 0.01) to the editor's objective")
     ev.add_argument("--sadr-heads", choices=["selective", "all"], default="selective",
@@ -87,8 +96,11 @@ def _eval(args) -> int:
         overrides["extra_terms"] = (SADR(args.sadr, args.sadr_heads),)
     if args.steps is not None:
         overrides["steps"] = args.steps
-    edit = get_editor(args.editor, **overrides)  # unknown names and bad options fail before the model loads
+    # unknown names and bad options fail before the model loads
+    edit = get_editor(args.editor, drop_rate=args.dr, seed=args.seed, **overrides)
     cases = load_cases(args.data, limit=args.limit)
+    if args.sequential:
+        return _sequential(args, overrides, cases)
     texts = _load_texts(args.ppl) if args.ppl else None
     out = Path(args.out)
     config = {"data": str(args.data), "editor": args.editor, "model": args.model or drift.DEFAULT_MODEL,
@@ -97,6 +109,8 @@ def _eval(args) -> int:
         config |= {"sadr": args.sadr, "sadr_heads": args.sadr_heads}
     if args.steps is not None:
         config["steps"] = args.steps
+    if args.dr is not None:
+        config["dr"] = args.dr
     key = hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()[:16]
     partial = out.with_name(out.name + ".partial.jsonl")
     done = {} if args.restart else _read_partial(partial, key)
@@ -124,6 +138,38 @@ def _eval(args) -> int:
     partial.unlink()
     print(_table(summary))
     print(f"wrote {out}")
+    return 0
+
+
+def _sequential(args, overrides: dict, cases) -> int:
+    """``eval --sequential``: one run of stacked edits; the weights are restored at the end."""
+    import drift
+    from drift.editors import get_compute
+    from drift.sequential import sequential_edits
+    from drift.store import save_json
+
+    if args.editor == "none":
+        raise ValueError("--sequential needs an editor, not 'none'")
+    try:
+        marks = sorted({int(x) for x in args.checkpoints.split(",") if x.strip()} | {len(cases)})
+    except ValueError:
+        raise ValueError(f"--checkpoints must be comma-separated edit counts, got {args.checkpoints!r}") from None
+    compute = get_compute(args.editor, drop_rate=args.dr, seed=args.seed, **overrides)
+    model = drift.load_model(args.model)
+    import torch
+
+    torch.manual_seed(args.seed)
+    rows = sequential_edits(model, cases, compute, checkpoints=marks, batch=args.batch_edits,
+                            progress=not args.quiet)
+    config = {"data": str(args.data), "editor": args.editor, "model": args.model or drift.DEFAULT_MODEL,
+              "seed": args.seed, "dr": args.dr, "sequential": True, "batch_edits": args.batch_edits,
+              "sadr": args.sadr, "sadr_heads": args.sadr_heads if args.sadr is not None else None,
+              "steps": args.steps}
+    save_json(Path(args.out), {"config": config, "checkpoints": rows})
+    for row in rows:
+        print(f"after {row['n_edits']} edits:")
+        print(_table(row["summary"]))
+    print(f"wrote {args.out}")
     return 0
 
 

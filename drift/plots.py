@@ -113,3 +113,17 @@ def table(header: Sequence[str], rows: Sequence[Sequence], *, title: str) -> go.
                              cells={"values": cols, "align": "left"}))
     fig.update_layout(title=title)
     return fig
+
+
+def matrices(panels: Mapping[str, Tensor], labels: Sequence[str], *, title: str, colorbar: str,
+             zmin: float = -1.0, zmax: float = 1.0) -> go.Figure:
+    """Square matrices side by side, e.g. pairwise cosine similarity of updates (AdaPLE Fig. 3)."""
+    names = list(panels)
+    fig = make_subplots(rows=1, cols=len(names), subplot_titles=names, horizontal_spacing=0.05)
+    for c, name in enumerate(names, start=1):
+        fig.add_trace(go.Heatmap(z=panels[name].float().numpy(), x=list(labels), y=list(labels), zmin=zmin,
+                                 zmax=zmax, colorscale="RdBu_r", colorbar={"title": colorbar},
+                                 showscale=c == len(names)), row=1, col=c)
+        fig.update_yaxes(autorange="reversed", row=1, col=c)
+    fig.update_layout(title=title)
+    return fig

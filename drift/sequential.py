@@ -7,6 +7,12 @@ all edits so far are evaluated on the model as it stands — the knowledge-atten
 of the AdaPLE paper §3. When the run ends, also through an exception or KeyboardInterrupt, every
 edit is removed and the weights are bit-identical to before.
 
+With ``state=PATH`` the run can be resumed: after each batch the current values of every weight
+the edits touched, the finished checkpoints and the number of edits done are saved there
+(atomically); a rerun with the same cases and ``state`` puts those weights back and goes on with
+the next edit. (Put back as one delta per weight, W₀ + (W − W₀), which can differ from W by
+float rounding; the restore at the end is still exact.) The file is removed when the run ends.
+
 Example:
     >>> from drift.editors import get_compute
     >>> rows = sequential_edits(model, cases[:10], get_compute("memit"), checkpoints=(1, 5, 10))  # doctest: +SKIP
@@ -15,15 +21,19 @@ Example:
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 from tqdm.auto import tqdm
 
 from drift.adapter import Model
 from drift.data import EditCase
-from drift.editors.base import Edit
+from drift.editors.base import Edit, WeightDelta
 from drift.evaluate import evaluate
 from drift.metrics import summarise
+from drift.store import CorruptCacheError, load_object, save_object
 
 
 def sequential_edits(
@@ -32,31 +42,80 @@ def sequential_edits(
     compute: Callable[[Model, EditCase], Edit],
     *,
     checkpoints: Sequence[int] = (1, 10, 25, 50, 100),
+    batch: int = 1,
     fuse: Callable[[Edit], Edit] | None = None,
     progress: bool = True,
     on_checkpoint: Callable[[dict], None] | None = None,
+    on_edit: Callable[[EditCase, Edit], None] | None = None,
+    state: str | Path | None = None,
 ) -> list[dict]:
     """Apply ``compute``'s edits for ``cases`` one after another without rolling back; after
     ``n`` edits for each ``n`` in ``checkpoints``, evaluate cases 1..n on the edited model.
 
+    ``batch > 1`` computes the edits of ``batch`` consecutive cases on the same model state and
+    applies them together (checkpoints then fall on the next multiple of ``batch``). ``on_edit``
+    sees every edit as applied (after ``fuse``), e.g. to keep the deltas for analysis. ``state``:
+    a file to resume from and save to (see the module docstring).
+
     Returns one row per checkpoint: ``{"n_edits", "summary", "cases"}``. The model is restored
     exactly before this returns or raises."""
+    if batch < 1:
+        raise ValueError(f"batch must be at least 1, got {batch}")
     handles = []
     rows: list[dict] = []
     marks = sorted({n for n in checkpoints if 1 <= n <= len(cases)})
+    run_id = hashlib.sha256(json.dumps([[str(c.case_id) for c in cases], marks, batch]).encode()).hexdigest()[:16]
+    touched: set[tuple[str, int]] = set()
+    first = 0
+    bar = tqdm(total=len(cases), desc="sequential edits", disable=not progress)
     try:
-        for i, case in enumerate(tqdm(cases, desc="sequential edits", disable=not progress), start=1):
-            edit = compute(model, case)
-            if fuse is not None:
-                edit = fuse(edit)
-            handles.append(edit.apply(model))
-            if i in marks:
+        saved = _load_state(state, run_id)
+        if saved is not None:
+            deltas = [WeightDelta(w, l, v.to(model.weight(w, l).device) - model.weight(w, l).detach())
+                      for (w, l), v in saved["weights"].items()]
+            handles.append(Edit(deltas).apply(model))
+            touched |= set(saved["weights"])
+            rows, first = saved["rows"], saved["n_done"]
+            bar.update(first)
+        for start in range(first, len(cases), batch):
+            group = cases[start:start + batch]
+            edits = []
+            for case in group:
+                edit = compute(model, case)
+                edits.append(fuse(edit) if fuse is not None else edit)
+            for case, edit in zip(group, edits):
+                handles.append(edit.apply(model))
+                touched |= {(d.which, d.layer) for d in edit.deltas}
+                if on_edit is not None:
+                    on_edit(case, edit)
+            bar.update(len(group))
+            i = start + len(group)
+            if any(start < n <= i for n in marks):
                 results = evaluate(model, cases[:i], edit=None, fluency=False, progress=False)
                 row = {"n_edits": i, "summary": summarise([r["metrics"] for r in results]), "cases": results}
                 rows.append(row)
                 if on_checkpoint is not None:
                     on_checkpoint(row)
+            if state is not None:
+                weights = {k: model.weight(*k).detach().cpu().clone() for k in sorted(touched)}
+                save_object(Path(state), {"run_id": run_id, "n_done": i, "rows": rows, "weights": weights})
+        if state is not None and Path(state).exists():
+            Path(state).unlink()
     finally:
+        bar.close()
         for h in reversed(handles):
             h.remove()
     return rows
+
+
+def _load_state(state, run_id: str) -> dict | None:
+    """The saved progress of this run, or None (no file, another run's file, or a damaged one)."""
+    if state is None or not Path(state).exists():
+        return None
+    try:
+        saved = load_object(Path(state))
+    except CorruptCacheError:
+        return None
+    if not isinstance(saved, dict) or saved.get("run_id") != run_id:
+        return None
+    return saved

@@ -194,3 +194,25 @@ def load_object(path: Path) -> object:
         return torch.load(path, weights_only=False)
     except Exception as e:  # truncated or foreign files fail in several ways
         raise CorruptCacheError(f"cache file {path} is unreadable ({e})") from e
+
+
+def read_records(path: Path) -> dict[str, dict]:
+    """The records of a JSON-lines log written by :func:`append_record`, by their ``"key"``; a
+    line cut by an interruption is skipped (that configuration simply runs again)."""
+    records: dict[str, dict] = {}
+    if Path(path).exists():
+        for line in Path(path).read_text().splitlines():
+            try:
+                rec = json.loads(line)
+                records[rec["key"]] = rec
+            except (json.JSONDecodeError, KeyError, TypeError):
+                continue
+    return records
+
+
+def append_record(path: Path, record: dict) -> None:
+    """Append one finished configuration's ``record`` (with a ``"key"``) to a JSON-lines log."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a") as f:
+        f.write(json.dumps(record) + "\n")

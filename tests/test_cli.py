@@ -80,3 +80,28 @@ def test_eval_with_rome_edits_and_restores(tmp_path, real):
     res = json.loads(out.read_text())
     assert res["summary"]["ES"] == 100.0
     assert weights_hash(real) == h0
+
+
+@pytest.mark.parametrize("editor", ["memit", "adaple"])
+def test_eval_sequential_stacks_edits_and_reports_checkpoints(tmp_path, capsys, editor):
+    """`--sequential` on a tiny model saved to a folder (the path a local checkpoint takes)."""
+    from drift.tiny import tiny_bridge
+
+    folder = tmp_path / "tiny"
+    tiny_bridge(seed=0, folder=folder)
+    out = tmp_path / "seq.json"
+    assert main(["eval", "--model", str(folder), "--data", "builtin", "--limit", "3", "--editor", editor,
+                 "--sequential", "--checkpoints", "1,2", "--steps", "1", "--dr", "0.5", "--quiet",
+                 "--out", str(out)]) == 0
+    res = json.loads(out.read_text())
+    assert [r["n_edits"] for r in res["checkpoints"]] == [1, 2, 3]
+    assert [len(r["cases"]) for r in res["checkpoints"]] == [1, 2, 3]
+    assert res["config"]["dr"] == 0.5 and res["config"]["sequential"] is True
+    assert "after 3 edits:" in capsys.readouterr().out
+
+
+def test_sequential_needs_an_editor_and_numeric_checkpoints(tmp_path):
+    with pytest.raises(ValueError, match="--sequential needs an editor"):
+        main(["eval", "--sequential", "--out", str(tmp_path / "x.json")])
+    with pytest.raises(ValueError, match="--checkpoints must be comma-separated"):
+        main(["eval", "--editor", "memit", "--sequential", "--checkpoints", "1,ten", "--out", str(tmp_path / "x.json")])

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from drift.editors.base import Edit, WeightDelta
-from drift.editors.fusion import drop_and_rescale, top_k_retain
+from drift.editors.fusion import case_seed, drop_and_rescale, pairwise_cosine, top_k_retain
 
 
 def _edit():
@@ -47,3 +47,14 @@ def test_top_k_keeps_the_largest_entries():
 def test_bad_rates_are_named(fn, arg, msg):
     with pytest.raises(ValueError, match=msg):
         fn(_edit(), arg)
+
+
+def test_pairwise_cosine_of_updates_drops_after_drop_and_rescale():
+    g = torch.Generator().manual_seed(0)
+    shared = torch.randn(200, 50, generator=g)
+    edits = [Edit([WeightDelta("mlp_out", 0, shared + 0.3 * torch.randn(200, 50, generator=g))]) for _ in range(4)]
+    sim = pairwise_cosine(edits)
+    assert sim.shape == (4, 4) and torch.allclose(sim.diagonal(), torch.ones(4))
+    dropped = pairwise_cosine([drop_and_rescale(e, 0.9, seed=case_seed(i)) for i, e in enumerate(edits)])
+    off = ~torch.eye(4, dtype=torch.bool)
+    assert sim[off].min() > 0.9 and dropped[off].max() < 0.2

@@ -49,3 +49,75 @@ def test_interruption_mid_run_restores_the_weights(tiny):
     with pytest.raises(KeyboardInterrupt):
         sequential_edits(tiny, CASES, compute, checkpoints=(1,), progress=False)
     assert weights_hash(tiny) == h0
+
+
+def test_an_interrupted_run_resumes_from_its_state_file(tiny, tmp_path):
+    h0 = weights_hash(tiny)
+    full = sequential_edits(tiny, CASES, lambda m, c: compute_rome(m, c, HP), checkpoints=(1, 3), progress=False)
+    state = tmp_path / "run.state"
+    calls = []
+
+    def interrupted(model, case):
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        calls.append(case.case_id)
+        return compute_rome(model, case, HP)
+
+    with pytest.raises(KeyboardInterrupt):
+        sequential_edits(tiny, CASES, interrupted, checkpoints=(1, 3), progress=False, state=state)
+    assert weights_hash(tiny) == h0 and state.exists()
+    redone = []
+
+    def counting(model, case):
+        redone.append(case.case_id)
+        return compute_rome(model, case, HP)
+
+    resumed = sequential_edits(tiny, CASES, counting, checkpoints=(1, 3), progress=False, state=state)
+    assert redone == [CASES[2].case_id]  # the two finished edits are not computed again
+    assert [r["n_edits"] for r in resumed] == [1, 3]
+    for a, b in zip(full, resumed, strict=True):
+        assert a["summary"]["ES"] == b["summary"]["ES"]
+        assert abs(a["cases"][-1]["metrics"]["EM"] - b["cases"][-1]["metrics"]["EM"]) < 1e-3
+    assert weights_hash(tiny) == h0 and not state.exists()
+
+
+def test_a_state_file_of_another_run_or_damaged_is_ignored(tiny, tmp_path):
+    state = tmp_path / "run.state"
+    state.write_bytes(b"not a state")
+    seen = []
+    sequential_edits(tiny, CASES[:2], lambda m, c: seen.append(c.case_id) or compute_rome(m, c, HP),
+                     checkpoints=(2,), progress=False, state=state)
+    assert seen == [CASES[0].case_id, CASES[1].case_id]
+
+
+def test_sequential_script_writes_its_figures_and_reuses_finished_runs(tmp_path):
+    """`analyses/sequential.py` end to end on a tiny model saved to a folder, then rerun: nothing is recomputed."""
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from drift.tiny import tiny_bridge
+
+    folder = tmp_path / "tiny"
+    tiny_bridge(seed=0, folder=folder)
+    out = tmp_path / "out"
+    script = Path(__file__).resolve().parents[1] / "analyses" / "sequential.py"
+    cmd = [sys.executable, str(script), "--model", str(folder), "--data", "builtin", "--editors", "memit,adaple",
+           "--edits", "3", "--checkpoints", "1,3", "--sweep-edits", "2", "--sweep-rates", "0.5,0.9",
+           "--sim-edits", "3", "--out", str(out)]
+    first = subprocess.run(cmd, capture_output=True, text=True, timeout=900, check=False)
+    assert first.returncode == 0, first.stderr[-3000:]
+    res = json.loads((out / "sequential.json").read_text())
+    assert set(res["curves"]) == {"MEMIT", "MEMIT +DR(p=0.8)", "ADAPLE", "ADAPLE +DR(p=0.8)"}
+    assert [c["n_edits"] for c in res["curves"]["ADAPLE"]] == [1, 3]
+    assert set(res["drop_rate_sweep"]) == {"0.5", "0.9"}
+    sim = res["similarity"]["MEMIT"]
+    assert len(sim["as computed"]) == 3 and abs(sim["as computed"][0][0] - 1) < 1e-5
+    for stem in ("attenuation_ES", "drop_rate_sweep", "update_similarity"):
+        assert (out / f"{stem}.png").stat().st_size > 1000 and (out / f"{stem}.html").exists()
+    runs = (out / "sequential-runs.jsonl").read_text()
+    assert len(runs.splitlines()) == 6 and not list(out.glob(".partial-*"))
+    again = subprocess.run(cmd, capture_output=True, text=True, timeout=900, check=False)
+    assert again.returncode == 0 and (out / "sequential-runs.jsonl").read_text() == runs
+    assert "sequential edits" not in again.stderr  # no run was computed again

@@ -81,3 +81,15 @@ def test_saved_objects_round_trip_and_damage_is_detected(tmp_path):
     path.write_bytes(path.read_bytes()[:40])
     with pytest.raises(CorruptCacheError, match="case.pt is unreadable"):
         load_object(path)
+
+
+def test_record_log_skips_a_line_cut_by_an_interruption(tmp_path):
+    from drift.store import append_record, read_records
+
+    log = tmp_path / "runs.jsonl"
+    assert read_records(log) == {}
+    append_record(log, {"key": "a", "summary": {"ES": 1.0}})
+    append_record(log, {"key": "b", "summary": {"ES": 2.0}})
+    with log.open("a") as f:
+        f.write('{"key": "c", "summ')  # the process died mid-write
+    assert {k: r["summary"]["ES"] for k, r in read_records(log).items()} == {"a": 1.0, "b": 2.0}

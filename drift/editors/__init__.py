@@ -19,6 +19,7 @@ from collections.abc import Callable
 from dataclasses import replace
 
 from drift.editors.base import Edit
+from drift.editors.fusion import case_seed, drop_and_rescale
 from drift.evaluate import EditFn
 
 
@@ -41,7 +42,21 @@ COMPUTE: dict[str, ComputeFn] = {
     "rome-awd": _compute("rome", "compute_rome", block_attention_grad=True),
     "memit": _compute("memit", "compute_memit"),
     "pmet": _compute("pmet", "compute_pmet"),
+    "adaple": _compute("adaple", "compute_adaple"),
 }
+
+# Drop rate of drop-and-rescale fusion used when none is asked for: part of AdaPLE, off elsewhere.
+DEFAULT_DROP_RATE: dict[str, float] = {"adaple": 0.8}
+
+
+def _fused(compute: ComputeFn, p: float, seed: int) -> ComputeFn:
+    """``compute`` followed by drop-and-rescale with rate ``p``. The mask's seed mixes ``seed``
+    with the case id, so stacked edits get independent masks (the point of the fusion)."""
+
+    def run(model, case, **more) -> Edit:
+        return drop_and_rescale(compute(model, case, **more), p, seed=case_seed(case.case_id, seed))
+
+    return run
 
 
 def _applied(compute: ComputeFn, **overrides) -> EditFn:
@@ -54,24 +69,33 @@ def _applied(compute: ComputeFn, **overrides) -> EditFn:
     return run
 
 
-EDITORS: dict[str, EditFn] = {name: _applied(fn) for name, fn in COMPUTE.items()}
+def get_compute(name: str, *, drop_rate: float | None = None, seed: int = 0, **overrides) -> ComputeFn:
+    """The function computing editor ``name``'s edit without applying it, with hyper-parameter
+    ``overrides`` and drop-and-rescale fusion at ``drop_rate`` (``None``: the editor's default,
+    0.8 for AdaPLE and none for the others; ``0``: no fusion), masks seeded by ``seed``."""
+    if name not in COMPUTE:
+        raise ValueError(f"unknown editor {name!r}; known editors: {sorted(COMPUTE)}")
+    base = COMPUTE[name]
+    compute = (lambda model, case, **more: base(model, case, **{**overrides, **more})) if overrides else base
+    p = DEFAULT_DROP_RATE.get(name, 0.0) if drop_rate is None else drop_rate
+    if not 0.0 <= p < 1.0:
+        raise ValueError(f"drop rate must be in [0, 1), got {p}")
+    return _fused(compute, p, seed) if p > 0 else compute
 
 
-def get_compute(name: str) -> ComputeFn:
-    """The function computing editor ``name``'s edit without applying it."""
-    try:
-        return COMPUTE[name]
-    except KeyError:
-        raise ValueError(f"unknown editor {name!r}; known editors: {sorted(COMPUTE)}") from None
+EDITORS: dict[str, EditFn] = {name: _applied(get_compute(name)) for name in COMPUTE}
 
 
-def get_editor(name: str, **overrides) -> EditFn | None:
+def get_editor(name: str, *, drop_rate: float | None = None, seed: int = 0, **overrides) -> EditFn | None:
     """The editor called ``name`` (``"none"``: no edit), with hyper-parameter ``overrides``
-    (e.g. ``extra_terms=(SADR(1e-2),)``). Unknown names raise ``ValueError``."""
+    (e.g. ``extra_terms=(SADR(1e-2),)``) and fusion as in :func:`get_compute`. Unknown names
+    raise ``ValueError``."""
     if name == "none":
-        if overrides:
-            raise ValueError(f"options {sorted(overrides)} need an editor, not 'none'")
+        if overrides or drop_rate:
+            raise ValueError(f"options {sorted(overrides) + (['drop_rate'] if drop_rate else [])} need an editor, not 'none'")
         return None
     if name not in COMPUTE:
         raise ValueError(f"unknown editor {name!r}; known editors: {['none', *sorted(COMPUTE)]}")
-    return _applied(COMPUTE[name], **overrides) if overrides else EDITORS[name]
+    if not overrides and drop_rate is None:
+        return EDITORS[name]
+    return _applied(get_compute(name, drop_rate=drop_rate, seed=seed, **overrides))

@@ -20,6 +20,7 @@ Example:
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import replace
 
 import torch
@@ -39,6 +40,13 @@ def drop_and_rescale(edit: Edit, p: float, seed: int = 0) -> Edit:
     return Edit(deltas, {**edit.info, "fusion": {"drop_and_rescale": p, "seed": seed}})
 
 
+def case_seed(case_id, seed: int = 0) -> int:
+    """A mask seed for one edit: ``seed`` mixed with the case id, so stacked edits get independent
+    masks (the point of the fusion) while rerunning a case gives the same one."""
+    salt = int.from_bytes(hashlib.sha256(str(case_id).encode()).digest()[:4], "little")
+    return seed * 7919 + salt
+
+
 def top_k_retain(edit: Edit, fraction: float) -> Edit:
     """Keep, in each delta, the ``fraction`` of entries largest in magnitude; zero the rest."""
     if not 0.0 < fraction <= 1.0:
@@ -51,3 +59,13 @@ def top_k_retain(edit: Edit, fraction: float) -> Edit:
         keep[flat.abs().topk(k).indices] = True
         deltas.append(replace(d, delta=(flat * keep).view_as(d.delta)))
     return Edit(deltas, {**edit.info, "fusion": {"top_k": fraction}})
+
+
+def pairwise_cosine(edits: list[Edit]) -> torch.Tensor:
+    """Cosine similarity ``[n, n]`` between the updates of ``n`` edits, each flattened over all of
+    its deltas (AdaPLE paper Fig. 3: redundant updates are similar; dropped ones much less)."""
+    if not edits:
+        raise ValueError("pairwise_cosine needs at least one edit")
+    flat = torch.stack([torch.cat([d.delta.detach().flatten().float() for d in e.deltas]) for e in edits])
+    flat = flat / flat.norm(dim=1, keepdim=True).clamp_min(1e-30)
+    return flat @ flat.T

@@ -7,9 +7,9 @@
    ascending order, each layer taking R/(L − l + 1) of what is left (MEMIT paper, Algorithm 1),
    with ΔW = (λC₀ + KᵀK)⁻¹KᵀR.
 
-:func:`compute_range_edit` is the shared body of MEMIT and PMET (``drift.editors.pmet``): they
-differ only in where the vectors are optimised, which one is written into the MLPs, and the
-spread divisor.
+:func:`compute_range_edit` is the shared body of MEMIT, PMET (``drift.editors.pmet``) and AdaPLE
+(``drift.editors.adaple``): they differ only in where the vectors are optimised, which one is
+written into the MLPs, the spread divisor and the per-layer solve.
 
 Example:
     >>> import drift
@@ -34,7 +34,7 @@ from drift.data import EditCase
 from drift.editors.base import Edit
 from drift.editors.context import context_prefixes
 from drift.editors.objectives import LossTerm, default_terms
-from drift.editors.spread import even, spread_update
+from drift.editors.spread import Solver, even, keep_old, spread_update
 from drift.editors.stats import key_second_moment
 from drift.editors.target import Site, optimise_targets
 
@@ -88,8 +88,10 @@ def compute_range_edit(
     value_site: Site,
     divisor: Callable[[int], float],
     editor: str,
+    solve: Solver = keep_old,
 ) -> Edit:
-    """Optimise vectors at ``opt_sites``, then spread ``value_site``'s target over ``hp.layers``."""
+    """Optimise vectors at ``opt_sites``, then spread ``value_site``'s target over ``hp.layers``,
+    each layer's delta from ``solve`` (see :func:`drift.editors.spread.spread_update`)."""
     t0 = time.perf_counter()
     layers = sorted(hp.layers)
     if not layers or any(not 0 <= l < model.cfg.n_layers for l in layers):
@@ -104,7 +106,7 @@ def compute_range_edit(
     n = batch.n_rewrite
     target = res.v0[value_site] + res.deltas[value_site]
     deltas = spread_update(
-        model, batch.tokens[:n], batch.lookup[:n], layers, value_site, target, C, hp.mom2_weight, divisor
+        model, batch.tokens[:n], batch.lookup[:n], layers, value_site, target, C, hp.mom2_weight, divisor, solve
     )
     info = {"editor": editor, "layers": layers, "losses": res.losses, "seconds": time.perf_counter() - t0,
             "delta_norms": [float(d.delta.norm()) for d in deltas]}

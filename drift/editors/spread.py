@@ -66,6 +66,14 @@ def least_squares_delta(K: Tensor, R: Tensor, C: Tensor, lam: float) -> Tensor:
     return torch.linalg.solve(A, K.double().T @ R.double()).float()
 
 
+Solver = Callable[[Tensor, Tensor, Tensor, Tensor, float], Tensor]  # (K, R, W, C, λ) -> ΔW
+
+
+def keep_old(K: Tensor, R: Tensor, W: Tensor, C: Tensor, lam: float) -> Tensor:
+    """MEMIT's and PMET's solve: :func:`least_squares_delta` (``W``, the current weight, unused)."""
+    return least_squares_delta(K, R, C, lam)
+
+
 def spread_update(
     model: Model,
     tokens: Tensor,
@@ -76,10 +84,12 @@ def spread_update(
     C: Mapping[int, Tensor],
     lam: float,
     divisor: Callable[[int], float] = even,
+    solve: Solver = keep_old,
 ) -> list[WeightDelta]:
     """The per-layer ``W_out`` deltas that move ``site`` toward ``target [d_model]`` (see module
     docstring). ``tokens [n, pos]`` are the prefixed prompts (row 0 the bare one), ``lookup [n]``
-    the subject's last token in each."""
+    the subject's last token in each. ``solve`` turns each layer's keys and residual into its
+    delta (default :func:`keep_old`; AdaPLE passes its erase-old solve)."""
     last = site[1]
     layers = sorted(layers)
     if layers[-1] != last:
@@ -90,6 +100,7 @@ def spread_update(
             K, current = read_keys_and_value(model, tokens, lookup, layer, site)
         resid = (target - current) / divisor(last - layer + 1)  # [d_model]
         R = resid.expand(K.shape[0], -1)
-        delta = least_squares_delta(K, R, C[layer], lam)
-        deltas.append(WeightDelta("mlp_out", layer, delta.to(model.weight("mlp_out", layer).dtype)))
+        W = model.weight("mlp_out", layer).detach()
+        delta = solve(K, R, W, C[layer], lam)
+        deltas.append(WeightDelta("mlp_out", layer, delta.to(W.dtype)))
     return deltas

@@ -1,0 +1,210 @@
+"""Sequential editing and knowledge attenuation (AdaPLE paper §3, §6, Fig. 3 and Fig. 6).
+
+    python analyses/sequential.py                       # MEMIT and AdaPLE, ±DR, 100 edits of the dev set
+    python analyses/sequential.py --edits 25 --data builtin --sweep-edits 10      # a quick look
+    python analyses/sequential.py --sadr 1e-3           # also each editor with SADR (±DR)
+
+- Attenuation curves: for each editor with and without drop-and-rescale (and with SADR when
+  ``--sadr`` is given), ES / PS / NS of *all edits so far* after 1, 10, 25, 50, 100 stacked edits
+  (each edit computed on the model carrying the earlier ones; the weights restored at the end).
+- Drop-rate sweep (Fig. 6): ES / PS / NS of ``--sweep-edits`` stacked edits of ``--sweep-editor``
+  for each drop rate in ``--sweep-rates``.
+- Update similarity (Fig. 3): pairwise cosine similarity of the first ``--sim-edits`` updates of
+  each editor's plain run, as computed, with the top 20% of entries kept, and after DR (the
+  figure shows the first editor; ``sequential.json`` has all).
+
+Each finished run is appended to ``OUT/sequential-runs.jsonl`` and reused when rerun; a run that
+was interrupted resumes after its last finished edit (``OUT/.partial-KEY/``); ``--restart``
+starts everything over. Writes ``OUT/*.html``,
+``OUT/*.png`` and ``OUT/sequential.json``, and prints the efficacy table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import shutil
+import sys
+import time
+import warnings
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import drift  # noqa: E402
+from drift import plots  # noqa: E402
+from drift.data import load_cases  # noqa: E402
+from drift.editors import get_compute  # noqa: E402
+from drift.editors.fusion import case_seed, drop_and_rescale, pairwise_cosine, top_k_retain  # noqa: E402
+from drift.editors.sadr import SADR  # noqa: E402
+from drift.sequential import sequential_edits  # noqa: E402
+from drift.store import append_record, load_object, read_records, save_object  # noqa: E402
+
+DEV_SET = ROOT.parent / "shared" / "data" / "counterfact-merged-dev.json"
+METRICS = ("ES", "PS", "NS")
+
+
+def parse(argv=None) -> argparse.Namespace:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--model", default=None)
+    ap.add_argument("--data", default=str(DEV_SET), help="'builtin' or a CounterFact-format file (default: the dev set)")
+    ap.add_argument("--editors", default="memit,adaple", help="comma-separated editors (default memit,adaple)")
+    ap.add_argument("--edits", type=int, default=100, help="stacked edits per run (default 100)")
+    ap.add_argument("--checkpoints", default="1,10,25,50,100", help="edit counts evaluated (default 1,10,25,50,100)")
+    ap.add_argument("--batch", type=int, default=1, help="edits computed on one model state and applied together")
+    ap.add_argument("--dr", type=float, default=0.8, help="drop rate of the runs with DR (default 0.8)")
+    ap.add_argument("--sadr", type=float, default=None, metavar="GAMMA", help="also run each editor with SADR γ")
+    ap.add_argument("--sweep-editor", default="adaple", help="editor of the drop-rate sweep (default adaple)")
+    ap.add_argument("--sweep-rates", default="0,0.5,0.7,0.9", help="drop rates of the sweep (default 0,0.5,0.7,0.9)")
+    ap.add_argument("--sweep-edits", type=int, default=10, help="stacked edits per sweep point (default 10)")
+    ap.add_argument("--no-sweep", action="store_true", help="skip the drop-rate sweep")
+    ap.add_argument("--sim-edits", type=int, default=20, help="updates in the similarity figure (default 20)")
+    ap.add_argument("--restart", action="store_true", help="ignore finished runs in OUT/sequential-runs.jsonl")
+    ap.add_argument("--out", default=str(ROOT / "figures" / "sequential"))
+    ap.add_argument("--seed", type=int, default=0)
+    return ap.parse_args(argv)
+
+
+class Runs:
+    """Sequential runs finished so far, keyed by what determines their result; saved as they end."""
+
+    def __init__(self, path: Path, restart: bool):
+        self.path = path
+        if restart:
+            if path.exists():
+                path.unlink()
+            for work in path.parent.glob(".partial-*"):
+                shutil.rmtree(work, ignore_errors=True)
+        self.done: dict[str, dict] = read_records(path)
+
+    def get(self, model, cases, editor: str, *, dr: float, sadr: float | None, checkpoints, batch: int, seed: int,
+            keep: int = 0, sim_dr: float = 0.8) -> dict:
+        """The run's record ``{"key", "label", "checkpoints": [{"n_edits", "summary"}], ...}``;
+        with ``keep``, also the similarity matrices of its first ``keep`` raw updates."""
+        cfg = {"model": model.name, "cases": [c.case_id for c in cases], "editor": editor, "dr": dr, "sadr": sadr,
+               "checkpoints": list(checkpoints), "batch": batch, "seed": seed, "keep": keep,
+               "sim_dr": sim_dr if keep else None}
+        key = hashlib.sha256(json.dumps(cfg, sort_keys=True).encode()).hexdigest()[:16]
+        if key in self.done:
+            return self.done[key]
+        overrides = {"extra_terms": (SADR(sadr),)} if sadr else {}
+        compute = get_compute(editor, drop_rate=0, **overrides)
+        work = self.path.parent / f".partial-{key}"  # progress of an unfinished run
+        position = {c.case_id: i for i, c in enumerate(cases)}
+
+        def computed(model, case):
+            edit = compute(model, case)
+            if position[case.case_id] < keep:  # the raw update, before any fusion, for the similarity figure
+                save_object(work / f"raw-{position[case.case_id]}.pt", (case.case_id, edit))
+            return drop_and_rescale(edit, dr, seed=case_seed(case.case_id, seed)) if dr > 0 else edit
+
+        t0 = time.time()
+        rows = sequential_edits(model, cases, computed, checkpoints=checkpoints, batch=batch, progress=True,
+                                state=work / "state.pt")
+        rec = {"key": key, "label": label(editor, dr, sadr), "config": cfg, "seconds": time.time() - t0,
+               "checkpoints": [{"n_edits": r["n_edits"], "summary": r["summary"]} for r in rows]}
+        if keep:
+            kept = [load_object(work / f"raw-{i}.pt") for i in range(min(keep, len(cases)))]
+            rec["similarity"] = similarity(kept, sim_dr, seed)
+        self.done[key] = rec
+        append_record(self.path, rec)
+        shutil.rmtree(work, ignore_errors=True)
+        return rec
+
+
+def label(editor: str, dr: float, sadr: float | None) -> str:
+    return editor.upper() + (f"+SADR(γ={sadr:g})" if sadr else "") + (f" +DR(p={dr:g})" if dr > 0 else "")
+
+
+def similarity(kept: list, p: float, seed: int) -> dict:
+    """Pairwise cosine similarity of raw updates, their top 20%, and their drop-and-rescale at ``p``."""
+    edits = [e for _, e in kept]
+    return {
+        "labels": [str(cid) for cid, _ in kept],
+        "as computed": pairwise_cosine(edits).tolist(),
+        "top 20% kept": pairwise_cosine([top_k_retain(e, 0.2) for e in edits]).tolist(),
+        f"drop-and-rescale p={p:g}": pairwise_cosine(
+            [drop_and_rescale(e, p, seed=case_seed(cid, seed)) for cid, e in kept]).tolist(),
+    }
+
+
+def _off_diagonal_mean(m: list[list[float]]) -> float:
+    t = torch.tensor(m)
+    n = t.shape[0]
+    return float((t.sum() - t.trace()) / max(1, n * n - n))
+
+
+def main(argv=None) -> dict:
+    args = parse(argv)
+    t0 = time.time()
+    out = Path(args.out)
+    editors = [e for e in args.editors.split(",") if e]
+    for e in editors + [args.sweep_editor]:
+        get_compute(e)  # unknown names fail here, before any work
+    model = drift.load_model(args.model)
+    cases = load_cases(args.data, limit=max(args.edits, args.sweep_edits))
+    if len(cases) < args.edits:
+        raise ValueError(f"--edits {args.edits}: {args.data} has only {len(cases)} cases")
+    main_cases, sweep_cases = cases[: args.edits], cases[: args.sweep_edits]
+    marks = sorted({int(x) for x in args.checkpoints.split(",") if x} | {args.edits})
+    marks = [n for n in marks if n <= args.edits]
+    runs = Runs(out / "sequential-runs.jsonl", args.restart)
+    common = {"batch": args.batch, "seed": args.seed}
+
+    variants = [(0.0, None), (args.dr, None)] + ([(0.0, args.sadr), (args.dr, args.sadr)] if args.sadr else [])
+    curves = {}
+    for i, e in enumerate(editors):
+        for dr, sadr in variants:
+            keep = args.sim_edits if (dr == 0 and sadr is None) else 0
+            rec = runs.get(model, main_cases, e, dr=dr, sadr=sadr, checkpoints=marks, keep=keep, sim_dr=args.dr,
+                           **common)
+            curves[rec["label"]] = rec
+    sweep_rates = [float(x) for x in args.sweep_rates.split(",") if x]
+    sweep = {} if args.no_sweep else {
+        p: runs.get(model, sweep_cases, args.sweep_editor, dr=p, sadr=None, checkpoints=[args.sweep_edits], **common)
+        for p in sweep_rates}
+
+    written = []
+    for m in METRICS:
+        lines = {name: [c["summary"][m] for c in rec["checkpoints"]] for name, rec in curves.items()}
+        xs = [c["n_edits"] for c in next(iter(curves.values()))["checkpoints"]]
+        written += plots.save(plots.curves(xs, lines, x_title="edits so far", y_title=f"{m} of all edits so far (%)",
+                                           title=f"Knowledge attenuation on {model.name}: {m}"),
+                              out / f"attenuation_{m}")
+    rates = list(sweep)
+    written += [] if not sweep else plots.save(plots.curves(rates, {m: [sweep[p]["checkpoints"][-1]["summary"][m] for p in rates]
+                                               for m in METRICS},
+                                       x_title="drop rate p", y_title="score (%)",
+                                       title=f"Drop rate: {args.sweep_editor} after {args.sweep_edits} edits"),
+                          out / "drop_rate_sweep")
+    first = next(rec for rec in curves.values() if "similarity" in rec)
+    sim = first["similarity"]
+    panels = {k: torch.tensor(v) for k, v in sim.items() if k != "labels"}
+    written += plots.save(plots.matrices({f"{k} (mean {_off_diagonal_mean(v.tolist()):.2f})": v
+                                          for k, v in panels.items()}, sim["labels"], colorbar="cosine",
+                                         title=f"Pairwise cosine similarity of {len(sim['labels'])} "
+                                               f"{first['config']['editor']} updates"),
+                          out / "update_similarity", width=1500, height=520)
+
+    result = {"config": vars(args) | {"model": model.name}, "curves": {k: v["checkpoints"] for k, v in curves.items()},
+              "drop_rate_sweep": {str(p): sweep[p]["checkpoints"][-1]["summary"] for p in rates},
+              "similarity": {k: v["similarity"] for k, v in curves.items() if "similarity" in v},
+              "similarity_mean_off_diagonal": {k: _off_diagonal_mean(v) for k, v in sim.items() if k != "labels"},
+              "seconds": time.time() - t0}
+    (out / "sequential.json").write_text(json.dumps(result, indent=1, default=str))
+    print(f"{'run':<28}" + "".join(f"{'ES@' + str(c['n_edits']):>10}" for c in next(iter(curves.values()))["checkpoints"]))
+    for name, rec in curves.items():
+        print(f"{name:<28}" + "".join(f"{c['summary']['ES']:>10.1f}" for c in rec["checkpoints"]))
+    print("similarity (mean off-diagonal):",
+          ", ".join(f"{k} {v:.3f}" for k, v in result["similarity_mean_off_diagonal"].items()))
+    print(f"wrote {len(written)} figure files and {out / 'sequential.json'} in {result['seconds']:.0f} s")
+    return result
+
+
+if __name__ == "__main__":
+    warnings.filterwarnings("ignore", category=UserWarning)
+    main()
