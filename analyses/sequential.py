@@ -15,7 +15,9 @@
 
 Each finished run is appended to ``OUT/sequential-runs.jsonl`` and reused when rerun; a run that
 was interrupted resumes after its last finished edit (``OUT/.partial-KEY/``); ``--restart``
-starts everything over. Writes ``OUT/*.html``,
+starts everything over. ``--part I/N`` does only every N-th run (from the I-th) and draws
+nothing, so N processes or GPUs can share the work; concatenate their ``sequential-runs.jsonl``
+files and run once more without ``--part`` to draw the figures. Writes ``OUT/*.html``,
 ``OUT/*.png`` and ``OUT/sequential.json``, and prints the efficacy table.
 """
 
@@ -36,8 +38,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 import drift  # noqa: E402
-from drift import plots  # noqa: E402
 from drift.data import load_cases  # noqa: E402
+from drift.runtime import share  # noqa: E402
 from drift.editors import get_compute  # noqa: E402
 from drift.editors.fusion import case_seed, drop_and_rescale, pairwise_cosine, top_k_retain  # noqa: E402
 from drift.editors.sadr import SADR  # noqa: E402
@@ -66,6 +68,8 @@ def parse(argv=None) -> argparse.Namespace:
     ap.add_argument("--restart", action="store_true", help="ignore finished runs in OUT/sequential-runs.jsonl")
     ap.add_argument("--out", default=str(ROOT / "figures" / "sequential"))
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--device", default=None, help="torch device, e.g. cuda (default: cpu)")
+    ap.add_argument("--part", default=None, metavar="I/N", help="do only runs I, I+N, ... and draw nothing")
     return ap.parse_args(argv)
 
 
@@ -145,7 +149,8 @@ def main(argv=None) -> dict:
     editors = [e for e in args.editors.split(",") if e]
     for e in editors + [args.sweep_editor]:
         get_compute(e)  # unknown names fail here, before any work
-    model = drift.load_model(args.model)
+    share([], args.part, option="--part")  # a malformed --part fails before the model loads
+    model = drift.load_model(args.model, device=args.device)
     cases = load_cases(args.data, limit=max(args.edits, args.sweep_edits))
     if len(cases) < args.edits:
         raise ValueError(f"--edits {args.edits}: {args.data} has only {len(cases)} cases")
@@ -156,17 +161,27 @@ def main(argv=None) -> dict:
     common = {"batch": args.batch, "seed": args.seed}
 
     variants = [(0.0, None), (args.dr, None)] + ([(0.0, args.sadr), (args.dr, args.sadr)] if args.sadr else [])
-    curves = {}
-    for i, e in enumerate(editors):
+    sweep_rates = [float(x) for x in args.sweep_rates.split(",") if x]
+    jobs = []  # (what it is, how to run it): attenuation curves first, then the sweep
+    for e in editors:
         for dr, sadr in variants:
             keep = args.sim_edits if (dr == 0 and sadr is None) else 0
-            rec = runs.get(model, main_cases, e, dr=dr, sadr=sadr, checkpoints=marks, keep=keep, sim_dr=args.dr,
-                           **common)
-            curves[rec["label"]] = rec
-    sweep_rates = [float(x) for x in args.sweep_rates.split(",") if x]
-    sweep = {} if args.no_sweep else {
-        p: runs.get(model, sweep_cases, args.sweep_editor, dr=p, sadr=None, checkpoints=[args.sweep_edits], **common)
-        for p in sweep_rates}
+            jobs.append((("curve", e, dr, sadr), lambda e=e, dr=dr, sadr=sadr, keep=keep: runs.get(
+                model, main_cases, e, dr=dr, sadr=sadr, checkpoints=marks, keep=keep, sim_dr=args.dr, **common)))
+    if not args.no_sweep:
+        for p in sweep_rates:
+            jobs.append((("sweep", p), lambda p=p: runs.get(
+                model, sweep_cases, args.sweep_editor, dr=p, sadr=None, checkpoints=[args.sweep_edits], **common)))
+    if args.part is not None:
+        for _, run in share(jobs, args.part, contiguous=False, option="--part"):
+            run()
+        print(f"part {args.part}: done, in {runs.path}")
+        return {}
+    done = {what: run() for what, run in jobs}
+    curves = {rec["label"]: rec for what, rec in done.items() if what[0] == "curve"}
+    sweep = {what[1]: rec for what, rec in done.items() if what[0] == "sweep"}
+
+    from drift import plots
 
     written = []
     for m in METRICS:

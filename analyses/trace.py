@@ -64,6 +64,7 @@ def parse(argv=None) -> argparse.Namespace:
     ap.add_argument("--prompts", type=int, default=4, help="prompts per task and case for the drift (default 4)")
     ap.add_argument("--batch-size", type=int, default=48, help="patch states per forward pass (default 48)")
     ap.add_argument("--out", default=str(ROOT / "figures" / "trace"), help="output folder (default figures/trace)")
+    ap.add_argument("--device", default=None, help="torch device, e.g. cuda (default: cpu)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--restart", action="store_true", help="ignore the cases finished by an interrupted run")
     return ap.parse_args(argv)
@@ -223,7 +224,7 @@ def main(argv=None) -> dict:
     args = parse(argv)
     t0 = time.time()
     torch.manual_seed(args.seed)
-    model = drift.load_model(args.model)
+    model = drift.load_model(args.model, device=args.device)
     cases = [c for c in load_cases(args.data, limit=args.limit) if c.neighborhood or c.relation]
     if not cases:
         raise SystemExit(f"no case in {args.data} has neighbourhood or relation prompts")

@@ -2,6 +2,7 @@
 
 Commands:
     eval   evaluate an editor (or none) on edit cases; prints a metrics table, writes JSON
+    merge  join the results of ``eval --shard`` runs (finished JSON or partial JSONL) into one
     demo   load the default model and show the probabilities of a few facts it knows
 """
 
@@ -42,6 +43,13 @@ def main(argv: list[str] | None = None) -> int:
     ev.add_argument("--sadr-heads", choices=["selective", "all"], default="selective",
                     help="SADR restrains heads that over-attend (selective, default) or every head (all)")
     ev.add_argument("--steps", type=int, default=None, help="optimisation steps of the editor (default: its preset)")
+    ev.add_argument("--hp", action="append", default=[], metavar="NAME=VALUE",
+                    help="override one hyper-parameter of the editor's preset, e.g. --hp n_prefixes=11 "
+                         "--hp early_stop=0 (repeatable; values are Python literals)")
+    ev.add_argument("--shard", default=None, metavar="I/N",
+                    help="evaluate only the I-th of N equal contiguous parts of the cases (I from 1); "
+                         "join the parts with `python -m drift merge`")
+    ev.add_argument("--device", default=None, help="torch device for the model, e.g. cuda (default: cpu)")
     ev.add_argument("--limit", type=int, default=None, help="evaluate only the first N cases")
     ev.add_argument("--model", default=None, help="model name, hub id or local folder (default: smollm2-135m)")
     ev.add_argument("--seed", type=int, default=0, help="seed for sampling generations (default: 0)")
@@ -52,11 +60,17 @@ def main(argv: list[str] | None = None) -> int:
     ev.add_argument("--batch-cases", type=int, default=16, help="unedited: cases scored together (default: 16)")
     ev.add_argument("--quiet", action="store_true", help="no progress bar")
 
+    mg = sub.add_parser("merge", help="join the results of `eval --shard` runs into one results JSON")
+    mg.add_argument("inputs", nargs="+", help="results JSON files of eval, or their .partial.jsonl files")
+    mg.add_argument("--out", required=True, help="where to write the joined results JSON")
+
     sub.add_parser("demo", help="load the default model and show a few facts' probabilities")
 
     args = parser.parse_args(argv)
     if args.command == "eval":
         return _eval(args)
+    if args.command == "merge":
+        return _merge(args)
     return _demo()
 
 
@@ -96,9 +110,15 @@ def _eval(args) -> int:
         overrides["extra_terms"] = (SADR(args.sadr, args.sadr_heads),)
     if args.steps is not None:
         overrides["steps"] = args.steps
+    hp = parse_hp(args.hp)
+    overrides |= hp
     # unknown names and bad options fail before the model loads
     edit = get_editor(args.editor, drop_rate=args.dr, seed=args.seed, **overrides)
     cases = load_cases(args.data, limit=args.limit)
+    if args.shard is not None:
+        from drift.runtime import share
+
+        cases = share(cases, args.shard)
     if args.sequential:
         return _sequential(args, overrides, cases)
     texts = _load_texts(args.ppl) if args.ppl else None
@@ -111,13 +131,17 @@ def _eval(args) -> int:
         config["steps"] = args.steps
     if args.dr is not None:
         config["dr"] = args.dr
+    if hp:
+        config["hp"] = {k: repr(v) for k, v in sorted(hp.items())}
+    if args.shard is not None:
+        config["shard"] = args.shard
     key = hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()[:16]
     partial = out.with_name(out.name + ".partial.jsonl")
     done = {} if args.restart else _read_partial(partial, key)
     todo = [c for c in cases if c.case_id not in done]
     if done:
         print(f"resuming: {len(done)} cases already done in {partial}", file=sys.stderr)
-    model = drift.load_model(args.model)
+    model = drift.load_model(args.model, device=args.device)
     import torch
 
     torch.manual_seed(args.seed)
@@ -155,7 +179,7 @@ def _sequential(args, overrides: dict, cases) -> int:
     except ValueError:
         raise ValueError(f"--checkpoints must be comma-separated edit counts, got {args.checkpoints!r}") from None
     compute = get_compute(args.editor, drop_rate=args.dr, seed=args.seed, **overrides)
-    model = drift.load_model(args.model)
+    model = drift.load_model(args.model, device=args.device)
     import torch
 
     torch.manual_seed(args.seed)
@@ -170,6 +194,68 @@ def _sequential(args, overrides: dict, cases) -> int:
         print(f"after {row['n_edits']} edits:")
         print(_table(row["summary"]))
     print(f"wrote {args.out}")
+    return 0
+
+
+def parse_hp(items: list[str]) -> dict:
+    """``["n_prefixes=11", "early_stop=0"]`` -> ``{"n_prefixes": 11, "early_stop": 0}``. Values are
+    Python literals (numbers, booleans, tuples); anything else is kept as a string. Whether the
+    names exist is checked by the editor (:func:`drift.editors.get_editor`)."""
+    import ast
+
+    out = {}
+    for item in items:
+        name, sep, value = item.partition("=")
+        if not sep or not name.strip().isidentifier():
+            raise ValueError(f"--hp expects NAME=VALUE, got {item!r}")
+        try:
+            out[name.strip()] = ast.literal_eval(value.strip())
+        except (ValueError, SyntaxError):
+            out[name.strip()] = value.strip()
+    return out
+
+
+
+def _merge(args) -> int:
+    """Join shard results: finished results JSON files and/or partial JSONL files of one config."""
+    from drift.metrics import summarise
+    from drift.store import save_json
+
+    configs, rows = [], {}
+    for name in args.inputs:
+        path = Path(name)
+        if not path.is_file():
+            raise ValueError(f"merge: {path} does not exist")
+        if path.name.endswith(".partial.jsonl"):
+            found = []
+            for line in path.read_text().splitlines():
+                try:
+                    row = json.loads(line)
+                except json.JSONDecodeError:  # a line cut by an interruption
+                    continue
+                if isinstance(row, dict) and "case_id" in row and "metrics" in row:  # not the header
+                    found.append(row)
+            config = None
+        else:
+            try:
+                data = json.loads(path.read_text())
+                found, config = data["cases"], data["config"]
+            except (json.JSONDecodeError, KeyError, TypeError) as e:
+                raise ValueError(f"merge: {path} is not a results JSON of `python -m drift eval` ({e})") from e
+        if config is not None:
+            configs.append({k: v for k, v in config.items() if k != "shard"})
+        for row in found:
+            rows.setdefault(row["case_id"], row)
+    if any(c != configs[0] for c in configs[1:]):
+        raise ValueError("merge: the inputs come from different configurations: "
+                         + "; ".join(json.dumps(c, sort_keys=True) for c in configs))
+    if not rows:
+        raise ValueError("merge: the inputs hold no finished cases")
+    summary = summarise([r["metrics"] for r in rows.values()])
+    save_json(Path(args.out), {"config": configs[0] if configs else {}, "summary": summary,
+                               "cases": list(rows.values()), "merged_from": [str(x) for x in args.inputs]})
+    print(_table(summary))
+    print(f"wrote {args.out} ({len(rows)} cases)")
     return 0
 
 

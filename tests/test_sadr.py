@@ -85,7 +85,7 @@ def test_sadr_script_writes_table3_and_resumes(tmp_path, real):
     first = subprocess.run(cmd, capture_output=True, text=True, timeout=900, check=False)
     assert first.returncode == 0, first.stderr[-3000:]
     table = json.loads((tmp_path / "sadr.json").read_text())["table3"]
-    assert list(table) == ["None", "ROME", "ROME+SADR (γ=0.001)"]
+    assert list(table) == ["None", "ROME", "ROME+SADR (γ=3e-05)"]  # the default model's γ
     assert (tmp_path / "table3.png").stat().st_size > 1000
     lines = (tmp_path / "sadr-runs.jsonl").read_text().splitlines()
     assert len(lines) == 3

@@ -14,6 +14,7 @@ Example:
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import importlib
 from collections.abc import Callable
 from dataclasses import replace
@@ -35,6 +36,24 @@ def _compute(module: str, compute: str, **overrides) -> ComputeFn:
         return getattr(mod, compute)(model, case, hp)
 
     return run
+
+
+# Each editor's module and hyper-parameter class, to name a bad override before any work.
+HPARAMS: dict[str, tuple[str, str]] = {
+    "rome": ("rome", "ROMEHParams"), "rome-awd": ("rome", "ROMEHParams"), "memit": ("memit", "MEMITHParams"),
+    "pmet": ("pmet", "PMETHParams"), "adaple": ("adaple", "AdaPLEHParams"),
+}
+
+
+def check_overrides(name: str, overrides: dict) -> None:
+    """Raise ``ValueError`` naming any key of ``overrides`` that editor ``name`` has no
+    hyper-parameter for (e.g. a typo in ``--hp``)."""
+    module, cls = HPARAMS[name]
+    known = {f.name for f in dataclasses.fields(getattr(importlib.import_module(f"drift.editors.{module}"), cls))}
+    bad = sorted(set(overrides) - known)
+    if bad:
+        raise ValueError(f"editor {name!r} has no hyper-parameter {', '.join(map(repr, bad))}; "
+                         f"its hyper-parameters: {sorted(known)}")
 
 
 COMPUTE: dict[str, ComputeFn] = {
@@ -75,6 +94,7 @@ def get_compute(name: str, *, drop_rate: float | None = None, seed: int = 0, **o
     0.8 for AdaPLE and none for the others; ``0``: no fusion), masks seeded by ``seed``."""
     if name not in COMPUTE:
         raise ValueError(f"unknown editor {name!r}; known editors: {sorted(COMPUTE)}")
+    check_overrides(name, overrides)
     base = COMPUTE[name]
     compute = (lambda model, case, **more: base(model, case, **{**overrides, **more})) if overrides else base
     p = DEFAULT_DROP_RATE.get(name, 0.0) if drop_rate is None else drop_rate

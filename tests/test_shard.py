@@ -1,0 +1,200 @@
+"""Sharing long runs between processes: `eval --shard` + `merge`, `--part` of the analyses, `--hp`."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from drift.__main__ import main, parse_hp
+from drift.runtime import share
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.mark.parametrize("n", [1, 2, 3, 7, 12])
+@pytest.mark.parametrize("contiguous", [True, False])
+def test_shares_cover_every_item_once(n, contiguous):
+    items = list(range(10))
+    parts = [share(items, f"{i}/{n}", contiguous=contiguous) for i in range(1, n + 1)]
+    assert sorted(x for p in parts for x in p) == items
+    assert max(map(len, parts)) - min(map(len, parts)) <= 1
+
+
+@pytest.mark.parametrize("spec", ["0/3", "4/3", "2", "a/b", "1/0"])
+def test_bad_share_is_named(spec):
+    with pytest.raises(ValueError, match="--part"):
+        share([1, 2], spec, option="--part")
+
+
+def test_hp_values_are_literals():
+    assert parse_hp(["n_prefixes=11", "early_stop=0", "block_attention_grad=True", "lr = 0.1"]) == {
+        "n_prefixes": 11, "early_stop": 0, "block_attention_grad": True, "lr": 0.1}
+    with pytest.raises(ValueError, match="NAME=VALUE"):
+        parse_hp(["steps"])
+
+
+def test_unknown_hp_is_named_before_the_model_loads(tmp_path, monkeypatch):
+    import drift
+
+    monkeypatch.setattr(drift, "load_model", lambda *a, **k: pytest.fail("the model was loaded"))
+    with pytest.raises(ValueError, match="no hyper-parameter 'n_prefix'.*n_prefixes"):
+        main(["eval", "--editor", "rome", "--hp", "n_prefix=3", "--out", str(tmp_path / "x.json")])
+    with pytest.raises(ValueError, match="--shard expects I/N"):
+        main(["eval", "--shard", "x", "--out", str(tmp_path / "x.json")])
+
+
+def _result(path: Path, config: dict, ids: list[int], es: float) -> Path:
+    rows = [{"case_id": i, "subject": "s", "metrics": {"ES": es, "EM": es}} for i in ids]
+    path.write_text(json.dumps({"config": config, "summary": {}, "cases": rows}))
+    return path
+
+
+def test_merge_joins_results_and_partial_files(tmp_path, capsys):
+    cfg = {"editor": "rome", "data": "d.json"}
+    a = _result(tmp_path / "a.json", cfg | {"shard": "1/3"}, [0, 1], 100.0)
+    b = _result(tmp_path / "b.json", cfg | {"shard": "2/3"}, [2], 0.0)
+    partial = tmp_path / "c.json.partial.jsonl"  # a shard stopped before it finished
+    partial.write_text(json.dumps({"config_key": "k"}) + "\n"
+                       + json.dumps({"case_id": 3, "subject": "s", "metrics": {"ES": 0.0, "EM": 0.0}}) + "\n"
+                       + '{"case_id": 4, "subj')  # cut by the interruption
+    out = tmp_path / "all.json"
+    assert main(["merge", str(a), str(b), str(partial), "--out", str(out)]) == 0
+    res = json.loads(out.read_text())
+    assert [r["case_id"] for r in res["cases"]] == [0, 1, 2, 3]
+    assert res["summary"]["ES"] == 50.0 and res["config"] == cfg
+    assert "4 cases" in capsys.readouterr().out
+
+
+def test_merge_refuses_different_configurations(tmp_path):
+    a = _result(tmp_path / "a.json", {"editor": "rome"}, [0], 100.0)
+    b = _result(tmp_path / "b.json", {"editor": "memit"}, [1], 100.0)
+    with pytest.raises(ValueError, match="different configurations"):
+        main(["merge", str(a), str(b), "--out", str(tmp_path / "x.json")])
+    (tmp_path / "bad.json").write_text("[1, 2]")
+    with pytest.raises(ValueError, match="bad.json is not a results JSON"):
+        main(["merge", str(tmp_path / "bad.json"), "--out", str(tmp_path / "x.json")])
+
+
+@pytest.mark.slow
+def test_sharded_eval_merges_to_the_whole(tmp_path, real):
+    args = ["eval", "--data", "builtin", "--limit", "5", "--no-fluency", "--quiet"]
+    assert main(args + ["--out", str(tmp_path / "whole.json")]) == 0
+    parts = []
+    for i in (1, 2):
+        parts.append(str(tmp_path / f"p{i}.json"))
+        assert main(args + ["--shard", f"{i}/2", "--out", parts[-1]]) == 0
+    assert len(json.loads(Path(parts[0]).read_text())["cases"]) == 2
+    assert main(["merge", *parts, "--out", str(tmp_path / "merged.json")]) == 0
+    whole = json.loads((tmp_path / "whole.json").read_text())
+    merged = json.loads((tmp_path / "merged.json").read_text())
+    assert [r["case_id"] for r in merged["cases"]] == [r["case_id"] for r in whole["cases"]]
+    for k, v in whole["summary"].items():
+        assert merged["summary"][k] == pytest.approx(v, abs=1e-9, nan_ok=True), k
+
+
+def _run(cmd: list[str]) -> subprocess.CompletedProcess:
+    done = subprocess.run([sys.executable, *cmd], capture_output=True, text=True, timeout=900, check=False)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return done
+
+
+def test_sequential_parts_join_into_the_whole(tmp_path):
+    """Two `--part`s in their own folders, their logs concatenated: the full run computes nothing."""
+    from drift.tiny import tiny_bridge
+
+    folder = tmp_path / "tiny"
+    tiny_bridge(seed=0, folder=folder)
+    base = [str(ROOT / "analyses" / "sequential.py"), "--model", str(folder), "--data", "builtin",
+            "--editors", "memit", "--edits", "2", "--checkpoints", "1,2", "--sweep-edits", "2",
+            "--sweep-rates", "0.5", "--sim-edits", "2"]
+    logs = []
+    for i in (1, 2):
+        out = tmp_path / f"part{i}"
+        done = _run(base + ["--part", f"{i}/2", "--out", str(out)])
+        assert f"part {i}/2: done" in done.stdout and not list(out.glob("*.png"))
+        logs.append((out / "sequential-runs.jsonl").read_text())
+    assert sum(len(x.splitlines()) for x in logs) == 3  # MEMIT, MEMIT +DR, the sweep point: each once
+    joined = tmp_path / "joined"
+    joined.mkdir()
+    (joined / "sequential-runs.jsonl").write_text("".join(logs))
+    done = _run(base + ["--out", str(joined)])
+    assert "sequential edits" not in done.stderr  # nothing computed again
+    res = json.loads((joined / "sequential.json").read_text())
+    assert set(res["curves"]) == {"MEMIT", "MEMIT +DR(p=0.8)"} and set(res["drop_rate_sweep"]) == {"0.5"}
+    assert (joined / "attenuation_ES.png").stat().st_size > 1000
+
+
+def test_sadr_parts_join_into_the_whole(tmp_path):
+    """analyses/sadr.py: every chunk of every distinct configuration runs in exactly one part;
+    `--join` takes them in and the figures are drawn without evaluating anything again."""
+    from drift.tiny import tiny_bridge
+
+    folder = tmp_path / "tiny"
+    tiny_bridge(seed=0, folder=folder)
+    base = [str(ROOT / "analyses" / "sadr.py"), "--model", str(folder), "--limit", "2", "--sweep-limit", "1",
+            "--gammas", "1e-3", "--knob-steps", "2", "--knob-lr", "0.1", "--knob-kl", "1", "--steps", "2"]
+    rows = []
+    for i in (1, 2):
+        out = tmp_path / f"part{i}"
+        done = _run(base + ["--part", f"{i}/2", "--chunk", "1", "--out", str(out)])
+        assert f"part {i}/2" in done.stdout and not (out / "sadr.json").exists()
+        rows += [(f.name, json.loads(line)["case_id"]) for f in out.glob(".partial-*.jsonl")
+                 for line in f.read_text().splitlines()]
+    # None, ROME, ROME+SADR on 2 cases; γ=1e-3 selective and all heads, base, steps, lr, ω on 1
+    assert len(rows) == len(set(rows)) == 3 * 2 + 6
+    joined = tmp_path / "joined"
+    _run(base + ["--out", str(joined), "--join", str(tmp_path / "part1"), str(tmp_path / "part2")])
+    assert len((joined / "sadr-runs.jsonl").read_text().splitlines()) == 9 and not list(joined.glob(".partial-*"))
+    res = json.loads((joined / "sadr.json").read_text())
+    assert list(res["table3"]) == ["None", "ROME", "ROME+SADR (γ=0.001)"]
+    assert (joined / "fig6_selective_vs_all.png").stat().st_size > 1000
+
+
+def test_sadr_configuration_resumes_after_its_last_finished_case(tmp_path, monkeypatch):
+    import importlib.util
+    from types import SimpleNamespace
+
+    from drift.data import load_cases
+
+    spec = importlib.util.spec_from_file_location("sadr_analysis", ROOT / "analyses" / "sadr.py")
+    sadr = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(sadr)
+    cases = load_cases("builtin", limit=3)
+    seen: list[list[str]] = []
+
+    def fake_evaluate(model, todo, *, on_case, **kw):
+        seen.append([c.case_id for c in todo])
+        for i, c in enumerate(todo):
+            if len(seen) == 1 and i == 1:
+                raise KeyboardInterrupt  # stopped after the first case
+            on_case({"case_id": c.case_id, "subject": c.subject, "metrics": {"ES": 100.0, "EM": 90.0}})
+
+    monkeypatch.setattr(sadr, "evaluate", fake_evaluate)
+    runs = sadr.Runs(tmp_path / "sadr-runs.jsonl", restart=False)
+    model = SimpleNamespace(name="m")
+    with pytest.raises(KeyboardInterrupt):
+        runs.get(model, cases, "none", "None", 0)
+    summary = sadr.Runs(tmp_path / "sadr-runs.jsonl", restart=False).get(model, cases, "none", "None", 0)
+    assert seen == [[c.case_id for c in cases], [c.case_id for c in cases[1:]]]
+    assert summary["ES"] == 100.0 and not list(tmp_path.glob(".partial-*"))
+
+
+def test_device_reaches_the_model_loader(tmp_path, monkeypatch):
+    import drift
+
+    class Loaded(Exception):
+        pass
+
+    def fake_load(name=None, *, device=None, **kw):
+        raise Loaded(device)
+
+    monkeypatch.setattr(drift, "load_model", fake_load)
+    with pytest.raises(Loaded, match="cuda:1"):
+        main(["eval", "--device", "cuda:1", "--limit", "1", "--out", str(tmp_path / "x.json")])
+    with pytest.raises(Loaded, match="cuda:1"):
+        main(["eval", "--device", "cuda:1", "--editor", "memit", "--sequential", "--limit", "1",
+              "--out", str(tmp_path / "x.json")])
