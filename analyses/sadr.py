@@ -13,8 +13,8 @@ interrupted run resumes where it stopped, down to the last finished case of the 
 was in (``OUT/.partial-KEY.jsonl``; ``--restart`` starts over). ``--part I/N`` splits every
 configuration's cases into chunks of ``--chunk`` and evaluates only every N-th chunk (from the
 I-th), drawing nothing, so N processes or GPUs can share the work, each with its own ``--out``;
-then ``--join DIR1 DIR2 ...`` (without ``--part``) takes their finished cases in and draws. Writes ``OUT/*.html``,
-``OUT/*.png``, ``OUT/sadr.json`` and prints the table.
+then ``--join DIR1 DIR2 ...`` (without ``--part``) takes their finished cases in and draws.
+Writes ``OUT/*.html``, ``OUT/*.png``, ``OUT/sadr.json`` and prints the table.
 """
 
 from __future__ import annotations
@@ -74,7 +74,6 @@ def parse(argv=None) -> argparse.Namespace:
     ap.add_argument("--join", nargs="*", default=[], metavar="DIR",
                     help="first take in the finished work of these --part folders")
     return ap.parse_args(argv)
-
 
 
 class Runs:
