@@ -2,6 +2,7 @@
 
     python analyses/sadr.py                                   # default model, built-in cases, ROME
     python analyses/sadr.py --editors rome,memit,pmet --data ../shared/data/counterfact-merged-dev.json --limit 200
+    python analyses/sadr.py --gamma 1e-5,3e-5 ...             # one Table 3 row per γ
 
 - Table 3: None / editor / editor+SADR for each editor, ES PS NS RS DNS and Avg S with 95% CIs.
 - Fig. 6: selective vs all heads over γ (first editor), RS, DNS and ES.
@@ -57,7 +58,8 @@ def parse(argv=None) -> argparse.Namespace:
     ap.add_argument("--limit", type=int, default=8, help="cases for Table 3 (default 8)")
     ap.add_argument("--sweep-limit", type=int, default=4, help="cases per point of Fig. 6 and Fig. 7 (default 4)")
     ap.add_argument("--editors", default="rome", help="comma-separated editors for Table 3 (default rome)")
-    ap.add_argument("--gamma", type=float, default=None, help="SADR γ for Table 3 (default: the paper's per editor)")
+    ap.add_argument("--gamma", default=None, metavar="G[,G...]",
+                    help="SADR γ for Table 3, one row per value (default: the model's per editor, see GAMMA)")
     ap.add_argument("--steps", type=int, default=None, help="steps for the SADR runs (default: the editor's preset)")
     ap.add_argument("--gammas", default="1e-4,1e-3,1e-2", help="γ grid of Fig. 6/7")
     ap.add_argument("--knob-steps", default="7,20,40", help="ROME steps grid of Fig. 7")
@@ -160,8 +162,8 @@ def main(argv=None) -> dict:
 
     plan: list[tuple[str, str, list, dict]] = [("None", "none", cases, {})]
     for e in editors:
-        g = args.gamma if args.gamma is not None else GAMMA.get(model.name, {}).get(e, 1e-3)
-        plan += [(e.upper(), e, cases, {}), (f"{e.upper()}+SADR (γ={g:g})", e, cases, _sadr(g) | steps)]
+        gs = _floats(args.gamma) if args.gamma else [GAMMA.get(model.name, {}).get(e, 1e-3)]
+        plan += [(e.upper(), e, cases, {})] + [(f"{e.upper()}+SADR (γ={g:g})", e, cases, _sadr(g) | steps) for g in gs]
     first = editors[0]
     gammas = _floats(args.gammas)
     if not args.no_figures:
@@ -190,7 +192,7 @@ def main(argv=None) -> dict:
     written = []
     written += plots.save(plots.table(["method"] + TABLE, table_rows,
                                       title=f"Table 3 layout: {model.name}, {len(cases)} cases of {Path(args.data).name}"),
-                          out / "table3", height=160 + 30 * len(table_rows))
+                          out / "table3", height=200 + 45 * len(table_rows))
     if not args.no_figures:
         lines = {}
         for h in ("selective", "all"):
