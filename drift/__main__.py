@@ -227,15 +227,7 @@ def _merge(args) -> int:
         if not path.is_file():
             raise ValueError(f"merge: {path} does not exist")
         if path.name.endswith(".partial.jsonl"):
-            found = []
-            for line in path.read_text().splitlines():
-                try:
-                    row = json.loads(line)
-                except json.JSONDecodeError:  # a line cut by an interruption
-                    continue
-                if isinstance(row, dict) and "case_id" in row and "metrics" in row:  # not the header
-                    found.append(row)
-            config = None
+            found, config = _case_rows(path.read_text().splitlines()), None
         else:
             try:
                 data = json.loads(path.read_text())
@@ -268,14 +260,21 @@ def _read_partial(path: Path, key: str) -> dict[str, dict]:
             return {}
     except json.JSONDecodeError:
         return {}
-    done = {}
-    for line in lines[1:]:
+    return {row["case_id"]: row for row in _case_rows(lines[1:])}
+
+
+def _case_rows(lines: list[str]) -> list[dict]:
+    """The finished cases among the lines of a partial file (a header or a line cut by an
+    interruption is skipped)."""
+    rows = []
+    for line in lines:
         try:
             row = json.loads(line)
-        except json.JSONDecodeError:  # a line cut by the interruption
+        except json.JSONDecodeError:
             continue
-        done[row["case_id"]] = row
-    return done
+        if isinstance(row, dict) and "case_id" in row and "metrics" in row:
+            rows.append(row)
+    return rows
 
 
 def _table(summary: dict) -> str:
