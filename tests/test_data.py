@@ -87,6 +87,21 @@ def test_builtin_set_shape():
         assert c.paraphrase and len(c.neighborhood) >= 3 and len(c.relation) >= 2 and c.generation, c.case_id
 
 
+
+def test_builtin_paraphrases_follow_counterfact_format():
+    """Paraphrases put words before the subject, as CounterFact's lead-in sentences do: on a model
+    trained without BOS (the default model) a subject at position 0 sits on the attention sink and
+    its MLP key is not the mid-sentence key an editor writes to, which would make PS measure the
+    position instead of paraphrase generalisation. The lead-ins are not the editors' own context
+    prefixes, so an editor is never fitted on the exact paraphrase context."""
+    from drift.editors.context import FIXED_PREFIXES
+
+    prefixes = [p.strip() for p in FIXED_PREFIXES if p.strip()]
+    for c in load_cases("builtin"):
+        for p in c.paraphrase:
+            assert not p.startswith(c.subject), (c.case_id, p)
+            assert not any(p.startswith(x) for x in prefixes), (c.case_id, p)
+
 @pytest.mark.skipif(not DEV_SET.exists(), reason="../shared/data not beside the repo")
 def test_dev_set_loads_every_case():
     cases = load_cases(DEV_SET)
