@@ -95,3 +95,36 @@ def test_interruption_between_layers_leaves_the_weights_untouched(tiny, monkeypa
     with pytest.raises(KeyboardInterrupt):
         compute_memit(tiny, EIFFEL, MEMITHParams(layers=(0, 1), steps=2, n_prefixes=2, stats_texts=CORPUS))
     assert calls["n"] == 2 and weights_hash(tiny) == h0
+
+
+# The main paper's App. C.2: ROME's layer and MEMIT's / PMET's layer ranges per model.
+PAPER_LAYERS = {
+    "EleutherAI/gpt-j-6B": (5, range(3, 9), range(3, 9)),
+    "meta-llama/Meta-Llama-3-8B": (5, range(4, 9), range(4, 9)),
+    "EleutherAI/gpt-neox-20b": (5, range(13, 17), range(13, 17)),
+    "meta-llama/Llama-2-13b-hf": (15, range(5, 10), range(7, 10)),
+    "TinyLlama/TinyLlama-1.1B-Chat-v1.0": (4, range(3, 6), range(3, 6)),
+}
+
+
+@pytest.mark.parametrize("name", sorted(PAPER_LAYERS))
+def test_a_hub_model_gets_the_papers_layers_by_its_name(name):
+    from types import SimpleNamespace
+
+    from drift.editors import memit, pmet, rome
+
+    model = SimpleNamespace(name=name, cfg=SimpleNamespace(n_layers=40))
+    layer, memit_layers, pmet_layers = PAPER_LAYERS[name]
+    assert rome.preset(model).layer == layer
+    assert memit.preset(model).layers == tuple(memit_layers)
+    assert pmet.preset(model).layers == tuple(pmet_layers)
+
+
+def test_an_unknown_model_gets_layers_scaled_to_its_depth():
+    from types import SimpleNamespace
+
+    from drift.editors import memit, rome
+
+    model = SimpleNamespace(name="someone/new-model", cfg=SimpleNamespace(n_layers=40))
+    assert rome.preset(model).layer == 6
+    assert memit.preset(model).layers == (4, 5, 6, 7)

@@ -64,6 +64,7 @@ PRESETS: dict[str, MEMITHParams] = {
     "EleutherAI/gpt-j-6B": MEMITHParams(layers=(3, 4, 5, 6, 7, 8), lr=0.5, mom2_weight=15000.0),
     "meta-llama/Meta-Llama-3-8B": MEMITHParams(layers=(4, 5, 6, 7, 8), weight_decay=1e-3, mom2_weight=15000.0),
     "EleutherAI/gpt-neox-20b": MEMITHParams(layers=(13, 14, 15, 16), mom2_weight=15000.0),
+    "meta-llama/Llama-2-13b-hf": MEMITHParams(layers=(5, 6, 7, 8, 9), weight_decay=1e-3, mom2_weight=15000.0),
     "TinyLlama/TinyLlama-1.1B-Chat-v1.0": MEMITHParams(layers=(3, 4, 5), weight_decay=1e-3, mom2_weight=15000.0),
     "gpt2-xl": MEMITHParams(layers=(13, 14, 15, 16, 17), mom2_weight=20000.0),
 }

@@ -36,7 +36,9 @@ PRESETS: dict[str, PMETHParams] = {
     "EleutherAI/gpt-j-6B": PMETHParams(layers=(3, 4, 5, 6, 7, 8), mom2_weight=15000.0),
     "meta-llama/Meta-Llama-3-8B": PMETHParams(layers=(4, 5, 6, 7, 8), weight_decay=1e-3, mom2_weight=15000.0),
     "EleutherAI/gpt-neox-20b": PMETHParams(layers=(13, 14, 15, 16), mom2_weight=15000.0),
+    "meta-llama/Llama-2-13b-hf": PMETHParams(layers=(7, 8, 9), weight_decay=1e-3, mom2_weight=15000.0),
     "TinyLlama/TinyLlama-1.1B-Chat-v1.0": PMETHParams(layers=(3, 4, 5), weight_decay=1e-3, mom2_weight=15000.0),
+    "gpt2-xl": PMETHParams(layers=(13, 14, 15, 16, 17), mom2_weight=20000.0),  # MEMIT's GPT-2-XL range
 }
 
 

@@ -53,15 +53,18 @@ class ROMEHParams:
     extra_terms: tuple[LossTerm, ...] = ()  # e.g. (SADR(...),)
 
 
-# Presets per model. SmolLM2-135M (30 layers): layer 4, early like ROME's GPT-J layer 5 of 28;
-# the larger models follow the main paper's App. C.2 / the editors' published settings.
+# Presets per model. SmolLM2-135M (30 layers): layer 4, early like ROME's GPT-J layer 5 of 28.
+# The larger models: the layers of the main paper's App. C.2 (lr 0.5, 20 steps, ω = 0.0625 for
+# all; GPT-NeoX-20B at layer 5 as written there, where ROME's own release used 15), GPT-2-XL at
+# ROME's published layer 17; weight decay 1e-3 on the Llama-family models as in their releases.
 PRESETS: dict[str, ROMEHParams] = {
     "smollm2-135m": ROMEHParams(layer=4),
     "EleutherAI/gpt-j-6B": ROMEHParams(layer=5, weight_decay=0.5, clamp_norm=4.0),
     "gpt2-xl": ROMEHParams(layer=17, weight_decay=0.5, clamp_norm=4.0),
     "meta-llama/Meta-Llama-3-8B": ROMEHParams(layer=5, weight_decay=1e-3, clamp_norm=4.0),
-    "EleutherAI/gpt-neox-20b": ROMEHParams(layer=15, weight_decay=0.5, clamp_norm=4.0),
-    "TinyLlama/TinyLlama-1.1B-Chat-v1.0": ROMEHParams(layer=5, weight_decay=1e-3, clamp_norm=4.0),
+    "EleutherAI/gpt-neox-20b": ROMEHParams(layer=5, weight_decay=0.5, clamp_norm=4.0),
+    "meta-llama/Llama-2-13b-hf": ROMEHParams(layer=15, weight_decay=1e-3, clamp_norm=4.0),
+    "TinyLlama/TinyLlama-1.1B-Chat-v1.0": ROMEHParams(layer=4, weight_decay=1e-3, clamp_norm=4.0),
 }
 
 
