@@ -3,6 +3,7 @@
 Commands:
     eval   evaluate an editor (or none) on edit cases; prints a metrics table, writes JSON
     merge  join the results of ``eval --shard`` runs (finished JSON or partial JSONL) into one
+    compare  a table of finished runs, with paired differences against the first
     demo   load the default model and show the probabilities of a few facts it knows
 """
 
@@ -64,6 +65,11 @@ def main(argv: list[str] | None = None) -> int:
     mg.add_argument("inputs", nargs="+", help="results JSON files of eval, or their .partial.jsonl files")
     mg.add_argument("--out", required=True, help="where to write the joined results JSON")
 
+    cp = sub.add_parser("compare", help="a table of finished eval runs, with paired differences against the first")
+    cp.add_argument("inputs", nargs="+", metavar="RESULTS.json",
+                    help="results JSON files of eval or merge; the first is the reference (LABEL=PATH names a row)")
+    cp.add_argument("--metrics", default="ES,PS,NS,RS,DNS,AvgS", help="comma-separated (default ES,PS,NS,RS,DNS,AvgS)")
+
     sub.add_parser("demo", help="load the default model and show a few facts' probabilities")
 
     args = parser.parse_args(argv)
@@ -71,6 +77,8 @@ def main(argv: list[str] | None = None) -> int:
         return _eval(args)
     if args.command == "merge":
         return _merge(args)
+    if args.command == "compare":
+        return _compare(args)
     return _demo()
 
 
@@ -229,11 +237,8 @@ def _merge(args) -> int:
         if path.name.endswith(".partial.jsonl"):
             found, config = _case_rows(path.read_text().splitlines()), None
         else:
-            try:
-                data = json.loads(path.read_text())
-                found, config = data["cases"], data["config"]
-            except (json.JSONDecodeError, KeyError, TypeError) as e:
-                raise ValueError(f"merge: {path} is not a results JSON of `python -m drift eval` ({e})") from e
+            data = _read_results(path, "merge")
+            found, config = data["cases"], data["config"]
         if config is not None:
             configs.append({k: v for k, v in config.items() if k != "shard"})
         for row in found:
@@ -249,6 +254,34 @@ def _merge(args) -> int:
     print(_table(summary))
     print(f"wrote {args.out} ({len(rows)} cases)")
     return 0
+
+
+def _compare(args) -> int:
+    from drift.compare import compare_table, run_label
+
+    runs = []
+    for item in args.inputs:
+        label, sep, name = item.partition("=")
+        path = Path(name if sep else item)
+        if not path.is_file():
+            raise ValueError(f"compare: {path} does not exist")
+        data = _read_results(path, "compare")
+        runs.append((label if sep else run_label(data["config"]), data))
+    print(compare_table(runs, [m for m in args.metrics.split(",") if m]))
+    return 0
+
+
+def _read_results(path: Path, command: str) -> dict:
+    """A results JSON of ``eval``/``merge`` (``{"config", "cases", ...}``), or a ValueError naming the file."""
+    try:
+        data = json.loads(path.read_text())
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{command}: {path} is not a results JSON of `python -m drift eval` ({e})") from e
+    missing = [k for k in ("config", "cases") if not isinstance(data, dict) or k not in data]
+    if missing:
+        raise ValueError(f"{command}: {path} is not a results JSON of `python -m drift eval` "
+                         f"(no {' or '.join(map(repr, missing))})")
+    return data
 
 
 def _read_partial(path: Path, key: str) -> dict[str, dict]:

@@ -1,0 +1,108 @@
+"""Comparing finished evaluation runs: one table, and paired differences against a reference run.
+
+Each run is the JSON that ``python -m drift eval`` (or ``merge``) writes: ``{"config", "summary",
+"cases"}``. Runs on the same cases can be compared case by case: for every metric, the per-case
+difference to the reference run (the first), its mean, a paired t-test (scipy) and how many cases
+got better or worse. That is the right test for "did SADR help ROME" — both runs edit the same
+cases, so the case-to-case spread cancels.
+
+Example:
+    >>> ref = {"config": {"editor": "rome"}, "cases": [
+    ...     {"case_id": i, "metrics": {"ES": 100.0, "RS": float(i % 2) * 100}} for i in range(6)]}
+    >>> new = {"config": {"editor": "rome", "sadr": 3e-5}, "cases": [
+    ...     {"case_id": i, "metrics": {"ES": 100.0, "RS": 100.0}} for i in range(6)]}
+    >>> run_label(new["config"])
+    'rome+SADR(γ=3e-05)'
+    >>> d = paired_difference(ref["cases"], new["cases"], "RS")
+    >>> d.n, d.mean, d.better, d.worse
+    (6, 50.0, 3, 0)
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Sequence
+
+from scipy import stats
+
+from drift.metrics import summarise
+
+DEFAULT_METRICS = ("ES", "PS", "NS", "RS", "DNS", "AvgS")
+
+
+@dataclass(frozen=True)
+class Paired:
+    """Per-case differences ``other − reference`` of one metric over the cases both runs have."""
+
+    metric: str
+    n: int
+    mean: float
+    p: float  # two-sided paired t-test; nan when it is undefined (n < 2 or no spread)
+    better: int
+    worse: int
+
+
+def run_label(config: dict) -> str:
+    """A short name for a run from its configuration: editor and the options that change it."""
+    name = str(config.get("editor", "?"))
+    if config.get("sadr") is not None:
+        name += f"+SADR(γ={config['sadr']:g}" + (", all heads" if config.get("sadr_heads") == "all" else "") + ")"
+    if config.get("dr"):
+        name += f" DR(p={config['dr']:g})"
+    if config.get("steps") is not None:
+        name += f" {config['steps']} steps"
+    for k, v in sorted((config.get("hp") or {}).items()):
+        name += f" {k}={v}"
+    return name
+
+
+def paired_difference(reference: Sequence[dict], other: Sequence[dict], metric: str) -> Paired:
+    """Compare two runs' case rows (``{"case_id", "metrics"}``) on ``metric``, matched by case id."""
+    ref = {r["case_id"]: r["metrics"][metric] for r in reference if metric in r["metrics"]}
+    pairs = [(ref[r["case_id"]], r["metrics"][metric]) for r in other
+             if r["case_id"] in ref and metric in r["metrics"]]
+    diffs = [b - a for a, b in pairs]
+    if not diffs:
+        return Paired(metric, 0, math.nan, math.nan, 0, 0)
+    p = math.nan
+    if len(diffs) > 1 and any(d != diffs[0] for d in diffs):
+        p = float(stats.ttest_rel([b for _, b in pairs], [a for a, _ in pairs]).pvalue)
+    return Paired(metric, len(diffs), sum(diffs) / len(diffs), p,
+                  sum(d > 0 for d in diffs), sum(d < 0 for d in diffs))
+
+
+def _cell(summary: dict, metric: str) -> str:
+    if metric not in summary:
+        return "—"
+    lo, hi = summary.get(f"{metric}_ci", (None, None))
+    if lo is None or not math.isfinite(lo) or not math.isfinite(hi):
+        return f"{summary[metric]:.1f}"
+    return f"{summary[metric]:.1f} ± {(hi - lo) / 2:.1f}"
+
+
+def compare_table(runs: Sequence[tuple[str, dict]], metrics: Sequence[str] = DEFAULT_METRICS) -> str:
+    """A Markdown table of ``(label, run)`` pairs (mean ± 95% CI half-width, counts in the header
+    from the first run), then the paired differences of every later run against the first."""
+    if not runs:
+        raise ValueError("compare: no runs given")
+    summaries = [summarise([c["metrics"] for c in run["cases"]]) for _, run in runs]
+    counts = summaries[0]
+    head = [f"{m} ({counts[f'{m}_n']})" if f"{m}_n" in counts else m for m in metrics]
+    lines = ["| run | " + " | ".join(head) + " |", "|---" * (len(metrics) + 1) + "|"]
+    for (label, _), summary in zip(runs, summaries):
+        lines.append(f"| {label} | " + " | ".join(_cell(summary, m) for m in metrics) + " |")
+    if len(runs) > 1:
+        ref_label, ref = runs[0]
+        lines += ["", f"Paired over the same cases, each run minus {ref_label} (t-test p; cases better / worse):", ""]
+        lines.append("| run | " + " | ".join(m for m in metrics if m != "AvgS") + " |")
+        lines.append("|---" * (len([m for m in metrics if m != "AvgS"]) + 1) + "|")
+        for label, run in runs[1:]:
+            cells = []
+            for m in metrics:
+                if m == "AvgS":
+                    continue
+                d = paired_difference(ref["cases"], run["cases"], m)
+                cells.append("—" if d.n == 0 else f"{d.mean:+.1f} (p={d.p:.2g}; {d.better}/{d.worse})")
+            lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
