@@ -103,6 +103,7 @@ def compare_table(runs: Sequence[tuple[str, dict]], metrics: Sequence[str] = DEF
                 if m == "AvgS":
                     continue
                 d = paired_difference(ref["cases"], run["cases"], m)
-                cells.append("—" if d.n == 0 else f"{d.mean:+.1f} (p={d.p:.2g}; {d.better}/{d.worse})")
+                p = "p n/a" if math.isnan(d.p) else f"p={d.p:.2g}"  # n/a: fewer than 2 cases or no spread
+                cells.append("—" if d.n == 0 else f"{d.mean:+.1f} ({p}; {d.better}/{d.worse})")
             lines.append(f"| {label} | " + " | ".join(cells) + " |")
     return "\n".join(lines)

@@ -50,8 +50,10 @@ def test_compare_prints_every_run_and_the_paired_rows(tmp_path, capsys):
     assert "| run | ES (4) | RS (4) |" in out
     assert "| rome | 50.0 ± " in out
     assert "| mine | 100.0 ± 0.0 | 100.0 ± 0.0 |" in out
-    # paired over the 3 cases b has: ES +33.3 (one case better), RS the same
-    assert "| mine | +33.3 (p=" in out and "1/0" in out
+    # paired over the 3 cases b has: +33.3 (one case better of three), on ES and RS alike
+    assert "| mine | +33.3 (p=0.42; 1/0) | +33.3 (p=0.42; 1/0) |" in out
+    same = json.loads(a.read_text())
+    assert "| again | +0.0 (p n/a; 0/0) |" in compare_table([("a", same), ("again", same)], ["ES"])
 
 
 def test_compare_names_a_bad_file(tmp_path):
