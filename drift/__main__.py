@@ -262,7 +262,9 @@ def _compare(args) -> int:
     runs = []
     for item in args.inputs:
         label, sep, name = item.partition("=")
-        path = Path(name if sep else item)
+        if not sep or Path(item).is_file():  # an "=" inside a file's own name is not a label
+            label, sep, name = "", "", item
+        path = Path(name)
         if not path.is_file():
             raise ValueError(f"compare: {path} does not exist")
         data = _read_results(path, "compare")

@@ -87,6 +87,10 @@ def compare_table(runs: Sequence[tuple[str, dict]], metrics: Sequence[str] = DEF
     if not runs:
         raise ValueError("compare: no runs given")
     summaries = [summarise([c["metrics"] for c in run["cases"]]) for _, run in runs]
+    unknown = [m for m in metrics if not any(m in s for s in summaries)]
+    if unknown:
+        known = sorted({k for s in summaries for k in s if not k.endswith(("_ci", "_n"))})
+        raise ValueError(f"compare: no run has the metric(s) {unknown}; they have {known}")
     counts = summaries[0]
     head = [f"{m} ({counts[f'{m}_n']})" if f"{m}_n" in counts else m for m in metrics]
     lines = ["| run | " + " | ".join(head) + " |", "|---" * (len(metrics) + 1) + "|"]

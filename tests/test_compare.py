@@ -64,3 +64,6 @@ def test_compare_names_a_bad_file(tmp_path):
         main(["compare", str(tmp_path / "bad.json")])
     with pytest.raises(ValueError, match="no runs"):
         compare_table([])
+    good = _run(tmp_path / "a=1.json", {"editor": "rome"}, [100])  # an "=" in a file name is no label
+    with pytest.raises(ValueError, match=r"no run has the metric\(s\) \['XS'\]; they have \['ES', 'RS'\]"):
+        main(["compare", str(good), "--metrics", "ES,XS"])
