@@ -1,10 +1,10 @@
 """Command line: ``python -m drift --help``.
 
 Commands:
-    eval   evaluate an editor (or none) on edit cases; prints a metrics table, writes JSON
-    merge  join the results of ``eval --shard`` runs (finished JSON or partial JSONL) into one
+    eval     evaluate an editor (or none) on edit cases; prints a metrics table, writes JSON
+    merge    join the results of ``eval --shard`` runs (finished JSON or partial JSONL) into one
     compare  a table of finished runs, with paired differences against the first
-    demo   load the default model and show the probabilities of a few facts it knows
+    demo     load the default model and show the probabilities of a few facts it knows
 """
 
 from __future__ import annotations
