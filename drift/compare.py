@@ -99,13 +99,12 @@ def compare_table(runs: Sequence[tuple[str, dict]], metrics: Sequence[str] = DEF
     if len(runs) > 1:
         ref_label, ref = runs[0]
         lines += ["", f"Paired over the same cases, each run minus {ref_label} (t-test p; cases better / worse):", ""]
-        lines.append("| run | " + " | ".join(m for m in metrics if m != "AvgS") + " |")
-        lines.append("|---" * (len([m for m in metrics if m != "AvgS"]) + 1) + "|")
+        per_case = [m for m in metrics if m != "AvgS"]  # Avg S is a summary, not a per-case metric
+        lines.append("| run | " + " | ".join(per_case) + " |")
+        lines.append("|---" * (len(per_case) + 1) + "|")
         for label, run in runs[1:]:
             cells = []
-            for m in metrics:
-                if m == "AvgS":
-                    continue
+            for m in per_case:
                 d = paired_difference(ref["cases"], run["cases"], m)
                 p = "p n/a" if math.isnan(d.p) else f"p={d.p:.2g}"  # n/a: fewer than 2 cases or no spread
                 cells.append("—" if d.n == 0 else f"{d.mean:+.1f} ({p}; {d.better}/{d.worse})")
