@@ -343,12 +343,38 @@ class Model:
     def sample(self, tokens: Tensor, max_new_tokens: int, *, top_k: int = 50, seed: int = 0) -> Tensor:
         """Seeded top-k sampling with the key-value cache: ``tokens [batch, pos]`` (equal lengths,
         no padding) -> ``[batch, pos + max_new_tokens]``. Runs without drift's hooks."""
-        with torch.random.fork_rng(devices=[]):
+        with torch.random.fork_rng(devices=[]), self._cache_reaches_attention():
             torch.manual_seed(seed)
             return self.hooked.generate(
                 tokens.to(self.device), max_new_tokens=max_new_tokens, do_sample=True, top_k=top_k,
                 stop_at_eos=False, use_past_kv_cache=True, verbose=False, return_type="tokens",
             )
+
+    @contextlib.contextmanager
+    def _cache_reaches_attention(self) -> Iterator[None]:
+        """Hand the key-value cache to the bridge's attention under the name it reads.
+
+        Hugging Face ``transformers`` 5.x passes the cache to each attention module as ``cache``;
+        TransformerLens 4.3's attention bridge reads only ``past_key_values`` (or ``layer_past``).
+        Without this the cache stays empty, so every sampled token after the first is predicted
+        from itself alone and ignores the prompt (tested: cached sampling equals a greedy loop of
+        full forward passes). Only adds the name where it is missing; removed on exit.
+        """
+        if self.kind != "bridge":
+            yield
+            return
+
+        def pass_cache(module, args, kwargs):
+            if kwargs.get("past_key_values") is None and kwargs.get("cache") is not None:
+                kwargs["past_key_values"] = kwargs["cache"]
+            return args, kwargs
+
+        handles = [b.attn.register_forward_pre_hook(pass_cache, with_kwargs=True) for b in self.hooked.blocks]
+        try:
+            yield
+        finally:
+            for h in handles:
+                h.remove()
 
     def target_prob(self, prompt: str, target: str) -> float:
         """P(target | prompt), the product over the target's tokens. A convenience for one fact."""

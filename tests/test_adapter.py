@@ -153,3 +153,15 @@ def test_unknown_site_and_layer(tiny):
 def test_wrapping_a_foreign_object_fails_clearly():
     with pytest.raises(TypeError, match="TransformerBridge or HookedTransformer"):
         Model(torch.nn.Linear(2, 2))
+
+
+def test_sampling_with_the_cache_conditions_on_the_whole_prompt(tiny):
+    """top_k=1 sampling (greedy, through the key-value cache) equals a greedy loop of full forward
+    passes: every new token depends on the prompt, not only on the token before it."""
+    prompt = torch.tensor([tiny.encode("The Eiffel Tower is located in the city")])
+    sampled = tiny.sample(prompt, 8, top_k=1)
+    tokens = prompt
+    for _ in range(8):
+        nxt = tiny.forward(tokens)[:, -1].argmax(-1, keepdim=True)
+        tokens = torch.cat([tokens, nxt], dim=1)
+    assert sampled.tolist() == tokens.tolist()

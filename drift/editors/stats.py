@@ -32,6 +32,10 @@ from tqdm.auto import tqdm
 from drift.adapter import Model
 from drift.store import CorruptCacheError, cache_root, load_tensors, save_json, save_tensors
 
+# Bumped whenever sampling changes what a corpus holds, so an older cached corpus is not reused.
+# 2: sampled tokens attend to the whole prefix (version 1 was sampled with an empty key-value
+# cache on transformers 5.x, each token seeing only itself; see Model._cache_reaches_attention).
+CORPUS_VERSION = 2
 OPENINGS = ["The", "In", "A", "It", "This", "He", "She", "When", "After", "We", "One", "Many"]
 
 
@@ -41,7 +45,7 @@ def _slug(text: str) -> str:
 
 def sampled_corpus(model: Model, n_texts: int = 96, n_tokens: int = 48, seed: int = 0) -> list[str]:
     """Texts the model writes itself from generic openings; cached per model, size and seed."""
-    path = cache_root() / "corpus" / f"{_slug(model.name)}-{n_texts}x{n_tokens}-s{seed}.json"
+    path = cache_root() / "corpus" / f"{_slug(model.name)}-{n_texts}x{n_tokens}-s{seed}-v{CORPUS_VERSION}.json"
     if path.exists():
         try:
             texts = json.loads(path.read_text())
