@@ -28,6 +28,7 @@ Example:
 from __future__ import annotations
 
 import contextlib
+import warnings
 from dataclasses import dataclass
 from typing import Callable, Iterator, Sequence
 
@@ -371,7 +372,10 @@ class Model:
 
         handles = [b.attn.register_forward_pre_hook(pass_cache, with_kwargs=True) for b in self.hooked.blocks]
         try:
-            yield
+            with warnings.catch_warnings():
+                # the bridge still passes the cache by its old name, which transformers 5.x warns about
+                warnings.filterwarnings("ignore", message=".*past_key_values.*deprecated", category=FutureWarning)
+                yield
         finally:
             for h in handles:
                 h.remove()
