@@ -143,6 +143,10 @@ def _eval(args) -> int:
         config["hp"] = {k: repr(v) for k, v in sorted(hp.items())}
     if args.shard is not None:
         config["shard"] = args.shard
+    if args.editor != "none" or not args.no_fluency:  # results that depend on sampled text
+        from drift.editors.stats import CORPUS_VERSION
+
+        config["sampling"] = CORPUS_VERSION
     key = hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()[:16]
     partial = out.with_name(out.name + ".partial.jsonl")
     done = {} if args.restart else _read_partial(partial, key)
