@@ -121,6 +121,12 @@ class Runs:
         return rec
 
 
+def series(checkpoints: list[dict], metric: str) -> list[float | None]:
+    """``metric`` at each checkpoint; None (a gap in the figure) where none of the cases so far
+    has its prompts, as for PS after a first case without paraphrases."""
+    return [c["summary"].get(metric) for c in checkpoints]
+
+
 def label(editor: str, dr: float, sadr: float | None) -> str:
     return editor.upper() + (f"+SADR(γ={sadr:g})" if sadr else "") + (f" +DR(p={dr:g})" if dr > 0 else "")
 
@@ -186,13 +192,13 @@ def main(argv=None) -> dict:
 
     written = []
     for m in METRICS:
-        lines = {name: [c["summary"][m] for c in rec["checkpoints"]] for name, rec in curves.items()}
+        lines = {name: series(rec["checkpoints"], m) for name, rec in curves.items()}
         xs = [c["n_edits"] for c in next(iter(curves.values()))["checkpoints"]]
         written += plots.save(plots.curves(xs, lines, x_title="edits so far", y_title=f"{m} of all edits so far (%)",
                                            title=f"Knowledge attenuation on {model.name}: {m}"),
                               out / f"attenuation_{m}")
     rates = list(sweep)
-    written += [] if not sweep else plots.save(plots.curves(rates, {m: [sweep[p]["checkpoints"][-1]["summary"][m] for p in rates]
+    written += [] if not sweep else plots.save(plots.curves(rates, {m: series([sweep[p]["checkpoints"][-1] for p in rates], m)
                                                for m in METRICS},
                                        x_title="drop rate p", y_title="score (%)",
                                        title=f"Drop rate: {args.sweep_editor} after {args.sweep_edits} edits"),
