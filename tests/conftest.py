@@ -33,3 +33,14 @@ def weights_hash(model) -> str:
         h.update(name.encode())
         h.update(p.detach().contiguous().view(torch.uint8).numpy().tobytes())
     return h.hexdigest()
+
+
+def load_analysis(name: str):
+    """An ``analyses/NAME.py`` script as a module, to test its functions without running it."""
+    import importlib.util
+
+    path = Path(__file__).resolve().parents[1] / "analyses" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(f"{name}_analysis", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module

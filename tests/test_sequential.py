@@ -126,13 +126,9 @@ def test_sequential_script_writes_its_figures_and_reuses_finished_runs(tmp_path)
 def test_a_metric_missing_at_a_checkpoint_is_a_gap_not_an_error():
     """On the dev set the first case has no paraphrases, so PS is absent after one edit: the
     attenuation figure gets a gap there (None) and keeps the later points."""
-    import importlib.util
-    from pathlib import Path
+    from tests.conftest import load_analysis
 
-    path = Path(__file__).resolve().parents[1] / "analyses" / "sequential.py"
-    spec = importlib.util.spec_from_file_location("sequential_analysis", path)
-    script = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(script)
+    script = load_analysis("sequential")
     checkpoints = [{"n_edits": 1, "summary": {"ES": 0.0}}, {"n_edits": 10, "summary": {"ES": 70.0, "PS": 100.0}}]
     assert script.series(checkpoints, "PS") == [None, 100.0]
     assert script.series(checkpoints, "ES") == [0.0, 70.0]

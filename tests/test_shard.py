@@ -155,14 +155,12 @@ def test_sadr_parts_join_into_the_whole(tmp_path):
 
 
 def test_sadr_configuration_resumes_after_its_last_finished_case(tmp_path, monkeypatch):
-    import importlib.util
     from types import SimpleNamespace
 
     from drift.data import load_cases
+    from tests.conftest import load_analysis
 
-    spec = importlib.util.spec_from_file_location("sadr_analysis", ROOT / "analyses" / "sadr.py")
-    sadr = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(sadr)
+    sadr = load_analysis("sadr")
     cases = load_cases("builtin", limit=3)
     seen: list[list[str]] = []
 
