@@ -98,17 +98,19 @@ def naive_rome_vector(model, case, layer, prefixes, steps, lr, kl_factor, weight
         return model.forward(torch.tensor([ids]), [(name, add)])[0].log_softmax(-1)
 
     vanilla = None
-    for _ in range(steps):
+    for it in range(steps):
         nll = 0.0
         for ids, pos, q in rows:
             logp = run(ids, pos)
             nll = nll - sum(logp[q + j, t] for j, t in enumerate(target)) / len(target)
         nll = nll / len(rows)
-        kl_logp = run(*kl_row)[-1]
+        kl_logp = run(*kl_row)[kl_row[1]]  # at the subject's last token, as the reference reads it
         if vanilla is None:
             vanilla = kl_logp.detach()
-        kl = kl_factor * (vanilla.exp() * (vanilla - kl_logp)).sum()
-        loss = nll + kl + weight_decay * delta.norm() ** 2 / v0["v"].norm() ** 2
+        kl = kl_factor * (kl_logp.exp() * (kl_logp - vanilla)).sum()  # KL(edited ‖ vanilla)
+        loss = nll + kl + weight_decay * delta.norm() / v0["v"].norm() ** 2
+        if it == steps - 1:  # the last pass only measures
+            break
         opt.zero_grad()
         loss.backward()
         opt.step()
@@ -122,14 +124,14 @@ def naive_rome_vector(model, case, layer, prefixes, steps, lr, kl_factor, weight
 def bench_rome(args) -> None:
     import drift
     from drift.data import load_cases
-    from drift.editors.context import context_prefixes
+    from drift.editors.context import prefix_groups
     from drift.editors.objectives import default_terms
     from drift.editors.rome import preset
     from drift.editors.target import optimise_targets
 
     model = drift.load_model(args.model)
     hp = preset(model)
-    prefixes = context_prefixes(model, hp.n_prefixes)
+    prefixes = [p for g in prefix_groups(model, hp.context, hp.n_prefixes) for p in g]
     cases = load_cases(args.data, limit=args.edits)
     t_fast = t_slow = 0.0
     worst = 0.0

@@ -37,19 +37,13 @@ import drift  # noqa: E402
 from drift.data import load_cases  # noqa: E402
 from drift.runtime import share  # noqa: E402
 from drift.editors import get_editor  # noqa: E402
-from drift.editors.sadr import SADR  # noqa: E402
+from drift.editors.sadr import SADR, paper_setting  # noqa: E402
 from drift.editors.stats import CORPUS_VERSION  # noqa: E402
 from drift.evaluate import evaluate  # noqa: E402
 from drift.metrics import summarise  # noqa: E402
 from drift.store import append_record, read_records  # noqa: E402
 
 TABLE = ["ES", "PS", "NS", "RS", "DNS", "AvgS"]
-# γ per model and editor: the paper's GPT-J values (App. C.2), and for the default model 3e-5,
-# chosen for ROME on a pilot of the first 28 dev cases at the preset's 20 steps (γ = 1e-4 cost
-# more edit success and restored less; 1e-3 stops a third of the edits). MEMIT and PMET on the
-# default model have had no sweep of their own yet and take ROME's value.
-GAMMA = {"EleutherAI/gpt-j-6B": {"rome": 1e-2, "memit": 5e-3, "pmet": 8e-2},
-         "smollm2-135m": {"rome": 3e-5, "memit": 3e-5, "pmet": 3e-5}}
 
 
 def parse(argv=None) -> argparse.Namespace:
@@ -60,10 +54,12 @@ def parse(argv=None) -> argparse.Namespace:
     ap.add_argument("--sweep-limit", type=int, default=4, help="cases per point of Fig. 6 and Fig. 7 (default 4)")
     ap.add_argument("--editors", default="rome", help="comma-separated editors for Table 3 (default rome)")
     ap.add_argument("--gamma", default=None, metavar="G[,G...]",
-                    help="SADR γ for Table 3, one row per value (default: the model's per editor, see GAMMA)")
-    ap.add_argument("--steps", type=int, default=None, help="steps for the SADR runs (default: the editor's preset)")
-    ap.add_argument("--gammas", default="1e-4,1e-3,1e-2", help="γ grid of Fig. 6/7")
-    ap.add_argument("--knob-steps", default="7,20,40", help="ROME steps grid of Fig. 7")
+                    help="SADR γ for Table 3, one row per value (default: the paper's per editor, "
+                         "drift.editors.sadr.PAPER_SETTINGS)")
+    ap.add_argument("--steps", type=int, default=None,
+                    help="steps for the SADR runs (default: the paper's per editor, ROME 80, MEMIT 20, PMET 40)")
+    ap.add_argument("--gammas", default="1e-3,1e-2,1e-1", help="γ grid of Fig. 6/7")
+    ap.add_argument("--knob-steps", default="20,40,80", help="ROME steps grid of Fig. 7")
     ap.add_argument("--knob-lr", default="0.05,0.2,0.5", help="ROME learning-rate grid of Fig. 7")
     ap.add_argument("--knob-kl", default="0.0625,1,4", help="ROME ω grid of Fig. 7")
     ap.add_argument("--no-figures", action="store_true", help="Table 3 only")
@@ -159,13 +155,15 @@ def main(argv=None) -> dict:
     editors = [e for e in args.editors.split(",") if e]
     for e in editors:
         get_editor(e)  # unknown names fail here, before any work
-    steps = {"steps": args.steps} if args.steps else {}
+    def steps(e: str) -> dict:
+        return {"steps": args.steps or paper_setting(e)["steps"]}
 
     plan: list[tuple[str, str, list, dict]] = [("None", "none", cases, {})]
     for e in editors:
-        gs = _floats(args.gamma) if args.gamma else [GAMMA.get(model.name, {}).get(e, 1e-3)]
-        plan += [(e.upper(), e, cases, {})] + [(f"{e.upper()}+SADR (γ={g:g})", e, cases, _sadr(g) | steps) for g in gs]
+        gs = _floats(args.gamma) if args.gamma else [paper_setting(e)["gamma"]]
+        plan += [(e.upper(), e, cases, {})] + [(f"{e.upper()}+SADR (γ={g:g})", e, cases, _sadr(g) | steps(e)) for g in gs]
     first = editors[0]
+    steps = steps(first)
     gammas = _floats(args.gammas)
     if not args.no_figures:
         plan += [(f"{first} γ={g:g} {h}", first, sweep_cases, _sadr(g, h) | steps) for h in ("selective", "all") for g in gammas]

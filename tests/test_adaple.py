@@ -63,12 +63,12 @@ def _zero_fraction(edit) -> float:
 
 
 def test_drop_rate_is_an_option_of_every_editor_and_on_by_default_for_adaple(tiny):
-    hp = {"layers": (0, 1), "steps": 1, "n_prefixes": 1, "stats_texts": CORPUS}
+    hp = {"layers": (0, 1), "steps": 2, "n_prefixes": 1, "stats_texts": CORPUS}
     plain = get_compute("adaple", drop_rate=0, **hp)(tiny, EIFFEL)
     default = get_compute("adaple", **hp)(tiny, EIFFEL)
     assert _zero_fraction(plain) < 0.01
     assert abs(_zero_fraction(default) - 0.8) < 0.02
-    rome = get_compute("rome", drop_rate=0.5, layer=1, steps=1, n_prefixes=1, stats_texts=CORPUS)(tiny, EIFFEL)
+    rome = get_compute("rome", drop_rate=0.5, layer=1, steps=2, n_prefixes=1, stats_texts=CORPUS)(tiny, EIFFEL)
     assert abs(_zero_fraction(rome) - 0.5) < 0.02 and rome.info["fusion"]["drop_and_rescale"] == 0.5
 
 
@@ -77,7 +77,7 @@ def test_drop_masks_differ_between_cases_and_repeat_for_the_same_case(tiny):
     from dataclasses import replace
 
     other = replace(EIFFEL, case_id="other")
-    compute = get_compute("rome", drop_rate=0.5, layer=1, steps=1, n_prefixes=1, stats_texts=CORPUS)
+    compute = get_compute("rome", drop_rate=0.5, layer=1, steps=2, n_prefixes=1, stats_texts=CORPUS)
     a, b, c = compute(tiny, EIFFEL), compute(tiny, EIFFEL), compute(tiny, other)
     mask = lambda e: e.deltas[0].delta != 0  # noqa: E731
     assert torch.equal(mask(a), mask(b)) and not torch.equal(mask(a), mask(c))

@@ -63,6 +63,30 @@ def test_sadr_without_an_editor_is_refused(tmp_path):
         main(["eval", "--editor", "none", "--sadr", "0.01", "--out", str(tmp_path / "x.json")])
 
 
+def test_sadr_alone_takes_the_papers_setting_for_the_editor(tmp_path, monkeypatch):
+    import drift.editors as editors
+    from drift.editors.sadr import SADR
+
+    seen = {}
+
+    def stop(name, **kw):
+        seen.clear()
+        seen.update(name=name, **kw)
+        raise SystemExit(0)
+
+    monkeypatch.setattr(editors, "get_editor", stop)
+    for editor, gamma, steps in (("rome", 1e-2, 80), ("memit", 5e-3, 20), ("pmet", 8e-2, 40)):
+        with pytest.raises(SystemExit):
+            main(["eval", "--editor", editor, "--sadr", "--out", str(tmp_path / "x.json")])
+        (term,) = seen["extra_terms"]
+        assert isinstance(term, SADR) and term.gamma == gamma and seen["steps"] == steps
+    with pytest.raises(SystemExit):  # a given γ keeps the editor's own steps
+        main(["eval", "--editor", "rome", "--sadr", "0.5", "--out", str(tmp_path / "x.json")])
+    assert seen["extra_terms"][0].gamma == 0.5 and "steps" not in seen
+    with pytest.raises(ValueError, match="no SADR setting for editor 'adaple'"):
+        main(["eval", "--editor", "adaple", "--sadr", "--out", str(tmp_path / "x.json")])
+
+
 def test_bad_case_file_is_named(tmp_path):
     bad = tmp_path / "cases.json"
     bad.write_text('[{"case_id": 1, "requested_rewrite": {"prompt": "x is in", "subject": "x"}}]')

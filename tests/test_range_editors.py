@@ -97,12 +97,14 @@ def test_interruption_between_layers_leaves_the_weights_untouched(tiny, monkeypa
     assert calls["n"] == 2 and weights_hash(tiny) == h0
 
 
-# The main paper's App. C.2: ROME's layer and MEMIT's / PMET's layer ranges per model.
+# ROME's layer and MEMIT's / PMET's layer ranges per model: the reference code's hparams files where
+# it has one (its Llama-2-13B ROME file edits layer 6, where the main paper's App. C.2 says 15: the
+# code is followed), else the main paper's App. C.2.
 PAPER_LAYERS = {
     "EleutherAI/gpt-j-6B": (5, range(3, 9), range(3, 9)),
     "meta-llama/Meta-Llama-3-8B": (5, range(4, 9), range(4, 9)),
     "EleutherAI/gpt-neox-20b": (5, range(13, 17), range(13, 17)),
-    "meta-llama/Llama-2-13b-hf": (15, range(5, 10), range(7, 10)),
+    "meta-llama/Llama-2-13b-hf": (6, range(5, 10), range(7, 10)),
     "TinyLlama/TinyLlama-1.1B-Chat-v1.0": (4, range(3, 6), range(3, 6)),
 }
 

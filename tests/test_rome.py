@@ -66,7 +66,7 @@ def test_subject_missing_from_prompt_is_named(tiny):
                                                             "target_new": "Rome", "target_true": "Paris"}})
     object.__setattr__(bad, "subject", "Louvre")
     with pytest.raises(ValueError, match="'Louvre' not found"):
-        compute_rome(tiny, bad, ROMEHParams(layer=1, steps=1, stats_texts=CORPUS))
+        compute_rome(tiny, bad, ROMEHParams(layer=1, steps=1, n_prefixes=2, stats_texts=CORPUS))
 
 
 @pytest.mark.slow

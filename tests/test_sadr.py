@@ -25,7 +25,7 @@ def _step(i, rows_by_layer, lookup):
 def test_penalty_is_zero_at_the_vanilla_step_and_counts_only_over_attending_heads():
     vanilla = torch.tensor([[[0.5, 0.3, 0.2], [0.2, 0.6, 0.2]]])  # 1 prompt, 2 heads, 3 tokens; subject at 1
     drifted = torch.tensor([[[0.2, 0.7, 0.1], [0.3, 0.5, 0.2]]])  # head 0 now attends 0.7 > max vanilla 0.6
-    sel, every = SADR(1e-4, "selective"), SADR(1e-4, "all")
+    sel, every = SADR(1.0, "selective"), SADR(1.0, "all")  # γ multiplies the KL itself
     for term in (sel, every):
         term._layers = (0,)
         assert float(term(_step(0, {0: vanilla}, [1]))) == 0.0
@@ -85,7 +85,7 @@ def test_sadr_script_writes_table3_and_resumes(tmp_path, real):
     first = subprocess.run(cmd, capture_output=True, text=True, timeout=900, check=False)
     assert first.returncode == 0, first.stderr[-3000:]
     table = json.loads((tmp_path / "sadr.json").read_text())["table3"]
-    assert list(table) == ["None", "ROME", "ROME+SADR (γ=3e-05)"]  # the default model's γ
+    assert list(table) == ["None", "ROME", "ROME+SADR (γ=0.01)"]  # the paper's γ for ROME
     assert (tmp_path / "table3.png").stat().st_size > 1000
     lines = (tmp_path / "sadr-runs.jsonl").read_text().splitlines()
     assert len(lines) == 3

@@ -12,7 +12,7 @@ TEXTS = ["The Colosseum is located in the city of Rome.", "Apple was founded by 
 
 def test_second_moment_matches_direct_computation(tiny, tmp_path, monkeypatch):
     monkeypatch.setenv("DRIFT_CACHE", str(tmp_path))
-    C = key_second_moment(tiny, [0, 1], TEXTS, batch_size=1)
+    C = key_second_moment(tiny, [0, 1], TEXTS, batch_size=1, skip_first=False)
     for layer in (0, 1):
         keys = []
         for t in TEXTS:

@@ -64,18 +64,21 @@ COMPUTE: dict[str, ComputeFn] = {
     "adaple": _compute("adaple", "compute_adaple"),
 }
 
-# Drop rate of drop-and-rescale fusion used when none is asked for: part of AdaPLE, off elsewhere.
-DEFAULT_DROP_RATE: dict[str, float] = {"adaple": 0.8}
-
 
 def _fused(compute: ComputeFn, p: float, seed: int) -> ComputeFn:
-    """``compute`` followed by drop-and-rescale with rate ``p``. The mask's seed mixes ``seed``
-    with the case id, so stacked edits get independent masks (the point of the fusion)."""
+    """``compute`` followed by drop-and-rescale with rate ``p`` (single-layer editors, where fusing
+    after the layer loop is the same as inside it). The mask's seed mixes ``seed`` with the case
+    id, so stacked edits get independent masks (the point of the fusion)."""
 
     def run(model, case, **more) -> Edit:
         return drop_and_rescale(compute(model, case, **more), p, seed=case_seed(case.case_id, seed))
 
     return run
+
+
+def _hparams_class(name: str):
+    module, cls = HPARAMS[name]
+    return getattr(importlib.import_module(f"drift.editors.{module}"), cls)
 
 
 def _applied(compute: ComputeFn, **overrides) -> EditFn:
@@ -91,16 +94,19 @@ def _applied(compute: ComputeFn, **overrides) -> EditFn:
 def get_compute(name: str, *, drop_rate: float | None = None, seed: int = 0, **overrides) -> ComputeFn:
     """The function computing editor ``name``'s edit without applying it, with hyper-parameter
     ``overrides`` and drop-and-rescale fusion at ``drop_rate`` (``None``: the editor's default,
-    0.8 for AdaPLE and none for the others; ``0``: no fusion), masks seeded by ``seed``."""
+    0.8 for AdaPLE and none for the others; ``0``: no fusion), masks seeded by ``seed``. Range
+    editors (MEMIT, PMET, AdaPLE) fuse each layer's update inside their layer loop."""
     if name not in COMPUTE:
         raise ValueError(f"unknown editor {name!r}; known editors: {sorted(COMPUTE)}")
     check_overrides(name, overrides)
+    layered = "drop_rate" in {f.name for f in dataclasses.fields(_hparams_class(name))}
+    if drop_rate is not None and not 0.0 <= drop_rate < 1.0:
+        raise ValueError(f"drop rate must be in [0, 1), got {drop_rate}")
+    if layered:  # range editors drop inside their layer loop (AdaPLE's Algorithm 1)
+        overrides = {"drop_seed": seed, **overrides, **({} if drop_rate is None else {"drop_rate": drop_rate})}
     base = COMPUTE[name]
     compute = (lambda model, case, **more: base(model, case, **{**overrides, **more})) if overrides else base
-    p = DEFAULT_DROP_RATE.get(name, 0.0) if drop_rate is None else drop_rate
-    if not 0.0 <= p < 1.0:
-        raise ValueError(f"drop rate must be in [0, 1), got {p}")
-    return _fused(compute, p, seed) if p > 0 else compute
+    return _fused(compute, drop_rate, seed) if not layered and drop_rate else compute
 
 
 EDITORS: dict[str, EditFn] = {name: _applied(get_compute(name)) for name in COMPUTE}

@@ -2,21 +2,19 @@
 
 AdaPLE paper §4.1 and App. C. Targets as in PMET (vectors on the attention and the MLP output of
 the last layer L, only the MLP one written), spread over the range with the square-root divisor.
-What differs is the per-layer solve. Besides keeping the previously stored keys (C₀, weight λ)
-and writing the new values V₂ at the edited keys K, the objective erases the old values
-V₁ = K W₀ there (paper Eq. 3); the paper's normal equation (App. C.1, Eq. 17) models the erasure
-as fitting −V₁. In TransformerLens orientation (``out = k @ W_out``, ``K [n, d_mlp]``):
+What differs is the per-layer solve, which also keeps the previously stored keys (C₀, weight λ)
+but counts the edited keys K twice (App. C.1, Eq. 17 models erasing the old values V₁ = K W₀ as
+fitting −V₁). In TransformerLens orientation (``out = k @ W_out``, ``K [n, d_mlp]``) the paper
+gives two forms of its right-hand side, and drift offers both (``residual=``):
 
-    ΔW = (λ C₀ + 2 KᵀK)⁻¹ Kᵀ R,    R = V₂ − 3 K W₀     (paper Eq. 4),
+- ``"algorithm1"`` (default): ΔW = (λC₀ + 2KᵀK)⁻¹ Kᵀ R with R the residual share itself,
+  r = (z − h_l)/√(L − l + 1), as Algorithm 1 (App. C.2) computes it;
+- ``"eq4"``: R = V₂ − 3 K W₀ with V₂ = K W₀ + r, Eq. 4 taken literally, which moves the edited
+  keys toward (V₂ − V₁)/2: the old value is removed and the new one written at half strength.
 
-with V₂ = K W₀ + r, r the share of the residual this layer takes (PMET's r / √(L − l + 1)).
-Taken literally this moves the edited keys toward (V₂ − V₁)/2, not V₂: the old value is removed
-and the new one written at half strength. On SmolLM2-135M that erases the old fact strongly and
-inserts the new one more weakly than PMET (see ``tests/test_adaple.py`` and the README).
-
-Drop-and-rescale fusion (paper §4.2), the other half of the method, is applied to any editor's
-output by :func:`drift.editors.fusion.drop_and_rescale`; ``drift.editors.get_compute`` turns it
-on for AdaPLE by default (p = 0.8, the middle of the paper's recommended 0.7-0.9).
+Drop-and-rescale (§4.2), the other half of the method, runs inside the layer loop as Algorithm 1
+does: each layer's update is dropped and rescaled (p = 0.8 by default, the middle of the paper's
+0.7–0.9) and applied before the next layer reads its residual.
 
 Example:
     >>> import torch
@@ -46,6 +44,9 @@ from drift.editors.spread import square_root
 class AdaPLEHParams(PMETHParams):
     """PMET's settings (layers, λ, steps, clamps); the solve is AdaPLE's."""
 
+    residual: str = "algorithm1"  # "algorithm1": R = the spread residual; "eq4": R = V₂ − 3KW₀
+    drop_rate: float = 0.8  # drop-and-rescale inside the layer loop (Algorithm 1), p in 0.7-0.9
+
 
 PRESETS: dict[str, AdaPLEHParams] = {
     # SmolLM2-135M: MEMIT's and PMET's layers 3-5 and λ (see drift.editors.memit).
@@ -62,22 +63,36 @@ def preset(model: Model) -> AdaPLEHParams:
 
 
 def erase_old_delta(K: Tensor, R: Tensor, W: Tensor, C: Tensor, lam: float) -> Tensor:
-    """ΔW ``[d_mlp, d_model]`` = (λC + 2KᵀK)⁻¹ Kᵀ (V₂ − 3 K W) with V₂ = K W + R: AdaPLE's solve for
-    keys ``K [n, d_mlp]``, residuals ``R [n, d_model]``, current weight ``W [d_mlp, d_model]``
-    and key second moment ``C [d_mlp, d_mlp]``. Float64 with a small ridge, as MEMIT's solve."""
-    K64, W64 = K.double(), W.double()
-    old = K64 @ W64  # V₁ [n, d_model]
-    rhs = K64.T @ (old + R.double() - 3.0 * old)
+    """ΔW ``[d_mlp, d_model]`` = (λC + 2KᵀK)⁻¹ Kᵀ (V₂ − 3 K W) with V₂ = K W + R: AdaPLE's Eq. 4 taken
+    literally, for keys ``K [n, d_mlp]``, residuals ``R [n, d_model]``, current weight ``W [d_mlp,
+    d_model]`` and key second moment ``C [d_mlp, d_mlp]``. Float64 with a small ridge, as MEMIT's."""
+    old = K.double() @ W.double()  # V₁ [n, d_model]
+    return _adaple_solve(K, old + R.double() - 3.0 * old, C, lam)
+
+
+def residual_delta(K: Tensor, R: Tensor, W: Tensor, C: Tensor, lam: float) -> Tensor:
+    """ΔW = (λC + 2KᵀK)⁻¹ Kᵀ R: AdaPLE's Algorithm 1, the residual itself as R (``W`` unused)."""
+    return _adaple_solve(K, R.double(), C, lam)
+
+
+def _adaple_solve(K: Tensor, rhs_values: Tensor, C: Tensor, lam: float) -> Tensor:
+    K64 = K.double()
     A = lam * C.double() + 2.0 * K64.T @ K64
     A = A + 1e-6 * A.diagonal().mean() * torch.eye(A.shape[0], dtype=A.dtype, device=A.device)
-    return torch.linalg.solve(A, rhs).float()
+    return torch.linalg.solve(A, K64.T @ rhs_values).float()
+
+
+SOLVES = {"algorithm1": residual_delta, "eq4": erase_old_delta}
 
 
 def compute_adaple(model: Model, case: EditCase, hp: AdaPLEHParams | None = None) -> Edit:
-    """Compute (never apply) the AdaPLE edit for ``case`` (without fusion). See the module docstring."""
+    """Compute (never apply) the AdaPLE edit for ``case``, fused layer by layer at ``hp.drop_rate``.
+    See the module docstring."""
     hp = hp or preset(model)
+    if hp.residual not in SOLVES:
+        raise ValueError(f"AdaPLE residual must be one of {sorted(SOLVES)}, got {hp.residual!r}")
     last = max(hp.layers)
     return compute_range_edit(
         model, case, hp, opt_sites=[("attn_out", last), ("mlp_out", last)], value_site=("mlp_out", last),
-        divisor=square_root, editor="adaple", solve=erase_old_delta,
+        divisor=square_root, editor="adaple", solve=SOLVES[hp.residual], pmet_schedule=True,
     )

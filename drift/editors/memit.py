@@ -5,7 +5,8 @@
    as ROME (NLL + ω·KL + weight decay, norm clamp); z = h_L + δ.
 2. Update: :func:`drift.editors.spread.spread_update` writes z into the MLPs of the range in
    ascending order, each layer taking R/(L − l + 1) of what is left (MEMIT paper, Algorithm 1),
-   with ΔW = (λC₀ + KᵀK)⁻¹KᵀR.
+   with ΔW = (λC₀ + kᵀk)⁻¹kᵀr for the edit's one key k (the mean of the bare prompt's key and
+   the mean of the generated prefixes' keys, as the reference code's compute_ks).
 
 :func:`compute_range_edit` is the shared body of MEMIT, PMET (``drift.editors.pmet``) and AdaPLE
 (``drift.editors.adaple``): they differ only in where the vectors are optimised, which one is
@@ -32,9 +33,10 @@ from typing import Callable, Sequence
 from drift.adapter import Model
 from drift.data import EditCase
 from drift.editors.base import Edit
-from drift.editors.context import context_prefixes
+from drift.editors.context import MEMIT_CONTEXT, prefix_groups
+from drift.editors.fusion import case_seed, drop_and_rescale
 from drift.editors.objectives import LossTerm, default_terms
-from drift.editors.spread import Solver, even, keep_old, spread_update
+from drift.editors.spread import Solver, even, group_mean_weights, keep_old, spread_update
 from drift.editors.stats import key_second_moment
 from drift.editors.target import Site, optimise_targets
 
@@ -42,30 +44,40 @@ from drift.editors.target import Site, optimise_targets
 @dataclass(frozen=True)
 class MEMITHParams:
     layers: tuple[int, ...] = (3, 4, 5)  # SmolLM2-135M: around ROME's layer 4 (see PRESETS)
-    steps: int = 20
+    steps: int = 20  # forward passes of the δ optimisation (the last one only measures)
     lr: float = 0.5
     kl_factor: float = 0.0625  # ω
-    weight_decay: float = 0.5
-    clamp_norm: float = 0.75  # ‖δ‖ ≤ clamp_norm · ‖h_L‖ (MEMIT's residual-stream clamp)
+    weight_decay: float = 0.5  # λ on ‖δ‖/‖v₀‖² (reference form)
+    clamp_norm: float = 0.75  # ‖δ‖ ≤ clamp_norm · ‖h_L‖ (MEMIT's residual-stream clamp on GPT-J)
     mom2_weight: float = 2000.0  # λ, how strongly previously stored keys are kept
-    n_prefixes: int = 6
+    context: tuple[tuple[int, int], ...] = MEMIT_CONTEXT  # generated prefixes: (tokens, count) groups
+    n_prefixes: int = 0  # > 0: drift's n fixed prefixes (bare included) instead of generated ones
     block_attention_grad: bool = False
-    early_stop: float = 5e-2  # stop once the NLL of o_edit is below this (0: always run every step)
+    early_stop: float = 5e-2  # stop once the loss is below this (0: run every step)
+    stop_on: str = "total"  # "total" loss (reference) or "nll" alone
+    squared_decay: bool = False
+    drop_rate: float = 0.0  # drop-and-rescale of each layer's update inside the layer loop (0: off)
+    drop_seed: int = 0
     stats_texts: tuple[str, ...] | None = field(default=None, repr=False)
     extra_terms: tuple[LossTerm, ...] = ()  # e.g. (SADR(...),)
 
 
-# SmolLM2-135M (30 layers, d_mlp 1536): layers 3-5, the range the main paper uses for TinyLlama,
-# another small Llama; λ = 2000 because with d_mlp ≈ 1.5k a larger λ leaves most of the residual
-# unwritten (measured on the built-in cases: see BENCHMARKS.md / README). Larger models: the layer
-# ranges of the main paper's App. C.2 and MEMIT's published λ = 15000.
+# SmolLM2-135M (30 layers, d_mlp 1536): layers 3-5, the range the reference code uses for
+# TinyLlama, another small Llama; λ = 2000, because what one key writes of its residual is
+# s/(λ + s) with s = kᵀC⁻¹k ≈ d_mlp: λ = 2000 writes ≈ 40% per layer here, as λ = 15000 does on
+# GPT-J (d_mlp 16384), where TinyLlama's λ = 20000 would write < 10%. Larger models: the
+# reference code's hparams files (GPT-J, TinyLlama, Llama-3-8B, Llama-2-13B), else the main
+# paper's App. C.2 range (GPT-NeoX-20B) or MEMIT's published one (GPT-2-XL).
 PRESETS: dict[str, MEMITHParams] = {
     "smollm2-135m": MEMITHParams(),
-    "EleutherAI/gpt-j-6B": MEMITHParams(layers=(3, 4, 5, 6, 7, 8), lr=0.5, mom2_weight=15000.0),
-    "meta-llama/Meta-Llama-3-8B": MEMITHParams(layers=(4, 5, 6, 7, 8), weight_decay=1e-3, mom2_weight=15000.0),
+    "EleutherAI/gpt-j-6B": MEMITHParams(layers=(3, 4, 5, 6, 7, 8), clamp_norm=0.75, mom2_weight=15000.0),
+    "meta-llama/Meta-Llama-3-8B": MEMITHParams(layers=(4, 5, 6, 7, 8), weight_decay=1e-3, clamp_norm=4.0,
+                                               mom2_weight=15000.0),
     "EleutherAI/gpt-neox-20b": MEMITHParams(layers=(13, 14, 15, 16), mom2_weight=15000.0),
-    "meta-llama/Llama-2-13b-hf": MEMITHParams(layers=(5, 6, 7, 8, 9), weight_decay=1e-3, mom2_weight=15000.0),
-    "TinyLlama/TinyLlama-1.1B-Chat-v1.0": MEMITHParams(layers=(3, 4, 5), weight_decay=1e-3, mom2_weight=15000.0),
+    "meta-llama/Llama-2-13b-hf": MEMITHParams(layers=(5, 6, 7, 8, 9), weight_decay=1e-3, clamp_norm=4.0,
+                                              mom2_weight=15000.0),
+    "TinyLlama/TinyLlama-1.1B-Chat-v1.0": MEMITHParams(layers=(3, 4, 5), weight_decay=0.5, clamp_norm=8.0,
+                                                       mom2_weight=20000.0),
     "gpt2-xl": MEMITHParams(layers=(13, 14, 15, 16, 17), mom2_weight=20000.0),
 }
 
@@ -90,6 +102,7 @@ def compute_range_edit(
     divisor: Callable[[int], float],
     editor: str,
     solve: Solver = keep_old,
+    pmet_schedule: bool = False,
 ) -> Edit:
     """Optimise vectors at ``opt_sites``, then spread ``value_site``'s target over ``hp.layers``,
     each layer's delta from ``solve`` (see :func:`drift.editors.spread.spread_update`)."""
@@ -98,19 +111,28 @@ def compute_range_edit(
     if not layers or any(not 0 <= l < model.cfg.n_layers for l in layers):
         raise ValueError(f"{editor}: layers {list(hp.layers)} must be a non-empty subset of 0..{model.cfg.n_layers - 1}")
     C = key_second_moment(model, layers, hp.stats_texts)
-    terms = default_terms(hp.kl_factor, hp.weight_decay) + list(hp.extra_terms)
+    terms = default_terms(hp.kl_factor, hp.weight_decay, squared_decay=hp.squared_decay) + list(hp.extra_terms)
+    groups = prefix_groups(model, hp.context, hp.n_prefixes)
     res = optimise_targets(
-        model, case, opt_sites, terms, prefixes=context_prefixes(model, hp.n_prefixes), steps=hp.steps,
+        model, case, opt_sites, terms, prefixes=[p for g in groups for p in g], steps=hp.steps,
         lr=hp.lr, clamp_norm=hp.clamp_norm, block_attention_grad=hp.block_attention_grad, early_stop=hp.early_stop,
+        stop_on=hp.stop_on, pmet_schedule=pmet_schedule,
     )
     batch = res.batch
     n = batch.n_rewrite
     target = res.v0[value_site] + res.deltas[value_site]
+    fuse = None
+    if hp.drop_rate:
+        seed = case_seed(case.case_id, hp.drop_seed)
+        fuse = lambda d: drop_and_rescale(Edit([d]), hp.drop_rate, seed=seed + d.layer).deltas[0]  # noqa: E731
     deltas = spread_update(
-        model, batch.tokens[:n], batch.lookup[:n], layers, value_site, target, C, hp.mom2_weight, divisor, solve
+        model, batch.tokens[:n], batch.lookup[:n], layers, value_site, target, C, hp.mom2_weight, divisor, solve,
+        key_weights=group_mean_weights([len(g) for g in groups]), fuse=fuse,
     )
     info = {"editor": editor, "layers": layers, "losses": res.losses, "seconds": time.perf_counter() - t0,
             "delta_norms": [float(d.delta.norm()) for d in deltas]}
+    if hp.drop_rate:
+        info["fusion"] = {"drop_and_rescale": hp.drop_rate, "seed": hp.drop_seed, "per_layer": True}
     return Edit(deltas, info)
 
 

@@ -4,10 +4,14 @@ The target-vector optimisation (``drift.editors.target``) sums ``[term(step) for
 a new term (SADR) is one more object in the list, never an edit to the loop. A term may also ask
 for hooks on the forward pass (to read attention patterns, say) through ``hooks(batch)``.
 
-- :class:`NLL`: −mean over rewriting prompts of the mean log-probability of o_edit's tokens.
-- :class:`EssenceKL`: ω · KL(P_vanilla ‖ P_edited) of the next token after "{subject} is a".
-- :class:`WeightDecay`: λ · Σ ‖δ‖² / ‖v₀‖², keeping the added vector small relative to the
-  site's original output.
+Each term is written as the papers' reference code computes it (``docs/fidelity.md``):
+
+- :class:`NLL`: −mean over rewriting prompts of the mean log-probability of o_edit's tokens
+  (× 0.1 while every target token is already the argmax, under PMET's schedule).
+- :class:`EssenceKL`: ω · KL(P_edited ‖ P_vanilla) of the distribution read at the subject's last
+  token of "{subject} is a" (the reference's ``kl_div(init, current, log_target=True)``).
+- :class:`WeightDecay`: λ · Σ ‖δ‖ / ‖v₀‖² (the reference's form; ``squared=True`` gives
+  λ · Σ ‖δ‖² / ‖v₀‖², the form left commented out in the reference code).
 
 Example:
     >>> terms = default_terms(kl_factor=0.0625, weight_decay=0.5)
@@ -47,6 +51,7 @@ class Step:
     deltas: dict[str, Tensor]  # site key -> [d_model] vector being optimised
     v0_norms: dict[str, Tensor]  # site key -> ‖original output at the subject's last token‖
     extras: dict = field(default_factory=dict)  # "model", "batch", and what terms' hooks recorded this step
+    nll_scale: float = 1.0  # PMET's schedule: 0.1 after a step where every target token was the argmax
 
 
 class LossTerm:
@@ -65,7 +70,7 @@ class NLL(LossTerm):
     name = "nll"
 
     def __call__(self, step: Step) -> Tensor:
-        return -step.target_logp.mean()
+        return -step.nll_scale * step.target_logp.mean()
 
 
 @dataclass
@@ -74,18 +79,20 @@ class EssenceKL(LossTerm):
     name = "kl"
 
     def __call__(self, step: Step) -> Tensor:
-        p = step.vanilla_kl_logp.exp()
-        return self.weight * (p * (step.vanilla_kl_logp - step.kl_logp)).sum(-1).mean()
+        q = step.kl_logp.exp()  # KL(P_edited ‖ P_vanilla), mean over KL prompts
+        return self.weight * (q * (step.kl_logp - step.vanilla_kl_logp)).sum(-1).mean()
 
 
 @dataclass
 class WeightDecay(LossTerm):
     weight: float = 0.5
+    squared: bool = False  # False: λ‖δ‖/‖v₀‖² (reference code); True: λ‖δ‖²/‖v₀‖²
     name = "weight_decay"
 
     def __call__(self, step: Step) -> Tensor:
-        return self.weight * sum(d.norm() ** 2 / step.v0_norms[k] ** 2 for k, d in step.deltas.items())
+        power = 2 if self.squared else 1
+        return self.weight * sum(d.norm() ** power / step.v0_norms[k] ** 2 for k, d in step.deltas.items())
 
 
-def default_terms(kl_factor: float, weight_decay: float) -> list[LossTerm]:
-    return [NLL(), EssenceKL(kl_factor), WeightDecay(weight_decay)]
+def default_terms(kl_factor: float, weight_decay: float, *, squared_decay: bool = False) -> list[LossTerm]:
+    return [NLL(), EssenceKL(kl_factor), WeightDecay(weight_decay, squared_decay)]

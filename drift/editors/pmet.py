@@ -5,7 +5,10 @@ The two component outputs at the last layer L of the range each get their own ve
 attention vector only helps the optimisation carry information the MLP does not need (PMET
 paper §"Method"). The MLP target v = m_L + δ_mlp is then spread over the range with the square
 root divisor R/√(L − l + 1) (PMET paper Eq. 11) through
-:func:`drift.editors.memit.compute_range_edit`.
+:func:`drift.editors.memit.compute_range_edit`. As in the reference code, each vector is clamped
+to ``clamp_norm`` times its own original output, both enter the weight decay, and once every
+target token is the argmax the NLL is weighted 0.1 and the optimisation stops when the KL term
+is ≤ 0.01 (``pmet_schedule``).
 
 Example:
     >>> edit = compute_pmet(model, case)                                    # doctest: +SKIP
@@ -26,18 +29,20 @@ from drift.editors.spread import square_root
 
 @dataclass(frozen=True)
 class PMETHParams(MEMITHParams):
-    clamp_norm: float = 4.0  # each component vector within 4·‖its original output‖ (as ROME's MLP clamp)
+    clamp_norm: float = 4.0  # each component vector within 4·‖its original output‖ (reference: TinyLlama, Llama)
 
 
-# SmolLM2-135M: the same layers and λ as MEMIT's preset (see drift.editors.memit); larger models:
-# the layer ranges of the main paper's App. C.2.
+# SmolLM2-135M: the same layers and λ as MEMIT's preset (see drift.editors.memit) and the
+# reference code's Llama-family clamp (4; its GPT-J file has 0.75). Larger models: the reference
+# code's hparams files (GPT-J, TinyLlama, Llama-3-8B, Llama-2-13B), else App. C.2's range.
 PRESETS: dict[str, PMETHParams] = {
     "smollm2-135m": PMETHParams(),
-    "EleutherAI/gpt-j-6B": PMETHParams(layers=(3, 4, 5, 6, 7, 8), mom2_weight=15000.0),
-    "meta-llama/Meta-Llama-3-8B": PMETHParams(layers=(4, 5, 6, 7, 8), weight_decay=1e-3, mom2_weight=15000.0),
+    "EleutherAI/gpt-j-6B": PMETHParams(layers=(3, 4, 5, 6, 7, 8), steps=30, lr=0.2, kl_factor=1.0, clamp_norm=0.75,
+                                       mom2_weight=15000.0),
+    "meta-llama/Meta-Llama-3-8B": PMETHParams(layers=(4, 5, 6, 7, 8), weight_decay=0.5, mom2_weight=15000.0),
     "EleutherAI/gpt-neox-20b": PMETHParams(layers=(13, 14, 15, 16), mom2_weight=15000.0),
-    "meta-llama/Llama-2-13b-hf": PMETHParams(layers=(7, 8, 9), weight_decay=1e-3, mom2_weight=15000.0),
-    "TinyLlama/TinyLlama-1.1B-Chat-v1.0": PMETHParams(layers=(3, 4, 5), weight_decay=1e-3, mom2_weight=15000.0),
+    "meta-llama/Llama-2-13b-hf": PMETHParams(layers=(7, 8, 9), weight_decay=0.5, mom2_weight=15000.0),
+    "TinyLlama/TinyLlama-1.1B-Chat-v1.0": PMETHParams(layers=(3, 4, 5), weight_decay=0.5, mom2_weight=20000.0),
     "gpt2-xl": PMETHParams(layers=(13, 14, 15, 16, 17), mom2_weight=20000.0),  # MEMIT's GPT-2-XL range
 }
 
@@ -52,5 +57,5 @@ def compute_pmet(model: Model, case: EditCase, hp: PMETHParams | None = None) ->
     last = max(hp.layers)
     return compute_range_edit(
         model, case, hp, opt_sites=[("attn_out", last), ("mlp_out", last)], value_site=("mlp_out", last),
-        divisor=square_root, editor="pmet",
+        divisor=square_root, editor="pmet", pmet_schedule=True,
     )

@@ -3,20 +3,24 @@
 Given a target value z for some site of the last critical layer L (MEMIT: the residual stream
 after L; PMET: the MLP output of L) at the subject's last token, the layers l of the range are
 updated in ascending order. Before each layer, with the updates of the layers below it in place,
-the MLP keys K ``[n, d_mlp]`` at the subject's last token of the ``n`` prefixed prompts and the
-site's current value z_l are read again; the residual z − z_l is divided by a spread divisor of
-the layers still to go, ``L − l + 1`` (MEMIT, even) or its square root (PMET), and written into
-``W_out`` by the least-squares update that keeps previously stored keys (second moment C₀,
-weighted by λ) in place — in TransformerLens orientation (``out = k @ W_out``):
+the MLP keys at the subject's last token of the ``n`` prefixed prompts and the site's current
+value z_l at the bare prompt are read again. As the reference code's compute_ks does, the edit
+has **one** key k ``[d_mlp]``, a weighted mean of the prompts' keys (MEMIT: the mean of the bare
+prompt's key and the mean of the prefixed ones). The residual z − z_l is divided by a spread
+divisor of the layers still to go, ``L − l + 1`` (MEMIT, even) or its square root (PMET), and
+written into ``W_out`` by the least-squares update that keeps previously stored keys (second
+moment C₀, weighted by λ) in place — in TransformerLens orientation (``out = k @ W_out``):
 
-    ΔW = (λ C₀ + Kᵀ K)⁻¹ Kᵀ R,    R [n, d_model] = the residual repeated for each prompt.
+    ΔW = (λ C₀ + kᵀ k)⁻¹ kᵀ r,    k [1, d_mlp], r [1, d_model].
 
 The partial updates are applied through :meth:`drift.editors.base.Edit.applied` only while the
-next layer's keys are read; the model is unchanged when this returns.
+next layer's keys are read; the model is unchanged when this returns. A ``fuse`` function
+(AdaPLE's drop-and-rescale) is applied to each layer's delta *before* the next layer reads its
+residual, as AdaPLE's Algorithm 1 does, so later layers make up for what was dropped.
 
 Example:
     >>> deltas = spread_update(model, tokens, lookup, [3, 4, 5], ("resid_post", 5), z, C, 2000.0,
-    ...                        divisor=even)                                   # doctest: +SKIP
+    ...                        divisor=even, key_weights=group_mean_weights([1, 5]))  # doctest: +SKIP
 """
 
 from __future__ import annotations
@@ -39,6 +43,14 @@ def even(n_left: int) -> float:
 def square_root(n_left: int) -> float:
     """PMET's spread: a larger share for each layer, R / √(L − l + 1)."""
     return math.sqrt(n_left)
+
+
+def group_mean_weights(sizes: Sequence[int]) -> Tensor:
+    """Row weights ``[sum(sizes)]`` that turn a stack of keys into the mean of group means (the
+    reference's compute_ks: each context group counts equally, whatever its size)."""
+    if not sizes or min(sizes) < 1:
+        raise ValueError(f"every context group needs at least one prompt, got sizes {list(sizes)}")
+    return torch.cat([torch.full((n,), 1.0 / (n * len(sizes))) for n in sizes])
 
 
 def read_keys_and_value(
@@ -85,22 +97,31 @@ def spread_update(
     lam: float,
     divisor: Callable[[int], float] = even,
     solve: Solver = keep_old,
+    *,
+    key_weights: Tensor | None = None,
+    fuse: Callable[[WeightDelta], WeightDelta] | None = None,
 ) -> list[WeightDelta]:
     """The per-layer ``W_out`` deltas that move ``site`` toward ``target [d_model]`` (see module
     docstring). ``tokens [n, pos]`` are the prefixed prompts (row 0 the bare one), ``lookup [n]``
-    the subject's last token in each. ``solve`` turns each layer's keys and residual into its
-    delta (default :func:`keep_old`; AdaPLE passes its erase-old solve)."""
+    the subject's last token in each, ``key_weights [n]`` how their keys combine into the edit's
+    one key (default: the plain mean). ``solve`` turns each layer's key and residual into its
+    delta (default :func:`keep_old`; AdaPLE passes its own); ``fuse`` post-processes each
+    layer's delta before the next layer is read."""
     last = site[1]
     layers = sorted(layers)
     if layers[-1] != last:
         raise ValueError(f"the target site's layer {last} must be the last of the edited layers {layers}")
+    n = tokens.shape[0]
+    weights = torch.full((n,), 1.0 / n) if key_weights is None else key_weights
+    if weights.shape != (n,):
+        raise ValueError(f"key_weights has shape {tuple(weights.shape)}, expected ({n},)")
     deltas: list[WeightDelta] = []
     for layer in layers:
         with Edit(list(deltas)).applied(model):
-            K, current = read_keys_and_value(model, tokens, lookup, layer, site)
-        resid = (target - current) / divisor(last - layer + 1)  # [d_model]
-        R = resid.expand(K.shape[0], -1)
+            keys, current = read_keys_and_value(model, tokens, lookup, layer, site)
+        K = (weights.to(keys.device, keys.dtype) @ keys)[None]  # [1, d_mlp], the edit's one key
+        R = ((target - current) / divisor(last - layer + 1))[None]  # [1, d_model]
         W = model.weight("mlp_out", layer).detach()
-        delta = solve(K, R, W, C[layer], lam)
-        deltas.append(WeightDelta("mlp_out", layer, delta.to(W.dtype)))
+        delta = WeightDelta("mlp_out", layer, solve(K, R, W, C[layer], lam).to(W.dtype))
+        deltas.append(fuse(delta) if fuse is not None else delta)
     return deltas

