@@ -50,6 +50,21 @@ def test_rome_update_is_the_reference_u_and_right_vector():
     torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-8)
 
 
+def test_rome_update_counts_an_mlp_bias_once():
+    """compute_v: right = (target − cur_output)/(u · k), cur_output the module's real output (with its bias)."""
+    d_mlp, d_model = 12, 5
+    keys = _randn(400, d_mlp)
+    C = keys.T @ keys / 400
+    k_bar, k_bare = _randn(d_mlp), _randn(d_mlp)
+    W_hf, b, v_star = _randn(d_model, d_mlp), _randn(d_model), _randn(d_model)
+    u = torch.inverse(C) @ k_bar
+    u = u / u.norm()
+    expected = torch.outer(u, (v_star - (W_hf @ k_bare + b)) / torch.dot(k_bare, u))
+    got = rank_one_delta(W_hf.T.clone(), C, k_bar, v_star, k_bare, W_hf @ k_bare + b)
+    torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-8)
+    torch.testing.assert_close((W_hf.T + got).T @ k_bare + b, v_star, rtol=1e-6, atol=1e-6)
+
+
 def test_rome_bare_prompt_gets_v_star_exactly(tiny):
     edit = compute_rome(tiny, EIFFEL, ROMEHParams(layer=1, steps=4, n_prefixes=3, stats_texts=CORPUS))
     pos = tiny.subject_positions(EIFFEL.prompt, EIFFEL.subject)[-1]
@@ -99,6 +114,23 @@ def test_nll_is_mean_over_prompts_of_token_mean_and_takes_pmets_factor():
     ref = (-(logp.sum(1)) / 4).mean()
     torch.testing.assert_close(NLL()(_step(target_logp=logp.mean(1))), ref)
     torch.testing.assert_close(NLL()(_step(target_logp=logp.mean(1), nll_scale=0.1)), 0.1 * ref)
+
+
+def test_nll_of_the_first_pass_is_the_reference_nll_from_full_forwards(tiny):
+    """The first pass (δ = 0): −mean over prompts of (Σ log P(target tokens) / target length), each
+    prompt run on its own from the embeddings up."""
+    from drift.editors.objectives import default_terms
+    from drift.editors.target import optimise_targets
+
+    prefixes = ["", "Hello there. "]
+    res = optimise_targets(tiny, EIFFEL, [("mlp_out", 1)], default_terms(0.0625, 0.5), prefixes=prefixes, steps=1)
+    target = tiny.encode_target(EIFFEL.o_edit)
+    per_prompt = []
+    for prefix in prefixes:
+        ids = tiny.encode(prefix + EIFFEL.prompt)
+        logp = tiny.forward(torch.tensor([ids + target[:-1]]))[0].log_softmax(-1)
+        per_prompt.append(-sum(logp[len(ids) - 1 + j, t] for j, t in enumerate(target)) / len(target))
+    assert res.losses[0]["nll"] == pytest.approx(float(torch.stack(per_prompt).mean()), rel=1e-4)
 
 
 def test_kl_is_read_at_the_subjects_last_token_of_is_a(tiny):
@@ -195,6 +227,34 @@ def test_memit_and_pmet_layer_solves_are_the_reference_formulas():
     pmet_hf = (z_minus_h / 3**0.5) @ k.T @ torch.inverse(k @ k.T + lam * C)
     got = least_squares_delta(k.T, (z_minus_h / 3**0.5).T, C, lam)
     torch.testing.assert_close(got.double(), pmet_hf.T, rtol=1e-4, atol=1e-7)
+
+
+def test_spread_update_is_the_reference_layer_loop(tiny):
+    """memit_main: for layer i of the range, read the edit's key (mean of group means) and the
+    current value at the bare prompt with the lower layers' updates in place, divide the residual
+    by the number of layers left, solve, apply; here two layers, written out step by step."""
+    from drift.editors.base import Edit, WeightDelta
+    from drift.editors.spread import group_mean_weights, spread_update
+
+    prompts = ["The Eiffel Tower is in", "Hi. The Eiffel Tower is in", "Yes. The Eiffel Tower is in"]
+    seqs = [tiny.encode(p) for p in prompts]
+    tokens, _ = tiny.pad(seqs)
+    lookup = torch.tensor([tiny.subject_positions(p, "Eiffel Tower")[-1] for p in prompts])
+    C = {l: torch.eye(tiny.cfg.d_mlp) * 0.5 for l in (0, 1)}
+    z = torch.randn(tiny.cfg.d_model, generator=torch.Generator().manual_seed(1))
+    lam = 3.0
+    got = spread_update(tiny, tokens, lookup, [0, 1], ("resid_post", 1), z, C, lam,
+                        key_weights=group_mean_weights([1, 2]))
+    done = []
+    for i, layer in enumerate((0, 1)):
+        with Edit(list(done)).applied(tiny):
+            keys = tiny.capture(tokens, "mlp_key", layer)[torch.arange(3), lookup].double()
+            h = tiny.capture(tokens, "resid_post", 1)[0, lookup[0]].double()
+        k = ((keys[0] + keys[1:].mean(0)) / 2)[:, None]  # [d_mlp, 1]
+        resid = ((z.double() - h) / (2 - i))[:, None]  # [d_model, 1]
+        upd_hf = resid @ torch.linalg.solve(lam * C[layer].double() + k @ k.T, k).T  # [d_model, d_mlp]
+        done.append(WeightDelta("mlp_out", layer, upd_hf.T.float()))
+        torch.testing.assert_close(got[i].delta, done[-1].delta, rtol=1e-3, atol=1e-5)
 
 
 def test_adaple_solves_are_algorithm1_and_eq4():

@@ -92,3 +92,23 @@ def test_the_same_edit_twice_is_bit_identical(tiny):
     hp = ROMEHParams(layer=1, steps=3, n_prefixes=2, stats_texts=CORPUS)
     a, b = compute_rome(tiny, EIFFEL, hp), compute_rome(tiny, EIFFEL, hp)
     assert torch.equal(a.deltas[0].delta, b.deltas[0].delta)
+
+
+@pytest.mark.slow
+def test_more_steps_never_weaken_the_edit_of_the_rewrite_prompt(real):
+    """Anchored at the bare prompt (as the reference code), the rewrite prompt gets exactly the
+    optimised value, so running longer without early stopping cannot un-write the edit. (With the
+    update solved at the averaged key instead, longer runs shrank δ and the bare prompt received a
+    growing share of it wrongly: docs/fidelity.md, "The 80-step anomaly".)"""
+    from dataclasses import replace
+
+    from drift.editors.rome import preset
+
+    hp = preset(real)
+    probs = {}
+    for steps, stop in ((20, 5e-2), (40, 0.0)):
+        edit = compute_rome(real, EIFFEL, replace(hp, steps=steps, early_stop=stop))
+        with edit.applied(real):
+            probs[steps] = real.target_prob(EIFFEL.prompt, "Rome")
+    assert probs[20] > 0.5
+    assert probs[40] >= probs[20] - 0.02, probs

@@ -42,6 +42,14 @@ ROME_CONTEXT = ((5, 10), (10, 10))  # (total tokens, count): ROME's context_temp
 MEMIT_CONTEXT = ((10, 5),)  # MEMIT's and PMET's
 
 
+def clean(text: str) -> str:
+    """A sampled text as the reference's generator returns it: NFKD-normalised, blank lines joined
+    by a space, no end-of-text marker (special tokens are skipped when decoding)."""
+    import unicodedata
+
+    return unicodedata.normalize("NFKD", text).replace("\n\n", " ").replace("<|endoftext|>", "")
+
+
 def context_prefixes(model, n: int = 6) -> list[str]:
     """``n`` fixed prefixes, the empty prefix first (the bare prompt is always one of the contexts)."""
     if n < 1:
@@ -54,7 +62,8 @@ def context_prefixes(model, n: int = 6) -> list[str]:
 def generated_prefixes(model, lengths: Sequence[Sequence[int]], seed: int = 0) -> list[list[str]]:
     """Prefix groups ``[[""], group₁, ...]``: for each ``(length, count)`` in ``lengths``, ``count``
     texts the model samples (top-k 5) from the seed words, ``count // 5`` per word, each ``length``
-    tokens long including its seed word, turned into ``"<text>. "``. Cached per model, lengths and seed."""
+    tokens long including its seed word, cleaned as the reference does (:func:`clean`) and turned
+    into ``"<text>. "`` (braces removed). Cached per model, lengths and seed."""
     from drift.editors.stats import cache_json_list
 
     groups: list[list[str]] = [[""]]
@@ -75,7 +84,7 @@ def generated_prefixes(model, lengths: Sequence[Sequence[int]], seed: int = 0) -
                     continue
                 rows = torch.tensor([start] * share)
                 out = model.sample(rows, length - len(start), top_k=5, seed=seed * 1000 + 100 * g + k)
-                texts += [model.tokenizer.decode(row[1 if model.prepend_bos else 0 :]) for row in out]
+                texts += [clean(model.tokenizer.decode(row, skip_special_tokens=True)) for row in out]
             return texts
 
         texts = cache_json_list("prefixes", f"{length}x{count}-g{g}-s{seed}", model, count, sample)

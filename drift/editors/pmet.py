@@ -37,7 +37,8 @@ class PMETHParams(MEMITHParams):
 # code's hparams files (GPT-J, TinyLlama, Llama-3-8B, Llama-2-13B), else App. C.2's range.
 PRESETS: dict[str, PMETHParams] = {
     "smollm2-135m": PMETHParams(),
-    "EleutherAI/gpt-j-6B": PMETHParams(layers=(3, 4, 5, 6, 7, 8), steps=30, lr=0.2, kl_factor=1.0, clamp_norm=0.75,
+    # GPT-J: its hparams file (lr 0.2, ω 1, clamp 0.75); steps 20 as its baseline script runs it (the file says 30)
+    "EleutherAI/gpt-j-6B": PMETHParams(layers=(3, 4, 5, 6, 7, 8), steps=20, lr=0.2, kl_factor=1.0, clamp_norm=0.75,
                                        mom2_weight=15000.0),
     "meta-llama/Meta-Llama-3-8B": PMETHParams(layers=(4, 5, 6, 7, 8), weight_decay=0.5, mom2_weight=15000.0),
     "EleutherAI/gpt-neox-20b": PMETHParams(layers=(13, 14, 15, 16), mom2_weight=15000.0),

@@ -82,17 +82,20 @@ def preset(model: Model) -> ROMEHParams:
     return replace(ROMEHParams(), layer=max(0, min(model.cfg.n_layers - 1, round(model.cfg.n_layers * 0.15))))
 
 
-def rank_one_delta(W: Tensor, C: Tensor, k: Tensor, v: Tensor, k_anchor: Tensor | None = None) -> Tensor:
-    """ΔW ``[d_mlp, d_model]`` = u ⊗ (v − k_a W) / (u · k_a), u = C⁻¹k: the rank-one update along
-    the key direction ``k [d_mlp]`` whitened by ``C [d_mlp, d_mlp]`` that gives the anchor key
-    ``k_anchor`` (default ``k``) exactly the value ``v [d_model]``: ``k_a @ (W + ΔW) = v``."""
+def rank_one_delta(
+    W: Tensor, C: Tensor, k: Tensor, v: Tensor, k_anchor: Tensor | None = None, v_anchor: Tensor | None = None
+) -> Tensor:
+    """ΔW ``[d_mlp, d_model]`` = u ⊗ (v − v_a) / (u · k_a), u = C⁻¹k: the rank-one update along the
+    key direction ``k [d_mlp]`` whitened by ``C [d_mlp, d_mlp]`` that moves the output at the anchor
+    key ``k_anchor`` (default ``k``) from its current value ``v_anchor`` (default ``k_a @ W``; pass
+    the module's real output where it has a bias) to ``v [d_model]`` exactly."""
     k_a = k if k_anchor is None else k_anchor
     C = C.double()
     # A tiny ridge only guards a degenerate C (few tokens); it moves u by < 1e-5 on a full-rank one.
     C = C + 1e-6 * C.diagonal().mean() * torch.eye(C.shape[0], dtype=C.dtype, device=C.device)
     u = torch.linalg.solve(C, k.double())  # C⁻¹ k
-    r = v.double() - k_a.double() @ W.double()
-    return (torch.outer(u, r) / (u @ k_a.double())).to(W.dtype)
+    current = k_a.double() @ W.double() if v_anchor is None else v_anchor.double()
+    return (torch.outer(u, v.double() - current) / (u @ k_a.double())).to(W.dtype)
 
 
 def compute_rome(model: Model, case: EditCase, hp: ROMEHParams | None = None) -> Edit:
@@ -115,7 +118,10 @@ def compute_rome(model: Model, case: EditCase, hp: ROMEHParams | None = None) ->
     k_mean = keys.mean(0)  # the direction: C⁻¹ of the key averaged over every context
     v_star = res.v0[site] + res.deltas[site]  # [d_model], v0 read at the bare prompt
     W = model.weight("mlp_out", hp.layer)
-    delta = rank_one_delta(W.detach(), C, k_mean, v_star, keys[0] if hp.anchor == "bare" else None)
+    if hp.anchor == "bare":  # the reference: (v* − the bare prompt's MLP output) / (u · k_bare)
+        delta = rank_one_delta(W.detach(), C, k_mean, v_star, keys[0], res.v0[site])
+    else:
+        delta = rank_one_delta(W.detach(), C, k_mean, v_star)
     info = {"editor": "rome-awd" if hp.block_attention_grad else "rome", "layer": hp.layer,
             "losses": res.losses, "seconds": time.perf_counter() - t0, "delta_norm": float(delta.norm()),
             "v_star": v_star.detach()}  # what the bare rewrite prompt's MLP output becomes

