@@ -97,15 +97,16 @@ class Runs:
         if key in self.done:
             return self.done[key]
         overrides = {"extra_terms": (SADR(sadr),)} if sadr else {}
-        compute = get_compute(editor, drop_rate=0, **overrides)
+        # drop-and-rescale inside the editor (per layer for range editors, AdaPLE's Algorithm 1)
+        compute = get_compute(editor, drop_rate=dr, seed=seed, **overrides)
         work = self.path.parent / f".partial-{key}"  # progress of an unfinished run
         position = {c.case_id: i for i, c in enumerate(cases)}
 
         def computed(model, case):
             edit = compute(model, case)
-            if position[case.case_id] < keep:  # the raw update, before any fusion, for the similarity figure
+            if position[case.case_id] < keep:  # the raw update (keep is only set where dr = 0), for the similarity figure
                 save_object(work / f"raw-{position[case.case_id]}.pt", (case.case_id, edit))
-            return drop_and_rescale(edit, dr, seed=case_seed(case.case_id, seed)) if dr > 0 else edit
+            return edit
 
         t0 = time.time()
         rows = sequential_edits(model, cases, computed, checkpoints=checkpoints, batch=batch, progress=True,

@@ -9,10 +9,10 @@ cases, so the case-to-case spread cancels.
 Example:
     >>> ref = {"config": {"editor": "rome"}, "cases": [
     ...     {"case_id": i, "metrics": {"ES": 100.0, "RS": float(i % 2) * 100}} for i in range(6)]}
-    >>> new = {"config": {"editor": "rome", "sadr": 3e-5}, "cases": [
+    >>> new = {"config": {"editor": "rome", "sadr": 1e-2}, "cases": [
     ...     {"case_id": i, "metrics": {"ES": 100.0, "RS": 100.0}} for i in range(6)]}
     >>> run_label(new["config"])
-    'rome+SADR(γ=3e-05)'
+    'rome+SADR(γ=0.01)'
     >>> d = paired_difference(ref["cases"], new["cases"], "RS")
     >>> d.n, d.mean, d.better, d.worse
     (6, 50.0, 3, 0)

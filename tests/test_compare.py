@@ -38,7 +38,7 @@ def test_paired_difference_of_identical_runs_has_no_p_value_and_missing_cases_ar
 
 def test_labels_name_the_options_that_change_a_run():
     assert run_label({"editor": "rome"}) == "rome"
-    assert run_label({"editor": "rome", "sadr": 1e-5, "sadr_heads": "all", "steps": 80}) == "rome+SADR(γ=1e-05, all heads) 80 steps"
+    assert run_label({"editor": "rome", "sadr": 1e-2, "sadr_heads": "all", "steps": 80}) == "rome+SADR(γ=0.01, all heads) 80 steps"
     assert run_label({"editor": "adaple", "dr": 0.8, "hp": {"n_prefixes": "11"}}) == "adaple DR(p=0.8) n_prefixes=11"
 
 
