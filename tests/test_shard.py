@@ -150,7 +150,7 @@ def test_sadr_parts_join_into_the_whole(tmp_path):
     _run(base + ["--out", str(joined), "--join", str(tmp_path / "part1"), str(tmp_path / "part2")])
     assert len((joined / "sadr-runs.jsonl").read_text().splitlines()) == 9 and not list(joined.glob(".partial-*"))
     res = json.loads((joined / "sadr.json").read_text())
-    assert list(res["table3"]) == ["None", "ROME", "ROME+SADR (γ=0.001)"]
+    assert list(res["table3"]) == ["None", "ROME", "ROME+SADR (γ=0.01)"]  # the paper's γ for ROME
     assert (joined / "fig6_selective_vs_all.png").stat().st_size > 1000
 
 
