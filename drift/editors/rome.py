@@ -8,7 +8,8 @@
    output at the bare rewrite prompt.
 3. Update, in TransformerLens orientation (``out = k @ W_out``, ``W_out [d_mlp, d_model]``),
    anchored at the **bare** prompt's key k_b as the reference code's compute_v does:
-   ΔW = u ⊗ (v* − k_b W) / (u · k_b), so the bare rewrite prompt gets exactly v*, while keys
+   ΔW = u ⊗ (v* − v_b) / (u · k_b), v_b the bare prompt's MLP output (k_b W plus any bias), so the
+   bare rewrite prompt gets exactly v*, while keys
    uncorrelated with k̄ under C move little (``anchor="mean"``: solve at k̄ instead).
 
 ROME-AWD (App. D.4) is the same with gradients blocked through attention weights while
