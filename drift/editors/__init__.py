@@ -45,11 +45,15 @@ HPARAMS: dict[str, tuple[str, str]] = {
 }
 
 
+def _hparams_class(name: str):
+    module, cls = HPARAMS[name]
+    return getattr(importlib.import_module(f"drift.editors.{module}"), cls)
+
+
 def check_overrides(name: str, overrides: dict) -> None:
     """Raise ``ValueError`` naming any key of ``overrides`` that editor ``name`` has no
     hyper-parameter for (e.g. a typo in ``--hp``)."""
-    module, cls = HPARAMS[name]
-    known = {f.name for f in dataclasses.fields(getattr(importlib.import_module(f"drift.editors.{module}"), cls))}
+    known = {f.name for f in dataclasses.fields(_hparams_class(name))}
     bad = sorted(set(overrides) - known)
     if bad:
         raise ValueError(f"editor {name!r} has no hyper-parameter {', '.join(map(repr, bad))}; "
@@ -74,11 +78,6 @@ def _fused(compute: ComputeFn, p: float, seed: int) -> ComputeFn:
         return drop_and_rescale(compute(model, case, **more), p, seed=case_seed(case.case_id, seed))
 
     return run
-
-
-def _hparams_class(name: str):
-    module, cls = HPARAMS[name]
-    return getattr(importlib.import_module(f"drift.editors.{module}"), cls)
 
 
 def _applied(compute: ComputeFn, **overrides) -> EditFn:
