@@ -40,7 +40,7 @@ from drift.editors import get_editor  # noqa: E402
 from drift.editors.sadr import SADR, paper_setting  # noqa: E402
 from drift.editors.stats import CORPUS_VERSION  # noqa: E402
 from drift.evaluate import evaluate  # noqa: E402
-from drift.metrics import summarise  # noqa: E402
+from drift.metrics import DEFAULT_POOL, DEFAULT_SCORING, summarise  # noqa: E402
 from drift.store import append_record, read_records  # noqa: E402
 
 TABLE = ["ES", "PS", "NS", "RS", "DNS", "AvgS"]
@@ -90,7 +90,8 @@ class Runs:
     def config(model, cases, editor: str, seed: int, overrides: dict) -> tuple[str, dict]:
         """The configuration's key and description: what determines its result."""
         cfg = {"model": model.name, "cases": [c.case_id for c in cases], "editor": editor, "seed": seed,
-               "overrides": {k: repr(v) for k, v in sorted(overrides.items())}, "corpus": CORPUS_VERSION}
+               "overrides": {k: repr(v) for k, v in sorted(overrides.items())}, "corpus": CORPUS_VERSION,
+               "scoring": DEFAULT_SCORING, "pool": DEFAULT_POOL}  # drift.metrics' defaults
         return hashlib.sha256(json.dumps(cfg, sort_keys=True).encode()).hexdigest()[:16], cfg
 
     def work(self, key: str) -> Path:

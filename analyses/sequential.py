@@ -44,6 +44,7 @@ from drift.editors import get_compute  # noqa: E402
 from drift.editors.fusion import case_seed, drop_and_rescale, pairwise_cosine, top_k_retain  # noqa: E402
 from drift.editors.sadr import SADR  # noqa: E402
 from drift.editors.stats import CORPUS_VERSION  # noqa: E402
+from drift.metrics import DEFAULT_POOL, DEFAULT_SCORING  # noqa: E402
 from drift.sequential import sequential_edits  # noqa: E402
 from drift.store import append_record, load_object, read_records, save_object  # noqa: E402
 
@@ -92,7 +93,8 @@ class Runs:
         with ``keep``, also the similarity matrices of its first ``keep`` raw updates."""
         cfg = {"model": model.name, "cases": [c.case_id for c in cases], "editor": editor, "dr": dr, "sadr": sadr,
                "checkpoints": list(checkpoints), "batch": batch, "seed": seed, "keep": keep,
-               "sim_dr": sim_dr if keep else None, "corpus": CORPUS_VERSION}  # key statistics' corpus
+               "sim_dr": sim_dr if keep else None, "corpus": CORPUS_VERSION,  # key statistics' corpus
+               "scoring": DEFAULT_SCORING, "pool": DEFAULT_POOL}
         key = hashlib.sha256(json.dumps(cfg, sort_keys=True).encode()).hexdigest()[:16]
         if key in self.done:
             return self.done[key]

@@ -62,6 +62,11 @@ def main(argv: list[str] | None = None) -> int:
     ev.add_argument("--restart", action="store_true", help="ignore finished cases from an interrupted run")
     ev.add_argument("--batch-cases", type=int, default=16, help="unedited: cases scored together (default: 16)")
     ev.add_argument("--quiet", action="store_true", help="no progress bar")
+    ev.add_argument("--scoring", choices=["mean", "product"], default="mean",
+                    help="score a multi-token target by its mean log-probability per token (default, as the "
+                         "papers' code) or by its whole probability (product)")
+    ev.add_argument("--pool", choices=["prompts", "cases"], default="prompts",
+                    help="summaries count every prompt once (default, as the papers' code) or every case once")
 
     mg = sub.add_parser("merge", help="join the results of `eval --shard` runs into one results JSON")
     mg.add_argument("inputs", nargs="+", help="results JSON files of eval, or their .partial.jsonl files")
@@ -139,7 +144,8 @@ def _eval(args) -> int:
     texts = _load_texts(args.ppl) if args.ppl else None
     out = Path(args.out)
     config = {"data": str(args.data), "editor": args.editor, "model": args.model or drift.DEFAULT_MODEL,
-              "seed": args.seed, "fluency": not args.no_fluency, "ppl": args.ppl}
+              "seed": args.seed, "fluency": not args.no_fluency, "ppl": args.ppl,
+              "scoring": args.scoring, "pool": args.pool}
     if args.sadr is not None:  # only when given, so keys of runs without them stay as they were
         config |= {"sadr": args.sadr, "sadr_heads": args.sadr_heads}
     if args.steps is not None:
@@ -173,10 +179,10 @@ def _eval(args) -> int:
             f.flush()
 
         evaluate(model, todo, edit=edit, fluency=not args.no_fluency, ppl_texts=texts, seed=args.seed,
-                 batch_cases=args.batch_cases, progress=not args.quiet, on_case=save)
+                 batch_cases=args.batch_cases, progress=not args.quiet, on_case=save, scoring=args.scoring)
     done = _read_partial(partial, key)
     rows = [done[c.case_id] for c in cases]
-    summary = summarise([r["metrics"] for r in rows])
+    summary = summarise([r["metrics"] for r in rows], args.pool)
     save_json(out, {"config": config, "summary": summary, "cases": rows})
     partial.unlink()
     print(_table(summary))
@@ -203,11 +209,11 @@ def _sequential(args, overrides: dict, cases) -> int:
 
     torch.manual_seed(args.seed)
     rows = sequential_edits(model, cases, compute, checkpoints=marks, batch=args.batch_edits,
-                            progress=not args.quiet)
+                            progress=not args.quiet, scoring=args.scoring, pool=args.pool)
     config = {"data": str(args.data), "editor": args.editor, "model": args.model or drift.DEFAULT_MODEL,
               "seed": args.seed, "dr": args.dr, "sequential": True, "batch_edits": args.batch_edits,
               "sadr": args.sadr, "sadr_heads": args.sadr_heads if args.sadr is not None else None,
-              "steps": args.steps}
+              "steps": args.steps, "scoring": args.scoring, "pool": args.pool}
     save_json(Path(args.out), {"config": config, "checkpoints": rows})
     for row in rows:
         print(f"after {row['n_edits']} edits:")
@@ -237,7 +243,7 @@ def parse_hp(items: list[str]) -> dict:
 
 def _merge(args) -> int:
     """Join shard results: finished results JSON files and/or partial JSONL files of one config."""
-    from drift.metrics import summarise
+    from drift.metrics import scoring_of, summarise
     from drift.store import save_json
 
     configs, rows = [], {}
@@ -259,7 +265,9 @@ def _merge(args) -> int:
                          + "; ".join(json.dumps(c, sort_keys=True) for c in configs))
     if not rows:
         raise ValueError("merge: the inputs hold no finished cases")
-    summary = summarise([r["metrics"] for r in rows.values()])
+    # partial files alone carry no config: they were written by this version's eval (its defaults)
+    pool = scoring_of(configs[0])[1] if configs else "prompts"
+    summary = summarise([r["metrics"] for r in rows.values()], pool)
     save_json(Path(args.out), {"config": configs[0] if configs else {}, "summary": summary,
                                "cases": list(rows.values()), "merged_from": [str(x) for x in args.inputs]})
     print(_table(summary))

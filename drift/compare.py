@@ -26,7 +26,7 @@ from typing import Sequence
 
 from scipy import stats
 
-from drift.metrics import summarise
+from drift.metrics import scoring_of, summarise
 
 DEFAULT_METRICS = ("ES", "PS", "NS", "RS", "DNS", "AvgS")
 
@@ -83,13 +83,19 @@ def _cell(summary: dict, metric: str) -> str:
 
 def compare_table(runs: Sequence[tuple[str, dict]], metrics: Sequence[str] = DEFAULT_METRICS) -> str:
     """A Markdown table of ``(label, run)`` pairs (mean ± 95% CI half-width, counts in the header
-    from the first run), then the paired differences of every later run against the first."""
+    from the first run), then the paired differences of every later run against the first.
+    Runs scored or pooled differently (their configs' ``scoring`` / ``pool``) are refused."""
     if not runs:
         raise ValueError("compare: no runs given")
-    summaries = [summarise([c["metrics"] for c in run["cases"]]) for _, run in runs]
+    ways = [scoring_of(run.get("config") or {}) for _, run in runs]
+    if any(w != ways[0] for w in ways[1:]):
+        raise ValueError("compare: the runs are scored differently (scoring, pool): "
+                         + "; ".join(f"{label}: {w}" for (label, _), w in zip(runs, ways))
+                         + " — re-run them with the same --scoring and --pool")
+    summaries = [summarise([c["metrics"] for c in run["cases"]], ways[0][1]) for _, run in runs]
     unknown = [m for m in metrics if not any(m in s for s in summaries)]
     if unknown:
-        known = sorted({k for s in summaries for k in s if not k.endswith(("_ci", "_n"))})
+        known = sorted({k for s in summaries for k in s if not k.endswith(("_ci", "_n", "_k"))})
         raise ValueError(f"compare: no run has the metric(s) {unknown}; they have {known}")
     counts = summaries[0]
     head = [f"{m} ({counts[f'{m}_n']})" if f"{m}_n" in counts else m for m in metrics]

@@ -24,7 +24,7 @@ from tqdm.auto import tqdm
 
 from drift.adapter import Model
 from drift.data import EditCase
-from drift.metrics import n_gram_entropy, plan_case
+from drift.metrics import DEFAULT_SCORING, check_scoring, n_gram_entropy, plan_case
 from drift.scoring import score_targets
 
 # An editor as evaluation sees it: given the model and a case, a context manager inside which the
@@ -46,6 +46,7 @@ def evaluate(
     seed: int = 0,
     progress: bool = True,
     on_case: Callable[[dict], None] | None = None,
+    scoring: str = DEFAULT_SCORING,
 ) -> list[dict]:
     """Per-case results ``{"case_id", "subject", "metrics": {...}}`` in the order of ``cases``.
 
@@ -56,14 +57,17 @@ def evaluate(
         ppl_texts: texts for perplexity (PPL), measured per case on the edited model, or once
             for an unedited one.
         on_case: called with each finished case's result (for incremental saving).
+        scoring: ``"mean"`` (per-token mean log-probability, the reference's) or ``"product"``
+            (the whole target's probability); see :mod:`drift.metrics`.
     """
+    check_scoring(scoring)
     rows: list[dict] = []
     bar = tqdm(total=len(cases), desc="evaluating", unit="case", disable=not progress)
     base_ppl = perplexity(model, ppl_texts, batch_size=batch_size) if (ppl_texts and edit is None) else None
     groups = [[c] for c in cases] if edit is not None else _chunks(cases, batch_cases)
     for group in groups:
         with edit(model, group[0]) if edit is not None else contextlib.nullcontext():
-            results = _evaluate_group(model, group, fluency, gen_prompts, gen_tokens, batch_size, seed)
+            results = _evaluate_group(model, group, fluency, gen_prompts, gen_tokens, batch_size, seed, scoring)
             if ppl_texts:
                 ppl = base_ppl if base_ppl is not None else perplexity(model, ppl_texts, batch_size=batch_size)
                 for r in results:
@@ -81,7 +85,7 @@ def _chunks(seq: Sequence, n: int) -> list[list]:
     return [list(seq[i : i + n]) for i in range(0, len(seq), n)]
 
 
-def _evaluate_group(model, cases, fluency, gen_prompts, gen_tokens, batch_size, seed) -> list[dict]:
+def _evaluate_group(model, cases, fluency, gen_prompts, gen_tokens, batch_size, seed, scoring) -> list[dict]:
     plans = [plan_case(c) for c in cases]
     prompts = [p for plan in plans for p, _ in plan.pairs]
     targets = [t for plan in plans for _, t in plan.pairs]
@@ -90,7 +94,7 @@ def _evaluate_group(model, cases, fluency, gen_prompts, gen_tokens, batch_size, 
     for case, plan in zip(cases, plans):
         sl = slice(start, start + len(plan.pairs))
         start = sl.stop
-        metrics = plan.metrics(scores.logprob[sl], scores.token_acc[sl], scores.n_tokens[sl])
+        metrics = plan.metrics(scores.logprob[sl], scores.token_acc[sl], scores.n_tokens[sl], scoring)
         out.append({"case_id": case.case_id, "subject": case.subject, "metrics": metrics})
     if fluency:
         gen = [(i, p) for i, c in enumerate(cases) for p in (c.generation or ())[:gen_prompts]]

@@ -32,7 +32,7 @@ from drift.adapter import Model
 from drift.data import EditCase
 from drift.editors.base import Edit, WeightDelta
 from drift.evaluate import evaluate
-from drift.metrics import summarise
+from drift.metrics import DEFAULT_POOL, DEFAULT_SCORING, check_scoring, summarise
 from drift.store import CorruptCacheError, load_object, save_object
 
 
@@ -48,6 +48,8 @@ def sequential_edits(
     on_checkpoint: Callable[[dict], None] | None = None,
     on_edit: Callable[[EditCase, Edit], None] | None = None,
     state: str | Path | None = None,
+    scoring: str = DEFAULT_SCORING,
+    pool: str = DEFAULT_POOL,
 ) -> list[dict]:
     """Apply ``compute``'s edits for ``cases`` one after another without rolling back; after
     ``n`` edits for each ``n`` in ``checkpoints``, evaluate cases 1..n on the edited model.
@@ -55,12 +57,14 @@ def sequential_edits(
     ``batch > 1`` computes the edits of ``batch`` consecutive cases on the same model state and
     applies them together (checkpoints then fall on the next multiple of ``batch``). ``on_edit``
     sees every edit as applied (after ``fuse``), e.g. to keep the deltas for analysis. ``state``:
-    a file to resume from and save to (see the module docstring).
+    a file to resume from and save to (see the module docstring). ``scoring`` and ``pool``: how
+    checkpoints are scored and summarised (see :mod:`drift.metrics`).
 
     Returns one row per checkpoint: ``{"n_edits", "summary", "cases"}``. The model is restored
     exactly before this returns or raises."""
     if batch < 1:
         raise ValueError(f"batch must be at least 1, got {batch}")
+    check_scoring(scoring, pool)
     handles = []
     rows: list[dict] = []
     marks = sorted({n for n in checkpoints if 1 <= n <= len(cases)})
@@ -91,8 +95,8 @@ def sequential_edits(
             bar.update(len(group))
             i = start + len(group)
             if any(start < n <= i for n in marks):
-                results = evaluate(model, cases[:i], edit=None, fluency=False, progress=False)
-                row = {"n_edits": i, "summary": summarise([r["metrics"] for r in results]), "cases": results}
+                results = evaluate(model, cases[:i], edit=None, fluency=False, progress=False, scoring=scoring)
+                row = {"n_edits": i, "summary": summarise([r["metrics"] for r in results], pool), "cases": results}
                 rows.append(row)
                 if on_checkpoint is not None:
                     on_checkpoint(row)

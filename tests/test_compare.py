@@ -67,3 +67,12 @@ def test_compare_names_a_bad_file(tmp_path):
     good = _run(tmp_path / "a=1.json", {"editor": "rome"}, [100])  # an "=" in a file name is no label
     with pytest.raises(ValueError, match=r"no run has the metric\(s\) \['XS'\]; they have \['ES', 'RS'\]"):
         main(["compare", str(good), "--metrics", "ES,XS"])
+
+
+def test_compare_refuses_runs_scored_differently(tmp_path):
+    a = _run(tmp_path / "a.json", {"editor": "rome", "scoring": "mean", "pool": "prompts"}, [100, 0])
+    b = _run(tmp_path / "b.json", {"editor": "rome"}, [100, 100])  # written before scoring was recorded
+    with pytest.raises(ValueError, match=r"scored differently.*\('mean', 'prompts'\).*\('product', 'cases'\)"):
+        main(["compare", str(a), str(b)])
+    c = _run(tmp_path / "c.json", {"editor": "rome", "scoring": "mean", "pool": "prompts"}, [0, 0])
+    assert main(["compare", str(a), str(c), "--metrics", "ES"]) == 0

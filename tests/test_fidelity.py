@@ -328,3 +328,50 @@ def test_default_corpus_is_long_real_prose():
     seqs = default_sequences(None, n_seq=20, seq_len=512)
     assert len(seqs) == 20 and all(len(s.split()) >= 500 for s in seqs)
     assert "truth universally acknowledged" in " ".join(seqs) or len(set(s[:40] for s in seqs)) == 20
+
+
+# ---- Metrics: the reference's per-token mean log-probability and pooled summary ---------------
+
+
+def test_scores_compare_mean_token_nll_and_magnitude_is_its_exp():
+    """my_evaluate: each target's NLL summed over its tokens and divided by its length; success
+    when exp(-nll_right) > exp(-nll_wrong); magnitude exp(-nll_right)."""
+    from drift.metrics import CasePlan
+
+    token_lps = {0: [-0.2, -0.2, -0.2], 1: [-0.5], 2: [-2.0], 3: [-0.1, -4.0]}  # pair -> its tokens' log P
+    plan = CasePlan()
+    plan.compare("ES", plan.pair("p", "long new object"), plan.pair("p", "old"))  # pairs 0, 1
+    plan.compare("ES", plan.pair("q", "new"), plan.pair("q", "old object"))        # pairs 2, 3
+    logprob = torch.tensor([sum(v) for v in token_lps.values()])
+    n_tokens = torch.tensor([len(v) for v in token_lps.values()])
+    nll = {i: -sum(v) / len(v) for i, v in token_lps.items()}
+    import math as m
+
+    expected_es = 100 * ((m.exp(-nll[0]) > m.exp(-nll[1])) + (m.exp(-nll[2]) > m.exp(-nll[3]))) / 2
+    expected_em = 100 * (m.exp(-nll[0]) + m.exp(-nll[2])) / 2
+    got = plan.metrics(logprob, torch.ones(4), n_tokens)  # the default scoring
+    assert got["ES"] == expected_es == 100.0 and got["ES_k"] == 2
+    assert got["EM"] == pytest.approx(expected_em)
+    # the product form decides the first pair the other way (−0.6 < −0.5 in total)
+    assert plan.metrics(logprob, torch.ones(4), n_tokens, scoring="product")["ES"] == 50.0
+
+
+def test_pooled_summary_is_the_mean_over_every_prompt_of_every_case():
+    """summrize.py extends one list with every prompt's success over all cases, then averages."""
+    from drift.metrics import pooled_ci95, summarise
+
+    per_case = [[1, 1, 0, 1], [0], [1, 0], [0, 0, 0, 1, 1, 1, 1, 0, 1, 1]]  # prompt successes
+    flat = [x for case in per_case for x in case]
+    rows = [{"ES": 100 * sum(c) / len(c), "ES_k": len(c)} for c in per_case]
+    s = summarise(rows)
+    assert s["ES"] == pytest.approx(100 * sum(flat) / len(flat)) and s["ES_k"] == len(flat) and s["ES_n"] == 4
+    assert summarise(rows, pool="cases")["ES"] == pytest.approx(sum(r["ES"] for r in rows) / 4)
+    # interval: the ratio estimate's linearised variance with cases as clusters, t with n-1 df
+    from scipy import stats
+
+    r = sum(flat) / len(flat)
+    resid = [sum(c) - r * len(c) for c in per_case]
+    se = (4 / 3 * sum(e * e for e in resid)) ** 0.5 / len(flat)
+    lo, hi = stats.t.interval(0.95, 3, loc=r, scale=se)
+    assert s["ES_ci"] == pytest.approx([100 * lo, 100 * hi])
+    assert pooled_ci95([50.0, 50.0], [3, 3])[0] == 50.0
