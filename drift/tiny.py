@@ -2,14 +2,15 @@
 
 ``tiny_tokenizer()`` trains a small byte-level BPE tokenizer on a few built-in sentences (well
 under a second). ``tiny_bridge()`` saves a 2-layer Llama-architecture model (grouped-query
-attention, gated MLP, like the default model) with that tokenizer to a folder and boots it
-through :func:`drift.load_model`, the same path a real checkpoint takes. ``tiny_legacy()`` builds a
+attention, gated MLP, like the default model) with that tokenizer to a folder (``tiny_folder()``:
+once, under drift's cache, with a stable name) and boots it through :func:`drift.load_model`, the
+same path a real checkpoint takes. ``tiny_legacy()`` builds a
 legacy TransformerLens ≤ 3 ``HookedTransformer`` from a config (only where TL ≤ 3 is installed).
 
 Example:
     >>> from drift.tiny import tiny_bridge
-    >>> model = tiny_bridge()                                              # doctest: +SKIP
-    >>> model.cfg.n_layers, model.cfg.n_kv_heads                           # doctest: +SKIP
+    >>> model = tiny_bridge()
+    >>> model.cfg.n_layers, model.cfg.n_kv_heads
     (2, 2)
 """
 
@@ -51,11 +52,22 @@ def tiny_tokenizer(vocab_size: int = 400):
     )
 
 
-def tiny_bridge(seed: int = 0, folder: str | Path | None = None, *, n_layers: int = 2):
-    """A tiny Llama-style model booted as a ``TransformerBridge``; returns a :class:`drift.Model`."""
-    from transformers import LlamaConfig, LlamaForCausalLM
+def tiny_folder(seed: int = 0, *, n_layers: int = 2) -> Path:
+    """The tiny model's Hugging Face folder, saved once under ``cache_root()/tiny`` with a stable
+    name (``drift-tiny-s{seed}-l{n_layers}``) and reused, so what drift caches for it (key
+    statistics, prefixes) is found again. Built privately and moved into place, so processes
+    sharing the cache never see half a folder."""
+    from drift.store import building_dir, cache_root, verify_dir
 
-    from drift.models import load_model
+    final = cache_root() / "tiny" / f"drift-tiny-s{seed}-l{n_layers}"
+    if not verify_dir(final):
+        with building_dir(final) as tmp:
+            _save_tiny(tmp, seed, n_layers)
+    return final
+
+
+def _save_tiny(folder: Path, seed: int, n_layers: int) -> None:
+    from transformers import LlamaConfig, LlamaForCausalLM
 
     tok = tiny_tokenizer()
     config = LlamaConfig(
@@ -73,9 +85,22 @@ def tiny_bridge(seed: int = 0, folder: str | Path | None = None, *, n_layers: in
     )
     torch.manual_seed(seed)
     hf = LlamaForCausalLM(config).eval()
-    folder = Path(folder or tempfile.mkdtemp(prefix="drift-tiny-"))
     hf.save_pretrained(str(folder))
     tok.save_pretrained(str(folder))
+
+
+def tiny_bridge(seed: int = 0, folder: str | Path | None = None, *, n_layers: int = 2):
+    """A tiny Llama-style model booted as a ``TransformerBridge``; returns a :class:`drift.Model`.
+
+    Saved to ``folder`` when given, else to :func:`tiny_folder` (reused). The weights depend only
+    on ``seed`` and ``n_layers``."""
+    from drift.models import load_model
+
+    if folder is None:
+        folder = tiny_folder(seed, n_layers=n_layers)
+    else:
+        Path(folder).mkdir(parents=True, exist_ok=True)
+        _save_tiny(Path(folder), seed, n_layers)
     return load_model(str(folder))
 
 

@@ -1,4 +1,4 @@
-"""Shared fixtures: a tiny random model for unit tests, the real default model for the rest."""
+"""Shared fixtures: the real default model (the tiny one, ``tiny``, is in the root conftest.py)."""
 
 from __future__ import annotations
 
@@ -10,13 +10,6 @@ import torch
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 DEV_SET = SHARED_DATA / "counterfact-merged-dev.json"
-
-
-@pytest.fixture(scope="session")
-def tiny():
-    from drift.tiny import tiny_bridge
-
-    return tiny_bridge(seed=0)
 
 
 @pytest.fixture(scope="session")

@@ -165,6 +165,25 @@ def key_second_moment(
                 warnings.warn(f"drift: {e}; recomputing the key statistics")
         missing.append(layer)
     if missing:
+        from filelock import FileLock
+
+        folder.mkdir(parents=True, exist_ok=True)
+        with FileLock(str(folder / f".{tag}.lock")):  # another process may be computing them now
+            out |= _compute_missing(model, missing, texts, folder, tag, cid, max_tokens, batch_size, skip_first)
+    return out
+
+
+def _compute_missing(model, layers, texts, folder, tag, cid, max_tokens, batch_size, skip_first) -> dict[int, Tensor]:
+    """Key statistics of ``layers`` not cached yet (re-checked under the lock), computed and saved."""
+    out: dict[int, Tensor] = {}
+    missing = []
+    for layer in layers:
+        path = folder / f"mlp_key-L{layer}-{tag}.safetensors"
+        try:
+            out[layer] = load_tensors(path)[0]["C"].to(model.device)  # written while we waited
+        except (FileNotFoundError, CorruptCacheError):
+            missing.append(layer)
+    if missing:
         sums, count = _accumulate(model, missing, texts, max_tokens, batch_size, skip_first)
         if count < 10 * model.cfg.d_mlp:
             warnings.warn(f"drift: key statistics from {count} tokens, fewer than 10 × d_mlp = "
