@@ -19,10 +19,12 @@ token that comes after it, so every real position computes exactly what it would
 Example:
     >>> import drift
     >>> model = drift.load_model()                                # doctest: +SKIP
-    >>> model.hook_name("mlp_key", 5)                             # doctest: +SKIP
-    'blocks.5.mlp.hook_post'
-    >>> model.cfg.n_layers, model.cfg.n_kv_heads                  # doctest: +SKIP
-    (30, 3)
+    >>> model.hook_name("mlp_key", 1)
+    'blocks.1.mlp.hook_post'
+    >>> model.cfg.n_layers, model.cfg.n_kv_heads                  # SmolLM2-135M: (30, 3)
+    (2, 2)
+    >>> model.weight("mlp_out", 1).shape                          # [d_mlp, d_model]
+    torch.Size([64, 32])
 """
 
 from __future__ import annotations
@@ -107,9 +109,11 @@ class Model:
     Args:
         hooked: a ``TransformerBridge`` (compatibility mode is switched on if it is off) or a
             legacy ``HookedTransformer``. It is put in eval mode and its parameters frozen.
-        prepend_bos: whether prompts start with the BOS token. ``None`` takes the hooked model's
-            ``cfg.default_prepend_bos``.
-        name: a label for messages and cache keys.
+        prepend_bos: whether prompts start with the BOS token. ``None``: what drift decided when
+            it loaded this object (so wrapping a loaded model's ``.hooked`` again gives the same
+            model), else the hooked model's ``cfg.default_prepend_bos``.
+        name: a label for messages and cache keys (``None``: drift's label for an object it
+            loaded, else ``cfg.model_name``).
     """
 
     def __init__(self, hooked, *, prepend_bos: bool | None = None, name: str | None = None):
@@ -133,12 +137,20 @@ class Model:
         self.tokenizer = hooked.tokenizer
         if self.tokenizer is None:
             raise ValueError("the hooked model has no tokenizer; drift needs one to place subjects")
-        self.prepend_bos = bool(cfg.default_prepend_bos if prepend_bos is None else prepend_bos)
+        known = getattr(hooked, "_drift_identity", {})  # set below when drift wrapped it before
+        if prepend_bos is None:
+            prepend_bos = known.get("prepend_bos", cfg.default_prepend_bos)
+        self.prepend_bos = bool(prepend_bos)
         bos = self.tokenizer.bos_token_id
         self.bos_id = bos if bos is not None else self.tokenizer.eos_token_id
         pad = self.tokenizer.pad_token_id
         self.pad_id = pad if pad is not None else self.tokenizer.eos_token_id
-        self.name = name or getattr(cfg, "model_name", None) or type(hooked).__name__
+        self.name = name or known.get("name") or getattr(cfg, "model_name", None) or type(hooked).__name__
+        if not known:
+            try:
+                hooked._drift_identity = {"prepend_bos": self.prepend_bos, "name": self.name}
+            except AttributeError:  # an object that refuses new attributes: wrapping again re-derives them
+                pass
         self._sites = SITE_HOOKS[self.kind]
         self._weights = WEIGHT_VIEWS[self.kind]
         self._head = HEAD_MODULES[self.kind]

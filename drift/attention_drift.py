@@ -15,10 +15,17 @@ model (W) and from the edited one (W*), one forward each, keeping only those row
 with P(o_edit): the summed KL drift and factors 1–3 of Table 2.
 
 Example:
-    >>> d = measure(model, edit, relation_prompt(model, case))                        # doctest: +SKIP
-    >>> d.kl.shape                                                                     # doctest: +SKIP
-    torch.Size([30, 9])
-    >>> factors(d, range(10, 20))["kl_sum"]                                            # doctest: +SKIP
+    >>> from drift.editors.rome import ROMEHParams, compute_rome
+    >>> from drift.tracing import relation_prompt
+    >>> edit = compute_rome(model, case, ROMEHParams(layer=0, steps=2))
+    >>> d = measure(model, edit, relation_prompt(model, case), case.o_edit)
+    >>> d.kl.shape                                                  # [layers, heads]; SmolLM2-135M: [30, 9]
+    torch.Size([2, 4])
+    >>> bool((d.kl[0] == 0).all())                                  # layer 0's attention runs before its MLP
+    True
+    >>> list(factors(d, range(2)))                                  # doctest: +NORMALIZE_WHITESPACE
+    ['kl_drift', 'max_subject_gain', 'max_other_shift', 'sum_subject_gain',
+     'hidden_norm', 'hidden_l2', 'hidden_cos']
 """
 
 from __future__ import annotations

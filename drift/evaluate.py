@@ -7,8 +7,13 @@ batches. With an editor, each case is edited, evaluated, and the edit removed be
 Example:
     >>> import drift
     >>> from drift.data import load_cases
+    >>> from drift.metrics import summarise
     >>> model = drift.load_model()                                          # doctest: +SKIP
-    >>> rows = evaluate(model, load_cases("builtin", limit=4), fluency=False)  # doctest: +SKIP
+    >>> rows = evaluate(model, load_cases("builtin", limit=4), fluency=False, progress=False)
+    >>> len(rows), list(rows[0])
+    (4, ['case_id', 'subject', 'metrics'])
+    >>> [k for k in rows[0]["metrics"] if not k.endswith("_k")]             # ..._k: prompts scored
+    ['ES', 'EM', 'PS', 'PM', 'NS', 'NM', 'RS', 'RM', 'DNS', 'DNM']
     >>> summarise([r["metrics"] for r in rows])["NS"]                       # doctest: +SKIP
     100.0
 """

@@ -19,6 +19,8 @@ Example:
     >>> model = drift.load_model()                      # doctest: +SKIP
     >>> model.target_prob("The Eiffel Tower is located in the city of", "Paris")  # doctest: +SKIP
     0.70...
+    >>> drift.load_model(model.hooked).hooked is model.hooked      # a hooked model is wrapped, not reloaded
+    True
 """
 
 from __future__ import annotations

@@ -24,12 +24,16 @@ Speed (the naive version, :func:`sweep_naive`, runs one full forward per state):
 - only the read position is unembedded.
 
 Example:
-    >>> tokens = torch.tensor([model.encode("The Eiffel Tower is in")])                     # doctest: +SKIP
-    >>> src = record(model, tokens, [("mlp_out", l) for l in range(4)])                     # doctest: +SKIP
-    >>> states = [(Write("mlp_out", l, (t,)),) for l in range(4) for t in range(6)]        # doctest: +SKIP
-    >>> probs = sweep(model, tokens, states, src, read_tokens=torch.tensor([7342]))         # doctest: +SKIP
-    >>> probs.shape                                                                         # doctest: +SKIP
-    torch.Size([24, 1])
+    >>> tokens = torch.tensor([model.encode("The Eiffel Tower is in")])
+    >>> other = torch.tensor([model.encode("The Eiffel Tower is on")])                      # as long
+    >>> src = record(model, other, [("mlp_out", l) for l in range(2)])
+    >>> states = [(Write("mlp_out", l, (t,)),) for l in range(2) for t in range(tokens.shape[1])]
+    >>> read = torch.tensor(model.encode_target("Paris")[:1])
+    >>> probs = sweep(model, tokens, states, src, read)
+    >>> probs.shape                                                    # [layers × tokens, read tokens]
+    torch.Size([16, 1])
+    >>> torch.allclose(probs, sweep_naive(model, tokens, states, src, read), atol=1e-6)
+    True
 """
 
 from __future__ import annotations

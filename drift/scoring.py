@@ -7,9 +7,12 @@ through the model in right-padded batches: one forward per batch, never one per 
 Example:
     >>> import drift
     >>> model = drift.load_model()                                           # doctest: +SKIP
-    >>> lp = target_logprobs(model, ["The Eiffel Tower is located in the city of"], ["Paris"])  # doctest: +SKIP
+    >>> lp = target_logprobs(model, ["The Eiffel Tower is located in the city of"], ["Paris"])
     >>> lp.exp()                                                             # doctest: +SKIP
     tensor([0.7016])
+    >>> s = score_targets(model, ["The Eiffel Tower is in"] * 2, ["Paris", "Paris, France"])
+    >>> bool(s.logprob[1] < s.logprob[0])                # a product of more token probabilities
+    True
 """
 
 from __future__ import annotations

@@ -14,9 +14,16 @@ the next edit. (Put back as one delta per weight, W₀ + (W − W₀), which can
 float rounding; the restore at the end is still exact.) The file is removed when the run ends.
 
 Example:
+    >>> import torch
+    >>> from drift.data import load_cases
     >>> from drift.editors import get_compute
-    >>> rows = sequential_edits(model, cases[:10], get_compute("memit"), checkpoints=(1, 5, 10))  # doctest: +SKIP
-    >>> [(r["n_edits"], round(r["summary"]["ES"], 1)) for r in rows]                           # doctest: +SKIP
+    >>> before = model.weight("mlp_out", 0).clone()                  # the tiny model's MEMIT layer
+    >>> rows = sequential_edits(model, load_cases("builtin")[:3], get_compute("memit", steps=2),
+    ...                         checkpoints=(1, 3), progress=False)
+    >>> [(r["n_edits"], len(r["cases"]), r["summary"]["ES_n"]) for r in rows]
+    [(1, 1, 1), (3, 3, 3)]
+    >>> torch.equal(model.weight("mlp_out", 0), before)              # every edit removed at the end
+    True
 """
 
 from __future__ import annotations

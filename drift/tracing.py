@@ -17,11 +17,14 @@ causal tracing). Results are plain objects with tensors and token labels; ``drif
 them and :func:`align` averages them over cases with tokens grouped as the paper does.
 
 Example:
-    >>> edit = compute_rome(model, case)                                                    # doctest: +SKIP
-    >>> prompt = case.distracting[0].prompt                                                 # doctest: +SKIP
-    >>> tr = contaminating_substitution(model, edit, case, prompt, "attn", window=6)       # doctest: +SKIP
-    >>> tr.probs.shape             # [layers, tokens, (o_true, o_edit)]                     # doctest: +SKIP
-    torch.Size([30, 24, 2])
+    >>> from drift.editors.rome import ROMEHParams, compute_rome
+    >>> edit = compute_rome(model, case, ROMEHParams(layer=0, steps=2))
+    >>> p = distracting_prompt(model, case)
+    >>> tr = contaminating_substitution(model, edit, p, "attn", window=1)
+    >>> tr.probs.shape == (model.cfg.n_layers, len(p.labels), 2)        # [layers, tokens, (o_true, o_edit)]
+    True
+    >>> torch.allclose(tr.probs[0], tr.vanilla.expand_as(tr.probs[0]))  # layer 0's attention: before the edit
+    True
 """
 
 from __future__ import annotations

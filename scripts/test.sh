@@ -6,4 +6,6 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 bash "$ROOT/scripts/setup.sh"
 bash "$ROOT/scripts/setup-legacy.sh"
 cd "$ROOT"
-exec "$ROOT/.venv/bin/python" -m pytest -q "$@"
+export DRIFT_REQUIRE_LEGACY=1  # built just above, so its absence is a failure here
+# two workers; tests sharing one expensive fixture (xdist_group) run on the same worker
+exec "$ROOT/.venv/bin/python" -m pytest -q -n 2 --dist loadgroup "$@"

@@ -19,6 +19,17 @@ def real():
     return drift.load_model()
 
 
+@pytest.fixture(scope="session")
+def rome_eiffel(real):
+    """ROME (the model's preset) of "The Eiffel Tower is located in the city of" Paris -> Rome on
+    the real model, computed once per worker for the tests that only read it (group them with
+    ``@pytest.mark.xdist_group("rome_eiffel")`` so one worker computes it)."""
+    from drift.editors.rome import compute_rome, preset
+    from tests.test_rome import EIFFEL
+
+    return compute_rome(real, EIFFEL, preset(real))
+
+
 def weights_hash(model) -> str:
     """SHA-256 over every parameter's bytes: equal hashes mean bit-identical weights."""
     h = hashlib.sha256()
@@ -37,3 +48,19 @@ def load_analysis(name: str):
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+@pytest.fixture(scope="session")
+def tiny_dir() -> str:
+    """The tiny model's folder (what ``--model`` takes), saved once under the run's cache."""
+    from drift.tiny import tiny_folder
+
+    return str(tiny_folder(seed=0))
+
+
+def run_analysis(name: str, argv: list[str], capsys) -> tuple[str, str]:
+    """Run ``analyses/NAME.py`` in this process through its ``main(argv)``; its ``(stdout, stderr)``."""
+    capsys.readouterr()
+    load_analysis(name).main([str(a) for a in argv])
+    out = capsys.readouterr()
+    return out.out, out.err

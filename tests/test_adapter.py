@@ -165,3 +165,16 @@ def test_sampling_with_the_cache_conditions_on_the_whole_prompt(tiny):
         nxt = tiny.forward(tokens)[:, -1].argmax(-1, keepdim=True)
         tokens = torch.cat([tokens, nxt], dim=1)
     assert sampled.tolist() == tokens.tolist()
+
+
+def test_wrapping_a_loaded_models_hooked_object_again_gives_the_same_model(tiny):
+    """A loaded model's ``.hooked`` handed back to ``load_model`` keeps drift's BOS convention and
+    name (the tiny tokenizer adds no BOS, while the bridge's cfg says it would)."""
+    import drift
+
+    again = drift.load_model(tiny.hooked)
+    assert again.hooked is tiny.hooked
+    assert (again.prepend_bos, again.name) == (tiny.prepend_bos, tiny.name)
+    prompt = "The Eiffel Tower is located in the city of"
+    assert again.encode(prompt) == tiny.encode(prompt)
+    assert again.target_prob(prompt, "Paris") == tiny.target_prob(prompt, "Paris")

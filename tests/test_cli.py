@@ -1,4 +1,4 @@
-"""`python -m drift eval` end to end on the real model (small), its errors, and resuming."""
+"""`python -m drift eval` end to end (the real model's tests are slow), its errors, and resuming."""
 
 from __future__ import annotations
 
@@ -8,8 +8,6 @@ import pytest
 
 from drift.__main__ import main
 from drift.data import CaseError
-
-pytestmark = pytest.mark.slow
 
 
 def test_eval_writes_summary_and_cases(tmp_path, capsys, real):
@@ -107,14 +105,10 @@ def test_eval_with_rome_edits_and_restores(tmp_path, real):
 
 
 @pytest.mark.parametrize("editor", ["memit", "adaple"])
-def test_eval_sequential_stacks_edits_and_reports_checkpoints(tmp_path, capsys, editor):
+def test_eval_sequential_stacks_edits_and_reports_checkpoints(tmp_path, capsys, editor, tiny_dir):
     """`--sequential` on a tiny model saved to a folder (the path a local checkpoint takes)."""
-    from drift.tiny import tiny_bridge
-
-    folder = tmp_path / "tiny"
-    tiny_bridge(seed=0, folder=folder)
     out = tmp_path / "seq.json"
-    assert main(["eval", "--model", str(folder), "--data", "builtin", "--limit", "3", "--editor", editor,
+    assert main(["eval", "--model", tiny_dir, "--data", "builtin", "--limit", "3", "--editor", editor,
                  "--sequential", "--checkpoints", "1,2", "--steps", "1", "--dr", "0.5", "--quiet",
                  "--out", str(out)]) == 0
     res = json.loads(out.read_text())

@@ -14,7 +14,7 @@ def test_there_are_notebooks():
     assert len(NOTEBOOKS) >= 4
 
 
-@pytest.mark.slow
+@pytest.mark.notebooks
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
 def test_notebook_runs(path, real):  # ``real`` converts the default model once before the kernels start
     import nbformat

@@ -8,7 +8,7 @@ import torch
 from drift.data import parse_case
 from drift.editors.base import Edit
 from drift.editors.objectives import LossTerm
-from drift.editors.rome import ROMEHParams, compute_rome, rank_one_delta
+from drift.editors.rome import ROMEHParams, compute_rome, preset, rank_one_delta
 from drift.editors.target import EditDiverged
 from tests.conftest import weights_hash
 
@@ -69,13 +69,17 @@ def test_subject_missing_from_prompt_is_named(tiny):
         compute_rome(tiny, bad, ROMEHParams(layer=1, steps=1, n_prefixes=2, stats_texts=CORPUS))
 
 
-@pytest.mark.slow
+@pytest.mark.xdist_group("rome_eiffel")
 @pytest.mark.parametrize("awd", [False, True])
-def test_rome_edits_the_real_model_and_is_removed_exactly(real, awd):
+def test_rome_edits_the_real_model_and_is_removed_exactly(real, awd, request):
     h0 = weights_hash(real)
     p_before = real.target_prob(EIFFEL.prompt, "Rome")
     louvre = real.target_prob("The Louvre is located in the city of", "Paris")
-    edit = compute_rome(real, EIFFEL, ROMEHParams(layer=4, block_attention_grad=awd))
+    if awd:
+        edit = compute_rome(real, EIFFEL, ROMEHParams(layer=4, block_attention_grad=True))
+    else:  # the preset, ROMEHParams(layer=4): shared with other tests
+        assert preset(real) == ROMEHParams(layer=4)
+        edit = request.getfixturevalue("rome_eiffel")
     assert weights_hash(real) == h0
     with edit.applied(real):
         p_after = real.target_prob(EIFFEL.prompt, "Rome")
@@ -94,20 +98,17 @@ def test_the_same_edit_twice_is_bit_identical(tiny):
     assert torch.equal(a.deltas[0].delta, b.deltas[0].delta)
 
 
-@pytest.mark.slow
-def test_more_steps_never_weaken_the_edit_of_the_rewrite_prompt(real):
+@pytest.mark.xdist_group("rome_eiffel")
+def test_more_steps_never_weaken_the_edit_of_the_rewrite_prompt(real, rome_eiffel):
     """Anchored at the bare prompt (as the reference code), the rewrite prompt gets exactly the
     optimised value, so running longer without early stopping cannot un-write the edit. (With the
     update solved at the averaged key instead, longer runs shrank δ and the bare prompt received a
     growing share of it wrongly: docs/fidelity.md, "The 80-step anomaly".)"""
     from dataclasses import replace
 
-    from drift.editors.rome import preset
-
-    hp = preset(real)
+    hp = preset(real)  # 20 steps, early stop at 5e-2: the shared edit
     probs = {}
-    for steps, stop in ((20, 5e-2), (40, 0.0)):
-        edit = compute_rome(real, EIFFEL, replace(hp, steps=steps, early_stop=stop))
+    for steps, edit in ((20, rome_eiffel), (40, compute_rome(real, EIFFEL, replace(hp, steps=40, early_stop=0.0)))):
         with edit.applied(real):
             probs[steps] = real.target_prob(EIFFEL.prompt, "Rome")
     assert probs[20] > 0.5

@@ -50,13 +50,13 @@ def test_sadr_joins_the_objective_and_changes_nothing_in_the_model(tiny):
     assert losses[0]["sadr"] == 0.0 and any(l["sadr"] > 0 for l in losses[1:])
 
 
-@pytest.mark.slow
-def test_sadr_restrains_attention_drift_on_the_real_model(real):
+@pytest.mark.xdist_group("rome_eiffel")
+def test_sadr_restrains_attention_drift_on_the_real_model(real, rome_eiffel):
     from drift import tracing
     from drift.attention_drift import measure
 
     p = tracing.distracting_prompt(real, EIFFEL_WITH_NEIGHBOUR)
-    plain = compute_rome(real, EIFFEL_WITH_NEIGHBOUR, ROMEHParams(layer=4, steps=20))
+    plain = rome_eiffel  # ROMEHParams(layer=4, steps=20) of the same rewrite
     # a strong γ (1000× the paper's 1e-2, which it pairs with 80 steps) so the restraint acts within 20 steps
     restrained = compute_rome(real, EIFFEL_WITH_NEIGHBOUR, ROMEHParams(layer=4, steps=20, extra_terms=(SADR(10.0),)))
     drift_plain = measure(real, plain, p, "Rome")
@@ -74,21 +74,18 @@ EIFFEL_WITH_NEIGHBOUR = parse_case({
 })
 
 
-@pytest.mark.slow
-def test_sadr_script_writes_table3_and_resumes(tmp_path, real):
+@pytest.mark.integration
+def test_sadr_script_writes_table3_and_resumes(tmp_path, tiny_dir, capsys):
     import json
-    import subprocess
-    import sys
-    from pathlib import Path
 
-    script = Path(__file__).resolve().parents[1] / "analyses" / "sadr.py"
-    cmd = [sys.executable, str(script), "--limit", "1", "--no-figures", "--out", str(tmp_path)]
-    first = subprocess.run(cmd, capture_output=True, text=True, timeout=900, check=False)
-    assert first.returncode == 0, first.stderr[-3000:]
+    from tests.conftest import run_analysis
+
+    argv = ["--model", tiny_dir, "--limit", "1", "--no-figures", "--steps", "2", "--out", tmp_path]
+    run_analysis("sadr", argv, capsys)
     table = json.loads((tmp_path / "sadr.json").read_text())["table3"]
     assert list(table) == ["None", "ROME", "ROME+SADR (γ=0.01)"]  # the paper's γ for ROME
     assert (tmp_path / "table3.png").stat().st_size > 1000
     lines = (tmp_path / "sadr-runs.jsonl").read_text().splitlines()
     assert len(lines) == 3
-    again = subprocess.run(cmd, capture_output=True, text=True, timeout=900, check=False)  # all three reused
-    assert again.returncode == 0 and len((tmp_path / "sadr-runs.jsonl").read_text().splitlines()) == 3
+    _, stderr = run_analysis("sadr", argv, capsys)  # all three reused
+    assert len((tmp_path / "sadr-runs.jsonl").read_text().splitlines()) == 3

@@ -90,24 +90,18 @@ def test_a_state_file_of_another_run_or_damaged_is_ignored(tiny, tmp_path):
     assert seen == [CASES[0].case_id, CASES[1].case_id]
 
 
-def test_sequential_script_writes_its_figures_and_reuses_finished_runs(tmp_path):
+@pytest.mark.integration
+def test_sequential_script_writes_its_figures_and_reuses_finished_runs(tmp_path, tiny_dir, capsys):
     """`analyses/sequential.py` end to end on a tiny model saved to a folder, then rerun: nothing is recomputed."""
     import json
-    import subprocess
-    import sys
-    from pathlib import Path
 
-    from drift.tiny import tiny_bridge
+    from tests.conftest import run_analysis
 
-    folder = tmp_path / "tiny"
-    tiny_bridge(seed=0, folder=folder)
     out = tmp_path / "out"
-    script = Path(__file__).resolve().parents[1] / "analyses" / "sequential.py"
-    cmd = [sys.executable, str(script), "--model", str(folder), "--data", "builtin", "--editors", "memit,adaple",
-           "--edits", "3", "--checkpoints", "1,3", "--sweep-edits", "2", "--sweep-rates", "0.5,0.9",
-           "--sim-edits", "3", "--out", str(out)]
-    first = subprocess.run(cmd, capture_output=True, text=True, timeout=900, check=False)
-    assert first.returncode == 0, first.stderr[-3000:]
+    argv = ["--model", tiny_dir, "--data", "builtin", "--editors", "memit,adaple",
+            "--edits", "3", "--checkpoints", "1,3", "--sweep-edits", "2", "--sweep-rates", "0.5,0.9",
+            "--sim-edits", "3", "--out", out]
+    run_analysis("sequential", argv, capsys)
     res = json.loads((out / "sequential.json").read_text())
     assert set(res["curves"]) == {"MEMIT", "MEMIT +DR(p=0.8)", "ADAPLE", "ADAPLE +DR(p=0.8)"}
     assert [c["n_edits"] for c in res["curves"]["ADAPLE"]] == [1, 3]
@@ -118,9 +112,9 @@ def test_sequential_script_writes_its_figures_and_reuses_finished_runs(tmp_path)
         assert (out / f"{stem}.png").stat().st_size > 1000 and (out / f"{stem}.html").exists()
     runs = (out / "sequential-runs.jsonl").read_text()
     assert len(runs.splitlines()) == 6 and not list(out.glob(".partial-*"))
-    again = subprocess.run(cmd, capture_output=True, text=True, timeout=900, check=False)
-    assert again.returncode == 0 and (out / "sequential-runs.jsonl").read_text() == runs
-    assert "sequential edits" not in again.stderr  # no run was computed again
+    _, stderr = run_analysis("sequential", argv, capsys)
+    assert (out / "sequential-runs.jsonl").read_text() == runs
+    assert "sequential edits" not in stderr  # no run was computed again
 
 
 def test_a_metric_missing_at_a_checkpoint_is_a_gap_not_an_error():

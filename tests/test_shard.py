@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from drift.__main__ import main, parse_hp
 from drift.runtime import share
+from tests.conftest import run_analysis
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -96,58 +95,46 @@ def test_sharded_eval_merges_to_the_whole(tmp_path, real):
         assert merged["summary"][k] == pytest.approx(v, abs=1e-9, nan_ok=True), k
 
 
-def _run(cmd: list[str]) -> subprocess.CompletedProcess:
-    done = subprocess.run([sys.executable, *cmd], capture_output=True, text=True, timeout=900, check=False)
-    assert done.returncode == 0, done.stderr[-3000:]
-    return done
-
-
-def test_sequential_parts_join_into_the_whole(tmp_path):
+@pytest.mark.integration
+def test_sequential_parts_join_into_the_whole(tmp_path, tiny_dir, capsys):
     """Two `--part`s in their own folders, their logs concatenated: the full run computes nothing."""
-    from drift.tiny import tiny_bridge
-
-    folder = tmp_path / "tiny"
-    tiny_bridge(seed=0, folder=folder)
-    base = [str(ROOT / "analyses" / "sequential.py"), "--model", str(folder), "--data", "builtin",
+    base = ["--model", tiny_dir, "--data", "builtin",
             "--editors", "memit", "--edits", "2", "--checkpoints", "1,2", "--sweep-edits", "2",
             "--sweep-rates", "0.5", "--sim-edits", "2"]
     logs = []
     for i in (1, 2):
         out = tmp_path / f"part{i}"
-        done = _run(base + ["--part", f"{i}/2", "--out", str(out)])
-        assert f"part {i}/2: done" in done.stdout and not list(out.glob("*.png"))
+        stdout, _ = run_analysis("sequential", base + ["--part", f"{i}/2", "--out", out], capsys)
+        assert f"part {i}/2: done" in stdout and not list(out.glob("*.png"))
         logs.append((out / "sequential-runs.jsonl").read_text())
     assert sum(len(x.splitlines()) for x in logs) == 3  # MEMIT, MEMIT +DR, the sweep point: each once
     joined = tmp_path / "joined"
     joined.mkdir()
     (joined / "sequential-runs.jsonl").write_text("".join(logs))
-    done = _run(base + ["--out", str(joined)])
-    assert "sequential edits" not in done.stderr  # nothing computed again
+    _, stderr = run_analysis("sequential", base + ["--out", joined], capsys)
+    assert "sequential edits" not in stderr  # nothing computed again
     res = json.loads((joined / "sequential.json").read_text())
     assert set(res["curves"]) == {"MEMIT", "MEMIT +DR(p=0.8)"} and set(res["drop_rate_sweep"]) == {"0.5"}
     assert (joined / "attenuation_ES.png").stat().st_size > 1000
 
 
-def test_sadr_parts_join_into_the_whole(tmp_path):
+@pytest.mark.integration
+def test_sadr_parts_join_into_the_whole(tmp_path, tiny_dir, capsys):
     """analyses/sadr.py: every chunk of every distinct configuration runs in exactly one part;
     `--join` takes them in and the figures are drawn without evaluating anything again."""
-    from drift.tiny import tiny_bridge
-
-    folder = tmp_path / "tiny"
-    tiny_bridge(seed=0, folder=folder)
-    base = [str(ROOT / "analyses" / "sadr.py"), "--model", str(folder), "--limit", "2", "--sweep-limit", "1",
+    base = ["--model", tiny_dir, "--limit", "2", "--sweep-limit", "1",
             "--gammas", "1e-3", "--knob-steps", "2", "--knob-lr", "0.1", "--knob-kl", "1", "--steps", "2"]
     rows = []
     for i in (1, 2):
         out = tmp_path / f"part{i}"
-        done = _run(base + ["--part", f"{i}/2", "--chunk", "1", "--out", str(out)])
-        assert f"part {i}/2" in done.stdout and not (out / "sadr.json").exists()
+        stdout, _ = run_analysis("sadr", base + ["--part", f"{i}/2", "--chunk", "1", "--out", out], capsys)
+        assert f"part {i}/2" in stdout and not (out / "sadr.json").exists()
         rows += [(f.name, json.loads(line)["case_id"]) for f in out.glob(".partial-*.jsonl")
                  for line in f.read_text().splitlines()]
     # None, ROME, ROME+SADR on 2 cases; γ=1e-3 selective and all heads, base, steps, lr, ω on 1
     assert len(rows) == len(set(rows)) == 3 * 2 + 6
     joined = tmp_path / "joined"
-    _run(base + ["--out", str(joined), "--join", str(tmp_path / "part1"), str(tmp_path / "part2")])
+    run_analysis("sadr", base + ["--out", joined, "--join", tmp_path / "part1", tmp_path / "part2"], capsys)
     assert len((joined / "sadr-runs.jsonl").read_text().splitlines()) == 9 and not list(joined.glob(".partial-*"))
     res = json.loads((joined / "sadr.json").read_text())
     assert list(res["table3"]) == ["None", "ROME", "ROME+SADR (γ=0.01)"]  # the paper's γ for ROME

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import json
 import math
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -95,17 +93,19 @@ def test_figures_are_written_as_html_and_png(tmp_path):
 
 
 @pytest.mark.slow
-def test_trace_script_writes_figures_and_numbers(tmp_path, real):
+@pytest.mark.integration
+def test_trace_script_writes_figures_and_numbers(tmp_path, tiny_dir, tiny, capsys):
+    from tests.conftest import run_analysis
+
     out = tmp_path / "trace"
-    cmd = [sys.executable, str(ROOT / "analyses" / "trace.py"), "--limit", "2", "--trace-cases", "1", "--kinds", "attn",
-           "--prompts", "2", "--out", str(out)]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=1200, check=False)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    assert "attention patching helps most in layers" in proc.stdout
+    argv = ["--model", tiny_dir, "--limit", "2", "--trace-cases", "1", "--kinds", "attn", "--prompts", "2",
+            "--out", out]
+    stdout, _ = run_analysis("trace", argv, capsys)
+    assert "attention patching helps most in layers" in stdout
     result = json.loads((out / "trace.json").read_text())
     assert set(result["correlations"]) == {"DNS", "RS"}
     effect = torch.tensor(result["substitution"]["DNS"]["attn"][0]["effect"])
-    assert effect.shape[0] == real.cfg.n_layers and effect.abs().max() > 1e-3
+    assert effect.shape[0] == tiny.cfg.n_layers and effect.abs().max() > 0  # the edited attention moves P
     for stem in ["fig3_substitution_dns_p_true", "fig3_substitution_rs_p_edit", "fig4_drift_vs_p_edit",
                  "fig5_attention_patching_dns", "fig10_score_patching_rs", "table2", "table4"]:
         assert (out / f"{stem}.png").stat().st_size > 1000 and (out / f"{stem}.html").exists()
@@ -118,7 +118,6 @@ def test_trace_script_writes_figures_and_numbers(tmp_path, real):
     res = load_object(saved[0])
     res["drifts"]["DNS"][0][1].p_edit = 0.123456
     save_object(saved[0], res)
-    again = subprocess.run(cmd, capture_output=True, text=True, timeout=1200, check=False)
-    assert again.returncode == 0, again.stderr[-3000:]
+    run_analysis("trace", argv, capsys)
     rows = json.loads((out / "trace.json").read_text())["drift_rows"]["DNS"]
     assert rows[0]["p_edit"] == 0.123456

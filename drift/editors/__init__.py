@@ -6,9 +6,13 @@ computes the edit with the model's preset (the model unchanged); ``EDITORS`` wra
 ``drift.evaluate.EditFn``), removed exactly when the block ends.
 
 Example:
-    >>> edit_fn = get_editor("rome")
-    >>> with edit_fn(model, case) as edit:                       # doctest: +SKIP
-    ...     model.target_prob(case.prompt, case.o_edit)
+    >>> edit_fn = get_editor("rome", steps=2)                # the model's preset, with overrides
+    >>> p = model.target_prob(case.prompt, case.o_edit)
+    >>> with edit_fn(model, case) as edit:
+    ...     model.target_prob(case.prompt, case.o_edit) != p     # the model carries the edit
+    True
+    >>> model.target_prob(case.prompt, case.o_edit) == p         # and is exactly as before after it
+    True
 """
 
 from __future__ import annotations

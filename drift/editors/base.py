@@ -14,10 +14,15 @@ model changed. This module writes the deltas into the model and takes them out a
 Example:
     >>> import torch, drift
     >>> from drift.tiny import tiny_bridge
-    >>> model = tiny_bridge()                                                   # doctest: +SKIP
-    >>> edit = Edit([WeightDelta("mlp_out", 1, torch.ones(64, 32))])            # doctest: +SKIP
-    >>> with edit.applied(model):                                               # doctest: +SKIP
-    ...     pass  # the model carries the edit here
+    >>> model = tiny_bridge()
+    >>> W = model.weight("mlp_out", 1)                                          # [d_mlp, d_model]
+    >>> before = W.clone()
+    >>> edit = Edit([WeightDelta("mlp_out", 1, torch.ones(64, 32))])
+    >>> with edit.applied(model):
+    ...     torch.equal(W, before + 1)  # the model carries the edit here
+    True
+    >>> torch.equal(W, before)                                                  # bit-identical again
+    True
 """
 
 from __future__ import annotations

@@ -17,6 +17,11 @@ Example:
     ['', 'Here is a short fact. ', 'I read this in a book. ']
     >>> generated_prefixes(model, ((5, 10), (10, 10)))              # doctest: +SKIP
     [[''], ['The first time I. ', ...], ['Therefore, the team will be able to. ', ...]]
+    >>> groups = generated_prefixes(model, ((5, 10), (10, 10)))     # ROME's contexts
+    >>> [len(g) for g in groups], groups[0]
+    ([1, 10, 10], [''])
+    >>> all(p.startswith(SEED_WORDS) and p.endswith(". ") for g in groups[1:] for p in g)
+    True
 """
 
 from __future__ import annotations

@@ -17,9 +17,9 @@ Example:
     >>> from drift.data import load_cases
     >>> model = drift.load_model()                                          # doctest: +SKIP
     >>> case = load_cases("builtin")[0]
-    >>> edit = compute_memit(model, case)                                   # doctest: +SKIP
-    >>> [d.layer for d in edit.deltas]                                      # doctest: +SKIP
-    [3, 4, 5]
+    >>> edit = compute_memit(model, case, MEMITHParams(layers=(0, 1), steps=2))  # SmolLM2-135M: (3, 4, 5)
+    >>> [(d.which, d.layer) for d in edit.deltas]
+    [('mlp_out', 0), ('mlp_out', 1)]
     >>> with edit.applied(model):                                           # doctest: +SKIP
     ...     model.target_prob(case.prompt, case.o_edit)
 """

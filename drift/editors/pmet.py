@@ -11,9 +11,9 @@ target token is the argmax the NLL is weighted 0.1 and the optimisation stops wh
 is ≤ 0.01 (``pmet_schedule``).
 
 Example:
-    >>> edit = compute_pmet(model, case)                                    # doctest: +SKIP
-    >>> sorted({d.which for d in edit.deltas})                              # doctest: +SKIP
-    ['mlp_out']
+    >>> edit = compute_pmet(model, case, PMETHParams(layers=(0, 1), steps=2))  # SmolLM2-135M: (3, 4, 5)
+    >>> [(d.which, d.layer) for d in edit.deltas]                            # only the MLPs are written
+    [('mlp_out', 0), ('mlp_out', 1)]
 """
 
 from __future__ import annotations

@@ -20,9 +20,16 @@ Example:
     >>> from drift.data import load_cases
     >>> model = drift.load_model()                                       # doctest: +SKIP
     >>> case = load_cases("builtin")[0]
-    >>> edit = compute_rome(model, case, ROMEHParams())                  # doctest: +SKIP
+    >>> edit = compute_rome(model, case, ROMEHParams(layer=0, steps=2))  # SmolLM2-135M: ROMEHParams()
+    >>> [(d.which, d.layer, int(torch.linalg.matrix_rank(d.delta))) for d in edit.deltas]
+    [('mlp_out', 0, 1)]
     >>> with edit.applied(model):                                        # doctest: +SKIP
     ...     model.target_prob(case.prompt, case.o_edit)                  # now high
+    >>> tokens = torch.tensor([model.encode(case.prompt)])
+    >>> s = model.subject_positions(case.prompt, case.subject)[-1]
+    >>> with edit.applied(model):                                        # the bare prompt's MLP output is v*
+    ...     torch.allclose(model.capture(tokens, "mlp_out", 0)[0, s], edit.info["v_star"], atol=1e-6)
+    True
 """
 
 from __future__ import annotations

@@ -18,9 +18,14 @@ Because it is a :class:`~drift.editors.objectives.LossTerm`, it plugs into every
 ``extra_terms``:
 
 Example:
+    >>> from dataclasses import replace
     >>> from drift.editors.rome import ROMEHParams, compute_rome
     >>> hp = ROMEHParams(extra_terms=(SADR(gamma=1e-2),), steps=80)     # the paper's ROME setting
-    >>> edit = compute_rome(model, case, hp)                                    # doctest: +SKIP
+    >>> edit = compute_rome(model, case, replace(hp, layer=0, steps=3))  # on the tiny model: 3 steps
+    >>> list(edit.info["losses"][0])
+    ['nll', 'kl', 'weight_decay', 'sadr', 'p_target']
+    >>> edit.info["losses"][0]["sadr"]                                   # δ = 0: no drift yet
+    0.0
 """
 
 from __future__ import annotations

@@ -20,8 +20,16 @@ next layer's keys are read; the model is unchanged when this returns. A ``fuse``
 residual, as AdaPLE's Algorithm 1 does, so later layers make up for what was dropped.
 
 Example:
-    >>> deltas = spread_update(model, tokens, lookup, [3, 4, 5], ("resid_post", 5), z, C, 2000.0,
-    ...                        divisor=even, key_weights=group_mean_weights([1, 5]))  # doctest: +SKIP
+    >>> tokens = torch.tensor([model.encode(case.prompt)])                  # the bare prompt only
+    >>> lookup = torch.tensor(model.subject_positions(case.prompt, case.subject)[-1:])
+    >>> z = model.residual(tokens, layer=1)[0, lookup[0]] + 0.1             # a target after layer 1
+    >>> C = {l: torch.eye(model.cfg.d_mlp) for l in (0, 1)}
+    >>> deltas = spread_update(model, tokens, lookup, [0, 1], ("resid_post", 1), z, C, 0.0, divisor=even)
+    >>> [(d.layer, d.delta.shape) for d in deltas]
+    [(0, torch.Size([64, 32])), (1, torch.Size([64, 32]))]
+    >>> with Edit(deltas).applied(model):                       # λ = 0, no old key kept: z is reached
+    ...     torch.allclose(model.residual(tokens, layer=1)[0, lookup[0]], z, atol=1e-5)
+    True
 """
 
 from __future__ import annotations

@@ -9,9 +9,11 @@ where a target token or the KL distribution is read.
 
 Example:
     >>> from drift.editors.objectives import default_terms
-    >>> result = optimise_targets(model, case, [("mlp_out", 4)], default_terms(0.0625, 0.5))  # doctest: +SKIP
-    >>> result.deltas[("mlp_out", 4)].shape                                                     # doctest: +SKIP
-    torch.Size([576])
+    >>> result = optimise_targets(model, case, [("mlp_out", 1)], default_terms(0.0625, 0.5), steps=3)
+    >>> result.deltas[("mlp_out", 1)].shape                                 # [d_model]
+    torch.Size([32])
+    >>> len(result.losses), list(result.losses[0])                          # one entry per forward pass
+    (3, ['nll', 'kl', 'weight_decay', 'p_target'])
 """
 
 from __future__ import annotations
