@@ -71,7 +71,9 @@ def pytest_unconfigure(config):
 
 def pytest_collection_modifyitems(config, items):
     for item in items:
-        if "real" in getattr(item, "fixturenames", ()) or any(item.get_closest_marker(m) for m in SLOW_MARKERS):
+        if "real" in getattr(item, "fixturenames", ()) or any(
+            item.get_closest_marker(m) for m in SLOW_MARKERS
+        ):
             item.add_marker(pytest.mark.slow)
 
 

@@ -64,10 +64,14 @@ def bench_eval(args) -> None:
     t_slow = time.perf_counter() - t0
     diff = (fast.exp() - slow.exp()).abs().max().item()  # the metrics' quantity: probabilities
     rel = ((fast - slow).abs() / slow.abs().clamp(min=1e-3)).max().item()
-    print(f"eval scoring: {len(cases)} cases from {Path(data).name}, {len(pairs)} (prompt, target) pairs, "
-          f"{torch.get_num_threads()} threads")
-    print(f"  batched {t_fast:.1f} s   per-prompt loop {t_slow:.1f} s   ratio {t_slow / t_fast:.1f}x   "
-          f"max |ΔP| {diff:.1e}   max relative |Δ log p| {rel:.1e}")
+    print(
+        f"eval scoring: {len(cases)} cases from {Path(data).name}, {len(pairs)} (prompt, target) pairs, "
+        f"{torch.get_num_threads()} threads"
+    )
+    print(
+        f"  batched {t_fast:.1f} s   per-prompt loop {t_slow:.1f} s   ratio {t_slow / t_fast:.1f}x   "
+        f"max |ΔP| {diff:.1e}   max relative |Δ log p| {rel:.1e}"
+    )
     if diff > 1e-5:
         sys.exit("batched and per-prompt probabilities differ by more than 1e-5")
 
@@ -137,21 +141,34 @@ def bench_rome(args) -> None:
     worst = 0.0
     for case in cases:
         t0 = time.perf_counter()
-        res = optimise_targets(model, case, [("mlp_out", hp.layer)], default_terms(hp.kl_factor, hp.weight_decay),
-                               prefixes=prefixes, steps=args.steps, lr=hp.lr, clamp_norm=hp.clamp_norm,
-                               early_stop=-1.0)
+        res = optimise_targets(
+            model,
+            case,
+            [("mlp_out", hp.layer)],
+            default_terms(hp.kl_factor, hp.weight_decay),
+            prefixes=prefixes,
+            steps=args.steps,
+            lr=hp.lr,
+            clamp_norm=hp.clamp_norm,
+            early_stop=-1.0,
+        )
         t_fast += time.perf_counter() - t0
         t0 = time.perf_counter()
-        slow = naive_rome_vector(model, case, hp.layer, prefixes, args.steps, hp.lr, hp.kl_factor,
-                                 hp.weight_decay, hp.clamp_norm)
+        slow = naive_rome_vector(
+            model, case, hp.layer, prefixes, args.steps, hp.lr, hp.kl_factor, hp.weight_decay, hp.clamp_norm
+        )
         t_slow += time.perf_counter() - t0
         fast = res.deltas[("mlp_out", hp.layer)]
         worst = max(worst, float((fast - slow).norm() / slow.norm()))
     n = len(cases)
-    print(f"ROME target optimisation: {n} edits, {args.steps} steps, {len(prefixes)} prompts + KL prompt, "
-          f"layer {hp.layer}, {torch.get_num_threads()} threads")
-    print(f"  drift {t_fast / n:.2f} s/edit   naive {t_slow / n:.2f} s/edit   ratio {t_slow / t_fast:.1f}x   "
-          f"max relative |Δδ| {worst:.1e}")
+    print(
+        f"ROME target optimisation: {n} edits, {args.steps} steps, {len(prefixes)} prompts + KL prompt, "
+        f"layer {hp.layer}, {torch.get_num_threads()} threads"
+    )
+    print(
+        f"  drift {t_fast / n:.2f} s/edit   naive {t_slow / n:.2f} s/edit   ratio {t_slow / t_fast:.1f}x   "
+        f"max relative |Δδ| {worst:.1e}"
+    )
     if worst > 1e-3:
         sys.exit("drift's and the naive optimisation disagree")
 
@@ -171,7 +188,9 @@ def bench_sweep(args) -> None:
     with edit.applied(model):
         src = record(model, p.tokens, [("attn_out", l) for l in range(L)])
     centres = sorted({round(i * (L - 1) / max(1, args.layers - 1)) for i in range(args.layers)})
-    states = [tuple(Write("attn_out", j, (t,)) for j in tracing.centred(l, 6, L)) for l in centres for t in range(T)]
+    states = [
+        tuple(Write("attn_out", j, (t,)) for j in tracing.centred(l, 6, L)) for l in centres for t in range(T)
+    ]
     sweep(model, p.tokens, states[:4], src, p.read)  # warm-up
     t0 = time.perf_counter()
     fast = sweep(model, p.tokens, states, src, p.read)
@@ -180,9 +199,13 @@ def bench_sweep(args) -> None:
     slow = sweep_naive(model, p.tokens, states, src, p.read)
     t_slow = time.perf_counter() - t0
     diff = (fast - slow).abs().max().item()
-    print(f"patch sweep: {len(states)} states ({len(centres)} centre layers x {T} tokens), attention outputs, "
-          f"window 6, {torch.get_num_threads()} threads")
-    print(f"  drift {t_fast:.1f} s   naive {t_slow:.1f} s   ratio {t_slow / t_fast:.1f}x   max |ΔP| {diff:.1e}")
+    print(
+        f"patch sweep: {len(states)} states ({len(centres)} centre layers x {T} tokens), attention outputs, "
+        f"window 6, {torch.get_num_threads()} threads"
+    )
+    print(
+        f"  drift {t_fast:.1f} s   naive {t_slow:.1f} s   ratio {t_slow / t_fast:.1f}x   max |ΔP| {diff:.1e}"
+    )
     if diff > 1e-5:
         sys.exit("the fast and the naive sweep disagree")
 
@@ -208,12 +231,16 @@ def bench_sadr(args) -> None:
             times[name] += time.perf_counter() - t0
     n = len(cases)
     print(f"SADR overhead: {n} ROME edits, {args.steps} steps each, {torch.get_num_threads()} threads")
-    print(f"  rome {times['rome'] / n:.2f} s/edit   rome+sadr {times['rome+sadr'] / n:.2f} s/edit   "
-          f"ratio {times['rome+sadr'] / times['rome']:.3f}")
+    print(
+        f"  rome {times['rome'] / n:.2f} s/edit   rome+sadr {times['rome+sadr'] / n:.2f} s/edit   "
+        f"ratio {times['rome+sadr'] / times['rome']:.3f}"
+    )
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     sub = parser.add_subparsers(dest="which", required=True)
     ev = sub.add_parser("eval", help="batched evaluation vs a per-prompt loop")
     ev.add_argument("--cases", type=int, default=100)

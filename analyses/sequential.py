@@ -39,12 +39,12 @@ sys.path.insert(0, str(ROOT))
 
 import drift  # noqa: E402
 from drift.data import load_cases  # noqa: E402
-from drift.runtime import share  # noqa: E402
 from drift.editors import get_compute  # noqa: E402
 from drift.editors.fusion import case_seed, drop_and_rescale, pairwise_cosine, top_k_retain  # noqa: E402
 from drift.editors.sadr import SADR  # noqa: E402
 from drift.editors.stats import CORPUS_VERSION  # noqa: E402
 from drift.metrics import DEFAULT_POOL, DEFAULT_SCORING  # noqa: E402
+from drift.runtime import share  # noqa: E402
 from drift.sequential import sequential_edits  # noqa: E402
 from drift.store import append_record, load_object, read_records, save_object  # noqa: E402
 
@@ -55,19 +55,33 @@ METRICS = ("ES", "PS", "NS")
 def parse(argv=None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--model", default=None)
-    ap.add_argument("--data", default=str(DEV_SET), help="'builtin' or a CounterFact-format file (default: the dev set)")
-    ap.add_argument("--editors", default="memit,adaple", help="comma-separated editors (default memit,adaple)")
+    ap.add_argument(
+        "--data", default=str(DEV_SET), help="'builtin' or a CounterFact-format file (default: the dev set)"
+    )
+    ap.add_argument(
+        "--editors", default="memit,adaple", help="comma-separated editors (default memit,adaple)"
+    )
     ap.add_argument("--edits", type=int, default=100, help="stacked edits per run (default 100)")
-    ap.add_argument("--checkpoints", default="1,10,25,50,100", help="edit counts evaluated (default 1,10,25,50,100)")
-    ap.add_argument("--batch", type=int, default=1, help="edits computed on one model state and applied together")
+    ap.add_argument(
+        "--checkpoints", default="1,10,25,50,100", help="edit counts evaluated (default 1,10,25,50,100)"
+    )
+    ap.add_argument(
+        "--batch", type=int, default=1, help="edits computed on one model state and applied together"
+    )
     ap.add_argument("--dr", type=float, default=0.8, help="drop rate of the runs with DR (default 0.8)")
-    ap.add_argument("--sadr", type=float, default=None, metavar="GAMMA", help="also run each editor with SADR γ")
+    ap.add_argument(
+        "--sadr", type=float, default=None, metavar="GAMMA", help="also run each editor with SADR γ"
+    )
     ap.add_argument("--sweep-editor", default="adaple", help="editor of the drop-rate sweep (default adaple)")
-    ap.add_argument("--sweep-rates", default="0,0.5,0.7,0.9", help="drop rates of the sweep (default 0,0.5,0.7,0.9)")
+    ap.add_argument(
+        "--sweep-rates", default="0,0.5,0.7,0.9", help="drop rates of the sweep (default 0,0.5,0.7,0.9)"
+    )
     ap.add_argument("--sweep-edits", type=int, default=10, help="stacked edits per sweep point (default 10)")
     ap.add_argument("--no-sweep", action="store_true", help="skip the drop-rate sweep")
     ap.add_argument("--sim-edits", type=int, default=20, help="updates in the similarity figure (default 20)")
-    ap.add_argument("--restart", action="store_true", help="ignore finished runs in OUT/sequential-runs.jsonl")
+    ap.add_argument(
+        "--restart", action="store_true", help="ignore finished runs in OUT/sequential-runs.jsonl"
+    )
     ap.add_argument("--out", default=str(ROOT / "figures" / "sequential"))
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--device", default=None, help="torch device, e.g. cuda (default: cpu)")
@@ -87,14 +101,37 @@ class Runs:
                 shutil.rmtree(work, ignore_errors=True)
         self.done: dict[str, dict] = read_records(path)
 
-    def get(self, model, cases, editor: str, *, dr: float, sadr: float | None, checkpoints, batch: int, seed: int,
-            keep: int = 0, sim_dr: float = 0.8) -> dict:
+    def get(
+        self,
+        model,
+        cases,
+        editor: str,
+        *,
+        dr: float,
+        sadr: float | None,
+        checkpoints,
+        batch: int,
+        seed: int,
+        keep: int = 0,
+        sim_dr: float = 0.8,
+    ) -> dict:
         """The run's record ``{"key", "label", "checkpoints": [{"n_edits", "summary"}], ...}``;
         with ``keep``, also the similarity matrices of its first ``keep`` raw updates."""
-        cfg = {"model": model.name, "cases": [c.case_id for c in cases], "editor": editor, "dr": dr, "sadr": sadr,
-               "checkpoints": list(checkpoints), "batch": batch, "seed": seed, "keep": keep,
-               "sim_dr": sim_dr if keep else None, "corpus": CORPUS_VERSION,  # key statistics' corpus
-               "scoring": DEFAULT_SCORING, "pool": DEFAULT_POOL}
+        cfg = {
+            "model": model.name,
+            "cases": [c.case_id for c in cases],
+            "editor": editor,
+            "dr": dr,
+            "sadr": sadr,
+            "checkpoints": list(checkpoints),
+            "batch": batch,
+            "seed": seed,
+            "keep": keep,
+            "sim_dr": sim_dr if keep else None,
+            "corpus": CORPUS_VERSION,  # key statistics' corpus
+            "scoring": DEFAULT_SCORING,
+            "pool": DEFAULT_POOL,
+        }
         key = hashlib.sha256(json.dumps(cfg, sort_keys=True).encode()).hexdigest()[:16]
         if key in self.done:
             return self.done[key]
@@ -106,15 +143,29 @@ class Runs:
 
         def computed(model, case):
             edit = compute(model, case)
-            if position[case.case_id] < keep:  # the raw update (keep is only set where dr = 0), for the similarity figure
+            if (
+                position[case.case_id] < keep
+            ):  # the raw update (keep is only set where dr = 0), for the similarity figure
                 save_object(work / f"raw-{position[case.case_id]}.pt", (case.case_id, edit))
             return edit
 
         t0 = time.time()
-        rows = sequential_edits(model, cases, computed, checkpoints=checkpoints, batch=batch, progress=True,
-                                state=work / "state.pt")
-        rec = {"key": key, "label": label(editor, dr, sadr), "config": cfg, "seconds": time.time() - t0,
-               "checkpoints": [{"n_edits": r["n_edits"], "summary": r["summary"]} for r in rows]}
+        rows = sequential_edits(
+            model,
+            cases,
+            computed,
+            checkpoints=checkpoints,
+            batch=batch,
+            progress=True,
+            state=work / "state.pt",
+        )
+        rec = {
+            "key": key,
+            "label": label(editor, dr, sadr),
+            "config": cfg,
+            "seconds": time.time() - t0,
+            "checkpoints": [{"n_edits": r["n_edits"], "summary": r["summary"]} for r in rows],
+        }
         if keep:
             kept = [load_object(work / f"raw-{i}.pt") for i in range(min(keep, len(cases)))]
             rec["similarity"] = similarity(kept, sim_dr, seed)
@@ -142,7 +193,8 @@ def similarity(kept: list, p: float, seed: int) -> dict:
         "as computed": pairwise_cosine(edits).tolist(),
         "top 20% kept": pairwise_cosine([top_k_retain(e, 0.2) for e in edits]).tolist(),
         f"drop-and-rescale p={p:g}": pairwise_cosine(
-            [drop_and_rescale(e, p, seed=case_seed(cid, seed)) for cid, e in kept]).tolist(),
+            [drop_and_rescale(e, p, seed=case_seed(cid, seed)) for cid, e in kept]
+        ).tolist(),
     }
 
 
@@ -170,18 +222,46 @@ def main(argv=None) -> dict:
     runs = Runs(out / "sequential-runs.jsonl", args.restart)
     common = {"batch": args.batch, "seed": args.seed}
 
-    variants = [(0.0, None), (args.dr, None)] + ([(0.0, args.sadr), (args.dr, args.sadr)] if args.sadr else [])
+    variants = [(0.0, None), (args.dr, None)] + (
+        [(0.0, args.sadr), (args.dr, args.sadr)] if args.sadr else []
+    )
     sweep_rates = [float(x) for x in args.sweep_rates.split(",") if x]
     jobs = []  # (what it is, how to run it): attenuation curves first, then the sweep
     for e in editors:
         for dr, sadr in variants:
             keep = args.sim_edits if (dr == 0 and sadr is None) else 0
-            jobs.append((("curve", e, dr, sadr), lambda e=e, dr=dr, sadr=sadr, keep=keep: runs.get(
-                model, main_cases, e, dr=dr, sadr=sadr, checkpoints=marks, keep=keep, sim_dr=args.dr, **common)))
+            jobs.append(
+                (
+                    ("curve", e, dr, sadr),
+                    lambda e=e, dr=dr, sadr=sadr, keep=keep: runs.get(
+                        model,
+                        main_cases,
+                        e,
+                        dr=dr,
+                        sadr=sadr,
+                        checkpoints=marks,
+                        keep=keep,
+                        sim_dr=args.dr,
+                        **common,
+                    ),
+                )
+            )
     if not args.no_sweep:
         for p in sweep_rates:
-            jobs.append((("sweep", p), lambda p=p: runs.get(
-                model, sweep_cases, args.sweep_editor, dr=p, sadr=None, checkpoints=[args.sweep_edits], **common)))
+            jobs.append(
+                (
+                    ("sweep", p),
+                    lambda p=p: runs.get(
+                        model,
+                        sweep_cases,
+                        args.sweep_editor,
+                        dr=p,
+                        sadr=None,
+                        checkpoints=[args.sweep_edits],
+                        **common,
+                    ),
+                )
+            )
     if args.part is not None:
         for _, run in share(jobs, args.part, contiguous=False, option="--part"):
             run()
@@ -197,35 +277,65 @@ def main(argv=None) -> dict:
     for m in METRICS:
         lines = {name: series(rec["checkpoints"], m) for name, rec in curves.items()}
         xs = [c["n_edits"] for c in next(iter(curves.values()))["checkpoints"]]
-        written += plots.save(plots.curves(xs, lines, x_title="edits so far", y_title=f"{m} of all edits so far (%)",
-                                           title=f"Knowledge attenuation on {model.name}: {m}"),
-                              out / f"attenuation_{m}")
+        written += plots.save(
+            plots.curves(
+                xs,
+                lines,
+                x_title="edits so far",
+                y_title=f"{m} of all edits so far (%)",
+                title=f"Knowledge attenuation on {model.name}: {m}",
+            ),
+            out / f"attenuation_{m}",
+        )
     rates = list(sweep)
-    written += [] if not sweep else plots.save(plots.curves(rates, {m: series([sweep[p]["checkpoints"][-1] for p in rates], m)
-                                               for m in METRICS},
-                                       x_title="drop rate p", y_title="score (%)",
-                                       title=f"Drop rate: {args.sweep_editor} after {args.sweep_edits} edits"),
-                          out / "drop_rate_sweep")
+    written += (
+        []
+        if not sweep
+        else plots.save(
+            plots.curves(
+                rates,
+                {m: series([sweep[p]["checkpoints"][-1] for p in rates], m) for m in METRICS},
+                x_title="drop rate p",
+                y_title="score (%)",
+                title=f"Drop rate: {args.sweep_editor} after {args.sweep_edits} edits",
+            ),
+            out / "drop_rate_sweep",
+        )
+    )
     first = next(rec for rec in curves.values() if "similarity" in rec)
     sim = first["similarity"]
     panels = {k: torch.tensor(v) for k, v in sim.items() if k != "labels"}
-    written += plots.save(plots.matrices({f"{k} (mean {_off_diagonal_mean(v.tolist()):.2f})": v
-                                          for k, v in panels.items()}, sim["labels"], colorbar="cosine",
-                                         title=f"Pairwise cosine similarity of {len(sim['labels'])} "
-                                               f"{first['config']['editor']} updates"),
-                          out / "update_similarity", width=1500, height=520)
+    written += plots.save(
+        plots.matrices(
+            {f"{k} (mean {_off_diagonal_mean(v.tolist()):.2f})": v for k, v in panels.items()},
+            sim["labels"],
+            colorbar="cosine",
+            title=f"Pairwise cosine similarity of {len(sim['labels'])} {first['config']['editor']} updates",
+        ),
+        out / "update_similarity",
+        width=1500,
+        height=520,
+    )
 
-    result = {"config": vars(args) | {"model": model.name}, "curves": {k: v["checkpoints"] for k, v in curves.items()},
-              "drop_rate_sweep": {str(p): sweep[p]["checkpoints"][-1]["summary"] for p in rates},
-              "similarity": {k: v["similarity"] for k, v in curves.items() if "similarity" in v},
-              "similarity_mean_off_diagonal": {k: _off_diagonal_mean(v) for k, v in sim.items() if k != "labels"},
-              "seconds": time.time() - t0}
+    result = {
+        "config": vars(args) | {"model": model.name},
+        "curves": {k: v["checkpoints"] for k, v in curves.items()},
+        "drop_rate_sweep": {str(p): sweep[p]["checkpoints"][-1]["summary"] for p in rates},
+        "similarity": {k: v["similarity"] for k, v in curves.items() if "similarity" in v},
+        "similarity_mean_off_diagonal": {k: _off_diagonal_mean(v) for k, v in sim.items() if k != "labels"},
+        "seconds": time.time() - t0,
+    }
     (out / "sequential.json").write_text(json.dumps(result, indent=1, default=str))
-    print(f"{'run':<28}" + "".join(f"{'ES@' + str(c['n_edits']):>10}" for c in next(iter(curves.values()))["checkpoints"]))
+    print(
+        f"{'run':<28}"
+        + "".join(f"{'ES@' + str(c['n_edits']):>10}" for c in next(iter(curves.values()))["checkpoints"])
+    )
     for name, rec in curves.items():
         print(f"{name:<28}" + "".join(f"{c['summary']['ES']:>10.1f}" for c in rec["checkpoints"]))
-    print("similarity (mean off-diagonal):",
-          ", ".join(f"{k} {v:.3f}" for k, v in result["similarity_mean_off_diagonal"].items()))
+    print(
+        "similarity (mean off-diagonal):",
+        ", ".join(f"{k} {v:.3f}" for k, v in result["similarity_mean_off_diagonal"].items()),
+    )
     print(f"wrote {len(written)} figure files and {out / 'sequential.json'} in {result['seconds']:.0f} s")
     return result
 

@@ -45,9 +45,14 @@ def one(model, case, hp) -> dict:
         p = model.target_prob(case.prompt, case.o_edit)
         got = model.capture(tokens, *site)[0, pos].double()
     delta = v_star - v0
-    return {"p_edit": round(p, 4), "nll": round(edit.info["losses"][-1]["nll"], 4),
-            "passes": len(edit.info["losses"]), "delta_norm": round(float(delta.norm()), 3),
-            "miss": round(float((got - v_star).norm() / delta.norm()), 3), "seconds": round(time.time() - t0, 1)}
+    return {
+        "p_edit": round(p, 4),
+        "nll": round(edit.info["losses"][-1]["nll"], 4),
+        "passes": len(edit.info["losses"]),
+        "delta_norm": round(float(delta.norm()), 3),
+        "miss": round(float((got - v_star).norm() / delta.norm()), 3),
+        "seconds": round(time.time() - t0, 1),
+    }
 
 
 def main(argv=None) -> None:

@@ -58,12 +58,22 @@ def parse(argv=None) -> argparse.Namespace:
     ap.add_argument("--limit", type=int, default=10, help="cases to edit and measure (default 10)")
     ap.add_argument("--editor", default="rome", help="rome (default), rome-awd, memit or pmet")
     ap.add_argument("--window", type=int, default=6, help="layers per contaminating substitution (default 6)")
-    ap.add_argument("--attn-window", type=int, default=10, help="layers per attention/score patch (default 10)")
-    ap.add_argument("--trace-cases", type=int, default=1, help="cases to run the per-token sweeps on (default 1)")
-    ap.add_argument("--kinds", default="mlp,attn,layer", help="module kinds to substitute (default mlp,attn,layer)")
-    ap.add_argument("--prompts", type=int, default=4, help="prompts per task and case for the drift (default 4)")
+    ap.add_argument(
+        "--attn-window", type=int, default=10, help="layers per attention/score patch (default 10)"
+    )
+    ap.add_argument(
+        "--trace-cases", type=int, default=1, help="cases to run the per-token sweeps on (default 1)"
+    )
+    ap.add_argument(
+        "--kinds", default="mlp,attn,layer", help="module kinds to substitute (default mlp,attn,layer)"
+    )
+    ap.add_argument(
+        "--prompts", type=int, default=4, help="prompts per task and case for the drift (default 4)"
+    )
     ap.add_argument("--batch-size", type=int, default=48, help="patch states per forward pass (default 48)")
-    ap.add_argument("--out", default=str(ROOT / "figures" / "trace"), help="output folder (default figures/trace)")
+    ap.add_argument(
+        "--out", default=str(ROOT / "figures" / "trace"), help="output folder (default figures/trace)"
+    )
     ap.add_argument("--device", default=None, help="torch device, e.g. cuda (default: cpu)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--restart", action="store_true", help="ignore the cases finished by an interrupted run")
@@ -73,8 +83,13 @@ def parse(argv=None) -> argparse.Namespace:
 def one_case(model, case, compute, args, trace_this: bool) -> dict:
     """Edit one case and run every measurement on it (the edit never stays in the model)."""
     kinds = [k for k in args.kinds.split(",") if k]
-    res = {"drifts": {t: [] for t in TASKS}, "attention": {}, "substitution": {t: {} for t in TASKS}, "scores": {},
-           "skipped": []}
+    res = {
+        "drifts": {t: [] for t in TASKS},
+        "attention": {},
+        "substitution": {t: {} for t in TASKS},
+        "scores": {},
+        "skipped": [],
+    }
     try:
         edit = compute(model, case)
     except (ValueError, EditDiverged) as e:
@@ -98,7 +113,8 @@ def one_case(model, case, compute, args, trace_this: bool) -> dict:
         if trace_this:
             for kind in kinds:
                 res["substitution"][task][kind] = tracing.contaminating_substitution(
-                    model, edit, prompts[0], kind, args.window, **kw)
+                    model, edit, prompts[0], kind, args.window, **kw
+                )
             res["scores"][task] = tracing.score_patching(model, edit, prompts[0], args.attn_window, **kw)
     return res
 
@@ -107,15 +123,23 @@ def collect(model, cases, args) -> dict:
     """Every case's results, each saved under ``OUT/.partial-KEY/`` as it finishes so that an
     interrupted run resumes without redoing finished cases (``--restart`` starts over)."""
     compute = get_compute(args.editor)
-    cfg = {k: getattr(args, k) for k in ("editor", "window", "attn_window", "kinds", "prompts", "trace_cases", "seed")}
+    cfg = {
+        k: getattr(args, k)
+        for k in ("editor", "window", "attn_window", "kinds", "prompts", "trace_cases", "seed")
+    }
     cfg |= {"model": model.name, "data": str(args.data)}
     key = hashlib.sha256(json.dumps(cfg, sort_keys=True).encode()).hexdigest()[:16]
     partial = Path(args.out) / f".partial-{key}"
     if args.restart and partial.exists():
         shutil.rmtree(partial)
     kinds = [k for k in args.kinds.split(",") if k]
-    out = {"drifts": {t: [] for t in TASKS}, "attention": {t: [] for t in TASKS},
-           "substitution": {t: {k: [] for k in kinds} for t in TASKS}, "scores": {t: [] for t in TASKS}, "skipped": []}
+    out = {
+        "drifts": {t: [] for t in TASKS},
+        "attention": {t: [] for t in TASKS},
+        "substitution": {t: {k: [] for k in kinds} for t in TASKS},
+        "scores": {t: [] for t in TASKS},
+        "skipped": [],
+    }
     for i, case in enumerate(tqdm(cases, desc=f"{args.editor} edits and drift")):
         path = partial / f"{i:05d}-{hashlib.sha256(str(case.case_id).encode()).hexdigest()[:8]}.pt"
         res = None
@@ -174,40 +198,76 @@ def figures(raw: dict, curves: dict, start: int, corr: dict, rows: dict, args, n
                     panels[kind] = grid[..., idx]
                 n = len(next(iter(subs.values())))
                 fig = plots.heatmaps(
-                    panels, labels, colorbar=f"Δ{target}",
+                    panels,
+                    labels,
+                    colorbar=f"Δ{target}",
                     title=f"Contaminating substitution, {task}: effect on {target} "
-                    f"(vanilla model with the edited module outputs, window {args.window}, {n} case(s))")
-                written += plots.save(fig, out / f"fig3_substitution_{task.lower()}_{'p_true' if idx == 0 else 'p_edit'}",
-                                      width=1500, height=600)
+                    f"(vanilla model with the edited module outputs, window {args.window}, {n} case(s))",
+                )
+                written += plots.save(
+                    fig,
+                    out / f"fig3_substitution_{task.lower()}_{'p_true' if idx == 0 else 'p_edit'}",
+                    width=1500,
+                    height=600,
+                )
         if raw["scores"][task]:
             grid, labels = tracing.align(raw["scores"][task])  # token groups: a handful of lines
             lines = {lab: grid[:, i, 0].tolist() for i, lab in enumerate(labels)}
-            fig = plots.curves(range(n_layers), lines, x_title="centre layer of the patched window",
-                               y_title=f"Δ{TARGETS[0]}",
-                               title=f"Edited model with the vanilla score from the last token to one token, {task} "
-                               f"(window {args.attn_window}, {len(raw['scores'][task])} case(s), tokens grouped)")
+            fig = plots.curves(
+                range(n_layers),
+                lines,
+                x_title="centre layer of the patched window",
+                y_title=f"Δ{TARGETS[0]}",
+                title=f"Edited model with the vanilla score from the last token to one token, {task} "
+                f"(window {args.attn_window}, {len(raw['scores'][task])} case(s), tokens grouped)",
+            )
             written += plots.save(fig, out / f"fig10_score_patching_{task.lower()}")
         if task in curves:
             c = curves[task]
             lines = {TARGETS[i]: c["probs"][:, i].tolist() for i in TARGETS}
             refs = {f"edited {TARGETS[i]}": float(c["edited"][i]) for i in TARGETS}
             refs |= {f"vanilla {TARGETS[i]}": float(c["vanilla"][i]) for i in TARGETS}
-            fig = plots.curves(range(n_layers), lines, references=refs, x_title="first layer of the patched window",
-                               y_title="probability",
-                               title=f"Edited model with vanilla attention weights in {args.attn_window} layers, "
-                               f"{task} ({c['n']} cases)")
+            fig = plots.curves(
+                range(n_layers),
+                lines,
+                references=refs,
+                x_title="first layer of the patched window",
+                y_title="probability",
+                title=f"Edited model with vanilla attention weights in {args.attn_window} layers, "
+                f"{task} ({c['n']} cases)",
+            )
             written += plots.save(fig, out / f"fig5_attention_patching_{task.lower()}")
-    panels = {t: ([r["kl_drift"] for r in rows[t]], [r["p_edit"] for r in rows[t]], corr[t]["kl_drift"].rho,
-                  corr[t]["kl_drift"].p) for t in TASKS if rows[t]}
+    panels = {
+        t: (
+            [r["kl_drift"] for r in rows[t]],
+            [r["p_edit"] for r in rows[t]],
+            corr[t]["kl_drift"].rho,
+            corr[t]["kl_drift"].p,
+        )
+        for t in TASKS
+        if rows[t]
+    }
     if panels:
         layers = f"{start}-{min(n_layers, start + args.attn_window) - 1}"
-        fig = plots.scatter(panels, x_title=f"Σ KL drift, layers {layers}", y_title="P(o_edit)",
-                            title="Attention drift vs the edited object's probability")
+        fig = plots.scatter(
+            panels,
+            x_title=f"Σ KL drift, layers {layers}",
+            y_title="P(o_edit)",
+            title="Attention drift vs the edited object's probability",
+        )
         written += plots.save(fig, out / "fig4_drift_vs_p_edit")
     for name, facs in (("table2", TABLE2), ("table4", TABLE4)):
-        body = [[t, f, f"{corr[t][f].rho:.3f}", f"{corr[t][f].p:.1e}", corr[t][f].n] for t in TASKS if rows[t] for f in facs]
-        fig = plots.table(["task", "factor", "Pearson ρ", "p", "n"], body,
-                          title=f"{'Table 2' if name == 'table2' else 'Table 4'}: correlation with P(o_edit)")
+        body = [
+            [t, f, f"{corr[t][f].rho:.3f}", f"{corr[t][f].p:.1e}", corr[t][f].n]
+            for t in TASKS
+            if rows[t]
+            for f in facs
+        ]
+        fig = plots.table(
+            ["task", "factor", "Pearson ρ", "p", "n"],
+            body,
+            title=f"{'Table 2' if name == 'table2' else 'Table 4'}: correlation with P(o_edit)",
+        )
         written += plots.save(fig, out / name, height=120 + 30 * len(body))
     return written
 
@@ -232,21 +292,40 @@ def main(argv=None) -> dict:
     raw = collect(model, cases, args)
     start, curves = best_window(raw["attention"])
     layers = tracing.starting(start, args.attn_window, L)
-    rows = {t: [{"case_id": cid, "p_edit": d.p_edit, "p_true": d.p_true, **factors(d, layers)} for cid, d in ds]
-            for t, ds in raw["drifts"].items()}
+    rows = {
+        t: [{"case_id": cid, "p_edit": d.p_edit, "p_true": d.p_true, **factors(d, layers)} for cid, d in ds]
+        for t, ds in raw["drifts"].items()
+    }
     corr = {t: pearson(rows[t], TABLE4[:1] + TABLE2 + TABLE4[1:]) for t in TASKS}
     written = figures(raw, curves, start, corr, rows, args, L)
     result = {
         "config": vars(args) | {"model": model.name, "n_cases": len(cases)},
         "significant_layers": [layers.start, layers.stop - 1],
-        "correlations": {t: {f: {"rho": _num(c.rho), "p": _num(c.p), "n": c.n} for f, c in cs.items()}
-                         for t, cs in corr.items()},
+        "correlations": {
+            t: {f: {"rho": _num(c.rho), "p": _num(c.p), "n": c.n} for f, c in cs.items()}
+            for t, cs in corr.items()
+        },
         "attention_patching": {t: {k: _num(v) for k, v in c.items()} for t, c in curves.items()},
-        "substitution": {t: {k: [{"case": s.prompt.text, "effect": _num(s.effect), "tokens": s.prompt.labels,
-                                  "vanilla": _num(s.vanilla), "edited": _num(s.edited)} for s in v]
-                             for k, v in ks.items()} for t, ks in raw["substitution"].items()},
-        "score_patching": {t: [{"case": s.prompt.text, "effect": _num(s.effect), "tokens": s.prompt.labels}
-                               for s in v] for t, v in raw["scores"].items()},
+        "substitution": {
+            t: {
+                k: [
+                    {
+                        "case": s.prompt.text,
+                        "effect": _num(s.effect),
+                        "tokens": s.prompt.labels,
+                        "vanilla": _num(s.vanilla),
+                        "edited": _num(s.edited),
+                    }
+                    for s in v
+                ]
+                for k, v in ks.items()
+            }
+            for t, ks in raw["substitution"].items()
+        },
+        "score_patching": {
+            t: [{"case": s.prompt.text, "effect": _num(s.effect), "tokens": s.prompt.labels} for s in v]
+            for t, v in raw["scores"].items()
+        },
         "drift_rows": rows,
         "skipped": raw["skipped"],
         "seconds": time.time() - t0,
@@ -261,13 +340,17 @@ def main(argv=None) -> dict:
 
 def summary(result: dict, curves: dict, args) -> str:
     lo, hi = result["significant_layers"]
-    lines = [f"{args.editor} on {result['config']['n_cases']} cases of {args.data}; "
-             f"attention patching helps most in layers {lo}-{hi}"]
+    lines = [
+        f"{args.editor} on {result['config']['n_cases']} cases of {args.data}; "
+        f"attention patching helps most in layers {lo}-{hi}"
+    ]
     for t, c in curves.items():
         p = c["probs"][lo]
-        lines.append(f"  {t}: P(o_true) vanilla {float(c['vanilla'][0]):.3f}, edited {float(c['edited'][0]):.3f}, "
-                     f"patched {float(p[0]):.3f}; P(o_edit) vanilla {float(c['vanilla'][1]):.3f}, "
-                     f"edited {float(c['edited'][1]):.3f}, patched {float(p[1]):.3f}")
+        lines.append(
+            f"  {t}: P(o_true) vanilla {float(c['vanilla'][0]):.3f}, edited {float(c['edited'][0]):.3f}, "
+            f"patched {float(p[0]):.3f}; P(o_edit) vanilla {float(c['vanilla'][1]):.3f}, "
+            f"edited {float(c['edited'][1]):.3f}, patched {float(p[1]):.3f}"
+        )
     for t, cs in result["correlations"].items():
         parts = [f"{f} ρ={v['rho']:.2f} (p={v['p']:.1e})" for f, v in cs.items() if v["rho"] is not None]
         lines.append(f"  {t} (n={next(iter(cs.values()))['n']}): " + ", ".join(parts))

@@ -15,7 +15,24 @@ import json
 import sys
 from pathlib import Path
 
-TABLE_ORDER = ["ES", "EM", "PS", "PM", "NS", "NM", "RS", "RM", "DNS", "DNM", "AvgS", "RES", "OS", "DOS", "FL", "PPL"]
+TABLE_ORDER = [
+    "ES",
+    "EM",
+    "PS",
+    "PM",
+    "NS",
+    "NM",
+    "RS",
+    "RM",
+    "DNS",
+    "DNM",
+    "AvgS",
+    "RES",
+    "OS",
+    "DOS",
+    "FL",
+    "PPL",
+]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -28,54 +45,115 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     ev = sub.add_parser("eval", help="evaluate an editor (or none) on edit cases")
-    ev.add_argument("--data", default="builtin", help="'builtin' or a CounterFact-format JSON file (default: builtin)")
+    ev.add_argument(
+        "--data", default="builtin", help="'builtin' or a CounterFact-format JSON file (default: builtin)"
+    )
     ev.add_argument("--editor", default="none", help="none (default), rome, rome-awd, memit, pmet or adaple")
-    ev.add_argument("--dr", type=float, default=None, metavar="P",
-                    help="drop-and-rescale fusion of each update with drop rate P (default: 0.8 for adaple, "
-                         "off for the others; 0 turns it off)")
-    ev.add_argument("--sequential", action="store_true",
-                    help="stack the edits without rolling back and evaluate all edits so far at checkpoints")
-    ev.add_argument("--checkpoints", default="1,10,25,50,100", metavar="N,N,...",
-                    help="with --sequential: edit counts at which to evaluate (default: 1,10,25,50,100 and the last)")
-    ev.add_argument("--batch-edits", type=int, default=1, metavar="B",
-                    help="with --sequential: edits computed on the same model state and applied together (default: 1)")
-    ev.add_argument("--sadr", type=float, nargs="?", const=-1.0, default=None, metavar="GAMMA",
-                    help="add SADR to the editor's objective; alone: the paper's setting for the editor "
-                         "(ROME γ=1e-2 with 80 steps, MEMIT 5e-3 with 20, PMET 8e-2 with 40); "
-                         "with GAMMA: that γ (the paper's scale, multiplying the KL) at the editor's steps")
-    ev.add_argument("--sadr-heads", choices=["selective", "all"], default="selective",
-                    help="SADR restrains heads that over-attend (selective, default) or every head (all)")
-    ev.add_argument("--steps", type=int, default=None, help="optimisation steps of the editor (default: its preset)")
-    ev.add_argument("--hp", action="append", default=[], metavar="NAME=VALUE",
-                    help="override one hyper-parameter of the editor's preset, e.g. --hp n_prefixes=11 "
-                         "--hp early_stop=0 (repeatable; values are Python literals)")
-    ev.add_argument("--shard", default=None, metavar="I/N",
-                    help="evaluate only the I-th of N equal contiguous parts of the cases (I from 1); "
-                         "join the parts with `python -m drift merge`")
+    ev.add_argument(
+        "--dr",
+        type=float,
+        default=None,
+        metavar="P",
+        help="drop-and-rescale fusion of each update with drop rate P (default: 0.8 for adaple, "
+        "off for the others; 0 turns it off)",
+    )
+    ev.add_argument(
+        "--sequential",
+        action="store_true",
+        help="stack the edits without rolling back and evaluate all edits so far at checkpoints",
+    )
+    ev.add_argument(
+        "--checkpoints",
+        default="1,10,25,50,100",
+        metavar="N,N,...",
+        help="with --sequential: edit counts at which to evaluate (default: 1,10,25,50,100 and the last)",
+    )
+    ev.add_argument(
+        "--batch-edits",
+        type=int,
+        default=1,
+        metavar="B",
+        help="with --sequential: edits computed on the same model state and applied together (default: 1)",
+    )
+    ev.add_argument(
+        "--sadr",
+        type=float,
+        nargs="?",
+        const=-1.0,
+        default=None,
+        metavar="GAMMA",
+        help="add SADR to the editor's objective; alone: the paper's setting for the editor "
+        "(ROME γ=1e-2 with 80 steps, MEMIT 5e-3 with 20, PMET 8e-2 with 40); "
+        "with GAMMA: that γ (the paper's scale, multiplying the KL) at the editor's steps",
+    )
+    ev.add_argument(
+        "--sadr-heads",
+        choices=["selective", "all"],
+        default="selective",
+        help="SADR restrains heads that over-attend (selective, default) or every head (all)",
+    )
+    ev.add_argument(
+        "--steps", type=int, default=None, help="optimisation steps of the editor (default: its preset)"
+    )
+    ev.add_argument(
+        "--hp",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="override one hyper-parameter of the editor's preset, e.g. --hp n_prefixes=11 "
+        "--hp early_stop=0 (repeatable; values are Python literals)",
+    )
+    ev.add_argument(
+        "--shard",
+        default=None,
+        metavar="I/N",
+        help="evaluate only the I-th of N equal contiguous parts of the cases (I from 1); "
+        "join the parts with `python -m drift merge`",
+    )
     ev.add_argument("--device", default=None, help="torch device for the model, e.g. cuda (default: cpu)")
     ev.add_argument("--limit", type=int, default=None, help="evaluate only the first N cases")
-    ev.add_argument("--model", default=None, help="model name, hub id or local folder (default: smollm2-135m)")
+    ev.add_argument(
+        "--model", default=None, help="model name, hub id or local folder (default: smollm2-135m)"
+    )
     ev.add_argument("--seed", type=int, default=0, help="seed for sampling generations (default: 0)")
     ev.add_argument("--out", required=True, help="where to write the results JSON")
     ev.add_argument("--no-fluency", action="store_true", help="skip generation and the FL metric")
     ev.add_argument("--ppl", default=None, help="JSON list of texts ({'Text': ...} or strings) for PPL")
     ev.add_argument("--restart", action="store_true", help="ignore finished cases from an interrupted run")
-    ev.add_argument("--batch-cases", type=int, default=16, help="unedited: cases scored together (default: 16)")
+    ev.add_argument(
+        "--batch-cases", type=int, default=16, help="unedited: cases scored together (default: 16)"
+    )
     ev.add_argument("--quiet", action="store_true", help="no progress bar")
-    ev.add_argument("--scoring", choices=["mean", "product"], default="mean",
-                    help="score a multi-token target by its mean log-probability per token (default, as the "
-                         "papers' code) or by its whole probability (product)")
-    ev.add_argument("--pool", choices=["prompts", "cases"], default="prompts",
-                    help="summaries count every prompt once (default, as the papers' code) or every case once")
+    ev.add_argument(
+        "--scoring",
+        choices=["mean", "product"],
+        default="mean",
+        help="score a multi-token target by its mean log-probability per token (default, as the "
+        "papers' code) or by its whole probability (product)",
+    )
+    ev.add_argument(
+        "--pool",
+        choices=["prompts", "cases"],
+        default="prompts",
+        help="summaries count every prompt once (default, as the papers' code) or every case once",
+    )
 
     mg = sub.add_parser("merge", help="join the results of `eval --shard` runs into one results JSON")
     mg.add_argument("inputs", nargs="+", help="results JSON files of eval, or their .partial.jsonl files")
     mg.add_argument("--out", required=True, help="where to write the joined results JSON")
 
-    cp = sub.add_parser("compare", help="a table of finished eval runs, with paired differences against the first")
-    cp.add_argument("inputs", nargs="+", metavar="RESULTS.json",
-                    help="results JSON files of eval or merge; the first is the reference (LABEL=PATH names a row)")
-    cp.add_argument("--metrics", default="ES,PS,NS,RS,DNS,AvgS", help="comma-separated (default ES,PS,NS,RS,DNS,AvgS)")
+    cp = sub.add_parser(
+        "compare", help="a table of finished eval runs, with paired differences against the first"
+    )
+    cp.add_argument(
+        "inputs",
+        nargs="+",
+        metavar="RESULTS.json",
+        help="results JSON files of eval or merge; the first is the reference (LABEL=PATH names a row)",
+    )
+    cp.add_argument(
+        "--metrics", default="ES,PS,NS,RS,DNS,AvgS", help="comma-separated (default ES,PS,NS,RS,DNS,AvgS)"
+    )
 
     sub.add_parser("demo", help="load the default model and show a few facts' probabilities")
 
@@ -143,9 +221,16 @@ def _eval(args) -> int:
         return _sequential(args, overrides, cases)
     texts = _load_texts(args.ppl) if args.ppl else None
     out = Path(args.out)
-    config = {"data": str(args.data), "editor": args.editor, "model": args.model or drift.DEFAULT_MODEL,
-              "seed": args.seed, "fluency": not args.no_fluency, "ppl": args.ppl,
-              "scoring": args.scoring, "pool": args.pool}
+    config = {
+        "data": str(args.data),
+        "editor": args.editor,
+        "model": args.model or drift.DEFAULT_MODEL,
+        "seed": args.seed,
+        "fluency": not args.no_fluency,
+        "ppl": args.ppl,
+        "scoring": args.scoring,
+        "pool": args.pool,
+    }
     if args.sadr is not None:  # only when given, so keys of runs without them stay as they were
         config |= {"sadr": args.sadr, "sadr_heads": args.sadr_heads}
     if args.steps is not None:
@@ -174,12 +259,23 @@ def _eval(args) -> int:
     if not done:
         partial.write_text(json.dumps({"config_key": key}) + "\n")
     with open(partial, "a") as f:
+
         def save(row: dict) -> None:
             f.write(json.dumps(row) + "\n")
             f.flush()
 
-        evaluate(model, todo, edit=edit, fluency=not args.no_fluency, ppl_texts=texts, seed=args.seed,
-                 batch_cases=args.batch_cases, progress=not args.quiet, on_case=save, scoring=args.scoring)
+        evaluate(
+            model,
+            todo,
+            edit=edit,
+            fluency=not args.no_fluency,
+            ppl_texts=texts,
+            seed=args.seed,
+            batch_cases=args.batch_cases,
+            progress=not args.quiet,
+            on_case=save,
+            scoring=args.scoring,
+        )
     done = _read_partial(partial, key)
     rows = [done[c.case_id] for c in cases]
     summary = summarise([r["metrics"] for r in rows], args.pool)
@@ -202,18 +298,38 @@ def _sequential(args, overrides: dict, cases) -> int:
     try:
         marks = sorted({int(x) for x in args.checkpoints.split(",") if x.strip()} | {len(cases)})
     except ValueError:
-        raise ValueError(f"--checkpoints must be comma-separated edit counts, got {args.checkpoints!r}") from None
+        raise ValueError(
+            f"--checkpoints must be comma-separated edit counts, got {args.checkpoints!r}"
+        ) from None
     compute = get_compute(args.editor, drop_rate=args.dr, seed=args.seed, **overrides)
     model = drift.load_model(args.model, device=args.device)
     import torch
 
     torch.manual_seed(args.seed)
-    rows = sequential_edits(model, cases, compute, checkpoints=marks, batch=args.batch_edits,
-                            progress=not args.quiet, scoring=args.scoring, pool=args.pool)
-    config = {"data": str(args.data), "editor": args.editor, "model": args.model or drift.DEFAULT_MODEL,
-              "seed": args.seed, "dr": args.dr, "sequential": True, "batch_edits": args.batch_edits,
-              "sadr": args.sadr, "sadr_heads": args.sadr_heads if args.sadr is not None else None,
-              "steps": args.steps, "scoring": args.scoring, "pool": args.pool}
+    rows = sequential_edits(
+        model,
+        cases,
+        compute,
+        checkpoints=marks,
+        batch=args.batch_edits,
+        progress=not args.quiet,
+        scoring=args.scoring,
+        pool=args.pool,
+    )
+    config = {
+        "data": str(args.data),
+        "editor": args.editor,
+        "model": args.model or drift.DEFAULT_MODEL,
+        "seed": args.seed,
+        "dr": args.dr,
+        "sequential": True,
+        "batch_edits": args.batch_edits,
+        "sadr": args.sadr,
+        "sadr_heads": args.sadr_heads if args.sadr is not None else None,
+        "steps": args.steps,
+        "scoring": args.scoring,
+        "pool": args.pool,
+    }
     save_json(Path(args.out), {"config": config, "checkpoints": rows})
     for row in rows:
         print(f"after {row['n_edits']} edits:")
@@ -240,7 +356,6 @@ def parse_hp(items: list[str]) -> dict:
     return out
 
 
-
 def _merge(args) -> int:
     """Join shard results: finished results JSON files and/or partial JSONL files of one config."""
     from drift.metrics import scoring_of, summarise
@@ -261,15 +376,24 @@ def _merge(args) -> int:
         for row in found:
             rows.setdefault(row["case_id"], row)
     if any(c != configs[0] for c in configs[1:]):
-        raise ValueError("merge: the inputs come from different configurations: "
-                         + "; ".join(json.dumps(c, sort_keys=True) for c in configs))
+        raise ValueError(
+            "merge: the inputs come from different configurations: "
+            + "; ".join(json.dumps(c, sort_keys=True) for c in configs)
+        )
     if not rows:
         raise ValueError("merge: the inputs hold no finished cases")
     # partial files alone carry no config: they were written by this version's eval (its defaults)
     pool = scoring_of(configs[0])[1] if configs else "prompts"
     summary = summarise([r["metrics"] for r in rows.values()], pool)
-    save_json(Path(args.out), {"config": configs[0] if configs else {}, "summary": summary,
-                               "cases": list(rows.values()), "merged_from": [str(x) for x in args.inputs]})
+    save_json(
+        Path(args.out),
+        {
+            "config": configs[0] if configs else {},
+            "summary": summary,
+            "cases": list(rows.values()),
+            "merged_from": [str(x) for x in args.inputs],
+        },
+    )
     print(_table(summary))
     print(f"wrote {args.out} ({len(rows)} cases)")
     return 0
@@ -293,15 +417,18 @@ def _compare(args) -> int:
 
 
 def _read_results(path: Path, command: str) -> dict:
-    """A results JSON of ``eval``/``merge`` (``{"config", "cases", ...}``), or a ValueError naming the file."""
+    """A results JSON of ``eval``/``merge`` (``{"config", "cases", ...}``), or a ValueError naming
+    the file."""
     try:
         data = json.loads(path.read_text())
     except json.JSONDecodeError as e:
         raise ValueError(f"{command}: {path} is not a results JSON of `python -m drift eval` ({e})") from e
     missing = [k for k in ("config", "cases") if not isinstance(data, dict) or k not in data]
     if missing:
-        raise ValueError(f"{command}: {path} is not a results JSON of `python -m drift eval` "
-                         f"(no {' or '.join(map(repr, missing))})")
+        raise ValueError(
+            f"{command}: {path} is not a results JSON of `python -m drift eval` "
+            f"(no {' or '.join(map(repr, missing))})"
+        )
     return data
 
 

@@ -60,7 +60,10 @@ WEIGHT_VIEWS: dict[str, dict[str, tuple[str, str]]] = {
 }
 
 # The modules that turn the last residual stream into logits, applied to chosen positions only.
-HEAD_MODULES: dict[str, tuple[str, str]] = {"bridge": ("ln_final", "unembed"), "legacy": ("ln_final", "unembed")}
+HEAD_MODULES: dict[str, tuple[str, str]] = {
+    "bridge": ("ln_final", "unembed"),
+    "legacy": ("ln_final", "unembed"),
+}
 
 Hook = tuple[str, Callable[[Tensor, object], Tensor | None]]
 
@@ -193,7 +196,9 @@ class Model:
         tensor: Tensor = obj
         owners = {p.untyped_storage().data_ptr() for p in self.hooked.parameters()}
         if tensor.untyped_storage().data_ptr() not in owners:
-            raise RuntimeError(f"{self.kind} model's {path} at layer {layer} is a copy, not a view: edits would be lost")
+            raise RuntimeError(
+                f"{self.kind} model's {path} at layer {layer} is a copy, not a view: edits would be lost"
+            )
         return tensor
 
     # ---- tokenisation -----------------------------------------------------------------------
@@ -307,14 +312,22 @@ class Model:
             if hf is not None and blocks is not None and (not types or len(set(types)) == 1):
                 for parent in hf.modules():
                     for attr, child in parent.named_children():
-                        if isinstance(child, torch.nn.ModuleList) and len(child) == len(blocks) and all(
-                            a is b for a, b in zip(child, blocks, strict=True)
+                        if (
+                            isinstance(child, torch.nn.ModuleList)
+                            and len(child) == len(blocks)
+                            and all(a is b for a, b in zip(child, blocks, strict=True))
                         ):
                             self._decoder = (parent, attr, child)
         return self._decoder
 
     def capture(
-        self, tokens: Tensor, site: str, layer: int | None, hooks: Sequence[Hook] = (), *, start_at_layer: int | None = None
+        self,
+        tokens: Tensor,
+        site: str,
+        layer: int | None,
+        hooks: Sequence[Hook] = (),
+        *,
+        start_at_layer: int | None = None,
     ) -> Tensor:
         """The activation at ``site``/``layer``, stopping the forward pass right there."""
         name = self.hook_name(site, layer)
@@ -331,7 +344,12 @@ class Model:
         raise RuntimeError(f"hook {name} did not fire")
 
     def residual(
-        self, tokens: Tensor, hooks: Sequence[Hook] = (), *, layer: int | None = None, start_at_layer: int | None = None
+        self,
+        tokens: Tensor,
+        hooks: Sequence[Hook] = (),
+        *,
+        layer: int | None = None,
+        start_at_layer: int | None = None,
     ) -> Tensor:
         """The residual stream ``[batch, pos, d_model]`` after block ``layer`` (default: the last),
         computing nothing after it."""
@@ -345,7 +363,13 @@ class Model:
         return unembed(x)
 
     def logits_at(
-        self, tokens: Tensor, rows: Tensor, cols: Tensor, hooks: Sequence[Hook] = (), *, start_at_layer: int | None = None
+        self,
+        tokens: Tensor,
+        rows: Tensor,
+        cols: Tensor,
+        hooks: Sequence[Hook] = (),
+        *,
+        start_at_layer: int | None = None,
     ) -> Tensor:
         """Logits ``[n, d_vocab]`` at ``(rows[i], cols[i])`` only: the unembedding, the largest
         matrix of a small model, is applied where a token is scored and nowhere else."""
@@ -359,8 +383,14 @@ class Model:
         with torch.random.fork_rng(devices=[]), self._cache_reaches_attention():
             torch.manual_seed(seed)
             return self.hooked.generate(
-                tokens.to(self.device), max_new_tokens=max_new_tokens, do_sample=True, top_k=top_k,
-                stop_at_eos=False, use_past_kv_cache=True, verbose=False, return_type="tokens",
+                tokens.to(self.device),
+                max_new_tokens=max_new_tokens,
+                do_sample=True,
+                top_k=top_k,
+                stop_at_eos=False,
+                use_past_kv_cache=True,
+                verbose=False,
+                return_type="tokens",
             )
 
     @contextlib.contextmanager
@@ -386,7 +416,9 @@ class Model:
         try:
             with warnings.catch_warnings():
                 # the bridge still passes the cache by its old name, which transformers 5.x warns about
-                warnings.filterwarnings("ignore", message=".*past_key_values.*deprecated", category=FutureWarning)
+                warnings.filterwarnings(
+                    "ignore", message=".*past_key_values.*deprecated", category=FutureWarning
+                )
                 yield
         finally:
             for h in handles:

@@ -93,9 +93,16 @@ def measure(model: Model, edit: Edit, p: Prompt, target_edit: str) -> Drift:
     diff = W_star - W
     other = torch.cat([diff[..., :s], diff[..., s + 1 :]], -1).abs().sum(-1)
     return Drift(
-        kl=kl, subject_gain=diff[..., s], other_shift=other, vanilla_rows=W, edited_rows=W_star,
-        hidden_norm=float(h_star.norm()), hidden_l2=float((h_star - h).norm()),
-        hidden_cos=float(torch.nn.functional.cosine_similarity(h_star, h, dim=0)), p_edit=p_edit, p_true=p_true,
+        kl=kl,
+        subject_gain=diff[..., s],
+        other_shift=other,
+        vanilla_rows=W,
+        edited_rows=W_star,
+        hidden_norm=float(h_star.norm()),
+        hidden_l2=float((h_star - h).norm()),
+        hidden_cos=float(torch.nn.functional.cosine_similarity(h_star, h, dim=0)),
+        p_edit=p_edit,
+        p_true=p_true,
     )
 
 

@@ -47,7 +47,9 @@ def run_label(config: dict) -> str:
     """A short name for a run from its configuration: editor and the options that change it."""
     name = str(config.get("editor", "?"))
     if config.get("sadr") is not None:
-        name += f"+SADR(γ={config['sadr']:g}" + (", all heads" if config.get("sadr_heads") == "all" else "") + ")"
+        name += (
+            f"+SADR(γ={config['sadr']:g}" + (", all heads" if config.get("sadr_heads") == "all" else "") + ")"
+        )
     if config.get("dr"):
         name += f" DR(p={config['dr']:g})"
     if config.get("steps") is not None:
@@ -60,16 +62,20 @@ def run_label(config: dict) -> str:
 def paired_difference(reference: Sequence[dict], other: Sequence[dict], metric: str) -> Paired:
     """Compare two runs' case rows (``{"case_id", "metrics"}``) on ``metric``, matched by case id."""
     ref = {r["case_id"]: r["metrics"][metric] for r in reference if metric in r["metrics"]}
-    pairs = [(ref[r["case_id"]], r["metrics"][metric]) for r in other
-             if r["case_id"] in ref and metric in r["metrics"]]
+    pairs = [
+        (ref[r["case_id"]], r["metrics"][metric])
+        for r in other
+        if r["case_id"] in ref and metric in r["metrics"]
+    ]
     diffs = [b - a for a, b in pairs]
     if not diffs:
         return Paired(metric, 0, math.nan, math.nan, 0, 0)
     p = math.nan
     if len(diffs) > 1 and any(d != diffs[0] for d in diffs):
         p = float(stats.ttest_rel([b for _, b in pairs], [a for a, _ in pairs]).pvalue)
-    return Paired(metric, len(diffs), sum(diffs) / len(diffs), p,
-                  sum(d > 0 for d in diffs), sum(d < 0 for d in diffs))
+    return Paired(
+        metric, len(diffs), sum(diffs) / len(diffs), p, sum(d > 0 for d in diffs), sum(d < 0 for d in diffs)
+    )
 
 
 def _cell(summary: dict, metric: str) -> str:
@@ -89,9 +95,11 @@ def compare_table(runs: Sequence[tuple[str, dict]], metrics: Sequence[str] = DEF
         raise ValueError("compare: no runs given")
     ways = [scoring_of(run.get("config") or {}) for _, run in runs]
     if any(w != ways[0] for w in ways[1:]):
-        raise ValueError("compare: the runs are scored differently (scoring, pool): "
-                         + "; ".join(f"{label}: {w}" for (label, _), w in zip(runs, ways))
-                         + " — re-run them with the same --scoring and --pool")
+        raise ValueError(
+            "compare: the runs are scored differently (scoring, pool): "
+            + "; ".join(f"{label}: {w}" for (label, _), w in zip(runs, ways))
+            + " — re-run them with the same --scoring and --pool"
+        )
     summaries = [summarise([c["metrics"] for c in run["cases"]], ways[0][1]) for _, run in runs]
     unknown = [m for m in metrics if not any(m in s for s in summaries)]
     if unknown:
@@ -104,7 +112,11 @@ def compare_table(runs: Sequence[tuple[str, dict]], metrics: Sequence[str] = DEF
         lines.append(f"| {label} | " + " | ".join(_cell(summary, m) for m in metrics) + " |")
     if len(runs) > 1:
         ref_label, ref = runs[0]
-        lines += ["", f"Paired over the same cases, each run minus {ref_label} (t-test p; cases better / worse):", ""]
+        lines += [
+            "",
+            f"Paired over the same cases, each run minus {ref_label} (t-test p; cases better / worse):",
+            "",
+        ]
         per_case = [m for m in metrics if m != "AvgS"]  # Avg S is a summary, not a per-case metric
         lines.append("| run | " + " | ".join(per_case) + " |")
         lines.append("|---" * (len(per_case) + 1) + "|")

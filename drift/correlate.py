@@ -1,7 +1,8 @@
 """Pearson correlation of drift factors with failure (main paper Fig. 4, Tables 2 and 4).
 
 Example:
-    >>> rows = [{"kl_drift": 0.1, "p_edit": 0.2}, {"kl_drift": 0.5, "p_edit": 0.6}, {"kl_drift": 0.3, "p_edit": 0.3}]
+    >>> rows = [{"kl_drift": 0.1, "p_edit": 0.2}, {"kl_drift": 0.5, "p_edit": 0.6},
+    ...         {"kl_drift": 0.3, "p_edit": 0.3}]
     >>> r = pearson(rows, ["kl_drift"])["kl_drift"]
     >>> round(r.rho, 3), r.n
     (0.961, 3)

@@ -120,41 +120,63 @@ def parse_case(raw: Any, *, index: int = 0, source: str = "case") -> EditCase:
     case_id = str(raw.get("case_id", index))
     where = f"{source}, case {case_id}"
     rr = _get(raw, "requested_rewrite", dict, where)
-    subject = _text(_get(rr, "subject", str, where, "requested_rewrite.subject"), where, "requested_rewrite.subject")
+    subject = _text(
+        _get(rr, "subject", str, where, "requested_rewrite.subject"), where, "requested_rewrite.subject"
+    )
     prompt = _get(rr, "prompt", str, where, "requested_rewrite.prompt")
     prompt = prompt.replace("{}", subject) if "{}" in prompt else prompt
     o_edit = _target(rr, "target_new", where)
     o_true = _target(rr, "target_true", where)
     if subject not in prompt:
-        raise CaseError(f"{where}: field requested_rewrite.subject {subject!r} is not in the prompt {prompt!r}")
+        raise CaseError(
+            f"{where}: field requested_rewrite.subject {subject!r} is not in the prompt {prompt!r}"
+        )
     if o_edit.strip().lower() == o_true.strip().lower():
         raise CaseError(f"{where}: target_new equals target_true ({o_edit!r}); nothing to edit")
     fields: dict[str, Any] = dict(
-        case_id=case_id, subject=subject, prompt=prompt, o_true=o_true, o_edit=o_edit,
+        case_id=case_id,
+        subject=subject,
+        prompt=prompt,
+        o_true=o_true,
+        o_edit=o_edit,
         relation_id=rr.get("relation_id") if isinstance(rr.get("relation_id"), str) else None,
     )
     if "rewrite" in raw:  # merged schema
         fields["rewrite"] = tuple(_prompts(raw, "rewrite", where))
         # A task block with no prompts (the dev set has many) is an absent task, not an error.
-        for key, name in (("p-paraphrase", "paraphrase"), ("p-subject_alias", "subject_alias"), ("generation", "generation")):
+        for key, name in (
+            ("p-paraphrase", "paraphrase"),
+            ("p-subject_alias", "subject_alias"),
+            ("generation", "generation"),
+        ):
             if key in raw and _has_prompts(raw, key, where):
                 fields[name] = tuple(_prompts(raw, key, where))
-        for key, name in (("l-neighbor", "neighborhood"), ("l-relation", "relation"), ("p-reasoning", "reasoning")):
+        for key, name in (
+            ("l-neighbor", "neighborhood"),
+            ("l-relation", "relation"),
+            ("p-reasoning", "reasoning"),
+        ):
             if key in raw and _has_prompts(raw, key, where):
                 fields[name] = _probes(raw, key, where)
         if "o-commonsense" in raw:
             oc = _get(raw, "o-commonsense", dict, where)
             fields["commonsense"] = Commonsense(
                 prompt=_get(oc, "prompts", str, where, "o-commonsense.prompts"),
-                right=_text(_get(oc, "right", str, where, "o-commonsense.right"), where, "o-commonsense.right"),
-                wrong=_text(_get(oc, "wrong", str, where, "o-commonsense.wrong"), where, "o-commonsense.wrong"),
+                right=_text(
+                    _get(oc, "right", str, where, "o-commonsense.right"), where, "o-commonsense.right"
+                ),
+                wrong=_text(
+                    _get(oc, "wrong", str, where, "o-commonsense.wrong"), where, "o-commonsense.wrong"
+                ),
             )
     else:  # original CounterFact schema
         fields["rewrite"] = (prompt,)
         if "paraphrase_prompts" in raw:
             fields["paraphrase"] = tuple(_str_list(raw, "paraphrase_prompts", where))
         if "neighborhood_prompts" in raw:
-            fields["neighborhood"] = tuple(Probe(p, o_true) for p in _str_list(raw, "neighborhood_prompts", where))
+            fields["neighborhood"] = tuple(
+                Probe(p, o_true) for p in _str_list(raw, "neighborhood_prompts", where)
+            )
         if "generation_prompts" in raw:
             fields["generation"] = tuple(_str_list(raw, "generation_prompts", where))
     if not fields["rewrite"]:
@@ -226,4 +248,3 @@ def _probes(raw: dict, key: str, where: str) -> tuple[Probe, ...]:
     if len(prompts) != len(answers):
         raise CaseError(f"{where}: field {key!r} has {len(prompts)} prompts but {len(answers)} targets")
     return tuple(Probe(p, a) for p, a in zip(prompts, answers))
-

@@ -72,9 +72,13 @@ def evaluate(
     groups = [[c] for c in cases] if edit is not None else _chunks(cases, batch_cases)
     for group in groups:
         with edit(model, group[0]) if edit is not None else contextlib.nullcontext():
-            results = _evaluate_group(model, group, fluency, gen_prompts, gen_tokens, batch_size, seed, scoring)
+            results = _evaluate_group(
+                model, group, fluency, gen_prompts, gen_tokens, batch_size, seed, scoring
+            )
             if ppl_texts:
-                ppl = base_ppl if base_ppl is not None else perplexity(model, ppl_texts, batch_size=batch_size)
+                ppl = (
+                    base_ppl if base_ppl is not None else perplexity(model, ppl_texts, batch_size=batch_size)
+                )
                 for r in results:
                     r["metrics"]["PPL"] = ppl
         for r in results:
@@ -104,7 +108,9 @@ def _evaluate_group(model, cases, fluency, gen_prompts, gen_tokens, batch_size, 
     if fluency:
         gen = [(i, p) for i, c in enumerate(cases) for p in (c.generation or ())[:gen_prompts]]
         if gen:
-            texts = generate(model, [p for _, p in gen], max_new_tokens=gen_tokens, seed=seed, batch_size=batch_size)
+            texts = generate(
+                model, [p for _, p in gen], max_new_tokens=gen_tokens, seed=seed, batch_size=batch_size
+            )
             for i in {i for i, _ in gen}:
                 mine = [t for (j, _), t in zip(gen, texts) if j == i]
                 out[i]["metrics"]["FL"] = n_gram_entropy(mine)

@@ -169,7 +169,9 @@ def mean_ci95(values: Iterable[float]) -> tuple[float, float, float]:
     return (m, float(lo), float(hi))
 
 
-def n_gram_entropy(texts: Sequence[str], ns: Sequence[int] = (2, 3), weights: Sequence[float] = (2 / 3, 4 / 3)) -> float:
+def n_gram_entropy(
+    texts: Sequence[str], ns: Sequence[int] = (2, 3), weights: Sequence[float] = (2 / 3, 4 / 3)
+) -> float:
     """Fluency: the weighted mean over n of the entropy (bits) of each text's n-gram
     frequency distribution, averaged over texts. Repetitive text scores low."""
     per_text = []

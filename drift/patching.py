@@ -68,7 +68,9 @@ State = tuple[Write, ...]
 
 
 @torch.no_grad()
-def record(model: Model, tokens: Tensor, keys: Iterable[Key], hooks: Sequence[Hook] = ()) -> dict[Key, Tensor]:
+def record(
+    model: Model, tokens: Tensor, keys: Iterable[Key], hooks: Sequence[Hook] = ()
+) -> dict[Key, Tensor]:
     """Activations at ``keys`` for the single sequence ``tokens [1, pos]``, batch dim removed.
 
     One forward pass that stops after the last layer needed."""
@@ -104,7 +106,10 @@ def _hooks_for(model: Model, states: Sequence[State], source: Mapping[Key, Tenso
     for row, state in enumerate(states):
         for w in state:
             by_key[w.key].append((row, w.index))
-    return [(model.hook_name(site, layer), _writer(ws, source[(site, layer)])) for (site, layer), ws in by_key.items()]
+    return [
+        (model.hook_name(site, layer), _writer(ws, source[(site, layer)]))
+        for (site, layer), ws in by_key.items()
+    ]
 
 
 def _check_source(states: Sequence[State], source: Mapping[Key, Tensor]) -> None:
@@ -113,7 +118,9 @@ def _check_source(states: Sequence[State], source: Mapping[Key, Tensor]) -> None
         raise KeyError(f"patch states write {missing} but the source has no such activations")
 
 
-def _read(model: Model, resid: Tensor, hooks: list[Hook], start: int, read_pos: int, read_tokens: Tensor) -> Tensor:
+def _read(
+    model: Model, resid: Tensor, hooks: list[Hook], start: int, read_pos: int, read_tokens: Tensor
+) -> Tensor:
     rows = torch.arange(resid.shape[0], device=resid.device)
     cols = torch.full_like(rows, read_pos)
     logits = model.logits_at(resid, rows, cols, hooks, start_at_layer=start)  # [B, d_vocab]

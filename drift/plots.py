@@ -32,23 +32,37 @@ def save(fig: go.Figure, stem: Path | str, *, width: int = 1000, height: int = 5
 
 
 def heatmaps(
-    panels: Mapping[str, Tensor], tokens: Sequence[str], *, title: str, colorbar: str, layer_axis: str = "layer"
+    panels: Mapping[str, Tensor],
+    tokens: Sequence[str],
+    *,
+    title: str,
+    colorbar: str,
+    layer_axis: str = "layer",
 ) -> go.Figure:
     """One heatmap per panel, each ``[layers, tokens]``, tokens along x and layers along y
     (Fig. 3/9/10 style). A shared, zero-centred colour scale."""
     names = list(panels)
-    fig = make_subplots(rows=1, cols=len(names), subplot_titles=names, shared_yaxes=True, horizontal_spacing=0.04)
+    fig = make_subplots(
+        rows=1, cols=len(names), subplot_titles=names, shared_yaxes=True, horizontal_spacing=0.04
+    )
     vmax = max(float(v.abs().max()) for v in panels.values()) or 1.0
     labels = [f"{i}:{t!r}"[:24] for i, t in enumerate(tokens)]
     for c, name in enumerate(names, start=1):
         z = panels[name].float().numpy()
         fig.add_trace(
             go.Heatmap(
-                z=z, x=labels, y=list(range(z.shape[0])), zmin=-vmax, zmax=vmax, colorscale="RdBu_r",
-                colorbar={"title": colorbar}, showscale=c == len(names),
+                z=z,
+                x=labels,
+                y=list(range(z.shape[0])),
+                zmin=-vmax,
+                zmax=vmax,
+                colorscale="RdBu_r",
+                colorbar={"title": colorbar},
+                showscale=c == len(names),
                 hovertemplate="token %{x}<br>layer %{y}<br>" + colorbar + " %{z:.4f}<extra></extra>",
             ),
-            row=1, col=c,
+            row=1,
+            col=c,
         )
         fig.update_xaxes(title_text="token", tickangle=-60, row=1, col=c)
     fig.update_yaxes(title_text=layer_axis, row=1, col=1)
@@ -57,8 +71,14 @@ def heatmaps(
 
 
 def curves(
-    x: Sequence, lines: Mapping[str, Sequence[float]], *, title: str, x_title: str, y_title: str,
-    references: Mapping[str, float] | None = None, log_x: bool = False,
+    x: Sequence,
+    lines: Mapping[str, Sequence[float]],
+    *,
+    title: str,
+    x_title: str,
+    y_title: str,
+    references: Mapping[str, float] | None = None,
+    log_x: bool = False,
 ) -> go.Figure:
     """Lines over ``x`` (Fig. 5, Fig. 6, Fig. 10), with dashed horizontal reference levels."""
     fig = go.Figure()
@@ -72,8 +92,13 @@ def curves(
     return fig
 
 
-def paths(panels: Mapping[str, Mapping[str, tuple[Sequence[float], Sequence[float], Sequence[str]]]], *,
-          title: str, x_titles: Mapping[str, str], y_title: str) -> go.Figure:
+def paths(
+    panels: Mapping[str, Mapping[str, tuple[Sequence[float], Sequence[float], Sequence[str]]]],
+    *,
+    title: str,
+    x_titles: Mapping[str, str],
+    y_title: str,
+) -> go.Figure:
     """Trade-off paths (Fig. 7): per panel, one line per knob through its settings ``(x, y, labels)``."""
     names = list(panels)
     fig = make_subplots(rows=1, cols=len(names), subplot_titles=names)
@@ -81,25 +106,45 @@ def paths(panels: Mapping[str, Mapping[str, tuple[Sequence[float], Sequence[floa
     for c, panel in enumerate(names, start=1):
         for knob, (xs, ys, labels) in panels[panel].items():
             colour = colours.setdefault(knob, f"hsl({len(colours) * 67 % 360},60%,45%)")
-            fig.add_trace(go.Scatter(x=list(xs), y=list(ys), text=list(labels), mode="lines+markers+text",
-                                     textposition="top center", name=knob, legendgroup=knob, showlegend=c == 1,
-                                     line={"color": colour}), row=1, col=c)
+            fig.add_trace(
+                go.Scatter(
+                    x=list(xs),
+                    y=list(ys),
+                    text=list(labels),
+                    mode="lines+markers+text",
+                    textposition="top center",
+                    name=knob,
+                    legendgroup=knob,
+                    showlegend=c == 1,
+                    line={"color": colour},
+                ),
+                row=1,
+                col=c,
+            )
         fig.update_xaxes(title_text=x_titles[panel], row=1, col=c)
         fig.update_yaxes(title_text=y_title, row=1, col=c)
     fig.update_layout(title=title)
     return fig
 
 
-def scatter(panels: Mapping[str, tuple[Sequence[float], Sequence[float], float, float]], *, title: str,
-            x_title: str, y_title: str) -> go.Figure:
+def scatter(
+    panels: Mapping[str, tuple[Sequence[float], Sequence[float], float, float]],
+    *,
+    title: str,
+    x_title: str,
+    y_title: str,
+) -> go.Figure:
     """One scatter per panel ``(x, y, rho, p)`` with ρ and p in the subplot title (Fig. 4)."""
     names = list(panels)
     titles = [f"{n}: ρ = {panels[n][2]:.2f}, p = {panels[n][3]:.1e}" for n in names]
     fig = make_subplots(rows=1, cols=len(names), subplot_titles=titles)
     for c, n in enumerate(names, start=1):
         x, y, _, _ = panels[n]
-        fig.add_trace(go.Scatter(x=list(x), y=list(y), mode="markers", name=n, marker={"size": 6, "opacity": 0.7}),
-                      row=1, col=c)
+        fig.add_trace(
+            go.Scatter(x=list(x), y=list(y), mode="markers", name=n, marker={"size": 6, "opacity": 0.7}),
+            row=1,
+            col=c,
+        )
         fig.update_xaxes(title_text=x_title, row=1, col=c)
         fig.update_yaxes(title_text=y_title, row=1, col=c)
     fig.update_layout(title=title, showlegend=False)
@@ -109,21 +154,40 @@ def scatter(panels: Mapping[str, tuple[Sequence[float], Sequence[float], float, 
 def table(header: Sequence[str], rows: Sequence[Sequence], *, title: str) -> go.Figure:
     """A table (Table 2, Table 4) as a figure."""
     cols = [[r[i] for r in rows] for i in range(len(header))]
-    fig = go.Figure(go.Table(header={"values": list(header), "align": "left"},
-                             cells={"values": cols, "align": "left"}))
+    fig = go.Figure(
+        go.Table(header={"values": list(header), "align": "left"}, cells={"values": cols, "align": "left"})
+    )
     fig.update_layout(title=title)
     return fig
 
 
-def matrices(panels: Mapping[str, Tensor], labels: Sequence[str], *, title: str, colorbar: str,
-             zmin: float = -1.0, zmax: float = 1.0) -> go.Figure:
+def matrices(
+    panels: Mapping[str, Tensor],
+    labels: Sequence[str],
+    *,
+    title: str,
+    colorbar: str,
+    zmin: float = -1.0,
+    zmax: float = 1.0,
+) -> go.Figure:
     """Square matrices side by side, e.g. pairwise cosine similarity of updates (AdaPLE Fig. 3)."""
     names = list(panels)
     fig = make_subplots(rows=1, cols=len(names), subplot_titles=names, horizontal_spacing=0.05)
     for c, name in enumerate(names, start=1):
-        fig.add_trace(go.Heatmap(z=panels[name].float().numpy(), x=list(labels), y=list(labels), zmin=zmin,
-                                 zmax=zmax, colorscale="RdBu_r", colorbar={"title": colorbar},
-                                 showscale=c == len(names)), row=1, col=c)
+        fig.add_trace(
+            go.Heatmap(
+                z=panels[name].float().numpy(),
+                x=list(labels),
+                y=list(labels),
+                zmin=zmin,
+                zmax=zmax,
+                colorscale="RdBu_r",
+                colorbar={"title": colorbar},
+                showscale=c == len(names),
+            ),
+            row=1,
+            col=c,
+        )
         fig.update_yaxes(autorange="reversed", row=1, col=c)
     fig.update_layout(title=title)
     return fig

@@ -82,7 +82,12 @@ def score_targets(
         chunk = carriers[start : start + batch_size]
         mine = [r for c in chunk for r in by_carrier[c]]
         row_of = {c: b for b, c in enumerate(chunk)}
-        lp, h = _score_batch(model, [seqs[c] for c in chunk], [(row_of[reads[r][1]], reads[r][2], reads[r][3]) for r in mine], hooks)
+        lp, h = _score_batch(
+            model,
+            [seqs[c] for c in chunk],
+            [(row_of[reads[r][1]], reads[r][2], reads[r][3]) for r in mine],
+            hooks,
+        )
         tok_lp[mine], hit[mine] = lp, h
     owner = torch.tensor([r[0] for r in reads])
     first = torch.tensor([j == 0 for k, (p, t) in enumerate(pairs) for j in range(len(t))])

@@ -75,21 +75,25 @@ def sequential_edits(
     handles = []
     rows: list[dict] = []
     marks = sorted({n for n in checkpoints if 1 <= n <= len(cases)})
-    run_id = hashlib.sha256(json.dumps([[str(c.case_id) for c in cases], marks, batch]).encode()).hexdigest()[:16]
+    run_id = hashlib.sha256(json.dumps([[str(c.case_id) for c in cases], marks, batch]).encode()).hexdigest()[
+        :16
+    ]
     touched: set[tuple[str, int]] = set()
     first = 0
     bar = tqdm(total=len(cases), desc="sequential edits", disable=not progress)
     try:
         saved = _load_state(state, run_id)
         if saved is not None:
-            deltas = [WeightDelta(w, l, v.to(model.weight(w, l).device) - model.weight(w, l).detach())
-                      for (w, l), v in saved["weights"].items()]
+            deltas = [
+                WeightDelta(w, l, v.to(model.weight(w, l).device) - model.weight(w, l).detach())
+                for (w, l), v in saved["weights"].items()
+            ]
             handles.append(Edit(deltas).apply(model))
             touched |= set(saved["weights"])
             rows, first = saved["rows"], saved["n_done"]
             bar.update(first)
         for start in range(first, len(cases), batch):
-            group = cases[start:start + batch]
+            group = cases[start : start + batch]
             edits = []
             for case in group:
                 edit = compute(model, case)
@@ -102,8 +106,14 @@ def sequential_edits(
             bar.update(len(group))
             i = start + len(group)
             if any(start < n <= i for n in marks):
-                results = evaluate(model, cases[:i], edit=None, fluency=False, progress=False, scoring=scoring)
-                row = {"n_edits": i, "summary": summarise([r["metrics"] for r in results], pool), "cases": results}
+                results = evaluate(
+                    model, cases[:i], edit=None, fluency=False, progress=False, scoring=scoring
+                )
+                row = {
+                    "n_edits": i,
+                    "summary": summarise([r["metrics"] for r in results], pool),
+                    "cases": results,
+                }
                 rows.append(row)
                 if on_checkpoint is not None:
                     on_checkpoint(row)

@@ -39,11 +39,23 @@ from drift.data import EditCase
 from drift.editors.base import Edit
 from drift.patching import State, Write, record, sweep
 
-KINDS: dict[str, tuple[str, ...]] = {"mlp": ("mlp_out",), "attn": ("attn_out",), "layer": ("attn_out", "mlp_out")}
+KINDS: dict[str, tuple[str, ...]] = {
+    "mlp": ("mlp_out",),
+    "attn": ("attn_out",),
+    "layer": ("attn_out", "mlp_out"),
+}
 
 # Token groups for averaging over cases (§3.2's aligned axes). "test prompt" exists only for
 # distracting prompts: the neighbour's prompt after the edit sentence.
-GROUPS = ["before subject", "subject first", "subject middle", "subject last", "after subject", "test prompt", "last token"]
+GROUPS = [
+    "before subject",
+    "subject first",
+    "subject middle",
+    "subject last",
+    "after subject",
+    "test prompt",
+    "last token",
+]
 
 
 def centred(layer: int, k: int, n_layers: int) -> range:
@@ -150,7 +162,9 @@ def contaminating_substitution(
     with edit.applied(model):
         source = record(model, p.tokens, [(s, l) for s in sites for l in range(L)])
     states: list[State] = [
-        tuple(Write(s, j, (t,)) for j in centred(l, window, L) for s in sites) for l in range(L) for t in range(T)
+        tuple(Write(s, j, (t,)) for j in centred(l, window, L) for s in sites)
+        for l in range(L)
+        for t in range(T)
     ]
     probs = sweep(model, p.tokens, states, source, p.read, **sweep_kw).view(L, T, 2)
     vanilla, edited = _references(model, edit, p)
@@ -173,7 +187,9 @@ def score_patching(model: Model, edit: Edit, p: Prompt, window: int = 10, **swee
     L, T = model.cfg.n_layers, p.tokens.shape[1]
     source = record(model, p.tokens, [("scores", l) for l in range(L)])
     states = [
-        tuple(Write("scores", j, (slice(None), T - 1, t)) for j in centred(l, window, L)) for l in range(L) for t in range(T)
+        tuple(Write("scores", j, (slice(None), T - 1, t)) for j in centred(l, window, L))
+        for l in range(L)
+        for t in range(T)
     ]
     with edit.applied(model):
         probs = sweep(model, p.tokens, states, source, p.read, **sweep_kw).view(L, T, 2)

@@ -52,7 +52,9 @@ def test_erase_old_delta_halves_towards_the_new_value_without_a_prior():
 
 def test_adaple_on_tiny_model_writes_only_mlp_weights(tiny):
     h0 = weights_hash(tiny)
-    edit = compute_adaple(tiny, EIFFEL, AdaPLEHParams(layers=(0, 1), steps=2, n_prefixes=2, stats_texts=CORPUS))
+    edit = compute_adaple(
+        tiny, EIFFEL, AdaPLEHParams(layers=(0, 1), steps=2, n_prefixes=2, stats_texts=CORPUS)
+    )
     assert weights_hash(tiny) == h0
     assert [(d.which, d.layer) for d in edit.deltas] == [("mlp_out", 0), ("mlp_out", 1)]
     assert edit.info["editor"] == "adaple"
@@ -68,7 +70,9 @@ def test_drop_rate_is_an_option_of_every_editor_and_on_by_default_for_adaple(tin
     default = get_compute("adaple", **hp)(tiny, EIFFEL)
     assert _zero_fraction(plain) < 0.01
     assert abs(_zero_fraction(default) - 0.8) < 0.02
-    rome = get_compute("rome", drop_rate=0.5, layer=1, steps=2, n_prefixes=1, stats_texts=CORPUS)(tiny, EIFFEL)
+    rome = get_compute("rome", drop_rate=0.5, layer=1, steps=2, n_prefixes=1, stats_texts=CORPUS)(
+        tiny, EIFFEL
+    )
     assert abs(_zero_fraction(rome) - 0.5) < 0.02 and rome.info["fusion"]["drop_and_rescale"] == 0.5
 
 

@@ -72,7 +72,9 @@ def test_weight_views_write_through(tiny, which):
 def test_start_at_layer_matches_full_forward(tiny):
     tokens, _ = tiny.pad([tiny.encode("Apple was founded by Steve")])
     box = {}
-    full = tiny.forward(tokens, [(tiny.hook_name("resid_pre", 1), lambda a, hook: box.setdefault("r", a.clone()))])
+    full = tiny.forward(
+        tokens, [(tiny.hook_name("resid_pre", 1), lambda a, hook: box.setdefault("r", a.clone()))]
+    )
     part = tiny.forward(box["r"], start_at_layer=1)
     torch.testing.assert_close(part, full, atol=1e-5, rtol=0)
 
@@ -81,7 +83,11 @@ def test_start_at_layer_computes_nothing_below_it(tiny):
     tokens, _ = tiny.pad([tiny.encode("Apple was founded by Steve")])
     resid = tiny.capture(tokens, "resid_pre", 1)
     fired = []
-    hooks = [(tiny.hook_name(site, l), lambda a, hook, l=l: fired.append(l)) for site in ("attn_out", "mlp_out") for l in (0, 1)]
+    hooks = [
+        (tiny.hook_name(site, l), lambda a, hook, l=l: fired.append(l))
+        for site in ("attn_out", "mlp_out")
+        for l in (0, 1)
+    ]
     tiny.forward(resid, hooks, start_at_layer=1)
     assert fired == [1, 1]
     tiny.forward(tokens, hooks)  # and the full model is whole again afterwards
@@ -102,8 +108,15 @@ def test_subject_positions_cover_the_subject(tiny):
     assert tiny.tokenizer.decode([ids[i] for i in pos]).strip() == "Brazil"
 
 
-@pytest.mark.parametrize("prompt", ["Eiffel Tower is in Paris", "I saw the Eiffel Tower in Paris",
-                                    "Paris: Eiffel Tower.", "the tower (Eiffel Tower) in Paris"])
+@pytest.mark.parametrize(
+    "prompt",
+    [
+        "Eiffel Tower is in Paris",
+        "I saw the Eiffel Tower in Paris",
+        "Paris: Eiffel Tower.",
+        "the tower (Eiffel Tower) in Paris",
+    ],
+)
 def test_subject_found_at_the_start_and_mid_sentence(tiny, prompt):
     """The subject tokenises differently at the start, after a space or after punctuation; its
     positions come from character offsets, so they always cover exactly the subject."""
@@ -135,7 +148,9 @@ def test_bos_convention(tiny):
     with_bos = Model(tiny.hooked, prepend_bos=True)
     assert with_bos.encode("Rome")[0] == with_bos.bos_id
     assert with_bos.encode("Rome")[1:] == tiny.encode("Rome")
-    assert with_bos.subject_positions("in Rome", "Rome") == [p + 1 for p in tiny.subject_positions("in Rome", "Rome")]
+    assert with_bos.subject_positions("in Rome", "Rome") == [
+        p + 1 for p in tiny.subject_positions("in Rome", "Rome")
+    ]
 
 
 def test_prompt_longer_than_context_is_rejected(tiny):

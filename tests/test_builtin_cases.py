@@ -21,7 +21,9 @@ def test_default_model_knows_the_builtin_facts(real):
     knows = (lp[:, 0] > lp[:, 1]).float().mean().item()
     top_neigh = s.top1[len(rewrite) : len(rewrite) + len(neigh)].float().mean().item()
     top_rel = s.top1[len(rewrite) + len(neigh) :].float().mean().item()
-    print(f"P(o_true) > P(o_edit): {knows:.1%}; neighbour top-1: {top_neigh:.1%}; relation top-1: {top_rel:.1%}")
+    print(
+        f"P(o_true) > P(o_edit): {knows:.1%}; neighbour top-1: {top_neigh:.1%}; relation top-1: {top_rel:.1%}"
+    )
     assert knows >= 0.80
     assert top_neigh > 0.5
     assert top_rel > 0.5

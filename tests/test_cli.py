@@ -12,7 +12,9 @@ from drift.data import CaseError
 
 def test_eval_writes_summary_and_cases(tmp_path, capsys, real):
     out = tmp_path / "r.json"
-    assert main(["eval", "--data", "builtin", "--limit", "3", "--no-fluency", "--quiet", "--out", str(out)]) == 0
+    assert (
+        main(["eval", "--data", "builtin", "--limit", "3", "--no-fluency", "--quiet", "--out", str(out)]) == 0
+    )
     res = json.loads(out.read_text())
     assert len(res["cases"]) == 3
     for k in ("ES", "EM", "PS", "NS", "RS", "DNS", "AvgS"):
@@ -97,8 +99,24 @@ def test_eval_with_rome_edits_and_restores(tmp_path, real):
 
     h0 = weights_hash(real)
     out = tmp_path / "rome.json"
-    assert main(["eval", "--data", "builtin", "--editor", "rome", "--limit", "1", "--no-fluency", "--quiet",
-                 "--out", str(out)]) == 0
+    assert (
+        main(
+            [
+                "eval",
+                "--data",
+                "builtin",
+                "--editor",
+                "rome",
+                "--limit",
+                "1",
+                "--no-fluency",
+                "--quiet",
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
     res = json.loads(out.read_text())
     assert res["summary"]["ES"] == 100.0
     assert weights_hash(real) == h0
@@ -108,9 +126,32 @@ def test_eval_with_rome_edits_and_restores(tmp_path, real):
 def test_eval_sequential_stacks_edits_and_reports_checkpoints(tmp_path, capsys, editor, tiny_dir):
     """`--sequential` on a tiny model saved to a folder (the path a local checkpoint takes)."""
     out = tmp_path / "seq.json"
-    assert main(["eval", "--model", tiny_dir, "--data", "builtin", "--limit", "3", "--editor", editor,
-                 "--sequential", "--checkpoints", "1,2", "--steps", "1", "--dr", "0.5", "--quiet",
-                 "--out", str(out)]) == 0
+    assert (
+        main(
+            [
+                "eval",
+                "--model",
+                tiny_dir,
+                "--data",
+                "builtin",
+                "--limit",
+                "3",
+                "--editor",
+                editor,
+                "--sequential",
+                "--checkpoints",
+                "1,2",
+                "--steps",
+                "1",
+                "--dr",
+                "0.5",
+                "--quiet",
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
     res = json.loads(out.read_text())
     assert [r["n_edits"] for r in res["checkpoints"]] == [1, 2, 3]
     assert [len(r["cases"]) for r in res["checkpoints"]] == [1, 2, 3]
@@ -122,4 +163,15 @@ def test_sequential_needs_an_editor_and_numeric_checkpoints(tmp_path):
     with pytest.raises(ValueError, match="--sequential needs an editor"):
         main(["eval", "--sequential", "--out", str(tmp_path / "x.json")])
     with pytest.raises(ValueError, match="--checkpoints must be comma-separated"):
-        main(["eval", "--editor", "memit", "--sequential", "--checkpoints", "1,ten", "--out", str(tmp_path / "x.json")])
+        main(
+            [
+                "eval",
+                "--editor",
+                "memit",
+                "--sequential",
+                "--checkpoints",
+                "1,ten",
+                "--out",
+                str(tmp_path / "x.json"),
+            ]
+        )

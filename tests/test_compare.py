@@ -14,15 +14,21 @@ from drift.compare import compare_table, paired_difference, run_label
 
 def _run(path, config, values):
     """A results JSON whose case i has ES = RS = values[i] (RS missing where the value is None)."""
-    cases = [{"case_id": i, "subject": f"s{i}", "metrics": {"ES": v} | ({} if v is None else {"RS": v})}
-             for i, v in enumerate(values) if v is not None]
+    cases = [
+        {"case_id": i, "subject": f"s{i}", "metrics": {"ES": v} | ({} if v is None else {"RS": v})}
+        for i, v in enumerate(values)
+        if v is not None
+    ]
     path.write_text(json.dumps({"config": config, "summary": {}, "cases": cases}))
     return path
 
 
 def test_paired_difference_matches_cases_by_id_and_uses_scipys_paired_test():
     ref = [{"case_id": i, "metrics": {"RS": float(v)}} for i, v in enumerate([0, 0, 100, 50, 20])]
-    other = [{"case_id": i, "metrics": {"RS": float(v)}} for i, v in reversed(list(enumerate([100, 0, 100, 100, 10])))]
+    other = [
+        {"case_id": i, "metrics": {"RS": float(v)}}
+        for i, v in reversed(list(enumerate([100, 0, 100, 100, 10])))
+    ]
     d = paired_difference(ref, other, "RS")
     assert (d.n, d.better, d.worse) == (5, 2, 1)
     assert d.mean == pytest.approx((100 + 0 + 0 + 50 - 10) / 5)
@@ -38,8 +44,14 @@ def test_paired_difference_of_identical_runs_has_no_p_value_and_missing_cases_ar
 
 def test_labels_name_the_options_that_change_a_run():
     assert run_label({"editor": "rome"}) == "rome"
-    assert run_label({"editor": "rome", "sadr": 1e-2, "sadr_heads": "all", "steps": 80}) == "rome+SADR(γ=0.01, all heads) 80 steps"
-    assert run_label({"editor": "adaple", "dr": 0.8, "hp": {"n_prefixes": "11"}}) == "adaple DR(p=0.8) n_prefixes=11"
+    assert (
+        run_label({"editor": "rome", "sadr": 1e-2, "sadr_heads": "all", "steps": 80})
+        == "rome+SADR(γ=0.01, all heads) 80 steps"
+    )
+    assert (
+        run_label({"editor": "adaple", "dr": 0.8, "hp": {"n_prefixes": "11"}})
+        == "adaple DR(p=0.8) n_prefixes=11"
+    )
 
 
 def test_compare_prints_every_run_and_the_paired_rows(tmp_path, capsys):
@@ -72,7 +84,9 @@ def test_compare_names_a_bad_file(tmp_path):
 def test_compare_refuses_runs_scored_differently(tmp_path):
     a = _run(tmp_path / "a.json", {"editor": "rome", "scoring": "mean", "pool": "prompts"}, [100, 0])
     b = _run(tmp_path / "b.json", {"editor": "rome"}, [100, 100])  # written before scoring was recorded
-    with pytest.raises(ValueError, match=r"scored differently.*\('mean', 'prompts'\).*\('product', 'cases'\)"):
+    with pytest.raises(
+        ValueError, match=r"scored differently.*\('mean', 'prompts'\).*\('product', 'cases'\)"
+    ):
         main(["compare", str(a), str(b)])
     c = _run(tmp_path / "c.json", {"editor": "rome", "scoring": "mean", "pool": "prompts"}, [0, 0])
     assert main(["compare", str(a), str(c), "--metrics", "ES"]) == 0

@@ -11,16 +11,24 @@ from tests.conftest import DEV_SET
 
 MERGED = {
     "case_id": 7,
-    "requested_rewrite": {"prompt": "The Eiffel Tower is located in", "subject": "Eiffel Tower",
-                          "target_new": "Rome", "target_true": "Paris"},
+    "requested_rewrite": {
+        "prompt": "The Eiffel Tower is located in",
+        "subject": "Eiffel Tower",
+        "target_new": "Rome",
+        "target_true": "Paris",
+    },
     "rewrite": {"prompts": ["The Eiffel Tower is located in"], "targets": ["Rome"]},
     "l-neighbor": {"prompts": ["The Louvre is located in"], "targets": ["Paris"]},
     "l-relation": {"prompts": [], "targets": []},
 }
 ORIGINAL = {
     "case_id": 3,
-    "requested_rewrite": {"prompt": "{} is located in", "subject": "The Eiffel Tower",
-                          "target_new": {"str": "Rome"}, "target_true": {"str": "Paris"}},
+    "requested_rewrite": {
+        "prompt": "{} is located in",
+        "subject": "The Eiffel Tower",
+        "target_new": {"str": "Rome"},
+        "target_true": {"str": "Paris"},
+    },
     "paraphrase_prompts": ["Where is the Eiffel Tower? The Eiffel Tower is in"],
     "neighborhood_prompts": ["The Louvre is located in"],
     "generation_prompts": ["The Eiffel Tower is"],
@@ -46,14 +54,29 @@ def test_original_schema():
     "mutate, message",
     [
         (lambda d: d.pop("requested_rewrite"), "case 7: missing field 'requested_rewrite'"),
-        (lambda d: d["requested_rewrite"].pop("target_new"), "case 7: missing field 'requested_rewrite.target_new'"),
-        (lambda d: d["requested_rewrite"].update(target_new=""), "case 7: field 'requested_rewrite.target_new' is empty"),
+        (
+            lambda d: d["requested_rewrite"].pop("target_new"),
+            "case 7: missing field 'requested_rewrite.target_new'",
+        ),
+        (
+            lambda d: d["requested_rewrite"].update(target_new=""),
+            "case 7: field 'requested_rewrite.target_new' is empty",
+        ),
         (lambda d: d["requested_rewrite"].update(target_new="  "), "'requested_rewrite.target_new' is empty"),
-        (lambda d: d["requested_rewrite"].update(target_new=3), "'requested_rewrite.target_new' must be str, got int"),
+        (
+            lambda d: d["requested_rewrite"].update(target_new=3),
+            "'requested_rewrite.target_new' must be str, got int",
+        ),
         (lambda d: d["requested_rewrite"].update(target_new="paris"), "target_new equals target_true"),
         (lambda d: d["requested_rewrite"].update(subject="Louvre"), "'Louvre' is not in the prompt"),
-        (lambda d: d.update({"l-neighbor": {"prompts": ["a"], "targets": ["b", "c"]}}), "1 prompts but 2 targets"),
-        (lambda d: d.update({"l-neighbor": {"prompts": ["a", 5], "targets": ["b", "c"]}}), r"l-neighbor.prompts\[1\]"),
+        (
+            lambda d: d.update({"l-neighbor": {"prompts": ["a"], "targets": ["b", "c"]}}),
+            "1 prompts but 2 targets",
+        ),
+        (
+            lambda d: d.update({"l-neighbor": {"prompts": ["a", 5], "targets": ["b", "c"]}}),
+            r"l-neighbor.prompts\[1\]",
+        ),
         (lambda d: d.update({"l-neighbor": ["a"]}), "field 'l-neighbor' must be dict, got list"),
     ],
 )
@@ -87,7 +110,6 @@ def test_builtin_set_shape():
         assert c.paraphrase and len(c.neighborhood) >= 3 and len(c.relation) >= 2 and c.generation, c.case_id
 
 
-
 def test_builtin_paraphrases_follow_counterfact_format():
     """Paraphrases put words before the subject, as CounterFact's lead-in sentences do: on a model
     trained without BOS (the default model) a subject at position 0 sits on the attention sink and
@@ -101,6 +123,7 @@ def test_builtin_paraphrases_follow_counterfact_format():
         for p in c.paraphrase:
             assert not p.startswith(c.subject), (c.case_id, p)
             assert not any(p.startswith(x) for x in prefixes), (c.case_id, p)
+
 
 @pytest.mark.skipif(not DEV_SET.exists(), reason="../shared/data not beside the repo")
 def test_dev_set_loads_every_case():

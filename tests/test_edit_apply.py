@@ -62,7 +62,12 @@ def test_interrupt_during_apply_restores_what_was_written(tiny, monkeypatch):
 
 def test_bad_delta_changes_nothing(tiny):
     h0 = weights_hash(tiny)
-    bad = Edit([WeightDelta("mlp_out", 0, torch.ones(64, 32)), WeightDelta("mlp_out", 1, torch.full((64, 32), float("nan")))])
+    bad = Edit(
+        [
+            WeightDelta("mlp_out", 0, torch.ones(64, 32)),
+            WeightDelta("mlp_out", 1, torch.full((64, 32), float("nan"))),
+        ]
+    )
     with pytest.raises(ValueError, match="NaN or inf"):
         bad.apply(tiny)
     wrong = Edit([WeightDelta("mlp_out", 0, torch.ones(32, 64))])

@@ -14,9 +14,24 @@ from tests.test_data import MERGED
 
 
 def _cases():
-    a = parse_case({**MERGED, "generation": {"prompts": ["The Eiffel Tower is"]},
-                    "o-commonsense": {"prompts": "How to cross a river.", "right": "Use a bridge.", "wrong": "Use a spoon."}})
-    b = parse_case({**MERGED, "case_id": 8, "l-relation": {"prompts": ["The Eiffel Tower is made of"], "targets": ["iron"]}})
+    a = parse_case(
+        {
+            **MERGED,
+            "generation": {"prompts": ["The Eiffel Tower is"]},
+            "o-commonsense": {
+                "prompts": "How to cross a river.",
+                "right": "Use a bridge.",
+                "wrong": "Use a spoon.",
+            },
+        }
+    )
+    b = parse_case(
+        {
+            **MERGED,
+            "case_id": 8,
+            "l-relation": {"prompts": ["The Eiffel Tower is made of"], "targets": ["iron"]},
+        }
+    )
     return [a, b]
 
 
@@ -33,7 +48,9 @@ def test_grouped_equals_one_at_a_time(tiny):
 
 
 def test_fluency_and_perplexity(tiny):
-    rows = evaluate(tiny, _cases()[:1], fluency=True, gen_tokens=6, ppl_texts=["Tokyo is in Japan."], progress=False)
+    rows = evaluate(
+        tiny, _cases()[:1], fluency=True, gen_tokens=6, ppl_texts=["Tokyo is in Japan."], progress=False
+    )
     m = rows[0]["metrics"]
     assert m["FL"] >= 0 and math.isfinite(m["PPL"]) and m["PPL"] > 1
     assert rows[0]["generations"][0].startswith("The Eiffel Tower is")
@@ -46,7 +63,11 @@ def test_generation_is_seeded(tiny):
 
 def test_perplexity_of_uniform_model_is_vocab_sized(tiny):
     # A random tiny model is close to uniform over its vocabulary.
-    assert 0.5 * tiny.cfg.d_vocab < perplexity(tiny, ["The Colosseum is located in the city of Rome."]) < 2 * tiny.cfg.d_vocab
+    assert (
+        0.5 * tiny.cfg.d_vocab
+        < perplexity(tiny, ["The Colosseum is located in the city of Rome."])
+        < 2 * tiny.cfg.d_vocab
+    )
 
 
 def test_edit_function_wraps_each_case(tiny):

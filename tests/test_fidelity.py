@@ -26,12 +26,19 @@ def _randn(*shape):
 
 
 def _step(**kw):
-    base = dict(step=1, target_logp=torch.zeros(1), kl_logp=torch.zeros(1, 3), vanilla_kl_logp=torch.zeros(1, 3),
-                deltas={}, v0_norms={})
+    base = dict(
+        step=1,
+        target_logp=torch.zeros(1),
+        kl_logp=torch.zeros(1, 3),
+        vanilla_kl_logp=torch.zeros(1, 3),
+        deltas={},
+        v0_norms={},
+    )
     return Step(**{**base, **kw})
 
 
 # ---- ROME: rank-one update (compute_u + compute_v's closing lines) ----------------------------
+
 
 def test_rome_update_is_the_reference_u_and_right_vector():
     d_mlp, d_model = 12, 5
@@ -51,7 +58,8 @@ def test_rome_update_is_the_reference_u_and_right_vector():
 
 
 def test_rome_update_counts_an_mlp_bias_once():
-    """compute_v: right = (target − cur_output)/(u · k), cur_output the module's real output (with its bias)."""
+    """compute_v: right = (target − cur_output)/(u · k), cur_output the module's real output
+    (with its bias)."""
     d_mlp, d_model = 12, 5
     keys = _randn(400, d_mlp)
     C = keys.T @ keys / 400
@@ -85,6 +93,7 @@ def test_rome_with_one_pass_makes_no_update(tiny):
 
 # ---- loss terms (compute_v / compute_z) ------------------------------------------------------
 
+
 def test_weight_decay_is_norm_over_squared_norm():
     d, v0 = _randn(6).float(), _randn(6).float()
     ref = 0.5 * (torch.norm(d) / torch.norm(v0) ** 2)
@@ -97,7 +106,9 @@ def test_weight_decay_is_norm_over_squared_norm():
 def test_pmet_weight_decay_sums_both_components():
     da, dm, va, vm = (_randn(6).float() for _ in range(4))
     ref = 0.5 * (torch.norm(dm) / torch.norm(vm) ** 2 + torch.norm(da) / torch.norm(va) ** 2)
-    got = WeightDecay(0.5)(_step(deltas={"attn": da, "mlp": dm}, v0_norms={"attn": va.norm(), "mlp": vm.norm()}))
+    got = WeightDecay(0.5)(
+        _step(deltas={"attn": da, "mlp": dm}, v0_norms={"attn": va.norm(), "mlp": vm.norm()})
+    )
     torch.testing.assert_close(got, ref)
 
 
@@ -123,7 +134,9 @@ def test_nll_of_the_first_pass_is_the_reference_nll_from_full_forwards(tiny):
     from drift.editors.target import optimise_targets
 
     prefixes = ["", "Hello there. "]
-    res = optimise_targets(tiny, EIFFEL, [("mlp_out", 1)], default_terms(0.0625, 0.5), prefixes=prefixes, steps=1)
+    res = optimise_targets(
+        tiny, EIFFEL, [("mlp_out", 1)], default_terms(0.0625, 0.5), prefixes=prefixes, steps=1
+    )
     target = tiny.encode_target(EIFFEL.o_edit)
     per_prompt = []
     for prefix in prefixes:
@@ -163,6 +176,7 @@ def test_early_stop_watches_the_total_loss(tiny):
 
 # ---- SADR (the main paper's kl_divergence with hinge) ------------------------------------------
 
+
 def _reference_sadr(p_layers, q_layers, predict_idxs, lookup_idxs, weight):
     """The reference: per layer, (p+ε)·log((p+ε)/(q+ε)) at the query row of each rewriting
     prompt, over heads whose current attention to the subject's last token exceeds the largest
@@ -171,7 +185,9 @@ def _reference_sadr(p_layers, q_layers, predict_idxs, lookup_idxs, weight):
     for p, q in zip(p_layers, q_layers):
         eps = 1e-8
         p, q = p[: len(predict_idxs)] + eps, q[: len(predict_idxs)] + eps
-        max_p = torch.stack([p[b, :, i, s].max(dim=-1).values for b, (i, s) in enumerate(zip(predict_idxs, lookup_idxs))])
+        max_p = torch.stack(
+            [p[b, :, i, s].max(dim=-1).values for b, (i, s) in enumerate(zip(predict_idxs, lookup_idxs))]
+        )
         cur_q = torch.stack([q[b, :, i, s] for b, (i, s) in enumerate(zip(predict_idxs, lookup_idxs))])
         mask = cur_q > max_p.unsqueeze(-1)
         res = (p * (p / q).log()) * mask.unsqueeze(-1).unsqueeze(-1)
@@ -188,8 +204,13 @@ def test_sadr_is_the_reference_hinge_kl_with_gamma_on_the_kl():
     ref = _reference_sadr(van, cur, predict, lookup, weight)
     term = SADR(gamma=1e-2)
     term._layers = (0, 1)
-    batch = EditBatch(tokens=torch.zeros(n + 1, pos, dtype=torch.long), lookup=torch.tensor(lookup + [0]),
-                      query=torch.tensor(predict + [0]), n_rewrite=n, start_layer=0)
+    batch = EditBatch(
+        tokens=torch.zeros(n + 1, pos, dtype=torch.long),
+        lookup=torch.tensor(lookup + [0]),
+        query=torch.tensor(predict + [0]),
+        n_rewrite=n,
+        start_layer=0,
+    )
     rows = torch.arange(n)
     q = torch.tensor(predict)
 
@@ -203,6 +224,7 @@ def test_sadr_is_the_reference_hinge_kl_with_gamma_on_the_kl():
 
 
 # ---- MEMIT / PMET / AdaPLE: keys and per-layer solves -----------------------------------------
+
 
 def test_memit_key_is_the_mean_of_context_group_means():
     from drift.editors.spread import group_mean_weights
@@ -243,8 +265,9 @@ def test_spread_update_is_the_reference_layer_loop(tiny):
     C = {l: torch.eye(tiny.cfg.d_mlp) * 0.5 for l in (0, 1)}
     z = torch.randn(tiny.cfg.d_model, generator=torch.Generator().manual_seed(1))
     lam = 3.0
-    got = spread_update(tiny, tokens, lookup, [0, 1], ("resid_post", 1), z, C, lam,
-                        key_weights=group_mean_weights([1, 2]))
+    got = spread_update(
+        tiny, tokens, lookup, [0, 1], ("resid_post", 1), z, C, lam, key_weights=group_mean_weights([1, 2])
+    )
     done = []
     for i, layer in enumerate((0, 1)):
         with Edit(list(done)).applied(tiny):
@@ -268,10 +291,12 @@ def test_adaple_solves_are_algorithm1_and_eq4():
     v2 = W_hf @ k + r
     eq4 = (v2 - 3 * W_hf @ k) @ k.T @ inv  # Eq. 4: R = V₂ − 3 W₀ K₁
     W_tl = W_hf.T.float()
-    torch.testing.assert_close(residual_delta(k.T.float(), r.T.float(), W_tl, C.float(), lam).double(), alg1.T,
-                               rtol=1e-3, atol=1e-6)
-    torch.testing.assert_close(erase_old_delta(k.T.float(), r.T.float(), W_tl, C.float(), lam).double(), eq4.T,
-                               rtol=1e-3, atol=1e-6)
+    torch.testing.assert_close(
+        residual_delta(k.T.float(), r.T.float(), W_tl, C.float(), lam).double(), alg1.T, rtol=1e-3, atol=1e-6
+    )
+    torch.testing.assert_close(
+        erase_old_delta(k.T.float(), r.T.float(), W_tl, C.float(), lam).double(), eq4.T, rtol=1e-3, atol=1e-6
+    )
 
 
 def test_range_editors_fuse_each_layer_before_the_next_layer_reads(tiny):
@@ -285,11 +310,14 @@ def test_range_editors_fuse_each_layer_before_the_next_layer_reads(tiny):
     kept = fused.deltas[0].delta != 0
     assert 0.3 < float(kept.float().mean()) < 0.7
     torch.testing.assert_close(fused.deltas[0].delta[kept], 2 * plain.deltas[0].delta[kept])
-    assert not torch.allclose(fused.deltas[1].delta[fused.deltas[1].delta != 0] / 2,
-                              plain.deltas[1].delta[fused.deltas[1].delta != 0])
+    assert not torch.allclose(
+        fused.deltas[1].delta[fused.deltas[1].delta != 0] / 2,
+        plain.deltas[1].delta[fused.deltas[1].delta != 0],
+    )
 
 
 # ---- context prefixes and key statistics -------------------------------------------------------
+
 
 def test_generated_prefixes_follow_the_reference_recipe(tiny, tmp_path, monkeypatch):
     from drift.editors.context import SEED_WORDS, generated_prefixes
@@ -341,7 +369,7 @@ def test_scores_compare_mean_token_nll_and_magnitude_is_its_exp():
     token_lps = {0: [-0.2, -0.2, -0.2], 1: [-0.5], 2: [-2.0], 3: [-0.1, -4.0]}  # pair -> its tokens' log P
     plan = CasePlan()
     plan.compare("ES", plan.pair("p", "long new object"), plan.pair("p", "old"))  # pairs 0, 1
-    plan.compare("ES", plan.pair("q", "new"), plan.pair("q", "old object"))        # pairs 2, 3
+    plan.compare("ES", plan.pair("q", "new"), plan.pair("q", "old object"))  # pairs 2, 3
     logprob = torch.tensor([sum(v) for v in token_lps.values()])
     n_tokens = torch.tensor([len(v) for v in token_lps.values()])
     nll = {i: -sum(v) / len(v) for i, v in token_lps.items()}

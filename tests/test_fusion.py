@@ -11,8 +11,13 @@ from drift.editors.fusion import case_seed, drop_and_rescale, pairwise_cosine, t
 
 def _edit():
     g = torch.Generator().manual_seed(0)
-    return Edit([WeightDelta("mlp_out", 0, torch.randn(200, 50, generator=g)),
-                 WeightDelta("mlp_out", 1, torch.randn(200, 50, generator=g))], {"editor": "x"})
+    return Edit(
+        [
+            WeightDelta("mlp_out", 0, torch.randn(200, 50, generator=g)),
+            WeightDelta("mlp_out", 1, torch.randn(200, 50, generator=g)),
+        ],
+        {"editor": "x"},
+    )
 
 
 def test_drop_rate_rescale_and_expectation():
@@ -42,8 +47,14 @@ def test_top_k_keeps_the_largest_entries():
     assert d.abs().max() == orig.abs().max() and orig.abs()[d == 0].max() <= d.abs()[d != 0].min()
 
 
-@pytest.mark.parametrize(("fn", "arg", "msg"), [(drop_and_rescale, 1.0, "drop rate p"), (drop_and_rescale, -0.1, "drop rate p"),
-                                                (top_k_retain, 0.0, "retained fraction")])
+@pytest.mark.parametrize(
+    ("fn", "arg", "msg"),
+    [
+        (drop_and_rescale, 1.0, "drop rate p"),
+        (drop_and_rescale, -0.1, "drop rate p"),
+        (top_k_retain, 0.0, "retained fraction"),
+    ],
+)
 def test_bad_rates_are_named(fn, arg, msg):
     with pytest.raises(ValueError, match=msg):
         fn(_edit(), arg)
@@ -52,7 +63,9 @@ def test_bad_rates_are_named(fn, arg, msg):
 def test_pairwise_cosine_of_updates_drops_after_drop_and_rescale():
     g = torch.Generator().manual_seed(0)
     shared = torch.randn(200, 50, generator=g)
-    edits = [Edit([WeightDelta("mlp_out", 0, shared + 0.3 * torch.randn(200, 50, generator=g))]) for _ in range(4)]
+    edits = [
+        Edit([WeightDelta("mlp_out", 0, shared + 0.3 * torch.randn(200, 50, generator=g))]) for _ in range(4)
+    ]
     sim = pairwise_cosine(edits)
     assert sim.shape == (4, 4) and torch.allclose(sim.diagonal(), torch.ones(4))
     dropped = pairwise_cosine([drop_and_rescale(e, 0.9, seed=case_seed(i)) for i, e in enumerate(edits)])

@@ -22,8 +22,10 @@ CHECK = "tests/legacy_check.py"
 @pytest.mark.integration
 def test_adapter_on_legacy_hooked_transformer():
     if not LEGACY_PYTHON.exists():
-        why = (f"{LEGACY_PYTHON.relative_to(ROOT)} not found: `bash scripts/setup-legacy.sh` builds the "
-               "TransformerLens 3.x venv this test runs in")
+        why = (
+            f"{LEGACY_PYTHON.relative_to(ROOT)} not found: `bash scripts/setup-legacy.sh` builds the "
+            "TransformerLens 3.x venv this test runs in"
+        )
         if os.environ.get("DRIFT_REQUIRE_LEGACY") == "1":
             pytest.fail(why, pytrace=False)
         pytest.skip(why)
@@ -33,14 +35,22 @@ def test_adapter_on_legacy_hooked_transformer():
     env.setdefault("HF_HUB_OFFLINE", "1")
     env.setdefault("TOKENIZERS_PARALLELISM", "false")
     cmd = [
-        str(LEGACY_PYTHON), "-m", "pytest", "-q", "-p", "no:cacheprovider",
+        str(LEGACY_PYTHON),
+        "-m",
+        "pytest",
+        "-q",
+        "-p",
+        "no:cacheprovider",
         "--noconftest",  # a conftest for the main venv may import what TL 3's venv lacks
         CHECK,
     ]
     try:
         proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
     except subprocess.TimeoutExpired as e:
-        pytest.fail(f"{' '.join(cmd)} timed out after {e.timeout} s\n{e.stdout or ''}\n{e.stderr or ''}", pytrace=False)
+        pytest.fail(
+            f"{' '.join(cmd)} timed out after {e.timeout} s\n{e.stdout or ''}\n{e.stderr or ''}",
+            pytrace=False,
+        )
     if proc.returncode != 0:
         pytest.fail(
             f"legacy checks failed (exit {proc.returncode}) running `{' '.join(cmd)}` in {ROOT}; "

@@ -51,11 +51,16 @@ def test_harmonic_mean_and_ci():
 
 
 def test_fluency_penalises_repetition():
-    assert n_gram_entropy(["the cat the cat the cat the cat"]) < n_gram_entropy(["a quick brown fox jumps over lazy dogs"])
+    assert n_gram_entropy(["the cat the cat the cat the cat"]) < n_gram_entropy(
+        ["a quick brown fox jumps over lazy dogs"]
+    )
 
 
 def test_summary_has_avg_s_and_counts():
-    rows = [{"ES": 100.0, "PS": 100.0, "NS": 50.0, "RS": 50.0, "DNS": 50.0}, {"ES": 0.0, "PS": 100.0, "NS": 50.0, "RS": 50.0, "DNS": 50.0, "OS": 1.0}]
+    rows = [
+        {"ES": 100.0, "PS": 100.0, "NS": 50.0, "RS": 50.0, "DNS": 50.0},
+        {"ES": 0.0, "PS": 100.0, "NS": 50.0, "RS": 50.0, "DNS": 50.0, "OS": 1.0},
+    ]
     s = summarise(rows)
     assert s["ES"] == 50.0 and s["OS_n"] == 1 and s["ES_n"] == 2
     assert s["AvgS"] == pytest.approx(harmonic_mean([50, 100, 50, 50, 50]))

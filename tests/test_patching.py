@@ -24,8 +24,17 @@ def _edit(model, scale=0.5):
 
 
 def _states(L, T):
-    states = [tuple(Write(s, j, (t,)) for j in centred(l, 3, L) for s in KINDS[k]) for k in KINDS for l in range(L) for t in range(T)]
-    states += [tuple(Write("scores", j, (slice(None), T - 1, t)) for j in centred(l, 2, L)) for l in range(L) for t in range(T)]
+    states = [
+        tuple(Write(s, j, (t,)) for j in centred(l, 3, L) for s in KINDS[k])
+        for k in KINDS
+        for l in range(L)
+        for t in range(T)
+    ]
+    states += [
+        tuple(Write("scores", j, (slice(None), T - 1, t)) for j in centred(l, 2, L))
+        for l in range(L)
+        for t in range(T)
+    ]
     states += [(Write("pattern", l),) for l in range(L)] + [()]
     return states
 
@@ -33,7 +42,9 @@ def _states(L, T):
 def _sources(model, tokens, edit):
     L = model.cfg.n_layers
     with edit.applied(model):
-        return record(model, tokens, [(s, l) for s in ("attn_out", "mlp_out", "pattern", "scores") for l in range(L)])
+        return record(
+            model, tokens, [(s, l) for s in ("attn_out", "mlp_out", "pattern", "scores") for l in range(L)]
+        )
 
 
 def test_fast_sweep_equals_naive_loop_on_tiny_model(tiny4):
@@ -82,7 +93,9 @@ def test_fast_sweep_equals_naive_loop_on_the_real_model(real):
     g = torch.Generator().manual_seed(0)
     edit = Edit([WeightDelta("mlp_out", 4, 0.05 * torch.randn(real.weight("mlp_out", 4).shape, generator=g))])
     src = _sources(real, tokens, edit)
-    states = [tuple(Write("attn_out", j, (t,)) for j in centred(l, 6, L)) for l in (3, 15, 27) for t in range(T)]
+    states = [
+        tuple(Write("attn_out", j, (t,)) for j in centred(l, 6, L)) for l in (3, 15, 27) for t in range(T)
+    ]
     states += [(Write("pattern", l),) for l in (5, 20)]
     states += [(Write("scores", 20, (slice(None), T - 1, 3)),)]
     read = torch.tensor(real.encode_target("Paris")[:1] + real.encode_target("Rome")[:1])

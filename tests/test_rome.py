@@ -12,14 +12,27 @@ from drift.editors.rome import ROMEHParams, compute_rome, preset, rank_one_delta
 from drift.editors.target import EditDiverged
 from tests.conftest import weights_hash
 
-EIFFEL = parse_case({
-    "case_id": "eiffel",
-    "requested_rewrite": {"prompt": "The Eiffel Tower is located in the city of", "subject": "Eiffel Tower",
-                          "target_new": "Rome", "target_true": "Paris"},
-    "rewrite": {"prompts": ["The Eiffel Tower is located in the city of"], "targets": ["Rome"]},
-})
-CORPUS = tuple(["The Colosseum is located in the city of Rome.", "Apple was founded by Steve Jobs in California.",
-                "The official language of Brazil is Portuguese.", "Lionel Messi plays football."] * 20)
+EIFFEL = parse_case(
+    {
+        "case_id": "eiffel",
+        "requested_rewrite": {
+            "prompt": "The Eiffel Tower is located in the city of",
+            "subject": "Eiffel Tower",
+            "target_new": "Rome",
+            "target_true": "Paris",
+        },
+        "rewrite": {"prompts": ["The Eiffel Tower is located in the city of"], "targets": ["Rome"]},
+    }
+)
+CORPUS = tuple(
+    [
+        "The Colosseum is located in the city of Rome.",
+        "Apple was founded by Steve Jobs in California.",
+        "The official language of Brazil is Portuguese.",
+        "Lionel Messi plays football.",
+    ]
+    * 20
+)
 
 
 def test_rank_one_update_maps_key_to_value():
@@ -62,8 +75,17 @@ def test_nan_during_optimisation_is_reported_and_changes_nothing(tiny):
 
 
 def test_subject_missing_from_prompt_is_named(tiny):
-    bad = parse_case({"case_id": 1, "requested_rewrite": {"prompt": "Eiffel Tower is in", "subject": "Eiffel Tower",
-                                                            "target_new": "Rome", "target_true": "Paris"}})
+    bad = parse_case(
+        {
+            "case_id": 1,
+            "requested_rewrite": {
+                "prompt": "Eiffel Tower is in",
+                "subject": "Eiffel Tower",
+                "target_new": "Rome",
+                "target_true": "Paris",
+            },
+        }
+    )
     object.__setattr__(bad, "subject", "Louvre")
     with pytest.raises(ValueError, match="'Louvre' not found"):
         compute_rome(tiny, bad, ROMEHParams(layer=1, steps=1, n_prefixes=2, stats_texts=CORPUS))
@@ -108,7 +130,10 @@ def test_more_steps_never_weaken_the_edit_of_the_rewrite_prompt(real, rome_eiffe
 
     hp = preset(real)  # 20 steps, early stop at 5e-2: the shared edit
     probs = {}
-    for steps, edit in ((20, rome_eiffel), (40, compute_rome(real, EIFFEL, replace(hp, steps=40, early_stop=0.0)))):
+    for steps, edit in (
+        (20, rome_eiffel),
+        (40, compute_rome(real, EIFFEL, replace(hp, steps=40, early_stop=0.0))),
+    ):
         with edit.applied(real):
             probs[steps] = real.target_prob(EIFFEL.prompt, "Rome")
     assert probs[20] > 0.5

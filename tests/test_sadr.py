@@ -15,11 +15,23 @@ from tests.test_rome import CORPUS, EIFFEL
 
 def _step(i, rows_by_layer, lookup):
     n = next(iter(rows_by_layer.values())).shape[0]
-    batch = EditBatch(tokens=torch.zeros(n + 1, 4, dtype=torch.long), lookup=torch.tensor(lookup + [0]),
-                      query=torch.full((n + 1,), 3), n_rewrite=n, start_layer=0)
+    batch = EditBatch(
+        tokens=torch.zeros(n + 1, 4, dtype=torch.long),
+        lookup=torch.tensor(lookup + [0]),
+        query=torch.full((n + 1,), 3),
+        n_rewrite=n,
+        start_layer=0,
+    )
     extras = {"batch": batch, **{("sadr", l): r for l, r in rows_by_layer.items()}}
-    return Step(step=i, target_logp=torch.zeros(n), kl_logp=torch.zeros(1, 2), vanilla_kl_logp=torch.zeros(1, 2),
-                deltas={}, v0_norms={}, extras=extras)
+    return Step(
+        step=i,
+        target_logp=torch.zeros(n),
+        kl_logp=torch.zeros(1, 2),
+        vanilla_kl_logp=torch.zeros(1, 2),
+        deltas={},
+        v0_norms={},
+        extras=extras,
+    )
 
 
 def test_penalty_is_zero_at_the_vanilla_step_and_counts_only_over_attending_heads():
@@ -58,20 +70,30 @@ def test_sadr_restrains_attention_drift_on_the_real_model(real, rome_eiffel):
     p = tracing.distracting_prompt(real, EIFFEL_WITH_NEIGHBOUR)
     plain = rome_eiffel  # ROMEHParams(layer=4, steps=20) of the same rewrite
     # a strong γ (1000× the paper's 1e-2, which it pairs with 80 steps) so the restraint acts within 20 steps
-    restrained = compute_rome(real, EIFFEL_WITH_NEIGHBOUR, ROMEHParams(layer=4, steps=20, extra_terms=(SADR(10.0),)))
+    restrained = compute_rome(
+        real, EIFFEL_WITH_NEIGHBOUR, ROMEHParams(layer=4, steps=20, extra_terms=(SADR(10.0),))
+    )
     drift_plain = measure(real, plain, p, "Rome")
     drift_sadr = measure(real, restrained, p, "Rome")
-    assert float(drift_sadr.subject_gain[5:].max(-1).values.sum()) < float(drift_plain.subject_gain[5:].max(-1).values.sum())
+    assert float(drift_sadr.subject_gain[5:].max(-1).values.sum()) < float(
+        drift_plain.subject_gain[5:].max(-1).values.sum()
+    )
     assert drift_sadr.p_edit < drift_plain.p_edit
 
 
-EIFFEL_WITH_NEIGHBOUR = parse_case({
-    "case_id": "eiffel",
-    "requested_rewrite": {"prompt": "The Eiffel Tower is located in the city of", "subject": "Eiffel Tower",
-                          "target_new": "Rome", "target_true": "Paris"},
-    "rewrite": {"prompts": ["The Eiffel Tower is located in the city of"], "targets": ["Rome"]},
-    "l-neighbor": {"prompts": ["The Louvre is a famous landmark in the city of"], "targets": ["Paris"]},
-})
+EIFFEL_WITH_NEIGHBOUR = parse_case(
+    {
+        "case_id": "eiffel",
+        "requested_rewrite": {
+            "prompt": "The Eiffel Tower is located in the city of",
+            "subject": "Eiffel Tower",
+            "target_new": "Rome",
+            "target_true": "Paris",
+        },
+        "rewrite": {"prompts": ["The Eiffel Tower is located in the city of"], "targets": ["Rome"]},
+        "l-neighbor": {"prompts": ["The Louvre is a famous landmark in the city of"], "targets": ["Paris"]},
+    }
+)
 
 
 @pytest.mark.integration

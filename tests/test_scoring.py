@@ -8,8 +8,13 @@ from hypothesis import strategies as st
 
 from drift.scoring import score_targets
 
-PROMPTS = ["The Eiffel Tower is located in", "The Eiffel Tower is located in", "Apple was founded by",
-           "The capital of Japan is", "The capital of Japan is"]
+PROMPTS = [
+    "The Eiffel Tower is located in",
+    "The Eiffel Tower is located in",
+    "Apple was founded by",
+    "The capital of Japan is",
+    "The capital of Japan is",
+]
 TARGETS = ["Paris", "the city of Rome", "Steve Jobs", "Tokyo", "Tokyo, and"]
 
 
@@ -41,7 +46,22 @@ def test_scores_are_log_probabilities(tiny):
     assert ((s.token_acc >= 0) & (s.token_acc <= 1)).all()
 
 
-WORDS = ["the", "Eiffel", "Tower", "is", "in", "Paris", "Rome", "city", "of", "Apple", "founded", "by", "Steve", "Jobs"]
+WORDS = [
+    "the",
+    "Eiffel",
+    "Tower",
+    "is",
+    "in",
+    "Paris",
+    "Rome",
+    "city",
+    "of",
+    "Apple",
+    "founded",
+    "by",
+    "Steve",
+    "Jobs",
+]
 text = st.lists(st.sampled_from(WORDS), min_size=1, max_size=6).map(" ".join)
 
 

@@ -11,12 +11,23 @@ from drift.sequential import sequential_edits
 from tests.conftest import weights_hash
 from tests.test_rome import CORPUS
 
-CASES = [parse_case({
-    "case_id": i,
-    "requested_rewrite": {"prompt": f"The {s} is located in", "subject": s, "target_new": new, "target_true": old},
-    "rewrite": {"prompts": [f"The {s} is located in"], "targets": [new]},
-}) for i, (s, old, new) in enumerate([("Eiffel Tower", "Paris", "Rome"), ("Colosseum", "Rome", "Athens"),
-                                      ("Louvre", "Paris", "Berlin")])]
+CASES = [
+    parse_case(
+        {
+            "case_id": i,
+            "requested_rewrite": {
+                "prompt": f"The {s} is located in",
+                "subject": s,
+                "target_new": new,
+                "target_true": old,
+            },
+            "rewrite": {"prompts": [f"The {s} is located in"], "targets": [new]},
+        }
+    )
+    for i, (s, old, new) in enumerate(
+        [("Eiffel Tower", "Paris", "Rome"), ("Colosseum", "Rome", "Athens"), ("Louvre", "Paris", "Berlin")]
+    )
+]
 HP = ROMEHParams(layer=1, steps=2, n_prefixes=2, stats_texts=CORPUS)
 
 
@@ -28,8 +39,14 @@ def test_edits_stack_and_are_all_removed_at_the_end(tiny):
         seen.append(weights_hash(model))  # each edit is computed on the model carrying the earlier ones
         return compute_rome(model, case, HP)
 
-    rows = sequential_edits(tiny, CASES, compute, checkpoints=(1, 3), progress=False,
-                            fuse=lambda e: drop_and_rescale(e, 0.5, seed=0))
+    rows = sequential_edits(
+        tiny,
+        CASES,
+        compute,
+        checkpoints=(1, 3),
+        progress=False,
+        fuse=lambda e: drop_and_rescale(e, 0.5, seed=0),
+    )
     assert [r["n_edits"] for r in rows] == [1, 3]
     assert [len(r["cases"]) for r in rows] == [1, 3] and "ES" in rows[1]["summary"]
     assert seen[0] == h0 and len(set(seen)) == 3
@@ -53,7 +70,9 @@ def test_interruption_mid_run_restores_the_weights(tiny):
 
 def test_an_interrupted_run_resumes_from_its_state_file(tiny, tmp_path):
     h0 = weights_hash(tiny)
-    full = sequential_edits(tiny, CASES, lambda m, c: compute_rome(m, c, HP), checkpoints=(1, 3), progress=False)
+    full = sequential_edits(
+        tiny, CASES, lambda m, c: compute_rome(m, c, HP), checkpoints=(1, 3), progress=False
+    )
     state = tmp_path / "run.state"
     calls = []
 
@@ -85,22 +104,46 @@ def test_a_state_file_of_another_run_or_damaged_is_ignored(tiny, tmp_path):
     state = tmp_path / "run.state"
     state.write_bytes(b"not a state")
     seen = []
-    sequential_edits(tiny, CASES[:2], lambda m, c: seen.append(c.case_id) or compute_rome(m, c, HP),
-                     checkpoints=(2,), progress=False, state=state)
+    sequential_edits(
+        tiny,
+        CASES[:2],
+        lambda m, c: seen.append(c.case_id) or compute_rome(m, c, HP),
+        checkpoints=(2,),
+        progress=False,
+        state=state,
+    )
     assert seen == [CASES[0].case_id, CASES[1].case_id]
 
 
 @pytest.mark.integration
 def test_sequential_script_writes_its_figures_and_reuses_finished_runs(tmp_path, tiny_dir, capsys):
-    """`analyses/sequential.py` end to end on a tiny model saved to a folder, then rerun: nothing is recomputed."""
+    """`analyses/sequential.py` end to end on a tiny model saved to a folder, then rerun:
+    nothing is recomputed."""
     import json
 
     from tests.conftest import run_analysis
 
     out = tmp_path / "out"
-    argv = ["--model", tiny_dir, "--data", "builtin", "--editors", "memit,adaple",
-            "--edits", "3", "--checkpoints", "1,3", "--sweep-edits", "2", "--sweep-rates", "0.5,0.9",
-            "--sim-edits", "3", "--out", out]
+    argv = [
+        "--model",
+        tiny_dir,
+        "--data",
+        "builtin",
+        "--editors",
+        "memit,adaple",
+        "--edits",
+        "3",
+        "--checkpoints",
+        "1,3",
+        "--sweep-edits",
+        "2",
+        "--sweep-rates",
+        "0.5,0.9",
+        "--sim-edits",
+        "3",
+        "--out",
+        out,
+    ]
     run_analysis("sequential", argv, capsys)
     res = json.loads((out / "sequential.json").read_text())
     assert set(res["curves"]) == {"MEMIT", "MEMIT +DR(p=0.8)", "ADAPLE", "ADAPLE +DR(p=0.8)"}
@@ -123,6 +166,9 @@ def test_a_metric_missing_at_a_checkpoint_is_a_gap_not_an_error():
     from tests.conftest import load_analysis
 
     script = load_analysis("sequential")
-    checkpoints = [{"n_edits": 1, "summary": {"ES": 0.0}}, {"n_edits": 10, "summary": {"ES": 70.0, "PS": 100.0}}]
+    checkpoints = [
+        {"n_edits": 1, "summary": {"ES": 0.0}},
+        {"n_edits": 10, "summary": {"ES": 70.0, "PS": 100.0}},
+    ]
     assert script.series(checkpoints, "PS") == [None, 100.0]
     assert script.series(checkpoints, "ES") == [0.0, 70.0]

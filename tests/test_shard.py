@@ -31,7 +31,11 @@ def test_bad_share_is_named(spec):
 
 def test_hp_values_are_literals():
     assert parse_hp(["n_prefixes=11", "early_stop=0", "block_attention_grad=True", "lr = 0.1"]) == {
-        "n_prefixes": 11, "early_stop": 0, "block_attention_grad": True, "lr": 0.1}
+        "n_prefixes": 11,
+        "early_stop": 0,
+        "block_attention_grad": True,
+        "lr": 0.1,
+    }
     with pytest.raises(ValueError, match="NAME=VALUE"):
         parse_hp(["steps"])
 
@@ -57,9 +61,13 @@ def test_merge_joins_results_and_partial_files(tmp_path, capsys):
     a = _result(tmp_path / "a.json", cfg | {"shard": "1/3"}, [0, 1], 100.0)
     b = _result(tmp_path / "b.json", cfg | {"shard": "2/3"}, [2], 0.0)
     partial = tmp_path / "c.json.partial.jsonl"  # a shard stopped before it finished
-    partial.write_text(json.dumps({"config_key": "k"}) + "\n"
-                       + json.dumps({"case_id": 3, "subject": "s", "metrics": {"ES": 0.0, "EM": 0.0}}) + "\n"
-                       + '{"case_id": 4, "subj')  # cut by the interruption
+    partial.write_text(
+        json.dumps({"config_key": "k"})
+        + "\n"
+        + json.dumps({"case_id": 3, "subject": "s", "metrics": {"ES": 0.0, "EM": 0.0}})
+        + "\n"
+        + '{"case_id": 4, "subj'
+    )  # cut by the interruption
     out = tmp_path / "all.json"
     assert main(["merge", str(a), str(b), str(partial), "--out", str(out)]) == 0
     res = json.loads(out.read_text())
@@ -98,9 +106,24 @@ def test_sharded_eval_merges_to_the_whole(tmp_path, real):
 @pytest.mark.integration
 def test_sequential_parts_join_into_the_whole(tmp_path, tiny_dir, capsys):
     """Two `--part`s in their own folders, their logs concatenated: the full run computes nothing."""
-    base = ["--model", tiny_dir, "--data", "builtin",
-            "--editors", "memit", "--edits", "2", "--checkpoints", "1,2", "--sweep-edits", "2",
-            "--sweep-rates", "0.5", "--sim-edits", "2"]
+    base = [
+        "--model",
+        tiny_dir,
+        "--data",
+        "builtin",
+        "--editors",
+        "memit",
+        "--edits",
+        "2",
+        "--checkpoints",
+        "1,2",
+        "--sweep-edits",
+        "2",
+        "--sweep-rates",
+        "0.5",
+        "--sim-edits",
+        "2",
+    ]
     logs = []
     for i in (1, 2):
         out = tmp_path / f"part{i}"
@@ -122,20 +145,41 @@ def test_sequential_parts_join_into_the_whole(tmp_path, tiny_dir, capsys):
 def test_sadr_parts_join_into_the_whole(tmp_path, tiny_dir, capsys):
     """analyses/sadr.py: every chunk of every distinct configuration runs in exactly one part;
     `--join` takes them in and the figures are drawn without evaluating anything again."""
-    base = ["--model", tiny_dir, "--limit", "2", "--sweep-limit", "1",
-            "--gammas", "1e-3", "--knob-steps", "2", "--knob-lr", "0.1", "--knob-kl", "1", "--steps", "2"]
+    base = [
+        "--model",
+        tiny_dir,
+        "--limit",
+        "2",
+        "--sweep-limit",
+        "1",
+        "--gammas",
+        "1e-3",
+        "--knob-steps",
+        "2",
+        "--knob-lr",
+        "0.1",
+        "--knob-kl",
+        "1",
+        "--steps",
+        "2",
+    ]
     rows = []
     for i in (1, 2):
         out = tmp_path / f"part{i}"
         stdout, _ = run_analysis("sadr", base + ["--part", f"{i}/2", "--chunk", "1", "--out", out], capsys)
         assert f"part {i}/2" in stdout and not (out / "sadr.json").exists()
-        rows += [(f.name, json.loads(line)["case_id"]) for f in out.glob(".partial-*.jsonl")
-                 for line in f.read_text().splitlines()]
+        rows += [
+            (f.name, json.loads(line)["case_id"])
+            for f in out.glob(".partial-*.jsonl")
+            for line in f.read_text().splitlines()
+        ]
     # None, ROME, ROME+SADR on 2 cases; γ=1e-3 selective and all heads, base, steps, lr, ω on 1
     assert len(rows) == len(set(rows)) == 3 * 2 + 6
     joined = tmp_path / "joined"
     run_analysis("sadr", base + ["--out", joined, "--join", tmp_path / "part1", tmp_path / "part2"], capsys)
-    assert len((joined / "sadr-runs.jsonl").read_text().splitlines()) == 9 and not list(joined.glob(".partial-*"))
+    assert len((joined / "sadr-runs.jsonl").read_text().splitlines()) == 9 and not list(
+        joined.glob(".partial-*")
+    )
     res = json.loads((joined / "sadr.json").read_text())
     assert list(res["table3"]) == ["None", "ROME", "ROME+SADR (γ=0.01)"]  # the paper's γ for ROME
     assert (joined / "fig6_selective_vs_all.png").stat().st_size > 1000
@@ -181,5 +225,17 @@ def test_device_reaches_the_model_loader(tmp_path, monkeypatch):
     with pytest.raises(Loaded, match="cuda:1"):
         main(["eval", "--device", "cuda:1", "--limit", "1", "--out", str(tmp_path / "x.json")])
     with pytest.raises(Loaded, match="cuda:1"):
-        main(["eval", "--device", "cuda:1", "--editor", "memit", "--sequential", "--limit", "1",
-              "--out", str(tmp_path / "x.json")])
+        main(
+            [
+                "eval",
+                "--device",
+                "cuda:1",
+                "--editor",
+                "memit",
+                "--sequential",
+                "--limit",
+                "1",
+                "--out",
+                str(tmp_path / "x.json"),
+            ]
+        )

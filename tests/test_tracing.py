@@ -17,14 +17,20 @@ from drift.data import parse_case
 from drift.editors.base import Edit, WeightDelta
 
 ROOT = Path(__file__).resolve().parents[1]
-CASE = parse_case({
-    "case_id": "eiffel",
-    "requested_rewrite": {"prompt": "The Eiffel Tower is located in", "subject": "Eiffel Tower",
-                          "target_new": "Rome", "target_true": "Paris"},
-    "rewrite": {"prompts": ["The Eiffel Tower is located in"], "targets": ["Rome"]},
-    "l-neighbor": {"prompts": ["The Louvre is located in"], "targets": ["Paris"]},
-    "l-relation": {"prompts": ["The Eiffel Tower was designed by"], "targets": ["Gustave Eiffel"]},
-})
+CASE = parse_case(
+    {
+        "case_id": "eiffel",
+        "requested_rewrite": {
+            "prompt": "The Eiffel Tower is located in",
+            "subject": "Eiffel Tower",
+            "target_new": "Rome",
+            "target_true": "Paris",
+        },
+        "rewrite": {"prompts": ["The Eiffel Tower is located in"], "targets": ["Rome"]},
+        "l-neighbor": {"prompts": ["The Louvre is located in"], "targets": ["Paris"]},
+        "l-relation": {"prompts": ["The Eiffel Tower was designed by"], "targets": ["Gustave Eiffel"]},
+    }
+)
 
 
 def test_windows_are_clipped_to_the_model():
@@ -46,15 +52,25 @@ def test_distracting_prompt_tokens_are_grouped(tiny):
 
 
 def _sweep(groups, effect):
-    p = tracing.Prompt("x", torch.zeros(1, len(groups), dtype=torch.long), list("abcdefg")[: len(groups)], groups, 0,
-                       "a", torch.tensor([0, 1]))
+    p = tracing.Prompt(
+        "x",
+        torch.zeros(1, len(groups), dtype=torch.long),
+        list("abcdefg")[: len(groups)],
+        groups,
+        0,
+        "a",
+        torch.tensor([0, 1]),
+    )
     probs = torch.tensor(effect, dtype=torch.float).view(1, len(groups), 1).expand(1, len(groups), 2)
     return tracing.Sweep("substitution:mlp", probs, torch.zeros(2), torch.zeros(2), p, 6)
 
 
 def test_align_averages_tokens_within_groups_then_over_prompts():
     a = _sweep(["subject first", "subject last", "last token"], [1.0, 2.0, 3.0])
-    b = _sweep(["subject first", "subject middle", "subject last", "after subject", "last token"], [3.0, 5.0, 4.0, 7.0, 5.0])
+    b = _sweep(
+        ["subject first", "subject middle", "subject last", "after subject", "last token"],
+        [3.0, 5.0, 4.0, 7.0, 5.0],
+    )
     grid, names = tracing.align([a, b])
     assert names == ["subject first", "subject middle", "subject last", "after subject", "last token"]
     assert grid[0, :, 0].tolist() == [2.0, 5.0, 3.0, 7.0, 4.0]
@@ -66,7 +82,9 @@ def test_drift_of_a_zero_edit_is_zero_and_of_a_real_edit_positive(tiny):
     d = measure(tiny, zero, p, CASE.o_edit)
     assert d.kl.shape == (2, tiny.cfg.n_heads) and float(d.kl.abs().max()) < 1e-6
     assert d.hidden_l2 == 0 and math.isclose(d.hidden_cos, 1.0, rel_tol=1e-5)
-    big = Edit([WeightDelta("mlp_out", 0, 3 * torch.randn(64, 32, generator=torch.Generator().manual_seed(0)))])
+    big = Edit(
+        [WeightDelta("mlp_out", 0, 3 * torch.randn(64, 32, generator=torch.Generator().manual_seed(0)))]
+    )
     d = measure(tiny, big, p, CASE.o_edit)
     assert float(d.kl.min()) >= 0 and float(d.kl.sum()) > 1e-4
     f = factors(d, [1])
@@ -85,8 +103,12 @@ def test_pearson_matches_numpy_and_flags_constant_columns():
 
 
 def test_figures_are_written_as_html_and_png(tmp_path):
-    fig = plots.heatmaps({"attn": torch.randn(4, 3), "mlp": torch.randn(4, 3)}, ["The", " Eiffel", " Tower"],
-                         title="t", colorbar="ΔP")
+    fig = plots.heatmaps(
+        {"attn": torch.randn(4, 3), "mlp": torch.randn(4, 3)},
+        ["The", " Eiffel", " Tower"],
+        title="t",
+        colorbar="ΔP",
+    )
     html, png = plots.save(fig, tmp_path / "h")
     assert "Eiffel" in html.read_text() and png.read_bytes()[:4] == b"\x89PNG"
     assert (tmp_path / "plotly.min.js").exists()  # the page opens offline
@@ -98,16 +120,35 @@ def test_trace_script_writes_figures_and_numbers(tmp_path, tiny_dir, tiny, capsy
     from tests.conftest import run_analysis
 
     out = tmp_path / "trace"
-    argv = ["--model", tiny_dir, "--limit", "2", "--trace-cases", "1", "--kinds", "attn", "--prompts", "2",
-            "--out", out]
+    argv = [
+        "--model",
+        tiny_dir,
+        "--limit",
+        "2",
+        "--trace-cases",
+        "1",
+        "--kinds",
+        "attn",
+        "--prompts",
+        "2",
+        "--out",
+        out,
+    ]
     stdout, _ = run_analysis("trace", argv, capsys)
     assert "attention patching helps most in layers" in stdout
     result = json.loads((out / "trace.json").read_text())
     assert set(result["correlations"]) == {"DNS", "RS"}
     effect = torch.tensor(result["substitution"]["DNS"]["attn"][0]["effect"])
     assert effect.shape[0] == tiny.cfg.n_layers and effect.abs().max() > 0  # the edited attention moves P
-    for stem in ["fig3_substitution_dns_p_true", "fig3_substitution_rs_p_edit", "fig4_drift_vs_p_edit",
-                 "fig5_attention_patching_dns", "fig10_score_patching_rs", "table2", "table4"]:
+    for stem in [
+        "fig3_substitution_dns_p_true",
+        "fig3_substitution_rs_p_edit",
+        "fig4_drift_vs_p_edit",
+        "fig5_attention_patching_dns",
+        "fig10_score_patching_rs",
+        "table2",
+        "table4",
+    ]:
         assert (out / f"{stem}.png").stat().st_size > 1000 and (out / f"{stem}.html").exists()
 
     # A rerun reuses each finished case's saved results instead of editing again: mark one and look for it.

@@ -27,7 +27,6 @@ from drift.editors.base import Edit
 from drift.editors.fusion import case_seed, drop_and_rescale
 from drift.evaluate import EditFn
 
-
 ComputeFn = Callable[..., Edit]  # (model, case) -> Edit, the model unchanged
 
 
@@ -44,8 +43,11 @@ def _compute(module: str, compute: str, **overrides) -> ComputeFn:
 
 # Each editor's module and hyper-parameter class, to name a bad override before any work.
 HPARAMS: dict[str, tuple[str, str]] = {
-    "rome": ("rome", "ROMEHParams"), "rome-awd": ("rome", "ROMEHParams"), "memit": ("memit", "MEMITHParams"),
-    "pmet": ("pmet", "PMETHParams"), "adaple": ("adaple", "AdaPLEHParams"),
+    "rome": ("rome", "ROMEHParams"),
+    "rome-awd": ("rome", "ROMEHParams"),
+    "memit": ("memit", "MEMITHParams"),
+    "pmet": ("pmet", "PMETHParams"),
+    "adaple": ("adaple", "AdaPLEHParams"),
 }
 
 
@@ -60,8 +62,10 @@ def check_overrides(name: str, overrides: dict) -> None:
     known = {f.name for f in dataclasses.fields(_hparams_class(name))}
     bad = sorted(set(overrides) - known)
     if bad:
-        raise ValueError(f"editor {name!r} has no hyper-parameter {', '.join(map(repr, bad))}; "
-                         f"its hyper-parameters: {sorted(known)}")
+        raise ValueError(
+            f"editor {name!r} has no hyper-parameter {', '.join(map(repr, bad))}; "
+            f"its hyper-parameters: {sorted(known)}"
+        )
 
 
 COMPUTE: dict[str, ComputeFn] = {
@@ -106,7 +110,11 @@ def get_compute(name: str, *, drop_rate: float | None = None, seed: int = 0, **o
     if drop_rate is not None and not 0.0 <= drop_rate < 1.0:
         raise ValueError(f"drop rate must be in [0, 1), got {drop_rate}")
     if layered:  # range editors drop inside their layer loop (AdaPLE's Algorithm 1)
-        overrides = {"drop_seed": seed, **overrides, **({} if drop_rate is None else {"drop_rate": drop_rate})}
+        overrides = {
+            "drop_seed": seed,
+            **overrides,
+            **({} if drop_rate is None else {"drop_rate": drop_rate}),
+        }
     base = COMPUTE[name]
     compute = (lambda model, case, **more: base(model, case, **{**overrides, **more})) if overrides else base
     return _fused(compute, drop_rate, seed) if not layered and drop_rate else compute
@@ -121,7 +129,10 @@ def get_editor(name: str, *, drop_rate: float | None = None, seed: int = 0, **ov
     raise ``ValueError``."""
     if name == "none":
         if overrides or drop_rate:
-            raise ValueError(f"options {sorted(overrides) + (['drop_rate'] if drop_rate else [])} need an editor, not 'none'")
+            raise ValueError(
+                f"options {sorted(overrides) + (['drop_rate'] if drop_rate else [])} "
+                "need an editor, not 'none'"
+            )
         return None
     if name not in COMPUTE:
         raise ValueError(f"unknown editor {name!r}; known editors: {['none', *sorted(COMPUTE)]}")

@@ -35,7 +35,8 @@ from torch import Tensor
 from drift.adapter import Model
 from drift.data import EditCase
 from drift.editors.base import Edit
-from drift.editors.memit import compute_range_edit, preset as _range_preset
+from drift.editors.memit import compute_range_edit
+from drift.editors.memit import preset as _range_preset
 from drift.editors.pmet import PMETHParams
 from drift.editors.spread import square_root
 
@@ -93,6 +94,13 @@ def compute_adaple(model: Model, case: EditCase, hp: AdaPLEHParams | None = None
         raise ValueError(f"AdaPLE residual must be one of {sorted(SOLVES)}, got {hp.residual!r}")
     last = max(hp.layers)
     return compute_range_edit(
-        model, case, hp, opt_sites=[("attn_out", last), ("mlp_out", last)], value_site=("mlp_out", last),
-        divisor=square_root, editor="adaple", solve=SOLVES[hp.residual], pmet_schedule=True,
+        model,
+        case,
+        hp,
+        opt_sites=[("attn_out", last), ("mlp_out", last)],
+        value_site=("mlp_out", last),
+        divisor=square_root,
+        editor="adaple",
+        solve=SOLVES[hp.residual],
+        pmet_schedule=True,
     )

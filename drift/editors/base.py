@@ -64,7 +64,9 @@ class Edit:
                     f"the weight has {tuple(w.shape)}"
                 )
             if not torch.isfinite(d.delta).all():
-                raise ValueError(f"delta for {d.which} at layer {d.layer} has NaN or inf values; nothing applied")
+                raise ValueError(
+                    f"delta for {d.which} at layer {d.layer} has NaN or inf values; nothing applied"
+                )
             targets.append((w, d.delta))
         handle = AppliedEdit(model, self)
         with torch.no_grad():
@@ -116,7 +118,9 @@ class AppliedEdit:
             return
         stack = _stack(self.model)
         if stack and stack[-1] is not self:
-            raise RuntimeError("edits must be removed in reverse order of application (remove the latest first)")
+            raise RuntimeError(
+                "edits must be removed in reverse order of application (remove the latest first)"
+            )
         self._restore()
         if stack:
             stack.pop()

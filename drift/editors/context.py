@@ -74,8 +74,10 @@ def generated_prefixes(model, lengths: Sequence[Sequence[int]], seed: int = 0) -
     groups: list[list[str]] = [[""]]
     for g, (length, count) in enumerate(lengths):
         if length < 1 or count < len(SEED_WORDS) or count % len(SEED_WORDS):
-            raise ValueError(f"context ({length}, {count}): need length ≥ 1 and a count that is a multiple of "
-                             f"{len(SEED_WORDS)} (one share per seed word)")
+            raise ValueError(
+                f"context ({length}, {count}): need length ≥ 1 and a count that is a multiple of "
+                f"{len(SEED_WORDS)} (one share per seed word)"
+            )
 
         def sample(length=length, count=count, g=g) -> list[str]:
             import torch

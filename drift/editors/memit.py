@@ -71,13 +71,16 @@ class MEMITHParams:
 PRESETS: dict[str, MEMITHParams] = {
     "smollm2-135m": MEMITHParams(),
     "EleutherAI/gpt-j-6B": MEMITHParams(layers=(3, 4, 5, 6, 7, 8), clamp_norm=0.75, mom2_weight=15000.0),
-    "meta-llama/Meta-Llama-3-8B": MEMITHParams(layers=(4, 5, 6, 7, 8), weight_decay=1e-3, clamp_norm=4.0,
-                                               mom2_weight=15000.0),
+    "meta-llama/Meta-Llama-3-8B": MEMITHParams(
+        layers=(4, 5, 6, 7, 8), weight_decay=1e-3, clamp_norm=4.0, mom2_weight=15000.0
+    ),
     "EleutherAI/gpt-neox-20b": MEMITHParams(layers=(13, 14, 15, 16), mom2_weight=15000.0),
-    "meta-llama/Llama-2-13b-hf": MEMITHParams(layers=(5, 6, 7, 8, 9), weight_decay=1e-3, clamp_norm=4.0,
-                                              mom2_weight=15000.0),
-    "TinyLlama/TinyLlama-1.1B-Chat-v1.0": MEMITHParams(layers=(3, 4, 5), weight_decay=0.5, clamp_norm=8.0,
-                                                       mom2_weight=20000.0),
+    "meta-llama/Llama-2-13b-hf": MEMITHParams(
+        layers=(5, 6, 7, 8, 9), weight_decay=1e-3, clamp_norm=4.0, mom2_weight=15000.0
+    ),
+    "TinyLlama/TinyLlama-1.1B-Chat-v1.0": MEMITHParams(
+        layers=(3, 4, 5), weight_decay=0.5, clamp_norm=8.0, mom2_weight=20000.0
+    ),
     "gpt2-xl": MEMITHParams(layers=(13, 14, 15, 16, 17), mom2_weight=20000.0),
 }
 
@@ -109,14 +112,27 @@ def compute_range_edit(
     t0 = time.perf_counter()
     layers = sorted(hp.layers)
     if not layers or any(not 0 <= l < model.cfg.n_layers for l in layers):
-        raise ValueError(f"{editor}: layers {list(hp.layers)} must be a non-empty subset of 0..{model.cfg.n_layers - 1}")
+        raise ValueError(
+            f"{editor}: layers {list(hp.layers)} must be a non-empty subset of 0..{model.cfg.n_layers - 1}"
+        )
     C = key_second_moment(model, layers, hp.stats_texts)
-    terms = default_terms(hp.kl_factor, hp.weight_decay, squared_decay=hp.squared_decay) + list(hp.extra_terms)
+    terms = default_terms(hp.kl_factor, hp.weight_decay, squared_decay=hp.squared_decay) + list(
+        hp.extra_terms
+    )
     groups = prefix_groups(model, hp.context, hp.n_prefixes)
     res = optimise_targets(
-        model, case, opt_sites, terms, prefixes=[p for g in groups for p in g], steps=hp.steps,
-        lr=hp.lr, clamp_norm=hp.clamp_norm, block_attention_grad=hp.block_attention_grad, early_stop=hp.early_stop,
-        stop_on=hp.stop_on, pmet_schedule=pmet_schedule,
+        model,
+        case,
+        opt_sites,
+        terms,
+        prefixes=[p for g in groups for p in g],
+        steps=hp.steps,
+        lr=hp.lr,
+        clamp_norm=hp.clamp_norm,
+        block_attention_grad=hp.block_attention_grad,
+        early_stop=hp.early_stop,
+        stop_on=hp.stop_on,
+        pmet_schedule=pmet_schedule,
     )
     batch = res.batch
     n = batch.n_rewrite
@@ -126,11 +142,26 @@ def compute_range_edit(
         seed = case_seed(case.case_id, hp.drop_seed)
         fuse = lambda d: drop_and_rescale(Edit([d]), hp.drop_rate, seed=seed + d.layer).deltas[0]  # noqa: E731
     deltas = spread_update(
-        model, batch.tokens[:n], batch.lookup[:n], layers, value_site, target, C, hp.mom2_weight, divisor, solve,
-        key_weights=group_mean_weights([len(g) for g in groups]), fuse=fuse,
+        model,
+        batch.tokens[:n],
+        batch.lookup[:n],
+        layers,
+        value_site,
+        target,
+        C,
+        hp.mom2_weight,
+        divisor,
+        solve,
+        key_weights=group_mean_weights([len(g) for g in groups]),
+        fuse=fuse,
     )
-    info = {"editor": editor, "layers": layers, "losses": res.losses, "seconds": time.perf_counter() - t0,
-            "delta_norms": [float(d.delta.norm()) for d in deltas]}
+    info = {
+        "editor": editor,
+        "layers": layers,
+        "losses": res.losses,
+        "seconds": time.perf_counter() - t0,
+        "delta_norms": [float(d.delta.norm()) for d in deltas],
+    }
     if hp.drop_rate:
         info["fusion"] = {"drop_and_rescale": hp.drop_rate, "seed": hp.drop_seed, "per_layer": True}
     return Edit(deltas, info)
@@ -141,4 +172,6 @@ def compute_memit(model: Model, case: EditCase, hp: MEMITHParams | None = None) 
     hp = hp or preset(model)
     last = max(hp.layers)
     site = ("resid_post", last)
-    return compute_range_edit(model, case, hp, opt_sites=[site], value_site=site, divisor=even, editor="memit")
+    return compute_range_edit(
+        model, case, hp, opt_sites=[site], value_site=site, divisor=even, editor="memit"
+    )

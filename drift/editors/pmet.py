@@ -23,13 +23,16 @@ from dataclasses import dataclass
 from drift.adapter import Model
 from drift.data import EditCase
 from drift.editors.base import Edit
-from drift.editors.memit import MEMITHParams, compute_range_edit, preset as _range_preset
+from drift.editors.memit import MEMITHParams, compute_range_edit
+from drift.editors.memit import preset as _range_preset
 from drift.editors.spread import square_root
 
 
 @dataclass(frozen=True)
 class PMETHParams(MEMITHParams):
-    clamp_norm: float = 4.0  # each component vector within 4·‖its original output‖ (reference: TinyLlama, Llama)
+    clamp_norm: float = (
+        4.0  # each component vector within 4·‖its original output‖ (reference: TinyLlama, Llama)
+    )
 
 
 # SmolLM2-135M: the same layers and λ as MEMIT's preset (see drift.editors.memit) and the
@@ -37,13 +40,17 @@ class PMETHParams(MEMITHParams):
 # code's hparams files (GPT-J, TinyLlama, Llama-3-8B, Llama-2-13B), else App. C.2's range.
 PRESETS: dict[str, PMETHParams] = {
     "smollm2-135m": PMETHParams(),
-    # GPT-J: its hparams file (lr 0.2, ω 1, clamp 0.75); steps 20 as its baseline script runs it (the file says 30)
-    "EleutherAI/gpt-j-6B": PMETHParams(layers=(3, 4, 5, 6, 7, 8), steps=20, lr=0.2, kl_factor=1.0, clamp_norm=0.75,
-                                       mom2_weight=15000.0),
+    # GPT-J: its hparams file (lr 0.2, ω 1, clamp 0.75); steps 20 as its baseline script runs it
+    # (the file says 30)
+    "EleutherAI/gpt-j-6B": PMETHParams(
+        layers=(3, 4, 5, 6, 7, 8), steps=20, lr=0.2, kl_factor=1.0, clamp_norm=0.75, mom2_weight=15000.0
+    ),
     "meta-llama/Meta-Llama-3-8B": PMETHParams(layers=(4, 5, 6, 7, 8), weight_decay=0.5, mom2_weight=15000.0),
     "EleutherAI/gpt-neox-20b": PMETHParams(layers=(13, 14, 15, 16), mom2_weight=15000.0),
     "meta-llama/Llama-2-13b-hf": PMETHParams(layers=(7, 8, 9), weight_decay=0.5, mom2_weight=15000.0),
-    "TinyLlama/TinyLlama-1.1B-Chat-v1.0": PMETHParams(layers=(3, 4, 5), weight_decay=0.5, mom2_weight=20000.0),
+    "TinyLlama/TinyLlama-1.1B-Chat-v1.0": PMETHParams(
+        layers=(3, 4, 5), weight_decay=0.5, mom2_weight=20000.0
+    ),
     "gpt2-xl": PMETHParams(layers=(13, 14, 15, 16, 17), mom2_weight=20000.0),  # MEMIT's GPT-2-XL range
 }
 
@@ -57,6 +64,12 @@ def compute_pmet(model: Model, case: EditCase, hp: PMETHParams | None = None) ->
     hp = hp or preset(model)
     last = max(hp.layers)
     return compute_range_edit(
-        model, case, hp, opt_sites=[("attn_out", last), ("mlp_out", last)], value_site=("mlp_out", last),
-        divisor=square_root, editor="pmet", pmet_schedule=True,
+        model,
+        case,
+        hp,
+        opt_sites=[("attn_out", last), ("mlp_out", last)],
+        value_site=("mlp_out", last),
+        divisor=square_root,
+        editor="pmet",
+        pmet_schedule=True,
     )

@@ -113,13 +113,23 @@ def compute_rome(model: Model, case: EditCase, hp: ROMEHParams | None = None) ->
         raise ValueError(f"ROME anchor must be 'bare' or 'mean', got {hp.anchor!r}")
     t0 = time.perf_counter()
     C = key_second_moment(model, [hp.layer], hp.stats_texts)[hp.layer]
-    terms = default_terms(hp.kl_factor, hp.weight_decay, squared_decay=hp.squared_decay) + list(hp.extra_terms)
+    terms = default_terms(hp.kl_factor, hp.weight_decay, squared_decay=hp.squared_decay) + list(
+        hp.extra_terms
+    )
     prefixes = [p for group in prefix_groups(model, hp.context, hp.n_prefixes) for p in group]
     res = optimise_targets(
-        model, case, [("mlp_out", hp.layer)], terms,
-        prefixes=prefixes, steps=hp.steps, lr=hp.lr,
-        clamp_norm=hp.clamp_norm, key_layers=[hp.layer], block_attention_grad=hp.block_attention_grad,
-        early_stop=hp.early_stop, stop_on=hp.stop_on,
+        model,
+        case,
+        [("mlp_out", hp.layer)],
+        terms,
+        prefixes=prefixes,
+        steps=hp.steps,
+        lr=hp.lr,
+        clamp_norm=hp.clamp_norm,
+        key_layers=[hp.layer],
+        block_attention_grad=hp.block_attention_grad,
+        early_stop=hp.early_stop,
+        stop_on=hp.stop_on,
     )
     site = ("mlp_out", hp.layer)
     keys = res.keys[hp.layer]  # [n_prefixes, d_mlp], row 0 the bare prompt
@@ -130,7 +140,12 @@ def compute_rome(model: Model, case: EditCase, hp: ROMEHParams | None = None) ->
         delta = rank_one_delta(W.detach(), C, k_mean, v_star, keys[0], res.v0[site])
     else:
         delta = rank_one_delta(W.detach(), C, k_mean, v_star)
-    info = {"editor": "rome-awd" if hp.block_attention_grad else "rome", "layer": hp.layer,
-            "losses": res.losses, "seconds": time.perf_counter() - t0, "delta_norm": float(delta.norm()),
-            "v_star": v_star.detach()}  # what the bare rewrite prompt's MLP output becomes
+    info = {
+        "editor": "rome-awd" if hp.block_attention_grad else "rome",
+        "layer": hp.layer,
+        "losses": res.losses,
+        "seconds": time.perf_counter() - t0,
+        "delta_norm": float(delta.norm()),
+        "v_star": v_star.detach(),
+    }  # what the bare rewrite prompt's MLP output becomes
     return Edit([WeightDelta("mlp_out", hp.layer, delta)], info)

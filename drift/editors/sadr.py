@@ -53,8 +53,10 @@ def paper_setting(editor: str) -> dict:
     """``{"gamma": γ, "steps": n}`` of the main paper's SADR run for ``editor`` (ROME-AWD: ROME's)."""
     key = "rome" if editor == "rome-awd" else editor
     if key not in PAPER_SETTINGS:
-        raise ValueError(f"the paper gives no SADR setting for editor {editor!r}; pass --sadr GAMMA "
-                         f"(settings exist for {sorted(PAPER_SETTINGS)})")
+        raise ValueError(
+            f"the paper gives no SADR setting for editor {editor!r}; pass --sadr GAMMA "
+            f"(settings exist for {sorted(PAPER_SETTINGS)})"
+        )
     return PAPER_SETTINGS[key]
 
 

