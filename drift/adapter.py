@@ -72,6 +72,23 @@ class _Stop(Exception):
     """Raised by a recording hook to end a forward pass early."""
 
 
+@dataclass
+class Prefix:
+    """The unchanging first ``n`` columns of a left-aligned batch, as keys and values at every
+    layer (see :meth:`Model.prefix`): later calls run only the columns after them."""
+
+    n: int
+    mask: Tensor  # [batch, n + rest]: 1 at real tokens, 0 at padding
+    positions: Tensor  # [batch, rest]: position ids of the columns after the prefix
+    cache: object  # the Hugging Face key-value cache, reset to the prefix before each use
+    kv: list[tuple[Tensor, Tensor]]  # per layer [batch, kv_heads, n, d_head], detached
+
+    def reset(self):
+        for layer, (k, v) in zip(self.cache.layers, self.kv, strict=True):
+            layer.keys, layer.values = k, v
+        return self.cache
+
+
 @dataclass(frozen=True)
 class Arch:
     """Sizes of a model, read once from its TransformerLens config."""
@@ -266,19 +283,74 @@ class Model:
         *,
         start_at_layer: int | None = None,
         stop_at_layer: int | None = None,
+        prefix: Prefix | None = None,
     ) -> Tensor:
         """Logits ``[batch, pos, d_vocab]`` (or the residual at ``stop_at_layer``).
 
         With ``start_at_layer=l``, ``tokens`` is the residual stream ``[batch, pos, d_model]``
-        entering block ``l``.
+        entering block ``l``. With ``prefix`` (from :meth:`prefix`), ``tokens`` holds only the
+        columns after the prefix, which every layer's attention reads from its cache.
         """
         kwargs = {}
         if start_at_layer is not None:
             kwargs["start_at_layer"] = start_at_layer
         if stop_at_layer is not None:
             kwargs["stop_at_layer"] = stop_at_layer
-        with self.hooks(hooks), self._skipping_blocks_below(start_at_layer):
+        cached = contextlib.nullcontext()
+        if prefix is not None:
+            kwargs |= {
+                "attention_mask": prefix.mask,
+                "position_ids": prefix.positions,
+                "past_key_values": prefix.reset(),
+                "use_cache": True,
+            }
+            cached = self._cache_reaches_attention()
+        with self.hooks(hooks), self._skipping_blocks_below(start_at_layer), cached:
             return self.hooked(tokens, **kwargs)
+
+    @property
+    def supports_prefix(self) -> bool:
+        """Whether :meth:`prefix` works here: a bridge over a Hugging Face model (the legacy
+        ``HookedTransformer`` keeps its own cache format, which drift does not drive)."""
+        return self.kind == "bridge" and self._decoder_list() is not None
+
+    @torch.no_grad()
+    def prefix(
+        self, tokens: Tensor, mask: Tensor, positions: Tensor, n: int, layer: int
+    ) -> tuple[Tensor, Prefix]:
+        """One pass over a left-aligned batch ``tokens [batch, pos]`` (``mask``: 1 at real
+        tokens; ``positions``: each token's position id). Returns the residual entering block
+        ``layer`` at columns ``n..`` ``[batch, pos - n, d_model]`` and the :class:`Prefix` that
+        holds every layer's keys and values of columns ``< n``, so that
+        ``forward(resid, start_at_layer=layer, prefix=...)`` computes what a full forward
+        computes at those columns while running only them."""
+        if not self.supports_prefix:
+            raise NotImplementedError(f"a key-value prefix needs a TransformerBridge model, not {self.kind}")
+        from transformers import DynamicCache
+
+        cache = DynamicCache()
+        box: list[Tensor] = []
+
+        def grab(act: Tensor, hook) -> None:
+            box.append(act.detach())
+
+        def stop(act: Tensor, hook) -> None:
+            raise _Stop  # every layer's keys and values are cached by now; no unembedding
+
+        hooks = [
+            (self.hook_name("resid_pre", layer), grab),
+            (self.hook_name("resid_post", self.cfg.n_layers - 1), stop),
+        ]
+        try:
+            with self.hooks(hooks), self._cache_reaches_attention():
+                self.hooked(
+                    tokens, attention_mask=mask, position_ids=positions, past_key_values=cache, use_cache=True
+                )
+        except _Stop:
+            pass
+        cache.crop(n - cache.get_seq_length())
+        kv = [(l.keys.detach(), l.values.detach()) for l in cache.layers]
+        return box[0][:, n:], Prefix(n, mask, positions[:, n:], cache, kv)
 
     @contextlib.contextmanager
     def _skipping_blocks_below(self, start: int | None) -> Iterator[None]:
@@ -328,6 +400,7 @@ class Model:
         hooks: Sequence[Hook] = (),
         *,
         start_at_layer: int | None = None,
+        prefix: Prefix | None = None,
     ) -> Tensor:
         """The activation at ``site``/``layer``, stopping the forward pass right there."""
         name = self.hook_name(site, layer)
@@ -338,7 +411,7 @@ class Model:
             raise _Stop
 
         try:
-            self.forward(tokens, [*hooks, (name, grab)], start_at_layer=start_at_layer)
+            self.forward(tokens, [*hooks, (name, grab)], start_at_layer=start_at_layer, prefix=prefix)
         except _Stop:
             return box[0]
         raise RuntimeError(f"hook {name} did not fire")
@@ -350,11 +423,12 @@ class Model:
         *,
         layer: int | None = None,
         start_at_layer: int | None = None,
+        prefix: Prefix | None = None,
     ) -> Tensor:
         """The residual stream ``[batch, pos, d_model]`` after block ``layer`` (default: the last),
         computing nothing after it."""
         layer = self.cfg.n_layers - 1 if layer is None else layer
-        return self.capture(tokens, "resid_post", layer, hooks, start_at_layer=start_at_layer)
+        return self.capture(tokens, "resid_post", layer, hooks, start_at_layer=start_at_layer, prefix=prefix)
 
     def unembed(self, resid: Tensor) -> Tensor:
         """Logits ``[..., d_vocab]`` from final-layer residuals ``[..., d_model]``."""
@@ -370,10 +444,11 @@ class Model:
         hooks: Sequence[Hook] = (),
         *,
         start_at_layer: int | None = None,
+        prefix: Prefix | None = None,
     ) -> Tensor:
         """Logits ``[n, d_vocab]`` at ``(rows[i], cols[i])`` only: the unembedding, the largest
         matrix of a small model, is applied where a token is scored and nowhere else."""
-        resid = self.residual(tokens, hooks, start_at_layer=start_at_layer)
+        resid = self.residual(tokens, hooks, start_at_layer=start_at_layer, prefix=prefix)
         return self.unembed(resid[rows.to(resid.device), cols.to(resid.device)])
 
     @torch.no_grad()

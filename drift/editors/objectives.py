@@ -38,6 +38,10 @@ class EditBatch:
     query: Tensor  # [batch] position that predicts the first target token (rewriting rows)
     n_rewrite: int  # rows [0, n_rewrite) are rewriting sequences, the rest KL prompts
     start_layer: int
+    lengths: Tensor | None = None  # [batch] real tokens per row (the rest is padding)
+    # Columns before ``offset`` are held as keys and values (drift.adapter.Prefix) and not run:
+    # an activation's position is its column − offset; attention patterns keep every column.
+    offset: int = 0
 
 
 @dataclass

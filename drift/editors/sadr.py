@@ -78,7 +78,7 @@ class SADR(LossTerm):
         model = extras["model"]
         n = batch.n_rewrite
         rows = torch.arange(n, device=batch.tokens.device)
-        q = batch.query[:n]
+        q = batch.query[:n] - batch.offset  # query rows of the columns that run
         self._layers = tuple(range(batch.start_layer, model.cfg.n_layers))
 
         def keep(layer: int):
