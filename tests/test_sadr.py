@@ -111,3 +111,16 @@ def test_sadr_script_writes_table3_and_resumes(tmp_path, tiny_dir, capsys):
     assert len(lines) == 3
     _, stderr = run_analysis("sadr", argv, capsys)  # all three reused
     assert len((tmp_path / "sadr-runs.jsonl").read_text().splitlines()) == 3
+
+
+def test_sadr_reports_each_layers_head_kl_and_which_heads_it_restrained(tiny):
+    term, every = SADR(1.0), SADR(1.0, "all")
+    for t in (term, every):
+        compute_rome(
+            tiny, EIFFEL, ROMEHParams(layer=0, steps=4, n_prefixes=2, stats_texts=CORPUS, extra_terms=(t,))
+        )
+    assert sorted(term.report) == list(range(tiny.cfg.n_layers))  # from the edit layer on
+    for l, r in term.report.items():
+        assert r["kl"].shape == r["restrained"].shape == (tiny.cfg.n_heads,)
+        assert ((0 <= r["restrained"]) & (r["restrained"] <= 1)).all() and (r["kl"] >= -1e-6).all()
+        assert (every.report[l]["restrained"] == 1).all()

@@ -67,6 +67,10 @@ class SADR(LossTerm):
     name = "sadr"
     _vanilla: dict = field(default_factory=dict, repr=False)
     _layers: tuple = field(default=(), repr=False)
+    # After each step, per layer: "kl" [heads] (the KL of each head's row, mean over prompts,
+    # restrained or not) and "restrained" [heads] (the fraction of prompts where it was
+    # restrained): what the last step of an edit saw, for analysis.
+    report: dict = field(default_factory=dict, repr=False)
 
     def __post_init__(self):
         if self.heads not in ("selective", "all"):
@@ -97,13 +101,17 @@ class SADR(LossTerm):
         if step.step == 0:  # δ = 0: the unedited model's rows on this very batch
             self._vanilla = {l: step.extras[("sadr", l)].detach() for l in self._layers}
         total = torch.zeros((), device=batch.tokens.device)
+        report = {}
         for l in self._layers:
             cur, van = step.extras[("sadr", l)], self._vanilla[l]  # [n, heads, k]
             p, q = van + EPS, cur + EPS
             kl = (p * (p.log() - q.log())).sum(-1)  # [n, heads]
+            mask = torch.ones_like(kl)
             if self.heads == "selective":
                 to_subj = cur[rows, :, subj]  # [n, heads]
                 limit = van[rows, :, subj].max(-1, keepdim=True).values  # [n, 1]
-                kl = kl * (to_subj > limit).detach()
-            total = total + kl.sum(-1).mean()
+                mask = (to_subj > limit).detach().float()
+            report[l] = {"kl": kl.detach().mean(0).cpu(), "restrained": mask.mean(0).cpu()}
+            total = total + (kl * mask).sum(-1).mean()
+        self.report = report
         return self.gamma * total
