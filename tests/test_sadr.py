@@ -124,3 +124,20 @@ def test_sadr_reports_each_layers_head_kl_and_which_heads_it_restrained(tiny):
         assert r["kl"].shape == r["restrained"].shape == (tiny.cfg.n_heads,)
         assert ((0 <= r["restrained"]) & (r["restrained"] <= 1)).all() and (r["kl"] >= -1e-6).all()
         assert (every.report[l]["restrained"] == 1).all()
+
+
+@pytest.mark.integration
+def test_sadr_mechanism_script_reports_terms_heads_and_drift(tmp_path, tiny_dir, tiny, capsys):
+    import json
+
+    from tests.conftest import run_analysis
+
+    stdout, _ = run_analysis(
+        "sadr_mechanism", ["--model", tiny_dir, "--limit", "1", "--window", "0,1", "--out", tmp_path], capsys
+    )
+    assert "layers with most restrained heads" in stdout
+    s = json.loads((tmp_path / "sadr_mechanism.json").read_text())["summary"]
+    assert set(s["mean_losses"]) == {"nll", "kl", "weight_decay", "sadr"}
+    assert len(s["restrained"]) == tiny.cfg.n_layers and len(s["restrained"][0]) == tiny.cfg.n_heads
+    for stem in ("sadr_losses", "sadr_heads"):
+        assert (tmp_path / f"{stem}.png").stat().st_size > 1000
