@@ -53,7 +53,8 @@ def evaluate(
     on_case: Callable[[dict], None] | None = None,
     scoring: str = DEFAULT_SCORING,
 ) -> list[dict]:
-    """Per-case results ``{"case_id", "subject", "metrics": {...}}`` in the order of ``cases``.
+    """Per-case results ``{"case_id", "subject", "metrics": {...}}`` in the order of ``cases``;
+    with an editor also ``"edit"``: :func:`edit_summary` of the case's edit.
 
     Args:
         edit: an editor (see ``EditFn``); ``None`` evaluates the model as it is.
@@ -71,10 +72,12 @@ def evaluate(
     base_ppl = perplexity(model, ppl_texts, batch_size=batch_size) if (ppl_texts and edit is None) else None
     groups = [[c] for c in cases] if edit is not None else _chunks(cases, batch_cases)
     for group in groups:
-        with edit(model, group[0]) if edit is not None else contextlib.nullcontext():
+        with edit(model, group[0]) if edit is not None else contextlib.nullcontext() as applied:
             results = _evaluate_group(
                 model, group, fluency, gen_prompts, gen_tokens, batch_size, seed, scoring
             )
+            if hasattr(applied, "deltas"):  # the editor yielded its Edit
+                results[0]["edit"] = edit_summary(model, applied)
             if ppl_texts:
                 ppl = (
                     base_ppl if base_ppl is not None else perplexity(model, ppl_texts, batch_size=batch_size)
@@ -88,6 +91,22 @@ def evaluate(
         bar.update(len(group))
     bar.close()
     return rows
+
+
+def edit_summary(model: Model, edit) -> dict:
+    """What an applied edit changed: ``{"seconds", "passes", "relative_change": {"mlp_out@4":
+    ‖ΔW‖/‖W‖, ...}}`` (‖·‖ Frobenius, W the weight before the edit; call while it is applied)."""
+    change = {}
+    for d in edit.deltas:
+        w = model.weight(d.which, d.layer).detach().double()
+        before = w - d.delta.double().to(w.device)
+        change[f"{d.which}@{d.layer}"] = float(d.delta.double().norm() / before.norm())
+    out = {"relative_change": change}
+    if "seconds" in edit.info:
+        out["seconds"] = round(float(edit.info["seconds"]), 2)
+    if "losses" in edit.info:
+        out["passes"] = len(edit.info["losses"])
+    return out
 
 
 def _chunks(seq: Sequence, n: int) -> list[list]:

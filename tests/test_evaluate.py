@@ -97,3 +97,16 @@ def test_same_seed_gives_the_same_metrics_twice(tiny):
     b = evaluate(tiny, cases, edit=edit, fluency=True, gen_tokens=8, seed=5, progress=False)
     assert [r["metrics"] for r in a] == [r["metrics"] for r in b]
     assert [r.get("generations") for r in a] == [r.get("generations") for r in b]
+
+
+def test_each_edited_case_records_how_much_its_edit_changed_the_weights(tiny):
+    from drift.editors.base import Edit, WeightDelta
+
+    W = tiny.weight("mlp_out", 1).detach().clone()
+    delta = 0.1 * torch.randn_like(W)
+    edit = Edit([WeightDelta("mlp_out", 1, delta)], {"seconds": 1.234, "losses": [{}, {}, {}]})
+    rows = evaluate(tiny, _cases()[:1], edit=lambda m, c: edit.applied(m), fluency=False, progress=False)
+    got = rows[0]["edit"]
+    assert got["relative_change"]["mlp_out@1"] == pytest.approx(float(delta.norm() / W.norm()), rel=1e-6)
+    assert got["seconds"] == 1.23 and got["passes"] == 3
+    assert "edit" not in evaluate(tiny, _cases()[:1], fluency=False, progress=False)[0]
