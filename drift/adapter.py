@@ -171,6 +171,9 @@ class Model:
                 hooked._drift_identity = {"prepend_bos": self.prepend_bos, "name": self.name}
             except AttributeError:  # an object that refuses new attributes: wrapping again re-derives them
                 pass
+        # TransformerLens' own tokenisation (to_tokens, run_with_cache on strings) then agrees with
+        # drift's: SmolLM2 was trained without a BOS token, which TL would otherwise prepend.
+        cfg.default_prepend_bos = self.prepend_bos
         self._sites = SITE_HOOKS[self.kind]
         self._weights = WEIGHT_VIEWS[self.kind]
         self._head = HEAD_MODULES[self.kind]
@@ -271,10 +274,40 @@ class Model:
 
     # ---- running ----------------------------------------------------------------------------
     @contextlib.contextmanager
-    def hooks(self, hooks: Sequence[Hook] = ()) -> Iterator[None]:
-        """Attach ``(hook_name, fn(activation, hook))`` pairs for the block; always removed."""
-        with self.hooked.hooks(fwd_hooks=list(hooks)):
+    def hooks(self, hooks: Sequence[Hook] = (), *, fwd_hooks: Sequence[Hook] = ()) -> Iterator[None]:
+        """Attach ``(hook_name, fn(activation, hook))`` pairs for the block; always removed.
+        (``fwd_hooks=`` as TransformerLens spells it works too.)"""
+        with self.hooked.hooks(fwd_hooks=[*hooks, *fwd_hooks]):
             yield
+
+    # ---- TransformerLens' verbs, with drift's tokenisation ------------------------------------
+    def to_tokens(self, text: str | Sequence[str]) -> Tensor:
+        """``[batch, pos]`` token ids as :meth:`encode` makes them (right-padded for a list)."""
+        texts = [text] if isinstance(text, str) else list(text)
+        return self.pad([self.encode(t) for t in texts])[0]
+
+    def to_string(self, tokens: Tensor | Sequence[int]) -> str | list[str]:
+        """The text of ``tokens`` (``[pos]`` -> str, ``[batch, pos]`` -> list of str)."""
+        t = torch.as_tensor(tokens)
+        if t.ndim == 1:
+            return self.tokenizer.decode(t.tolist())
+        return [self.tokenizer.decode(row.tolist()) for row in t]
+
+    def _tokens(self, x) -> Tensor:
+        return self.to_tokens(x) if isinstance(x, (str, list)) else x
+
+    def __call__(self, tokens: Tensor | str | Sequence[str], **kwargs) -> Tensor:
+        """Logits ``[batch, pos, d_vocab]``, as calling the hooked model gives (strings are
+        tokenised by :meth:`to_tokens`)."""
+        return self.hooked(self._tokens(tokens), **kwargs)
+
+    def run_with_cache(self, tokens: Tensor | str | Sequence[str], **kwargs):
+        """``(logits, cache)`` of the hooked model's ``run_with_cache``."""
+        return self.hooked.run_with_cache(self._tokens(tokens), **kwargs)
+
+    def run_with_hooks(self, tokens: Tensor | str | Sequence[str], fwd_hooks: Sequence[Hook] = (), **kwargs):
+        """The hooked model's ``run_with_hooks``; hooks are removed afterwards."""
+        return self.hooked.run_with_hooks(self._tokens(tokens), fwd_hooks=list(fwd_hooks), **kwargs)
 
     def forward(
         self,

@@ -193,3 +193,45 @@ def test_wrapping_a_loaded_models_hooked_object_again_gives_the_same_model(tiny)
     prompt = "The Eiffel Tower is located in the city of"
     assert again.encode(prompt) == tiny.encode(prompt)
     assert again.target_prob(prompt, "Paris") == tiny.target_prob(prompt, "Paris")
+
+
+PROMPTS = [
+    "The Eiffel Tower is located in the city of",
+    "Danielle Darrieux's mother tongue is",
+    "Apple was founded by",
+]
+
+
+def _tl_way_agrees(model):
+    """TransformerLens' own tokenisation and forward on the hooked model, the wrapper's verbs and
+    drift's target_prob give the same next-token probabilities."""
+    for p in PROMPTS:
+        tokens = model.hooked.to_tokens(p)
+        assert tokens[0].tolist() == model.encode(p)
+        logits, cache = model.hooked.run_with_cache(tokens)
+        probs = logits[0, -1].softmax(-1)
+        target = model.encode_target("Paris")[0]
+        assert float(probs[target]) == pytest.approx(
+            model.target_prob(p, model.to_string([target])), rel=1e-4
+        )
+        mine, my_cache = model.run_with_cache(p)
+        torch.testing.assert_close(mine, logits)
+        torch.testing.assert_close(model(p), logits)
+        name = model.hook_name("pattern", 0)
+        torch.testing.assert_close(my_cache[name], cache[name])
+    assert model.to_string(model.to_tokens(PROMPTS[0])[0]).endswith(PROMPTS[0])
+
+
+def test_transformer_lens_verbs_agree_with_drift_on_the_tiny_model(tiny):
+    _tl_way_agrees(tiny)
+    seen = []
+    model_out = tiny.run_with_hooks(
+        PROMPTS[0], fwd_hooks=[(tiny.hook_name("mlp_out", 0), lambda a, hook: seen.append(a.shape))]
+    )
+    assert len(seen) == 1 and model_out.shape[:2] == (1, len(tiny.encode(PROMPTS[0])))
+
+
+def test_transformer_lens_verbs_agree_with_drift_on_the_default_model(real):
+    """SmolLM2 was trained without BOS; TransformerLens would prepend one unless told otherwise."""
+    assert real.hooked.cfg.default_prepend_bos is False
+    _tl_way_agrees(real)
