@@ -84,7 +84,9 @@ def parse(argv=None) -> argparse.Namespace:
     )
     ap.add_argument("--out", default=str(ROOT / "figures" / "sequential"))
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--device", default=None, help="torch device, e.g. cuda (default: cpu)")
+    ap.add_argument(
+        "--device", default=None, help="torch device, e.g. cuda (default: cuda when available, else cpu)"
+    )
     ap.add_argument("--part", default=None, metavar="I/N", help="do only runs I, I+N, ... and draw nothing")
     return ap.parse_args(argv)
 

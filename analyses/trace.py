@@ -74,7 +74,9 @@ def parse(argv=None) -> argparse.Namespace:
     ap.add_argument(
         "--out", default=str(ROOT / "figures" / "trace"), help="output folder (default figures/trace)"
     )
-    ap.add_argument("--device", default=None, help="torch device, e.g. cuda (default: cpu)")
+    ap.add_argument(
+        "--device", default=None, help="torch device, e.g. cuda (default: cuda when available, else cpu)"
+    )
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--restart", action="store_true", help="ignore the cases finished by an interrupted run")
     return ap.parse_args(argv)

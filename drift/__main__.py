@@ -110,7 +110,11 @@ def main(argv: list[str] | None = None) -> int:
         help="evaluate only the I-th of N equal contiguous parts of the cases (I from 1); "
         "join the parts with `python -m drift merge`",
     )
-    ev.add_argument("--device", default=None, help="torch device for the model, e.g. cuda (default: cpu)")
+    ev.add_argument(
+        "--device",
+        default=None,
+        help="torch device for the model, e.g. cuda (default: cuda when available, else cpu)",
+    )
     ev.add_argument("--limit", type=int, default=None, help="evaluate only the first N cases")
     ev.add_argument(
         "--model", default=None, help="model name, hub id or local folder (default: smollm2-135m)"

@@ -73,6 +73,39 @@ class EditCase:
     commonsense: Commonsense | None = None
     generation: tuple[str, ...] | None = None
 
+    @classmethod
+    def simple(
+        cls,
+        prompt: str,
+        subject: str,
+        target: str,
+        target_true: str,
+        *,
+        case_id: str = "custom",
+        neighbours: dict[str, str] | None = None,
+    ) -> "EditCase":
+        """One fact to edit, without the CounterFact nesting: ``prompt`` (containing ``subject``,
+        ending before the object) now answers ``target`` instead of ``target_true``.
+        ``neighbours``: optional ``{prompt: its true answer}`` of other subjects (NS and DNS).
+        Checked as a loaded case is (a ``CaseError`` names the bad field).
+
+        >>> EditCase.simple("The Eiffel Tower is in", "Eiffel Tower", "Rome", "Paris").edit_sentence
+        'The Eiffel Tower is in Rome.'
+        """
+        raw = {
+            "case_id": case_id,
+            "rewrite": {"prompts": [prompt], "targets": [target]},
+            "requested_rewrite": {
+                "prompt": prompt,
+                "subject": subject,
+                "target_new": target,
+                "target_true": target_true,
+            },
+        }
+        if neighbours:
+            raw["l-neighbor"] = {"prompts": list(neighbours), "targets": list(neighbours.values())}
+        return parse_case(raw, source="EditCase.simple")
+
     @property
     def edit_sentence(self) -> str:
         """The edit stated as a sentence, prepended to prompts in the distracting tasks."""

@@ -14,6 +14,9 @@ parameters do not require grad.
   Without network this fails within seconds with :class:`ModelLoadError` naming the model.
 - a ``TransformerBridge`` or ``HookedTransformer`` object: wrapped, not reloaded.
 
+``device=None`` puts a loaded model on CUDA when torch sees a GPU, else on the CPU, and says which
+once per process (as TransformerLens defaults to CUDA).
+
 Example:
     >>> import drift
     >>> model = drift.load_model()                      # doctest: +SKIP
@@ -60,6 +63,7 @@ def load_model(
     dtype: torch.dtype = torch.float32,
 ) -> Model:
     """Load (or wrap) a hooked model ready for analysis. See the module docstring."""
+    device = default_device() if device is None else device
     configure_threads()
     if isinstance(name, Model):
         return name
@@ -75,6 +79,20 @@ def load_model(
     return _boot(key, key, device, dtype, prepend_bos=None)
 
 
+_ANNOUNCED: set[str] = set()
+
+
+def default_device() -> str:
+    """``"cuda"`` when torch sees a GPU, else ``"cpu"``; printed to stderr the first time."""
+    import sys
+
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    if device not in _ANNOUNCED:
+        _ANNOUNCED.add(device)
+        print(f"drift: models load on {device} (pass device= or --device to choose)", file=sys.stderr)
+    return device
+
+
 def _boot(source: str, label: str, device, dtype, *, prepend_bos: bool | None) -> Model:
     from transformer_lens.model_bridge import TransformerBridge
     from transformers import AutoTokenizer
@@ -82,9 +100,7 @@ def _boot(source: str, label: str, device, dtype, *, prepend_bos: bool | None) -
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            bridge = TransformerBridge.boot_transformers(
-                source, device=str(device) if device is not None else "cpu", dtype=dtype
-            )
+            bridge = TransformerBridge.boot_transformers(source, device=str(device), dtype=dtype)
             if prepend_bos is None:
                 # The tokenizer's own convention, before TransformerLens changes it.
                 prepend_bos = _tokenizer_adds_bos(AutoTokenizer.from_pretrained(source))

@@ -58,3 +58,17 @@ def test_half_written_cache_is_rebuilt_never_loaded(tmp_path, monkeypatch):
     with pytest.warns(UserWarning, match="incomplete or corrupt"):
         models.packaged_model_folder()
     assert len(calls) == 2 and (folder / "model.safetensors").stat().st_size == 1000
+
+
+def test_default_device_is_cuda_when_available_and_said_once(monkeypatch, capsys):
+    import torch
+
+    from drift import models
+
+    monkeypatch.setattr(models, "_ANNOUNCED", set())
+    for available, want in ((False, "cpu"), (True, "cuda")):
+        monkeypatch.setattr(torch.cuda, "is_available", lambda a=available: a)
+        assert models.default_device() == want
+        assert models.default_device() == want
+    err = capsys.readouterr().err
+    assert err.count("models load on cpu") == 1 and err.count("models load on cuda") == 1
