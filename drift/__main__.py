@@ -220,7 +220,9 @@ def _eval(args) -> int:
     if args.shard is not None:
         from drift.runtime import share
 
-        cases = share(cases, args.shard)
+        total, cases = len(cases), share(cases, args.shard)
+        if not cases:
+            raise ValueError(f"--shard {args.shard} of {total} case(s) is empty; use fewer parts")
     if args.sequential:
         return _sequential(args, overrides, cases)
     texts = _load_texts(args.ppl) if args.ppl else None
@@ -473,5 +475,23 @@ def _table(summary: dict) -> str:
     return "".join(head) + "\n" + "".join(vals)
 
 
+def cli(argv: list[str] | None = None) -> int:
+    """The console entry: :func:`main`, with a user's mistake (bad file, option, case, model name,
+    damaged cache) printed as one line ``error: ...`` and exit status 2 instead of a traceback,
+    and Ctrl-C as one line and status 130 (finished cases stay saved; the same command resumes)."""
+    from drift.data import CaseError
+    from drift.models import ModelLoadError
+    from drift.store import CorruptCacheError
+
+    try:
+        return main(argv)
+    except KeyboardInterrupt:
+        print("interrupted; finished cases are saved — run the same command again to resume", file=sys.stderr)
+        return 130
+    except (CaseError, ModelLoadError, CorruptCacheError, ValueError, FileNotFoundError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(cli())

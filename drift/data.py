@@ -141,8 +141,19 @@ def load_cases(source: str | Path = BUILTIN, *, limit: int | None = None) -> lis
     if not raw:
         raise CaseError(f"{name} holds no cases (empty list)")
     if limit is not None:
+        if limit < 1:
+            raise CaseError(f"limit must be at least 1, got {limit}")
         raw = raw[:limit]
-    return [parse_case(r, index=i, source=name) for i, r in enumerate(raw)]
+    cases = [parse_case(r, index=i, source=name) for i, r in enumerate(raw)]
+    first: dict[str, int] = {}
+    for i, c in enumerate(cases):
+        if c.case_id in first:
+            raise CaseError(
+                f"{name}: cases #{first[c.case_id]} and #{i} share case_id {c.case_id!r}; "
+                "results are keyed by it, so one would be lost"
+            )
+        first[c.case_id] = i
+    return cases
 
 
 def parse_case(raw: Any, *, index: int = 0, source: str = "case") -> EditCase:

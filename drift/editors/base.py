@@ -54,7 +54,12 @@ class Edit:
     info: dict = field(default_factory=dict)
 
     def apply(self, model: Model) -> "AppliedEdit":
-        """Write the deltas into ``model``; returns a handle whose ``remove()`` restores it."""
+        """Write the deltas into ``model``; returns a handle whose ``remove()`` restores it.
+        Applying an edit that is already in the model is refused (it would count twice)."""
+        if any(h.edit is self for h in _stack(model)):
+            raise RuntimeError(
+                "this edit is already applied to the model; remove it first (it would count twice)"
+            )
         targets = []
         for d in self.deltas:
             w = model.weight(d.which, d.layer)
@@ -82,11 +87,16 @@ class Edit:
 
     @contextlib.contextmanager
     def applied(self, model: Model) -> Iterator["Edit"]:
-        """The edit is in the model inside the block and exactly removed after it."""
+        """The edit is in the model inside the block and exactly removed after it — together with
+        any edit applied inside the block and still in place (latest first), so the weights
+        leave the block as they entered it, also on an exception."""
         handle = self.apply(model)
         try:
             yield self
         finally:
+            stack = _stack(model)
+            while handle in stack and stack[-1] is not handle:
+                stack[-1].remove()
             handle.remove()
 
     def __add__(self, other: "Edit") -> "Edit":

@@ -50,6 +50,18 @@ def _slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", text)[-80:]
 
 
+def refuse_if_edited(model: Model, what: str) -> None:
+    """Cached statistics describe the unedited model: building one while edits are applied would
+    save the edited model's numbers under the model's name, and every later edit would use them."""
+    applied = getattr(model, "_applied_edits", [])
+    if applied:
+        raise RuntimeError(
+            f"{what} for {model.name} is not cached yet and the model carries {len(applied)} applied "
+            "edit(s): built now it would describe the edited model. Compute one edit on the unedited "
+            "model first (that caches it), then edit inside the block."
+        )
+
+
 def cache_json_list(kind: str, tag: str, model: Model, n: int, make) -> list[str]:
     """``n`` strings cached as JSON under ``cache_root()/kind`` for ``model`` and ``tag``; ``make()``
     builds them when the file is missing or damaged (warned about)."""
@@ -62,6 +74,7 @@ def cache_json_list(kind: str, tag: str, model: Model, n: int, make) -> list[str
         except (json.JSONDecodeError, UnicodeDecodeError):
             pass
         warnings.warn(f"drift: cached {kind} {path} is corrupt; sampling it again")
+    refuse_if_edited(model, f"the {kind} {path.name}")
     texts = make()
     save_json(path, texts)
     return texts
@@ -192,6 +205,7 @@ def _compute_missing(
         except (FileNotFoundError, CorruptCacheError):
             missing.append(layer)
     if missing:
+        refuse_if_edited(model, f"key statistics of layers {missing}")
         sums, count = _accumulate(model, missing, texts, max_tokens, batch_size, skip_first)
         if count < 10 * model.cfg.d_mlp:
             warnings.warn(

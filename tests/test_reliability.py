@@ -1,0 +1,76 @@
+"""Inputs that used to give silent wrong numbers or raw tracebacks (issue: reliability II)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from drift.__main__ import cli, main
+from drift.data import CaseError, load_cases
+from drift.editors.base import Edit, WeightDelta
+from tests.test_data import MERGED
+
+
+def _delta(model, scale=1.0):
+    return Edit([WeightDelta("mlp_out", 0, scale * torch.ones_like(model.weight("mlp_out", 0)))])
+
+
+def test_duplicate_case_ids_are_refused_naming_both(tmp_path):
+    path = tmp_path / "cases.json"
+    path.write_text(
+        json.dumps(
+            [MERGED, {**MERGED, "requested_rewrite": {**MERGED["requested_rewrite"], "target_new": "Oslo"}}]
+        )
+    )
+    with pytest.raises(CaseError, match=r"cases #0 and #1 share case_id '7'"):
+        load_cases(path)
+
+
+@pytest.mark.parametrize("limit", [0, -1])
+def test_a_limit_below_one_is_refused(limit):
+    with pytest.raises(CaseError, match=f"limit must be at least 1, got {limit}"):
+        load_cases("builtin", limit=limit)
+
+
+def test_an_empty_shard_is_refused_before_the_model_loads(tmp_path):
+    with pytest.raises(ValueError, match=r"--shard 1/3 of 2 case\(s\) is empty"):
+        main(["eval", "--limit", "2", "--shard", "1/3", "--out", str(tmp_path / "x.json")])
+
+
+def test_applying_the_same_edit_twice_is_refused(tiny):
+    w0 = tiny.weight("mlp_out", 0).detach().clone()
+    e = _delta(tiny)
+    with e.applied(tiny):
+        with pytest.raises(RuntimeError, match="already applied"):
+            e.apply(tiny)
+        assert torch.equal(tiny.weight("mlp_out", 0), w0 + 1)
+    assert torch.equal(tiny.weight("mlp_out", 0), w0)
+
+
+def test_leaving_a_block_removes_edits_applied_inside_it_too(tiny):
+    w0 = tiny.weight("mlp_out", 0).detach().clone()
+    outer, inner = _delta(tiny), _delta(tiny, 2.0)
+    with pytest.raises(KeyError):
+        with outer.applied(tiny):
+            inner.apply(tiny)  # never removed by the caller
+            raise KeyError("boom")
+    assert torch.equal(tiny.weight("mlp_out", 0), w0)
+    assert not getattr(tiny, "_applied_edits", [])
+
+
+def test_statistics_are_not_built_from_an_edited_model(tiny):
+    from drift.editors.stats import key_second_moment
+
+    with _delta(tiny, 0.01).applied(tiny):
+        with pytest.raises(RuntimeError, match="carries 1 applied edit"):
+            key_second_moment(tiny, [1], texts=["A text never seen before, so nothing is cached for it."])
+
+
+def test_the_console_entry_prints_one_line_errors(tmp_path, capsys):
+    assert cli(["eval", "--editor", "nope", "--out", str(tmp_path / "x.json")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: unknown editor 'nope'") and "Traceback" not in err
+    assert cli(["eval", "--data", str(tmp_path / "missing.json"), "--out", str(tmp_path / "x.json")]) == 2
+    assert "missing.json" in capsys.readouterr().err
