@@ -200,6 +200,7 @@ def _eval(args) -> int:
     from drift.metrics import summarise
     from drift.store import save_json
 
+    _writable(args.out)  # before anything slow
     overrides = {}
     if args.sadr is not None:
         from drift.editors.sadr import SADR, paper_setting
@@ -342,6 +343,25 @@ def _sequential(args, overrides: dict, cases) -> int:
         print(_table(row["summary"]))
     print(f"wrote {args.out}")
     return 0
+
+
+def _writable(name: str) -> Path:
+    """``--out`` checked before any work: a file path whose folder exists (or can be made) and
+    can be written."""
+    import os
+
+    out = Path(name)
+    if out.is_dir():
+        raise ValueError(
+            f"--out {out} is a folder; give the path of a results file, e.g. {out / 'results.json'}"
+        )
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise ValueError(f"--out {out}: cannot create its folder ({e.strerror})") from None
+    if not os.access(out.parent, os.W_OK):
+        raise ValueError(f"--out {out}: its folder {out.parent} is not writable")
+    return out
 
 
 def parse_hp(items: list[str]) -> dict:
@@ -488,7 +508,14 @@ def cli(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted; finished cases are saved — run the same command again to resume", file=sys.stderr)
         return 130
-    except (CaseError, ModelLoadError, CorruptCacheError, ValueError, FileNotFoundError) as e:
+    except (
+        CaseError,
+        ModelLoadError,
+        CorruptCacheError,
+        ValueError,
+        FileNotFoundError,
+        FloatingPointError,
+    ) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
 

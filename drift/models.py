@@ -41,7 +41,7 @@ import torch
 
 from drift.adapter import Model
 from drift.runtime import configure_threads
-from drift.store import building_dir, cache_root, verify_dir
+from drift.store import building_dir, cache_root, verify_dir_stamped
 
 log = logging.getLogger(__name__)
 
@@ -159,7 +159,7 @@ def packaged_model_folder(name: str = DEFAULT_MODEL) -> Path:
         raise ModelLoadError(f"could not load model {name!r}: {dist_name!r} ships no {suffix} file")
     gguf_path = Path(dist.locate_file(ggufs[0]))
     folder = cache_root() / "models" / f"{name}-{dist.version}"
-    if verify_dir(folder):
+    if verify_dir_stamped(folder):
         return folder
     if folder.exists():
         warnings.warn(f"drift: the cached model folder {folder} is incomplete or corrupt; rebuilding it")

@@ -116,4 +116,9 @@ def _score_batch(
     tgt = torch.tensor([t for _, _, t in reads])
     logits = model.logits_at(tokens, rows, cols, hooks)  # [n_reads, d_vocab]
     logp = logits.float().log_softmax(-1).cpu()
+    if not torch.isfinite(logp).all():
+        raise FloatingPointError(
+            "the model produced NaN or inf logits: a score from them would be meaningless (are its "
+            "weights damaged? drift.store.cache_root() holds the converted default model)"
+        )
     return logp[torch.arange(len(reads)), tgt], (logp.argmax(-1) == tgt).float()

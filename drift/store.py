@@ -92,6 +92,34 @@ def verify_dir(folder: Path, *, digests: bool = False) -> bool:
     return True
 
 
+STAMP = ".drift-verified.json"
+
+
+def verify_dir_stamped(folder: Path) -> bool:
+    """Whether ``folder`` is complete and every file matches its recorded SHA-256, re-hashing
+    only when a file's size or modification time differs from the last full check (recorded in
+    ``STAMP``): a file overwritten in place, even at the same size, is caught at the next load."""
+    if not verify_dir(folder):
+        return False
+    try:
+        manifest = json.loads((folder / MANIFEST).read_text())
+        now = {n: [(folder / n).stat().st_size, (folder / n).stat().st_mtime_ns] for n in manifest}
+    except (OSError, json.JSONDecodeError):
+        return False
+    try:
+        if json.loads((folder / STAMP).read_text()) == now:
+            return True
+    except (OSError, json.JSONDecodeError):
+        pass
+    if not verify_dir(folder, digests=True):
+        return False
+    try:
+        (folder / STAMP).write_text(json.dumps(now))
+    except OSError:  # a read-only cache: verified now, verified again next time
+        pass
+    return True
+
+
 @contextlib.contextmanager
 def building_dir(final: Path) -> Iterator[Path]:
     """Build a cache folder privately, then move it into place atomically.

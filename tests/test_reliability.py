@@ -74,3 +74,19 @@ def test_the_console_entry_prints_one_line_errors(tmp_path, capsys):
     assert err.startswith("error: unknown editor 'nope'") and "Traceback" not in err
     assert cli(["eval", "--data", str(tmp_path / "missing.json"), "--out", str(tmp_path / "x.json")]) == 2
     assert "missing.json" in capsys.readouterr().err
+
+
+def test_bad_out_steps_and_hp_values_are_refused_before_the_model_loads(tmp_path, monkeypatch):
+    import drift
+
+    monkeypatch.setattr(drift, "load_model", lambda *a, **k: pytest.fail("the model should not load"))
+    with pytest.raises(ValueError, match="is a folder"):
+        main(["eval", "--out", str(tmp_path)])
+    with pytest.raises(ValueError, match="steps must be at least 1, got 0"):
+        main(["eval", "--editor", "rome", "--steps", "0", "--out", str(tmp_path / "x.json")])
+    with pytest.raises(ValueError, match=r"'steps' of editor 'rome' takes a int .* got 'abc'"):
+        main(["eval", "--editor", "rome", "--hp", "steps=abc", "--out", str(tmp_path / "x.json")])
+    with pytest.raises(ValueError, match=r"'block_attention_grad' .* takes a bool"):
+        main(
+            ["eval", "--editor", "rome", "--hp", "block_attention_grad=3", "--out", str(tmp_path / "x.json")]
+        )

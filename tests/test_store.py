@@ -93,3 +93,35 @@ def test_record_log_skips_a_line_cut_by_an_interruption(tmp_path):
     with log.open("a") as f:
         f.write('{"key": "c", "summ')  # the process died mid-write
     assert {k: r["summary"]["ES"] for k, r in read_records(log).items()} == {"a": 1.0, "b": 2.0}
+
+
+def test_a_file_overwritten_in_place_is_caught_at_the_next_load(tmp_path, monkeypatch):
+    import drift.store as store
+
+    final = tmp_path / "model"
+    with building_dir(final) as tmp:
+        (tmp / "weights.bin").write_bytes(b"x" * 100)
+    hashed = []
+    real_digest = store.file_digest
+    monkeypatch.setattr(store, "file_digest", lambda p: hashed.append(p) or real_digest(p))
+    assert store.verify_dir_stamped(final) and len(hashed) == 1  # first load: full check, stamp written
+    assert store.verify_dir_stamped(final) and len(hashed) == 1  # unchanged: the stamp is trusted
+    with open(final / "weights.bin", "r+b") as f:  # same size, new bytes (and a new mtime)
+        f.seek(10)
+        f.write(b"\x7f\x7f")
+    assert not store.verify_dir_stamped(final) and len(hashed) == 2
+
+
+def test_nan_logits_are_an_error_never_a_score(tiny):
+    from drift.scoring import score_targets
+
+    w = tiny.weight("mlp_out", 0)
+    saved = w.detach().clone()
+    try:
+        with torch.no_grad():
+            w[0, 0] = float("nan")
+        with pytest.raises(FloatingPointError, match="NaN or inf logits"):
+            score_targets(tiny, ["The Eiffel Tower is in"], ["Paris"])
+    finally:
+        with torch.no_grad():
+            w.copy_(saved)

@@ -58,14 +58,31 @@ def _hparams_class(name: str):
 
 def check_overrides(name: str, overrides: dict) -> None:
     """Raise ``ValueError`` naming any key of ``overrides`` that editor ``name`` has no
-    hyper-parameter for (e.g. a typo in ``--hp``)."""
-    known = {f.name for f in dataclasses.fields(_hparams_class(name))}
-    bad = sorted(set(overrides) - known)
+    hyper-parameter for (e.g. a typo in ``--hp``), or whose value is not of the default's kind
+    (a number for a number, a flag for a flag), or ``steps`` below 1."""
+    fields = {f.name: f for f in dataclasses.fields(_hparams_class(name))}
+    bad = sorted(set(overrides) - set(fields))
     if bad:
         raise ValueError(
             f"editor {name!r} has no hyper-parameter {', '.join(map(repr, bad))}; "
-            f"its hyper-parameters: {sorted(known)}"
+            f"its hyper-parameters: {sorted(fields)}"
         )
+    defaults = _hparams_class(name)()
+    for key, value in overrides.items():
+        default = getattr(defaults, key)
+        if isinstance(default, bool):
+            ok = isinstance(value, bool)
+        elif isinstance(default, (int, float)):
+            ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+        else:
+            continue
+        if not ok:
+            raise ValueError(
+                f"hyper-parameter {key!r} of editor {name!r} takes a {type(default).__name__} "
+                f"(like its default {default!r}), got {value!r}"
+            )
+    if "steps" in overrides and overrides["steps"] < 1:
+        raise ValueError(f"steps must be at least 1, got {overrides['steps']}")
 
 
 COMPUTE: dict[str, ComputeFn] = {
