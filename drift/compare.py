@@ -82,14 +82,15 @@ def _cell(summary: dict, metric: str) -> str:
     if metric not in summary:
         return "—"
     lo, hi = summary.get(f"{metric}_ci", (None, None))
+    n = f" (n={summary[f'{metric}_n']})" if f"{metric}_n" in summary else ""
     if lo is None or not math.isfinite(lo) or not math.isfinite(hi):
-        return f"{summary[metric]:.1f}"
-    return f"{summary[metric]:.1f} ± {(hi - lo) / 2:.1f}"
+        return f"{summary[metric]:.1f}{n}"
+    return f"{summary[metric]:.1f} ± {(hi - lo) / 2:.1f}{n}"
 
 
 def compare_table(runs: Sequence[tuple[str, dict]], metrics: Sequence[str] = DEFAULT_METRICS) -> str:
-    """A Markdown table of ``(label, run)`` pairs (mean ± 95% CI half-width, counts in the header
-    from the first run), then the paired differences of every later run against the first.
+    """A Markdown table of ``(label, run)`` pairs (mean ± 95% CI half-width and each run's count
+    of cases), then the paired differences of every later run against the first.
     Runs scored or pooled differently (their configs' ``scoring`` / ``pool``) are refused."""
     if not runs:
         raise ValueError("compare: no runs given")
@@ -105,9 +106,7 @@ def compare_table(runs: Sequence[tuple[str, dict]], metrics: Sequence[str] = DEF
     if unknown:
         known = sorted({k for s in summaries for k in s if not k.endswith(("_ci", "_n", "_k"))})
         raise ValueError(f"compare: no run has the metric(s) {unknown}; they have {known}")
-    counts = summaries[0]
-    head = [f"{m} ({counts[f'{m}_n']})" if f"{m}_n" in counts else m for m in metrics]
-    lines = ["| run | " + " | ".join(head) + " |", "|---" * (len(metrics) + 1) + "|"]
+    lines = ["| run | " + " | ".join(metrics) + " |", "|---" * (len(metrics) + 1) + "|"]
     for (label, _), summary in zip(runs, summaries):
         lines.append(f"| {label} | " + " | ".join(_cell(summary, m) for m in metrics) + " |")
     if len(runs) > 1:

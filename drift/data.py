@@ -126,9 +126,14 @@ def load_cases(source: str | Path = BUILTIN, *, limit: int | None = None) -> lis
         name = "drift builtin cases"
     else:
         path = Path(source)
+        if path.is_dir():
+            raise CaseError(f"case file {path} is a folder; give a CounterFact-format JSON file")
         if not path.is_file():
             raise CaseError(f"case file {path} does not exist")
-        text = path.read_text()
+        try:
+            text = path.read_text(encoding="utf-8")
+        except UnicodeDecodeError as e:
+            raise CaseError(f"case file {path} is not UTF-8 text (byte {e.start}: {e.reason})") from e
         name = str(path)
     try:
         raw = json.loads(text)

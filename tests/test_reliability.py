@@ -90,3 +90,73 @@ def test_bad_out_steps_and_hp_values_are_refused_before_the_model_loads(tmp_path
         main(
             ["eval", "--editor", "rome", "--hp", "block_attention_grad=3", "--out", str(tmp_path / "x.json")]
         )
+
+
+def test_case_files_that_are_folders_or_not_utf8_are_named(tmp_path):
+    with pytest.raises(CaseError, match="is a folder"):
+        load_cases(tmp_path)
+    bad = tmp_path / "latin1.json"
+    bad.write_bytes('[{"case_id": "é"}]'.encode("latin-1"))
+    with pytest.raises(CaseError, match=r"latin1.json is not UTF-8 text"):
+        load_cases(bad)
+
+
+def test_results_files_follow_the_umask(tmp_path):
+    import os
+
+    from drift.store import save_json
+
+    old = os.umask(0o022)
+    try:
+        save_json(tmp_path / "r.json", {"a": 1})
+    finally:
+        os.umask(old)
+    assert (tmp_path / "r.json").stat().st_mode & 0o777 == 0o644
+
+
+def _json():
+    from hypothesis import strategies as st
+
+    leaves = st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=8)
+    return st.recursive(
+        leaves,
+        lambda kids: st.lists(kids, max_size=3) | st.dictionaries(st.text(max_size=6), kids, max_size=4),
+        max_leaves=12,
+    )
+
+
+def _case_like():
+    """Mostly well-formed cases with one part replaced by arbitrary JSON."""
+    from hypothesis import strategies as st
+
+    keys = [
+        "requested_rewrite",
+        "rewrite",
+        "l-neighbor",
+        "l-relation",
+        "p-paraphrase",
+        "o-commonsense",
+        "case_id",
+    ]
+    return st.builds(lambda k, v: {**MERGED, k: v}, st.sampled_from(keys), _json()) | st.builds(
+        lambda k, v: {**MERGED, "requested_rewrite": {**MERGED["requested_rewrite"], k: v}},
+        st.sampled_from(["prompt", "subject", "target_new", "target_true"]),
+        _json(),
+    )
+
+
+def test_any_json_gives_a_case_or_a_case_error_naming_a_field():
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    from drift.data import parse_case
+
+    @settings(max_examples=300, deadline=None)
+    @given(st.one_of(_json(), _case_like()))
+    def check(raw):
+        try:
+            parse_case(raw)
+        except CaseError as e:
+            assert str(e).startswith("case, case ")
+
+    check()
