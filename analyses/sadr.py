@@ -3,7 +3,7 @@
     python analyses/sadr.py                                   # default model, built-in cases, ROME
     python analyses/sadr.py --editors rome,memit,pmet \
         --data ../shared/data/counterfact-merged-dev.json --limit 200
-    python analyses/sadr.py --gamma 1e-5,3e-5 ...             # one Table 3 row per γ
+    python analyses/sadr.py --gamma 1e-2,1e-1 ...             # one Table 3 row per γ (the paper's scale)
 
 - Table 3: None / editor / editor+SADR for each editor, ES PS NS RS DNS and Avg S with 95% CIs.
 - Fig. 6: selective vs all heads over γ (first editor), RS, DNS and ES.

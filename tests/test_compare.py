@@ -56,7 +56,7 @@ def test_labels_name_the_options_that_change_a_run():
 
 def test_compare_prints_every_run_and_the_paired_rows(tmp_path, capsys):
     a = _run(tmp_path / "a.json", {"editor": "rome"}, [100, 0, 100, 0])
-    b = _run(tmp_path / "b.json", {"editor": "rome", "sadr": 3e-5}, [100, 100, 100, None])
+    b = _run(tmp_path / "b.json", {"editor": "rome", "sadr": 1e-2}, [100, 100, 100, None])
     assert main(["compare", str(a), f"mine={b}", "--metrics", "ES,RS"]) == 0
     out = capsys.readouterr().out
     assert "| run | ES | RS |" in out
