@@ -73,9 +73,12 @@ def evaluate(
     groups = [[c] for c in cases] if edit is not None else _chunks(cases, batch_cases)
     for group in groups:
         with edit(model, group[0]) if edit is not None else contextlib.nullcontext() as applied:
-            results = _evaluate_group(
-                model, group, fluency, gen_prompts, gen_tokens, batch_size, seed, scoring
-            )
+            try:
+                results = _evaluate_group(
+                    model, group, fluency, gen_prompts, gen_tokens, batch_size, seed, scoring
+                )
+            except ValueError as e:  # e.g. a prompt longer than the model's context
+                raise ValueError(f"case(s) {', '.join(c.case_id for c in group)}: {e}") from e
             if hasattr(applied, "deltas"):  # the editor yielded its Edit
                 results[0]["edit"] = edit_summary(model, applied)
             if ppl_texts:

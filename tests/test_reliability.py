@@ -160,3 +160,27 @@ def test_any_json_gives_a_case_or_a_case_error_naming_a_field():
             assert str(e).startswith("case, case ")
 
     check()
+
+
+def test_a_cache_that_refuses_writes_keeps_statistics_in_memory_with_a_warning(tiny, monkeypatch):
+    import drift.editors.stats as stats
+
+    def refuse(path, *a, **k):
+        raise PermissionError(13, "Permission denied", str(path))
+
+    monkeypatch.setattr(stats, "save_tensors", refuse)
+    with pytest.warns(UserWarning, match=r"could not save key statistics to .*Permission denied"):
+        C = stats.key_second_moment(tiny, [1], texts=["Some text to take key statistics from, never cached."])
+    assert C[1].shape == (tiny.cfg.d_mlp, tiny.cfg.d_mlp) and torch.isfinite(C[1]).all()
+
+
+def test_a_prompt_beyond_the_context_names_its_case(tiny):
+    from drift.data import parse_case
+    from drift.evaluate import evaluate
+
+    long = dict(MERGED, case_id="long-one")
+    long["l-neighbor"] = {"prompts": ["word " * 400], "targets": ["Paris"]}
+    with pytest.raises(
+        ValueError, match=r"case\(s\) long-one: a prompt of \d+ tokens exceeds the model's context"
+    ):
+        evaluate(tiny, [parse_case(long)], fluency=False, progress=False)

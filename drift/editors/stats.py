@@ -184,11 +184,19 @@ def key_second_moment(
     if missing:
         from filelock import FileLock
 
-        folder.mkdir(parents=True, exist_ok=True)
-        with FileLock(str(folder / f".{tag}.lock")):  # another process may be computing them now
+        try:  # another process may be computing them now: wait for it, then read its file
+            folder.mkdir(parents=True, exist_ok=True)
+            guard = FileLock(str(folder / f".{tag}.lock"))
+            guard.acquire()
+        except OSError:  # a read-only cache: compute without the lock (and keep them in memory)
+            guard = None
+        try:
             out |= _compute_missing(
                 model, missing, texts, folder, tag, cid, max_tokens, batch_size, skip_first
             )
+        finally:
+            if guard is not None:
+                guard.release()
     return out
 
 
@@ -215,7 +223,14 @@ def _compute_missing(
         for layer in missing:
             C = sums[layer] / count
             meta = {"model": model.name, "layer": str(layer), "corpus": cid, "tokens": str(count)}
-            save_tensors(folder / f"mlp_key-L{layer}-{tag}.safetensors", {"C": C}, meta)
+            path = folder / f"mlp_key-L{layer}-{tag}.safetensors"
+            try:
+                save_tensors(path, {"C": C}, meta)
+            except OSError as e:
+                warnings.warn(
+                    f"drift: could not save key statistics to {path} ({e.strerror}); using them from "
+                    "memory this time (set DRIFT_CACHE to a writable folder to keep them)"
+                )
             out[layer] = C.to(model.device)
     return out
 
