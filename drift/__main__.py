@@ -271,18 +271,23 @@ def _eval(args) -> int:
             f.write(json.dumps(row) + "\n")
             f.flush()
 
-        evaluate(
-            model,
-            todo,
-            edit=edit,
-            fluency=not args.no_fluency,
-            ppl_texts=texts,
-            seed=args.seed,
-            batch_cases=args.batch_cases,
-            progress=not args.quiet,
-            on_case=save,
-            scoring=args.scoring,
-        )
+        try:
+            evaluate(
+                model,
+                todo,
+                edit=edit,
+                fluency=not args.no_fluency,
+                ppl_texts=texts,
+                seed=args.seed,
+                batch_cases=args.batch_cases,
+                progress=not args.quiet,
+                on_case=save,
+                scoring=args.scoring,
+            )
+        except KeyboardInterrupt:
+            f.flush()
+            n = len(_read_partial(partial, key))
+            raise KeyboardInterrupt(f"{n} of {len(cases)} cases saved in {partial}") from None
     done = _read_partial(partial, key)
     rows = [done[c.case_id] for c in cases]
     summary = summarise([r["metrics"] for r in rows], args.pool)
@@ -505,8 +510,9 @@ def cli(argv: list[str] | None = None) -> int:
 
     try:
         return main(argv)
-    except KeyboardInterrupt:
-        print("interrupted; finished cases are saved — run the same command again to resume", file=sys.stderr)
+    except KeyboardInterrupt as e:
+        saved = f"{e}; " if str(e) else "finished cases are saved; "
+        print(f"interrupted; {saved}run the same command again to resume", file=sys.stderr)
         return 130
     except (
         CaseError,

@@ -184,3 +184,22 @@ def test_a_prompt_beyond_the_context_names_its_case(tiny):
         ValueError, match=r"case\(s\) long-one: a prompt of \d+ tokens exceeds the model's context"
     ):
         evaluate(tiny, [parse_case(long)], fluency=False, progress=False)
+
+
+def test_ctrl_c_says_how_many_cases_are_saved_and_where(tmp_path, tiny_dir, monkeypatch, capsys):
+    import drift.evaluate as ev
+
+    real_evaluate = ev.evaluate
+
+    def interrupted(model, cases, *, on_case, **kw):  # one case finishes, then Ctrl-C
+        real_evaluate(model, cases[:1], on_case=on_case, **kw)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(ev, "evaluate", interrupted)
+    out = tmp_path / "r.json"
+    args = ["eval", "--model", tiny_dir, "--limit", "3", "--no-fluency", "--quiet", "--out", str(out)]
+    assert cli(args) == 130
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert (
+        err == f"interrupted; 1 of 3 cases saved in {out}.partial.jsonl; run the same command again to resume"
+    )
