@@ -8,8 +8,9 @@ edits: each head's attention drift at the last token (KL(vanilla ‖ edited) and
 attention to the subject's last token), P(right answer) and P(o_edit).
 
 Writes ``OUT/sadr_mechanism.json`` (per case and averaged), ``sadr_losses`` (mean loss terms per
-step), ``sadr_heads`` (restrained fraction, and subject-attention gain with ROME and with
-ROME+SADR, per layer and head) as HTML and PNG, and prints the summary the README quotes.
+step), ``sadr_restrained`` (the fraction of prompts where SADR restrains each head, per layer) and
+``sadr_heads`` (the subject-attention gain with ROME and with ROME+SADR, per layer and head) as
+HTML and PNG, and prints the summary quoted in docs/results.md. ``--replot`` redraws from the JSON.
 
     python analyses/sadr_mechanism.py --limit 10 --out figures/sadr_mechanism
 """
@@ -101,6 +102,38 @@ def summarise(results: list[dict], n_layers: int, n_heads: int) -> dict:
     }
 
 
+def draw(s: dict, out: Path) -> None:
+    """``sadr_losses`` and ``sadr_heads`` from a summary (see the module docstring)."""
+    steps = range(len(s["mean_losses"]["nll"]))
+    fig = plots.curves(
+        steps,
+        s["mean_losses"],
+        title=f"ROME+SADR (γ = 1e-2, 80 steps): loss terms, mean over {s['n_cases']} cases",
+        x_title="step",
+        y_title="loss",
+    )
+    fig.update_yaxes(type="log")
+    plots.save(fig, out / "sadr_losses")
+    heads = [f"head {h}" for h in range(len(s["restrained"][0]))]
+    gain = {k: torch.tensor(v) for k, v in s["subject_gain"].items()}
+    fig = plots.heatmaps(
+        {"fraction of prompts where SADR restrains the head (last step)": torch.tensor(s["restrained"])},
+        heads,
+        title=f"Where SADR acts: ROME+SADR at the paper's setting, mean over {s['n_cases']} cases",
+        colorbar="fraction",
+        x_title="head",
+    )
+    plots.save(fig, out / "sadr_restrained", width=600, height=600)
+    fig = plots.heatmaps(
+        {"ROME": gain["rome"], "ROME+SADR": gain["rome+sadr"]},
+        heads,
+        title="The last token's extra attention to the subject's last token on distracting prompts",
+        colorbar="Δ attention",
+        x_title="head",
+    )
+    plots.save(fig, out / "sadr_heads", height=600)
+
+
 def main(argv=None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--data", default="builtin", help="'builtin' (default) or a CounterFact-format JSON file")
@@ -108,45 +141,28 @@ def main(argv=None) -> dict:
     ap.add_argument("--model", default=None)
     ap.add_argument("--device", default=None)
     ap.add_argument("--out", default=str(ROOT / "figures" / "sadr_mechanism"))
+    ap.add_argument("--replot", action="store_true", help="redraw the figures from OUT/sadr_mechanism.json")
     ap.add_argument(
         "--window",
         default="14,23",
         help="first,last layer where attention patching repairs the edit (the trace's)",
     )
     args = ap.parse_args(argv)
+    out = Path(args.out)
+    if args.replot:
+        draw(json.loads((out / "sadr_mechanism.json").read_text())["summary"], out)
+        return {}
     model = drift.load_model(args.model, device=args.device)
     hp = preset(model)
     cases = [c for c in load_cases(args.data) if c.distracting][: args.limit]
-    out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     results = [one_case(model, c, hp) for c in tqdm(cases, desc="ROME and ROME+SADR")]
     L, H = model.cfg.n_layers, model.cfg.n_heads
     s = summarise(results, L, H)
     (out / "sadr_mechanism.json").write_text(json.dumps({"summary": s, "cases": results}, indent=1))
-    steps = range(len(s["mean_losses"]["nll"]))
-    fig = plots.curves(
-        steps,
-        s["mean_losses"],
-        title=f"ROME+SADR (γ = 1e-2, 80 steps): loss terms, mean over {len(results)} cases",
-        x_title="step",
-        y_title="loss",
-    )
-    fig.update_yaxes(type="log")
-    plots.save(fig, out / "sadr_losses")
-    heads = [f"head {h}" for h in range(H)]
-    gain = {k: torch.tensor(v) for k, v in s["subject_gain"].items()}
-    fig = plots.heatmaps(
-        {
-            "restrained (fraction of prompts)": torch.tensor(s["restrained"]),
-            "subject gain, ROME": gain["rome"],
-            "subject gain, ROME+SADR": gain["rome+sadr"],
-        },
-        heads,
-        title="Where SADR acts (last step) and the last token's extra attention to the subject",
-        colorbar="value",
-    )
-    plots.save(fig, out / "sadr_heads", height=600)
+    draw(s, out)
     lo, hi = (int(x) for x in args.window.split(","))
+    gain = {k: torch.tensor(v) for k, v in s["subject_gain"].items()}
     top = sorted(range(L), key=lambda l: -s["restrained_per_layer"][l])[:5]
     last = {t: s["mean_losses"][t][-1] for t in TERMS}
     print(

@@ -38,6 +38,7 @@ def heatmaps(
     title: str,
     colorbar: str,
     layer_axis: str = "layer",
+    x_title: str = "token",
 ) -> go.Figure:
     """One heatmap per panel, each ``[layers, tokens]``, tokens along x and layers along y
     (Fig. 3/9/10 style). A shared, zero-centred colour scale."""
@@ -64,7 +65,7 @@ def heatmaps(
             row=1,
             col=c,
         )
-        fig.update_xaxes(title_text="token", tickangle=-60, row=1, col=c)
+        fig.update_xaxes(title_text=x_title, tickangle=-60, row=1, col=c)
     fig.update_yaxes(title_text=layer_axis, row=1, col=1)
     fig.update_layout(title=title)
     return fig

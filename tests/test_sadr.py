@@ -139,5 +139,5 @@ def test_sadr_mechanism_script_reports_terms_heads_and_drift(tmp_path, tiny_dir,
     s = json.loads((tmp_path / "sadr_mechanism.json").read_text())["summary"]
     assert set(s["mean_losses"]) == {"nll", "kl", "weight_decay", "sadr"}
     assert len(s["restrained"]) == tiny.cfg.n_layers and len(s["restrained"][0]) == tiny.cfg.n_heads
-    for stem in ("sadr_losses", "sadr_heads"):
+    for stem in ("sadr_losses", "sadr_restrained", "sadr_heads"):
         assert (tmp_path / f"{stem}.png").stat().st_size > 1000
