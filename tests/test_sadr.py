@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 import torch
 
-from drift.data import parse_case
+from drift.data import Probe
 from drift.editors.objectives import EditBatch, Step
 from drift.editors.rome import ROMEHParams, compute_rome
 from drift.editors.sadr import SADR
@@ -81,18 +83,9 @@ def test_sadr_restrains_attention_drift_on_the_real_model(real, rome_eiffel):
     assert drift_sadr.p_edit < drift_plain.p_edit
 
 
-EIFFEL_WITH_NEIGHBOUR = parse_case(
-    {
-        "case_id": "eiffel",
-        "requested_rewrite": {
-            "prompt": "The Eiffel Tower is located in the city of",
-            "subject": "Eiffel Tower",
-            "target_new": "Rome",
-            "target_true": "Paris",
-        },
-        "rewrite": {"prompts": ["The Eiffel Tower is located in the city of"], "targets": ["Rome"]},
-        "l-neighbor": {"prompts": ["The Louvre is a famous landmark in the city of"], "targets": ["Paris"]},
-    }
+# The shared ROME edit's case (``rome_eiffel``) with one neighbour, for the distracting prompt.
+EIFFEL_WITH_NEIGHBOUR = dataclasses.replace(
+    EIFFEL, neighborhood=(Probe("The Louvre is a famous landmark in the city of", "Paris"),)
 )
 
 
