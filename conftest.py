@@ -94,4 +94,11 @@ def _docstring_namespace(request):
     from drift.data import load_cases
 
     ns = request.getfixturevalue("doctest_namespace")
-    ns.update(model=request.getfixturevalue("tiny"), case=load_cases("builtin")[0], drift=drift)
+    from drift.tiny import tiny_folder
+
+    ns.update(
+        model=request.getfixturevalue("tiny"),
+        case=load_cases("builtin")[0],
+        drift=drift,
+        TINY=str(tiny_folder(seed=0)),  # the tiny model's folder, where a model name is asked
+    )

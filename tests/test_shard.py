@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from drift.__main__ import main, parse_hp
+from drift.runs import CaseLog
 from drift.runtime import share
 from tests.conftest import run_analysis
 
@@ -61,13 +62,10 @@ def test_merge_joins_results_and_partial_files(tmp_path, capsys):
     a = _result(tmp_path / "a.json", cfg | {"shard": "1/3"}, [0, 1], 100.0)
     b = _result(tmp_path / "b.json", cfg | {"shard": "2/3"}, [2], 0.0)
     partial = tmp_path / "c.json.partial.jsonl"  # a shard stopped before it finished
-    partial.write_text(
-        json.dumps({"config_key": "k"})
-        + "\n"
-        + json.dumps({"case_id": 3, "subject": "s", "metrics": {"ES": 0.0, "EM": 0.0}})
-        + "\n"
-        + '{"case_id": 4, "subj'
-    )  # cut by the interruption
+    with CaseLog(partial, cfg | {"shard": "3/3"}) as log:
+        log.append({"case_id": 3, "subject": "s", "metrics": {"ES": 0.0, "EM": 0.0}})
+    with partial.open("a") as f:
+        f.write('{"case_id": 4, "subj')  # cut by the interruption
     out = tmp_path / "all.json"
     assert main(["merge", str(a), str(b), str(partial), "--out", str(out)]) == 0
     res = json.loads(out.read_text())
@@ -79,7 +77,7 @@ def test_merge_joins_results_and_partial_files(tmp_path, capsys):
 def test_merge_refuses_different_configurations(tmp_path):
     a = _result(tmp_path / "a.json", {"editor": "rome"}, [0], 100.0)
     b = _result(tmp_path / "b.json", {"editor": "memit"}, [1], 100.0)
-    with pytest.raises(ValueError, match="different configurations"):
+    with pytest.raises(ValueError, match="different configuration"):
         main(["merge", str(a), str(b), "--out", str(tmp_path / "x.json")])
     (tmp_path / "bad.json").write_text("[1, 2]")
     with pytest.raises(ValueError, match="bad.json is not a results JSON"):

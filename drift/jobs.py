@@ -1,0 +1,178 @@
+"""An evaluation job: the options of ``python -m drift eval`` made into a configuration, an editor
+and a list of cases, then run case by case into a :class:`drift.runs.CaseLog`.
+
+``eval`` runs one job in its process; ``sweep`` runs the chunks of many jobs on Ray workers. Both
+go through :func:`plan` and :func:`run`, so a sweep's run and the same ``eval`` compute the same
+rows under the same configuration key.
+
+Example (the tiny model stands in for the default one):
+    >>> import tempfile, pathlib
+    >>> from drift.__main__ import build_parser
+    >>> from drift.runs import CaseLog
+    >>> out = pathlib.Path(tempfile.mkdtemp()) / "r.json"
+    >>> args = build_parser().parse_args(["eval", "--limit", "2", "--no-fluency", "--out", str(out)])
+    >>> job = plan(args)
+    >>> job.config["editor"], [c.case_id for c in job.cases]
+    ('none', ['0', '1'])
+    >>> with CaseLog(job.partial, job.config) as log:
+    ...     n = run(job, model, log, progress=False)
+    ...     result = log.finish(out, [c.case_id for c in job.cases], job.pool)
+    >>> result["label"], len(result["cases"])
+    ('none', 2)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+from drift.data import EditCase
+from drift.evaluate import EditFn
+from drift.runs import CaseLog
+
+
+@dataclass
+class Job:
+    """One ``eval`` run, before any model is loaded."""
+
+    args: argparse.Namespace
+    config: dict  # what the results depend on; its key names the run
+    cases: list[EditCase]  # this process's cases (after --limit and --shard)
+    edit: EditFn | None
+    texts: list[str] | None  # perplexity texts (--ppl)
+    overrides: dict  # the editor's hyper-parameters as given (steps, --hp, SADR's term)
+
+    @property
+    def pool(self) -> str:
+        return self.args.pool
+
+    @property
+    def partial(self) -> Path:
+        """The run's log beside its results file."""
+        out = Path(self.args.out)
+        return out.with_name(out.name + ".partial.jsonl")
+
+
+def _load_texts(path: str) -> list[str]:
+    raw = json.loads(Path(path).read_text())
+    texts = [r["Text"] if isinstance(r, dict) else r for r in raw]
+    if not texts or not all(isinstance(t, str) and t.strip() for t in texts):
+        raise ValueError(f"{path}: expected a non-empty list of texts")
+    return texts
+
+
+def _file_or_name(value: str | None) -> str | None:
+    """A data or text file as its absolute path (so ``d.json`` and ``/here/d.json`` are one
+    configuration); a name such as ``builtin`` as given."""
+    if value is None or not Path(value).is_file():
+        return value
+    return str(Path(value).resolve())
+
+
+def slurm_shard() -> str | None:
+    """``"I/N"`` for this task of a SLURM job array (``SLURM_ARRAY_TASK_ID`` counted from
+    ``SLURM_ARRAY_TASK_MIN``, of ``SLURM_ARRAY_TASK_COUNT``), or ``None`` outside one.
+
+    >>> os.environ.update(SLURM_ARRAY_TASK_ID="3", SLURM_ARRAY_TASK_MIN="0", SLURM_ARRAY_TASK_COUNT="8")
+    >>> slurm_shard()
+    '4/8'
+    >>> for k in ("SLURM_ARRAY_TASK_ID", "SLURM_ARRAY_TASK_MIN", "SLURM_ARRAY_TASK_COUNT"):
+    ...     del os.environ[k]
+    """
+    task, count = os.environ.get("SLURM_ARRAY_TASK_ID"), os.environ.get("SLURM_ARRAY_TASK_COUNT")
+    if task is None or count is None:
+        return None
+    first = int(os.environ.get("SLURM_ARRAY_TASK_MIN", "0"))
+    return f"{int(task) - first + 1}/{int(count)}"
+
+
+def plan(args: argparse.Namespace) -> Job:
+    """Check the options of ``eval`` and build its job (editor, cases, configuration) without
+    loading the model: a bad name, option or file fails here, in seconds."""
+    import drift
+    from drift.data import load_cases
+    from drift.editors import get_editor
+
+    overrides: dict = {}
+    if args.sadr is not None:
+        from drift.editors.sadr import SADR, paper_setting
+
+        if args.sadr < 0:  # --sadr alone: the paper's γ and steps for this editor
+            setting = paper_setting(args.editor)
+            args.sadr = setting["gamma"]
+            if args.steps is None:
+                args.steps = setting["steps"]
+        overrides["extra_terms"] = (SADR(args.sadr, args.sadr_heads),)
+    if args.steps is not None:
+        overrides["steps"] = args.steps
+    from drift.__main__ import parse_hp
+
+    hp = parse_hp(args.hp)
+    overrides |= hp
+    # unknown names and bad options fail before the model loads
+    edit = get_editor(args.editor, drop_rate=args.dr, seed=args.seed, **overrides)
+    cases = load_cases(args.data, limit=args.limit)
+    if args.shard is not None:
+        from drift.runtime import share
+
+        total, cases = len(cases), share(cases, args.shard)
+        if not cases:
+            raise ValueError(f"--shard {args.shard} of {total} case(s) is empty; use fewer parts")
+    texts = _load_texts(args.ppl) if args.ppl else None
+    config = {
+        "data": _file_or_name(str(args.data)),
+        "editor": args.editor,
+        "model": args.model or drift.DEFAULT_MODEL,
+        "seed": args.seed,
+        "fluency": not args.no_fluency,
+        "ppl": _file_or_name(args.ppl),
+        "scoring": args.scoring,
+        "pool": args.pool,
+    }
+    if args.sadr is not None:  # only when given, so keys of runs without them stay as they were
+        config |= {"sadr": args.sadr, "sadr_heads": args.sadr_heads}
+    if args.steps is not None:
+        config["steps"] = args.steps
+    if args.dr is not None:
+        config["dr"] = args.dr
+    if hp:
+        config["hp"] = {k: repr(v) for k, v in sorted(hp.items())}
+    if args.shard is not None:
+        config["shard"] = args.shard
+    if args.editor != "none" or not args.no_fluency:  # results that depend on sampled text
+        from drift.editors.stats import CORPUS_VERSION
+
+        config["sampling"] = CORPUS_VERSION
+    return Job(args, config, cases, edit, texts, overrides)
+
+
+def run(
+    job: Job, model, log: CaseLog, cases: Sequence[EditCase] | None = None, *, progress: bool = True
+) -> int:
+    """Evaluate the cases of ``cases`` (default: the job's) that ``log`` has not finished, appending
+    each to the log as it finishes; returns how many were evaluated. Each case's result depends only
+    on the model, the configuration and the case (sampling is seeded per case), so any split of
+    the cases gives the same rows."""
+    import torch
+
+    from drift.evaluate import evaluate
+
+    todo = log.remaining(job.cases if cases is None else cases)
+    torch.manual_seed(job.args.seed)
+    evaluate(
+        model,
+        todo,
+        edit=job.edit,
+        fluency=not job.args.no_fluency,
+        ppl_texts=job.texts,
+        seed=job.args.seed,
+        batch_cases=job.args.batch_cases,
+        progress=progress,
+        on_case=log.append,
+        scoring=job.args.scoring,
+    )
+    return len(todo)

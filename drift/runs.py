@@ -1,0 +1,321 @@
+"""Runs: one configuration evaluated case by case, logged so that no finished case is ever lost.
+
+Every entry point that evaluates many cases (``eval``, ``merge``, ``compare``, ``sweep`` and the
+analysis scripts) rests on this module:
+
+- :func:`run_key` — one canonical key of a configuration (a results file, a log and a sweep's
+  run agree on it); :func:`run_label` — a readable name derived from the same configuration.
+- :class:`CaseLog` — an append-only JSON-lines log of one configuration's finished cases: a header
+  line holding the whole configuration, then one line per case. It is locked while a process
+  writes it, refuses a configuration other than its own (``restart=True`` sets the old log
+  aside instead), and repairs a last line cut by a kill or a full disk before appending.
+- :func:`finished_rows` / :func:`join` — the finished cases of logs and results files of one
+  configuration, checked to be one configuration; :func:`write_results` the results file.
+- :func:`chunks` — a run cut into pieces of cases (what a sweep hands its workers).
+- :class:`Stat` / :func:`stats` — the typed view of a summary: mean, 95% CI, cases, prompts.
+
+Example:
+    >>> import tempfile, pathlib
+    >>> folder = pathlib.Path(tempfile.mkdtemp())
+    >>> config = {"editor": "rome", "data": "builtin"}
+    >>> with CaseLog(folder / "r.json.partial.jsonl", config) as log:
+    ...     log.append({"case_id": "0", "metrics": {"ES": 100.0}})
+    >>> with CaseLog(folder / "r.json.partial.jsonl", config) as log:   # resumed: case 0 is done
+    ...     sorted(log.rows)
+    ['0']
+    >>> other = config | {"editor": "memit"}
+    >>> with CaseLog(folder / "r.json.partial.jsonl", other):  # doctest: +ELLIPSIS +NORMALIZE_WHITESPACE
+    ...     pass
+    Traceback (most recent call last):
+    ...
+    drift.runs.RunConflict: ...r.json.partial.jsonl holds 1 finished case(s) of another configuration
+    (editor: 'rome' here, 'memit' asked); pass --restart to set it aside and start over, ...
+    >>> run_label({"editor": "rome", "sadr": 0.01, "steps": 80})
+    'rome+SADR(γ=0.01) 80 steps'
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable, Sequence
+
+from filelock import FileLock, Timeout
+
+from drift.store import save_json
+
+FORMAT = 1  # the header's "drift_run" value; a header without it was written by an earlier drift
+# keys of a configuration that do not change any case's result: a shard's finished cases are the
+# whole run's cases, so logs of different shards (or chunks) of one run join
+NOT_IN_KEY = ("shard", "chunk")
+
+
+class RunConflict(ValueError):
+    """A log or results file belongs to another configuration, or another process writes it."""
+
+
+def run_key(config: dict) -> str:
+    """The canonical key of a configuration: 16 hex digits of the SHA-256 of its JSON with sorted
+    keys, without the entries that only say which part of the cases a process does.
+
+    >>> run_key({"editor": "rome", "shard": "1/2"}) == run_key({"editor": "rome"})
+    True
+    """
+    kept = {k: v for k, v in config.items() if k not in NOT_IN_KEY}
+    return hashlib.sha256(json.dumps(kept, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def run_label(config: dict) -> str:
+    """A short name for a run from its configuration: editor and the options that change it."""
+    name = str(config.get("editor", "?"))
+    if config.get("sadr") is not None:
+        name += (
+            f"+SADR(γ={config['sadr']:g}" + (", all heads" if config.get("sadr_heads") == "all" else "") + ")"
+        )
+    if config.get("dr"):
+        name += f" DR(p={config['dr']:g})"
+    if config.get("steps") is not None:
+        name += f" {config['steps']} steps"
+    for k, v in sorted((config.get("hp") or {}).items()):
+        name += f" {k}={v}"
+    return name
+
+
+def _difference(mine: dict, asked: dict) -> str:
+    """The first entries in which two configurations differ, for an error message."""
+    keys = sorted(
+        k for k in set(mine) | set(asked) if k not in NOT_IN_KEY and mine.get(k, "∅") != asked.get(k, "∅")
+    )
+    return "; ".join(
+        f"{k}: {mine.get(k, 'unset')!r} here, {asked.get(k, 'unset')!r} asked" for k in keys[:4]
+    ) + (" ..." if len(keys) > 4 else "")
+
+
+def _parse_lines(text: str) -> tuple[dict | None, list[dict]]:
+    """A log's header (``None`` when absent or unreadable) and its finished case rows; a line cut
+    by an interruption (or any line that is not a case row) is skipped."""
+    header, rows = None, []
+    for i, line in enumerate(text.splitlines()):
+        try:
+            obj = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if not isinstance(obj, dict):
+            continue
+        if i == 0 and ("drift_run" in obj or "config_key" in obj):
+            header = obj
+        elif "case_id" in obj and "metrics" in obj:
+            rows.append(obj)
+    return header, rows
+
+
+class CaseLog:
+    """The append-only log of one configuration's finished cases (a context manager: it holds the
+    log's lock while open).
+
+    Args:
+        path: the log (JSON lines; created with its header when absent).
+        config: the configuration whose cases it holds.
+        restart: when the log holds another configuration (or an earlier format), move it aside to
+            ``PATH.aside-TIME`` and start a new one instead of refusing.
+        option: the option that means ``restart`` for the user, named in errors.
+    """
+
+    def __init__(self, path: Path | str, config: dict, *, restart: bool = False, option: str = "--restart"):
+        self.path = Path(path)
+        self.config = dict(config)
+        self.key = run_key(config)
+        self.restart = restart
+        self.option = option
+        self.rows: dict[str, dict] = {}
+        self._lock = FileLock(str(self.path) + ".lock", timeout=0)
+        self.aside: Path | None = None  # where a conflicting log was moved
+
+    def __enter__(self) -> "CaseLog":
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self._lock.acquire()
+        except Timeout:
+            raise RunConflict(
+                f"{self.path} is being written by another process; wait for it to finish or "
+                "choose another --out"
+            ) from None
+        try:
+            self._open()
+        except BaseException:
+            self._lock.release()
+            raise
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._lock.release()
+
+    def _open(self) -> None:
+        if self.path.exists():
+            raw = self.path.read_bytes()
+            cut = raw.rfind(b"\n") + 1
+            if cut < len(raw):  # a last line cut by a kill or a full disk: drop it
+                with self.path.open("r+b") as f:
+                    f.truncate(cut)
+                raw = raw[:cut]
+            header, rows = _parse_lines(raw.decode("utf-8", errors="replace"))
+            same = header is not None and header.get("key") == self.key
+            if same and not self.restart:
+                self.rows = {str(r["case_id"]): r for r in reversed(rows)}  # the first row of a case wins
+                return
+            if rows:  # finished cases of another configuration, or ones to start over from
+                if not self.restart:
+                    if header is None or "config" not in header:
+                        why = "no configuration (it was written by an earlier drift)"
+                    else:
+                        why = f"another configuration ({_difference(header['config'], self.config)})"
+                    raise RunConflict(
+                        f"{self.path} holds {len(rows)} finished case(s) of {why}; pass {self.option} "
+                        "to set it aside and start over, or choose another --out"
+                    )
+                self.aside = self.path.with_name(f"{self.path.name}.aside-{time.strftime('%Y%m%d-%H%M%S')}")
+                os.replace(self.path, self.aside)
+        header = {"drift_run": FORMAT, "key": self.key, "config": self.config}
+        self.path.write_text(json.dumps(header) + "\n")
+        self.rows = {}
+
+    def append(self, row: dict) -> None:
+        """Add one finished case (a dict with ``case_id``), flushed to disk before returning."""
+        with self.path.open("a") as f:
+            f.write(json.dumps(row) + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+        self.rows.setdefault(str(row["case_id"]), row)
+
+    def remaining(self, cases: Sequence) -> list:
+        """The cases (objects with ``case_id``) not finished yet, in their order."""
+        return [c for c in cases if str(c.case_id) not in self.rows]
+
+    def finish(self, out: Path | str, case_ids: Sequence[str], pool: str, **extra) -> dict:
+        """Write the results file of the cases ``case_ids`` (all finished) and remove the log."""
+        missing = [i for i in map(str, case_ids) if i not in self.rows]
+        if missing:
+            raise RuntimeError(
+                f"{self.path}: {len(missing)} case(s) unfinished ({', '.join(missing[:5])}); "
+                "run the same command again to finish them"
+            )
+        result = write_results(out, self.config, [self.rows[i] for i in map(str, case_ids)], pool, **extra)
+        self.path.unlink()
+        Path(str(self.path) + ".lock").unlink(missing_ok=True)
+        return result
+
+
+def write_results(out: Path | str, config: dict, rows: Sequence[dict], pool: str, **extra) -> dict:
+    """The results file of a run: ``{"config", "key", "label", "summary", "cases", ...extra}``,
+    written atomically."""
+    from drift.metrics import summarise
+
+    result = {
+        "config": config,
+        "key": run_key(config),
+        "label": run_label(config),
+        "summary": summarise([r["metrics"] for r in rows], pool),
+        "cases": list(rows),
+        **extra,
+    }
+    save_json(Path(out), result)
+    return result
+
+
+def read_any(path: Path | str, command: str = "merge") -> tuple[dict, list[dict]]:
+    """The configuration and finished case rows of a results file or of a log; a ``ValueError``
+    naming the file when it is neither, or when a log records no configuration."""
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"{command}: {path} does not exist")
+    text = path.read_text()
+    if path.name.endswith(".jsonl"):
+        header, rows = _parse_lines(text)
+        if header is None or "config" not in header:
+            raise ValueError(
+                f"{command}: {path} records no configuration (it was written by an earlier drift); "
+                "finish it with the eval command that wrote it, then merge the results file"
+            )
+        return header["config"], rows
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{command}: {path} is not a results JSON of `python -m drift eval` ({e})") from e
+    missing = [k for k in ("config", "cases") if not isinstance(data, dict) or k not in data]
+    if missing:
+        raise ValueError(
+            f"{command}: {path} is not a results JSON of `python -m drift eval` "
+            f"(no {' or '.join(map(repr, missing))})"
+        )
+    return data["config"], data["cases"]
+
+
+def join(paths: Iterable[Path | str], command: str = "merge") -> tuple[dict, list[dict]]:
+    """One configuration and its finished cases (each once, the first found wins) from results
+    files and logs of that configuration's parts; a ``RunConflict`` when they hold different
+    configurations. The configuration returned has no ``shard``/``chunk`` entry."""
+    config: dict | None = None
+    rows: dict[str, dict] = {}
+    for path in paths:
+        cfg, found = read_any(path, command)
+        cfg = {k: v for k, v in cfg.items() if k not in NOT_IN_KEY}
+        if config is None:
+            config, first = cfg, path
+        elif run_key(cfg) != run_key(config):
+            raise RunConflict(
+                f"{command}: {path} comes from a different configuration than {first} "
+                f"({_difference(config, cfg)})"
+            )
+        for row in found:
+            rows.setdefault(str(row["case_id"]), row)
+    if config is None:
+        raise ValueError(f"{command}: no inputs")
+    return config, list(rows.values())
+
+
+def chunks(items: Sequence, size: int) -> list[list]:
+    """``items`` cut into consecutive pieces of at most ``size`` (the last may be shorter).
+
+    >>> chunks(list(range(5)), 2)
+    [[0, 1], [2, 3], [4]]
+    """
+    if size < 1:
+        raise ValueError(f"chunk size must be at least 1, got {size}")
+    return [list(items[i : i + size]) for i in range(0, len(items), size)]
+
+
+@dataclass(frozen=True)
+class Stat:
+    """One metric of a summary: its mean, 95% CI, how many cases have it and how many prompts
+    were pooled (``None`` for a per-case mean)."""
+
+    mean: float
+    ci: tuple[float, float]
+    n: int
+    k: int | None = None
+
+    @property
+    def half_width(self) -> float:
+        lo, hi = self.ci
+        return (hi - lo) / 2 if math.isfinite(lo) and math.isfinite(hi) else math.nan
+
+
+def stats(summary: dict) -> dict[str, Stat]:
+    """The typed view of a summary written by :func:`drift.metrics.summarise`.
+
+    >>> s = stats({"ES": 90.0, "ES_ci": [80.0, 100.0], "ES_n": 10, "AvgS": 50.0})
+    >>> s["ES"].half_width, s["ES"].n, s["AvgS"].n
+    (10.0, 10, 0)
+    """
+    out = {}
+    for name, value in summary.items():
+        if name.endswith(("_ci", "_n", "_k")):
+            continue
+        lo, hi = summary.get(f"{name}_ci", (math.nan, math.nan))
+        out[name] = Stat(float(value), (lo, hi), int(summary.get(f"{name}_n", 0)), summary.get(f"{name}_k"))
+    return out

@@ -1,0 +1,187 @@
+"""The run layer (drift/runs.py): logs that cannot lie, merges that keep their configuration.
+
+Each test replays a defect found by probing the command line as a new user would; the eval runs go
+through the real command on the tiny model."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from drift.__main__ import main
+from drift.runs import CaseLog, RunConflict, join, run_key, run_label, stats
+
+ARGS = ["eval", "--data", "builtin", "--limit", "3", "--no-fluency", "--quiet"]
+
+
+def _eval(tiny_dir, out: Path, *extra: str) -> dict:
+    assert main(ARGS + ["--model", tiny_dir, "--out", str(out), *extra]) == 0
+    return json.loads(out.read_text())
+
+
+def _interrupted(tiny_dir, out: Path, monkeypatch, *extra: str, after: int = 1) -> Path:
+    """An eval stopped by Ctrl-C after ``after`` finished cases; its log."""
+    import drift.evaluate as ev
+
+    real = ev._evaluate_group
+    done: list[str] = []
+
+    def stopping(model, cases, *a, **k):
+        if len(done) >= after:
+            raise KeyboardInterrupt
+        done.extend(c.case_id for c in cases)
+        return real(model, cases, *a, **k)
+
+    monkeypatch.setattr(ev, "_evaluate_group", stopping)
+    with pytest.raises(KeyboardInterrupt):
+        main(ARGS + ["--model", tiny_dir, "--out", str(out), "--batch-cases", "1", *extra])
+    monkeypatch.setattr(ev, "_evaluate_group", real)
+    return out.with_name(out.name + ".partial.jsonl")
+
+
+def test_a_changed_configuration_refuses_an_interrupted_log_and_restart_sets_it_aside(
+    tiny_dir, tmp_path, monkeypatch, capsys
+):
+    out = tmp_path / "r.json"
+    log = _interrupted(tiny_dir, out, monkeypatch)
+    before = log.read_text()
+    with pytest.raises(RunConflict, match=r"holds 1 finished case\(s\) of another configuration.*--restart"):
+        main(ARGS + ["--model", tiny_dir, "--out", str(out), "--seed", "1"])
+    assert log.read_text() == before  # nothing lost
+    res = _eval(tiny_dir, out, "--seed", "1", "--restart")
+    assert len(res["cases"]) == 3 and res["config"]["seed"] == 1
+    aside = list(tmp_path.glob("r.json.partial.jsonl.aside-*"))
+    assert len(aside) == 1 and aside[0].read_text() == before
+    assert "the earlier log is kept as" in capsys.readouterr().err
+
+
+def test_data_by_relative_or_absolute_path_is_one_configuration(tiny_dir, tmp_path, monkeypatch):
+    from importlib import resources
+
+    data = tmp_path / "cases.json"
+    data.write_text(resources.files("drift").joinpath("cases/builtin.json").read_text())
+    out = tmp_path / "r.json"
+    monkeypatch.chdir(tmp_path)
+    log = _interrupted(tiny_dir, out, monkeypatch, "--data", "cases.json")
+    assert json.loads(log.read_text().splitlines()[0])["config"]["data"] == str(data)
+    res = _eval(tiny_dir, out, "--data", str(data))  # resumes: same configuration
+    assert len(res["cases"]) == 3
+
+
+def test_a_second_process_on_the_same_log_is_refused_while_the_first_writes(tmp_path):
+    path = tmp_path / "r.json.partial.jsonl"
+    with CaseLog(path, {"editor": "rome"}) as first:
+        with pytest.raises(RunConflict, match="being written by another process"):
+            with CaseLog(path, {"editor": "rome"}):
+                pass
+        with pytest.raises(RunConflict, match="being written by another process"):
+            with CaseLog(path, {"editor": "memit"}, restart=True):
+                pass
+        first.append({"case_id": "0", "metrics": {"ES": 1.0}})
+    with CaseLog(path, {"editor": "rome"}) as again:
+        assert list(again.rows) == ["0"]
+
+
+def test_a_line_cut_by_a_kill_is_dropped_and_the_resumed_run_completes(tiny_dir, tmp_path, monkeypatch):
+    out = tmp_path / "r.json"
+    log = _interrupted(tiny_dir, out, monkeypatch)
+    header, row = log.read_text().splitlines()
+    kept = json.loads(row) | {"marker": "from the log"}
+    log.write_text(header + "\n" + json.dumps(kept) + "\n" + '{"case_id": "1", "subj')  # SIGKILL mid-line
+    res = _eval(tiny_dir, out)
+    assert [r["case_id"] for r in res["cases"]] == ["0", "1", "2"]
+    assert res["cases"][0]["marker"] == "from the log"  # the finished case was not recomputed
+    assert not log.exists()
+
+
+def _log(path: Path, config: dict, ids: list[str], es: float) -> Path:
+    with CaseLog(path, config) as log:
+        for i in ids:
+            log.append({"case_id": i, "subject": "s", "metrics": {"ES": es, "EM": es}})
+    return path
+
+
+def _results(path: Path, config: dict, ids: list[str], es: float) -> Path:
+    rows = [{"case_id": i, "subject": "s", "metrics": {"ES": es, "EM": es}} for i in ids]
+    path.write_text(json.dumps({"config": config, "summary": {}, "cases": rows}))
+    return path
+
+
+def test_merge_refuses_partial_logs_of_different_configurations(tmp_path):
+    rome = _log(tmp_path / "a.json.partial.jsonl", {"editor": "rome", "shard": "1/2"}, ["0"], 100.0)
+    none = _log(tmp_path / "b.json.partial.jsonl", {"editor": "none", "shard": "2/2"}, ["1"], 0.0)
+    with pytest.raises(RunConflict, match="different configuration.*editor: 'rome' here, 'none' asked"):
+        main(["merge", str(rome), str(none), "--out", str(tmp_path / "x.json")])
+    finished = _results(tmp_path / "c.json", {"editor": "rome"}, ["2"], 100.0)
+    with pytest.raises(RunConflict, match="different configuration"):
+        main(["merge", str(finished), str(none), "--out", str(tmp_path / "x.json")])
+    assert not (tmp_path / "x.json").exists()
+
+
+def test_merged_partials_keep_their_configuration_and_label(tmp_path, capsys):
+    cfg = {"editor": "rome", "sadr": 0.01, "steps": 80, "pool": "prompts"}
+    a = _log(tmp_path / "a.json.partial.jsonl", cfg | {"shard": "1/2"}, ["0", "1"], 100.0)
+    b = _log(tmp_path / "b.json.partial.jsonl", cfg | {"shard": "2/2"}, ["2"], 0.0)
+    out = tmp_path / "all.json"
+    assert main(["merge", str(a), str(b), "--out", str(out)]) == 0
+    res = json.loads(out.read_text())
+    assert res["config"] == cfg and res["label"] == "rome+SADR(γ=0.01) 80 steps" == run_label(cfg)
+    assert res["key"] == run_key(cfg) and [r["case_id"] for r in res["cases"]] == ["0", "1", "2"]
+    assert main(["compare", str(out), str(a), "--metrics", "ES"]) == 0
+    table = capsys.readouterr().out
+    assert table.count("rome+SADR(γ=0.01) 80 steps") >= 2 and "| ? |" not in table
+
+
+def test_a_log_of_an_earlier_drift_is_named_not_merged(tmp_path):
+    old = tmp_path / "c.json.partial.jsonl"
+    old.write_text(json.dumps({"config_key": "k"}) + "\n" + json.dumps({"case_id": 3, "metrics": {}}) + "\n")
+    with pytest.raises(ValueError, match="records no configuration.*earlier drift"):
+        main(["merge", str(old), "--out", str(tmp_path / "x.json")])
+    with pytest.raises(RunConflict, match="no configuration"):
+        with CaseLog(old, {"editor": "rome"}):
+            pass
+
+
+def test_join_takes_each_case_once_and_drops_the_shard(tmp_path):
+    a = _log(tmp_path / "a.jsonl", {"editor": "rome", "shard": "1/2"}, ["0", "1"], 100.0)
+    b = _results(tmp_path / "b.json", {"editor": "rome", "shard": "2/2"}, ["1", "2"], 0.0)
+    config, rows = join([a, b])
+    assert config == {"editor": "rome"}
+    assert [(r["case_id"], r["metrics"]["ES"]) for r in rows] == [("0", 100.0), ("1", 100.0), ("2", 0.0)]
+
+
+def test_finish_names_unfinished_cases_instead_of_a_key_error(tmp_path):
+    with CaseLog(tmp_path / "r.jsonl", {"editor": "rome"}) as log:
+        log.append({"case_id": "0", "metrics": {"ES": 1.0}})
+        with pytest.raises(RuntimeError, match=r"1 case\(s\) unfinished \(1\)"):
+            log.finish(tmp_path / "r.json", ["0", "1"], "cases")
+
+
+def test_the_typed_summary_reads_a_results_summary(tiny_dir, tmp_path):
+    res = _eval(tiny_dir, tmp_path / "r.json")
+    s = stats(res["summary"])
+    assert s["ES"].n == 3 and s["ES"].k == 3 and s["ES"].mean == res["summary"]["ES"]
+    assert s["ES"].ci[0] <= s["ES"].mean <= s["ES"].ci[1]
+
+
+def test_slurm_array_tasks_take_their_shard(tiny_dir, tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("SLURM_ARRAY_TASK_ID", "2")
+    monkeypatch.setenv("SLURM_ARRAY_TASK_MIN", "1")
+    monkeypatch.setenv("SLURM_ARRAY_TASK_COUNT", "3")
+    res = _eval(tiny_dir, tmp_path / "r.json")
+    assert res["config"]["shard"] == "2/3" and [r["case_id"] for r in res["cases"]] == ["1"]
+    assert "--shard 2/3 from the SLURM job array" in capsys.readouterr().err
+    res = _eval(tiny_dir, tmp_path / "all.json", "--shard", "1/1")  # an explicit --shard wins
+    assert len(res["cases"]) == 3
+
+
+def test_results_are_written_with_the_umask(tiny_dir, tmp_path):
+    old = os.umask(0o027)
+    try:
+        _eval(tiny_dir, tmp_path / "r.json")
+    finally:
+        os.umask(old)
+    assert (tmp_path / "r.json").stat().st_mode & 0o777 == 0o640
