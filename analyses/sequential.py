@@ -16,15 +16,15 @@
 Each finished run is appended to ``OUT/sequential-runs.jsonl`` and reused when rerun; a run that
 was interrupted resumes after its last finished edit (``OUT/.partial-KEY/``); ``--restart``
 starts everything over. ``--part I/N`` does only every N-th run (from the I-th) and draws
-nothing, so N processes or GPUs can share the work; concatenate their ``sequential-runs.jsonl``
-files and run once more without ``--part`` to draw the figures. Writes ``OUT/*.html``,
+nothing, so N processes or GPUs can share the work; then ``--join DIR1 DIR2 ...`` (without
+``--part``) takes their finished runs in and draws the figures. Runs are keyed by
+:func:`drift.runs.run_key` of their configuration. Writes ``OUT/*.html``,
 ``OUT/*.png`` and ``OUT/sequential.json``, and prints the efficacy table.
 """
 
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import shutil
 import sys
@@ -44,6 +44,7 @@ from drift.editors.fusion import case_seed, drop_and_rescale, pairwise_cosine, t
 from drift.editors.sadr import SADR  # noqa: E402
 from drift.editors.stats import CORPUS_VERSION  # noqa: E402
 from drift.metrics import DEFAULT_POOL, DEFAULT_SCORING  # noqa: E402
+from drift.runs import run_key  # noqa: E402
 from drift.runtime import share  # noqa: E402
 from drift.sequential import sequential_edits  # noqa: E402
 from drift.store import append_record, load_object, read_records, save_object  # noqa: E402
@@ -88,6 +89,13 @@ def parse(argv=None) -> argparse.Namespace:
         "--device", default=None, help="torch device, e.g. cuda (default: cuda when available, else cpu)"
     )
     ap.add_argument("--part", default=None, metavar="I/N", help="do only runs I, I+N, ... and draw nothing")
+    ap.add_argument(
+        "--join",
+        nargs="*",
+        default=[],
+        metavar="DIR",
+        help="first take in the finished runs of these folders",
+    )
     return ap.parse_args(argv)
 
 
@@ -134,7 +142,7 @@ class Runs:
             "scoring": DEFAULT_SCORING,
             "pool": DEFAULT_POOL,
         }
-        key = hashlib.sha256(json.dumps(cfg, sort_keys=True).encode()).hexdigest()[:16]
+        key = run_key(cfg)
         if key in self.done:
             return self.done[key]
         overrides = {"extra_terms": (SADR(sadr),)} if sadr else {}
@@ -222,6 +230,14 @@ def main(argv=None) -> dict:
     marks = sorted({int(x) for x in args.checkpoints.split(",") if x} | {args.edits})
     marks = [n for n in marks if n <= args.edits]
     runs = Runs(out / "sequential-runs.jsonl", args.restart)
+    for folder in args.join:
+        theirs = read_records(Path(folder) / runs.path.name)
+        if not theirs:
+            raise ValueError(f"--join: {folder} holds no finished runs ({runs.path.name})")
+        for key, rec in theirs.items():
+            if key not in runs.done and rec.get("key") == run_key(rec.get("config", {})):
+                runs.done[key] = rec
+                append_record(runs.path, rec)
     common = {"batch": args.batch, "seed": args.seed}
 
     variants = [(0.0, None), (args.dr, None)] + (

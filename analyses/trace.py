@@ -21,10 +21,8 @@ summary. Each case's results are saved as it finishes: rerunning an interrupted 
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import math
-import shutil
 import sys
 import time
 import warnings
@@ -43,7 +41,7 @@ from drift.correlate import pearson  # noqa: E402
 from drift.data import load_cases  # noqa: E402
 from drift.editors import get_compute  # noqa: E402
 from drift.editors.target import EditDiverged  # noqa: E402
-from drift.store import CorruptCacheError, load_object, save_object  # noqa: E402
+from drift.runs import CaseFiles  # noqa: E402
 
 TASKS = {"DNS": tracing.distracting_prompt, "RS": tracing.relation_prompt}
 TABLE2 = ["max_subject_gain", "max_other_shift", "sum_subject_gain"]
@@ -122,18 +120,16 @@ def one_case(model, case, compute, args, trace_this: bool) -> dict:
 
 
 def collect(model, cases, args) -> dict:
-    """Every case's results, each saved under ``OUT/.partial-KEY/`` as it finishes so that an
-    interrupted run resumes without redoing finished cases (``--restart`` starts over)."""
+    """Every case's results, each saved as it finishes (:class:`drift.runs.CaseFiles`, under
+    ``OUT/.partial-KEY/``) so that an interrupted run resumes without redoing finished cases
+    (``--restart`` starts over)."""
     compute = get_compute(args.editor)
     cfg = {
         k: getattr(args, k)
         for k in ("editor", "window", "attn_window", "kinds", "prompts", "trace_cases", "seed")
     }
     cfg |= {"model": model.name, "data": str(args.data)}
-    key = hashlib.sha256(json.dumps(cfg, sort_keys=True).encode()).hexdigest()[:16]
-    partial = Path(args.out) / f".partial-{key}"
-    if args.restart and partial.exists():
-        shutil.rmtree(partial)
+    files = CaseFiles(args.out, cfg, restart=args.restart)
     kinds = [k for k in args.kinds.split(",") if k]
     out = {
         "drifts": {t: [] for t in TASKS},
@@ -143,16 +139,10 @@ def collect(model, cases, args) -> dict:
         "skipped": [],
     }
     for i, case in enumerate(tqdm(cases, desc=f"{args.editor} edits and drift")):
-        path = partial / f"{i:05d}-{hashlib.sha256(str(case.case_id).encode()).hexdigest()[:8]}.pt"
-        res = None
-        if path.exists():
-            try:
-                res = load_object(path)
-            except CorruptCacheError as e:
-                warnings.warn(f"drift: {e}; running case {case.case_id} again")
+        res = files.load(case.case_id)
         if res is None:
             res = one_case(model, case, compute, args, trace_this=i < args.trace_cases)
-            save_object(path, res)
+            files.save(case.case_id, res)
         for t in TASKS:
             out["drifts"][t] += res["drifts"][t]
             if t in res["attention"]:

@@ -5,6 +5,7 @@ analysis scripts) rests on this module:
 
 - :func:`run_key` — one canonical key of a configuration (a results file, a log and a sweep's
   run agree on it); :func:`run_label` — a readable name derived from the same configuration.
+- :class:`CaseFiles` — the same for results that are tensors (one file per case).
 - :class:`CaseLog` — an append-only JSON-lines log of one configuration's finished cases: a header
   line holding the whole configuration, then one line per case. It is locked while a process
   writes it, refuses a configuration other than its own (``restart=True`` sets the old log
@@ -208,6 +209,57 @@ class CaseLog:
         self.path.unlink()
         Path(str(self.path) + ".lock").unlink(missing_ok=True)
         return result
+
+
+class CaseFiles:
+    """Per-case results that are not JSON (tensors of a trace): one file per case in a folder named
+    by the configuration's key, ``FOLDER/.partial-KEY/``, with the configuration beside them.
+    A damaged file is reported and its case runs again; ``restart=True`` empties the folder.
+
+    >>> import tempfile, pathlib, torch
+    >>> files = CaseFiles(pathlib.Path(tempfile.mkdtemp()), {"editor": "rome"})
+    >>> files.save("7", {"scores": torch.ones(2)})
+    >>> files.load("7")["scores"].tolist(), files.load("8")
+    ([1.0, 1.0], None)
+    """
+
+    def __init__(self, folder: Path | str, config: dict, *, restart: bool = False):
+        import shutil
+
+        self.key = run_key(config)
+        self.folder = Path(folder) / f".partial-{self.key}"
+        if restart and self.folder.exists():
+            shutil.rmtree(self.folder)
+        self.folder.mkdir(parents=True, exist_ok=True)
+        save_json(self.folder / "config.json", {"drift_run": FORMAT, "key": self.key, "config": config})
+
+    def path(self, case_id: str) -> Path:
+        return self.folder / f"{hashlib.sha256(str(case_id).encode()).hexdigest()[:16]}.pt"
+
+    def load(self, case_id: str) -> object | None:
+        """The case's saved result, or ``None`` when it has none (or only a damaged one)."""
+        import warnings
+
+        from drift.store import CorruptCacheError, load_object
+
+        path = self.path(case_id)
+        if not path.exists():
+            return None
+        try:
+            return load_object(path)
+        except CorruptCacheError as e:
+            warnings.warn(f"drift: {e}; running case {case_id} again")
+            return None
+
+    def save(self, case_id: str, result: object) -> None:
+        from drift.store import save_object
+
+        save_object(self.path(case_id), result)
+
+    def remove(self) -> None:
+        import shutil
+
+        shutil.rmtree(self.folder, ignore_errors=True)
 
 
 def write_results(out: Path | str, config: dict, rows: Sequence[dict], pool: str, **extra) -> dict:

@@ -89,7 +89,7 @@ class RunSpec:
         return out
 
 
-def _slug(text: str) -> str:
+def slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.=+-]+", "_", text).strip("_") or "run"
 
 
@@ -117,7 +117,7 @@ def expand(spec: dict) -> list[RunSpec]:
             name = table.get("name") or str(opts.get("editor", "none"))
             if chosen:
                 name += "-" + "-".join(f"{k.removeprefix('hp.')}={v}" for k, v in chosen.items())
-            out.append(RunSpec(_slug(name), opts))
+            out.append(RunSpec(slug(name), opts))
     names = [r.name for r in out]
     twice = sorted({n for n in names if names.count(n) > 1})
     if twice:

@@ -97,13 +97,13 @@ def test_sharded_eval_merges_to_the_whole(tmp_path, real):
     whole = json.loads((tmp_path / "whole.json").read_text())
     merged = json.loads((tmp_path / "merged.json").read_text())
     assert [r["case_id"] for r in merged["cases"]] == [r["case_id"] for r in whole["cases"]]
-    for k, v in whole["summary"].items():
-        assert merged["summary"][k] == pytest.approx(v, abs=1e-9, nan_ok=True), k
+    for k, v in whole["summary"].items():  # the parts batch differently: float rounding only (in %)
+        assert merged["summary"][k] == pytest.approx(v, abs=1e-3, nan_ok=True), k
 
 
 @pytest.mark.integration
 def test_sequential_parts_join_into_the_whole(tmp_path, tiny_dir, capsys):
-    """Two `--part`s in their own folders, their logs concatenated: the full run computes nothing."""
+    """Two `--part`s in their own folders, taken in with `--join`: the full run computes nothing."""
     base = [
         "--model",
         tiny_dir,
@@ -130,9 +130,9 @@ def test_sequential_parts_join_into_the_whole(tmp_path, tiny_dir, capsys):
         logs.append((out / "sequential-runs.jsonl").read_text())
     assert sum(len(x.splitlines()) for x in logs) == 3  # MEMIT, MEMIT +DR, the sweep point: each once
     joined = tmp_path / "joined"
-    joined.mkdir()
-    (joined / "sequential-runs.jsonl").write_text("".join(logs))
-    _, stderr = run_analysis("sequential", base + ["--out", joined], capsys)
+    _, stderr = run_analysis(
+        "sequential", base + ["--out", joined, "--join", tmp_path / "part1", tmp_path / "part2"], capsys
+    )
     assert "sequential edits" not in stderr  # nothing computed again
     res = json.loads((joined / "sequential.json").read_text())
     assert set(res["curves"]) == {"MEMIT", "MEMIT +DR(p=0.8)"} and set(res["drop_rate_sweep"]) == {"0.5"}
@@ -140,9 +140,11 @@ def test_sequential_parts_join_into_the_whole(tmp_path, tiny_dir, capsys):
 
 
 @pytest.mark.integration
-def test_sadr_parts_join_into_the_whole(tmp_path, tiny_dir, capsys):
-    """analyses/sadr.py: every chunk of every distinct configuration runs in exactly one part;
-    `--join` takes them in and the figures are drawn without evaluating anything again."""
+def test_the_sadr_grid_runs_each_distinct_configuration_once_and_resumes(
+    tmp_path, tiny_dir, capsys, monkeypatch
+):
+    """analyses/sadr.py: its grid is a sweep; a configuration asked twice runs once, every run is a
+    results file `compare` reads, and a second call computes nothing."""
     base = [
         "--model",
         tiny_dir,
@@ -160,54 +162,24 @@ def test_sadr_parts_join_into_the_whole(tmp_path, tiny_dir, capsys):
         "1",
         "--steps",
         "2",
+        "--chunk",
+        "1",
+        "--out",
+        tmp_path,
     ]
-    rows = []
-    for i in (1, 2):
-        out = tmp_path / f"part{i}"
-        stdout, _ = run_analysis("sadr", base + ["--part", f"{i}/2", "--chunk", "1", "--out", out], capsys)
-        assert f"part {i}/2" in stdout and not (out / "sadr.json").exists()
-        rows += [
-            (f.name, json.loads(line)["case_id"])
-            for f in out.glob(".partial-*.jsonl")
-            for line in f.read_text().splitlines()
-        ]
+    run_analysis("sadr", base, capsys)
+    runs = sorted(p.name for p in (tmp_path / "runs").glob("*.json"))
     # None, ROME, ROME+SADR on 2 cases; γ=1e-3 selective and all heads, base, steps, lr, ω on 1
-    assert len(rows) == len(set(rows)) == 3 * 2 + 6
-    joined = tmp_path / "joined"
-    run_analysis("sadr", base + ["--out", joined, "--join", tmp_path / "part1", tmp_path / "part2"], capsys)
-    assert len((joined / "sadr-runs.jsonl").read_text().splitlines()) == 9 and not list(
-        joined.glob(".partial-*")
-    )
-    res = json.loads((joined / "sadr.json").read_text())
+    assert len(runs) == 9 and not (tmp_path / "runs" / ".parts").exists()
+    res = json.loads((tmp_path / "sadr.json").read_text())
     assert list(res["table3"]) == ["None", "ROME", "ROME+SADR (γ=0.01)"]  # the paper's γ for ROME
-    assert (joined / "fig6_selective_vs_all.png").stat().st_size > 1000
+    assert (tmp_path / "fig6_selective_vs_all.png").stat().st_size > 1000
+    import drift.jobs
 
-
-def test_sadr_configuration_resumes_after_its_last_finished_case(tmp_path, monkeypatch):
-    from types import SimpleNamespace
-
-    from drift.data import load_cases
-    from tests.conftest import load_analysis
-
-    sadr = load_analysis("sadr")
-    cases = load_cases("builtin", limit=3)
-    seen: list[list[str]] = []
-
-    def fake_evaluate(model, todo, *, on_case, **kw):
-        seen.append([c.case_id for c in todo])
-        for i, c in enumerate(todo):
-            if len(seen) == 1 and i == 1:
-                raise KeyboardInterrupt  # stopped after the first case
-            on_case({"case_id": c.case_id, "subject": c.subject, "metrics": {"ES": 100.0, "EM": 90.0}})
-
-    monkeypatch.setattr(sadr, "evaluate", fake_evaluate)
-    runs = sadr.Runs(tmp_path / "sadr-runs.jsonl", restart=False)
-    model = SimpleNamespace(name="m")
-    with pytest.raises(KeyboardInterrupt):
-        runs.get(model, cases, "none", "None", 0)
-    summary = sadr.Runs(tmp_path / "sadr-runs.jsonl", restart=False).get(model, cases, "none", "None", 0)
-    assert seen == [[c.case_id for c in cases], [c.case_id for c in cases[1:]]]
-    assert summary["ES"] == 100.0 and not list(tmp_path.glob(".partial-*"))
+    monkeypatch.setattr(drift.jobs, "run", lambda *a, **k: pytest.fail("a finished run was computed again"))
+    run_analysis("sadr", base, capsys)
+    assert json.loads((tmp_path / "sadr.json").read_text())["table3"] == res["table3"]
+    assert main(["compare", str(tmp_path / "runs" / "None.json"), str(tmp_path / "runs" / runs[0])]) == 0
 
 
 def test_device_reaches_the_model_loader(tmp_path, monkeypatch):

@@ -156,9 +156,10 @@ def test_trace_script_writes_figures_and_numbers(tmp_path, tiny_dir, tiny, capsy
 
     saved = sorted(out.glob(".partial-*/*.pt"))
     assert len(saved) == 2
-    res = load_object(saved[0])
-    res["drifts"]["DNS"][0][1].p_edit = 0.123456
-    save_object(saved[0], res)
+    for path in saved:  # one file per case, named by its id
+        res = load_object(path)
+        res["drifts"]["DNS"][0][1].p_edit = 0.123456
+        save_object(path, res)
     run_analysis("trace", argv, capsys)
     rows = json.loads((out / "trace.json").read_text())["drift_rows"]["DNS"]
     assert rows[0]["p_edit"] == 0.123456
