@@ -4,10 +4,12 @@
     python analyses/bench.py rome [--edits 3] [--steps 20] [--skip-naive]
     python analyses/bench.py sweep [--layers 10]
     python analyses/bench.py sadr [--edits 3] [--steps 20]
+    python analyses/bench.py ray [--cases 6] [--steps 5] [--workers 2]
 
-- ``eval``: scoring every (prompt, target) pair of N cases, drift's batched scorer
-  (right-padded batches, shared prefixes, unembedding only where scored) against a per-prompt
-  loop (one full forward per pair). Checks both give the same probabilities to 1e-5.
+- ``eval``: scoring every (prompt, target) pair of N cases, drift's batched scorer (packed
+  prefix-tree rows, unembedding only where scored; and its right-padded layout) against a
+  per-prompt loop (one full forward per pair), interleaved. Checks all give the same
+  probabilities to 1e-5.
 - ``rome``: ROME's target-vector optimisation, drift's (one batched forward/backward per step over
   all prompts, starting at the edit layer, running only the columns from the subject's last token
   on with the ones before held as keys and values, unembedding only scored positions) against the
@@ -57,25 +59,37 @@ def bench_eval(args) -> None:
     pairs = [pair for c in cases for pair in plan_case(c).pairs]
     prompts, targets = [p for p, _ in pairs], [t for _, t in pairs]
     model = drift.load_model(args.model)
-    score_targets(model, prompts[:4], targets[:4])  # warm-up
-    t0 = time.perf_counter()
-    fast = score_targets(model, prompts, targets).logprob
-    t_fast = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    slow = naive_logprobs(model, prompts, targets)
-    t_slow = time.perf_counter() - t0
-    diff = (fast.exp() - slow.exp()).abs().max().item()  # the metrics' quantity: probabilities
-    rel = ((fast - slow).abs() / slow.abs().clamp(min=1e-3)).max().item()
+    score_targets(model, prompts[:4], targets[:4])  # warm-up (and the one-time packing check)
+    # Interleaved so all sides see the same load: packed, padded, the loop's first half, packed,
+    # padded, its second half. The batched sides' times are the means of their two full runs.
+    half = len(pairs) // 2
+    t_fast, t_pad, t_slow, slow = [], [], 0.0, []
+    for part in (slice(0, half), slice(half, None)):
+        t0 = time.perf_counter()
+        fast = score_targets(model, prompts, targets, packed=True).logprob
+        t_fast.append(time.perf_counter() - t0)
+        t0 = time.perf_counter()
+        padded = score_targets(model, prompts, targets, packed=False).logprob
+        t_pad.append(time.perf_counter() - t0)
+        t0 = time.perf_counter()
+        slow.append(naive_logprobs(model, prompts[part], targets[part]))
+        t_slow += time.perf_counter() - t0
+    slow = torch.cat(slow)
+    t_fast, t_pad = sum(t_fast) / 2, sum(t_pad) / 2
+    for name, got in (("packed", fast), ("padded", padded)):
+        diff = (got.exp() - slow.exp()).abs().max().item()  # the metrics' quantity: probabilities
+        rel = ((got - slow).abs() / slow.abs().clamp(min=1e-3)).max().item()
+        print(f"  {name}: max |ΔP| {diff:.1e}   max relative |Δ log p| {rel:.1e}")
+        if diff > 1e-5:
+            sys.exit(f"{name} and per-prompt probabilities differ by more than 1e-5")
     print(
         f"eval scoring: {len(cases)} cases from {Path(data).name}, {len(pairs)} (prompt, target) pairs, "
         f"{torch.get_num_threads()} threads"
     )
     print(
-        f"  batched {t_fast:.1f} s   per-prompt loop {t_slow:.1f} s   ratio {t_slow / t_fast:.1f}x   "
-        f"max |ΔP| {diff:.1e}   max relative |Δ log p| {rel:.1e}"
+        f"  packed {t_fast:.1f} s   padded {t_pad:.1f} s   per-prompt loop {t_slow:.1f} s   "
+        f"ratio {t_slow / t_fast:.1f}x (padded {t_slow / t_pad:.1f}x)"
     )
-    if diff > 1e-5:
-        sys.exit("batched and per-prompt probabilities differ by more than 1e-5")
 
 
 def naive_rome_vector(model, case, layer, prefixes, steps, lr, kl_factor, weight_decay, clamp_norm):
@@ -242,6 +256,56 @@ def bench_sadr(args) -> None:
     )
 
 
+def bench_ray(args) -> None:
+    """The same runs through ``sweep``: in this process one after another, on one Ray worker (the
+    engine's overhead) and on ``--workers`` Ray workers (what the cores give); cases per minute,
+    Ray's start included, and the rows checked equal."""
+    import json
+    import tempfile
+
+    from drift import sweep
+
+    shared = {"data": args.data, "limit": args.cases, "no_fluency": True, "model": args.model}
+    runs = sweep.expand(
+        shared
+        | {
+            "run": [
+                {"name": "none"},
+                {"name": "none-product", "scoring": "product"},
+                {"name": "rome", "editor": "rome", "steps": args.steps},
+                {"name": "rome-kl1", "editor": "rome", "steps": args.steps, "hp": {"kl_factor": 1.0}},
+            ]
+        }
+    )
+    n = len(runs) * args.cases
+    sides = [("one after another (local)", "local", None), ("Ray, 1 worker", "ray", 1)]
+    sides.append((f"Ray, {args.workers} workers", "ray", args.workers))
+    root = Path(tempfile.mkdtemp(prefix="drift-bench-ray-"))
+    sweep.execute(runs[2:3], root / "warm", engine="local", chunk=args.chunk, progress=False)  # caches
+    timed, results = {}, {}
+    for label, engine, workers in sides:
+        t0 = time.perf_counter()
+        sweep.execute(runs, root / label, engine=engine, workers=workers, chunk=args.chunk, progress=False)
+        timed[label] = time.perf_counter() - t0
+        results[label] = {r.name: json.loads((root / label / f"{r.name}.json").read_text()) for r in runs}
+    worst = 0.0
+    first = results[sides[0][0]]
+    for label, res in results.items():
+        for name, run in res.items():
+            for a, b in zip(first[name]["cases"], run["cases"], strict=True):
+                worst = max(worst, *(abs(a["metrics"][k] - b["metrics"][k]) for k in a["metrics"]))
+    print(
+        f"sweep of {len(runs)} runs x {args.cases} cases ({n} cases; ROME {args.steps} steps), "
+        f"chunks of {args.chunk}"
+    )
+    base = timed[sides[0][0]]
+    for label, t in timed.items():
+        print(f"  {label:<28} {t:7.1f} s   {n / t * 60:6.1f} cases/min   {base / t:5.2f}x of local")
+    print(f"  max |Δ metric| between sides: {worst:.1e} (percentage points)")
+    if worst > 1e-3:
+        sys.exit("the sweep's sides disagree")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -264,8 +328,22 @@ def main() -> None:
     sa.add_argument("--edits", type=int, default=3)
     sa.add_argument("--steps", type=int, default=20)
     sa.add_argument("--model", default=None)
+    ry = sub.add_parser("ray", help="a 4-run sweep: in this process, on 1 Ray worker, on N")
+    ry.add_argument("--cases", type=int, default=6)
+    ry.add_argument("--steps", type=int, default=5, help="ROME steps of the two edited runs (default 5)")
+    ry.add_argument("--chunk", type=int, default=3)
+    ry.add_argument("--workers", type=int, default=2)
+    ry.add_argument("--data", default="builtin")
+    ry.add_argument("--model", default=None)
     args = parser.parse_args()
-    {"eval": bench_eval, "rome": bench_rome, "sweep": bench_sweep, "sadr": bench_sadr}[args.which](args)
+    benches = {
+        "eval": bench_eval,
+        "rome": bench_rome,
+        "sweep": bench_sweep,
+        "sadr": bench_sadr,
+        "ray": bench_ray,
+    }
+    benches[args.which](args)
 
 
 if __name__ == "__main__":

@@ -1,8 +1,19 @@
 """Probability of a target continuation, batched.
 
 P(target | prompt) for a multi-token target is the product of each target token's conditional
-probability given the prompt and the target tokens before it. All (prompt, target) pairs go
-through the model in right-padded batches: one forward per batch, never one per prompt.
+probability given the prompt and the target tokens before it. A pair needs one sequence,
+``prompt + target[:-1]``, and reads the target's log-probabilities at its last ``len(target)``
+positions.
+
+On a ``TransformerBridge`` the sequences are *packed* (:func:`pack`) into rows of at most
+``row_tokens`` tokens, within which they form prefix trees: each shared beginning (a prompt
+scored with two targets, the edit sentence in front of a case's distracting prompts) is stored
+once, and a tree too large for a row is split where it branches. A block-diagonal, tree-shaped
+attention mask lets each token attend to its own sequence's earlier tokens only, and position ids
+restart with each sequence, so every token computes what it would alone. Only positions that
+predict a target token are unembedded, once each. Elsewhere (a legacy ``HookedTransformer``, or
+``hooks`` given, whose positions must mean what they say) the sequences go through right-padded
+batches instead, a sequence that prefixes another read off the longer one's row.
 
 Example:
     >>> import drift
@@ -13,11 +24,15 @@ Example:
     >>> s = score_targets(model, ["The Eiffel Tower is in"] * 2, ["Paris", "Paris, France"])
     >>> bool(s.logprob[1] < s.logprob[0])                # a product of more token probabilities
     True
+    >>> rows = pack([(1, 2, 3), (1, 2, 4), (5,)], row_tokens=8)  # one row, 1 2 stored once
+    >>> rows[0].tokens, rows[0].parent, rows[0].depth
+    ([1, 2, 3, 4, 5], [-1, 0, 1, 1, -1], [0, 1, 2, 2, 0])
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import weakref
+from dataclasses import dataclass, field
 from typing import Sequence
 
 import torch
@@ -41,6 +56,87 @@ class Scores:
     n_tokens: Tensor
 
 
+@dataclass
+class Row:
+    """One row of a forward: ``tokens`` with each token's ``parent`` (index in the row of the
+    token before it in its sequence, -1 for a sequence's first) and ``depth`` (its position id).
+    ``cols[s]``: the columns of sequence ``s``'s tokens. A right-padded row is the chain
+    ``parent[i] = i - 1``."""
+
+    tokens: list[int] = field(default_factory=list)
+    parent: list[int] = field(default_factory=list)
+    depth: list[int] = field(default_factory=list)
+    cols: dict[tuple[int, ...], list[int]] = field(default_factory=dict)
+
+
+def _common(a: Sequence[int], b: Sequence[int]) -> int:
+    """Length of the common beginning of ``a`` and ``b``."""
+    n, limit = 0, min(len(a), len(b))
+    while n < limit and a[n] == b[n]:
+        n += 1
+    return n
+
+
+def _tree_size(run: Sequence[tuple[int, ...]]) -> int:
+    """Tokens in the prefix tree of ``run`` (sorted): in sorted order a sequence's longest common
+    beginning with any earlier one is the one with the sequence just before it."""
+    return len(run[0]) + sum(len(b) - _common(a, b) for a, b in zip(run, run[1:]))
+
+
+def _units(run: list[tuple[int, ...]], depth: int, row_tokens: int) -> list[list[tuple[int, ...]]]:
+    """Split ``run`` (sorted, sharing its first ``depth`` tokens) into runs whose trees fit in
+    ``row_tokens``: a tree too large is split by the token at ``depth`` (each part then repeats
+    the shared beginning), and neighbouring parts that fit together are joined again."""
+    size = _tree_size(run)
+    if size <= row_tokens or size == max(map(len, run)):  # fits, or one sequence and its prefixes
+        return [run]
+    groups: list[list[tuple[int, ...]]] = []
+    for s in run:  # a sequence of length depth prefixes all the others: it joins the first group
+        if groups and (len(s) <= depth or len(groups[-1][-1]) <= depth or groups[-1][-1][depth] == s[depth]):
+            groups[-1].append(s)
+        else:
+            groups.append([s])
+    if len(groups) == 1:
+        return _units(run, depth + 1, row_tokens)
+    out: list[list[tuple[int, ...]]] = []
+    for g in groups:
+        for u in _units(g, depth + 1, row_tokens):
+            if out and _tree_size(out[-1] + u) <= row_tokens:
+                out[-1] = out[-1] + u
+            else:
+                out.append(u)
+    return out
+
+
+def pack(seqs: Sequence[tuple[int, ...]], row_tokens: int) -> list[Row]:
+    """Sequences (sorted, distinct) into prefix-tree rows of at most ``row_tokens`` tokens (a
+    longer sequence gets a row of its own). The sorted sequences are cut into runs whose trees
+    fit in a row (splitting a tree only where it is too large), and the runs go into rows first
+    fit, largest first."""
+    if not seqs:
+        return []
+    runs = sorted(_units(list(seqs), 0, row_tokens), key=_tree_size, reverse=True)
+    rows: list[Row] = []
+    for run in runs:
+        n = _tree_size(run)
+        row = next((r for r in rows if len(r.tokens) + n <= row_tokens), None)
+        if row is None:
+            row = Row()
+            rows.append(row)
+        prev: tuple[int, ...] = ()
+        for s in run:
+            common = _common(s, prev)
+            cols = row.cols[prev][:common] if common else []
+            for k in range(common, len(s)):
+                row.parent.append(cols[k - 1] if k else -1)
+                row.depth.append(k)
+                cols.append(len(row.tokens))
+                row.tokens.append(s[k])
+            row.cols[s] = cols
+            prev = s
+    return rows
+
+
 def score_targets(
     model: Model,
     prompts: Sequence[str],
@@ -48,49 +144,52 @@ def score_targets(
     *,
     hooks: Sequence[Hook] = (),
     batch_size: int = 32,
+    row_tokens: int = 192,
+    packed: bool | None = None,
 ) -> Scores:
     """Score each ``targets[i]`` after ``prompts[i]`` (see module docstring).
 
-    A pair needs the sequence ``prompt + target[:-1]``; when that sequence is a prefix of
-    another pair's (the same prompt with a one-token target, say), it is read off the longer
-    one's forward instead of getting its own. Only positions that predict a target token are
-    unembedded.
+    A forward takes ``batch_size`` right-padded rows, or packed rows of at most ``row_tokens``
+    tokens (capped at the model's context) up to ``32 * batch_size`` tokens in all. ``packed``:
+    ``None`` packs where the model allows it and no ``hooks`` are given; ``False`` pads.
     """
     if len(prompts) != len(targets):
         raise ValueError(f"{len(prompts)} prompts but {len(targets)} targets")
     pairs = [(model.encode(p), model.encode_target(t)) for p, t in zip(prompts, targets)]
     seqs = sorted({tuple(p + t[:-1]) for p, t in pairs})
-    # In sorted order a sequence that prefixes any other prefixes its successor; chain to the end.
-    carrier = list(range(len(seqs)))
-    for i in range(len(seqs) - 2, -1, -1):
-        if seqs[i + 1][: len(seqs[i])] == seqs[i]:
-            carrier[i] = carrier[i + 1]
-    index = {s: carrier[i] for i, s in enumerate(seqs)}
-    # Every scored token: (pair, carrier sequence, position that predicts it, token id).
-    reads = [
-        (k, index[tuple(p + t[:-1])], len(p) - 1 + j, tok)
-        for k, (p, t) in enumerate(pairs)
-        for j, tok in enumerate(t)
-    ]
+    longest = max((len(s) for s in seqs), default=0)
+    if longest > model.cfg.n_ctx:
+        raise ValueError(f"a prompt of {longest} tokens exceeds the model's context of {model.cfg.n_ctx}")
+    if packed is None:
+        packed = not hooks and _packs(model)
+    elif packed and (hooks or not _packs(model)):
+        raise ValueError("packed rows need a TransformerBridge that accepts them, and no hooks")
+    rows = pack(seqs, min(row_tokens, model.cfg.n_ctx)) if packed else _padded_rows(seqs)
+    where = {s: (r, cols) for r, row in enumerate(rows) for s, cols in row.cols.items()}
+    # Every scored token: (pair, row, column that predicts it, token id).
+    reads = []
+    for k, (p, t) in enumerate(pairs):
+        r, cols = where[tuple(p + t[:-1])]
+        reads += [(k, r, cols[len(p) - 1 + j], tok) for j, tok in enumerate(t)]
     tok_lp = torch.empty(len(reads))
     hit = torch.empty(len(reads))
-    by_carrier: dict[int, list[int]] = {}
-    for r, (_, c, _, _) in enumerate(reads):
-        by_carrier.setdefault(c, []).append(r)
-    carriers = sorted(by_carrier, key=lambda c: len(seqs[c]))  # similar lengths batch together
-    for start in range(0, len(carriers), batch_size):
-        chunk = carriers[start : start + batch_size]
-        mine = [r for c in chunk for r in by_carrier[c]]
-        row_of = {c: b for b, c in enumerate(chunk)}
+    by_row: dict[int, list[int]] = {}
+    for i, (_, r, _, _) in enumerate(reads):
+        by_row.setdefault(r, []).append(i)
+    order = sorted(by_row, key=lambda r: len(rows[r].tokens))  # similar lengths batch together
+    for chunk in _batches([len(rows[r].tokens) for r in order], order, batch_size, packed):
+        mine = [i for r in chunk for i in by_row[r]]
+        row_of = {r: b for b, r in enumerate(chunk)}
         lp, h = _score_batch(
             model,
-            [seqs[c] for c in chunk],
-            [(row_of[reads[r][1]], reads[r][2], reads[r][3]) for r in mine],
+            [rows[r] for r in chunk],
+            [(row_of[reads[i][1]], reads[i][2], reads[i][3]) for i in mine],
             hooks,
+            packed,
         )
         tok_lp[mine], hit[mine] = lp, h
     owner = torch.tensor([r[0] for r in reads])
-    first = torch.tensor([j == 0 for k, (p, t) in enumerate(pairs) for j in range(len(t))])
+    first = torch.tensor([j == 0 for p, t in pairs for j in range(len(t))])
     n_tokens = torch.tensor([len(t) for _, t in pairs])
     return Scores(
         logprob=torch.zeros(len(pairs)).index_add_(0, owner, tok_lp),
@@ -105,20 +204,125 @@ def target_logprobs(model: Model, prompts: Sequence[str], targets: Sequence[str]
     return score_targets(model, prompts, targets, **kw).logprob
 
 
+def _batches(lengths: list[int], items: list[int], batch_size: int, packed: bool) -> list[list[int]]:
+    """``items`` (ascending ``lengths``) in forwards: ``batch_size`` padded rows each, or as
+    many packed rows as keep the padded forward within ``32 * batch_size`` tokens (at least one)."""
+    if not packed:
+        return [items[i : i + batch_size] for i in range(0, len(items), batch_size)]
+    out: list[list[int]] = []
+    for n, item in zip(lengths, items):
+        if out and n * (len(out[-1]) + 1) <= 32 * batch_size:
+            out[-1].append(item)
+        else:
+            out.append([item])
+    return out
+
+
+def _padded_rows(seqs: Sequence[tuple[int, ...]]) -> list[Row]:
+    """One row per sequence that prefixes no other; a sequence that does is read off the row of
+    the next longer one (in sorted order a sequence that prefixes any other prefixes its
+    successor)."""
+    rows: list[Row] = []
+    for i in range(len(seqs) - 1, -1, -1):
+        s = seqs[i]
+        if not rows or rows[-1].tokens[: len(s)] != list(s):
+            n = len(s)
+            rows.append(Row(list(s), list(range(-1, n - 1)), list(range(n))))
+        rows[-1].cols[s] = list(range(len(s)))
+    return rows
+
+
+def tree_mask(rows: Sequence[Row], length: int) -> Tensor:
+    """``[batch, 1, length, length]`` bool: a token attends to itself and its ancestors in its
+    row's tree, a padding column to itself alone (a query with nothing to attend to would make
+    NaN, which multiplying by a zero weight keeps)."""
+    mask = torch.eye(length, dtype=torch.bool).repeat(len(rows), 1, 1)
+    for b, row in enumerate(rows):
+        for i, up in enumerate(row.parent):
+            if up >= 0:
+                mask[b, i] |= mask[b, up]
+    return mask[:, None]
+
+
+class _Done(Exception):
+    """Raised by a recording hook once the last block's output is in hand."""
+
+
+@torch.no_grad()
+def _final_residual(model: Model, rows: Sequence[Row], hooks: Sequence[Hook], packed: bool) -> Tensor:
+    """The residual stream after the last block, ``[batch, pos, d_model]``."""
+    tokens, _ = model.pad([row.tokens for row in rows])
+    if not packed:
+        return model.residual(tokens, hooks)
+    n = tokens.shape[1]
+    positions = torch.zeros(len(rows), n, dtype=torch.long)
+    for b, row in enumerate(rows):
+        positions[b, : len(row.depth)] = torch.tensor(row.depth)
+    box: list[Tensor] = []
+
+    def grab(act: Tensor, hook) -> None:
+        box.append(act)
+        raise _Done
+
+    name = model.hook_name("resid_post", model.cfg.n_layers - 1)
+    try:
+        with model.hooks([(name, grab)]):
+            model.hooked(
+                tokens,
+                attention_mask=tree_mask(rows, n).to(model.device),
+                position_ids=positions.to(model.device),
+            )
+    except _Done:
+        return box[0]
+    raise RuntimeError(f"hook {name} did not fire")
+
+
 @torch.no_grad()
 def _score_batch(
-    model: Model, seqs: list[tuple[int, ...]], reads: list[tuple[int, int, int]], hooks: Sequence[Hook]
+    model: Model, rows: list[Row], reads: list[tuple[int, int, int]], hooks: Sequence[Hook], packed: bool
 ) -> tuple[Tensor, Tensor]:
-    """For reads ``(row, position, token)``: log P(token) at that position and whether it is top-1."""
-    tokens, _ = model.pad(seqs)
-    rows = torch.tensor([r for r, _, _ in reads])
-    cols = torch.tensor([c for _, c, _ in reads])
-    tgt = torch.tensor([t for _, _, t in reads])
-    logits = model.logits_at(tokens, rows, cols, hooks)  # [n_reads, d_vocab]
-    logp = logits.float().log_softmax(-1).cpu()
-    if not torch.isfinite(logp).all():
+    """For reads ``(row, column, token)``: log P(token) at that column and whether it is top-1.
+    A column read by several targets is unembedded once."""
+    resid = _final_residual(model, rows, hooks, packed)
+    at = torch.tensor([[r, c] for r, c, _ in reads])
+    spots, which = at.unique(dim=0, return_inverse=True)
+    spots = spots.to(resid.device)
+    logp = model.unembed(resid[spots[:, 0], spots[:, 1]]).float().log_softmax(-1)  # [n_spots, d_vocab]
+    tgt = torch.tensor([t for _, _, t in reads], device=logp.device)
+    which = which.to(logp.device)
+    picked = logp[which, tgt]
+    # a NaN logit makes its whole row NaN, an inf one the row's other entries -inf or NaN
+    if not torch.isfinite(picked).all():
         raise FloatingPointError(
             "the model produced NaN or inf logits: a score from them would be meaningless (are its "
             "weights damaged? drift.store.cache_root() holds the converted default model)"
         )
-    return logp[torch.arange(len(reads)), tgt], (logp.argmax(-1) == tgt).float()
+    return picked.cpu(), (logp.argmax(-1)[which] == tgt).float().cpu()
+
+
+_PACKS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def _packs(model: Model) -> bool:
+    """Whether ``model`` honours a packed row: a ``TransformerBridge`` that takes a 4D attention
+    mask and position ids, checked once per hooked model on three small sequences (two sharing a
+    beginning) against each one's own forward."""
+    if model.kind != "bridge":
+        return False
+    known = _PACKS.get(model.hooked)
+    if known is None:
+        v = model.cfg.d_vocab
+        first = tuple((7 * i + 3) % v for i in range(5))
+        seqs = sorted(
+            [
+                first,
+                first[:2] + tuple((11 * i + 5) % v for i in range(3)),
+                tuple((13 * i + 2) % v for i in range(3)),
+            ]
+        )
+        (row,) = pack(seqs, 64)
+        packed = _final_residual(model, [row], (), True)[0]
+        alone = [model.residual(torch.tensor([s], device=model.device))[0] for s in seqs]
+        known = all(torch.allclose(packed[row.cols[s]], a, rtol=1e-3, atol=1e-3) for s, a in zip(seqs, alone))
+        _PACKS[model.hooked] = known
+    return known

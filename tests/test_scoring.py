@@ -1,12 +1,15 @@
-"""Target probabilities: batched equals one at a time; multi-token product; prefix sharing."""
+"""Target probabilities: batched equals one at a time; multi-token product; prefix sharing;
+packed prefix-tree rows equal one full forward per pair."""
 
 from __future__ import annotations
 
+import pytest
 import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from drift.scoring import score_targets
+from drift.metrics import SCORINGS, CasePlan
+from drift.scoring import pack, score_targets
 
 PROMPTS = [
     "The Eiffel Tower is located in",
@@ -78,3 +81,78 @@ def test_any_prompts_and_targets_score_as_the_full_forward_does(tiny, pairs, bat
         manual = sum(float(logp[len(p_ids) - 1 + j, tok]) for j, tok in enumerate(t_ids))
         assert abs(float(got.logprob[i]) - manual) < 1e-4
         assert float(got.logprob[i]) <= 0 and int(got.n_tokens[i]) == len(t_ids)
+
+
+# Ragged on purpose: one-token and many-token targets, a prompt scored with several targets, an
+# "edit sentence" in front of other prompts, a prompt that is another pair's prompt + target.
+EDIT = "The Eiffel Tower is located in the city of Rome."
+RAGGED = [
+    ("The Eiffel Tower is located in", "Paris"),
+    ("The Eiffel Tower is located in", "the city of Rome, Italy"),
+    ("The Eiffel Tower is located in the city of", "Paris"),
+    (f"{EDIT} Apple was founded by", "Steve Jobs"),
+    (f"{EDIT} Apple was founded by", "Rome"),
+    (f"{EDIT} The capital of Japan is", "Tokyo, and the capital of Italy is Rome"),
+    (f"{EDIT} Lionel Messi plays", "football"),
+    ("Toko Yasuda produces the most amazing music on the", "guitar"),
+    ("The official language of Brazil is", "Portuguese"),
+    ("Danielle", "Darrieux's mother tongue is French"),
+]
+
+
+def one_pair_at_a_time(model, prompt: str, target: str) -> tuple[float, float, bool]:
+    """(log P(target | prompt), fraction of target tokens that are the argmax, first one is):
+    one full forward of prompt + target, the whole vocabulary at every position."""
+    p_ids, t_ids = model.encode(prompt), model.encode_target(target)
+    logp = model.forward(torch.tensor([p_ids + t_ids]))[0].double().log_softmax(-1)
+    at = [len(p_ids) - 1 + j for j in range(len(t_ids))]
+    hits = [int(logp[i].argmax()) == t for i, t in zip(at, t_ids)]
+    return float(sum(logp[i, t] for i, t in zip(at, t_ids))), sum(hits) / len(hits), hits[0]
+
+
+@pytest.mark.parametrize("packed", [True, False])
+@pytest.mark.parametrize("row_tokens,batch_size", [(192, 32), (24, 1), (40, 2)])
+def test_fast_path_equals_per_prompt_loop_in_both_scorings(tiny, packed, row_tokens, batch_size):
+    """Packed rows (small ``row_tokens`` splits shared prefixes across rows) and padded rows give,
+    pair by pair, the probabilities of one forward per pair, whole-target and per-token mean, and
+    the metrics computed from them agree under both scorings."""
+    prompts, targets = [p for p, _ in RAGGED], [t for _, t in RAGGED]
+    got = score_targets(tiny, prompts, targets, packed=packed, row_tokens=row_tokens, batch_size=batch_size)
+    ref = [one_pair_at_a_time(tiny, p, t) for p, t in RAGGED]
+    ref_lp = torch.tensor([lp for lp, _, _ in ref], dtype=torch.float64)
+    n = torch.tensor([len(tiny.encode_target(t)) for t in targets])
+    assert got.n_tokens.tolist() == n.tolist() and len(set(n.tolist())) > 3
+    for scored, expected in ((got.logprob, ref_lp), (got.logprob / n, ref_lp / n)):  # product, mean
+        assert (scored.double().exp() - expected.exp()).abs().max() <= 1e-5
+        torch.testing.assert_close(scored.double(), expected, atol=1e-4, rtol=0)
+    assert got.token_acc.tolist() == pytest.approx([acc for _, acc, _ in ref])
+    assert got.top1.tolist() == [first for _, _, first in ref]
+    plan = CasePlan(pairs=list(RAGGED))
+    for right, wrong in ((0, 1), (3, 4), (5, 6), (8, 9)):
+        plan.compare("NS", right, wrong)
+    for scoring in SCORINGS:
+        fast = plan.metrics(got.logprob, got.token_acc, got.n_tokens, scoring)
+        slow = plan.metrics(ref_lp.float(), got.token_acc, n, scoring)
+        assert fast == pytest.approx(slow, abs=1e-3)
+
+
+seq = st.lists(st.integers(0, 3), min_size=1, max_size=12).map(tuple)
+
+
+@settings(max_examples=200, deadline=None)
+@given(seqs=st.lists(seq, min_size=1, max_size=12, unique=True), row_tokens=st.integers(1, 30))
+def test_pack_keeps_every_sequence_and_its_tree(seqs, row_tokens):
+    """Every sequence is in exactly one row, read back token by token along its parent chain with
+    position ids 0, 1, ...; rows stay within ``row_tokens`` unless one sequence is longer; no
+    row holds more tokens than its sequences have."""
+    seqs = sorted(seqs)
+    rows = pack(seqs, row_tokens)
+    assert sorted(s for r in rows for s in r.cols) == seqs
+    for row in rows:
+        longest = max(len(s) for s in row.cols)
+        assert len(row.tokens) <= max(row_tokens, longest)
+        assert len(row.tokens) <= sum(len(s) for s in row.cols)
+        for s, cols in row.cols.items():
+            assert [row.tokens[c] for c in cols] == list(s)
+            assert [row.depth[c] for c in cols] == list(range(len(s)))
+            assert [row.parent[c] for c in cols] == [-1, *cols[:-1]]
