@@ -4,6 +4,7 @@ Commands:
     eval     evaluate an editor (or none) on edit cases; prints a metrics table, writes JSON
     merge    join the results of ``eval --shard`` runs (finished JSON or partial JSONL) into one
     sweep    many eval runs from a TOML file, cut into chunks and run on Ray (or in this process)
+    audit    each edit's risk of specificity failure, from its attention drift (--validate: AUROC)
     compare  a table of finished runs, with paired differences against the first
     demo     load the default model and show the probabilities of a few facts it knows
 """
@@ -182,6 +183,39 @@ def build_parser() -> argparse.ArgumentParser:
     sw.add_argument("--restart", action="store_true", help="redo runs whose configuration changed")
     sw.add_argument("--quiet", action="store_true", help="no progress bar")
 
+    au = sub.add_parser(
+        "audit", help="predict each edit's specificity failure from its attention drift, before deploying it"
+    )
+    au.add_argument("--data", default="builtin", help="'builtin' or a CounterFact-format JSON file")
+    au.add_argument("--editor", default="rome", help="rome (default), rome-awd, memit, pmet or adaple")
+    au.add_argument("--sadr", type=float, nargs="?", const=-1.0, default=None, metavar="GAMMA")
+    au.add_argument("--sadr-heads", choices=["selective", "all"], default="selective")
+    au.add_argument("--steps", type=int, default=None)
+    au.add_argument("--hp", action="append", default=[], metavar="NAME=VALUE")
+    au.add_argument("--dr", type=float, default=None, metavar="P")
+    au.add_argument("--limit", type=int, default=None)
+    au.add_argument("--shard", default=None, metavar="I/N")
+    au.add_argument("--model", default=None)
+    au.add_argument("--device", default=None)
+    au.add_argument("--seed", type=int, default=0)
+    au.add_argument(
+        "--validate",
+        action="store_true",
+        help="also evaluate the cases' NS/RS/DNS prompts and report each signal's AUROC",
+    )
+    au.add_argument(
+        "--fit",
+        default=None,
+        metavar="AUDIT.json",
+        help="with --validate: fit the combined score on this earlier audit "
+        "(default: two-fold cross-fitting)",
+    )
+    au.add_argument("--recall", type=float, default=0.8, help="report the precision at this recall (0.8)")
+    au.add_argument("--scoring", choices=["mean", "product"], default="mean")
+    au.add_argument("--out", required=True, help="where to write audit.json")
+    au.add_argument("--restart", action="store_true")
+    au.add_argument("--quiet", action="store_true")
+
     sub.add_parser("demo", help="load the default model and show a few facts' probabilities")
     return parser
 
@@ -196,6 +230,8 @@ def main(argv: list[str] | None = None) -> int:
         return _compare(args)
     if args.command == "sweep":
         return _sweep(args)
+    if args.command == "audit":
+        return _audit(args)
     return _demo()
 
 
@@ -377,6 +413,65 @@ def _sweep(args) -> int:
         metrics = [m for m in ("ES", "PS", "NS", "RS", "DNS") if any(m in res["summary"] for _, res in table)]
         print(compare_table(table, metrics))
     print(f"wrote {len(results)} results files in {args.out}")
+    return 0
+
+
+def _audit(args) -> int:
+    """``audit``: each case's edit computed and audited (its rows logged and resumable like eval's)."""
+    import drift
+    from drift import audit, jobs
+    from drift.editors import get_compute
+    from drift.runs import CaseLog
+    from drift.store import save_json
+
+    _writable(args.out)
+    if args.editor == "none":
+        raise ValueError("audit needs an editor, not 'none'")
+    if args.fit and not args.validate:
+        raise ValueError("--fit needs --validate (the fit is of the combined score to the labels)")
+    fit_rows = None
+    if args.fit:
+        import json
+
+        fit_rows = json.loads(Path(args.fit).read_text()).get("cases") or []
+    for name, value in (("ppl", None), ("no_fluency", True), ("pool", "prompts"), ("batch_cases", 1)):
+        setattr(args, name, value)
+    job = jobs.plan(args)
+    compute = get_compute(args.editor, drop_rate=args.dr, seed=args.seed, **job.overrides)
+    config = job.config | {"command": "audit", "validate": args.validate}
+    out = Path(args.out)
+    with CaseLog(out.with_name(out.name + ".partial.jsonl"), config, restart=args.restart) as log:
+        if log.rows:
+            print(f"resuming: {len(log.rows)} cases already done in {log.path}", file=sys.stderr)
+        model = drift.load_model(args.model, device=args.device)
+        audit.audit_cases(
+            model,
+            log.remaining(job.cases),
+            compute,
+            validate=args.validate,
+            scoring=args.scoring,
+            on_case=log.append,
+            progress=not args.quiet,
+        )
+        rows = [log.rows[c.case_id] for c in job.cases]
+        summary: dict = {"n": len(rows)}
+        if args.validate:
+            summary = audit.report(rows, fit_rows, args.recall)
+        save_json(out, {"config": config, "summary": summary, "cases": rows})
+        log.path.unlink()
+    if args.validate:
+        print(
+            f"AUROC of the combined score ({summary['fit']}): {summary['auroc']:.3f} "
+            f"[{summary['auroc_ci'][0]:.3f}, {summary['auroc_ci'][1]:.3f}] on {summary['n']} edits, "
+            f"{summary['failing']} failing"
+        )
+        for name, a in summary["signals"].items():
+            print(f"  {name:<14} AUROC {a:.3f}")
+    else:
+        for r in rows:
+            risk = ", ".join(f"{k} {v:.3g}" for k, v in r["metrics"].items())
+            print(f"{r['case_id']:>8} {r['subject'][:30]:<30} {risk}")
+    print(f"wrote {out}")
     return 0
 
 

@@ -1,0 +1,336 @@
+"""Auditing an edit before it ships: will it leak its new object into unrelated answers?
+
+The main paper ties specificity failure to attention drift: once the edited subject is in the
+context, heads over-attend to it and the model answers the edited object to questions about other
+things. :func:`audit` measures that risk from the edit and its subject alone, on prompts it writes
+itself — never the case's own neighbourhood, distracting or relation prompts, which are what the
+risk predicts. Its signals:
+
+- ``leak_context``: the edit sentence "(s, r, o_edit)." followed by questions about unrelated
+  facts (:data:`QUESTIONS`): how much the edit raises log P(o_edit) (mean per token, mean over the
+  questions). The distracting-neighbourhood failure in miniature.
+- ``leak_relation``: the case's own relation asked of other subjects (the prompt with the subject
+  replaced by :data:`STAND_INS`), after the edit sentence: the same rise. The neighbourhood
+  failure, written without the case's neighbours.
+- ``subject_gain``: on the same context prompts, the last token's extra attention to the
+  subject's last token, summed over heads and averaged over layers (Table 2's factor 3) — the drift.
+- ``head_kl``: the largest per-head KL drift of the last token's attention row, averaged over the
+  prompts — whether a few heads swing hard.
+- ``update_size``: ‖ΔW‖/‖W‖ of the update (the largest over its layers).
+
+:func:`combine` fits a logistic regression of the failure on the z-scored signals (on one split),
+and :func:`validate` reports, per signal and for the combined score, the AUROC with a bootstrap
+95% CI, the precision at a chosen recall, and calibration bins. The label of a case is whether the
+edit breaks at least one neighbourhood, relation or distracting prompt that the unedited model got
+right (:func:`failures`).
+
+Example (the tiny model; on it the numbers mean nothing):
+    >>> from drift.editors.rome import ROMEHParams, compute_rome
+    >>> edit = compute_rome(model, case, ROMEHParams(layer=0, steps=2))
+    >>> risk = audit(model, edit, case)
+    >>> sorted(risk.signals)
+    ['head_kl', 'leak_context', 'leak_relation', 'subject_gain', 'update_size']
+    >>> len(risk.top_heads)                                        # (layer, head, KL) of the largest drifts
+    3
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass, field
+from typing import Sequence
+
+import numpy as np
+import torch
+from scipy import optimize, stats
+
+from drift.adapter import Model
+from drift.data import EditCase
+from drift.editors.base import Edit
+
+# Unrelated facts the audit asks after the edit sentence: (question, its answer). Kept short so
+# each is a few tokens; none is about a CounterFact subject's usual relations' objects.
+QUESTIONS: tuple[tuple[str, str], ...] = (
+    ("The chemical symbol for gold is", "Au"),
+    ("The largest planet in the solar system is", "Jupiter"),
+    ("Water freezes at a temperature of zero degrees", "Celsius"),
+    ("The first man to walk on the Moon was Neil", "Armstrong"),
+    ("The author of Romeo and Juliet is William", "Shakespeare"),
+    ("The opposite of hot is", "cold"),
+)
+# What replaces the subject when the audit asks the case's relation of something else.
+STAND_INS: tuple[str, ...] = ("It", "Another one", "The other one")
+SIGNALS = ("leak_context", "leak_relation", "subject_gain", "head_kl", "update_size")
+
+
+@dataclass
+class Risk:
+    """An edit's audit: its signals (higher = riskier) and the heads that drift most."""
+
+    case_id: str
+    signals: dict[str, float]
+    top_heads: list[tuple[int, int, float]] = field(default_factory=list)  # (layer, head, KL)
+
+
+def _mean_token_logprob(model: Model, prompts: Sequence[str], target: str) -> torch.Tensor:
+    from drift.scoring import score_targets
+
+    s = score_targets(model, list(prompts), [target] * len(prompts))
+    return s.logprob / s.n_tokens  # [prompts]
+
+
+def probes(case: EditCase) -> tuple[list[tuple[str, str]], list[str]]:
+    """The audit's own prompts for a case: context prompts ``[(text, answer)]`` (edit sentence +
+    unrelated question) and relation prompts (edit sentence + the case's prompt about a stand-in)."""
+    context = [(f"{case.edit_sentence} {q}", a) for q, a in QUESTIONS]
+    # the subject with its article ("The Eiffel Tower is ..." -> "It is ...")
+    template = re.sub(r"(?:\b[Tt]he )?" + re.escape(case.subject), "{}", case.prompt, count=1)
+    first = template.startswith("{}")
+    relation = [f"{case.edit_sentence} {template.format(s if first else s.lower())}" for s in STAND_INS]
+    return context, relation
+
+
+@torch.no_grad()
+def audit(model: Model, edit: Edit, case: EditCase, *, top: int = 3) -> Risk:
+    """The risk signals of ``edit`` (computed, not applied) for ``case`` (module docstring)."""
+    from drift.attention_drift import measure
+    from drift.evaluate import edit_summary
+    from drift.tracing import prepare
+
+    context, relation = probes(case)
+    texts = [t for t, _ in context]
+    before_c = _mean_token_logprob(model, texts, case.o_edit)
+    before_r = _mean_token_logprob(model, relation, case.o_edit)
+    with edit.applied(model) as applied:
+        after_c = _mean_token_logprob(model, texts, case.o_edit)
+        after_r = _mean_token_logprob(model, relation, case.o_edit)
+        size = max(edit_summary(model, applied)["relative_change"].values())
+    gains, kls = [], []
+    for text, answer in context:
+        p = prepare(model, case, text, answer, test_start=len(case.edit_sentence) + 1)
+        d = measure(model, edit, p, case.o_edit)
+        gains.append(d.subject_gain.sum(-1).mean())  # heads summed, layers averaged
+        kls.append(d.kl)  # [layers, heads]
+    kl = torch.stack(kls).mean(0)  # [layers, heads]
+    flat = kl.flatten().topk(min(top, kl.numel()))
+    heads = [
+        (int(i) // kl.shape[1], int(i) % kl.shape[1], float(v)) for v, i in zip(flat.values, flat.indices)
+    ]
+    signals = {
+        "leak_context": float((after_c - before_c).mean()),
+        "leak_relation": float((after_r - before_r).mean()),
+        "subject_gain": float(torch.stack(gains).mean()),
+        "head_kl": float(torch.stack([k.max() for k in kls]).mean()),
+        "update_size": float(size),
+    }
+    return Risk(case.case_id, signals, heads)
+
+
+@torch.no_grad()
+def failures(model: Model, edit: Edit, case: EditCase, scoring: str = "mean") -> dict[str, int] | None:
+    """The label: per task (NS, RS, DNS), how many prompts the unedited model got right and the
+    edited one gets wrong; ``None`` when the case has none of those prompts."""
+    from drift.metrics import plan_case
+    from drift.scoring import score_targets
+
+    plan = plan_case(case, commonsense=False)
+    tasks = {m: plan.comparisons[m] for m in ("NS", "RS", "DNS") if m in plan.comparisons}
+    if not tasks:
+        return None
+    prompts = [p for p, _ in plan.pairs]
+    targets = [t for _, t in plan.pairs]
+
+    def right() -> dict[str, torch.Tensor]:
+        s = score_targets(model, prompts, targets)
+        lp = s.logprob / s.n_tokens if scoring == "mean" else s.logprob
+        return {m: torch.tensor([bool(lp[r] > lp[w]) for r, w in cmp]) for m, cmp in tasks.items()}
+
+    before = right()
+    with edit.applied(model):
+        after = right()
+    return {m: int((before[m] & ~after[m]).sum()) for m in tasks}
+
+
+def auroc(scores: Sequence[float], labels: Sequence[int]) -> float:
+    """The area under the ROC curve: P(a failing case scores above a sound one), ties half.
+
+    >>> auroc([0.1, 0.4, 0.35, 0.8], [0, 0, 1, 1])
+    0.75
+    """
+    s, y = np.asarray(scores, float), np.asarray(labels, int)
+    pos, neg = s[y == 1], s[y == 0]
+    if len(pos) == 0 or len(neg) == 0:
+        return math.nan
+    u = stats.mannwhitneyu(pos, neg, alternative="two-sided").statistic
+    return float(u / (len(pos) * len(neg)))
+
+
+def auroc_ci(
+    scores: Sequence[float], labels: Sequence[int], *, n: int = 2000, seed: int = 0
+) -> tuple[float, float]:
+    """A 95% percentile bootstrap interval of :func:`auroc` (cases resampled with replacement)."""
+    s, y = np.asarray(scores, float), np.asarray(labels, int)
+    rng = np.random.default_rng(seed)
+    draws = []
+    for _ in range(n):
+        i = rng.integers(0, len(s), len(s))
+        a = auroc(s[i], y[i])
+        if not math.isnan(a):
+            draws.append(a)
+    if not draws:
+        return (math.nan, math.nan)
+    return (float(np.percentile(draws, 2.5)), float(np.percentile(draws, 97.5)))
+
+
+def precision_at_recall(scores: Sequence[float], labels: Sequence[int], recall: float = 0.8) -> float:
+    """The precision of flagging every case scoring at least the threshold that first catches
+    ``recall`` of the failing cases."""
+    s, y = np.asarray(scores, float), np.asarray(labels, int)
+    if y.sum() == 0:
+        return math.nan
+    order = np.argsort(-s)
+    caught = np.cumsum(y[order])
+    k = int(np.searchsorted(caught, math.ceil(recall * y.sum()))) + 1
+    return float(caught[k - 1] / k)
+
+
+@dataclass
+class Combined:
+    """A logistic regression of failure on z-scored signals, fitted on one split."""
+
+    names: list[str]
+    mean: list[float]
+    std: list[float]
+    weights: list[float]  # [bias, one per name]
+
+    def score(self, signals: dict[str, float]) -> float:
+        """P(failure) for one edit's signals."""
+        z = [(signals[n] - m) / s for n, m, s in zip(self.names, self.mean, self.std)]
+        t = self.weights[0] + sum(w * v for w, v in zip(self.weights[1:], z))
+        return float(1 / (1 + math.exp(-t)))
+
+
+def combine(
+    rows: Sequence[dict[str, float]], labels: Sequence[int], names: Sequence[str] = SIGNALS
+) -> Combined:
+    """Fit :class:`Combined` by maximum likelihood with a light ridge (λ = 1 on the weights, not the
+    bias), which keeps the fit finite on small or separable splits."""
+    X = np.array([[r[n] for n in names] for r in rows], float)
+    y = np.asarray(labels, float)
+    mean, std = X.mean(0), X.std(0)
+    std[std == 0] = 1.0
+    Z = np.hstack([np.ones((len(X), 1)), (X - mean) / std])
+
+    def loss(w: np.ndarray) -> tuple[float, np.ndarray]:
+        t = Z @ w
+        nll = np.sum(np.logaddexp(0, t) - y * t) + 0.5 * np.sum(w[1:] ** 2)
+        grad = Z.T @ (1 / (1 + np.exp(-t)) - y)
+        grad[1:] += w[1:]
+        return float(nll), grad
+
+    w = optimize.minimize(loss, np.zeros(Z.shape[1]), jac=True, method="L-BFGS-B").x
+    return Combined(list(names), mean.tolist(), std.tolist(), w.tolist())
+
+
+def calibration(probs: Sequence[float], labels: Sequence[int], bins: int = 5) -> list[dict]:
+    """Equal-count bins of the combined score: mean predicted P(failure) against the observed rate."""
+    p, y = np.asarray(probs, float), np.asarray(labels, int)
+    out = []
+    for idx in np.array_split(np.argsort(p), bins):
+        if len(idx):
+            out.append(
+                {"predicted": float(p[idx].mean()), "observed": float(y[idx].mean()), "n": int(len(idx))}
+            )
+    return out
+
+
+def validate(
+    fit: Sequence[tuple[dict[str, float], int]],
+    test: Sequence[tuple[dict[str, float], int]],
+    *,
+    recall: float = 0.8,
+) -> dict:
+    """Per signal and for the combined score (fitted on ``fit``, reported on ``test``): AUROC with
+    its bootstrap CI, and the precision at ``recall``; plus the combined score's calibration."""
+    model = combine([s for s, _ in fit], [y for _, y in fit])
+    labels = [y for _, y in test]
+    out: dict = {"signals": {}, "n": len(test), "n_fit": len(fit), "failing": int(sum(labels))}
+    for name in SIGNALS:
+        vals = [s[name] for s, _ in test]
+        out["signals"][name] = auroc(vals, labels)
+    combined = [model.score(s) for s, _ in test]
+    out["auroc"] = auroc(combined, labels)
+    out["auroc_ci"] = list(auroc_ci(combined, labels))
+    out["precision_at_recall"] = {str(recall): precision_at_recall(combined, labels, recall)}
+    out["calibration"] = calibration(combined, labels)
+    out["combined"] = {"names": model.names, "weights": model.weights, "mean": model.mean, "std": model.std}
+    return out
+
+
+def audit_cases(
+    model: Model,
+    cases: Sequence[EditCase],
+    compute,
+    *,
+    validate: bool = False,
+    scoring: str = "mean",
+    on_case=None,
+    progress: bool = True,
+) -> list[dict]:
+    """Compute each case's edit with ``compute(model, case) -> Edit`` and audit it; with
+    ``validate``, also the label (:func:`failures`). One row per case, handed to ``on_case`` as it
+    finishes: ``{"case_id", "subject", "metrics": signals, "top_heads", ["failures", "label"]}``."""
+    from tqdm.auto import tqdm
+
+    rows = []
+    for case in tqdm(cases, desc="auditing", unit="edit", disable=not progress):
+        edit = compute(model, case)
+        risk = audit(model, edit, case)
+        row = {"case_id": case.case_id, "subject": case.subject, "metrics": risk.signals}
+        row["top_heads"] = [list(h) for h in risk.top_heads]
+        if validate:
+            broken = failures(model, edit, case, scoring)
+            row["failures"] = broken
+            row["label"] = None if broken is None else int(sum(broken.values()) > 0)
+        rows.append(row)
+        if on_case is not None:
+            on_case(row)
+    return rows
+
+
+def report(rows: Sequence[dict], fit_rows: Sequence[dict] | None = None, recall: float = 0.8) -> dict:
+    """The summary of labelled audit rows. The combined score of a case never comes from a fit
+    that saw it: fitted on ``fit_rows`` (another run's rows) when given, else two-fold
+    cross-fitting (even-indexed cases fit the score of the odd ones and back)."""
+    labelled = [(r["metrics"], r["label"]) for r in rows if r.get("label") is not None]
+    if len(labelled) < 4 or len({y for _, y in labelled}) < 2:
+        failing = sum(y for _, y in labelled)
+        return {
+            "n": len(labelled),
+            "failing": failing,
+            "auroc": math.nan,
+            "auroc_ci": [math.nan, math.nan],
+            "signals": {name: math.nan for name in SIGNALS},
+            "note": f"{len(labelled)} labelled edit(s), {failing} failing: the AUROC needs at least 4 "
+            "edits, failing and sound ones both",
+        }
+    if fit_rows is not None:
+        fit = [(r["metrics"], r["label"]) for r in fit_rows if r.get("label") is not None]
+        out = validate(fit, labelled, recall=recall)
+        out["fit"] = "another run"
+        return out
+    halves = (labelled[0::2], labelled[1::2])
+    scored = []
+    for fit, test in ((halves[0], halves[1]), (halves[1], halves[0])):
+        model = combine([s for s, _ in fit], [y for _, y in fit])
+        scored += [({**s, "combined": model.score(s)}, y) for s, y in test]
+    labels = [y for _, y in scored]
+    out = validate(labelled, labelled, recall=recall)  # per-signal AUROCs need no fit
+    combined = [s["combined"] for s, _ in scored]
+    out["auroc"] = auroc(combined, labels)
+    out["auroc_ci"] = list(auroc_ci(combined, labels))
+    out["precision_at_recall"] = {str(recall): precision_at_recall(combined, labels, recall)}
+    out["calibration"] = calibration(combined, labels)
+    out["fit"] = "two-fold cross-fitting"
+    return out

@@ -1,0 +1,162 @@
+"""`drift audit`: an edit's risk signals, the failure label, and the validation statistics, each
+checked against a formula written out here."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from drift import audit
+from drift.__main__ import main
+from drift.data import EditCase, Probe, load_cases
+from drift.editors.rome import ROMEHParams, compute_rome
+
+
+def _pairwise_auroc(scores, labels) -> float:
+    pos = [s for s, y in zip(scores, labels) if y]
+    neg = [s for s, y in zip(scores, labels) if not y]
+    wins = sum((p > n) + 0.5 * (p == n) for p in pos for n in neg)
+    return wins / (len(pos) * len(neg))
+
+
+def test_auroc_is_the_share_of_failing_sound_pairs_ranked_right():
+    rng = np.random.default_rng(0)
+    scores = rng.integers(0, 6, 40).astype(float)  # many ties
+    labels = rng.integers(0, 2, 40)
+    assert audit.auroc(scores, labels) == pytest.approx(_pairwise_auroc(scores, labels))
+    lo, hi = audit.auroc_ci(scores, labels, n=300)
+    assert lo <= audit.auroc(scores, labels) <= hi
+    assert math.isnan(audit.auroc([1.0, 2.0], [1, 1]))
+
+
+def test_precision_at_recall_flags_down_to_the_case_that_reaches_the_recall():
+    scores = [0.9, 0.8, 0.7, 0.6, 0.5, 0.1]
+    labels = [1, 0, 1, 0, 1, 0]  # 3 failing: recall 2/3 is reached at the third case
+    assert audit.precision_at_recall(scores, labels, recall=0.6) == pytest.approx(2 / 3)
+    assert audit.precision_at_recall(scores, labels, recall=1.0) == pytest.approx(3 / 5)
+
+
+def test_the_combined_score_learns_which_signal_predicts_and_is_reported_on_another_split():
+    rng = np.random.default_rng(1)
+
+    def rows(n):
+        out = []
+        for _ in range(n):
+            s = {name: float(rng.normal()) for name in audit.SIGNALS}
+            out.append((s, int(s["subject_gain"] + 0.3 * rng.normal() > 0)))
+        return out
+
+    fit, test = rows(80), rows(60)
+    model = audit.combine([s for s, _ in fit], [y for _, y in fit])
+    weights = dict(zip(model.names, model.weights[1:]))
+    assert max(weights, key=weights.get) == "subject_gain"
+    res = audit.validate(fit, test)
+    assert res["n"] == 60 and res["n_fit"] == 80 and res["auroc"] > 0.85
+    assert res["signals"]["subject_gain"] > 0.85 and abs(res["signals"]["update_size"] - 0.5) < 0.2
+    assert sum(b["n"] for b in res["calibration"]) == 60
+
+
+def _mean_token_logprob(model, prompt: str, target: str) -> float:
+    """log P(target | prompt) / tokens, from the logits of one plain forward."""
+    ids = model.encode(prompt)
+    tgt = model.encode_target(target)
+    logits = model.forward(torch.tensor([ids + tgt[:-1]]))[0]
+    logp = logits.log_softmax(-1)[len(ids) - 1 :]
+    return float(sum(logp[i, t] for i, t in enumerate(tgt)) / len(tgt))
+
+
+def test_leak_signals_are_the_edits_rise_in_the_new_objects_mean_token_log_probability(tiny):
+    case = load_cases("builtin")[0]
+    edit = compute_rome(tiny, case, ROMEHParams(layer=0, steps=4, lr=2.0))
+    risk = audit.audit(tiny, edit, case)
+    context, relation = audit.probes(case)
+    assert relation[0] == f"{case.edit_sentence} It is located in the city of"
+
+    def rise(prompts):
+        before = [_mean_token_logprob(tiny, p, case.o_edit) for p in prompts]
+        with edit.applied(tiny):
+            after = [_mean_token_logprob(tiny, p, case.o_edit) for p in prompts]
+        return float(np.mean(after) - np.mean(before))
+
+    assert risk.signals["leak_context"] == pytest.approx(rise([t for t, _ in context]), abs=1e-5)
+    assert risk.signals["leak_relation"] == pytest.approx(rise(relation), abs=1e-5)
+    assert risk.signals["update_size"] > 0 and risk.top_heads[0][2] >= risk.top_heads[-1][2]
+
+
+def test_the_audit_never_reads_the_prompts_it_predicts(tiny):
+    case = load_cases("builtin")[0]
+    edit = compute_rome(tiny, case, ROMEHParams(layer=0, steps=2))
+    other = dataclasses.replace(
+        case,
+        neighborhood=(Probe("Something else entirely is in", "Berlin"),),
+        relation=(),
+    )  # the distracting prompts follow the neighbourhood
+    assert audit.audit(tiny, edit, case).signals == audit.audit(tiny, edit, other).signals
+
+
+def test_the_label_counts_prompts_right_before_and_wrong_after(tiny):
+    case = EditCase.simple("The Eiffel Tower is located in the city of", "Eiffel Tower", "Rome", "Paris")
+    louvre = (Probe("The Louvre is in the city of", "Paris"), Probe("Notre-Dame is in the city of", "Paris"))
+    case = dataclasses.replace(case, neighborhood=louvre)
+    edit = compute_rome(tiny, case, ROMEHParams(layer=0, steps=8, lr=2.0))
+
+    def right(prompt: str, answer: str) -> bool:
+        return _mean_token_logprob(tiny, prompt, answer) > _mean_token_logprob(tiny, prompt, case.o_edit)
+
+    tasks = {"NS": case.neighborhood, "DNS": case.distracting}
+    before = {m: [right(p.prompt, p.answer) for p in probes] for m, probes in tasks.items()}
+    with edit.applied(tiny):
+        after = {m: [right(p.prompt, p.answer) for p in probes] for m, probes in tasks.items()}
+    expected = {m: sum(b and not a for b, a in zip(before[m], after[m])) for m in tasks}
+    assert audit.failures(tiny, edit, case) == expected
+    unchanged = dataclasses.replace(
+        edit, deltas=[dataclasses.replace(d, delta=torch.zeros_like(d.delta)) for d in edit.deltas]
+    )
+    assert audit.failures(tiny, unchanged, case) == {"NS": 0, "DNS": 0}
+    assert audit.failures(tiny, edit, dataclasses.replace(case, neighborhood=())) is None
+
+
+def test_audit_command_writes_the_summary_other_tools_read_and_resumes(
+    tmp_path, tiny_dir, monkeypatch, capsys
+):
+    out = tmp_path / "audit.json"
+    argv = ["audit", "--model", tiny_dir, "--limit", "8", "--steps", "6", "--hp", "lr=2.0", "--validate"]
+    assert main(argv + ["--out", str(out), "--quiet"]) == 0
+    res = json.loads(out.read_text())
+    assert {"auroc", "auroc_ci", "n", "signals"} <= set(res["summary"])
+    assert set(res["summary"]["signals"]) == set(audit.SIGNALS) and res["summary"]["n"] == 8
+    row = res["cases"][0]
+    assert set(row["metrics"]) == set(audit.SIGNALS) and row["label"] in (0, 1)
+    assert res["config"]["command"] == "audit" and res["config"]["editor"] == "rome"
+    import drift.audit as module
+
+    monkeypatch.setattr(module, "audit", lambda *a, **k: pytest.fail("a finished case was audited again"))
+    partial = tmp_path / "again.json.partial.jsonl"
+    partial.write_text("")  # a fresh log of the same run, filled from the finished one
+    from drift.runs import CaseLog
+
+    with CaseLog(partial, res["config"]) as log:
+        for r in res["cases"]:
+            log.append(r)
+    assert main(argv + ["--out", str(tmp_path / "again.json"), "--quiet"]) == 0
+    assert json.loads((tmp_path / "again.json").read_text())["cases"] == res["cases"]
+
+
+@pytest.mark.xdist_group("rome_eiffel")
+def test_the_eiffel_edit_leaks_and_a_weaker_copy_of_it_leaks_less(real, rome_eiffel):
+    from tests.test_sadr import EIFFEL_WITH_NEIGHBOUR as case
+
+    full = audit.audit(real, rome_eiffel, case).signals
+    weaker = dataclasses.replace(
+        rome_eiffel, deltas=[dataclasses.replace(d, delta=0.25 * d.delta) for d in rome_eiffel.deltas]
+    )
+    weak = audit.audit(real, weaker, case).signals
+    assert full["leak_context"] > weak["leak_context"] > 0
+    assert full["leak_relation"] > weak["leak_relation"]
+    assert full["update_size"] == pytest.approx(4 * weak["update_size"], rel=1e-4)
+    assert set(audit.failures(real, rome_eiffel, case)) == {"NS", "DNS"}
