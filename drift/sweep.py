@@ -295,9 +295,7 @@ def _on_ray(tasks, out: Path, device, address, workers, per_gpu, finished) -> No
             "sweep: Ray is not installed; `pip install drift[ray]`, or run with --engine local"
         ) from None
     gpu = bool(device) and str(device).startswith("cuda")
-    env = {"DRIFT_THREADS": os.environ.get("DRIFT_THREADS", "1")}
-    if "DRIFT_CACHE" in os.environ and address is None:
-        env["DRIFT_CACHE"] = os.environ["DRIFT_CACHE"]
+    threads = os.environ.get("DRIFT_THREADS", "1")  # one torch thread per worker: workers = cores
     started = not ray.is_initialized()
     if started:
         kw: dict = {"include_dashboard": False, "logging_level": "ERROR", "log_to_driver": False}
@@ -305,8 +303,19 @@ def _on_ray(tasks, out: Path, device, address, workers, per_gpu, finished) -> No
             kw["num_cpus"] = workers or os.cpu_count() or 1
             # Ray lowers its workers' priority (nice 15) by default: on a shared machine they then
             # wait behind every other process. A sweep is the work itself, so run at normal priority.
-            os.environ.setdefault("RAY_worker_niceness", "0")
-        ray.init(address=address, runtime_env={"env_vars": env}, **kw)
+            # The local instance starts with (and its workers inherit) this process's environment.
+            saved = {k: os.environ.get(k) for k in ("RAY_worker_niceness", "DRIFT_THREADS")}
+            os.environ.update(RAY_worker_niceness=saved["RAY_worker_niceness"] or "0", DRIFT_THREADS=threads)
+            try:
+                ray.init(**kw)
+            finally:
+                for k, v in saved.items():
+                    if v is None:
+                        os.environ.pop(k, None)
+                    else:
+                        os.environ[k] = v
+        else:  # a cluster's workers get the setting through Ray's runtime environment
+            ray.init(address=address, runtime_env={"env_vars": {"DRIFT_THREADS": threads}}, **kw)
     try:
         if gpu:
             options = {"num_gpus": 1 / per_gpu, "num_cpus": 0}
