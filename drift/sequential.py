@@ -28,8 +28,6 @@ Example:
 
 from __future__ import annotations
 
-import hashlib
-import json
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -40,6 +38,7 @@ from drift.data import EditCase
 from drift.editors.base import Edit, WeightDelta
 from drift.evaluate import evaluate
 from drift.metrics import DEFAULT_POOL, DEFAULT_SCORING, check_scoring, summarise
+from drift.runs import run_key
 from drift.store import CorruptCacheError, load_object, save_object
 
 
@@ -75,9 +74,7 @@ def sequential_edits(
     handles = []
     rows: list[dict] = []
     marks = sorted({n for n in checkpoints if 1 <= n <= len(cases)})
-    run_id = hashlib.sha256(json.dumps([[str(c.case_id) for c in cases], marks, batch]).encode()).hexdigest()[
-        :16
-    ]
+    run_id = run_key({"cases": [str(c.case_id) for c in cases], "checkpoints": marks, "batch": batch})
     touched: set[tuple[str, int]] = set()
     first = 0
     bar = tqdm(total=len(cases), desc="sequential edits", disable=not progress)
