@@ -491,13 +491,16 @@ def _compare(args) -> int:
 
 
 def _table(summary: dict) -> str:
+    from drift.runs import stats
+
+    typed = stats(summary)
     head, vals = [], []
     for k in TABLE_ORDER:
-        if k in summary:
-            lo, hi = summary[f"{k}_ci"] if f"{k}_ci" in summary else (None, None)
+        if k in typed:
+            hw = typed[k].half_width
             head.append(f"{k:>16}")
-            ci = f"±{(hi - lo) / 2:.1f}" if lo is not None and lo == lo else ""
-            vals.append(f"{summary[k]:>10.2f}{ci:>6}")
+            ci = f"±{hw:.1f}" if hw == hw else ""
+            vals.append(f"{typed[k].mean:>10.2f}{ci:>6}")
     return "".join(head) + "\n" + "".join(vals)
 
 

@@ -28,6 +28,7 @@ from scipy import stats
 
 from drift.metrics import scoring_of, summarise
 from drift.runs import run_label  # noqa: F401  (re-exported: a run's name)
+from drift.runs import stats as typed_stats
 
 DEFAULT_METRICS = ("ES", "PS", "NS", "RS", "DNS", "AvgS")
 
@@ -64,13 +65,13 @@ def paired_difference(reference: Sequence[dict], other: Sequence[dict], metric: 
 
 
 def _cell(summary: dict, metric: str) -> str:
-    if metric not in summary:
+    stat = typed_stats(summary).get(metric)
+    if stat is None:
         return "—"
-    lo, hi = summary.get(f"{metric}_ci", (None, None))
-    n = f" (n={summary[f'{metric}_n']})" if f"{metric}_n" in summary else ""
-    if lo is None or not math.isfinite(lo) or not math.isfinite(hi):
-        return f"{summary[metric]:.1f}{n}"
-    return f"{summary[metric]:.1f} ± {(hi - lo) / 2:.1f}{n}"
+    n = f" (n={stat.n})" if f"{metric}_n" in summary else ""
+    if math.isnan(stat.half_width):
+        return f"{stat.mean:.1f}{n}"
+    return f"{stat.mean:.1f} ± {stat.half_width:.1f}{n}"
 
 
 def compare_table(runs: Sequence[tuple[str, dict]], metrics: Sequence[str] = DEFAULT_METRICS) -> str:
