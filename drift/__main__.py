@@ -394,7 +394,7 @@ def _sweep(args) -> int:
     results = sweep.execute(
         runs,
         args.out,
-        chunk=args.chunk or settings.get("chunk", 10),
+        chunk=args.chunk if args.chunk is not None else settings.get("chunk", 10),
         engine=args.engine,
         address=args.address,
         workers=args.workers,
@@ -433,7 +433,16 @@ def _audit(args) -> int:
     if args.fit:
         import json
 
-        fit_rows = json.loads(Path(args.fit).read_text()).get("cases") or []
+        fit_rows = [
+            r for r in json.loads(Path(args.fit).read_text()).get("cases") or [] if r.get("label") is not None
+        ]
+        if len({r["label"] for r in fit_rows}) < 2:
+            raise ValueError(
+                f"--fit {args.fit}: needs an audit made with --validate whose edits include failing "
+                f"and sound ones; it has {len(fit_rows)} labelled edit(s)"
+            )
+    if not 0 < args.recall <= 1:
+        raise ValueError(f"--recall must be a fraction in (0, 1], got {args.recall}")
     for name, value in (("ppl", None), ("no_fluency", True), ("pool", "prompts"), ("batch_cases", 1)):
         setattr(args, name, value)
     job = jobs.plan(args)
@@ -459,7 +468,10 @@ def _audit(args) -> int:
             summary = audit.report(rows, fit_rows, args.recall)
         save_json(out, {"config": config, "summary": summary, "cases": rows})
         log.path.unlink()
-    if args.validate:
+        Path(str(log.path) + ".lock").unlink(missing_ok=True)
+    if args.validate and "note" in summary:
+        print(f"audit: {summary['note']}", file=sys.stderr)
+    elif args.validate:
         print(
             f"AUROC of the combined score ({summary['fit']}): {summary['auroc']:.3f} "
             f"[{summary['auroc_ci'][0]:.3f}, {summary['auroc_ci'][1]:.3f}] on {summary['n']} edits, "

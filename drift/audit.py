@@ -85,9 +85,13 @@ def probes(case: EditCase) -> tuple[list[tuple[str, str]], list[str]]:
     unrelated question) and relation prompts (edit sentence + the case's prompt about a stand-in)."""
     context = [(f"{case.edit_sentence} {q}", a) for q, a in QUESTIONS]
     # the subject with its article ("The Eiffel Tower is ..." -> "It is ...")
-    template = re.sub(r"(?:\b[Tt]he )?" + re.escape(case.subject), "{}", case.prompt, count=1)
-    first = template.startswith("{}")
-    relation = [f"{case.edit_sentence} {template.format(s if first else s.lower())}" for s in STAND_INS]
+    found = re.search(r"(?:\b[Tt]he )?" + re.escape(case.subject), case.prompt)
+    if found is None:
+        raise ValueError(
+            f"case {case.case_id}: subject {case.subject!r} is not in its prompt {case.prompt!r}"
+        )
+    head, tail = case.prompt[: found.start()], case.prompt[found.end() :]
+    relation = [f"{case.edit_sentence} {head}{s if not head else s.lower()}{tail}" for s in STAND_INS]
     return context, relation
 
 
@@ -186,13 +190,16 @@ def auroc_ci(
 def precision_at_recall(scores: Sequence[float], labels: Sequence[int], recall: float = 0.8) -> float:
     """The precision of flagging every case scoring at least the threshold that first catches
     ``recall`` of the failing cases."""
+    if not 0 < recall <= 1:
+        raise ValueError(f"recall must be in (0, 1], got {recall}")
     s, y = np.asarray(scores, float), np.asarray(labels, int)
     if y.sum() == 0:
         return math.nan
-    order = np.argsort(-s)
+    order = np.argsort(-s, kind="stable")
     caught = np.cumsum(y[order])
     k = int(np.searchsorted(caught, math.ceil(recall * y.sum()))) + 1
-    return float(caught[k - 1] / k)
+    threshold = s[order][k - 1]
+    return float(y[s >= threshold].mean())  # every case tied at the threshold is flagged too
 
 
 @dataclass
@@ -302,27 +309,45 @@ def audit_cases(
 def report(rows: Sequence[dict], fit_rows: Sequence[dict] | None = None, recall: float = 0.8) -> dict:
     """The summary of labelled audit rows. The combined score of a case never comes from a fit
     that saw it: fitted on ``fit_rows`` (another run's rows) when given, else two-fold
-    cross-fitting (even-indexed cases fit the score of the odd ones and back)."""
+    cross-fitting (folds stratified by label; each fold's fit scores the other)."""
     labelled = [(r["metrics"], r["label"]) for r in rows if r.get("label") is not None]
-    if len(labelled) < 4 or len({y for _, y in labelled}) < 2:
-        failing = sum(y for _, y in labelled)
+
+    def not_enough(why: str) -> dict:
         return {
             "n": len(labelled),
-            "failing": failing,
+            "failing": sum(y for _, y in labelled),
             "auroc": math.nan,
             "auroc_ci": [math.nan, math.nan],
-            "signals": {name: math.nan for name in SIGNALS},
-            "note": f"{len(labelled)} labelled edit(s), {failing} failing: the AUROC needs at least 4 "
-            "edits, failing and sound ones both",
+            "signals": {
+                name: auroc([s[name] for s, _ in labelled], [y for _, y in labelled]) for name in SIGNALS
+            },
+            "precision_at_recall": {str(recall): math.nan},
+            "fit": "none",
+            "note": why,
         }
+
+    failing = sum(y for _, y in labelled)
+    if len(labelled) < 4 or failing == 0 or failing == len(labelled):
+        return not_enough(
+            f"{len(labelled)} labelled edit(s), {failing} failing: the AUROC needs at least 4 edits, "
+            "failing and sound ones both"
+        )
     if fit_rows is not None:
         fit = [(r["metrics"], r["label"]) for r in fit_rows if r.get("label") is not None]
         out = validate(fit, labelled, recall=recall)
         out["fit"] = "another run"
         return out
-    halves = (labelled[0::2], labelled[1::2])
+    # two folds, stratified: failing and sound edits alternate between them, so each fold has both
+    folds: tuple[list, list] = ([], [])
+    for cls in (0, 1):
+        for i, item in enumerate([x for x in labelled if x[1] == cls]):
+            folds[i % 2].append(item)
+    if any(len({y for _, y in fold}) < 2 for fold in folds):
+        return not_enough(
+            f"{failing} failing of {len(labelled)}: too few to fit on one half and score the other"
+        )
     scored = []
-    for fit, test in ((halves[0], halves[1]), (halves[1], halves[0])):
+    for fit, test in ((folds[0], folds[1]), (folds[1], folds[0])):
         model = combine([s for s, _ in fit], [y for _, y in fit])
         scored += [({**s, "combined": model.score(s)}, y) for s, y in test]
     labels = [y for _, y in scored]
@@ -332,5 +357,5 @@ def report(rows: Sequence[dict], fit_rows: Sequence[dict] | None = None, recall:
     out["auroc_ci"] = list(auroc_ci(combined, labels))
     out["precision_at_recall"] = {str(recall): precision_at_recall(combined, labels, recall)}
     out["calibration"] = calibration(combined, labels)
-    out["fit"] = "two-fold cross-fitting"
+    out["fit"] = "two-fold cross-fitting, stratified by label"
     return out

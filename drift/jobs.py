@@ -32,7 +32,7 @@ from typing import Sequence
 
 from drift.data import EditCase
 from drift.evaluate import EditFn
-from drift.runs import CaseLog
+from drift.runs import CaseLog, file_or_name
 
 
 @dataclass
@@ -65,29 +65,36 @@ def _load_texts(path: str) -> list[str]:
     return texts
 
 
-def _file_or_name(value: str | None) -> str | None:
-    """A data or text file as its absolute path (so ``d.json`` and ``/here/d.json`` are one
-    configuration); a name such as ``builtin`` as given."""
-    if value is None or not Path(value).is_file():
-        return value
-    return str(Path(value).resolve())
-
-
 def slurm_shard() -> str | None:
-    """``"I/N"`` for this task of a SLURM job array (``SLURM_ARRAY_TASK_ID`` counted from
-    ``SLURM_ARRAY_TASK_MIN``, of ``SLURM_ARRAY_TASK_COUNT``), or ``None`` outside one.
+    """``"I/N"`` for this task of a SLURM job array, or ``None`` outside one: the task's place
+    among ``SLURM_ARRAY_TASK_COUNT`` tasks, from ``SLURM_ARRAY_TASK_ID``, ``SLURM_ARRAY_TASK_MIN``
+    and ``SLURM_ARRAY_TASK_STEP`` (``--array=0-6:2`` has tasks 0, 2, 4, 6).
 
-    >>> os.environ.update(SLURM_ARRAY_TASK_ID="3", SLURM_ARRAY_TASK_MIN="0", SLURM_ARRAY_TASK_COUNT="8")
+    >>> os.environ.update(SLURM_ARRAY_TASK_ID="4", SLURM_ARRAY_TASK_MIN="0", SLURM_ARRAY_TASK_COUNT="4",
+    ...                   SLURM_ARRAY_TASK_STEP="2")
     >>> slurm_shard()
-    '4/8'
-    >>> for k in ("SLURM_ARRAY_TASK_ID", "SLURM_ARRAY_TASK_MIN", "SLURM_ARRAY_TASK_COUNT"):
-    ...     del os.environ[k]
+    '3/4'
+    >>> for k in ("ID", "MIN", "COUNT", "STEP"):
+    ...     del os.environ[f"SLURM_ARRAY_TASK_{k}"]
     """
-    task, count = os.environ.get("SLURM_ARRAY_TASK_ID"), os.environ.get("SLURM_ARRAY_TASK_COUNT")
-    if task is None or count is None:
+    env = {k: os.environ.get(f"SLURM_ARRAY_TASK_{k}") for k in ("ID", "COUNT", "MIN", "STEP")}
+    if env["ID"] is None or env["COUNT"] is None:
         return None
-    first = int(os.environ.get("SLURM_ARRAY_TASK_MIN", "0"))
-    return f"{int(task) - first + 1}/{int(count)}"
+    try:
+        task, count = int(env["ID"]), int(env["COUNT"])
+        first, step = int(env["MIN"] or 0), int(env["STEP"] or 1)
+    except ValueError:
+        raise ValueError(
+            "SLURM_ARRAY_TASK_ID/_COUNT/_MIN/_STEP must be whole numbers, got "
+            + ", ".join(f"{k}={v!r}" for k, v in env.items())
+        ) from None
+    index = (task - first) // max(step, 1) + 1
+    if (task - first) % max(step, 1) or not 1 <= index <= count:
+        raise ValueError(
+            f"SLURM task {task} is not one of {count} tasks from {first} in steps of {step} "
+            "(SLURM_ARRAY_TASK_ID/_MIN/_STEP/_COUNT); pass --shard I/N"
+        )
+    return f"{index}/{count}"
 
 
 def plan(args: argparse.Namespace) -> Job:
@@ -124,12 +131,12 @@ def plan(args: argparse.Namespace) -> Job:
             raise ValueError(f"--shard {args.shard} of {total} case(s) is empty; use fewer parts")
     texts = _load_texts(args.ppl) if args.ppl else None
     config = {
-        "data": _file_or_name(str(args.data)),
+        "data": file_or_name(str(args.data)),
         "editor": args.editor,
         "model": args.model or drift.DEFAULT_MODEL,
         "seed": args.seed,
         "fluency": not args.no_fluency,
-        "ppl": _file_or_name(args.ppl),
+        "ppl": file_or_name(args.ppl),
         "scoring": args.scoring,
         "pool": args.pool,
     }

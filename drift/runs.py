@@ -87,6 +87,14 @@ def run_label(config: dict) -> str:
     return name
 
 
+def file_or_name(value: str | None) -> str | None:
+    """A data or text file as its absolute path (so ``d.json`` and ``/here/d.json`` are one
+    configuration); a name such as ``builtin`` as given."""
+    if value is None or not Path(value).is_file():
+        return value
+    return str(Path(value).resolve())
+
+
 def _difference(mine: dict, asked: dict) -> str:
     """The first entries in which two configurations differ, for an error message."""
     keys = sorted(
@@ -316,6 +324,9 @@ def join(paths: Iterable[Path | str], command: str = "merge") -> tuple[dict, lis
     for path in paths:
         cfg, found = read_any(path, command)
         cfg = {k: v for k, v in cfg.items() if k not in NOT_IN_KEY}
+        for name in ("data", "ppl"):  # an earlier drift kept the path as typed
+            if isinstance(cfg.get(name), str):
+                cfg[name] = file_or_name(cfg[name])
         if config is None:
             config, first = cfg, path
         elif run_key(cfg) != run_key(config):

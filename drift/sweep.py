@@ -77,9 +77,9 @@ class RunSpec:
         out: list[str] = []
         for key, value in self.options.items():
             flag = "--" + key.replace("_", "-")
-            if key == "hp":
+            if key == "hp":  # as on the command line: a string is parsed there ("(3, 4)" -> a tuple)
                 for k, v in value.items():
-                    out += ["--hp", f"{k}={v!r}"]
+                    out += ["--hp", f"{k}={v}" if isinstance(v, str) else f"{k}={v!r}"]
             elif value is True:
                 out.append(flag)
             elif value is False or value is None:
@@ -118,6 +118,8 @@ def expand(spec: dict) -> list[RunSpec]:
             if chosen:
                 name += "-" + "-".join(f"{k.removeprefix('hp.')}={v}" for k, v in chosen.items())
             out.append(RunSpec(slug(name), opts))
+            if out[-1].name.startswith("."):
+                raise ValueError(f"sweep: run {i + 1}: the name {name!r} would be a hidden or parent folder")
     names = [r.name for r in out]
     twice = sorted({n for n in names if names.count(n) > 1})
     if twice:
@@ -197,11 +199,15 @@ def _prepare(run: RunSpec, out: Path, chunk: int, device: str | None, restart: b
     result = out / f"{run.name}.json"
     parts = out / ".parts" / run.name
     key = run_key(job.config)
+    seed: list[dict] = []  # finished rows of the same configuration (e.g. before --limit grew)
     if result.exists():
         config, rows = join([result], "sweep")
-        if run_key(config) == key and {r["case_id"] for r in rows} >= {c.case_id for c in job.cases}:
+        if run_key(config) == key and {r["case_id"] for r in rows} == {c.case_id for c in job.cases}:
             return None
-        if run_key(config) != key and not restart:
+        if run_key(config) == key:
+            wanted = {c.case_id for c in job.cases}
+            seed = [r for r in rows if r["case_id"] in wanted]
+        elif not restart:
             raise RunConflict(
                 f"sweep: {result} holds another configuration than run {run.name!r}; "
                 "pass --restart to redo it, or give the run another name"
@@ -216,6 +222,13 @@ def _prepare(run: RunSpec, out: Path, chunk: int, device: str | None, restart: b
         aside = parts.with_name(f"{run.name}.aside-{time.strftime('%Y%m%d-%H%M%S')}")
         shutil.move(parts, aside)
         print(f"sweep: the earlier chunks of {run.name!r} are kept in {aside}", file=sys.stderr)
+    if seed:
+        from drift.runs import CaseLog
+
+        with CaseLog(parts / "earlier.jsonl", job.config) as log:
+            for row in seed:
+                if row["case_id"] not in log.rows:
+                    log.append(row)
     done = {row["case_id"] for p in _logged(parts) for row in join([p], "sweep")[1]}
     position = {c.case_id: i for i, c in enumerate(job.cases)}
     left = [c.case_id for c in job.cases if c.case_id not in done]
@@ -235,7 +248,8 @@ def _finish(r: _Run, out: Path) -> dict:
     by_id = {row["case_id"]: row for row in rows}
     ordered = [by_id[c.case_id] for c in r.job.cases]
     result = write_results(out / f"{r.spec.name}.json", r.job.config, ordered, r.job.pool)
-    shutil.rmtree(r.parts, ignore_errors=True)
+    if r.parts.resolve().parent == (out / ".parts").resolve():  # never anything above the run's own
+        shutil.rmtree(r.parts, ignore_errors=True)
     return result
 
 

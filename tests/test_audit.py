@@ -160,3 +160,42 @@ def test_the_eiffel_edit_leaks_and_a_weaker_copy_of_it_leaks_less(real, rome_eif
     assert full["leak_relation"] > weak["leak_relation"]
     assert full["update_size"] == pytest.approx(4 * weak["update_size"], rel=1e-4)
     assert set(audit.failures(real, rome_eiffel, case)) == {"NS", "DNS"}
+
+
+def test_precision_counts_every_case_tied_at_the_threshold_and_refuses_a_recall_beyond_one():
+    assert audit.precision_at_recall([0.5] * 4, [1, 0, 0, 0], 0.8) == 0.25
+    assert audit.precision_at_recall([0.5] * 4, [0, 0, 0, 1], 0.8) == 0.25
+    with pytest.raises(ValueError, match="recall must be in"):
+        audit.precision_at_recall([0.1, 0.2], [1, 0], 80)
+
+
+def _rows(labels):
+    return [{"metrics": {n: float(y) for n in audit.SIGNALS}, "label": y} for y in labels]
+
+
+@pytest.mark.parametrize("labels", [[0, 1] * 4, [0, 0, 1, 0, 1, 0], [1, 0, 0, 0, 0, 1, 0, 0]])
+def test_cross_fitting_keeps_a_perfect_signal_perfect(labels):
+    res = audit.report(_rows(labels))
+    assert res["auroc"] == 1.0 and all(a == 1.0 for a in res["signals"].values())
+    assert "stratified" in res["fit"]
+
+
+def test_too_few_or_one_class_edits_give_a_note_not_a_crash(tmp_path, tiny_dir, capsys):
+    res = audit.report(_rows([1, 1, 1, 1, 0]))  # one sound edit: each fold cannot have both
+    assert math.isnan(res["auroc"]) and "too few" in res["note"]
+    assert "needs at least 4" in audit.report(_rows([0, 1]))["note"]
+    out = tmp_path / "a.json"
+    args = ["audit", "--model", tiny_dir, "--limit", "2", "--steps", "2", "--validate", "--quiet"]
+    assert main(args + ["--out", str(out)]) == 0
+    assert "the AUROC needs at least 4 edits" in capsys.readouterr().err
+    assert not list(tmp_path.glob("*.lock")) and not list(tmp_path.glob("*.partial.jsonl"))
+    with pytest.raises(ValueError, match="--fit .*needs an audit made with --validate"):
+        main(args + ["--out", str(tmp_path / "b.json"), "--fit", str(out)])
+    with pytest.raises(ValueError, match="--recall must be a fraction"):
+        main(args + ["--out", str(tmp_path / "b.json"), "--recall", "80"])
+
+
+def test_a_subject_missing_from_its_prompt_is_named():
+    case = dataclasses.replace(load_cases("builtin")[0], subject="eiffel tower")
+    with pytest.raises(ValueError, match="subject 'eiffel tower' is not in its prompt"):
+        audit.probes(case)

@@ -178,6 +178,36 @@ def test_slurm_array_tasks_take_their_shard(tiny_dir, tmp_path, monkeypatch, cap
     assert len(res["cases"]) == 3
 
 
+@pytest.mark.parametrize(
+    "env, message",
+    [
+        ({"ID": "4", "MIN": "0", "COUNT": "4", "STEP": "2"}, None),
+        ({"ID": "3", "MIN": "0", "COUNT": "4", "STEP": "2"}, "is not one of 4 tasks"),
+        ({"ID": "7", "COUNT": "4"}, "is not one of 4 tasks"),
+        ({"ID": "x", "COUNT": "4"}, "must be whole numbers"),
+    ],
+)
+def test_slurm_arrays_with_steps_and_bad_values(env, message, monkeypatch):
+    from drift.jobs import slurm_shard
+
+    for k, v in env.items():
+        monkeypatch.setenv(f"SLURM_ARRAY_TASK_{k}", v)
+    if message is None:
+        assert slurm_shard() == "3/4"
+    else:
+        with pytest.raises(ValueError, match=message):
+            slurm_shard()
+
+
+def test_an_earlier_drifts_relative_data_path_merges_with_a_new_absolute_one(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "cf.json").write_text("[]")
+    old = _results(tmp_path / "p1.json", {"editor": "rome", "data": "cf.json"}, ["0"], 100.0)
+    new = _results(tmp_path / "p2.json", {"editor": "rome", "data": str(tmp_path / "cf.json")}, ["1"], 0.0)
+    config, rows = join([old, new])
+    assert config["data"] == str(tmp_path / "cf.json") and len(rows) == 2
+
+
 def test_results_are_written_with_the_umask(tiny_dir, tmp_path):
     old = os.umask(0o027)
     try:

@@ -70,11 +70,18 @@ def test_grids_multiply_and_options_become_eval_arguments():
         ({"run": [{"out": "x"}]}, r"\['out'\] are set by the sweep itself"),
         ({"run": [{"name": "a"}, {"name": "a"}]}, r"runs named \['a'\] more than once"),
         ({"run": {"editor": "rome"}}, r"\[\[run\]\]"),
+        ({"run": [{"name": ".."}]}, r"would be a hidden or parent folder"),
+        ({"run": [{"name": ".parts"}]}, r"would be a hidden or parent folder"),
     ],
 )
 def test_a_bad_sweep_file_is_named(spec, message):
     with pytest.raises(ValueError, match=message):
         sweep.expand(spec)
+
+
+def test_hp_strings_are_parsed_as_on_the_command_line():
+    (run,) = sweep.expand({"run": [{"editor": "memit", "hp": {"layers": "(3, 4)", "lr": 0.5}}]})
+    assert run.argv()[-4:] == ["--hp", "layers=(3, 4)", "--hp", "lr=0.5"]
 
 
 def test_a_bad_option_fails_before_any_run_starts(tmp_path, tiny_dir, monkeypatch):
@@ -115,7 +122,22 @@ def test_a_local_sweep_equals_eval_run_by_run_and_a_changed_run_is_refused(tmp_p
     for name, run in (("none", "none"), ("rome", "rome")):
         _same_rows(json.loads((out / f"{run}.json").read_text()), expected[name])
     assert not (out / ".parts").exists()
-    spec.write_text(spec.read_text().replace("steps = 3", "steps = 4"))
+    import drift.jobs
+
+    grown = spec.read_text().replace("limit = 3", "limit = 4")
+    (tmp_path / "grown.toml").write_text(grown)
+    real_run, seen = drift.jobs.run, []
+
+    def counting(job, model, log, cases=None, **kw):
+        seen.extend(c.case_id for c in log.remaining(cases))
+        return real_run(job, model, log, cases, **kw)
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(drift.jobs, "run", counting)
+        main(["sweep", str(tmp_path / "grown.toml"), "--out", str(out), "--engine", "local", "--quiet"])
+    assert seen == ["3", "3"]  # a larger --limit reuses the finished cases: only the new one runs
+    assert len(json.loads((out / "rome.json").read_text())["cases"]) == 4
+    spec.write_text(grown.replace("steps = 3", "steps = 4"))
     with pytest.raises(RunConflict, match="holds another configuration than run 'rome'.*--restart"):
         main(["sweep", str(spec), "--out", str(out), "--engine", "local"])
 
