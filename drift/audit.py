@@ -22,7 +22,9 @@ risk predicts. Its signals:
 and :func:`validate` reports, per signal and for the combined score, the AUROC with a bootstrap
 95% CI, the precision at a chosen recall, and calibration bins. The label of a case is whether the
 edit breaks at least one neighbourhood, relation or distracting prompt that the unedited model got
-right (:func:`failures`).
+right (:func:`failures`). Because a case with more such prompts has more chances to break one,
+the summary also gives the AUROC of the prompt count alone (``baseline_prompt_count``), a score
+that knows nothing of the edit: a useful signal must beat it.
 
 Example (the tiny model; on it the numbers mean nothing):
     >>> from drift.editors.rome import ROMEHParams, compute_rome
@@ -154,6 +156,19 @@ def failures(model: Model, edit: Edit, case: EditCase, scoring: str = "mean") ->
     with edit.applied(model):
         after = right()
     return {m: int((before[m] & ~after[m]).sum()) for m in tasks}
+
+
+def prompt_counts(case: EditCase) -> dict[str, int]:
+    """How many NS, RS and DNS prompts the case has (those :func:`failures` can find broken)."""
+    return {
+        m: n
+        for m, n in (
+            ("NS", len(case.neighborhood or ())),
+            ("RS", len(case.relation or ())),
+            ("DNS", len(case.distracting or ())),
+        )
+        if n
+    }
 
 
 def auroc(scores: Sequence[float], labels: Sequence[int]) -> float:
@@ -299,6 +314,7 @@ def audit_cases(
         if validate:
             broken = failures(model, edit, case, scoring)
             row["failures"] = broken
+            row["prompts"] = prompt_counts(case)
             row["label"] = None if broken is None else int(sum(broken.values()) > 0)
         rows.append(row)
         if on_case is not None:
@@ -336,7 +352,7 @@ def report(rows: Sequence[dict], fit_rows: Sequence[dict] | None = None, recall:
         fit = [(r["metrics"], r["label"]) for r in fit_rows if r.get("label") is not None]
         out = validate(fit, labelled, recall=recall)
         out["fit"] = "another run"
-        return out
+        return out | _baseline(rows)
     # two folds, stratified: failing and sound edits alternate between them, so each fold has both
     folds: tuple[list, list] = ([], [])
     for cls in (0, 1):
@@ -358,4 +374,15 @@ def report(rows: Sequence[dict], fit_rows: Sequence[dict] | None = None, recall:
     out["precision_at_recall"] = {str(recall): precision_at_recall(combined, labels, recall)}
     out["calibration"] = calibration(combined, labels)
     out["fit"] = "two-fold cross-fitting, stratified by label"
-    return out
+    return out | _baseline(rows)
+
+
+def _baseline(rows: Sequence[dict]) -> dict:
+    """The AUROC of a case's number of NS/RS/DNS prompts alone, which knows nothing of the edit: a
+    case with more prompts has more chances to break one, so the signals should beat this."""
+    kept = [r for r in rows if r.get("label") is not None and "prompts" in r]
+    if not kept:
+        return {}
+    return {
+        "baseline_prompt_count": auroc([sum(r["prompts"].values()) for r in kept], [r["label"] for r in kept])
+    }

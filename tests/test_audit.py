@@ -199,3 +199,17 @@ def test_a_subject_missing_from_its_prompt_is_named():
     case = dataclasses.replace(load_cases("builtin")[0], subject="eiffel tower")
     with pytest.raises(ValueError, match="subject 'eiffel tower' is not in its prompt"):
         audit.probes(case)
+
+
+def test_the_summary_gives_the_prompt_count_baseline_a_signal_must_beat():
+    rows = _rows([0, 1] * 4)
+    for i, r in enumerate(rows):
+        r["prompts"] = {"NS": 1 + 5 * r["label"], "RS": i % 2}  # failing cases have more prompts
+    res = audit.report(rows)
+    assert res["baseline_prompt_count"] == 1.0
+    from drift.metrics import plan_case
+
+    for case in load_cases("builtin")[:3]:  # the prompts the metrics compare, task by task
+        plan = plan_case(case)
+        expected = {m: len(plan.comparisons[m]) for m in ("NS", "RS", "DNS") if m in plan.comparisons}
+        assert audit.prompt_counts(case) == expected
