@@ -35,6 +35,71 @@ TABLE_ORDER = [
 ]
 
 
+def _case_and_editor_options(p: argparse.ArgumentParser) -> None:
+    """The options ``eval`` and ``audit`` share: which cases, which model, which editor and how."""
+    p.add_argument(
+        "--data", default="builtin", help="'builtin' or a CounterFact-format JSON file (default: builtin)"
+    )
+    p.add_argument(
+        "--dr",
+        type=float,
+        default=None,
+        metavar="P",
+        help="drop-and-rescale fusion of each update with drop rate P (default: 0.8 for adaple, "
+        "off for the others; 0 turns it off)",
+    )
+    p.add_argument(
+        "--sadr",
+        type=float,
+        nargs="?",
+        const=-1.0,
+        default=None,
+        metavar="GAMMA",
+        help="add SADR to the editor's objective; alone: the paper's setting for the editor "
+        "(ROME γ=1e-2 with 80 steps, MEMIT 5e-3 with 20, PMET 8e-2 with 40); "
+        "with GAMMA: that γ (the paper's scale, multiplying the KL) at the editor's steps",
+    )
+    p.add_argument(
+        "--sadr-heads",
+        choices=["selective", "all"],
+        default="selective",
+        help="SADR restrains heads that over-attend (selective, default) or every head (all)",
+    )
+    p.add_argument(
+        "--steps", type=int, default=None, help="optimisation steps of the editor (default: its preset)"
+    )
+    p.add_argument(
+        "--hp",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="override one hyper-parameter of the editor's preset, e.g. --hp n_prefixes=11 "
+        "--hp early_stop=0 (repeatable; values are Python literals)",
+    )
+    p.add_argument(
+        "--shard",
+        default=None,
+        metavar="I/N",
+        help="evaluate only the I-th of N equal contiguous parts of the cases (I from 1); "
+        "join the parts with `python -m drift merge`",
+    )
+    p.add_argument(
+        "--device",
+        default=None,
+        help="torch device for the model, e.g. cuda (default: cuda when available, else cpu)",
+    )
+    p.add_argument("--limit", type=int, default=None, help="evaluate only the first N cases")
+    p.add_argument("--model", default=None, help="model name, hub id or local folder (default: smollm2-135m)")
+    p.add_argument("--seed", type=int, default=0, help="seed for sampling generations (default: 0)")
+    p.add_argument(
+        "--scoring",
+        choices=["mean", "product"],
+        default="mean",
+        help="score a multi-token target by its mean log-probability per token (default, as the "
+        "papers' code) or by its whole probability (product)",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The command line's parser (``sweep`` parses each run's options with its ``eval`` part)."""
     parser = argparse.ArgumentParser(
@@ -46,18 +111,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     ev = sub.add_parser("eval", help="evaluate an editor (or none) on edit cases")
-    ev.add_argument(
-        "--data", default="builtin", help="'builtin' or a CounterFact-format JSON file (default: builtin)"
-    )
+    _case_and_editor_options(ev)
     ev.add_argument("--editor", default="none", help="none (default), rome, rome-awd, memit, pmet or adaple")
-    ev.add_argument(
-        "--dr",
-        type=float,
-        default=None,
-        metavar="P",
-        help="drop-and-rescale fusion of each update with drop rate P (default: 0.8 for adaple, "
-        "off for the others; 0 turns it off)",
-    )
     ev.add_argument(
         "--sequential",
         action="store_true",
@@ -76,51 +131,6 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="B",
         help="with --sequential: edits computed on the same model state and applied together (default: 1)",
     )
-    ev.add_argument(
-        "--sadr",
-        type=float,
-        nargs="?",
-        const=-1.0,
-        default=None,
-        metavar="GAMMA",
-        help="add SADR to the editor's objective; alone: the paper's setting for the editor "
-        "(ROME γ=1e-2 with 80 steps, MEMIT 5e-3 with 20, PMET 8e-2 with 40); "
-        "with GAMMA: that γ (the paper's scale, multiplying the KL) at the editor's steps",
-    )
-    ev.add_argument(
-        "--sadr-heads",
-        choices=["selective", "all"],
-        default="selective",
-        help="SADR restrains heads that over-attend (selective, default) or every head (all)",
-    )
-    ev.add_argument(
-        "--steps", type=int, default=None, help="optimisation steps of the editor (default: its preset)"
-    )
-    ev.add_argument(
-        "--hp",
-        action="append",
-        default=[],
-        metavar="NAME=VALUE",
-        help="override one hyper-parameter of the editor's preset, e.g. --hp n_prefixes=11 "
-        "--hp early_stop=0 (repeatable; values are Python literals)",
-    )
-    ev.add_argument(
-        "--shard",
-        default=None,
-        metavar="I/N",
-        help="evaluate only the I-th of N equal contiguous parts of the cases (I from 1); "
-        "join the parts with `python -m drift merge`",
-    )
-    ev.add_argument(
-        "--device",
-        default=None,
-        help="torch device for the model, e.g. cuda (default: cuda when available, else cpu)",
-    )
-    ev.add_argument("--limit", type=int, default=None, help="evaluate only the first N cases")
-    ev.add_argument(
-        "--model", default=None, help="model name, hub id or local folder (default: smollm2-135m)"
-    )
-    ev.add_argument("--seed", type=int, default=0, help="seed for sampling generations (default: 0)")
     ev.add_argument("--out", required=True, help="where to write the results JSON")
     ev.add_argument("--no-fluency", action="store_true", help="skip generation and the FL metric")
     ev.add_argument("--ppl", default=None, help="JSON list of texts ({'Text': ...} or strings) for PPL")
@@ -129,13 +139,6 @@ def build_parser() -> argparse.ArgumentParser:
         "--batch-cases", type=int, default=16, help="unedited: cases scored together (default: 16)"
     )
     ev.add_argument("--quiet", action="store_true", help="no progress bar")
-    ev.add_argument(
-        "--scoring",
-        choices=["mean", "product"],
-        default="mean",
-        help="score a multi-token target by its mean log-probability per token (default, as the "
-        "papers' code) or by its whole probability (product)",
-    )
     ev.add_argument(
         "--pool",
         choices=["prompts", "cases"],
@@ -186,18 +189,8 @@ def build_parser() -> argparse.ArgumentParser:
     au = sub.add_parser(
         "audit", help="predict each edit's specificity failure from its attention drift, before deploying it"
     )
-    au.add_argument("--data", default="builtin", help="'builtin' or a CounterFact-format JSON file")
+    _case_and_editor_options(au)
     au.add_argument("--editor", default="rome", help="rome (default), rome-awd, memit, pmet or adaple")
-    au.add_argument("--sadr", type=float, nargs="?", const=-1.0, default=None, metavar="GAMMA")
-    au.add_argument("--sadr-heads", choices=["selective", "all"], default="selective")
-    au.add_argument("--steps", type=int, default=None)
-    au.add_argument("--hp", action="append", default=[], metavar="NAME=VALUE")
-    au.add_argument("--dr", type=float, default=None, metavar="P")
-    au.add_argument("--limit", type=int, default=None)
-    au.add_argument("--shard", default=None, metavar="I/N")
-    au.add_argument("--model", default=None)
-    au.add_argument("--device", default=None)
-    au.add_argument("--seed", type=int, default=0)
     au.add_argument(
         "--validate",
         action="store_true",
@@ -211,10 +204,9 @@ def build_parser() -> argparse.ArgumentParser:
         "(default: two-fold cross-fitting)",
     )
     au.add_argument("--recall", type=float, default=0.8, help="report the precision at this recall (0.8)")
-    au.add_argument("--scoring", choices=["mean", "product"], default="mean")
     au.add_argument("--out", required=True, help="where to write audit.json")
-    au.add_argument("--restart", action="store_true")
-    au.add_argument("--quiet", action="store_true")
+    au.add_argument("--restart", action="store_true", help="set an interrupted audit's log aside, start over")
+    au.add_argument("--quiet", action="store_true", help="no progress bar")
 
     sub.add_parser("demo", help="load the default model and show a few facts' probabilities")
     return parser

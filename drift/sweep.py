@@ -158,6 +158,7 @@ def _job(run: RunSpec, out: Path, device: str | None):
 
 
 _MODELS: dict = {}  # per worker process: the model of each (name, device), loaded once
+_JOBS: dict = {}  # per worker process: each run's planned job
 
 
 def run_chunk(run: RunSpec, out: str, device: str | None, case_ids: list[str], log: str) -> int:
@@ -166,7 +167,10 @@ def run_chunk(run: RunSpec, out: str, device: str | None, case_ids: list[str], l
     from drift import jobs
     from drift.runs import CaseLog
 
-    job = _job(run, Path(out), device)
+    plan_key = (run.name, json.dumps(run.options, sort_keys=True), out, device)
+    if plan_key not in _JOBS:  # planned once per worker (a large case file is read once)
+        _JOBS[plan_key] = _job(run, Path(out), device)
+    job = _JOBS[plan_key]
     key = (job.args.model, device)
     if key not in _MODELS:
         _MODELS.clear()  # one model at a time in a worker
@@ -212,7 +216,8 @@ def _prepare(run: RunSpec, out: Path, chunk: int, device: str | None, restart: b
                 f"sweep: {result} holds another configuration than run {run.name!r}; "
                 "pass --restart to redo it, or give the run another name"
             )
-    stale = [p for p in _logged(parts) if run_key(join([p], "sweep")[0]) != key]
+    logged = {p: join([p], "sweep") for p in _logged(parts)}  # each chunk log read once
+    stale = [p for p, (config, _) in logged.items() if run_key(config) != key]
     if stale and not restart:
         raise RunConflict(
             f"sweep: {parts} holds finished cases of another configuration than run {run.name!r}; "
@@ -222,6 +227,7 @@ def _prepare(run: RunSpec, out: Path, chunk: int, device: str | None, restart: b
         aside = parts.with_name(f"{run.name}.aside-{time.strftime('%Y%m%d-%H%M%S')}")
         shutil.move(parts, aside)
         print(f"sweep: the earlier chunks of {run.name!r} are kept in {aside}", file=sys.stderr)
+        logged = {}
     if seed:
         from drift.runs import CaseLog
 
@@ -229,7 +235,8 @@ def _prepare(run: RunSpec, out: Path, chunk: int, device: str | None, restart: b
             for row in seed:
                 if row["case_id"] not in log.rows:
                     log.append(row)
-    done = {row["case_id"] for p in _logged(parts) for row in join([p], "sweep")[1]}
+            logged[log.path] = (job.config, list(log.rows.values()))
+    done = {row["case_id"] for _, rows in logged.values() for row in rows}
     position = {c.case_id: i for i, c in enumerate(job.cases)}
     left = [c.case_id for c in job.cases if c.case_id not in done]
     if job.edit is None and not job.args.no_fluency:
