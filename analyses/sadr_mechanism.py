@@ -40,7 +40,7 @@ from drift.editors.sadr import SADR, paper_setting  # noqa: E402
 TERMS = ("nll", "kl", "weight_decay", "sadr")
 
 
-def one_case(model, case, hp) -> dict:
+def one_case(model, case, hp, window: tuple[int, int] = (14, 23)) -> dict:
     setting = paper_setting("rome")
     term = SADR(setting["gamma"])
     t0 = time.time()
@@ -60,14 +60,31 @@ def one_case(model, case, hp) -> dict:
             "p_rewrite": p_rewrite,
             "steps": len(edit.info["losses"]),
         }
+    # does the damage travel through attention on this case? ROME's edit with the vanilla attention
+    # weights patched back in `window` (first-token probabilities, as the trace reads them)
+    patch = tracing.attention_patching(model, plain, p, window=window[1] - window[0] + 1)
     return {
         "case_id": case.case_id,
+        "patching": {
+            "vanilla": patch.vanilla[0].item(),
+            "rome": patch.edited[0].item(),
+            "patched": patch.probs[window[0], 0].item(),
+            "best_patched": patch.probs[:, 0].max().item(),
+        },
         "losses": restrained.info["losses"],
         "restrained": {l: r["restrained"].tolist() for l, r in term.report.items()},
         "head_kl": {l: r["kl"].tolist() for l, r in term.report.items()},
         "drift": rows,
         "seconds": round(time.time() - t0, 1),
     }
+
+
+def chosen_ids(spec: str) -> set[str]:
+    """Case ids from ``--ids``: a results JSON's cases, or a comma-separated list."""
+    path = Path(spec)
+    if spec.endswith(".json") and path.is_file():
+        return {str(c["case_id"]) for c in json.loads(path.read_text())["cases"]}
+    return {i.strip() for i in spec.split(",") if i.strip()}
 
 
 def summarise(results: list[dict], n_layers: int, n_heads: int) -> dict:
@@ -99,6 +116,9 @@ def summarise(results: list[dict], n_layers: int, n_heads: int) -> dict:
         "p_true": {k: sum(r["drift"][k]["p_true"] for r in results) / len(results) for k in gain},
         "p_edit": {k: sum(r["drift"][k]["p_edit"] for r in results) / len(results) for k in gain},
         "p_rewrite": {k: sum(r["drift"][k]["p_rewrite"] for r in results) / len(results) for k in gain},
+        "patching": {
+            k: sum(r["patching"][k] for r in results) / len(results) for k in results[0].get("patching", {})
+        },
     }
 
 
@@ -138,6 +158,11 @@ def main(argv=None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--data", default="builtin", help="'builtin' (default) or a CounterFact-format JSON file")
     ap.add_argument("--limit", type=int, default=10, help="the first N cases with a distracting prompt")
+    ap.add_argument(
+        "--ids",
+        default=None,
+        help="only these cases: comma-separated ids, or a results JSON (an eval, say) whose cases to use",
+    )
     ap.add_argument("--model", default=None)
     ap.add_argument("--device", default=None)
     ap.add_argument("--out", default=str(ROOT / "figures" / "sadr_mechanism"))
@@ -154,14 +179,23 @@ def main(argv=None) -> dict:
         return {}
     model = drift.load_model(args.model, device=args.device)
     hp = preset(model)
-    cases = [c for c in load_cases(args.data) if c.distracting][: args.limit]
+    cases = [c for c in load_cases(args.data) if c.distracting]
+    if args.ids is not None:
+        wanted = chosen_ids(args.ids)
+        missing = wanted - {c.case_id for c in load_cases(args.data)}
+        if missing:
+            raise ValueError(f"--ids: case(s) {sorted(missing)[:5]} are not in {args.data}")
+        cases = [c for c in cases if c.case_id in wanted]
+    cases = cases[: args.limit]
+    if not cases:
+        raise ValueError("no case with a distracting prompt was selected (check --data, --ids, --limit)")
+    lo, hi = (int(x) for x in args.window.split(","))
     out.mkdir(parents=True, exist_ok=True)
-    results = [one_case(model, c, hp) for c in tqdm(cases, desc="ROME and ROME+SADR")]
+    results = [one_case(model, c, hp, (lo, hi)) for c in tqdm(cases, desc="ROME and ROME+SADR")]
     L, H = model.cfg.n_layers, model.cfg.n_heads
     s = summarise(results, L, H)
     (out / "sadr_mechanism.json").write_text(json.dumps({"summary": s, "cases": results}, indent=1))
     draw(s, out)
-    lo, hi = (int(x) for x in args.window.split(","))
     gain = {k: torch.tensor(v) for k, v in s["subject_gain"].items()}
     top = sorted(range(L), key=lambda l: -s["restrained_per_layer"][l])[:5]
     last = {t: s["mean_losses"][t][-1] for t in TERMS}
@@ -179,6 +213,13 @@ def main(argv=None) -> dict:
             f"  P(o_edit) {s['p_edit'][k]:.3f}   positive subject gain in layers {lo}-{hi} "
             f"{float(gain[k][lo : hi + 1].clamp_min(0).sum()):.3f}, elsewhere "
             f"{float(gain[k].clamp_min(0).sum() - gain[k][lo : hi + 1].clamp_min(0).sum()):.3f}"
+        )
+    if s["patching"]:
+        pt = s["patching"]
+        print(
+            f"distracting P(right) first token: vanilla {pt['vanilla']:.3f}, ROME {pt['rome']:.3f}, "
+            f"ROME with vanilla attention in layers {lo}-{hi} {pt['patched']:.3f} "
+            f"(best window {pt['best_patched']:.3f})"
         )
     print(f"wrote {out}")
     return s

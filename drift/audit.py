@@ -134,9 +134,12 @@ def audit(model: Model, edit: Edit, case: EditCase, *, top: int = 3) -> Risk:
 
 
 @torch.no_grad()
-def failures(model: Model, edit: Edit, case: EditCase, scoring: str = "mean") -> dict[str, int] | None:
-    """The label: per task (NS, RS, DNS), how many prompts the unedited model got right and the
-    edited one gets wrong; ``None`` when the case has none of those prompts."""
+def outcomes(
+    model: Model, edit: Edit, case: EditCase, scoring: str = "mean"
+) -> dict[str, dict[str, int]] | None:
+    """Per task (NS, RS, DNS): how many prompts the unedited model got right (``"right_before"``)
+    and how many of those the edited one gets wrong (``"broken"``); ``None`` when the case has none
+    of those prompts. A prompt is right when the true object outscores the edit's object."""
     from drift.metrics import plan_case
     from drift.scoring import score_targets
 
@@ -155,7 +158,17 @@ def failures(model: Model, edit: Edit, case: EditCase, scoring: str = "mean") ->
     before = right()
     with edit.applied(model):
         after = right()
-    return {m: int((before[m] & ~after[m]).sum()) for m in tasks}
+    return {
+        "right_before": {m: int(before[m].sum()) for m in tasks},
+        "broken": {m: int((before[m] & ~after[m]).sum()) for m in tasks},
+    }
+
+
+def failures(model: Model, edit: Edit, case: EditCase, scoring: str = "mean") -> dict[str, int] | None:
+    """The label: per task (NS, RS, DNS), how many prompts the unedited model got right and the
+    edited one gets wrong; ``None`` when the case has none of those prompts."""
+    out = outcomes(model, edit, case, scoring)
+    return None if out is None else out["broken"]
 
 
 def prompt_counts(case: EditCase) -> dict[str, int]:
@@ -171,35 +184,84 @@ def prompt_counts(case: EditCase) -> dict[str, int]:
     }
 
 
-def auroc(scores: Sequence[float], labels: Sequence[int]) -> float:
-    """The area under the ROC curve: P(a failing case scores above a sound one), ties half.
+def auroc(scores: Sequence[float], labels: Sequence[int], weights: Sequence[float] | None = None) -> float:
+    """The area under the ROC curve: P(a failing case scores above a sound one), ties half. With
+    ``weights``, each entry counts that many times (a case's broken or kept prompts, say).
 
     >>> auroc([0.1, 0.4, 0.35, 0.8], [0, 0, 1, 1])
     0.75
     """
     s, y = np.asarray(scores, float), np.asarray(labels, int)
-    pos, neg = s[y == 1], s[y == 0]
-    if len(pos) == 0 or len(neg) == 0:
+    if weights is None:
+        pos, neg = s[y == 1], s[y == 0]
+        if len(pos) == 0 or len(neg) == 0:
+            return math.nan
+        u = stats.mannwhitneyu(pos, neg, alternative="two-sided").statistic
+        return float(u / (len(pos) * len(neg)))
+    w = np.asarray(weights, float)
+    pos, wp = s[(y == 1) & (w > 0)], w[(y == 1) & (w > 0)]
+    neg, wn = s[(y == 0) & (w > 0)], w[(y == 0) & (w > 0)]
+    if wp.sum() == 0 or wn.sum() == 0:
         return math.nan
-    u = stats.mannwhitneyu(pos, neg, alternative="two-sided").statistic
-    return float(u / (len(pos) * len(neg)))
+    order = np.argsort(neg, kind="stable")
+    neg, cum = neg[order], np.concatenate([[0.0], np.cumsum(wn[order])])
+    below = cum[np.searchsorted(neg, pos, side="left")]  # negative weight strictly below each positive
+    tied = cum[np.searchsorted(neg, pos, side="right")] - below
+    return float(np.sum(wp * (below + 0.5 * tied)) / (wp.sum() * wn.sum()))
 
 
 def auroc_ci(
-    scores: Sequence[float], labels: Sequence[int], *, n: int = 2000, seed: int = 0
+    scores: Sequence[float],
+    labels: Sequence[int],
+    *,
+    weights: Sequence[float] | None = None,
+    clusters: Sequence[int] | None = None,
+    n: int = 2000,
+    seed: int = 0,
 ) -> tuple[float, float]:
-    """A 95% percentile bootstrap interval of :func:`auroc` (cases resampled with replacement)."""
+    """A 95% percentile bootstrap interval of :func:`auroc`: cases resampled with replacement, or,
+    with ``clusters``, whole clusters (the entries of one edit stay together)."""
     s, y = np.asarray(scores, float), np.asarray(labels, int)
+    w = np.ones(len(s)) if weights is None else np.asarray(weights, float)
+    c = np.arange(len(s)) if clusters is None else np.asarray(clusters)
+    ids = np.unique(c)
+    members = [np.flatnonzero(c == k) for k in ids]
     rng = np.random.default_rng(seed)
     draws = []
     for _ in range(n):
-        i = rng.integers(0, len(s), len(s))
-        a = auroc(s[i], y[i])
+        i = np.concatenate([members[k] for k in rng.integers(0, len(ids), len(ids))])
+        a = auroc(s[i], y[i], None if weights is None else w[i])
         if not math.isnan(a):
             draws.append(a)
     if not draws:
         return (math.nan, math.nan)
     return (float(np.percentile(draws, 2.5)), float(np.percentile(draws, 97.5)))
+
+
+def per_prompt(
+    scores: Sequence[float], rows: Sequence[dict], *, task: str | None = None, ci: bool = True
+) -> dict:
+    """The AUROC over prompts instead of edits: every prompt the unedited model got right is one
+    entry, scored by its edit's score and labelled by whether the edit broke it. A case's number
+    of prompts then gives it more entries, not a likelier label, so this view is free of the
+    prompt-count confound of the per-edit label. ``rows`` carry ``"failures"`` and
+    ``"right_before"``; ``task`` ("NS", "RS" or "DNS") keeps that task's prompts only; the CI
+    resamples edits."""
+    s, y, w, c = [], [], [], []
+    for k, (score, r) in enumerate(zip(scores, rows)):
+        tasks = [t for t in r["right_before"] if task in (None, t)]
+        broken, right = sum(r["failures"][t] for t in tasks), sum(r["right_before"][t] for t in tasks)
+        for label, weight in ((1, broken), (0, right - broken)):
+            if weight > 0:
+                s.append(score), y.append(label), w.append(weight), c.append(k)
+    out = {
+        "auroc": auroc(s, y, w),
+        "prompts": int(sum(w)),
+        "broken": int(sum(wi for wi, yi in zip(w, y) if yi)),
+    }
+    if ci:
+        out["auroc_ci"] = list(auroc_ci(s, y, weights=w, clusters=c)) if s else [math.nan, math.nan]
+    return out
 
 
 def precision_at_recall(scores: Sequence[float], labels: Sequence[int], recall: float = 0.8) -> float:
@@ -312,10 +374,11 @@ def audit_cases(
         row = {"case_id": case.case_id, "subject": case.subject, "metrics": risk.signals}
         row["top_heads"] = [list(h) for h in risk.top_heads]
         if validate:
-            broken = failures(model, edit, case, scoring)
-            row["failures"] = broken
+            out = outcomes(model, edit, case, scoring)
+            row["failures"] = None if out is None else out["broken"]
+            row["right_before"] = None if out is None else out["right_before"]
             row["prompts"] = prompt_counts(case)
-            row["label"] = None if broken is None else int(sum(broken.values()) > 0)
+            row["label"] = None if out is None else int(sum(out["broken"].values()) > 0)
         rows.append(row)
         if on_case is not None:
             on_case(row)
@@ -325,8 +388,10 @@ def audit_cases(
 def report(rows: Sequence[dict], fit_rows: Sequence[dict] | None = None, recall: float = 0.8) -> dict:
     """The summary of labelled audit rows. The combined score of a case never comes from a fit
     that saw it: fitted on ``fit_rows`` (another run's rows) when given, else two-fold
-    cross-fitting (folds stratified by label; each fold's fit scores the other)."""
-    labelled = [(r["metrics"], r["label"]) for r in rows if r.get("label") is not None]
+    cross-fitting (folds stratified by label; each fold's fit scores the other). Rows that record
+    ``"right_before"`` also get the per-prompt view (:func:`per_prompt`) under ``"per_prompt"``."""
+    kept = [r for r in rows if r.get("label") is not None]
+    labelled = [(r["metrics"], r["label"]) for r in kept]
 
     def not_enough(why: str) -> dict:
         return {
@@ -352,37 +417,61 @@ def report(rows: Sequence[dict], fit_rows: Sequence[dict] | None = None, recall:
         fit = [(r["metrics"], r["label"]) for r in fit_rows if r.get("label") is not None]
         out = validate(fit, labelled, recall=recall)
         out["fit"] = "another run"
-        return out | _baseline(rows)
+        model = combine([s for s, _ in fit], [y for _, y in fit])
+        return out | _baseline(kept, [model.score(s) for s, _ in labelled])
     # two folds, stratified: failing and sound edits alternate between them, so each fold has both
-    folds: tuple[list, list] = ([], [])
+    folds: tuple[list[int], list[int]] = ([], [])
     for cls in (0, 1):
-        for i, item in enumerate([x for x in labelled if x[1] == cls]):
-            folds[i % 2].append(item)
-    if any(len({y for _, y in fold}) < 2 for fold in folds):
+        for i, k in enumerate([k for k, (_, y) in enumerate(labelled) if y == cls]):
+            folds[i % 2].append(k)
+    if any(len({labelled[k][1] for k in fold}) < 2 for fold in folds):
         return not_enough(
             f"{failing} failing of {len(labelled)}: too few to fit on one half and score the other"
         )
-    scored = []
+    combined = [math.nan] * len(labelled)
     for fit, test in ((folds[0], folds[1]), (folds[1], folds[0])):
-        model = combine([s for s, _ in fit], [y for _, y in fit])
-        scored += [({**s, "combined": model.score(s)}, y) for s, y in test]
-    labels = [y for _, y in scored]
+        model = combine([labelled[k][0] for k in fit], [labelled[k][1] for k in fit])
+        for k in test:
+            combined[k] = model.score(labelled[k][0])
+    labels = [y for _, y in labelled]
     out = validate(labelled, labelled, recall=recall)  # per-signal AUROCs need no fit
-    combined = [s["combined"] for s, _ in scored]
     out["auroc"] = auroc(combined, labels)
     out["auroc_ci"] = list(auroc_ci(combined, labels))
     out["precision_at_recall"] = {str(recall): precision_at_recall(combined, labels, recall)}
     out["calibration"] = calibration(combined, labels)
     out["fit"] = "two-fold cross-fitting, stratified by label"
-    return out | _baseline(rows)
+    return out | _baseline(kept, combined)
 
 
-def _baseline(rows: Sequence[dict]) -> dict:
-    """The AUROC of a case's number of NS/RS/DNS prompts alone, which knows nothing of the edit: a
-    case with more prompts has more chances to break one, so the signals should beat this."""
-    kept = [r for r in rows if r.get("label") is not None and "prompts" in r]
-    if not kept:
-        return {}
-    return {
-        "baseline_prompt_count": auroc([sum(r["prompts"].values()) for r in kept], [r["label"] for r in kept])
-    }
+def _baseline(rows: Sequence[dict], combined: Sequence[float]) -> dict:
+    """What a signal must beat, and the view that removes the need: the AUROC of a case's number
+    of NS/RS/DNS prompts alone, which knows nothing of the edit (a case with more prompts has more
+    chances to break one), and, where rows record ``"right_before"``, every signal per prompt."""
+    out: dict = {}
+    if all("prompts" in r for r in rows):
+        counts = [sum(r["prompts"].values()) for r in rows]
+        out["baseline_prompt_count"] = auroc(counts, [r["label"] for r in rows])
+    if all(r.get("right_before") is not None for r in rows):
+        view = {
+            name: per_prompt([r["metrics"][name] for r in rows], rows, ci=False)["auroc"] for name in SIGNALS
+        }
+        out["per_prompt"] = {
+            "signals": view,
+            "combined": per_prompt(combined, rows),
+            "baseline_right_before": per_prompt(
+                [sum(r["right_before"].values()) for r in rows], rows, ci=False
+            )["auroc"],
+            "tasks": {},
+        }
+        for task in ("NS", "RS", "DNS"):
+            first = per_prompt([r["metrics"][SIGNALS[0]] for r in rows], rows, task=task, ci=False)
+            per_signal = {
+                name: per_prompt([r["metrics"][name] for r in rows], rows, task=task, ci=False)["auroc"]
+                for name in SIGNALS
+            }
+            out["per_prompt"]["tasks"][task] = {
+                "prompts": first["prompts"],
+                "broken": first["broken"],
+                "signals": per_signal,
+            }
+    return out

@@ -34,6 +34,62 @@ def test_auroc_is_the_share_of_failing_sound_pairs_ranked_right():
     assert math.isnan(audit.auroc([1.0, 2.0], [1, 1]))
 
 
+def test_weighted_auroc_counts_each_entry_as_often_as_its_weight():
+    rng = np.random.default_rng(3)
+    scores = rng.integers(0, 5, 30).astype(float)
+    labels = rng.integers(0, 2, 30)
+    weights = rng.integers(0, 4, 30)  # zero weights drop out
+    repeated_s = [s for s, w in zip(scores, weights) for _ in range(w)]
+    repeated_y = [y for y, w in zip(labels, weights) for _ in range(w)]
+    assert audit.auroc(scores, labels, weights) == pytest.approx(_pairwise_auroc(repeated_s, repeated_y))
+    assert audit.auroc(scores, labels, np.ones(30)) == pytest.approx(audit.auroc(scores, labels))
+
+
+def test_the_per_prompt_view_scores_every_prompt_right_before_by_its_edit():
+    rows = [
+        {"failures": {"NS": 2, "DNS": 0}, "right_before": {"NS": 3, "DNS": 1}},  # 2 broken, 2 kept
+        {"failures": {"RS": 0}, "right_before": {"RS": 2}},  # 2 kept
+        {"failures": {"NS": 1}, "right_before": {"NS": 1}},  # 1 broken
+    ]
+    scores = [0.9, 0.1, 0.5]
+    # prompts: broken at 0.9, 0.9, 0.5; kept at 0.9, 0.9, 0.1, 0.1
+    expected = _pairwise_auroc([0.9, 0.9, 0.5, 0.9, 0.9, 0.1, 0.1], [1, 1, 1, 0, 0, 0, 0])
+    view = audit.per_prompt(scores, rows)
+    assert view["auroc"] == pytest.approx(expected) and (view["prompts"], view["broken"]) == (7, 3)
+    lo, hi = view["auroc_ci"]
+    assert lo <= view["auroc"] <= hi
+    # NS alone: broken at 0.9, 0.9, 0.5; kept at 0.9 (the first edit's DNS prompt is left out)
+    ns = audit.per_prompt(scores, rows, task="NS", ci=False)
+    assert ns["auroc"] == pytest.approx(_pairwise_auroc([0.9, 0.9, 0.5, 0.9], [1, 1, 1, 0]))
+    assert (ns["prompts"], ns["broken"]) == (4, 3)
+
+
+def test_the_per_prompt_view_removes_the_prompt_count_confound():
+    # every edit breaks half of the prompts it had right: per edit the count "predicts" failure
+    # (the one-prompt edits cannot break half), per prompt it predicts nothing
+    rows = []
+    for i, n in enumerate([1, 1, 2, 4, 6, 8, 1, 2]):
+        broken = n // 2
+        rows.append(
+            {
+                "metrics": {name: float(i % 3) for name in audit.SIGNALS},
+                "label": int(broken > 0),
+                "prompts": {"NS": n},
+                "failures": {"NS": broken},
+                "right_before": {"NS": broken * 2 or n},
+            }
+        )
+    res = audit.report(rows)
+    assert res["baseline_prompt_count"] == 1.0
+    assert res["per_prompt"]["baseline_right_before"] == pytest.approx(
+        audit.per_prompt([sum(r["right_before"].values()) for r in rows], rows)["auroc"]
+    )
+    assert set(res["per_prompt"]["signals"]) == set(audit.SIGNALS)
+    assert res["per_prompt"]["tasks"]["NS"]["broken"] == sum(r["failures"]["NS"] for r in rows)
+    assert math.isnan(res["per_prompt"]["tasks"]["DNS"]["signals"]["head_kl"])  # no DNS prompts
+    assert audit.per_prompt([2.0, 4.0, 6.0], rows[3:6])["auroc"] == 0.5
+
+
 def test_precision_at_recall_flags_down_to_the_case_that_reaches_the_recall():
     scores = [0.9, 0.8, 0.7, 0.6, 0.5, 0.1]
     labels = [1, 0, 1, 0, 1, 0]  # 3 failing: recall 2/3 is reached at the third case
@@ -114,6 +170,10 @@ def test_the_label_counts_prompts_right_before_and_wrong_after(tiny):
         after = {m: [right(p.prompt, p.answer) for p in probes] for m, probes in tasks.items()}
     expected = {m: sum(b and not a for b, a in zip(before[m], after[m])) for m in tasks}
     assert audit.failures(tiny, edit, case) == expected
+    assert audit.outcomes(tiny, edit, case) == {
+        "right_before": {m: sum(before[m]) for m in tasks},
+        "broken": expected,
+    }
     unchanged = dataclasses.replace(
         edit, deltas=[dataclasses.replace(d, delta=torch.zeros_like(d.delta)) for d in edit.deltas]
     )
@@ -132,6 +192,7 @@ def test_audit_command_writes_the_summary_other_tools_read_and_resumes(
     assert set(res["summary"]["signals"]) == set(audit.SIGNALS) and res["summary"]["n"] == 8
     row = res["cases"][0]
     assert set(row["metrics"]) == set(audit.SIGNALS) and row["label"] in (0, 1)
+    assert all(row["failures"][m] <= row["right_before"][m] <= row["prompts"][m] for m in row["failures"])
     assert res["config"]["command"] == "audit" and res["config"]["editor"] == "rome"
     import drift.audit as module
 

@@ -131,3 +131,21 @@ def test_sadr_mechanism_script_reports_terms_heads_and_drift(tmp_path, tiny_dir,
     assert len(s["restrained"]) == tiny.cfg.n_layers and len(s["restrained"][0]) == tiny.cfg.n_heads
     for stem in ("sadr_losses", "sadr_restrained", "sadr_heads"):
         assert (tmp_path / f"{stem}.png").stat().st_size > 1000
+    assert set(s["patching"]) == {"vanilla", "rome", "patched", "best_patched"}
+    assert s["patching"]["best_patched"] >= s["patching"]["patched"]
+
+
+@pytest.mark.integration
+def test_sadr_mechanism_runs_on_the_cases_named_by_ids(tmp_path, tiny_dir, capsys):
+    import json
+
+    from drift.data import load_cases
+    from tests.conftest import run_analysis
+
+    second = [c for c in load_cases("builtin") if c.distracting][1].case_id
+    argv = ["--model", tiny_dir, "--window", "0,1", "--out", tmp_path]
+    run_analysis("sadr_mechanism", argv + ["--ids", second], capsys)
+    cases = json.loads((tmp_path / "sadr_mechanism.json").read_text())["cases"]
+    assert [c["case_id"] for c in cases] == [second]
+    with pytest.raises(ValueError, match="--ids: case.*nosuch"):
+        run_analysis("sadr_mechanism", argv + ["--ids", "nosuch"], capsys)
