@@ -369,6 +369,19 @@ def _merge(args) -> int:
     config, rows = join(args.inputs, "merge")
     if not rows:
         raise ValueError("merge: the inputs hold no finished cases")
+    if config.get("command") == "audit":  # an audit's shards: the summary is the audit's own
+        from drift import audit
+        from drift.store import save_json
+
+        validate = bool(config.get("validate"))
+        summary = audit.report(rows) if validate else {"n": len(rows)}
+        merged = [str(x) for x in args.inputs]
+        save_json(
+            Path(args.out), {"config": config, "summary": summary, "cases": rows, "merged_from": merged}
+        )
+        _print_audit(summary, rows, validate)
+        print(f"wrote {args.out} ({len(rows)} cases)")
+        return 0
     result = write_results(
         args.out, config, rows, scoring_of(config)[1], merged_from=[str(x) for x in args.inputs]
     )
@@ -461,9 +474,16 @@ def _audit(args) -> int:
         save_json(out, {"config": config, "summary": summary, "cases": rows})
         log.path.unlink()
         Path(str(log.path) + ".lock").unlink(missing_ok=True)
-    if args.validate and "note" in summary:
+    _print_audit(summary, rows, args.validate)
+    print(f"wrote {out}")
+    return 0
+
+
+def _print_audit(summary: dict, rows: list[dict], validate: bool) -> None:
+    """An audit's summary: the AUROCs (per edit, then per prompt and task), or each edit's signals."""
+    if validate and "note" in summary:
         print(f"audit: {summary['note']}", file=sys.stderr)
-    elif args.validate:
+    elif validate:
         print(
             f"AUROC of the combined score ({summary['fit']}): {summary['auroc']:.3f} "
             f"[{summary['auroc_ci'][0]:.3f}, {summary['auroc_ci'][1]:.3f}] on {summary['n']} edits, "
@@ -471,12 +491,21 @@ def _audit(args) -> int:
         )
         for name, a in summary["signals"].items():
             print(f"  {name:<14} AUROC {a:.3f}")
+        view = summary.get("per_prompt")
+        if view:
+            tasks = [t for t, v in view["tasks"].items() if v["prompts"]]
+            print("per prompt right before the edit (broken / right):")
+            print(f"  {'':<14} {'all':>9}" + "".join(f" {t:>9}" for t in tasks))
+            counts = [f"{view['combined']['broken']}/{view['combined']['prompts']}"]
+            counts += [f"{view['tasks'][t]['broken']}/{view['tasks'][t]['prompts']}" for t in tasks]
+            print(f"  {'prompts':<14}" + "".join(f" {c:>9}" for c in counts))
+            for name, a in view["signals"].items():
+                per_task = "".join(f" {view['tasks'][t]['signals'][name]:>9.3f}" for t in tasks)
+                print(f"  {name:<14} {a:>9.3f}{per_task}")
     else:
         for r in rows:
             risk = ", ".join(f"{k} {v:.3g}" for k, v in r["metrics"].items())
             print(f"{r['case_id']:>8} {r['subject'][:30]:<30} {risk}")
-    print(f"wrote {out}")
-    return 0
 
 
 def _compare(args) -> int:

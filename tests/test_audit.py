@@ -274,3 +274,18 @@ def test_the_summary_gives_the_prompt_count_baseline_a_signal_must_beat():
         plan = plan_case(case)
         expected = {m: len(plan.comparisons[m]) for m in ("NS", "RS", "DNS") if m in plan.comparisons}
         assert audit.prompt_counts(case) == expected
+
+
+def test_merge_joins_audit_shards_under_the_audits_own_summary(tmp_path, tiny_dir, capsys):
+    argv = ["audit", "--model", tiny_dir, "--limit", "8", "--steps", "2", "--validate", "--quiet"]
+    for part in ("1/2", "2/2"):
+        assert main(argv + ["--shard", part, "--out", str(tmp_path / f"{part[0]}.json")]) == 0
+    capsys.readouterr()
+    out = tmp_path / "all.json"
+    assert main(["merge", str(tmp_path / "1.json"), str(tmp_path / "2.json"), "--out", str(out)]) == 0
+    merged = json.loads(out.read_text())
+    rows = [r for p in ("1", "2") for r in json.loads((tmp_path / f"{p}.json").read_text())["cases"]]
+    assert merged["cases"] == rows and merged["config"]["command"] == "audit"
+    expected = audit.report(rows)
+    assert merged["summary"]["signals"] == pytest.approx(expected["signals"], nan_ok=True)
+    assert "wrote" in capsys.readouterr().out
