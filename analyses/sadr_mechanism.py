@@ -5,7 +5,10 @@ setting). From the SADR run: every loss term through the steps, and at its last 
 of which layers SADR restrained (the fraction of rewriting prompts) with each head's KL. On the
 case's distracting-neighbourhood prompt (the edit sentence before a neighbourhood prompt), for both
 edits: each head's attention drift at the last token (KL(vanilla ‖ edited) and the extra
-attention to the subject's last token), P(right answer) and P(o_edit).
+attention to the subject's last token), P(right answer) and P(o_edit); and whether giving ROME's
+edited model back its vanilla attention weights in the ``--window`` layers repairs that prompt
+(the trace's attention patching, first-token probabilities). ``--control`` adds ROME with SADR's
+80 steps and no SADR term, which separates what the restraint does from what the extra steps do.
 
 Writes ``OUT/sadr_mechanism.json`` (per case and averaged), ``sadr_losses`` (mean loss terms per
 step), ``sadr_restrained`` (the fraction of prompts where SADR restrains each head, per layer) and
@@ -13,6 +16,7 @@ step), ``sadr_restrained`` (the fraction of prompts where SADR restrains each he
 HTML and PNG, and prints the summary quoted in docs/results.md. ``--replot`` redraws from the JSON.
 
     python analyses/sadr_mechanism.py --limit 10 --out figures/sadr_mechanism
+    python analyses/sadr_mechanism.py --data CASES.json --ids unseen-eval.json --limit 10 --control
 """
 
 from __future__ import annotations
@@ -38,9 +42,10 @@ from drift.editors.rome import compute_rome, preset  # noqa: E402
 from drift.editors.sadr import SADR, paper_setting  # noqa: E402
 
 TERMS = ("nll", "kl", "weight_decay", "sadr")
+CONTROL = "rome@sadr-steps"
 
 
-def one_case(model, case, hp, window: tuple[int, int] = (14, 23)) -> dict:
+def one_case(model, case, hp, window: tuple[int, int] = (14, 23), control: bool = False) -> dict:
     setting = paper_setting("rome")
     term = SADR(setting["gamma"])
     t0 = time.time()
@@ -48,7 +53,10 @@ def one_case(model, case, hp, window: tuple[int, int] = (14, 23)) -> dict:
     restrained = compute_rome(model, case, replace(hp, steps=setting["steps"], extra_terms=(term,)))
     p = tracing.distracting_prompt(model, case)
     rows = {}
-    for name, edit in (("rome", plain), ("rome+sadr", restrained)):
+    edits = [("rome", plain), ("rome+sadr", restrained)]
+    if control:  # ROME with SADR's steps and no SADR: what the extra steps alone do
+        edits.append((CONTROL, compute_rome(model, case, replace(hp, steps=setting["steps"]))))
+    for name, edit in edits:
         d = measure(model, edit, p, case.o_edit)
         with edit.applied(model):
             p_rewrite = model.target_prob(case.prompt, case.o_edit)
@@ -104,7 +112,7 @@ def summarise(results: list[dict], n_layers: int, n_heads: int) -> dict:
     restrained /= len(results)
     gain = {
         k: torch.stack([torch.tensor(r["drift"][k]["subject_gain"]) for r in results]).mean(0)
-        for k in ("rome", "rome+sadr")
+        for k in results[0]["drift"]
     }
     per_layer = restrained.sum(-1)  # expected restrained heads per layer
     return {
@@ -163,6 +171,11 @@ def main(argv=None) -> dict:
         default=None,
         help="only these cases: comma-separated ids, or a results JSON (an eval, say) whose cases to use",
     )
+    ap.add_argument(
+        "--control",
+        action="store_true",
+        help=f"also ROME with SADR's steps and no SADR ({CONTROL!r}): the extra steps' share of the change",
+    )
     ap.add_argument("--model", default=None)
     ap.add_argument("--device", default=None)
     ap.add_argument("--out", default=str(ROOT / "figures" / "sadr_mechanism"))
@@ -191,7 +204,7 @@ def main(argv=None) -> dict:
         raise ValueError("no case with a distracting prompt was selected (check --data, --ids, --limit)")
     lo, hi = (int(x) for x in args.window.split(","))
     out.mkdir(parents=True, exist_ok=True)
-    results = [one_case(model, c, hp, (lo, hi)) for c in tqdm(cases, desc="ROME and ROME+SADR")]
+    results = [one_case(model, c, hp, (lo, hi), args.control) for c in tqdm(cases, desc="ROME and ROME+SADR")]
     L, H = model.cfg.n_layers, model.cfg.n_heads
     s = summarise(results, L, H)
     (out / "sadr_mechanism.json").write_text(json.dumps({"summary": s, "cases": results}, indent=1))
@@ -207,9 +220,9 @@ def main(argv=None) -> dict:
         "layers with most restrained heads: "
         + ", ".join(f"{l} ({s['restrained_per_layer'][l]:.2f})" for l in top)
     )
-    for k in ("rome", "rome+sadr"):
+    for k in s["subject_gain"]:
         print(
-            f"{k:10s} rewrite P(o_edit) {s['p_rewrite'][k]:.3f}   distracting: P(right) {s['p_true'][k]:.3f}"
+            f"{k:16s} rewrite P(o_edit) {s['p_rewrite'][k]:.3f}   distracting: P(right) {s['p_true'][k]:.3f}"
             f"  P(o_edit) {s['p_edit'][k]:.3f}   positive subject gain in layers {lo}-{hi} "
             f"{float(gain[k][lo : hi + 1].clamp_min(0).sum()):.3f}, elsewhere "
             f"{float(gain[k].clamp_min(0).sum() - gain[k][lo : hi + 1].clamp_min(0).sum()):.3f}"

@@ -144,8 +144,9 @@ def test_sadr_mechanism_runs_on_the_cases_named_by_ids(tmp_path, tiny_dir, capsy
 
     second = [c for c in load_cases("builtin") if c.distracting][1].case_id
     argv = ["--model", tiny_dir, "--window", "0,1", "--out", tmp_path]
-    run_analysis("sadr_mechanism", argv + ["--ids", second], capsys)
+    stdout, _ = run_analysis("sadr_mechanism", argv + ["--ids", second, "--control"], capsys)
     cases = json.loads((tmp_path / "sadr_mechanism.json").read_text())["cases"]
     assert [c["case_id"] for c in cases] == [second]
+    assert set(cases[0]["drift"]) == {"rome", "rome+sadr", "rome@sadr-steps"} and "rome@sadr-steps" in stdout
     with pytest.raises(ValueError, match="--ids: case.*nosuch"):
         run_analysis("sadr_mechanism", argv + ["--ids", "nosuch"], capsys)
