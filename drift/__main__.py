@@ -380,6 +380,7 @@ def _merge(args) -> int:
             Path(args.out), {"config": config, "summary": summary, "cases": rows, "merged_from": merged}
         )
         _print_audit(summary, rows, validate)
+        _audit_figure(summary, Path(args.out))
         print(f"wrote {args.out} ({len(rows)} cases)")
         return 0
     result = write_results(
@@ -475,8 +476,22 @@ def _audit(args) -> int:
         log.path.unlink()
         Path(str(log.path) + ".lock").unlink(missing_ok=True)
     _print_audit(summary, rows, args.validate)
+    _audit_figure(summary, out)
     print(f"wrote {out}")
     return 0
+
+
+def _audit_figure(summary: dict, out: Path) -> None:
+    """The combined score's calibration beside the audit's results (``OUT_calibration.html/.png``)."""
+    if not summary.get("calibration"):
+        return
+    from drift import plots
+
+    title = f"Audit: combined score's calibration ({summary['n']} edits, {summary['fit']})"
+    for path in plots.save(
+        plots.calibration(summary["calibration"], title=title), out.with_name(f"{out.stem}_calibration")
+    ):
+        print(f"wrote {path}")
 
 
 def _print_audit(summary: dict, rows: list[dict], validate: bool) -> None:

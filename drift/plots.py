@@ -152,6 +152,30 @@ def scatter(
     return fig
 
 
+def calibration(bins: Sequence[Mapping[str, float]], *, title: str) -> go.Figure:
+    """A reliability diagram: each bin's mean predicted probability against its observed rate
+    (``{"predicted", "observed", "n"}`` per bin, marker area by ``n``), with the diagonal."""
+    x = [b["predicted"] for b in bins]
+    y = [b["observed"] for b in bins]
+    n = [b["n"] for b in bins]
+    fig = go.Figure()
+    fig.add_trace(go.Scatter(x=[0, 1], y=[0, 1], mode="lines", name="calibrated", line={"dash": "dot"}))
+    fig.add_trace(
+        go.Scatter(
+            x=x,
+            y=y,
+            mode="markers+lines",
+            name="bins",
+            text=[f"n = {k}" for k in n],
+            marker={"size": [8 + 4 * k**0.5 for k in n]},
+        )
+    )
+    fig.update_xaxes(title_text="predicted P(failure), bin mean", range=[0, 1])
+    fig.update_yaxes(title_text="observed failure rate", range=[0, 1])
+    fig.update_layout(title=title)
+    return fig
+
+
 def table(header: Sequence[str], rows: Sequence[Sequence], *, title: str) -> go.Figure:
     """A table (Table 2, Table 4) as a figure."""
     cols = [[r[i] for r in rows] for i in range(len(header))]

@@ -289,3 +289,14 @@ def test_merge_joins_audit_shards_under_the_audits_own_summary(tmp_path, tiny_di
     expected = audit.report(rows)
     assert merged["summary"]["signals"] == pytest.approx(expected["signals"], nan_ok=True)
     assert "wrote" in capsys.readouterr().out
+
+
+def test_a_validated_audit_draws_its_calibration(tmp_path, capsys):
+    rows = [dict(r, case_id=str(i), subject="s") for i, r in enumerate(_rows([0, 1] * 4))]
+    config = {"command": "audit", "validate": True, "editor": "rome", "data": "builtin"}
+    (tmp_path / "a.json").write_text(json.dumps({"config": config, "summary": {}, "cases": rows}))
+    assert main(["merge", str(tmp_path / "a.json"), "--out", str(tmp_path / "all.json")]) == 0
+    bins = json.loads((tmp_path / "all.json").read_text())["summary"]["calibration"]
+    assert sum(b["n"] for b in bins) == 8
+    assert (tmp_path / "all_calibration.png").stat().st_size > 1000
+    assert "all_calibration.html" in capsys.readouterr().out
