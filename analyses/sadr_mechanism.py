@@ -43,6 +43,7 @@ from drift.editors.sadr import SADR, paper_setting  # noqa: E402
 
 TERMS = ("nll", "kl", "weight_decay", "sadr")
 CONTROL = "rome@sadr-steps"
+LABELS = {"rome": "ROME (20 steps)", "rome+sadr": "ROME+SADR (80 steps)", CONTROL: "ROME (80 steps, no SADR)"}
 
 
 def one_case(model, case, hp, window: tuple[int, int] = (14, 23), control: bool = False) -> dict:
@@ -68,11 +69,17 @@ def one_case(model, case, hp, window: tuple[int, int] = (14, 23), control: bool 
             "p_rewrite": p_rewrite,
             "steps": len(edit.info["losses"]),
         }
+    vanilla = {
+        "p_true": model.target_prob(p.text, p.answer),
+        "p_edit": model.target_prob(p.text, case.o_edit),
+    }
     # does the damage travel through attention on this case? ROME's edit with the vanilla attention
     # weights patched back in `window` (first-token probabilities, as the trace reads them)
     patch = tracing.attention_patching(model, plain, p, window=window[1] - window[0] + 1)
     return {
         "case_id": case.case_id,
+        "subject": case.subject,
+        "vanilla": vanilla,
         "patching": {
             "vanilla": patch.vanilla[0].item(),
             "rome": patch.edited[0].item(),
@@ -130,8 +137,24 @@ def summarise(results: list[dict], n_layers: int, n_heads: int) -> dict:
     }
 
 
-def draw(s: dict, out: Path) -> None:
-    """``sadr_losses`` and ``sadr_heads`` from a summary (see the module docstring)."""
+def draw(s: dict, out: Path, cases: list[dict] | None = None) -> None:
+    """``sadr_losses``, ``sadr_restrained`` and ``sadr_heads`` from a summary, and with the cases
+    ``sadr_cases``: each case's distracting prompt, P(right) and P(o_edit) per model."""
+    if cases and all("vanilla" in c for c in cases):
+        names = [f"{c['case_id']} {c.get('subject', '')[:18]}" for c in cases]
+        panels = {}
+        for what, title in (("p_true", "P(right answer)"), ("p_edit", "P(o_edit)")):
+            panels[title] = {"vanilla": [c["vanilla"][what] for c in cases]} | {
+                LABELS.get(k, k): [c["drift"][k][what] for c in cases] for k in cases[0]["drift"]
+            }
+        fig = plots.bars(
+            names,
+            panels,
+            title="Each case's distracting prompt: the unedited model, ROME, ROME+SADR"
+            + (" and ROME at SADR's steps" if CONTROL in cases[0]["drift"] else ""),
+            y_title="probability",
+        )
+        plots.save(fig, out / "sadr_cases", width=1100, height=650)
     steps = range(len(s["mean_losses"]["nll"]))
     fig = plots.curves(
         steps,
@@ -188,7 +211,8 @@ def main(argv=None) -> dict:
     args = ap.parse_args(argv)
     out = Path(args.out)
     if args.replot:
-        draw(json.loads((out / "sadr_mechanism.json").read_text())["summary"], out)
+        saved = json.loads((out / "sadr_mechanism.json").read_text())
+        draw(saved["summary"], out, saved["cases"])
         return {}
     model = drift.load_model(args.model, device=args.device)
     hp = preset(model)
@@ -208,7 +232,7 @@ def main(argv=None) -> dict:
     L, H = model.cfg.n_layers, model.cfg.n_heads
     s = summarise(results, L, H)
     (out / "sadr_mechanism.json").write_text(json.dumps({"summary": s, "cases": results}, indent=1))
-    draw(s, out)
+    draw(s, out, results)
     gain = {k: torch.tensor(v) for k, v in s["subject_gain"].items()}
     top = sorted(range(L), key=lambda l: -s["restrained_per_layer"][l])[:5]
     last = {t: s["mean_losses"][t][-1] for t in TERMS}

@@ -93,6 +93,29 @@ def curves(
     return fig
 
 
+def bars(
+    groups: Sequence[str],
+    panels: Mapping[str, Mapping[str, Sequence[float]]],
+    *,
+    title: str,
+    y_title: str,
+) -> go.Figure:
+    """Grouped bars, one row per panel (``{panel: {series: one value per group}}``): in each
+    group (a case, say) one bar per series, coloured alike across the panels."""
+    fig = make_subplots(rows=len(panels), cols=1, subplot_titles=list(panels))
+    for r, lines in enumerate(panels.values(), start=1):
+        for i, (name, ys) in enumerate(lines.items()):
+            colour = _PALETTE[i % len(_PALETTE)]
+            bar = go.Bar(x=list(groups), y=list(ys), name=name, legendgroup=name, showlegend=r == 1)
+            fig.add_trace(bar.update(marker_color=colour), row=r, col=1)
+        fig.update_yaxes(title_text=y_title, row=r, col=1)
+    fig.update_layout(title=title, barmode="group")
+    return fig
+
+
+_PALETTE = ("#636efa", "#ef553b", "#00cc96", "#ab63fa", "#ffa15a", "#19d3f3")
+
+
 def paths(
     panels: Mapping[str, Mapping[str, tuple[Sequence[float], Sequence[float], Sequence[str]]]],
     *,

@@ -129,14 +129,14 @@ def test_sadr_mechanism_script_reports_terms_heads_and_drift(tmp_path, tiny_dir,
     s = json.loads((tmp_path / "sadr_mechanism.json").read_text())["summary"]
     assert set(s["mean_losses"]) == {"nll", "kl", "weight_decay", "sadr"}
     assert len(s["restrained"]) == tiny.cfg.n_layers and len(s["restrained"][0]) == tiny.cfg.n_heads
-    for stem in ("sadr_losses", "sadr_restrained", "sadr_heads"):
+    for stem in ("sadr_losses", "sadr_restrained", "sadr_heads", "sadr_cases"):
         assert (tmp_path / f"{stem}.png").stat().st_size > 1000
     assert set(s["patching"]) == {"vanilla", "rome", "patched", "best_patched"}
     assert s["patching"]["best_patched"] >= s["patching"]["patched"]
 
 
 @pytest.mark.integration
-def test_sadr_mechanism_runs_on_the_cases_named_by_ids(tmp_path, tiny_dir, capsys):
+def test_sadr_mechanism_runs_on_the_cases_named_by_ids(tmp_path, tiny_dir, tiny, capsys):
     import json
 
     from drift.data import load_cases
@@ -148,5 +148,11 @@ def test_sadr_mechanism_runs_on_the_cases_named_by_ids(tmp_path, tiny_dir, capsy
     cases = json.loads((tmp_path / "sadr_mechanism.json").read_text())["cases"]
     assert [c["case_id"] for c in cases] == [second]
     assert set(cases[0]["drift"]) == {"rome", "rome+sadr", "rome@sadr-steps"} and "rome@sadr-steps" in stdout
+    # the unedited model's P(right answer): the product over its tokens, from one plain forward
+    probe = next(c for c in load_cases("builtin") if c.case_id == second).distracting[0]
+    ids, tgt = tiny.encode(probe.prompt), tiny.encode_target(probe.answer)
+    logp = tiny.forward(torch.tensor([ids + tgt[:-1]]))[0].log_softmax(-1)[len(ids) - 1 :]
+    p_right = float(torch.stack([logp[i, t] for i, t in enumerate(tgt)]).sum().exp())
+    assert cases[0]["vanilla"]["p_true"] == pytest.approx(p_right, rel=1e-4)
     with pytest.raises(ValueError, match="--ids: case.*nosuch"):
         run_analysis("sadr_mechanism", argv + ["--ids", "nosuch"], capsys)
