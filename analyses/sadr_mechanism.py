@@ -57,11 +57,23 @@ def one_case(model, case, hp, window: tuple[int, int] = (14, 23), control: bool 
     edits = [("rome", plain), ("rome+sadr", restrained)]
     if control:  # ROME with SADR's steps and no SADR: what the extra steps alone do
         edits.append((CONTROL, compute_rome(model, case, replace(hp, steps=setting["steps"]))))
+    # where the last token's extra attention goes in the window: the subject's last token (what
+    # SADR restrains), o_edit's tokens in the edit sentence (copying the new object), the rest
+    start = case.edit_sentence.rfind(case.o_edit)
+    groups = {
+        "subject": [p.subject_last],
+        "o_edit": model.span_positions(p.text, start, start + len(case.o_edit)),
+    }
+    lo, hi = window
     for name, edit in edits:
         d = measure(model, edit, p, case.o_edit)
         with edit.applied(model):
             p_rewrite = model.target_prob(case.prompt, case.o_edit)
+        extra = (d.edited_rows - d.vanilla_rows)[lo : hi + 1].sum((0, 1))  # [tokens]
+        to = {g: float(extra[pos].sum()) for g, pos in groups.items()}
+        to["rest"] = float(extra.sum()) - sum(to.values())  # rows sum to 1: the others' loss
         rows[name] = {
+            "extra_attention": to,
             "kl": d.kl.tolist(),
             "subject_gain": d.subject_gain.tolist(),
             "p_true": d.p_true,
@@ -130,6 +142,12 @@ def summarise(results: list[dict], n_layers: int, n_heads: int) -> dict:
         "subject_gain": {k: v.tolist() for k, v in gain.items()},
         "p_true": {k: sum(r["drift"][k]["p_true"] for r in results) / len(results) for k in gain},
         "p_edit": {k: sum(r["drift"][k]["p_edit"] for r in results) / len(results) for k in gain},
+        "extra_attention": {
+            k: {g: sum(r["drift"][k]["extra_attention"][g] for r in results) / len(results) for g in groups}
+            for k in gain
+            if all("extra_attention" in r["drift"][k] for r in results)
+            for groups in [results[0]["drift"][k]["extra_attention"]]
+        },
         "p_rewrite": {k: sum(r["drift"][k]["p_rewrite"] for r in results) / len(results) for k in gain},
         "patching": {
             k: sum(r["patching"][k] for r in results) / len(results) for k in results[0].get("patching", {})
@@ -250,6 +268,11 @@ def main(argv=None) -> dict:
             f"  P(o_edit) {s['p_edit'][k]:.3f}   positive subject gain in layers {lo}-{hi} "
             f"{float(gain[k][lo : hi + 1].clamp_min(0).sum()):.3f}, elsewhere "
             f"{float(gain[k].clamp_min(0).sum() - gain[k][lo : hi + 1].clamp_min(0).sum()):.3f}"
+        )
+    for k, to in s.get("extra_attention", {}).items():
+        print(
+            f"{k:16s} the last token's extra attention in layers {lo}-{hi} (heads summed): "
+            + ", ".join(f"to {g} {v:+.3f}" for g, v in to.items())
         )
     if s["patching"]:
         pt = s["patching"]

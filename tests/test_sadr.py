@@ -154,5 +154,9 @@ def test_sadr_mechanism_runs_on_the_cases_named_by_ids(tmp_path, tiny_dir, tiny,
     logp = tiny.forward(torch.tensor([ids + tgt[:-1]]))[0].log_softmax(-1)[len(ids) - 1 :]
     p_right = float(torch.stack([logp[i, t] for i, t in enumerate(tgt)]).sum().exp())
     assert cases[0]["vanilla"]["p_true"] == pytest.approx(p_right, rel=1e-4)
+    for row in cases[0]["drift"].values():  # window 0-1: the subject's share is its gain there
+        to = row["extra_attention"]
+        assert to["subject"] == pytest.approx(float(torch.tensor(row["subject_gain"])[0:2].sum()), abs=1e-5)
+        assert sum(to.values()) == pytest.approx(0.0, abs=1e-4)  # attention moves, rows sum to 1
     with pytest.raises(ValueError, match="--ids: case.*nosuch"):
         run_analysis("sadr_mechanism", argv + ["--ids", "nosuch"], capsys)
