@@ -277,7 +277,7 @@ def test_the_summary_gives_the_prompt_count_baseline_a_signal_must_beat():
 
 
 def test_merge_joins_audit_shards_under_the_audits_own_summary(tmp_path, tiny_dir, capsys):
-    argv = ["audit", "--model", tiny_dir, "--limit", "8", "--steps", "2", "--validate", "--quiet"]
+    argv = ["audit", "--model", tiny_dir, "--limit", "4", "--steps", "1", "--validate", "--quiet"]
     for part in ("1/2", "2/2"):
         assert main(argv + ["--shard", part, "--out", str(tmp_path / f"{part[0]}.json")]) == 0
     capsys.readouterr()
