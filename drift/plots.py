@@ -193,8 +193,8 @@ def calibration(bins: Sequence[Mapping[str, float]], *, title: str) -> go.Figure
             marker={"size": [8 + 4 * k**0.5 for k in n]},
         )
     )
-    fig.update_xaxes(title_text="predicted P(failure), bin mean", range=[0, 1])
-    fig.update_yaxes(title_text="observed failure rate", range=[0, 1])
+    fig.update_xaxes(title_text="predicted P(failure), bin mean", range=[-0.05, 1.05])
+    fig.update_yaxes(title_text="observed failure rate", range=[-0.05, 1.05])
     fig.update_layout(title=title)
     return fig
 
