@@ -143,10 +143,12 @@ def summarise(results: list[dict], n_layers: int, n_heads: int) -> dict:
         "p_true": {k: sum(r["drift"][k]["p_true"] for r in results) / len(results) for k in gain},
         "p_edit": {k: sum(r["drift"][k]["p_edit"] for r in results) / len(results) for k in gain},
         "extra_attention": {
-            k: {g: sum(r["drift"][k]["extra_attention"][g] for r in results) / len(results) for g in groups}
+            k: {
+                g: sum(r["drift"][k]["extra_attention"][g] for r in results) / len(results)
+                for g in results[0]["drift"][k]["extra_attention"]
+            }
             for k in gain
-            if all("extra_attention" in r["drift"][k] for r in results)
-            for groups in [results[0]["drift"][k]["extra_attention"]]
+            if all("extra_attention" in r["drift"][k] for r in results)  # older runs lack it
         },
         "p_rewrite": {k: sum(r["drift"][k]["p_rewrite"] for r in results) / len(results) for k in gain},
         "patching": {
@@ -234,10 +236,11 @@ def main(argv=None) -> dict:
         return {}
     model = drift.load_model(args.model, device=args.device)
     hp = preset(model)
-    cases = [c for c in load_cases(args.data) if c.distracting]
+    every = load_cases(args.data)
+    cases = [c for c in every if c.distracting]
     if args.ids is not None:
         wanted = chosen_ids(args.ids)
-        missing = wanted - {c.case_id for c in load_cases(args.data)}
+        missing = wanted - {c.case_id for c in every}
         if missing:
             raise ValueError(f"--ids: case(s) {sorted(missing)[:5]} are not in {args.data}")
         cases = [c for c in cases if c.case_id in wanted]

@@ -464,14 +464,14 @@ def _baseline(rows: Sequence[dict], combined: Sequence[float]) -> dict:
             "tasks": {},
         }
         for task in ("NS", "RS", "DNS"):
-            first = per_prompt([r["metrics"][SIGNALS[0]] for r in rows], rows, task=task, ci=False)
-            per_signal = {
-                name: per_prompt([r["metrics"][name] for r in rows], rows, task=task, ci=False)["auroc"]
+            views = {
+                name: per_prompt([r["metrics"][name] for r in rows], rows, task=task, ci=False)
                 for name in SIGNALS
             }
+            counts = views[SIGNALS[0]]  # the prompts and broken ones are the same for every signal
             out["per_prompt"]["tasks"][task] = {
-                "prompts": first["prompts"],
-                "broken": first["broken"],
-                "signals": per_signal,
+                "prompts": counts["prompts"],
+                "broken": counts["broken"],
+                "signals": {name: v["auroc"] for name, v in views.items()},
             }
     return out
