@@ -250,18 +250,32 @@ def figures(raw: dict, curves: dict, start: int, corr: dict, rows: dict, args, n
         written += plots.save(fig, out / "fig4_drift_vs_p_edit")
     for name, facs in (("table2", TABLE2), ("table4", TABLE4)):
         body = [
-            [t, f, f"{corr[t][f].rho:.3f}", f"{corr[t][f].p:.1e}", corr[t][f].n]
+            [
+                t,
+                f,
+                f"{corr[t][f].rho:.3f}",
+                f"{corr[t][f].p:.1e}",
+                corr[t][f].n,
+                f"{corr[t][f].rho_cases:.3f}",
+                f"[{corr[t][f].ci_cases[0]:.2f}, {corr[t][f].ci_cases[1]:.2f}]",
+                f"{corr[t][f].p_cases:.1e}",
+                corr[t][f].cases,
+            ]
             for t in TASKS
             if rows[t]
             for f in facs
         ]
         fig = plots.table(
-            ["task", "factor", "Pearson ρ", "p", "n"],
+            ["task", "factor", "ρ (prompts)", "p", "prompts", "ρ (case means)", "95% CI", "p", "cases"],
             body,
             title=f"{'Table 2' if name == 'table2' else 'Table 4'}: correlation with P(o_edit)",
         )
         written += plots.save(fig, out / name, height=120 + 30 * len(body))
     return written
+
+
+def _fmt(x, spec: str) -> str:
+    return "n/a" if x is None else format(x, spec)
 
 
 def _num(x):
@@ -294,7 +308,18 @@ def main(argv=None) -> dict:
         "config": vars(args) | {"model": model.name, "n_cases": len(cases)},
         "significant_layers": [layers.start, layers.stop - 1],
         "correlations": {
-            t: {f: {"rho": _num(c.rho), "p": _num(c.p), "n": c.n} for f, c in cs.items()}
+            t: {
+                f: {
+                    "rho": _num(c.rho),
+                    "p": _num(c.p),
+                    "n": c.n,
+                    "cases": c.cases,
+                    "rho_cases": _num(c.rho_cases),
+                    "p_cases": _num(c.p_cases),
+                    "ci_cases": [_num(x) for x in c.ci_cases],
+                }
+                for f, c in cs.items()
+            }
             for t, cs in corr.items()
         },
         "attention_patching": {t: {k: _num(v) for k, v in c.items()} for t, c in curves.items()},
@@ -344,8 +369,14 @@ def summary(result: dict, curves: dict, args) -> str:
             f"edited {float(c['edited'][1]):.3f}, patched {float(p[1]):.3f}"
         )
     for t, cs in result["correlations"].items():
-        parts = [f"{f} ρ={v['rho']:.2f} (p={v['p']:.1e})" for f, v in cs.items() if v["rho"] is not None]
-        lines.append(f"  {t} (n={next(iter(cs.values()))['n']}): " + ", ".join(parts))
+        parts = [
+            f"{f} ρ={v['rho']:.2f} (p={v['p']:.1e}; case means {_fmt(v['rho_cases'], '.2f')}, "
+            f"p={_fmt(v['p_cases'], '.1e')})"
+            for f, v in cs.items()
+            if v["rho"] is not None
+        ]
+        first = next(iter(cs.values()))
+        lines.append(f"  {t} ({first['n']} prompts, {first['cases']} cases): " + ", ".join(parts))
     if result["skipped"]:
         lines.append(f"  skipped {len(result['skipped'])}: " + "; ".join(result["skipped"][:3]))
     return "\n".join(lines)

@@ -50,6 +50,7 @@ from scipy import optimize, stats
 from drift.adapter import Model
 from drift.data import EditCase
 from drift.editors.base import Edit
+from drift.resample import cluster_bootstrap, interval
 
 # Unrelated facts the audit asks after the edit sentence: (question, its answer). Kept short so
 # each is a few tokens; none is about a CounterFact subject's usual relations' objects.
@@ -222,20 +223,11 @@ def auroc_ci(
     """A 95% percentile bootstrap interval of :func:`auroc`: cases resampled with replacement, or,
     with ``clusters``, whole clusters (the entries of one edit stay together)."""
     s, y = np.asarray(scores, float), np.asarray(labels, int)
-    w = np.ones(len(s)) if weights is None else np.asarray(weights, float)
-    c = np.arange(len(s)) if clusters is None else np.asarray(clusters)
-    ids = np.unique(c)
-    members = [np.flatnonzero(c == k) for k in ids]
-    rng = np.random.default_rng(seed)
-    draws = []
-    for _ in range(n):
-        i = np.concatenate([members[k] for k in rng.integers(0, len(ids), len(ids))])
-        a = auroc(s[i], y[i], None if weights is None else w[i])
-        if not math.isnan(a):
-            draws.append(a)
-    if not draws:
-        return (math.nan, math.nan)
-    return (float(np.percentile(draws, 2.5)), float(np.percentile(draws, 97.5)))
+    w = None if weights is None else np.asarray(weights, float)
+    draws = cluster_bootstrap(
+        lambda i: auroc(s[i], y[i], None if w is None else w[i]), clusters, size=len(s), n=n, seed=seed
+    )
+    return interval(draws)
 
 
 def per_prompt(

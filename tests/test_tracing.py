@@ -138,6 +138,8 @@ def test_trace_script_writes_figures_and_numbers(tmp_path, tiny_dir, tiny, capsy
     assert "attention patching helps most in layers" in stdout
     result = json.loads((out / "trace.json").read_text())
     assert set(result["correlations"]) == {"DNS", "RS"}
+    kl = result["correlations"]["DNS"]["kl_drift"]
+    assert kl["cases"] <= kl["n"] and {"rho_cases", "p_cases", "ci_cases"} <= set(kl)  # over cases too
     effect = torch.tensor(result["substitution"]["DNS"]["attn"][0]["effect"])
     assert effect.shape[0] == tiny.cfg.n_layers and effect.abs().max() > 0  # the edited attention moves P
     for stem in [
