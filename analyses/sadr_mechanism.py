@@ -46,7 +46,9 @@ CONTROL = "rome@sadr-steps"
 LABELS = {"rome": "ROME (20 steps)", "rome+sadr": "ROME+SADR (80 steps)", CONTROL: "ROME (80 steps, no SADR)"}
 
 
-def one_case(model, case, hp, window: tuple[int, int] = (14, 23), control: bool = False) -> dict:
+def one_case(
+    model, case, hp, window: tuple[int, int] = (14, 23), control: bool = False, scoring: str = "mean"
+) -> dict:
     setting = paper_setting("rome")
     term = SADR(setting["gamma"])
     t0 = time.time()
@@ -66,9 +68,9 @@ def one_case(model, case, hp, window: tuple[int, int] = (14, 23), control: bool 
     }
     lo, hi = window
     for name, edit in edits:
-        d = measure(model, edit, p, case.o_edit)
+        d = measure(model, edit, p, case.o_edit, scoring)
         with edit.applied(model):
-            p_rewrite = model.target_prob(case.prompt, case.o_edit)
+            p_rewrite = model.target_prob(case.prompt, case.o_edit, scoring)
         extra = (d.edited_rows - d.vanilla_rows)[lo : hi + 1].sum((0, 1))  # [tokens]
         to = {g: float(extra[pos].sum()) for g, pos in groups.items()}
         to["rest"] = float(extra.sum()) - sum(to.values())  # rows sum to 1: the others' loss
@@ -82,8 +84,8 @@ def one_case(model, case, hp, window: tuple[int, int] = (14, 23), control: bool 
             "steps": len(edit.info["losses"]),
         }
     vanilla = {
-        "p_true": model.target_prob(p.text, p.answer),
-        "p_edit": model.target_prob(p.text, case.o_edit),
+        "p_true": model.target_prob(p.text, p.answer, scoring),
+        "p_edit": model.target_prob(p.text, case.o_edit, scoring),
     }
     # does the damage travel through attention on this case? ROME's edit with the vanilla attention
     # weights patched back in `window` (first-token probabilities, as the trace reads them)
@@ -219,6 +221,13 @@ def main(argv=None) -> dict:
         action="store_true",
         help=f"also ROME with SADR's steps and no SADR ({CONTROL!r}): the extra steps' share of the change",
     )
+    ap.add_argument(
+        "--scoring",
+        default="mean",
+        choices=["mean", "product"],
+        help="a multi-token answer's probability: exp of its mean log-probability per token (default, "
+        "the reference's) or the product of its tokens' probabilities",
+    )
     ap.add_argument("--model", default=None)
     ap.add_argument("--device", default=None)
     ap.add_argument("--out", default=str(ROOT / "figures" / "sadr_mechanism"))
@@ -249,10 +258,15 @@ def main(argv=None) -> dict:
         raise ValueError("no case with a distracting prompt was selected (check --data, --ids, --limit)")
     lo, hi = (int(x) for x in args.window.split(","))
     out.mkdir(parents=True, exist_ok=True)
-    results = [one_case(model, c, hp, (lo, hi), args.control) for c in tqdm(cases, desc="ROME and ROME+SADR")]
+    results = [
+        one_case(model, c, hp, (lo, hi), args.control, args.scoring)
+        for c in tqdm(cases, desc="ROME and ROME+SADR")
+    ]
     L, H = model.cfg.n_layers, model.cfg.n_heads
     s = summarise(results, L, H)
-    (out / "sadr_mechanism.json").write_text(json.dumps({"summary": s, "cases": results}, indent=1))
+    config = {"data": args.data, "scoring": args.scoring, "window": [lo, hi], "control": args.control}
+    saved = {"config": config, "summary": s, "cases": results}
+    (out / "sadr_mechanism.json").write_text(json.dumps(saved, indent=1))
     draw(s, out, results)
     gain = {k: torch.tensor(v) for k, v in s["subject_gain"].items()}
     top = sorted(range(L), key=lambda l: -s["restrained_per_layer"][l])[:5]

@@ -68,6 +68,13 @@ def parse(argv=None) -> argparse.Namespace:
     ap.add_argument(
         "--prompts", type=int, default=4, help="prompts per task and case for the drift (default 4)"
     )
+    ap.add_argument(
+        "--scoring",
+        default="mean",
+        choices=["mean", "product"],
+        help="P(o_edit) and P(right) of a multi-token answer for the drift correlations: exp of the mean "
+        "log-probability per token (default, the reference's) or the product of the tokens' probabilities",
+    )
     ap.add_argument("--batch-size", type=int, default=48, help="patch states per forward pass (default 48)")
     ap.add_argument(
         "--out", default=str(ROOT / "figures" / "trace"), help="output folder (default figures/trace)"
@@ -106,7 +113,9 @@ def one_case(model, case, compute, args, trace_this: bool) -> dict:
                 res["skipped"].append(f"case {case.case_id} {task} prompt {j}: {e}")
         if not prompts:
             continue
-        res["drifts"][task] = [(case.case_id, measure(model, edit, p, case.o_edit)) for p in prompts]
+        res["drifts"][task] = [
+            (case.case_id, measure(model, edit, p, case.o_edit, args.scoring)) for p in prompts
+        ]
         if prompts[0].read[0] == prompts[0].read[1]:
             continue  # the right answer and o_edit share their first token: the sweeps cannot tell them apart
         res["attention"][task] = tracing.attention_patching(model, edit, prompts[0], args.attn_window, **kw)
@@ -126,7 +135,7 @@ def collect(model, cases, args) -> dict:
     compute = get_compute(args.editor)
     cfg = {
         k: getattr(args, k)
-        for k in ("editor", "window", "attn_window", "kinds", "prompts", "trace_cases", "seed")
+        for k in ("editor", "window", "attn_window", "kinds", "prompts", "trace_cases", "seed", "scoring")
     }
     cfg |= {"model": model.name, "data": str(args.data)}
     files = CaseFiles(args.out, cfg, restart=args.restart)

@@ -532,8 +532,14 @@ class Model:
             for h in handles:
                 h.remove()
 
-    def target_prob(self, prompt: str, target: str) -> float:
-        """P(target | prompt), the product over the target's tokens. A convenience for one fact."""
-        from drift.scoring import target_logprobs
+    def target_prob(self, prompt: str, target: str, scoring: str = "product") -> float:
+        """P(target | prompt), the product over the target's tokens (``scoring="product"``), or
+        ``"mean"``: exp of the mean log-probability per target token, the reference evaluation's
+        score, which does not favour shorter targets. A convenience for one fact."""
+        from drift.metrics import check_scoring
+        from drift.scoring import score_targets
 
-        return float(target_logprobs(self, [prompt], [target]).exp()[0])
+        check_scoring(scoring)
+        s = score_targets(self, [prompt], [target])
+        lp = s.logprob / s.n_tokens if scoring == "mean" else s.logprob
+        return float(lp.exp()[0])

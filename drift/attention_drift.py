@@ -53,8 +53,8 @@ class Drift:
     hidden_norm: float
     hidden_l2: float
     hidden_cos: float
-    p_edit: float  # P(o_edit) of the edited model on this prompt (all target tokens)
-    p_true: float  # P(the prompt's right answer)
+    p_edit: float  # P(o_edit) of the edited model on this prompt (all tokens, per ``scoring``)
+    p_true: float  # P(the prompt's right answer), the same way
 
 
 @torch.no_grad()
@@ -80,14 +80,16 @@ def last_rows_and_hidden(model: Model, tokens: Tensor, pos: int, hidden_layer: i
     return torch.stack([rows[l] for l in range(L)]), box["h"]
 
 
-def measure(model: Model, edit: Edit, p: Prompt, target_edit: str) -> Drift:
-    """Drift of ``edit`` on prompt ``p`` (see the module docstring)."""
+def measure(model: Model, edit: Edit, p: Prompt, target_edit: str, scoring: str = "mean") -> Drift:
+    """Drift of ``edit`` on prompt ``p`` (see the module docstring); ``p_edit`` and ``p_true``
+    scored per token as the reference evaluation does (``scoring="mean"``: exp of the mean
+    log-probability per target token) or as the product of the tokens' probabilities."""
     hidden_layer = max(d.layer for d in edit.deltas)
     W, h = last_rows_and_hidden(model, p.tokens, p.subject_last, hidden_layer)
     with edit.applied(model):
         W_star, h_star = last_rows_and_hidden(model, p.tokens, p.subject_last, hidden_layer)
-        p_edit = model.target_prob(p.text, target_edit)
-        p_true = model.target_prob(p.text, p.answer)
+        p_edit = model.target_prob(p.text, target_edit, scoring)
+        p_true = model.target_prob(p.text, p.answer, scoring)
     kl = (W * ((W + EPS).log() - (W_star + EPS).log())).sum(-1)
     s = p.subject_last
     diff = W_star - W

@@ -145,14 +145,17 @@ def test_sadr_mechanism_runs_on_the_cases_named_by_ids(tmp_path, tiny_dir, tiny,
     second = [c for c in load_cases("builtin") if c.distracting][1].case_id
     argv = ["--model", tiny_dir, "--window", "0,1", "--out", tmp_path]
     stdout, _ = run_analysis("sadr_mechanism", argv + ["--ids", second, "--control"], capsys)
-    cases = json.loads((tmp_path / "sadr_mechanism.json").read_text())["cases"]
-    assert [c["case_id"] for c in cases] == [second]
+    saved = json.loads((tmp_path / "sadr_mechanism.json").read_text())
+    cases = saved["cases"]
+    assert [c["case_id"] for c in cases] == [second] and saved["config"]["scoring"] == "mean"
     assert set(cases[0]["drift"]) == {"rome", "rome+sadr", "rome@sadr-steps"} and "rome@sadr-steps" in stdout
-    # the unedited model's P(right answer): the product over its tokens, from one plain forward
+    # the unedited model's P(right answer): exp of the mean log-probability of its tokens (the
+    # reference's scoring, the default), from one plain forward
     probe = next(c for c in load_cases("builtin") if c.case_id == second).distracting[0]
     ids, tgt = tiny.encode(probe.prompt), tiny.encode_target(probe.answer)
     logp = tiny.forward(torch.tensor([ids + tgt[:-1]]))[0].log_softmax(-1)[len(ids) - 1 :]
-    p_right = float(torch.stack([logp[i, t] for i, t in enumerate(tgt)]).sum().exp())
+    assert len(tgt) > 1  # a multi-token answer on the tiny model, so mean and product differ
+    p_right = float(torch.stack([logp[i, t] for i, t in enumerate(tgt)]).mean().exp())
     assert cases[0]["vanilla"]["p_true"] == pytest.approx(p_right, rel=1e-4)
     for row in cases[0]["drift"].values():  # window 0-1: the subject's share is its gain there
         to = row["extra_attention"]

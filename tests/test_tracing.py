@@ -92,6 +92,26 @@ def test_drift_of_a_zero_edit_is_zero_and_of_a_real_edit_positive(tiny):
     assert f["max_subject_gain"] == pytest.approx(float(d.subject_gain[1].max()))
 
 
+def test_drift_scores_a_multi_token_answer_per_token_as_the_reference(tiny):
+    """P(o_edit) in the drift rows is exp(mean log-probability per target token) by default, the
+    reference evaluation's score; ``scoring="product"`` multiplies the tokens' probabilities."""
+    p = tracing.distracting_prompt(tiny, CASE)
+    edit = Edit([WeightDelta("mlp_out", 0, torch.randn(64, 32, generator=torch.Generator().manual_seed(1)))])
+    target = "Rome Lazio Italy"
+    ids = tiny.encode_target(target)
+    assert len(ids) > 1
+    with torch.no_grad(), edit.applied(tiny):
+        tokens = torch.tensor([tiny.encode(p.text) + ids[:-1]])
+        logp = tiny.forward(tokens)[0].float().log_softmax(-1)
+    n = len(ids)
+    per_token = torch.stack([logp[-n + i, t] for i, t in enumerate(ids)])  # [n]
+    mean, product = measure(tiny, edit, p, target), measure(tiny, edit, p, target, "product")
+    assert mean.p_edit == pytest.approx(float(per_token.mean().exp()), rel=1e-4)
+    assert product.p_edit == pytest.approx(float(per_token.sum().exp()), rel=1e-4)
+    with pytest.raises(ValueError, match="scoring"):
+        measure(tiny, edit, p, target, "geometric")
+
+
 def test_pearson_matches_numpy_and_flags_constant_columns():
     rng = np.random.default_rng(0)
     x = rng.normal(size=30)
