@@ -4,8 +4,9 @@ Three specialisations of :func:`drift.patching.sweep`, differing only in the sta
 and in which run is the source:
 
 - :func:`contaminating_substitution` — the *vanilla* model with one module kind's output
-  (``"mlp"``, ``"attn"``, or ``"layer"`` = both outputs of the block) replaced by the *edited*
-  model's, at token t, for a window of k layers centred on layer l; every (l, t).
+  (``"mlp"``, ``"attn"``, or ``"layer"`` = the block's output, the whole hidden state after it)
+  replaced by the *edited* model's, at token t, for a window of k layers centred on layer l;
+  every (l, t).
 - :func:`attention_patching` — the *edited* model with the *vanilla* attention patterns (every
   head, whole pattern) in a window of k layers starting at each layer.
 - :func:`score_patching` — the *edited* model with the *vanilla* pre-softmax score from the last
@@ -42,7 +43,7 @@ from drift.patching import State, Write, record, sweep
 KINDS: dict[str, tuple[str, ...]] = {
     "mlp": ("mlp_out",),
     "attn": ("attn_out",),
-    "layer": ("attn_out", "mlp_out"),
+    "layer": ("resid_post",),  # the block's output: the hidden state, residual included
 }
 
 # Token groups for averaging over cases (§3.2's aligned axes). "test prompt" exists only for

@@ -92,6 +92,21 @@ def test_drift_of_a_zero_edit_is_zero_and_of_a_real_edit_positive(tiny):
     assert f["max_subject_gain"] == pytest.approx(float(d.subject_gain[1].max()))
 
 
+def test_layer_substitution_copies_the_whole_hidden_state(tiny):
+    """The "layer" kind substitutes the block's output, the hidden state itself: the edited state
+    at the last token after the top layer gives the edited model's own prediction. The top MLP's
+    output alone does not: the vanilla residual under it stays."""
+    p = tracing.distracting_prompt(tiny, CASE)
+    delta = 3 * torch.randn(64, 32, generator=torch.Generator().manual_seed(2))
+    edit = Edit([WeightDelta("mlp_out", 0, delta)])
+    L, T = tiny.cfg.n_layers, p.tokens.shape[1]
+    layer = tracing.contaminating_substitution(tiny, edit, p, "layer", window=1)
+    mlp = tracing.contaminating_substitution(tiny, edit, p, "mlp", window=1)
+    assert not torch.allclose(layer.edited, layer.vanilla, rtol=0.05)  # the edit moves the prediction
+    torch.testing.assert_close(layer.probs[L - 1, T - 1], layer.edited, rtol=1e-4, atol=1e-8)
+    assert not torch.allclose(mlp.probs[L - 1, T - 1], layer.edited, rtol=0.02)
+
+
 def test_drift_scores_a_multi_token_answer_per_token_as_the_reference(tiny):
     """P(o_edit) in the drift rows is exp(mean log-probability per target token) by default, the
     reference evaluation's score; ``scoring="product"`` multiplies the tokens' probabilities."""
