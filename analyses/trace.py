@@ -164,8 +164,9 @@ def collect(model, cases, args) -> dict:
     return out
 
 
-def best_window(attention: dict) -> tuple[int, dict]:
-    """The start layer whose attention patch raises P(o_true) most (mean over tasks), and curves."""
+def best_window(attention: dict, full: int | None = None) -> tuple[int, dict]:
+    """The start layer whose attention patch raises P(o_true) most (mean over tasks), among the
+    first ``full`` starts (the windows of all k layers; all starts for None), and the curves."""
     curves, gains = {}, []
     for task, sweeps in attention.items():
         if not sweeps:
@@ -175,7 +176,7 @@ def best_window(attention: dict) -> tuple[int, dict]:
         vanilla = torch.stack([s.vanilla for s in sweeps]).mean(0)
         curves[task] = {"probs": probs, "edited": edited, "vanilla": vanilla, "n": len(sweeps)}
         gains.append(probs[:, 0] - edited[0])
-    start = int(torch.stack(gains).mean(0).argmax()) if gains else 0
+    start = int(torch.stack(gains).mean(0)[:full].argmax()) if gains else 0
     return start, curves
 
 
@@ -224,15 +225,17 @@ def figures(raw: dict, curves: dict, start: int, corr: dict, rows: dict, args, n
             )
             written += plots.save(fig, out / f"fig10_score_patching_{task.lower()}")
         if task in curves:
-            c = curves[task]
-            lines = {TARGETS[i]: c["probs"][:, i].tolist() for i in TARGETS}
+            # full windows only, each at its centre layer, as the paper's Fig. 5 is drawn
+            c, k = curves[task], min(args.attn_window, n_layers)
+            full = n_layers - k + 1
+            lines = {TARGETS[i]: c["probs"][:full, i].tolist() for i in TARGETS}
             refs = {f"edited {TARGETS[i]}": float(c["edited"][i]) for i in TARGETS}
             refs |= {f"vanilla {TARGETS[i]}": float(c["vanilla"][i]) for i in TARGETS}
             fig = plots.curves(
-                range(n_layers),
+                [first + k // 2 for first in range(full)],
                 lines,
                 references=refs,
-                x_title="first layer of the patched window",
+                x_title=f"centre layer of the {k} patched layers",
                 y_title="probability",
                 title=f"Edited model with vanilla attention weights in {args.attn_window} layers, "
                 f"{task} ({c['n']} cases)",
@@ -305,7 +308,7 @@ def main(argv=None) -> dict:
         raise SystemExit(f"no case in {args.data} has neighbourhood or relation prompts")
     L = model.cfg.n_layers
     raw = collect(model, cases, args)
-    start, curves = best_window(raw["attention"])
+    start, curves = best_window(raw["attention"], L - min(args.attn_window, L) + 1)
     layers = tracing.starting(start, args.attn_window, L)
     rows = {
         t: [{"case_id": cid, "p_edit": d.p_edit, "p_true": d.p_true, **factors(d, layers)} for cid, d in ds]

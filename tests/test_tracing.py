@@ -200,3 +200,19 @@ def test_trace_script_writes_figures_and_numbers(tmp_path, tiny_dir, tiny, capsy
     run_analysis("trace", argv, capsys)
     rows = json.loads((out / "trace.json").read_text())["drift_rows"]["DNS"]
     assert rows[0]["p_edit"] == 0.123456
+
+
+def test_the_best_attention_window_is_a_whole_window():
+    """The patch window chosen for the drift layers has all k layers: a clipped window at the top
+    can raise P(o_true) more, but it is not the paper's k consecutive layers."""
+    from types import SimpleNamespace
+
+    from tests.conftest import load_analysis
+
+    trace = load_analysis("trace")
+    gain = torch.tensor([0.1, 0.3, 0.2, 0.2, 0.9])  # start 4 is a clipped window of a 5-layer model
+    sweep = SimpleNamespace(
+        probs=torch.stack([gain, torch.zeros(5)], 1), edited=torch.zeros(2), vanilla=torch.ones(2)
+    )
+    assert trace.best_window({"DNS": [sweep]})[0] == 4
+    assert trace.best_window({"DNS": [sweep]}, full=5 - 3 + 1)[0] == 1  # k = 3: starts 0, 1, 2
