@@ -8,8 +8,10 @@ neighbourhood (DNS) and relation (RS) prompts:
 
 - attention drift and its factors (``drift.attention_drift``) on every prompt;
 - attention-weight patching with windows of ``--attn-window`` layers (Fig. 5) on the first prompt
-  of each task; the start layer where it restores P(o_true) most defines the "significant layers"
-  over which drift is summed for the correlations (Fig. 4, Tables 2 and 4);
+  of each task; the whole window where it restores P(o_true) most defines the "significant layers"
+  over which drift is summed for the correlations (Fig. 4, Tables 2 and 4), unless
+  ``--drift-layers LO,HI`` names them (``drift_rows`` in the JSON also keep each prompt's KL per
+  layer, so any other range can be summed afterwards);
 - on the first ``--trace-cases`` cases, contaminating substitution for each module kind with a
   window of ``--window`` layers (Fig. 3/9) and single-score patching (Fig. 10).
 
@@ -83,6 +85,12 @@ def parse(argv=None) -> argparse.Namespace:
         "--device", default=None, help="torch device, e.g. cuda (default: cuda when available, else cpu)"
     )
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument(
+        "--drift-layers",
+        default=None,
+        help="first,last layer over which drift is summed for the correlations "
+        "(default: the whole --attn-window window whose attention patch helps most)",
+    )
     ap.add_argument("--restart", action="store_true", help="ignore the cases finished by an interrupted run")
     return ap.parse_args(argv)
 
@@ -187,7 +195,9 @@ def _grid(sweeps: list) -> tuple[torch.Tensor, list[str]]:
     return tracing.align(sweeps)
 
 
-def figures(raw: dict, curves: dict, start: int, corr: dict, rows: dict, args, n_layers: int) -> list[Path]:
+def figures(
+    raw: dict, curves: dict, layers: range, corr: dict, rows: dict, args, n_layers: int
+) -> list[Path]:
     out = Path(args.out)
     written: list[Path] = []
     for task in TASKS:
@@ -252,10 +262,10 @@ def figures(raw: dict, curves: dict, start: int, corr: dict, rows: dict, args, n
         if rows[t]
     }
     if panels:
-        layers = f"{start}-{min(n_layers, start + args.attn_window) - 1}"
+        span = f"{layers.start}-{layers.stop - 1}"
         fig = plots.scatter(
             panels,
-            x_title=f"Σ KL drift, layers {layers}",
+            x_title=f"Σ KL drift, layers {span}",
             y_title="P(o_edit)",
             title="Attention drift vs the edited object's probability",
         )
@@ -310,15 +320,30 @@ def main(argv=None) -> dict:
     raw = collect(model, cases, args)
     start, curves = best_window(raw["attention"], L - min(args.attn_window, L) + 1)
     layers = tracing.starting(start, args.attn_window, L)
+    if args.drift_layers:
+        lo, hi = (int(x) for x in args.drift_layers.split(","))
+        if not 0 <= lo <= hi < L:
+            raise SystemExit(f"--drift-layers {args.drift_layers}: need 0 <= first <= last < {L}")
+        layers = range(lo, hi + 1)
     rows = {
-        t: [{"case_id": cid, "p_edit": d.p_edit, "p_true": d.p_true, **factors(d, layers)} for cid, d in ds]
+        t: [
+            {
+                "case_id": cid,
+                "p_edit": d.p_edit,
+                "p_true": d.p_true,
+                **factors(d, layers),
+                "kl_per_layer": d.kl.sum(-1).tolist(),  # [layers], heads summed
+            }
+            for cid, d in ds
+        ]
         for t, ds in raw["drifts"].items()
     }
     corr = {t: pearson(rows[t], TABLE4[:1] + TABLE2 + TABLE4[1:]) for t in TASKS}
-    written = figures(raw, curves, start, corr, rows, args, L)
+    written = figures(raw, curves, layers, corr, rows, args, L)
     result = {
         "config": vars(args) | {"model": model.name, "n_cases": len(cases)},
-        "significant_layers": [layers.start, layers.stop - 1],
+        "patching_window": [start, min(L, start + args.attn_window) - 1],
+        "significant_layers": [layers.start, layers.stop - 1],  # where drift is summed
         "correlations": {
             t: {
                 f: {
@@ -368,11 +393,14 @@ def main(argv=None) -> dict:
 
 
 def summary(result: dict, curves: dict, args) -> str:
-    lo, hi = result["significant_layers"]
+    lo, hi = result["patching_window"]
     lines = [
         f"{args.editor} on {result['config']['n_cases']} cases of {args.data}; "
         f"attention patching helps most in layers {lo}-{hi}"
     ]
+    if result["significant_layers"] != [lo, hi]:
+        first, last = result["significant_layers"]
+        lines.append(f"  drift summed over layers {first}-{last} (--drift-layers)")
     for t, c in curves.items():
         p = c["probs"][lo]
         lines.append(

@@ -201,6 +201,14 @@ def test_trace_script_writes_figures_and_numbers(tmp_path, tiny_dir, tiny, capsy
     rows = json.loads((out / "trace.json").read_text())["drift_rows"]["DNS"]
     assert rows[0]["p_edit"] == 0.123456
 
+    # --drift-layers sums the drift over the layers it names; each row keeps its KL per layer
+    stdout, _ = run_analysis("trace", argv + ["--drift-layers", "1,1"], capsys)
+    again = json.loads((out / "trace.json").read_text())
+    assert again["significant_layers"] == [1, 1] and "drift summed over layers 1-1" in stdout
+    for row in again["drift_rows"]["DNS"]:
+        assert len(row["kl_per_layer"]) == tiny.cfg.n_layers
+        assert row["kl_drift"] == pytest.approx(row["kl_per_layer"][1], rel=1e-5)
+
 
 def test_the_best_attention_window_is_a_whole_window():
     """The patch window chosen for the drift layers has all k layers: a clipped window at the top
