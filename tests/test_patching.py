@@ -42,9 +42,8 @@ def _states(L, T):
 def _sources(model, tokens, edit):
     L = model.cfg.n_layers
     with edit.applied(model):
-        return record(
-            model, tokens, [(s, l) for s in ("attn_out", "mlp_out", "pattern", "scores") for l in range(L)]
-        )
+        sites = sorted({s for kind in KINDS.values() for s in kind}) + ["pattern", "scores"]
+        return record(model, tokens, [(s, l) for s in sites for l in range(L)])
 
 
 def test_fast_sweep_equals_naive_loop_on_tiny_model(tiny4):
