@@ -3,7 +3,7 @@
 Rows of one case are not independent (a case's four distracting prompts share its edit), so
 resampling rows makes intervals too narrow and p-values too small. :func:`cluster_bootstrap`
 resamples clusters with replacement through ``scipy.stats.bootstrap`` and hands the statistic the
-row indices of the clusters drawn; :func:`interval` and :func:`p_two_sided` read the draws.
+row indices of the clusters drawn; :func:`interval` reads the draws.
 
 Example:
     >>> import numpy as np
@@ -64,14 +64,3 @@ def interval(draws: np.ndarray, level: float = 0.95) -> tuple[float, float]:
         return (math.nan, math.nan)
     tail = 100 * (1 - level) / 2
     return (float(np.percentile(d, tail)), float(np.percentile(d, 100 - tail)))
-
-
-def p_two_sided(draws: np.ndarray, null: float = 0.0) -> float:
-    """The bootstrap p-value of "the statistic equals ``null``": twice the smaller share of defined
-    draws on either side of it (the largest level at which the percentile interval still holds
-    ``null``), floored at one draw's share."""
-    d = draws[~np.isnan(draws)]
-    if len(d) == 0:
-        return math.nan
-    below, above = np.mean(d <= null), np.mean(d >= null)
-    return float(min(1.0, max(2 * min(below, above), 1 / len(d))))
