@@ -40,6 +40,7 @@ from drift.attention_drift import measure  # noqa: E402
 from drift.data import load_cases  # noqa: E402
 from drift.editors.rome import compute_rome, preset  # noqa: E402
 from drift.editors.sadr import SADR, paper_setting  # noqa: E402
+from drift.metrics import SCORINGS  # noqa: E402
 
 TERMS = ("nll", "kl", "weight_decay", "sadr")
 CONTROL = "rome@sadr-steps"
@@ -224,7 +225,7 @@ def main(argv=None) -> dict:
     ap.add_argument(
         "--scoring",
         default="mean",
-        choices=["mean", "product"],
+        choices=SCORINGS,
         help="a multi-token answer's probability: exp of its mean log-probability per token (default, "
         "the reference's) or the product of its tokens' probabilities",
     )

@@ -43,12 +43,24 @@ from drift.correlate import pearson  # noqa: E402
 from drift.data import load_cases  # noqa: E402
 from drift.editors import get_compute  # noqa: E402
 from drift.editors.target import EditDiverged  # noqa: E402
+from drift.metrics import SCORINGS  # noqa: E402
 from drift.runs import CaseFiles  # noqa: E402
 
 TASKS = {"DNS": tracing.distracting_prompt, "RS": tracing.relation_prompt}
 TABLE2 = ["max_subject_gain", "max_other_shift", "sum_subject_gain"]
 TABLE4 = ["kl_drift", "hidden_norm", "hidden_l2", "hidden_cos"]
 TARGETS = {0: "P(o_true)", 1: "P(o_edit)"}  # o_true: the prompt's right answer
+
+
+def _span(text: str) -> tuple[int, int]:
+    """``"LO,HI"`` as two layers, first <= last."""
+    try:
+        lo, hi = (int(x) for x in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected first,last layer (e.g. 21,26), got {text!r}") from None
+    if not 0 <= lo <= hi:
+        raise argparse.ArgumentTypeError(f"{text!r}: need 0 <= first <= last")
+    return lo, hi
 
 
 def parse(argv=None) -> argparse.Namespace:
@@ -73,7 +85,7 @@ def parse(argv=None) -> argparse.Namespace:
     ap.add_argument(
         "--scoring",
         default="mean",
-        choices=["mean", "product"],
+        choices=SCORINGS,
         help="P(o_edit) and P(right) of a multi-token answer for the drift correlations: exp of the mean "
         "log-probability per token (default, the reference's) or the product of the tokens' probabilities",
     )
@@ -87,6 +99,7 @@ def parse(argv=None) -> argparse.Namespace:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument(
         "--drift-layers",
+        type=_span,
         default=None,
         help="first,last layer over which drift is summed for the correlations "
         "(default: the whole --attn-window window whose attention patch helps most)",
@@ -317,14 +330,13 @@ def main(argv=None) -> dict:
     if not cases:
         raise SystemExit(f"no case in {args.data} has neighbourhood or relation prompts")
     L = model.cfg.n_layers
+    if args.drift_layers and args.drift_layers[1] >= L:  # before any case is edited
+        raise SystemExit(f"--drift-layers: layer {args.drift_layers[1]} is past the model's last, {L - 1}")
     raw = collect(model, cases, args)
     start, curves = best_window(raw["attention"], L - min(args.attn_window, L) + 1)
     layers = tracing.starting(start, args.attn_window, L)
     if args.drift_layers:
-        lo, hi = (int(x) for x in args.drift_layers.split(","))
-        if not 0 <= lo <= hi < L:
-            raise SystemExit(f"--drift-layers {args.drift_layers}: need 0 <= first <= last < {L}")
-        layers = range(lo, hi + 1)
+        layers = range(args.drift_layers[0], args.drift_layers[1] + 1)
     rows = {
         t: [
             {

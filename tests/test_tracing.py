@@ -224,3 +224,17 @@ def test_the_best_attention_window_is_a_whole_window():
     )
     assert trace.best_window({"DNS": [sweep]})[0] == 4
     assert trace.best_window({"DNS": [sweep]}, full=5 - 3 + 1)[0] == 1  # k = 3: starts 0, 1, 2
+
+
+def test_bad_drift_layers_are_refused_before_any_edit(tiny_dir, tmp_path, capsys):
+    from tests.conftest import load_analysis, run_analysis
+
+    trace = load_analysis("trace")
+    assert trace._span("21,26") == (21, 26)
+    for bad in ("5", "26,21", "a,b"):
+        with pytest.raises(SystemExit):  # argparse: a usage error naming the option
+            trace.parse(["--drift-layers", bad])
+        assert "--drift-layers" in capsys.readouterr().err
+    with pytest.raises(SystemExit, match="layer 7 is past the model's last, 1"):
+        run_analysis("trace", ["--model", tiny_dir, "--drift-layers", "0,7", "--out", tmp_path], capsys)
+    assert not list(tmp_path.glob(".partial-*"))  # nothing was edited or saved
