@@ -7,11 +7,14 @@ Commands:
     audit    each edit's risk of specificity failure, from its attention drift (--validate: AUROC)
     compare  a table of finished runs, with paired differences against the first
     demo     load the default model and show the probabilities of a few facts it knows
+    doctor   re-hash every cached model and statistic in full; --fix deletes damaged ones
+    prepare  convert the model and cache the key statistics and prefixes its editors need
 """
 
 from __future__ import annotations
 
 import argparse
+import errno
 import sys
 from pathlib import Path
 
@@ -108,6 +111,17 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog=__doc__.split("\n\n", 1)[1],
     )
+    parser.add_argument(
+        "-v",
+        "--verbose",
+        action="count",
+        default=0,
+        dest="verbosity",
+        help="log what drift does, with every edit's loss per step (-vv: debug detail too)",
+    )
+    parser.add_argument(
+        "-q", "--quiet", action="store_true", dest="silent", help="errors only: no progress bars, no notes"
+    )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     ev = sub.add_parser("eval", help="evaluate an editor (or none) on edit cases")
@@ -149,6 +163,14 @@ def build_parser() -> argparse.ArgumentParser:
     mg = sub.add_parser("merge", help="join the results of `eval --shard` runs into one results JSON")
     mg.add_argument("inputs", nargs="+", help="results JSON files of eval, or their .partial.jsonl files")
     mg.add_argument("--out", required=True, help="where to write the joined results JSON")
+    mg.add_argument(
+        "--allow-missing",
+        action="store_true",
+        help="write the merge even when shards or cases are missing (the file lists them under 'missing')",
+    )
+    mg.add_argument(
+        "--restart", action="store_true", help="set aside an --out that holds another configuration's results"
+    )
 
     cp = sub.add_parser(
         "compare", help="a table of finished eval runs, with paired differences against the first"
@@ -209,11 +231,27 @@ def build_parser() -> argparse.ArgumentParser:
     au.add_argument("--quiet", action="store_true", help="no progress bar")
 
     sub.add_parser("demo", help="load the default model and show a few facts' probabilities")
+    dr = sub.add_parser("doctor", help="re-hash every cached model and statistic in full")
+    dr.add_argument("--fix", action="store_true", help="delete damaged caches (rebuilt when next needed)")
+    pr = sub.add_parser(
+        "prepare", help="convert the model and cache the key statistics and prefixes its editors need"
+    )
+    pr.add_argument("--model", default=None, help="hub name or folder (default: SmolLM2-135M, offline)")
+    pr.add_argument(
+        "--editors",
+        default="rome,memit,pmet,adaple",
+        help="comma-separated editors whose preset layers get key statistics (default: all four)",
+    )
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    from drift import progress
+
+    progress.configure(-1 if args.silent else args.verbosity)
+    if args.silent and hasattr(args, "quiet"):
+        args.quiet = True  # the command's own --quiet: no bar either
     if args.command == "eval":
         return _eval(args)
     if args.command == "merge":
@@ -224,7 +262,51 @@ def main(argv: list[str] | None = None) -> int:
         return _sweep(args)
     if args.command == "audit":
         return _audit(args)
+    if args.command == "doctor":
+        return _doctor(args)
+    if args.command == "prepare":
+        return _prepare(args)
     return _demo()
+
+
+def _doctor(args) -> int:
+    """``doctor``: every cache checked in full; status 1 when damage is left in place."""
+    from drift.store import cache_root, doctor
+
+    found = doctor(fix=args.fix)
+    damaged = [(p, why) for p, why in found if why is not None]
+    for path, why in found:
+        state = "ok" if why is None else f"DAMAGED: {why}" + ("; deleted" if args.fix else "")
+        print(f"{path}: {state}")
+    print(f"checked {len(found)} cache entries in {cache_root()}; {len(damaged)} damaged")
+    if damaged and not args.fix:
+        print("run `python -m drift doctor --fix` to delete them (each is rebuilt when next needed)")
+        return 1
+    return 0
+
+
+def _prepare(args) -> int:
+    """``prepare``: the one-time work of a model's first edits, done now and cached."""
+    from drift.prepare import EDITORS
+
+    editors = [e.strip() for e in args.editors.split(",") if e.strip()]
+    unknown = [e for e in editors if e not in (*EDITORS, "rome-awd")]
+    if not editors or unknown:
+        print(
+            f"drift prepare: --editors takes some of {', '.join(EDITORS)}; got {args.editors!r}",
+            file=sys.stderr,
+        )
+        return 2
+    import drift
+    from drift.prepare import prepare
+
+    done = prepare(drift.load_model(args.model), editors)
+    secs = done["seconds"]
+    print(
+        f"prepared {done['model']}: key statistics of layers {done['layers']} ({secs['key_statistics']} s), "
+        f"context prefixes ({secs['prefixes']} s)"
+    )
+    return 0
 
 
 def _demo() -> int:
@@ -255,6 +337,7 @@ def _eval(args) -> int:
     with CaseLog(job.partial, job.config, restart=args.restart) as log:
         if log.aside is not None:
             print(f"--restart: the earlier log is kept as {log.aside}", file=sys.stderr)
+        _claim(args.out, job.config, args.restart)
         if log.rows:
             print(f"resuming: {len(log.rows)} cases already done in {log.path}", file=sys.stderr)
         model = drift.load_model(args.model, device=args.device)
@@ -288,6 +371,25 @@ def _sequential(args) -> int:
             f"--checkpoints must be comma-separated edit counts, got {args.checkpoints!r}"
         ) from None
     compute = get_compute(args.editor, drop_rate=args.dr, seed=args.seed, **overrides)
+    config = {
+        "data": job.config["data"],
+        "data_sha256": job.config["data_sha256"],
+        "limit": args.limit,
+        "editor": args.editor,
+        "model": args.model or drift.DEFAULT_MODEL,
+        "seed": args.seed,
+        "dr": args.dr,
+        "sequential": True,
+        "batch_edits": args.batch_edits,
+        "checkpoints": marks,
+        "sadr": args.sadr,
+        "sadr_heads": args.sadr_heads if args.sadr is not None else None,
+        "steps": args.steps,
+        "hp": job.config.get("hp"),
+        "scoring": args.scoring,
+        "pool": args.pool,
+    }
+    _claim(args.out, config, args.restart)
     model = drift.load_model(args.model, device=args.device)
     import torch
 
@@ -302,26 +404,21 @@ def _sequential(args) -> int:
         scoring=args.scoring,
         pool=args.pool,
     )
-    config = {
-        "data": str(args.data),
-        "editor": args.editor,
-        "model": args.model or drift.DEFAULT_MODEL,
-        "seed": args.seed,
-        "dr": args.dr,
-        "sequential": True,
-        "batch_edits": args.batch_edits,
-        "sadr": args.sadr,
-        "sadr_heads": args.sadr_heads if args.sadr is not None else None,
-        "steps": args.steps,
-        "scoring": args.scoring,
-        "pool": args.pool,
-    }
     save_json(Path(args.out), {"config": config, "checkpoints": rows})
     for row in rows:
         print(f"after {row['n_edits']} edits:")
         print(_table(row["summary"]))
     print(f"wrote {args.out}")
     return 0
+
+
+def _claim(out: str, config: dict, restart: bool) -> None:
+    """Refuse (or, with ``--restart``, set aside) an ``--out`` holding another configuration's results."""
+    from drift.runs import claim_out
+
+    aside = claim_out(out, config, restart=restart)
+    if aside is not None:
+        print(f"--restart: the earlier {out} is kept as {aside}", file=sys.stderr)
 
 
 def _writable(name: str) -> Path:
@@ -364,11 +461,26 @@ def parse_hp(items: list[str]) -> dict:
 def _merge(args) -> int:
     """Join the parts of one run (results files and/or ``.partial.jsonl`` logs of one configuration)."""
     from drift.metrics import scoring_of
-    from drift.runs import join, write_results
+    from drift.runs import claim_out, coverage, join, read_any, refuse_same_files, write_results
 
+    _writable(args.out)
+    refuse_same_files({"--out": args.out}, {f"input {x}": x for x in args.inputs})
     config, rows = join(args.inputs, "merge")
     if not rows:
         raise ValueError("merge: the inputs hold no finished cases")
+    parts = [(x, read_any(x, "merge")[0]) for x in args.inputs]
+    missing, note = coverage(parts, [r["case_id"] for r in rows])
+    if note:
+        print(f"merge: {note}", file=sys.stderr)
+    if missing and not args.allow_missing:
+        raise ValueError(
+            f"merge: the inputs are not the whole run: missing {'; '.join(missing)}; merge every part, "
+            "or pass --allow-missing to write what there is"
+        )
+    extra = {"missing": missing} if missing else {}
+    aside = claim_out(args.out, config, restart=args.restart)
+    if aside is not None:
+        print(f"--restart: the earlier {args.out} is kept as {aside}", file=sys.stderr)
     if config.get("command") == "audit":  # an audit's shards: the summary is the audit's own
         from drift import audit
         from drift.store import save_json
@@ -377,14 +489,15 @@ def _merge(args) -> int:
         summary = audit.report(rows) if validate else {"n": len(rows)}
         merged = [str(x) for x in args.inputs]
         save_json(
-            Path(args.out), {"config": config, "summary": summary, "cases": rows, "merged_from": merged}
+            Path(args.out),
+            {"config": config, "summary": summary, "cases": rows, "merged_from": merged, **extra},
         )
         _print_audit(summary, rows, validate)
         _audit_figure(summary, Path(args.out))
         print(f"wrote {args.out} ({len(rows)} cases)")
         return 0
     result = write_results(
-        args.out, config, rows, scoring_of(config)[1], merged_from=[str(x) for x in args.inputs]
+        args.out, config, rows, scoring_of(config)[1], merged_from=[str(x) for x in args.inputs], **extra
     )
     print(_table(result["summary"]))
     print(f"wrote {args.out} ({len(rows)} cases)")
@@ -427,7 +540,7 @@ def _audit(args) -> int:
     import drift
     from drift import audit, jobs
     from drift.editors import get_compute
-    from drift.runs import CaseLog
+    from drift.runs import CaseLog, refuse_same_files
     from drift.store import save_json
 
     _writable(args.out)
@@ -437,16 +550,7 @@ def _audit(args) -> int:
         raise ValueError("--fit needs --validate (the fit is of the combined score to the labels)")
     fit_rows = None
     if args.fit:
-        import json
-
-        fit_rows = [
-            r for r in json.loads(Path(args.fit).read_text()).get("cases") or [] if r.get("label") is not None
-        ]
-        if len({r["label"] for r in fit_rows}) < 2:
-            raise ValueError(
-                f"--fit {args.fit}: needs an audit made with --validate whose edits include failing "
-                f"and sound ones; it has {len(fit_rows)} labelled edit(s)"
-            )
+        fit_rows = _fit_rows(args.fit)
     if not 0 < args.recall <= 1:
         raise ValueError(f"--recall must be a fraction in (0, 1], got {args.recall}")
     for name, value in (("ppl", None), ("no_fluency", True), ("pool", "prompts"), ("batch_cases", 1)):
@@ -455,7 +559,9 @@ def _audit(args) -> int:
     compute = get_compute(args.editor, drop_rate=args.dr, seed=args.seed, **job.overrides)
     config = job.config | {"command": "audit", "validate": args.validate}
     out = Path(args.out)
+    refuse_same_files({"--out": out}, {"--fit": args.fit})
     with CaseLog(out.with_name(out.name + ".partial.jsonl"), config, restart=args.restart) as log:
+        _claim(args.out, config, args.restart)
         if log.rows:
             print(f"resuming: {len(log.rows)} cases already done in {log.path}", file=sys.stderr)
         model = drift.load_model(args.model, device=args.device)
@@ -479,6 +585,32 @@ def _audit(args) -> int:
     _audit_figure(summary, out)
     print(f"wrote {out}")
     return 0
+
+
+def _fit_rows(path: str) -> list[dict]:
+    """The labelled edits of an earlier ``audit --validate`` (for ``--fit``); a ``ValueError``
+    naming the file when it is not such an audit."""
+    import json
+
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ValueError(f"--fit {path}: no such file") from None
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise ValueError(f"--fit {path}: not a JSON file ({e})") from None
+    cases = data.get("cases") if isinstance(data, dict) else None
+    if not isinstance(cases, list) or not all(isinstance(r, dict) for r in cases):
+        raise ValueError(
+            f"--fit {path}: expected the JSON object an `audit --validate` writes, with a list of "
+            f"cases, got {type(data).__name__}"
+        )
+    rows = [r for r in cases if r.get("label") is not None]
+    if len({r["label"] for r in rows}) < 2:
+        raise ValueError(
+            f"--fit {path}: needs an audit made with --validate whose edits include failing "
+            f"and sound ones; it has {len(rows)} labelled edit(s)"
+        )
+    return rows
 
 
 def _audit_figure(summary: dict, out: Path) -> None:
@@ -552,6 +684,9 @@ def _table(summary: dict) -> str:
     return "".join(head) + "\n" + "".join(vals)
 
 
+WRITE_ERRORS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.EFBIG}
+
+
 def cli(argv: list[str] | None = None) -> int:
     """The console entry: :func:`main`, with a user's mistake (bad file, option, case, model name,
     damaged cache) printed as one line ``error: ...`` and exit status 2 instead of a traceback,
@@ -575,6 +710,16 @@ def cli(argv: list[str] | None = None) -> int:
         FloatingPointError,
     ) as e:
         print(f"error: {e}", file=sys.stderr)
+        return 2
+    except OSError as e:  # a full disk or a folder that refuses writes: finished cases stay logged
+        if e.errno not in WRITE_ERRORS:
+            raise
+        where = f" {e.filename}" if e.filename else ""
+        print(
+            f"error: cannot write{where}: {e.strerror}; finished cases stay saved: free space (or set "
+            "--out, DRIFT_CACHE to a writable place) and run the same command again",
+            file=sys.stderr,
+        )
         return 2
 
 

@@ -5,7 +5,9 @@ TransformerLens ≤ 3 ``HookedTransformer``. Everything else in drift goes throu
 for the four things that can differ:
 
 - **hook names** for each site (``SITE_HOOKS``, stored as data per kind);
-- **config**: ``n_layers, n_heads, n_kv_heads, d_model, d_mlp, d_head, n_ctx, d_vocab``;
+- **config**: ``model.cfg`` is the hooked model's own TransformerLens config; ``model.sizes``
+  holds the sizes drift reads (:class:`Arch`, under TransformerLens' names, with
+  ``n_key_value_heads`` always a number);
 - **tokenisation**: the model's BOS convention, the leading space of targets, where a subject's
   tokens sit in a prompt (by character offsets, so a subject that tokenises differently
   mid-sentence is still found), right padding of batches;
@@ -16,13 +18,20 @@ for the four things that can differ:
 Right padding needs no attention mask for a causal model: a real token never attends to a pad
 token that comes after it, so every real position computes exactly what it would unpadded.
 
+Apart from drift's own verbs, a :class:`Model` is the TransformerLens model it wraps: any other
+attribute (``to_str_tokens``, ``generate``, ``W_U``, ``blocks``, ``add_hook``, ``reset_hooks``,
+``parameters``, ``.to(...)`` …) is the hooked model's, called with drift's BOS convention where
+the call takes ``prepend_bos``, and a call that returns the hooked model returns the wrapper.
+
 Example:
     >>> import drift
     >>> model = drift.load_model()                                # doctest: +SKIP
     >>> model.hook_name("mlp_key", 1)
     'blocks.1.mlp.hook_post'
-    >>> model.cfg.n_layers, model.cfg.n_kv_heads                  # SmolLM2-135M: (30, 3)
+    >>> model.cfg.n_layers, model.cfg.n_key_value_heads           # SmolLM2-135M: (30, 3)
     (2, 2)
+    >>> model.to_str_tokens("The Eiffel Tower")                   # TransformerLens' verbs work too
+    ['The', ' Ei', 'ff', 'el', ' To', 'wer']
     >>> model.weight("mlp_out", 1).shape                          # [d_mlp, d_model]
     torch.Size([64, 32])
 """
@@ -30,6 +39,8 @@ Example:
 from __future__ import annotations
 
 import contextlib
+import functools
+import inspect
 import warnings
 from dataclasses import dataclass
 from typing import Callable, Iterator, Sequence
@@ -91,16 +102,23 @@ class Prefix:
 
 @dataclass(frozen=True)
 class Arch:
-    """Sizes of a model, read once from its TransformerLens config."""
+    """Sizes of a model, read once from its TransformerLens config (``Model.sizes``), under the
+    config's own names; ``n_key_value_heads`` is ``n_heads`` where the config leaves it ``None``
+    (no grouped-query attention)."""
 
     n_layers: int
     n_heads: int
-    n_kv_heads: int  # < n_heads for grouped-query attention (SmolLM2: 3 for 9 heads)
+    n_key_value_heads: int  # < n_heads for grouped-query attention (SmolLM2: 3 for 9 heads)
     d_model: int
     d_mlp: int
     d_head: int
     n_ctx: int
     d_vocab: int
+
+    @classmethod
+    def of(cls, cfg) -> Arch:
+        sizes = {f: getattr(cfg, f) for f in cls.__dataclass_fields__ if f != "n_key_value_heads"}
+        return cls(n_key_value_heads=getattr(cfg, "n_key_value_heads", None) or cfg.n_heads, **sizes)
 
 
 def _kind_of(hooked: object) -> str:
@@ -143,17 +161,10 @@ class Model:
         self.hooked = hooked.eval()
         for p in hooked.parameters():
             p.requires_grad_(False)
+        if self.kind == "bridge":
+            _route_cache_to_attention(hooked)
         cfg = hooked.cfg
-        self.cfg = Arch(
-            n_layers=cfg.n_layers,
-            n_heads=cfg.n_heads,
-            n_kv_heads=getattr(cfg, "n_key_value_heads", None) or cfg.n_heads,
-            d_model=cfg.d_model,
-            d_mlp=cfg.d_mlp,
-            d_head=cfg.d_head,
-            n_ctx=cfg.n_ctx,
-            d_vocab=cfg.d_vocab,
-        )
+        self.sizes = Arch.of(cfg)
         self.tokenizer = hooked.tokenizer
         if self.tokenizer is None:
             raise ValueError("the hooked model has no tokenizer; drift needs one to place subjects")
@@ -179,11 +190,61 @@ class Model:
         self._head = HEAD_MODULES[self.kind]
 
     def __repr__(self) -> str:
-        return f"drift.Model({self.name!r}, kind={self.kind}, {self.cfg})"
+        s = self.sizes
+        return (
+            f"drift.Model({self.name!r}, kind={self.kind}, layers={s.n_layers}, heads={s.n_heads}, "
+            f"d_model={s.d_model}, prepend_bos={self.prepend_bos}, device={self.device})"
+        )
+
+    @property
+    def cfg(self):
+        """The hooked model's TransformerLens config (``n_layers``, ``d_model``, ``model_name``,
+        ``device``, …). :attr:`sizes` holds the sizes drift reads, each a number."""
+        return self.hooked.cfg
 
     @property
     def device(self) -> torch.device:
         return next(self.hooked.parameters()).device
+
+    # ---- everything else is the hooked model's ------------------------------------------------
+    def __getattr__(self, name: str):
+        # Called only for names the wrapper itself lacks. Guarded so that copying or unpickling
+        # (which look attributes up before __init__ has run) never recurse.
+        hooked = self.__dict__.get("hooked")
+        if hooked is None or name.startswith("__"):
+            raise AttributeError(name)
+        try:
+            attr = getattr(hooked, name)
+        except AttributeError:
+            raise AttributeError(
+                f"neither drift.Model nor the {type(hooked).__name__} it wraps has an attribute {name!r}"
+            ) from None
+        return self._as_own(attr) if inspect.ismethod(attr) else attr
+
+    def __dir__(self) -> list[str]:
+        return sorted(set(super().__dir__()) | set(dir(self.hooked)))
+
+    def _as_own(self, method: Callable) -> Callable:
+        """The hooked model's ``method``, called with ``prepend_bos=self.prepend_bos`` when it
+        takes that argument and the caller gave none, returning this wrapper where the method
+        returns the hooked model (``.to``, ``.eval``, ``.cuda`` …)."""
+        try:
+            sig = inspect.signature(method)
+        except (TypeError, ValueError):
+            sig = None
+        takes_bos = sig is not None and "prepend_bos" in sig.parameters
+
+        @functools.wraps(method)
+        def call(*args, **kwargs):
+            if takes_bos:
+                bound = sig.bind_partial(*args, **kwargs)
+                if bound.arguments.get("prepend_bos") is None:
+                    bound.arguments["prepend_bos"] = self.prepend_bos
+                    args, kwargs = bound.args, bound.kwargs
+            out = method(*args, **kwargs)
+            return self if out is self.hooked else out
+
+        return call
 
     # ---- hook names -------------------------------------------------------------------------
     def hook_name(self, site: str, layer: int | None = None) -> str:
@@ -222,10 +283,12 @@ class Model:
         return tensor
 
     # ---- tokenisation -----------------------------------------------------------------------
-    def encode(self, text: str) -> list[int]:
-        """Token ids of a prompt, with BOS in front when the model expects it."""
+    def encode(self, text: str, prepend_bos: bool | None = None) -> list[int]:
+        """Token ids of a prompt, with BOS in front when the model expects it (or as
+        ``prepend_bos`` says)."""
         ids = self.tokenizer(text, add_special_tokens=False).input_ids
-        return ([self.bos_id] if self.prepend_bos else []) + list(ids)
+        bos = self.prepend_bos if prepend_bos is None else prepend_bos
+        return ([self.bos_id] if bos else []) + list(ids)
 
     def encode_target(self, target: str) -> list[int]:
         """Token ids of a continuation: stripped, then one leading space (targets follow a word)."""
@@ -233,14 +296,19 @@ class Model:
             raise ValueError(f"empty target {target!r}: a target needs at least one non-space character")
         return list(self.tokenizer(" " + target.strip(), add_special_tokens=False).input_ids)
 
-    def subject_positions(self, prompt: str, subject: str) -> list[int]:
-        """Indices (in ``encode(prompt)``) of the tokens that overlap ``subject``'s last occurrence.
+    def subject_positions(self, prompt: str, subject: str, *, start: int | None = None) -> list[int]:
+        """Indices (in ``encode(prompt)``) of the tokens that overlap ``subject`` at character
+        ``start`` (a template's slot, :meth:`drift.data.EditCase.subject_at`), or, without
+        ``start``, at its last occurrence.
 
-        Raises ``ValueError`` naming both strings when the subject is not in the prompt.
+        Raises ``ValueError`` naming both strings when the subject is not in the prompt (or not
+        at ``start``).
         """
         if not subject or not subject.strip():
             raise ValueError(f"empty subject {subject!r}")
-        start = prompt.rfind(subject)
+        if start is not None and prompt[start : start + len(subject)] != subject:
+            raise ValueError(f"subject {subject!r} is not at character {start} of prompt {prompt!r}")
+        start = prompt.rfind(subject) if start is None else start
         if start < 0:
             hint = ""
             if prompt.lower().find(subject.strip().lower()) >= 0:
@@ -274,17 +342,46 @@ class Model:
 
     # ---- running ----------------------------------------------------------------------------
     @contextlib.contextmanager
-    def hooks(self, hooks: Sequence[Hook] = (), *, fwd_hooks: Sequence[Hook] = ()) -> Iterator[None]:
+    def hooks(
+        self,
+        hooks: Sequence[Hook] = (),
+        *,
+        fwd_hooks: Sequence[Hook] = (),
+        bwd_hooks: Sequence[Hook] = (),
+        **kwargs,
+    ) -> Iterator[None]:
         """Attach ``(hook_name, fn(activation, hook))`` pairs for the block; always removed.
-        (``fwd_hooks=`` as TransformerLens spells it works too.)"""
-        with self.hooked.hooks(fwd_hooks=[*hooks, *fwd_hooks]):
+        TransformerLens' spelling works too: ``fwd_hooks=``, ``bwd_hooks=`` and the hooked
+        model's other options (``reset_hooks_end``, ``clear_contexts``)."""
+        with self.hooked.hooks(fwd_hooks=[*hooks, *fwd_hooks], bwd_hooks=list(bwd_hooks), **kwargs):
             yield
 
     # ---- TransformerLens' verbs, with drift's tokenisation ------------------------------------
-    def to_tokens(self, text: str | Sequence[str]) -> Tensor:
-        """``[batch, pos]`` token ids as :meth:`encode` makes them (right-padded for a list)."""
-        texts = [text] if isinstance(text, str) else list(text)
-        return self.pad([self.encode(t) for t in texts])[0]
+    def to_tokens(
+        self,
+        input: str | Sequence[str],
+        prepend_bos: bool | None = None,
+        padding_side: str | None = None,
+        move_to_device: bool = True,
+        truncate: bool | None = None,
+    ) -> Tensor:
+        """``[batch, pos]`` token ids as :meth:`encode` makes them, with TransformerLens'
+        options: ``prepend_bos`` (default: the model's convention), ``padding_side`` for a list
+        (``"right"``, the default, or ``"left"``; pads are the pad token), ``move_to_device``
+        (else on the CPU) and ``truncate`` (``True``: cut to the context length; otherwise a
+        longer prompt is an error, since cutting it would score a different prompt)."""
+        texts = [input] if isinstance(input, str) else list(input)
+        if not all(isinstance(t, str) for t in texts):
+            raise TypeError(f"to_tokens takes a string or a list of strings, got {type(input).__name__}")
+        if padding_side not in (None, "right", "left"):
+            raise ValueError(f"padding_side must be 'right' or 'left', got {padding_side!r}")
+        seqs = [self.encode(t, prepend_bos=prepend_bos) for t in texts]
+        if truncate:
+            seqs = [s[: self.cfg.n_ctx] for s in seqs]
+        tokens, lengths = self.pad(seqs)
+        if padding_side == "left":
+            tokens = torch.stack([row.roll(int(tokens.shape[1] - n)) for row, n in zip(tokens, lengths)])
+        return tokens if move_to_device else tokens.cpu()
 
     def to_string(self, tokens: Tensor | Sequence[int]) -> str | list[str]:
         """The text of ``tokens`` (``[pos]`` -> str, ``[batch, pos]`` -> list of str)."""
@@ -293,43 +390,88 @@ class Model:
             return self.tokenizer.decode(t.tolist())
         return [self.tokenizer.decode(row.tolist()) for row in t]
 
-    def _tokens(self, x) -> Tensor:
-        return self.to_tokens(x) if isinstance(x, (str, list)) else x
+    def to_str_tokens(
+        self,
+        input: str | Sequence[str] | Tensor,
+        prepend_bos: bool | None = None,
+        padding_side: str | None = None,
+    ) -> list[str] | list[list[str]]:
+        """Each token of ``input`` as a string; text is tokenised by :meth:`to_tokens`."""
+        if isinstance(input, list) and all(isinstance(t, str) for t in input):
+            return [self.to_str_tokens(t, prepend_bos, padding_side) for t in input]
+        if isinstance(input, str):
+            input = self.to_tokens(input, prepend_bos=prepend_bos)[0]
+        return self.hooked.to_str_tokens(input)
 
-    def __call__(self, tokens: Tensor | str | Sequence[str], **kwargs) -> Tensor:
-        """Logits ``[batch, pos, d_vocab]``, as calling the hooked model gives (strings are
-        tokenised by :meth:`to_tokens`)."""
-        return self.hooked(self._tokens(tokens), **kwargs)
+    def generate(self, input: str | Sequence[str] | Tensor = "", *args, **kwargs):
+        """The hooked model's ``generate`` (same arguments and results), with drift's BOS
+        convention for text. The key-value cache reaches every attention layer (see
+        :func:`_route_cache_to_attention`), so ``use_past_kv_cache=True`` and ``False`` give the
+        same greedy text."""
+        with _quiet_cache_rename():
+            return self._as_own(self.hooked.generate)(input, *args, **kwargs)
 
-    def run_with_cache(self, tokens: Tensor | str | Sequence[str], **kwargs):
-        """``(logits, cache)`` of the hooked model's ``run_with_cache``."""
-        return self.hooked.run_with_cache(self._tokens(tokens), **kwargs)
+    def _inputs(self, x, kwargs: dict) -> tuple[Tensor, dict]:
+        """Tokens for ``x`` (text through :meth:`to_tokens`, taking ``prepend_bos`` and
+        ``padding_side`` out of ``kwargs``) and the keyword arguments for the hooked model; a
+        left-padded batch gets the attention mask that keeps its pads out of every real token's
+        view (and, on a bridge, its position ids)."""
+        kwargs = dict(kwargs)
+        bos, side = kwargs.pop("prepend_bos", None), kwargs.pop("padding_side", None)
+        if not isinstance(x, (str, list)):
+            return x, kwargs
+        tokens = self.to_tokens(x, prepend_bos=bos, padding_side=side)
+        if side == "left" and kwargs.get("attention_mask") is None:
+            texts = [x] if isinstance(x, str) else x
+            lengths = [len(self.encode(t, prepend_bos=bos)) for t in texts]
+            if min(lengths) < tokens.shape[1]:
+                cols = torch.arange(tokens.shape[1], device=tokens.device)
+                width = torch.tensor(lengths, device=tokens.device)[:, None]
+                kwargs["attention_mask"] = (cols >= tokens.shape[1] - width).long()
+        return tokens, kwargs
 
-    def run_with_hooks(self, tokens: Tensor | str | Sequence[str], fwd_hooks: Sequence[Hook] = (), **kwargs):
+    def __call__(self, input: Tensor | str | Sequence[str], *args, **kwargs) -> Tensor:
+        """What calling the hooked model gives (logits ``[batch, pos, d_vocab]`` by default;
+        ``return_type=``, ``stop_at_layer=`` … pass through), text tokenised by :meth:`to_tokens`."""
+        tokens, kwargs = self._inputs(input, kwargs)
+        return self.hooked(tokens, *args, **kwargs)
+
+    def run_with_cache(self, input: Tensor | str | Sequence[str], *args, **kwargs):
+        """``(logits, cache)`` of the hooked model's ``run_with_cache`` (``names_filter=``,
+        ``return_type=`` … pass through), text tokenised by :meth:`to_tokens`."""
+        tokens, kwargs = self._inputs(input, kwargs)
+        return self.hooked.run_with_cache(tokens, *args, **kwargs)
+
+    def run_with_hooks(
+        self, input: Tensor | str | Sequence[str], fwd_hooks: Sequence[Hook] = (), *args, **kwargs
+    ):
         """The hooked model's ``run_with_hooks``; hooks are removed afterwards."""
-        return self.hooked.run_with_hooks(self._tokens(tokens), fwd_hooks=list(fwd_hooks), **kwargs)
+        tokens, kwargs = self._inputs(input, kwargs)
+        return self.hooked.run_with_hooks(tokens, *args, fwd_hooks=list(fwd_hooks), **kwargs)
 
     def forward(
         self,
-        tokens: Tensor,
+        tokens: Tensor | str | Sequence[str],
         hooks: Sequence[Hook] = (),
         *,
         start_at_layer: int | None = None,
         stop_at_layer: int | None = None,
         prefix: Prefix | None = None,
+        **kwargs,
     ) -> Tensor:
-        """Logits ``[batch, pos, d_vocab]`` (or the residual at ``stop_at_layer``).
+        """Logits ``[batch, pos, d_vocab]`` (or the residual at ``stop_at_layer``), with
+        ``hooks`` attached for this pass; other keywords (``return_type=`` …) go to the hooked
+        model, text is tokenised by :meth:`to_tokens`.
 
         With ``start_at_layer=l``, ``tokens`` is the residual stream ``[batch, pos, d_model]``
         entering block ``l``. With ``prefix`` (from :meth:`prefix`), ``tokens`` holds only the
         columns after the prefix, which every layer's attention reads from its cache.
         """
-        kwargs = {}
+        tokens, kwargs = self._inputs(tokens, kwargs)
         if start_at_layer is not None:
             kwargs["start_at_layer"] = start_at_layer
         if stop_at_layer is not None:
             kwargs["stop_at_layer"] = stop_at_layer
-        cached = contextlib.nullcontext()
         if prefix is not None:
             kwargs |= {
                 "attention_mask": prefix.mask,
@@ -337,8 +479,8 @@ class Model:
                 "past_key_values": prefix.reset(),
                 "use_cache": True,
             }
-            cached = self._cache_reaches_attention()
-        with self.hooks(hooks), self._skipping_blocks_below(start_at_layer), cached:
+        quiet = _quiet_cache_rename() if prefix is not None else contextlib.nullcontext()
+        with self.hooks(hooks), self._skipping_blocks_below(start_at_layer), quiet:
             return self.hooked(tokens, **kwargs)
 
     @property
@@ -375,7 +517,7 @@ class Model:
             (self.hook_name("resid_post", self.cfg.n_layers - 1), stop),
         ]
         try:
-            with self.hooks(hooks), self._cache_reaches_attention():
+            with self.hooks(hooks), _quiet_cache_rename():
                 self.hooked(
                     tokens, attention_mask=mask, position_ids=positions, past_key_values=cache, use_cache=True
                 )
@@ -409,7 +551,7 @@ class Model:
 
     def _decoder_list(self):
         """``(parent, attribute, ModuleList)`` holding the bridge's blocks, or None."""
-        if not hasattr(self, "_decoder"):
+        if "_decoder" not in self.__dict__:
             self._decoder = None
             hf = getattr(self.hooked, "original_model", None)
             blocks = getattr(self.hooked, "blocks", None)
@@ -488,7 +630,7 @@ class Model:
     def sample(self, tokens: Tensor, max_new_tokens: int, *, top_k: int = 50, seed: int = 0) -> Tensor:
         """Seeded top-k sampling with the key-value cache: ``tokens [batch, pos]`` (equal lengths,
         no padding) -> ``[batch, pos + max_new_tokens]``. Runs without drift's hooks."""
-        with torch.random.fork_rng(devices=[]), self._cache_reaches_attention():
+        with torch.random.fork_rng(devices=[]), _quiet_cache_rename():
             torch.manual_seed(seed)
             return self.hooked.generate(
                 tokens.to(self.device),
@@ -501,37 +643,6 @@ class Model:
                 return_type="tokens",
             )
 
-    @contextlib.contextmanager
-    def _cache_reaches_attention(self) -> Iterator[None]:
-        """Hand the key-value cache to the bridge's attention under the name it reads.
-
-        Hugging Face ``transformers`` 5.x passes the cache to each attention module as ``cache``;
-        TransformerLens 4.3's attention bridge reads only ``past_key_values`` (or ``layer_past``).
-        Without this the cache stays empty, so every sampled token after the first is predicted
-        from itself alone and ignores the prompt (tested: cached sampling equals a greedy loop of
-        full forward passes). Only adds the name where it is missing; removed on exit.
-        """
-        if self.kind != "bridge":
-            yield
-            return
-
-        def pass_cache(module, args, kwargs):
-            if kwargs.get("past_key_values") is None and kwargs.get("cache") is not None:
-                kwargs["past_key_values"] = kwargs["cache"]
-            return args, kwargs
-
-        handles = [b.attn.register_forward_pre_hook(pass_cache, with_kwargs=True) for b in self.hooked.blocks]
-        try:
-            with warnings.catch_warnings():
-                # the bridge still passes the cache by its old name, which transformers 5.x warns about
-                warnings.filterwarnings(
-                    "ignore", message=".*past_key_values.*deprecated", category=FutureWarning
-                )
-                yield
-        finally:
-            for h in handles:
-                h.remove()
-
     def target_prob(self, prompt: str, target: str, scoring: str = "product") -> float:
         """P(target | prompt), the product over the target's tokens (``scoring="product"``), or
         ``"mean"``: exp of the mean log-probability per target token, the reference evaluation's
@@ -543,3 +654,41 @@ class Model:
         s = score_targets(self, [prompt], [target])
         lp = s.logprob / s.n_tokens if scoring == "mean" else s.logprob
         return float(lp.exp()[0])
+
+
+def _route_cache_to_attention(bridge) -> None:
+    """Hand the key-value cache to each of a bridge's attention modules under the name it reads.
+
+    Hugging Face ``transformers`` 5.x passes the cache to each attention module as ``cache``;
+    TransformerLens 4.3's attention bridge reads only ``past_key_values`` (or ``layer_past``).
+    Without this, every cached forward (``generate`` with ``use_past_kv_cache=True``, drift's
+    sampler, :meth:`Model.prefix`) leaves the cache empty, so each new token is predicted from
+    itself alone and ignores the prompt ("Paris-------" where a greedy loop of full passes
+    gives "Paris, France."). A forward pre-hook on each attention module adds the name where it
+    is missing; installed once per bridge, it stays for the bridge's lifetime.
+    """
+    if getattr(bridge, "_drift_cache_routed", False):
+        return
+
+    def pass_cache(module, args, kwargs):
+        if kwargs.get("past_key_values") is None and kwargs.get("cache") is not None:
+            kwargs["past_key_values"] = kwargs["cache"]
+        return args, kwargs
+
+    for block in bridge.blocks:
+        block.attn.register_forward_pre_hook(pass_cache, with_kwargs=True)
+    # A plain forward then fills no cache (Hugging Face builds one by default, which the routing
+    # would now fill at a cost in memory and time); generate and Model.prefix ask for one.
+    config = getattr(getattr(bridge, "original_model", None), "config", None)
+    if config is not None and hasattr(config, "use_cache"):
+        config.use_cache = False
+    bridge._drift_cache_routed = True
+
+
+@contextlib.contextmanager
+def _quiet_cache_rename() -> Iterator[None]:
+    """Silence transformers 5.x's warning that ``past_key_values`` is now called ``cache``: the
+    bridge passes it by its old name, which still works."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*past_key_values.*deprecated", category=FutureWarning)
+        yield

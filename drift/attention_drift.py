@@ -38,6 +38,7 @@ from torch import Tensor
 
 from drift.adapter import Model
 from drift.editors.base import Edit
+from drift.reprs import fields_repr
 from drift.tracing import Prompt
 
 EPS = 1e-12
@@ -55,6 +56,8 @@ class Drift:
     hidden_cos: float
     p_edit: float  # P(o_edit) of the edited model on this prompt (all tokens, per ``scoring``)
     p_true: float  # P(the prompt's right answer), the same way
+
+    __repr__ = fields_repr
 
 
 @torch.no_grad()

@@ -385,22 +385,29 @@ def report(rows: Sequence[dict], fit_rows: Sequence[dict] | None = None, recall:
     kept = [r for r in rows if r.get("label") is not None]
     labelled = [(r["metrics"], r["label"]) for r in kept]
 
+    failing = sum(y for _, y in labelled)
+    too_few = len(labelled) < 4 or failing == 0 or failing == len(labelled)
+
     def not_enough(why: str) -> dict:
+        """No AUROC where it cannot be estimated: ``None`` (JSON null) with the reason in "note";
+        each signal's own AUROC only from 4 edits of both kinds on (fewer give 0, 0.5 or 1 by
+        chance)."""
+        signals = {
+            name: None if too_few else auroc([s[name] for s, _ in labelled], [y for _, y in labelled])
+            for name in SIGNALS
+        }
         return {
             "n": len(labelled),
-            "failing": sum(y for _, y in labelled),
-            "auroc": math.nan,
-            "auroc_ci": [math.nan, math.nan],
-            "signals": {
-                name: auroc([s[name] for s, _ in labelled], [y for _, y in labelled]) for name in SIGNALS
-            },
-            "precision_at_recall": {str(recall): math.nan},
+            "failing": failing,
+            "auroc": None,
+            "auroc_ci": [None, None],
+            "signals": signals,
+            "precision_at_recall": {str(recall): None},
             "fit": "none",
             "note": why,
         }
 
-    failing = sum(y for _, y in labelled)
-    if len(labelled) < 4 or failing == 0 or failing == len(labelled):
+    if too_few:
         return not_enough(
             f"{len(labelled)} labelled edit(s), {failing} failing: the AUROC needs at least 4 edits, "
             "failing and sound ones both"

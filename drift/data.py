@@ -72,6 +72,48 @@ class EditCase:
     subject_alias: tuple[str, ...] | None = None  # the subject under another name; answer o_edit
     commonsense: Commonsense | None = None
     generation: tuple[str, ...] | None = None
+    # where the subject sits in ``prompt`` when the case came from a template ("{}"): the slot's
+    # character offset, so an edit reads the subject there even when the subject's text occurs
+    # again in the prompt ("{}, not Paris Hilton, is the capital of" with subject "Paris")
+    subject_start: int | None = None
+
+    def __repr__(self) -> str:
+        """``EditCase('0': 'The Eiffel Tower is located in the city of' Paris -> Rome, subject
+        'Eiffel Tower'; paraphrase 2, neighborhood 10, …)``: the fact and how many prompts each
+        task has (the prompts themselves are the fields)."""
+        tasks = (
+            "rewrite",
+            "paraphrase",
+            "neighborhood",
+            "relation",
+            "reasoning",
+            "subject_alias",
+            "generation",
+        )
+        counts = [f"{t} {len(getattr(self, t))}" for t in tasks if getattr(self, t)]
+        if self.commonsense is not None:
+            counts.append("commonsense 1")
+        return (
+            f"EditCase({self.case_id!r}: {self.prompt!r} {self.o_true} -> {self.o_edit}, "
+            f"subject {self.subject!r}; {', '.join(counts) or 'no task prompts'})"
+        )
+
+    def subject_at(self, text: str, offset: int = 0) -> int | None:
+        """The character of ``text`` where the subject's template slot lies, for a ``text`` that
+        holds this case's prompt at ``offset`` (a prefix before it, a test prompt after it);
+        ``None`` when the case had no template or ``text`` does not hold its prompt there (then
+        the subject's last occurrence is meant).
+
+        >>> case = EditCase.simple("{}, not Paris Hilton, is the capital of", "Paris", "Rome", "France")
+        >>> case.prompt, case.subject_at("Hi. " + case.prompt, 4)
+        ('Paris, not Paris Hilton, is the capital of', 4)
+        """
+        s = self.subject_start
+        if s is None or text[offset : offset + len(self.prompt)] != self.prompt:
+            return None
+        if self.prompt[s : s + len(self.subject)] != self.subject:  # a case changed by hand
+            return None
+        return offset + s
 
     @classmethod
     def simple(
@@ -173,7 +215,15 @@ def parse_case(raw: Any, *, index: int = 0, source: str = "case") -> EditCase:
         _get(rr, "subject", str, where, "requested_rewrite.subject"), where, "requested_rewrite.subject"
     )
     prompt = _get(rr, "prompt", str, where, "requested_rewrite.prompt")
-    prompt = prompt.replace("{}", subject) if "{}" in prompt else prompt
+    subject_start = None
+    if "{}" in prompt:  # a template: the subject goes in its one slot, and is read there
+        if prompt.count("{}") > 1:
+            raise CaseError(
+                f"{where}: field requested_rewrite.prompt {prompt!r} has {prompt.count('{}')} '{{}}' "
+                "slots; a template holds the subject once"
+            )
+        subject_start = prompt.index("{}")
+        prompt = prompt.replace("{}", subject)
     o_edit = _target(rr, "target_new", where)
     o_true = _target(rr, "target_true", where)
     if subject not in prompt:
@@ -189,6 +239,7 @@ def parse_case(raw: Any, *, index: int = 0, source: str = "case") -> EditCase:
         o_true=o_true,
         o_edit=o_edit,
         relation_id=rr.get("relation_id") if isinstance(rr.get("relation_id"), str) else None,
+        subject_start=subject_start,
     )
     if "rewrite" in raw:  # merged schema
         fields["rewrite"] = tuple(_prompts(raw, "rewrite", where))

@@ -9,7 +9,7 @@ Example:
     >>> from drift.data import load_cases
     >>> from drift.metrics import summarise
     >>> model = drift.load_model()                                          # doctest: +SKIP
-    >>> rows = evaluate(model, load_cases("builtin", limit=4), fluency=False, progress=False)
+    >>> rows = evaluate(model, load_cases("builtin", limit=4), fluency=False)
     >>> len(rows), list(rows[0])
     (4, ['case_id', 'subject', 'metrics'])
     >>> [k for k in rows[0]["metrics"] if not k.endswith("_k")]             # ..._k: prompts scored
@@ -25,8 +25,8 @@ import math
 from typing import Callable, ContextManager, Sequence
 
 import torch
-from tqdm.auto import tqdm
 
+from drift import progress as prog
 from drift.adapter import Model
 from drift.data import EditCase
 from drift.metrics import DEFAULT_SCORING, check_scoring, n_gram_entropy, plan_case
@@ -49,7 +49,8 @@ def evaluate(
     batch_cases: int = 16,
     batch_size: int = 32,
     seed: int = 0,
-    progress: bool = True,
+    verbose: bool | None = None,
+    progress: bool | None = None,
     on_case: Callable[[dict], None] | None = None,
     scoring: str = DEFAULT_SCORING,
 ) -> list[dict]:
@@ -62,38 +63,49 @@ def evaluate(
             (``gen_tokens`` new tokens, seeded top-5 sampling) and report FL.
         ppl_texts: texts for perplexity (PPL), measured per case on the edited model, or once
             for an unedited one.
+        verbose: a bar over the cases (:mod:`drift.progress`; silent by default), each case
+            edited and scored quietly under it; ``progress`` is another name for it.
         on_case: called with each finished case's result (for incremental saving).
         scoring: ``"mean"`` (per-token mean log-probability, the reference's) or ``"product"``
             (the whole target's probability); see :mod:`drift.metrics`.
     """
     check_scoring(scoring)
-    rows: list[dict] = []
-    bar = tqdm(total=len(cases), desc="evaluating", unit="case", disable=not progress)
-    base_ppl = perplexity(model, ppl_texts, batch_size=batch_size) if (ppl_texts and edit is None) else None
-    groups = [[c] for c in cases] if edit is not None else _chunks(cases, batch_cases)
-    for group in groups:
-        with edit(model, group[0]) if edit is not None else contextlib.nullcontext() as applied:
-            try:
-                results = _evaluate_group(
-                    model, group, fluency, gen_prompts, gen_tokens, batch_size, seed, scoring
-                )
+    with prog.verbose(verbose if verbose is not None else progress):
+        rows: list[dict] = []
+        bar = prog.bar(total=len(cases), desc="evaluating", unit="case", leave=True)
+        base_ppl = (
+            perplexity(model, ppl_texts, batch_size=batch_size) if (ppl_texts and edit is None) else None
+        )
+        groups = [[c] for c in cases] if edit is not None else _chunks(cases, batch_cases)
+        for group in groups:
+            try:  # the edit's computation included: a bad case is named wherever it fails
+                quiet = prog.verbose(False)  # the bar only: each edit's loss lines would break it up
+                with (
+                    quiet,
+                    edit(model, group[0]) if edit is not None else contextlib.nullcontext() as applied,
+                ):
+                    results = _evaluate_group(
+                        model, group, fluency, gen_prompts, gen_tokens, batch_size, seed, scoring
+                    )
+                    if hasattr(applied, "deltas"):  # the editor yielded its Edit
+                        results[0]["edit"] = edit_summary(model, applied)
+                    if ppl_texts:
+                        ppl = (
+                            base_ppl
+                            if base_ppl is not None
+                            else perplexity(model, ppl_texts, batch_size=batch_size)
+                        )
+                        for r in results:
+                            r["metrics"]["PPL"] = ppl
             except ValueError as e:  # e.g. a prompt longer than the model's context
                 raise ValueError(f"case(s) {', '.join(c.case_id for c in group)}: {e}") from e
-            if hasattr(applied, "deltas"):  # the editor yielded its Edit
-                results[0]["edit"] = edit_summary(model, applied)
-            if ppl_texts:
-                ppl = (
-                    base_ppl if base_ppl is not None else perplexity(model, ppl_texts, batch_size=batch_size)
-                )
-                for r in results:
-                    r["metrics"]["PPL"] = ppl
-        for r in results:
-            rows.append(r)
-            if on_case is not None:
-                on_case(r)
-        bar.update(len(group))
-    bar.close()
-    return rows
+            for r in results:
+                rows.append(r)
+                if on_case is not None:
+                    on_case(r)
+            bar.update(len(group))
+        bar.close()
+        return rows
 
 
 def edit_summary(model: Model, edit) -> dict:
@@ -128,15 +140,14 @@ def _evaluate_group(model, cases, fluency, gen_prompts, gen_tokens, batch_size, 
         metrics = plan.metrics(scores.logprob[sl], scores.token_acc[sl], scores.n_tokens[sl], scoring)
         out.append({"case_id": case.case_id, "subject": case.subject, "metrics": metrics})
     if fluency:
-        gen = [(i, p) for i, c in enumerate(cases) for p in (c.generation or ())[:gen_prompts]]
-        if gen:
-            texts = generate(
-                model, [p for _, p in gen], max_new_tokens=gen_tokens, seed=seed, batch_size=batch_size
-            )
-            for i in {i for i, _ in gen}:
-                mine = [t for (j, _), t in zip(gen, texts) if j == i]
-                out[i]["metrics"]["FL"] = n_gram_entropy(mine)
-                out[i]["generations"] = mine
+        # each case's prompts are sampled on their own, so its FL is the same whichever cases
+        # share its batch (--batch-cases) and whether an editor runs cases one at a time
+        for row, case in zip(out, cases):
+            prompts = list(case.generation or ())[:gen_prompts]
+            if prompts:
+                mine = generate(model, prompts, max_new_tokens=gen_tokens, seed=seed, batch_size=batch_size)
+                row["metrics"]["FL"] = n_gram_entropy(mine)
+                row["generations"] = mine
     return out
 
 

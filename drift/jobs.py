@@ -32,7 +32,7 @@ from typing import Sequence
 
 from drift.data import EditCase
 from drift.evaluate import EditFn
-from drift.runs import CaseLog, file_or_name
+from drift.runs import CaseLog, digest_of, file_or_name, refuse_same_files
 
 
 @dataclass
@@ -58,10 +58,25 @@ class Job:
 
 
 def _load_texts(path: str) -> list[str]:
-    raw = json.loads(Path(path).read_text())
-    texts = [r["Text"] if isinstance(r, dict) else r for r in raw]
-    if not texts or not all(isinstance(t, str) and t.strip() for t in texts):
-        raise ValueError(f"{path}: expected a non-empty list of texts")
+    """The texts of a ``--ppl`` file: a JSON list of strings or of ``{"Text": ...}`` objects; a
+    ``ValueError`` naming the file and the first bad entry."""
+    if not Path(path).is_file():
+        raise ValueError(f"--ppl {path}: no such file")
+    try:
+        raw = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise ValueError(f"--ppl {path}: not a JSON file of texts ({e})") from None
+    if not isinstance(raw, list) or not raw:
+        raise ValueError(f"--ppl {path}: expected a non-empty JSON list of texts")
+    texts = []
+    for i, r in enumerate(raw):
+        text = r.get("Text") if isinstance(r, dict) else r
+        if not isinstance(text, str) or not text.strip():
+            raise ValueError(
+                f"--ppl {path}: entry {i} must be a non-empty string or an object with a "
+                f"'Text' string, got {json.dumps(r)[:60]}"
+            )
+        texts.append(text)
     return texts
 
 
@@ -120,6 +135,7 @@ def plan(args: argparse.Namespace) -> Job:
 
     hp = parse_hp(args.hp)
     overrides |= hp
+    refuse_same_files({"--out": args.out}, {"--data": args.data, "--ppl": args.ppl})
     # unknown names and bad options fail before the model loads
     edit = get_editor(args.editor, drop_rate=args.dr, seed=args.seed, **overrides)
     cases = load_cases(args.data, limit=args.limit)
@@ -139,7 +155,12 @@ def plan(args: argparse.Namespace) -> Job:
         "ppl": file_or_name(args.ppl),
         "scoring": args.scoring,
         "pool": args.pool,
+        # what the inputs hold: a case file edited since a run began is another configuration
+        "data_sha256": digest_of(args.data),
+        "limit": args.limit,  # not in the key (a run whose limit grew keeps its cases)
     }
+    if args.ppl:
+        config["ppl_sha256"] = digest_of(args.ppl)
     if args.sadr is not None:  # only when given, so keys of runs without them stay as they were
         config |= {"sadr": args.sadr, "sadr_heads": args.sadr_heads}
     if args.steps is not None:

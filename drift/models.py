@@ -83,13 +83,11 @@ _ANNOUNCED: set[str] = set()
 
 
 def default_device() -> str:
-    """``"cuda"`` when torch sees a GPU, else ``"cpu"``; printed to stderr the first time."""
-    import sys
-
+    """``"cuda"`` when torch sees a GPU, else ``"cpu"``; logged the first time."""
     device = "cuda" if torch.cuda.is_available() else "cpu"
     if device not in _ANNOUNCED:
         _ANNOUNCED.add(device)
-        print(f"drift: models load on {device} (pass device= or --device to choose)", file=sys.stderr)
+        log.info("models load on %s (pass device= or --device to choose)", device)
     return device
 
 
@@ -165,8 +163,14 @@ def packaged_model_folder(name: str = DEFAULT_MODEL) -> Path:
         warnings.warn(f"drift: the cached model folder {folder} is incomplete or corrupt; rebuilding it")
         shutil.rmtree(folder, ignore_errors=True)
     log.info("converting %s to a Hugging Face folder in %s (once)", gguf_path.name, folder)
-    with building_dir(folder) as tmp:
-        _convert_gguf(gguf_path, tmp)
+    try:
+        with building_dir(folder) as tmp:
+            _convert_gguf(gguf_path, tmp)
+    except PermissionError as e:
+        raise ModelLoadError(
+            f"could not load model {name!r}: converting it once needs a writable cache, and "
+            f"{folder.parent} refuses writes ({e.strerror}); set DRIFT_CACHE to a writable folder"
+        ) from e
     return folder
 
 

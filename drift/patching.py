@@ -44,8 +44,8 @@ from dataclasses import dataclass, field
 
 import torch
 from torch import Tensor
-from tqdm.auto import tqdm
 
+from drift import progress
 from drift.adapter import Hook, Model
 
 Key = tuple[str, int]  # (site, layer)
@@ -138,12 +138,18 @@ def sweep(
     read_pos: int = -1,
     hooks: Sequence[Hook] = (),
     batch_size: int = 32,
-    progress: bool = False,
+    verbose: bool | None = None,
 ) -> Tensor:
     """Probabilities ``[n_states, n_read]`` of ``read_tokens`` at ``read_pos`` of ``tokens [1, pos]``
     for the receiving model (``hooks`` plus the model's current weights) with each state written.
 
-    An empty state gives the receiver's own output."""
+    An empty state gives the receiver's own output. ``verbose``: a bar over the batches of
+    states (:mod:`drift.progress`)."""
+    with progress.verbose(verbose):
+        return _sweep(model, tokens, states, source, read_tokens, read_pos, hooks, batch_size)
+
+
+def _sweep(model, tokens, states, source, read_tokens, read_pos, hooks, batch_size) -> Tensor:
     _check_source(states, source)
     n_layers = model.cfg.n_layers
     read_pos = read_pos % tokens.shape[1]
@@ -159,7 +165,7 @@ def sweep(
         out[torch.tensor(noop)] = _read(model, resid, list(hooks), n_layers - 1, read_pos, read_tokens).cpu()
     order = sorted((i for i in range(len(states)) if not noop[i]), key=lambda i: start_of[i])
     chunks = [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
-    for chunk in tqdm(chunks, desc="patching", leave=False, disable=not progress):
+    for chunk in progress.bar(chunks, desc="patching", unit="batch"):
         start = start_of[chunk[0]]
         resid = clean[("resid_pre", start)].unsqueeze(0).repeat(len(chunk), 1, 1)  # [B, pos, d_model]
         patch = _hooks_for(model, [states[i] for i in chunk], source)

@@ -12,7 +12,14 @@ Example:
 
 from __future__ import annotations
 
+import logging
+import time
+
+from drift import progress
 from drift.adapter import Model
+from drift.editors.base import Edit
+
+log = logging.getLogger(__name__)
 
 
 def greedy_answer(model: Model, prompt: str, max_tokens: int = 4) -> str:
@@ -44,18 +51,26 @@ def edit(
     target: str,
     target_true: str | None = None,
     editor: str = "rome",
+    verbose: bool | None = None,
     **hparams,
-):
+) -> Edit:
     """Compute (never apply) ``editor``'s edit making ``prompt`` answer ``target``; returns an
     :class:`~drift.editors.base.Edit` (``with e.applied(model): ...`` or ``e.apply(model)``).
 
     ``target_true``: the answer being replaced (default: the model's own greedy answer).
+    ``verbose``: print the loss at every optimisation step and a bar while key statistics are
+    computed (:mod:`drift.progress`; silent by default).
     ``hparams``: the editor's hyper-parameters to override (e.g. ``layer=``, ``steps=``,
     ``extra_terms=(SADR(1e-2),)``); a name the editor lacks is refused."""
     from drift.data import EditCase
     from drift.editors import get_compute
 
     compute = get_compute(editor, **hparams)
-    if target_true is None:
-        target_true = greedy_answer(model, prompt)
-    return compute(model, EditCase.simple(prompt, subject, target, target_true))
+    with progress.verbose(verbose):
+        if target_true is None:
+            target_true = greedy_answer(model, prompt)
+        log.info("%s: %r: %s -> %s (subject %r)", editor, prompt, target_true, target, subject)
+        start = time.perf_counter()
+        result = compute(model, EditCase.simple(prompt, subject, target, target_true))
+        log.info("%s edit computed in %.1f s", editor, time.perf_counter() - start)
+    return result

@@ -52,8 +52,9 @@ from drift.store import save_json
 
 FORMAT = 1  # the header's "drift_run" value; a header without it was written by an earlier drift
 # keys of a configuration that do not change any case's result: a shard's finished cases are the
-# whole run's cases, so logs of different shards (or chunks) of one run join
-NOT_IN_KEY = ("shard", "chunk")
+# whole run's cases, so logs of different shards (or chunks) of one run join, and a run whose
+# --limit grew keeps the cases it has
+NOT_IN_KEY = ("shard", "chunk", "limit")
 
 
 class RunConflict(ValueError):
@@ -95,13 +96,85 @@ def file_or_name(value: str | None) -> str | None:
     return str(Path(value).resolve())
 
 
+def digest_of(source: str | os.PathLike) -> str:
+    """16 hex digits of the SHA-256 of a file's bytes (``"builtin"``: drift's own case file), so
+    that a run is keyed by what its inputs hold, not by their names.
+
+    >>> len(digest_of("builtin"))
+    16
+    """
+    if str(source) == "builtin":
+        from importlib import resources
+
+        data = resources.files("drift").joinpath("cases/builtin.json").read_bytes()
+        return hashlib.sha256(data).hexdigest()[:16]
+    h = hashlib.sha256()
+    with open(source, "rb") as f:
+        for block in iter(lambda: f.read(1 << 22), b""):
+            h.update(block)
+    return h.hexdigest()[:16]
+
+
+def same_file(a: Path | str, b: Path | str) -> bool:
+    """Whether two paths name one file (the same path spelled differently, a link, a hard link)."""
+    a, b = Path(a), Path(b)
+    if a.exists() and b.exists():
+        return os.path.samefile(a, b)
+    return a.resolve() == b.resolve()
+
+
+def refuse_same_files(outputs: dict[str, Path | str | None], inputs: dict[str, Path | str | None]) -> None:
+    """A ``ValueError`` when an output (by option name) is the same file as an input: writing it
+    would destroy the input (``--out`` equal to ``--data``)."""
+    for out_name, out in outputs.items():
+        for in_name, source in inputs.items():
+            if out is None or source is None or str(source) == "builtin":
+                continue
+            if Path(source).is_file() and same_file(out, source):
+                raise ValueError(
+                    f"{out_name} {out} is the same file as {in_name} {source}; writing the results "
+                    f"would destroy it, so choose another {out_name}"
+                )
+
+
+def claim_out(out: Path | str, config: dict, *, restart: bool, option: str = "--restart") -> Path | None:
+    """Check that writing a run's results to ``out`` loses nothing: a results file of the same
+    configuration (same :func:`run_key`) may be rewritten; anything else there (another
+    configuration's results, a file drift did not write) is refused with a ``RunConflict``, or,
+    with ``restart``, moved aside to ``OUT.aside-TIME`` (returned)."""
+    out = Path(out)
+    if not out.is_file():
+        return None
+    try:
+        found = json.loads(out.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        found = None
+    if isinstance(found, dict) and isinstance(found.get("config"), dict):
+        if run_key(found["config"]) == run_key(config):
+            return None
+        cases = found.get("cases")
+        n = f" of {len(cases)} case(s)" if isinstance(cases, list) else ""
+        what = f"the finished results{n} of another configuration ({_difference(found['config'], config)})"
+    else:
+        what = "a file that is not a results file of drift"
+    if not restart:
+        raise RunConflict(
+            f"{out} holds {what}; pass {option} to set it aside and start over, or choose another --out"
+        )
+    aside = out.with_name(f"{out.name}.aside-{time.strftime('%Y%m%d-%H%M%S')}")
+    os.replace(out, aside)
+    return aside
+
+
 def _difference(mine: dict, asked: dict) -> str:
     """The first entries in which two configurations differ, for an error message."""
     keys = sorted(
         k for k in set(mine) | set(asked) if k not in NOT_IN_KEY and mine.get(k, "∅") != asked.get(k, "∅")
     )
+    why = {"data_sha256": " (the case file's contents changed)", "ppl_sha256": " (the --ppl file changed)"}
     return "; ".join(
-        f"{k}: {mine.get(k, 'unset')!r} here, {asked.get(k, 'unset')!r} asked" for k in keys[:4]
+        f"{k}{why.get(k, '')}: {mine.get(k, 'unset')!r} here, {asked.get(k, 'unset')!r} asked"
+        for k in keys[:4]
     ) + (" ..." if len(keys) > 4 else "")
 
 
@@ -339,6 +412,58 @@ def join(paths: Iterable[Path | str], command: str = "merge") -> tuple[dict, lis
     if config is None:
         raise ValueError(f"{command}: no inputs")
     return config, list(rows.values())
+
+
+def coverage(
+    parts: Sequence[tuple[Path | str, dict]], found: Iterable[str], command: str = "merge"
+) -> tuple[list[str], str | None]:
+    """What the parts of one run (each a path and the configuration it records) leave out:
+    shards of the split that no part holds, and, when the run's case file is at hand and
+    unchanged (its digest), the run's cases that no part finished. Returns the list of what is
+    missing (empty: the run is complete) and a note when the cases could not be checked.
+    A ``RunConflict`` when one shard is given twice or the parts split the cases differently."""
+    seen: dict[str, str] = {}
+    counts, limits, whole = set(), set(), False
+    for path, cfg in parts:
+        limits.add(cfg.get("limit"))
+        shard = cfg.get("shard")
+        if shard is None:
+            whole = True
+            continue
+        if shard in seen:
+            raise RunConflict(
+                f"{command}: shard {shard} is given twice ({seen[shard]} and {path}); give each part once"
+            )
+        seen[shard] = str(path)
+        counts.add(str(shard).partition("/")[2])
+    if len(counts) > 1 or len(limits) > 1:
+        raise RunConflict(
+            f"{command}: the parts cut the cases differently (shards {sorted(seen)}, limits "
+            f"{sorted(limits, key=str)}); merge the parts of one split"
+        )
+    missing: list[str] = []
+    if counts and not whole:
+        n = int(counts.pop())
+        absent = [f"{i}/{n}" for i in range(1, n + 1) if f"{i}/{n}" not in seen]
+        if absent:
+            missing.append(f"shard(s) {', '.join(absent)}")
+    config = dict(parts[0][1])
+    data, digest = config.get("data"), config.get("data_sha256")
+    if not digest or not isinstance(data, str):
+        return missing, "the run records no digest of its case file, so its cases were not counted"
+    if not (data == "builtin" or Path(data).is_file()):
+        return missing, f"the case file {data} is not here, so the cases were not counted"
+    if digest_of(data) != digest:
+        return missing, f"the case file {data} changed since the run, so the cases were not counted"
+    from drift.data import load_cases
+
+    wanted = [c.case_id for c in load_cases(data, limit=config.get("limit"))]
+    have = set(map(str, found))
+    absent = [i for i in wanted if i not in have]
+    if absent:
+        more = " ..." if len(absent) > 5 else ""
+        missing.append(f"{len(absent)} of {len(wanted)} case(s) ({', '.join(absent[:5])}{more})")
+    return missing, None
 
 
 def chunks(items: Sequence, size: int) -> list[list]:

@@ -55,6 +55,9 @@ class Scores:
     token_acc: Tensor
     n_tokens: Tensor
 
+    def __repr__(self) -> str:
+        return f"Scores({len(self.logprob)} pairs: logprob, top1, token_acc, n_tokens)"
+
 
 @dataclass
 class Row:
@@ -277,6 +280,11 @@ def _final_residual(model: Model, rows: Sequence[Row], hooks: Sequence[Hook], pa
     raise RuntimeError(f"hook {name} did not fire")
 
 
+# a token's log-probability below this is a probability of 0 (exp underflows even in float64):
+# logits that far apart come from damaged weights, never from a trained (or edited) model
+LOGPROB_FLOOR = -700.0
+
+
 @torch.no_grad()
 def _score_batch(
     model: Model, rows: list[Row], reads: list[tuple[int, int, int]], hooks: Sequence[Hook], packed: bool
@@ -295,7 +303,14 @@ def _score_batch(
     if not torch.isfinite(picked).all():
         raise FloatingPointError(
             "the model produced NaN or inf logits: a score from them would be meaningless (are its "
-            "weights damaged? drift.store.cache_root() holds the converted default model)"
+            "weights damaged? `python -m drift doctor` checks the cache)"
+        )
+    if (picked < LOGPROB_FLOOR).any():
+        raise FloatingPointError(
+            f"the model gives a target token a probability of 0 (log-probability "
+            f"{float(picked.min()):.3g}): its logits are out of any trained range, so a score from "
+            "them would be meaningless (are its weights damaged? `python -m drift doctor` checks "
+            "the cache)"
         )
     return picked.cpu(), (logp.argmax(-1)[which] == tgt).float().cpu()
 

@@ -8,7 +8,10 @@ through this module:
   ``final``; on a clean exit it writes a manifest (file sizes and SHA-256 digests) and renames the
   folder into place in one step. If another process got there first, the other folder wins
   and ours is discarded, so two writers end with one valid folder.
-- ``verify_dir(folder)``: True only for a folder whose manifest matches its files.
+- ``verify_dir(folder)``: True only for a folder whose manifest matches its files;
+  ``verify_dir_stamped(folder)`` the same on a schedule cheap enough for every load (sizes,
+  modification times and a sampled digest each time, the full digests when any differs or weekly).
+- ``doctor()``: every cache re-hashed in full (``python -m drift doctor``).
 - ``save_tensors`` / ``load_tensors``: one safetensors file written atomically, with a digest
   of its contents in its metadata; a truncated or altered file raises ``CorruptCacheError``.
 
@@ -29,6 +32,7 @@ import json
 import os
 import shutil
 import tempfile
+import time
 from pathlib import Path
 from typing import Iterator
 
@@ -93,12 +97,36 @@ def verify_dir(folder: Path, *, digests: bool = False) -> bool:
 
 
 STAMP = ".drift-verified.json"
+SAMPLE_CHUNKS, SAMPLE_BYTES = 256, 1 << 16  # a sampled digest reads 16 MiB of a file at most
+FULL_CHECK_EVERY = 7 * 24 * 3600  # seconds between full re-hashes of a folder that looks unchanged
 
 
-def verify_dir_stamped(folder: Path) -> bool:
-    """Whether ``folder`` is complete and every file matches its recorded SHA-256, re-hashing
-    only when a file's size or modification time differs from the last full check (recorded in
-    ``STAMP``): a file overwritten in place, even at the same size, is caught at the next load."""
+def sample_digest(path: Path) -> str:
+    """SHA-256 of a file's size and of ``SAMPLE_CHUNKS`` chunks of ``SAMPLE_BYTES`` at fixed,
+    evenly spread offsets (the first and last bytes included): the whole file when it is small.
+    Cheap enough for every load; damage that misses every chunk waits for the full check."""
+    size = Path(path).stat().st_size
+    h = hashlib.sha256(str(size).encode())
+    with open(path, "rb") as f:
+        if size <= SAMPLE_CHUNKS * SAMPLE_BYTES:
+            for chunk in iter(lambda: f.read(1 << 22), b""):
+                h.update(chunk)
+        else:
+            span = size - SAMPLE_BYTES
+            for i in range(SAMPLE_CHUNKS):
+                f.seek(i * span // (SAMPLE_CHUNKS - 1))
+                h.update(f.read(SAMPLE_BYTES))
+    return h.hexdigest()
+
+
+def verify_dir_stamped(folder: Path, *, full: bool = False) -> bool:
+    """Whether ``folder`` is complete and its files hold what its manifest records, checked on a
+    schedule that costs little per load: every load compares each file's size, modification
+    time and sampled digest (:func:`sample_digest`) with those of the last full check (recorded
+    in ``STAMP``); any difference, a stamp older than ``FULL_CHECK_EVERY``, or ``full=True``
+    re-hashes every file against the manifest's SHA-256. So a file overwritten in place, even at
+    the same size and with its modification time put back, is caught at the next load when the
+    damage falls in a sampled chunk, and within a week (or at ``python -m drift doctor``) when not."""
     if not verify_dir(folder):
         return False
     try:
@@ -106,15 +134,24 @@ def verify_dir_stamped(folder: Path) -> bool:
         now = {n: [(folder / n).stat().st_size, (folder / n).stat().st_mtime_ns] for n in manifest}
     except (OSError, json.JSONDecodeError):
         return False
-    try:
-        if json.loads((folder / STAMP).read_text()) == now:
-            return True
-    except (OSError, json.JSONDecodeError):
-        pass
+    if not full:
+        try:
+            stamp = json.loads((folder / STAMP).read_text())
+            files = stamp["files"]
+            fresh = 0 <= time.time() - float(stamp["checked"]) < FULL_CHECK_EVERY
+            if fresh and {n: v[:2] for n, v in files.items()} == now:
+                if all(sample_digest(folder / n) == files[n][2] for n in now):
+                    return True
+        except (OSError, json.JSONDecodeError, KeyError, TypeError, ValueError, IndexError):
+            pass
     if not verify_dir(folder, digests=True):
         return False
     try:
-        (folder / STAMP).write_text(json.dumps(now))
+        stamp = {
+            "checked": time.time(),
+            "files": {n: [*v, sample_digest(folder / n)] for n, v in now.items()},
+        }
+        (folder / STAMP).write_text(json.dumps(stamp))
     except OSError:  # a read-only cache: verified now, verified again next time
         pass
     return True
@@ -187,6 +224,47 @@ def load_tensors(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
     return tensors, meta
 
 
+def doctor(root: Path | None = None, *, fix: bool = False) -> list[tuple[Path, str | None]]:
+    """Check every cache under ``root`` (default :func:`cache_root`) in full: each model folder
+    (re-hashed against its manifest), each tensor file (against its recorded digest), each JSON
+    file (parsed). Returns ``(path, problem)`` for everything checked (``problem`` ``None`` when
+    sound); ``fix=True`` deletes what is damaged, so it is rebuilt when next needed. Folders
+    being built (hidden ``.NAME.building-*``) are left alone."""
+    root = cache_root() if root is None else Path(root)
+    found: list[tuple[Path, str | None]] = []
+
+    def walk(folder: Path) -> None:
+        if (folder / MANIFEST).is_file():
+            ok = verify_dir_stamped(folder, full=True)
+            found.append((folder, None if ok else "its files do not match their recorded digests"))
+            return
+        for p in sorted(folder.iterdir()):
+            if p.name.startswith("."):
+                continue
+            if p.is_dir():
+                walk(p)
+            elif p.suffix == ".safetensors":
+                try:
+                    load_tensors(p)
+                    found.append((p, None))
+                except CorruptCacheError as e:
+                    found.append((p, str(e)))
+            elif p.suffix == ".json":
+                try:
+                    json.loads(p.read_text())
+                    found.append((p, None))
+                except (UnicodeDecodeError, json.JSONDecodeError) as e:
+                    found.append((p, f"not readable JSON ({e})"))
+
+    if root.is_dir():
+        walk(root)
+    if fix:
+        for path, problem in found:
+            if problem is not None:
+                shutil.rmtree(path) if path.is_dir() else path.unlink()
+    return found
+
+
 def _umask_mode() -> int:
     """The mode a plain new file gets under the process's umask (``mkstemp`` makes 0600)."""
     mask = os.umask(0)
@@ -197,15 +275,18 @@ def _umask_mode() -> int:
 def save_json(path: Path, obj: object) -> None:
     """Write JSON atomically (temp file + rename), with the permissions the umask gives."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    os.chmod(tmp, _umask_mode())
+    tmp = None
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+        os.chmod(tmp, _umask_mode())
         with os.fdopen(fd, "w") as f:
             json.dump(obj, f, indent=1)
         os.replace(tmp, path)
+    except OSError as e:  # a full disk, a read-only folder: name the file meant
+        raise OSError(e.errno, e.strerror, str(path)) from e
     finally:
-        if os.path.exists(tmp):
+        if tmp is not None and os.path.exists(tmp):
             os.remove(tmp)
 
 

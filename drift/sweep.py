@@ -102,12 +102,25 @@ def expand(spec: dict) -> list[RunSpec]:
     out: list[RunSpec] = []
     for i, table in enumerate(tables):
         options = shared | {k: v for k, v in table.items() if k != "name"}
+        for where in (shared, table):
+            if not isinstance(where.get("hp", {}), dict):
+                raise ValueError(
+                    f"sweep: run {i + 1}: hp must be a table (hp = {{ lr = 0.5 }}), got {where['hp']!r}"
+                )
         hp = dict(shared.get("hp") or {}) | dict(table.get("hp") or {})
         bad = sorted(set(options) & set(NOT_IN_SPEC))
         if bad:
             raise ValueError(f"sweep: run {i + 1}: {bad} are set by the sweep itself, not per run")
+        if "name" in table and (not isinstance(table["name"], str) or not table["name"].strip()):
+            raise ValueError(f"sweep: run {i + 1}: name must be a non-empty string, got {table['name']!r}")
         grid = {k: v for k, v in options.items() if isinstance(v, list) and k != "hp"}
         grid |= {f"hp.{k}": v for k, v in hp.items() if isinstance(v, list)}
+        empty = [k.replace("hp.", "hp ") for k, v in grid.items() if not v]
+        if empty:
+            raise ValueError(
+                f"sweep: run {i + 1}: {', '.join(map(repr, empty))} is an empty list, which would make "
+                "no run; give at least one value"
+            )
         for values in itertools.product(*grid.values()) if grid else [()]:
             chosen = dict(zip(grid, values))
             opts = {k: chosen.get(k, v) for k, v in options.items() if k != "hp"}
@@ -239,11 +252,7 @@ def _prepare(run: RunSpec, out: Path, chunk: int, device: str | None, restart: b
     done = {row["case_id"] for _, rows in logged.values() for row in rows}
     position = {c.case_id: i for i, c in enumerate(job.cases)}
     left = [c.case_id for c in job.cases if c.case_id not in done]
-    if job.edit is None and not job.args.no_fluency:
-        size = max(len(left), 1)  # unedited cases sample in groups: keep the run's grouping whole
-    else:
-        size = chunk
-    pieces = [(parts / f"{position[ids[0]]:05d}.jsonl", ids) for ids in chunks(left, size)]
+    pieces = [(parts / f"{position[ids[0]]:05d}.jsonl", ids) for ids in chunks(left, chunk)]
     return _Run(run, job, parts, pieces)
 
 

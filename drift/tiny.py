@@ -10,7 +10,7 @@ legacy TransformerLens ≤ 3 ``HookedTransformer`` from a config (only where TL 
 Example:
     >>> from drift.tiny import tiny_bridge
     >>> model = tiny_bridge()
-    >>> model.cfg.n_layers, model.cfg.n_kv_heads
+    >>> model.cfg.n_layers, model.cfg.n_key_value_heads
     (2, 2)
 """
 

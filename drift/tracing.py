@@ -30,15 +30,20 @@ Example:
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 
 import torch
 from torch import Tensor
 
+from drift import progress
 from drift.adapter import Model
 from drift.data import EditCase
 from drift.editors.base import Edit
 from drift.patching import State, Write, record, sweep
+from drift.reprs import fields_repr
+
+log = logging.getLogger(__name__)
 
 KINDS: dict[str, tuple[str, ...]] = {
     "mlp": ("mlp_out",),
@@ -81,12 +86,15 @@ class Prompt:
     answer: str  # the right answer to this prompt (o_true, or the relation's own answer for RS)
     read: Tensor  # [2] first tokens of the right answer and of o_edit
 
+    __repr__ = fields_repr
+
 
 def prepare(model: Model, case: EditCase, text: str, answer: str, test_start: int | None = None) -> Prompt:
     """Tokenise ``text`` and label its tokens; ``test_start`` is the character where a distracting
     prompt's test prompt begins (None for prompts about the subject itself)."""
     ids = model.encode(text)
-    subj = model.subject_positions(text[:test_start] if test_start else text, case.subject)
+    head = text[:test_start] if test_start else text
+    subj = model.subject_positions(head, case.subject, start=case.subject_at(head))
     test = set(model.span_positions(text, test_start, len(text))) if test_start else set()
     groups = []
     for i in range(len(ids)):
@@ -133,6 +141,8 @@ class Sweep:
     window: int
     info: dict = field(default_factory=dict)
 
+    __repr__ = fields_repr
+
     @property
     def receiver(self) -> Tensor:
         """The unpatched receiving model's probabilities (vanilla for substitution, else edited)."""
@@ -153,12 +163,27 @@ def _references(model: Model, edit: Edit, p: Prompt) -> tuple[Tensor, Tensor]:
 
 
 def contaminating_substitution(
-    model: Model, edit: Edit, p: Prompt, kind: str, window: int = 6, **sweep_kw
+    model: Model,
+    edit: Edit,
+    p: Prompt,
+    kind: str,
+    window: int = 6,
+    *,
+    verbose: bool | None = None,
+    **sweep_kw,
 ) -> Sweep:
-    """The vanilla model with ``kind``'s outputs from the edited model, every (layer, token)."""
+    """The vanilla model with ``kind``'s outputs from the edited model, every (layer, token).
+    ``verbose``: a bar over the patched runs (:mod:`drift.progress`); other keywords go to
+    :func:`drift.patching.sweep`."""
     if kind not in KINDS:
         raise ValueError(f"unknown module kind {kind!r}; known: {sorted(KINDS)}")
+    with progress.verbose(verbose):
+        return _substitution(model, edit, p, kind, window, **sweep_kw)
+
+
+def _substitution(model: Model, edit: Edit, p: Prompt, kind: str, window: int, **sweep_kw) -> Sweep:
     L, T = model.cfg.n_layers, p.tokens.shape[1]
+    log.info("contaminating substitution (%s, window %d): %d layers x %d tokens", kind, window, L, T)
     sites = KINDS[kind]
     with edit.applied(model):
         source = record(model, p.tokens, [(s, l) for s in sites for l in range(L)])
@@ -172,9 +197,18 @@ def contaminating_substitution(
     return Sweep(f"substitution:{kind}", probs, vanilla, edited, p, window)
 
 
-def attention_patching(model: Model, edit: Edit, p: Prompt, window: int = 10, **sweep_kw) -> Sweep:
-    """The edited model with vanilla attention patterns in ``window`` layers starting at each layer."""
+def attention_patching(
+    model: Model, edit: Edit, p: Prompt, window: int = 10, *, verbose: bool | None = None, **sweep_kw
+) -> Sweep:
+    """The edited model with vanilla attention patterns in ``window`` layers starting at each
+    layer. ``verbose`` and other keywords as in :func:`contaminating_substitution`."""
+    with progress.verbose(verbose):
+        return _attention_patching(model, edit, p, window, **sweep_kw)
+
+
+def _attention_patching(model: Model, edit: Edit, p: Prompt, window: int, **sweep_kw) -> Sweep:
     L = model.cfg.n_layers
+    log.info("attention-weight patching (window %d): %d layers", window, L)
     source = record(model, p.tokens, [("pattern", l) for l in range(L)])
     states = [tuple(Write("pattern", j) for j in starting(l, window, L)) for l in range(L)]
     with edit.applied(model):
@@ -183,9 +217,18 @@ def attention_patching(model: Model, edit: Edit, p: Prompt, window: int = 10, **
     return Sweep("attention", probs, vanilla, edited, p, window)
 
 
-def score_patching(model: Model, edit: Edit, p: Prompt, window: int = 10, **sweep_kw) -> Sweep:
-    """The edited model with the vanilla score from the last token to token t, every (layer, t)."""
+def score_patching(
+    model: Model, edit: Edit, p: Prompt, window: int = 10, *, verbose: bool | None = None, **sweep_kw
+) -> Sweep:
+    """The edited model with the vanilla score from the last token to token t, every (layer,
+    t). ``verbose`` and other keywords as in :func:`contaminating_substitution`."""
+    with progress.verbose(verbose):
+        return _score_patching(model, edit, p, window, **sweep_kw)
+
+
+def _score_patching(model: Model, edit: Edit, p: Prompt, window: int, **sweep_kw) -> Sweep:
     L, T = model.cfg.n_layers, p.tokens.shape[1]
+    log.info("score patching (window %d): %d layers x %d tokens", window, L, T)
     source = record(model, p.tokens, [("scores", l) for l in range(L)])
     states = [
         tuple(Write("scores", j, (slice(None), T - 1, t)) for j in centred(l, window, L))

@@ -58,7 +58,7 @@ def test_kind_is_legacy(model):
 
 def test_cfg(model):
     c = model.cfg
-    assert (c.n_layers, c.n_heads, c.n_kv_heads, c.d_model, c.d_mlp) == (2, 4, 2, 32, 64)
+    assert (c.n_layers, c.n_heads, c.n_key_value_heads, c.d_model, c.d_mlp) == (2, 4, 2, 32, 64)
     assert c.d_head == 8
     assert c.n_ctx == 128
     assert c.d_vocab == len(model.tokenizer)

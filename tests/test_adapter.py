@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from drift.adapter import SITE_HOOKS, Model
+from drift.adapter import SITE_HOOKS, Arch, Model
 from tests.conftest import weights_hash
 
 SHAPES = {
@@ -23,7 +23,19 @@ SHAPES = {
 
 def test_config_read_from_model(tiny):
     c = tiny.cfg
-    assert (c.n_layers, c.n_heads, c.n_kv_heads, c.d_model, c.d_mlp, c.d_head) == (2, 4, 2, 32, 64, 8)
+    assert c is tiny.hooked.cfg  # TransformerLens' own config, model_name and device included
+    assert (c.n_layers, c.n_heads, c.n_key_value_heads, c.d_model, c.d_mlp, c.d_head) == (2, 4, 2, 32, 64, 8)
+    assert c.model_name and str(c.device) == "cpu"
+    assert tiny.sizes == Arch(
+        n_layers=2,
+        n_heads=4,
+        n_key_value_heads=2,
+        d_model=32,
+        d_mlp=64,
+        d_head=8,
+        n_ctx=128,
+        d_vocab=c.d_vocab,
+    )
     assert tiny.kind == "bridge"
     for p in tiny.hooked.parameters():
         assert not p.requires_grad
@@ -38,7 +50,7 @@ def test_every_site_fires_with_its_shape(tiny, site):
         seen["shape"] = tuple(act.shape)
 
     tiny.forward(tokens, [(tiny.hook_name(site, 1), record)])
-    sizes = {"b": 1, "p": tokens.shape[1], **vars(tiny.cfg)}
+    sizes = {"b": 1, "p": tokens.shape[1], **vars(tiny.sizes)}
     assert seen["shape"] == tuple(sizes[n] for n in SHAPES[site].split())
 
 
@@ -180,6 +192,40 @@ def test_sampling_with_the_cache_conditions_on_the_whole_prompt(tiny):
         nxt = tiny.forward(tokens)[:, -1].argmax(-1, keepdim=True)
         tokens = torch.cat([tokens, nxt], dim=1)
     assert sampled.tolist() == tokens.tolist()
+
+
+def _greedy(model, prompt: str, n: int) -> list[int]:
+    """Greedy decoding by full forward passes, one token at a time: no cache involved."""
+    tokens = model.to_tokens(prompt)
+    for _ in range(n):
+        tokens = torch.cat([tokens, model(tokens)[:, -1].argmax(-1, keepdim=True)], dim=1)
+    return tokens[0].tolist()
+
+
+@pytest.mark.parametrize("use_cache", [True, False])
+def test_generate_equals_a_step_by_step_greedy_decode(tiny, use_cache):
+    """TransformerLens' ``generate``, on the wrapper and on the hooked model itself, gives the
+    greedy continuation with and without the key-value cache (without drift's routing of the
+    cache, the cached run drifts from the second new token on, on this model too)."""
+    prompt = "The Eiffel Tower is located in the city of"
+    want = _greedy(tiny, prompt, 8)
+    opts = dict(
+        max_new_tokens=8, do_sample=False, stop_at_eos=False, use_past_kv_cache=use_cache, verbose=False
+    )
+    assert tiny.generate(tiny.to_tokens(prompt), **opts)[0].tolist() == want
+    assert tiny.hooked.generate(tiny.to_tokens(prompt), **opts)[0].tolist() == want
+    assert tiny.generate(prompt, **opts) == tiny.to_string(want)
+
+
+def test_generate_on_the_default_model_with_and_without_the_cache(real):
+    prompt = "The Eiffel Tower is located in the city of"
+    want = real.to_string(_greedy(real, prompt, 4))
+    assert want == prompt + " Paris, France."
+    for use_cache in (True, False):
+        out = real.hooked.generate(
+            prompt, max_new_tokens=4, do_sample=False, use_past_kv_cache=use_cache, verbose=False
+        )
+        assert out == want, f"use_past_kv_cache={use_cache}"
 
 
 def test_wrapping_a_loaded_models_hooked_object_again_gives_the_same_model(tiny):

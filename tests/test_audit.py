@@ -243,8 +243,10 @@ def test_cross_fitting_keeps_a_perfect_signal_perfect(labels):
 
 def test_too_few_or_one_class_edits_give_a_note_not_a_crash(tmp_path, tiny_dir, capsys):
     res = audit.report(_rows([1, 1, 1, 1, 0]))  # one sound edit: each fold cannot have both
-    assert math.isnan(res["auroc"]) and "too few" in res["note"]
-    assert "needs at least 4" in audit.report(_rows([0, 1]))["note"]
+    assert res["auroc"] is None and "too few" in res["note"]
+    few = audit.report(_rows([0, 1]))
+    assert "needs at least 4" in few["note"]
+    assert few["auroc"] is None and set(few["signals"].values()) == {None}  # never 1.0/0.0 from 2 edits
     out = tmp_path / "a.json"
     args = ["audit", "--model", tiny_dir, "--limit", "2", "--steps", "2", "--validate", "--quiet"]
     assert main(args + ["--out", str(out)]) == 0

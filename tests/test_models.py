@@ -13,7 +13,7 @@ from drift.store import verify_dir
 
 @pytest.mark.slow
 def test_default_model_knows_where_the_eiffel_tower_is(real):
-    assert real.cfg.n_layers == 30 and real.cfg.n_heads == 9 and real.cfg.n_kv_heads == 3
+    assert real.cfg.n_layers == 30 and real.cfg.n_heads == 9 and real.cfg.n_key_value_heads == 3
     assert real.target_prob("The Eiffel Tower is located in the city of", "Paris") > 0.5
     for p in real.hooked.parameters():
         assert not p.requires_grad
@@ -60,15 +60,18 @@ def test_half_written_cache_is_rebuilt_never_loaded(tmp_path, monkeypatch):
     assert len(calls) == 2 and (folder / "model.safetensors").stat().st_size == 1000
 
 
-def test_default_device_is_cuda_when_available_and_said_once(monkeypatch, capsys):
+def test_default_device_is_cuda_when_available_and_said_once(monkeypatch, caplog):
+    import logging
+
     import torch
 
     from drift import models
 
+    caplog.set_level(logging.INFO, logger="drift.models")
     monkeypatch.setattr(models, "_ANNOUNCED", set())
     for available, want in ((False, "cpu"), (True, "cuda")):
         monkeypatch.setattr(torch.cuda, "is_available", lambda a=available: a)
         assert models.default_device() == want
         assert models.default_device() == want
-    err = capsys.readouterr().err
-    assert err.count("models load on cpu") == 1 and err.count("models load on cuda") == 1
+    said = caplog.text
+    assert said.count("models load on cpu") == 1 and said.count("models load on cuda") == 1

@@ -1,4 +1,4 @@
-"""Inputs that used to give silent wrong numbers or raw tracebacks (issue: reliability II)."""
+"""Inputs that used to give silent wrong numbers or raw tracebacks (issues: reliability II and III)."""
 
 from __future__ import annotations
 
@@ -203,3 +203,316 @@ def test_ctrl_c_says_how_many_cases_are_saved_and_where(tmp_path, tiny_dir, monk
     assert (
         err == f"interrupted; 1 of 3 cases saved in {out}.partial.jsonl; run the same command again to resume"
     )
+
+
+# ---- reliability III: a run is its inputs' contents; nothing overwritten, nothing silently damaged ----
+
+
+def _case_file(tmp_path, name="cases.json"):
+    """drift's built-in cases copied into a file of their own (to be edited by a test)."""
+    from importlib import resources
+
+    path = tmp_path / name
+    path.write_text(resources.files("drift").joinpath("cases/builtin.json").read_text())
+    return path
+
+
+def _retarget(path, index=0, target="Oslo"):
+    """The case file with case ``index``'s ``target_new`` edited in place."""
+    cases = json.loads(path.read_text())
+    cases[index]["requested_rewrite"]["target_new"] = target
+    path.write_text(json.dumps(cases))
+
+
+def _tiny_eval(tiny_dir, out, *extra):
+    base = ["eval", "--model", tiny_dir, "--limit", "3", "--no-fluency", "--quiet", "--out", str(out)]
+    return main(base + list(extra))
+
+
+def test_a_case_file_changed_since_a_run_began_is_another_configuration(tiny_dir, tmp_path, monkeypatch):
+    import drift.evaluate as ev
+    from drift import sweep
+    from drift.runs import RunConflict
+
+    data, out = _case_file(tmp_path), tmp_path / "r.json"
+    real = ev._evaluate_group
+
+    def stopping(model, cases, *a, **k):  # Ctrl-C after the first case
+        if stopping.done:
+            raise KeyboardInterrupt
+        stopping.done = True
+        return real(model, cases, *a, **k)
+
+    stopping.done = False
+    monkeypatch.setattr(ev, "_evaluate_group", stopping)
+    with pytest.raises(KeyboardInterrupt):
+        _tiny_eval(tiny_dir, out, "--data", str(data), "--batch-cases", "1")
+    monkeypatch.setattr(ev, "_evaluate_group", real)
+    _retarget(data)  # the interrupted run's finished row was computed for "Rome"
+    with pytest.raises(RunConflict, match=r"data_sha256 \(the case file's contents changed\).*--restart"):
+        _tiny_eval(tiny_dir, out, "--data", str(data))
+    assert _tiny_eval(tiny_dir, out, "--data", str(data), "--restart") == 0
+    fresh = tmp_path / "fresh.json"
+    assert _tiny_eval(tiny_dir, fresh, "--data", str(data)) == 0
+    resumed, expected = json.loads(out.read_text()), json.loads(fresh.read_text())
+    assert [r["metrics"] for r in resumed["cases"]] == [r["metrics"] for r in expected["cases"]]
+
+    # merge: shards computed before and after the change are two configurations
+    _case_file(tmp_path)
+    assert _tiny_eval(tiny_dir, tmp_path / "s1.json", "--data", str(data), "--shard", "1/2") == 0
+    _retarget(data)
+    assert _tiny_eval(tiny_dir, tmp_path / "s2.json", "--data", str(data), "--shard", "2/2") == 0
+    with pytest.raises(RunConflict, match="different configuration.*contents changed"):
+        main(
+            ["merge", str(tmp_path / "s1.json"), str(tmp_path / "s2.json"), "--out", str(tmp_path / "m.json")]
+        )
+
+    # sweep: a rerun after the change does not report the old results as finished
+    spec = tmp_path / "spec.toml"
+    spec.write_text(
+        f'data = "{data}"\nlimit = 2\nno_fluency = true\nmodel = "{tiny_dir}"\n\n[[run]]\nname = "n"\n'
+    )
+    runs, _ = sweep.load(spec)
+    sweep.execute(runs, tmp_path / "sw", engine="local", progress=False)
+    _retarget(data, 1, "Lima")
+    with pytest.raises(RunConflict, match="holds another configuration than run 'n'"):
+        sweep.execute(sweep.load(spec)[0], tmp_path / "sw", engine="local", progress=False)
+
+
+def test_a_finished_results_file_of_other_settings_is_not_overwritten(tiny_dir, tmp_path, capsys):
+    from drift.runs import RunConflict
+
+    out = tmp_path / "r.json"
+    assert _tiny_eval(tiny_dir, out, "--editor", "rome", "--steps", "1") == 0
+    before = out.read_text()
+    with pytest.raises(
+        RunConflict, match=r"holds the finished results of 3 case\(s\) of another configuration"
+    ):
+        main(["eval", "--model", tiny_dir, "--limit", "1", "--no-fluency", "--quiet", "--out", str(out)])
+    assert out.read_text() == before
+    assert _tiny_eval(tiny_dir, out, "--editor", "rome", "--steps", "1") == 0  # the same settings: rewritten
+    assert _tiny_eval(tiny_dir, out, "--restart") == 0
+    aside = list(tmp_path.glob("r.json.aside-*"))
+    assert len(aside) == 1 and json.loads(aside[0].read_text())["config"]["editor"] == "rome"
+    assert json.loads(out.read_text())["config"]["editor"] == "none"
+    assert "the earlier" in capsys.readouterr().err
+    part = tmp_path / "part.json"
+    assert _tiny_eval(tiny_dir, part, "--seed", "1") == 0
+    with pytest.raises(RunConflict, match="another configuration.*seed"):
+        main(["merge", str(part), "--out", str(out)])  # merge, too, keeps another run's results
+    (tmp_path / "notes.json").write_text('{"mine": 1}')  # a file drift did not write
+    with pytest.raises(RunConflict, match="not a results file of drift"):
+        _tiny_eval(tiny_dir, tmp_path / "notes.json")
+
+
+def test_inputs_and_outputs_that_are_the_same_file_are_refused(tiny_dir, tmp_path, monkeypatch, capsys):
+    import drift
+
+    monkeypatch.setattr(drift, "load_model", lambda *a, **k: pytest.fail("the model should not load"))
+    data = _case_file(tmp_path)
+    before = data.read_text()
+    assert cli(["eval", "--data", str(data), "--out", str(data), "--restart"]) == 2
+    assert "--out" in capsys.readouterr().err and data.read_text() == before
+    monkeypatch.chdir(tmp_path)  # the same file by another name
+    with pytest.raises(ValueError, match="is the same file as --data"):
+        main(["eval", "--data", "cases.json", "--out", str(data)])
+    with pytest.raises(ValueError, match="is the same file as --ppl"):
+        main(["eval", "--ppl", str(data), "--out", str(data)])
+    with pytest.raises(ValueError, match="is the same file as --data"):
+        main(["audit", "--data", str(data), "--out", str(data)])
+    part = tmp_path / "p.json"
+    part.write_text(json.dumps({"config": {"editor": "none"}, "cases": [{"case_id": "0", "metrics": {}}]}))
+    with pytest.raises(ValueError, match="is the same file as input"):
+        main(["merge", str(part), "--out", str(part)])
+    assert data.read_text() == before
+
+
+def test_merge_names_missing_and_repeated_shards(tiny_dir, tmp_path, capsys):
+    from drift.runs import RunConflict
+
+    parts = {}
+    for shard in ("1/3", "2/3", "3/3"):
+        parts[shard] = tmp_path / f"s{shard[0]}.json"
+        assert _tiny_eval(tiny_dir, parts[shard], "--shard", shard) == 0
+    out = tmp_path / "all.json"
+    with pytest.raises(ValueError, match=r"missing shard\(s\) 2/3; 1 of 3 case\(s\) \(1\)"):
+        main(["merge", str(parts["1/3"]), str(parts["3/3"]), "--out", str(out)])
+    with pytest.raises(RunConflict, match="shard 1/3 is given twice"):
+        main(["merge", str(parts["1/3"]), str(parts["1/3"]), str(parts["3/3"]), "--out", str(out)])
+    assert not out.exists()
+    assert cli(["merge", str(parts["1/3"]), str(parts["3/3"]), "--out", str(out)]) == 2
+    assert "error: merge: the inputs are not the whole run: missing" in capsys.readouterr().err
+    assert main(["merge", str(parts["1/3"]), str(parts["3/3"]), "--out", str(out), "--allow-missing"]) == 0
+    assert json.loads(out.read_text())["missing"] == ["shard(s) 2/3", "1 of 3 case(s) (1)"]
+    out.unlink()
+    assert main(["merge", *map(str, parts.values()), "--out", str(out)]) == 0
+    merged = json.loads(out.read_text())
+    assert [r["case_id"] for r in merged["cases"]] == ["0", "1", "2"] and "missing" not in merged
+    with pytest.raises(ValueError, match="is a folder"):
+        main(["merge", *map(str, parts.values()), "--out", str(tmp_path)])
+
+
+def test_fluency_does_not_depend_on_how_many_cases_share_a_batch(tiny_dir, tmp_path):
+    runs = {}
+    for k in ("1", "3"):
+        out = tmp_path / f"b{k}.json"
+        args = ["eval", "--model", tiny_dir, "--limit", "3", "--quiet", "--batch-cases", k, "--out", str(out)]
+        assert main(args) == 0
+        runs[k] = json.loads(out.read_text())
+    assert all("FL" in r["metrics"] for r in runs["3"]["cases"])
+    assert [r["generations"] for r in runs["1"]["cases"]] == [r["generations"] for r in runs["3"]["cases"]]
+    assert runs["1"]["summary"]["FL"] == runs["3"]["summary"]["FL"]
+
+
+TEMPLATE_CASE = {
+    "case_id": "twice",
+    "requested_rewrite": {
+        "prompt": "{}, not Paris Hilton, is the capital of",
+        "subject": "Paris",
+        "target_new": "Italy",
+        "target_true": "France",
+    },
+}
+
+
+def test_the_edit_reads_the_subject_at_the_templates_slot(tiny):
+    from drift.data import parse_case
+    from drift.editors.target import build_batch
+
+    case = parse_case(TEMPLATE_CASE)
+    assert case.prompt == "Paris, not Paris Hilton, is the capital of" and case.subject_start == 0
+    slot = tiny.span_positions(case.prompt, 0, len("Paris"))[-1]
+    later = tiny.subject_positions(case.prompt, "Paris")[-1]  # the last occurrence: "Paris Hilton"
+    assert later > slot
+    batch, _, prompts = build_batch(tiny, case, ["", "Some context. "], start_layer=0)
+    expected = [slot, tiny.span_positions(prompts[1], 14, 14 + len("Paris"))[-1]]
+    assert batch.lookup[:2].tolist() == expected
+    with pytest.raises(CaseError, match="has 2 '{}' slots"):
+        parse_case(
+            {**TEMPLATE_CASE, "requested_rewrite": {**TEMPLATE_CASE["requested_rewrite"], "prompt": "{} {}"}}
+        )
+
+
+def test_templates_with_repeated_subjects_put_the_subject_at_the_slot(tiny):
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    from drift.data import parse_case
+
+    words = st.text(alphabet="abcdefgh ,.'", max_size=12)
+
+    @settings(max_examples=150, deadline=None)
+    @given(
+        st.text(alphabet="ABCabc", min_size=1, max_size=6).filter(str.strip),
+        st.lists(words, min_size=2, max_size=4),
+        st.integers(0, 3),
+    )
+    def check(subject, pieces, slot):
+        # the subject's text around the slot, alone and inside longer words
+        parts = [p + subject + "s" if i % 2 else subject + " " + p for i, p in enumerate(pieces)]
+        slot = min(slot, len(parts))
+        template = " ".join(parts[:slot] + ["{}"] + parts[slot:])
+        raw = {
+            **TEMPLATE_CASE,
+            "requested_rewrite": {
+                **TEMPLATE_CASE["requested_rewrite"],
+                "prompt": template,
+                "subject": subject,
+            },
+        }
+        case = parse_case(raw)
+        at = template.index("{}")
+        assert case.subject_start == at and case.prompt[:at] == template[:at]
+        assert case.prompt[at : at + len(subject)] == subject
+        assert case.subject_at("Prefix. " + case.prompt, 8) == at + 8
+        positions = tiny.subject_positions(case.prompt, subject, start=case.subject_at(case.prompt))
+        assert positions == tiny.span_positions(case.prompt, at, at + len(subject))
+
+    check()
+
+
+def test_an_empty_sweep_grid_is_refused():
+    from drift import sweep
+
+    with pytest.raises(ValueError, match=r"run 1: 'steps' is an empty list, which would make no run"):
+        sweep.expand({"editor": "rome", "run": [{"steps": []}]})
+    with pytest.raises(ValueError, match=r"run 2: 'hp lr' is an empty list"):
+        sweep.expand({"editor": "rome", "run": [{}, {"hp": {"lr": []}}]})
+    with pytest.raises(ValueError, match=r"run 1: hp must be a table .* got 5"):
+        sweep.expand({"editor": "rome", "run": [{"hp": 5}]})
+
+
+def test_user_mistakes_are_one_line_errors(tiny_dir, tmp_path, monkeypatch, capsys):
+    import drift
+
+    out = str(tmp_path / "x.json")
+    with monkeypatch.context() as mp:
+        mp.setattr(drift, "load_model", lambda *a, **k: pytest.fail("the model should not load"))
+        for hp, kind in (
+            ("steps=2.5", "takes a int"),
+            ("context=5", r"takes a tuple\[tuple\[int, int\], ...\]"),
+        ):
+            assert cli(["eval", "--editor", "rome", "--hp", hp, "--out", out]) == 2
+            err = capsys.readouterr().err
+            assert err.startswith("error: hyper-parameter") and "Traceback" not in err
+            with pytest.raises(ValueError, match=kind):
+                main(["eval", "--editor", "rome", "--hp", hp, "--out", out])
+        texts = tmp_path / "texts.json"
+        texts.write_text(json.dumps([{"Text": "fine"}, {"text": "lowercase key"}]))
+        assert cli(["eval", "--ppl", str(texts), "--out", out]) == 2
+        assert "--ppl" in (err := capsys.readouterr().err) and "entry 1" in err and "'Text'" in err
+        fit = tmp_path / "fit.json"
+        fit.write_text("[1, 2]")
+        args = ["audit", "--validate", "--fit", str(fit), "--out", out]
+        assert cli(args) == 2
+        assert capsys.readouterr().err.startswith(f"error: --fit {fit}: expected the JSON object")
+        spec = tmp_path / "s.toml"
+        spec.write_text("[[run]]\nname = 5\n")
+        assert cli(["sweep", str(spec), "--out", str(tmp_path / "sw")]) == 2
+        assert "name must be a non-empty string, got 5" in capsys.readouterr().err
+    # a full disk when the results are written: one line, and the finished cases stay in the log
+    import drift.runs
+
+    def full(path, obj):
+        raise OSError(28, "No space left on device", str(path))
+
+    with monkeypatch.context() as mp:
+        mp.setattr(drift.runs, "save_json", full)
+        assert (
+            cli(["eval", "--model", tiny_dir, "--limit", "2", "--no-fluency", "--quiet", "--out", out]) == 2
+        )
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert err.startswith(f"error: cannot write {out}: No space left on device") and "Traceback" not in err
+    assert len(open(out + ".partial.jsonl").read().splitlines()) == 3  # header and both cases
+    assert cli(["eval", "--model", tiny_dir, "--limit", "2", "--no-fluency", "--quiet", "--out", out]) == 0
+
+
+def test_a_read_only_cache_is_a_one_line_error_or_used_from_memory(tiny, tmp_path, monkeypatch, capsys):
+    import drift.editors.stats as stats
+    import drift.models as models
+    from drift.editors.context import generated_prefixes
+
+    monkeypatch.setenv("DRIFT_CACHE", str(tmp_path / "cache"))
+
+    def refuse(*a, **k):
+        raise PermissionError(13, "Permission denied", str(tmp_path / "cache"))
+
+    monkeypatch.setattr(models, "building_dir", refuse)  # an empty cache that refuses writes
+    assert cli(["demo"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert err.startswith("error: could not load model 'smollm2-135m': converting it once needs a writable")
+    monkeypatch.setattr(stats, "save_json", refuse)  # new context prefixes cannot be cached
+    with pytest.warns(UserWarning, match="could not save the prefixes .*using it from memory"):
+        groups = generated_prefixes(tiny, [(3, 5)], seed=12345)
+    assert len(groups) == 2 and len(groups[1]) == 5
+
+
+def test_with_an_editor_an_over_long_prompt_names_its_case(tiny):
+    from drift.data import parse_case
+    from drift.editors import get_editor
+    from drift.evaluate import evaluate
+
+    long = dict(MERGED, case_id="long-one")
+    long["requested_rewrite"] = {**MERGED["requested_rewrite"], "prompt": "word " * 200 + "{} is in"}
+    with pytest.raises(ValueError, match=r"case\(s\) long-one: a prompt of \d+ tokens exceeds"):
+        evaluate(tiny, [parse_case(long)], edit=get_editor("rome", steps=1), fluency=False, progress=False)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import multiprocessing as mp
 from pathlib import Path
 
@@ -121,6 +122,88 @@ def test_nan_logits_are_an_error_never_a_score(tiny):
         with torch.no_grad():
             w[0, 0] = float("nan")
         with pytest.raises(FloatingPointError, match="NaN or inf logits"):
+            score_targets(tiny, ["The Eiffel Tower is in"], ["Paris"])
+    finally:
+        with torch.no_grad():
+            w.copy_(saved)
+
+
+def _flip(path, offset: int) -> None:
+    """Bytes changed in place with the modification time put back (bit rot, a `cp -p` restore)."""
+    import os
+
+    st = os.stat(path)
+    with open(path, "r+b") as f:
+        f.seek(offset)
+        old = f.read(4)
+        f.seek(offset)
+        f.write(bytes(b ^ 0xFF for b in old))
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
+
+
+def test_bytes_flipped_with_the_mtime_restored_are_caught(tmp_path, monkeypatch):
+    import time
+
+    import drift.store as store
+
+    small, big = tmp_path / "small", tmp_path / "big"
+    with building_dir(small) as tmp:
+        (tmp / "model.safetensors").write_bytes(bytes(range(256)) * 400)  # sampled whole
+    with building_dir(big) as tmp:
+        (tmp / "model.safetensors").write_bytes(bytes(range(256)) * (20 << 12))  # 20 MiB: sampled in chunks
+    hashed = []
+    real_digest = store.file_digest
+    monkeypatch.setattr(store, "file_digest", lambda p: hashed.append(p.parent.name) or real_digest(p))
+    assert store.verify_dir_stamped(small) and store.verify_dir_stamped(big)  # first loads hash in full
+    assert hashed == ["small", "big"]
+    assert store.verify_dir_stamped(small) and store.verify_dir_stamped(big)  # then sizes, mtimes, samples
+    assert hashed == ["small", "big"]
+    _flip(small / "model.safetensors", 5000)
+    assert not store.verify_dir_stamped(small)  # its sample differs: re-hashed and found wrong
+
+    weights = big / "model.safetensors"
+    spacing = (weights.stat().st_size - store.SAMPLE_BYTES) // (store.SAMPLE_CHUNKS - 1)
+    in_chunk, between = 128 * spacing + 100, (store.SAMPLE_BYTES + spacing) // 2
+    hashed.clear()
+    _flip(weights, in_chunk)
+    assert not store.verify_dir_stamped(big) and hashed == ["big"]
+    _flip(weights, in_chunk)  # put right again
+    assert store.verify_dir_stamped(big)
+    _flip(weights, between)
+    assert store.verify_dir_stamped(big)  # missed by the sample; the full checks find it:
+    assert not store.verify_dir_stamped(big, full=True)  # `drift doctor`
+    stamp = json.loads((big / store.STAMP).read_text())
+    stamp["checked"] = time.time() - store.FULL_CHECK_EVERY - 1  # a week after the last full check
+    (big / store.STAMP).write_text(json.dumps(stamp))
+    assert not store.verify_dir_stamped(big)
+
+
+def test_doctor_re_hashes_every_cache_and_fix_deletes_the_damaged(tmp_path, monkeypatch, capsys):
+    from drift.__main__ import main
+
+    monkeypatch.setenv("DRIFT_CACHE", str(tmp_path))
+    with building_dir(tmp_path / "models" / "m") as tmp:
+        (tmp / "model.safetensors").write_bytes(b"w" * 1000)
+    save_tensors(tmp_path / "stats" / "c.safetensors", {"C": torch.eye(2)}, {})
+    assert main(["doctor"]) == 0
+    assert "checked 2 cache entries" in capsys.readouterr().out
+    _flip(tmp_path / "models" / "m" / "model.safetensors", 10)
+    assert main(["doctor"]) == 1
+    report = capsys.readouterr().out
+    assert f"{tmp_path / 'models' / 'm'}: DAMAGED" in report and "1 damaged" in report
+    assert main(["doctor", "--fix"]) == 0
+    assert not (tmp_path / "models" / "m").exists() and (tmp_path / "stats" / "c.safetensors").exists()
+
+
+def test_a_probability_of_zero_is_an_error_never_a_score(tiny):
+    from drift.scoring import score_targets
+
+    w = dict(tiny.hooked.named_parameters())["lm_head._original_component.weight"]
+    saved = w.detach().clone()
+    try:
+        with torch.no_grad():
+            w.mul_(1e25)  # damaged weights: finite logits, far out of any trained range
+        with pytest.raises(FloatingPointError, match="probability of 0"):
             score_targets(tiny, ["The Eiffel Tower is in"], ["Paris"])
     finally:
         with torch.no_grad():

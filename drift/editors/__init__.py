@@ -20,6 +20,8 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import importlib
+import types
+import typing
 from collections.abc import Callable
 from dataclasses import replace
 
@@ -68,21 +70,50 @@ def check_overrides(name: str, overrides: dict) -> None:
             f"its hyper-parameters: {sorted(fields)}"
         )
     defaults = _hparams_class(name)()
+    hints = typing.get_type_hints(_hparams_class(name))
     for key, value in overrides.items():
-        default = getattr(defaults, key)
-        if isinstance(default, bool):
-            ok = isinstance(value, bool)
-        elif isinstance(default, (int, float)):
-            ok = isinstance(value, (int, float)) and not isinstance(value, bool)
-        else:
-            continue
-        if not ok:
+        if not _conforms(value, hints[key]):
+            default = getattr(defaults, key)
             raise ValueError(
-                f"hyper-parameter {key!r} of editor {name!r} takes a {type(default).__name__} "
+                f"hyper-parameter {key!r} of editor {name!r} takes a {_kind(hints[key])} "
                 f"(like its default {default!r}), got {value!r}"
             )
     if "steps" in overrides and overrides["steps"] < 1:
         raise ValueError(f"steps must be at least 1, got {overrides['steps']}")
+
+
+def _conforms(value, hint) -> bool:
+    """Whether ``value`` is of the kind a hyper-parameter's annotation ``hint`` names: a bool for
+    ``bool``, a whole number (not a bool, not ``2.5``) for ``int``, any number for ``float``, a
+    tuple of such for ``tuple[...]``, either side of ``X | None``."""
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if hint is bool:
+        return isinstance(value, bool)
+    if hint is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if hint is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if hint is type(None):
+        return value is None
+    if origin in (typing.Union, types.UnionType):
+        return any(_conforms(value, a) for a in args)
+    if origin is tuple:
+        if not isinstance(value, tuple):
+            return False
+        if len(args) == 2 and args[1] is Ellipsis:
+            return all(_conforms(v, args[0]) for v in value)
+        return len(value) == len(args) and all(_conforms(v, a) for v, a in zip(value, args))
+    if isinstance(hint, type):
+        try:
+            return isinstance(value, hint)
+        except TypeError:  # a protocol that cannot be checked at run time
+            return True
+    return True
+
+
+def _kind(hint) -> str:
+    """An annotation as a user reads it: ``int``, ``tuple[tuple[int, int], ...]``."""
+    return hint.__name__ if isinstance(hint, type) else str(hint).replace("drift.editors.objectives.", "")
 
 
 COMPUTE: dict[str, ComputeFn] = {

@@ -35,6 +35,7 @@ import torch
 from torch import Tensor
 
 from drift.adapter import Model
+from drift.reprs import ITEMS, brief
 
 
 @dataclass(frozen=True)
@@ -45,6 +46,10 @@ class WeightDelta:
     layer: int
     delta: Tensor
 
+    def __repr__(self) -> str:
+        norm = float(self.delta.norm())
+        return f"WeightDelta({self.which}@{self.layer}, {brief(self.delta)}, norm {norm:.4g})"
+
 
 @dataclass
 class Edit:
@@ -52,6 +57,23 @@ class Edit:
 
     deltas: list[WeightDelta]
     info: dict = field(default_factory=dict)
+
+    def __repr__(self) -> str:
+        """``Edit(rome: mlp_out@4 Tensor[1536, 576] norm 0.84; 20 passes, 3.1 s)``."""
+        shown = [
+            f"{d.which}@{d.layer} {brief(d.delta)} norm {float(d.delta.norm()):.3g}" for d in self.deltas
+        ]
+        if len(shown) > ITEMS:
+            shown = shown[:ITEMS] + [f"… {len(shown) - ITEMS} more"]
+        notes = []
+        if "losses" in self.info:
+            notes.append(f"{len(self.info['losses'])} passes")
+        if "seconds" in self.info:
+            notes.append(f"{float(self.info['seconds']):.1f} s")
+        if "fusion" in self.info:
+            notes.append(f"fusion {brief(self.info['fusion'])}")
+        tail = f"; {', '.join(notes)}" if notes else ""
+        return f"Edit({self.info.get('editor', 'custom')}: {', '.join(shown) or 'no deltas'}{tail})"
 
     def apply(self, model: Model) -> "AppliedEdit":
         """Write the deltas into ``model``; returns a handle whose ``remove()`` restores it.

@@ -1,4 +1,4 @@
-"""SADR, the selective attention-drift restraint (main paper §4, Eq. 2): one more loss term.
+"""SADR, Selective Attention Drift Restriction (main paper §4, Eq. 2): one more loss term.
 
 While an editor optimises its target vector, SADR reads the attention row of the position that
 predicts the first target token in every context-prefixed rewriting prompt, for each layer the

@@ -27,22 +27,25 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import re
 import warnings
 from typing import Sequence
 
 import torch
 from torch import Tensor
-from tqdm.auto import tqdm
 
+from drift import progress
 from drift.adapter import Model
 from drift.store import CorruptCacheError, cache_root, load_tensors, save_json, save_tensors
 
 # Bumped whenever sampling changes what a corpus holds, so an older cached corpus is not reused.
 # 2: sampled tokens attend to the whole prefix (version 1 was sampled with an empty key-value
-# cache on transformers 5.x, each token seeing only itself; see Model._cache_reaches_attention).
+# cache on transformers 5.x, each token seeing only itself; see adapter._route_cache_to_attention).
 # 3: key statistics from 102k tokens of prose; editors computed as the reference code computes them.
 CORPUS_VERSION = 3
+log = logging.getLogger(__name__)
+
 OPENINGS = ["The", "In", "A", "It", "This", "He", "She", "When", "After", "We", "One", "Many"]
 
 
@@ -76,7 +79,13 @@ def cache_json_list(kind: str, tag: str, model: Model, n: int, make) -> list[str
         warnings.warn(f"drift: cached {kind} {path} is corrupt; sampling it again")
     refuse_if_edited(model, f"the {kind} {path.name}")
     texts = make()
-    save_json(path, texts)
+    try:
+        save_json(path, texts)
+    except OSError as e:  # a read-only cache: used from memory, made again next time
+        warnings.warn(
+            f"drift: could not save the {kind} to {path} ({e.strerror}); using it from memory. "
+            "Set DRIFT_CACHE to a writable folder to keep it"
+        )
     return texts
 
 
@@ -88,7 +97,8 @@ def sampled_corpus(model: Model, n_texts: int = 96, n_tokens: int = 48, seed: in
         starts = [model.encode(OPENINGS[i % len(OPENINGS)]) for i in range(n_texts)]
         texts: list[str] = []
         lengths = sorted({len(s) for s in starts})
-        for k, n in enumerate(tqdm(lengths, desc="sampling corpus", leave=False)):
+        log.info("sampling a corpus of %d texts from %s", n_texts, model.name)
+        for k, n in enumerate(progress.bar(lengths, desc="sampling corpus")):
             rows = [s for s in starts if len(s) == n]
             out = model.sample(torch.tensor(rows), n_tokens, seed=seed * 1000 + k)
             texts += [model.tokenizer.decode(row[1 if model.prepend_bos else 0 :]) for row in out]
@@ -158,10 +168,17 @@ def key_second_moment(
     max_tokens: int = DEFAULT_SEQ_LEN,
     batch_size: int = 8,
     skip_first: bool = True,
+    verbose: bool | None = None,
 ) -> dict[int, Tensor]:
     """C = E[k kᵀ] ``[d_mlp, d_mlp]`` of MLP keys for each layer, over the tokens of ``texts``
     (default: :func:`default_sequences`; each cut to ``max_tokens``, position 0 left out when
-    ``skip_first``). Cached; computed in one pass for all missing layers."""
+    ``skip_first``). Cached; computed in one pass for all missing layers. ``verbose``: a bar
+    while they are computed (:mod:`drift.progress`)."""
+    with progress.verbose(verbose):
+        return _key_second_moment(model, layers, texts, max_tokens, batch_size, skip_first)
+
+
+def _key_second_moment(model, layers, texts, max_tokens, batch_size, skip_first) -> dict[int, Tensor]:
     max_tokens = min(max_tokens, model.cfg.n_ctx)
     texts = list(texts) if texts is not None else default_sequences(model, seq_len=max_tokens)
     if not texts:
@@ -214,6 +231,9 @@ def _compute_missing(
             missing.append(layer)
     if missing:
         refuse_if_edited(model, f"key statistics of layers {missing}")
+        log.info(
+            "computing key statistics of %s layers %s over %d texts (once)", model.name, missing, len(texts)
+        )
         sums, count = _accumulate(model, missing, texts, max_tokens, batch_size, skip_first)
         if count < 10 * model.cfg.d_mlp:
             warnings.warn(
@@ -244,7 +264,7 @@ def _accumulate(
     count = 0
     seqs = [model.encode(t)[:max_tokens] for t in texts]
     seqs = [s for s in seqs if len(s) > int(skip_first)]
-    for start in tqdm(range(0, len(seqs), batch_size), desc="key statistics", leave=False):
+    for start in progress.bar(range(0, len(seqs), batch_size), desc="key statistics"):
         chunk = seqs[start : start + batch_size]
         tokens, lengths = model.pad(chunk)
         pos = torch.arange(tokens.shape[1], device=tokens.device)[None]

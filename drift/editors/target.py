@@ -18,6 +18,7 @@ Example:
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field, replace
 from typing import Sequence
 
@@ -27,8 +28,11 @@ from torch import Tensor
 from drift.adapter import Model
 from drift.data import EditCase
 from drift.editors.objectives import EditBatch, LossTerm, Step
+from drift.reprs import fields_repr
 
 Site = tuple[str, int]  # (site name, layer), e.g. ("mlp_out", 4)
+
+log = logging.getLogger(__name__)
 
 
 class EditDiverged(RuntimeError):
@@ -44,6 +48,8 @@ class TargetResult:
     batch: EditBatch | None = None
     prompts: list[str] = field(default_factory=list)
 
+    __repr__ = fields_repr
+
 
 def build_batch(
     model: Model, case: EditCase, prefixes: Sequence[str], start_layer: int
@@ -52,14 +58,15 @@ def build_batch(
     target = model.encode_target(case.o_edit)
     prompts = [p + case.prompt for p in prefixes]
     seqs, lookup, query = [], [], []
-    for prompt in prompts:
+    for prefix, prompt in zip(prefixes, prompts):
         ids = model.encode(prompt)
-        lookup.append(model.subject_positions(prompt, case.subject)[-1])
+        at = case.subject_at(prompt, len(prefix))  # the template's slot, as the reference reads it
+        lookup.append(model.subject_positions(prompt, case.subject, start=at)[-1])
         query.append(len(ids) - 1)
         seqs.append(ids + target[:-1])
     kl_prompt = f"{case.subject} is a"
     seqs.append(model.encode(kl_prompt))
-    lookup.append(model.subject_positions(kl_prompt, case.subject)[-1])
+    lookup.append(model.subject_positions(kl_prompt, case.subject, start=0)[-1])
     query.append(len(seqs[-1]) - 1)
     tokens, lengths = model.pad(seqs)
     batch = EditBatch(
@@ -236,6 +243,16 @@ def optimise_targets(
             {k: float(v.detach()) for k, v in parts.items()}
             | {"p_target": float(target_logp.detach().exp().mean())}
         )
+        if log.isEnabledFor(logging.INFO):
+            terms_now = ", ".join(f"{k} {v:.4f}" for k, v in losses[-1].items())
+            log.info(
+                "case %s step %d/%d: loss %.4f (%s)",
+                case.case_id,
+                it + 1,
+                steps,
+                float(loss.detach()),
+                terms_now,
+            )
         watched = loss if stop_on == "total" else parts.get("nll", loss)
         if float(watched.detach()) < early_stop:
             break
