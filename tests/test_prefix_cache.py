@@ -1,5 +1,5 @@
 """The optimisation's key-value prefix: running only the columns from the subject's last token on
-computes the same δ, losses and keys as running every column (issue: performance)."""
+computes the same δ, losses and keys as running every column (up to float rounding)."""
 
 from __future__ import annotations
 
@@ -52,7 +52,7 @@ def test_prefix_cache_gives_the_full_forwards_deltas_losses_and_keys(tiny4, site
     assert len(full.losses) == len(fast.losses) == 6
     for s in full.deltas:
         assert full.deltas[s].norm() > 0
-        torch.testing.assert_close(fast.deltas[s], full.deltas[s], rtol=1e-5, atol=1e-7)
+        torch.testing.assert_close(fast.deltas[s], full.deltas[s], rtol=1e-5, atol=1e-6)
         torch.testing.assert_close(fast.v0[s], full.v0[s])
     for a, b in zip(full.losses, fast.losses):
         assert a.keys() == b.keys()

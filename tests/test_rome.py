@@ -128,13 +128,13 @@ def test_more_steps_never_weaken_the_edit_of_the_rewrite_prompt(real, rome_eiffe
     growing share of it wrongly: docs/fidelity.md, "The 80-step anomaly".)"""
     from dataclasses import replace
 
-    hp = preset(real)  # 20 steps, early stop at 5e-2: the shared edit
+    hp = preset(real)  # 20 steps, early stop at 5e-2 (this edit stops early): the shared edit
     probs = {}
     for steps, edit in (
         (20, rome_eiffel),
-        (40, compute_rome(real, EIFFEL, replace(hp, steps=40, early_stop=0.0))),
+        (30, compute_rome(real, EIFFEL, replace(hp, steps=30, early_stop=0.0))),
     ):
         with edit.applied(real):
             probs[steps] = real.target_prob(EIFFEL.prompt, "Rome")
     assert probs[20] > 0.5
-    assert probs[40] >= probs[20] - 0.02, probs
+    assert probs[30] >= probs[20] - 0.02, probs
