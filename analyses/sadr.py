@@ -100,12 +100,12 @@ def main(argv=None) -> dict:
     model_name = args.model or drift.DEFAULT_MODEL
 
     def steps(e: str) -> dict:
-        return {"steps": args.steps or paper_setting(e)["steps"]}
+        return {"steps": args.steps or paper_setting(e, args.model)["steps"]}
 
     # (label, editor, in Table 3, eval options): Table 3 on --limit cases, the figures on --sweep-limit
     plan: list[tuple[str, bool, dict]] = [("None", True, {"editor": "none"})]
     for e in editors:
-        gs = _floats(args.gamma) if args.gamma else [paper_setting(e)["gamma"]]
+        gs = _floats(args.gamma) if args.gamma else [paper_setting(e, args.model)["gamma"]]
         plan += [(e.upper(), True, {"editor": e})] + [
             (f"{e.upper()}+SADR (γ={g:g})", True, {"editor": e} | _sadr(g) | steps(e)) for g in gs
         ]

@@ -50,7 +50,7 @@ LABELS = {"rome": "ROME (20 steps)", "rome+sadr": "ROME+SADR (80 steps)", CONTRO
 def one_case(
     model, case, hp, window: tuple[int, int] = (14, 23), control: bool = False, scoring: str = "mean"
 ) -> dict:
-    setting = paper_setting("rome")
+    setting = paper_setting("rome", model)
     term = SADR(setting["gamma"])
     t0 = time.time()
     plain = compute_rome(model, case, hp)

@@ -58,9 +58,10 @@ def _case_and_editor_options(p: argparse.ArgumentParser) -> None:
         const=-1.0,
         default=None,
         metavar="GAMMA",
-        help="add SADR to the editor's objective; alone: the paper's setting for the editor "
-        "(ROME γ=1e-2 with 80 steps, MEMIT 5e-3 with 20, PMET 8e-2 with 40); "
-        "with GAMMA: that γ (the paper's scale, multiplying the KL) at the editor's steps",
+        help="add SADR to the editor's objective; alone: the paper's γ and steps for the editor "
+        "and model (App. C.2; GPT-J's for a model it did not edit: ROME γ=1e-2 with 80 steps, "
+        "MEMIT 5e-3 with 20, PMET 8e-2 with 40); with GAMMA: that γ (the paper's scale, "
+        "multiplying the KL) at the editor's steps",
     )
     p.add_argument(
         "--sadr-heads",

@@ -116,24 +116,24 @@ def plan(args: argparse.Namespace) -> Job:
     """Check the options of ``eval`` and build its job (editor, cases, configuration) without
     loading the model: a bad name, option or file fails here, in seconds."""
     import drift
+    from drift.__main__ import parse_hp
     from drift.data import load_cases
     from drift.editors import get_editor
 
     overrides: dict = {}
+    hp = parse_hp(args.hp)
     if args.sadr is not None:
         from drift.editors.sadr import SADR, paper_setting
 
-        if args.sadr < 0:  # --sadr alone: the paper's γ and steps for this editor
-            setting = paper_setting(args.editor)
-            args.sadr = setting["gamma"]
+        if args.sadr < 0:  # --sadr alone: the paper's γ and steps for this editor and model
+            setting = paper_setting(args.editor, args.model or drift.DEFAULT_MODEL)
+            args.sadr, steps = setting.pop("gamma"), setting.pop("steps")
             if args.steps is None:
-                args.steps = setting["steps"]
+                args.steps = steps
+            hp = setting | hp  # any other hyper-parameter of the paper's run, under --hp's
         overrides["extra_terms"] = (SADR(args.sadr, args.sadr_heads),)
     if args.steps is not None:
         overrides["steps"] = args.steps
-    from drift.__main__ import parse_hp
-
-    hp = parse_hp(args.hp)
     overrides |= hp
     refuse_same_files({"--out": args.out}, {"--data": args.data, "--ppl": args.ppl})
     # unknown names and bad options fail before the model loads

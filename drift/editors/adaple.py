@@ -49,18 +49,10 @@ class AdaPLEHParams(PMETHParams):
     drop_rate: float = 0.8  # drop-and-rescale inside the layer loop (Algorithm 1), p in 0.7-0.9
 
 
-PRESETS: dict[str, AdaPLEHParams] = {
-    # SmolLM2-135M: MEMIT's and PMET's layers 3-5 and λ (see drift.editors.memit).
-    "smollm2-135m": AdaPLEHParams(),
-    # The AdaPLE paper edits five layers ending at the causal-tracing peak, as MEMIT does.
-    "EleutherAI/gpt-j-6B": AdaPLEHParams(layers=(3, 4, 5, 6, 7, 8), mom2_weight=15000.0),
-    "meta-llama/Llama-2-7b-hf": AdaPLEHParams(layers=(4, 5, 6, 7, 8), weight_decay=1e-3, mom2_weight=15000.0),
-    "EleutherAI/gpt-neox-20b": AdaPLEHParams(layers=(13, 14, 15, 16), mom2_weight=15000.0),
-}
-
-
 def preset(model: Model) -> AdaPLEHParams:
-    return _range_preset(model, PRESETS, AdaPLEHParams())
+    """``model``'s family's AdaPLE settings (:mod:`drift.editors.presets`), else the defaults
+    (SmolLM2-135M's: MEMIT's and PMET's layers 3-5 and λ) scaled to its depth."""
+    return _range_preset(model, "adaple", AdaPLEHParams())
 
 
 def erase_old_delta(K: Tensor, R: Tensor, W: Tensor, C: Tensor, lam: float) -> Tensor:

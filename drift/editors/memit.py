@@ -32,6 +32,7 @@ from typing import Callable, Sequence
 
 from drift.adapter import Model
 from drift.data import EditCase
+from drift.editors import presets
 from drift.editors.base import Edit
 from drift.editors.context import MEMIT_CONTEXT, prefix_groups
 from drift.editors.fusion import case_seed, drop_and_rescale
@@ -43,7 +44,7 @@ from drift.editors.target import Site, optimise_targets
 
 @dataclass(frozen=True)
 class MEMITHParams:
-    layers: tuple[int, ...] = (3, 4, 5)  # SmolLM2-135M: around ROME's layer 4 (see PRESETS)
+    layers: tuple[int, ...] = (3, 4, 5)  # SmolLM2-135M: around ROME's layer 4 (see below)
     steps: int = 20  # forward passes of the δ optimisation (the last one only measures)
     lr: float = 0.5
     kl_factor: float = 0.0625  # ω
@@ -62,36 +63,26 @@ class MEMITHParams:
     extra_terms: tuple[LossTerm, ...] = ()  # e.g. (SADR(...),)
 
 
-# SmolLM2-135M (30 layers, d_mlp 1536): layers 3-5, the range the reference code uses for
-# TinyLlama, another small Llama; λ = 2000, because what one key writes of its residual is
+# Defaults, SmolLM2-135M's (30 layers, d_mlp 1536): layers 3-5, the range the reference code uses
+# for TinyLlama, another small Llama; λ = 2000, because what one key writes of its residual is
 # s/(λ + s) with s = kᵀC⁻¹k ≈ d_mlp: λ = 2000 writes ≈ 40% per layer here, as λ = 15000 does on
-# GPT-J (d_mlp 16384), where TinyLlama's λ = 20000 would write < 10%. Larger models: the
-# reference code's hparams files (GPT-J, TinyLlama, Llama-3-8B, Llama-2-13B), else the main
-# paper's App. C.2 range (GPT-NeoX-20B) or MEMIT's published one (GPT-2-XL).
-PRESETS: dict[str, MEMITHParams] = {
-    "smollm2-135m": MEMITHParams(),
-    "EleutherAI/gpt-j-6B": MEMITHParams(layers=(3, 4, 5, 6, 7, 8), clamp_norm=0.75, mom2_weight=15000.0),
-    "meta-llama/Meta-Llama-3-8B": MEMITHParams(
-        layers=(4, 5, 6, 7, 8), weight_decay=1e-3, clamp_norm=4.0, mom2_weight=15000.0
-    ),
-    "EleutherAI/gpt-neox-20b": MEMITHParams(layers=(13, 14, 15, 16), mom2_weight=15000.0),
-    "meta-llama/Llama-2-13b-hf": MEMITHParams(
-        layers=(5, 6, 7, 8, 9), weight_decay=1e-3, clamp_norm=4.0, mom2_weight=15000.0
-    ),
-    "TinyLlama/TinyLlama-1.1B-Chat-v1.0": MEMITHParams(
-        layers=(3, 4, 5), weight_decay=0.5, clamp_norm=8.0, mom2_weight=20000.0
-    ),
-    "gpt2-xl": MEMITHParams(layers=(13, 14, 15, 16, 17), mom2_weight=20000.0),
-}
+# GPT-J (d_mlp 16384), where TinyLlama's λ = 20000 would write < 10%. Other models:
+# drift.editors.presets.
 
 
-def preset(model: Model, presets: dict = PRESETS, default=MEMITHParams()):
-    """The preset for ``model`` by name, else ``default`` with its range moved to ~10-17% depth."""
-    if model.name in presets:
-        return presets[model.name]
+def preset(model: Model, editor: str = "memit", default=MEMITHParams()):
+    """``model``'s family's settings for ``editor`` (:data:`drift.editors.presets.EDITOR_SETTINGS`)
+    on ``default``, else ``default`` with its range moved to ~10-17% depth, noted once in an INFO
+    line."""
+    found = presets.editor_settings(editor, model)
+    if found is not None:
+        return replace(default, **found)
     n = model.cfg.n_layers
     lo = max(0, round(n * 0.1))
     hi = min(n - 1, max(lo, round(n * 0.17)))
+    presets.note_fallback(
+        "preset", editor, model, f"the defaults (SmolLM2-135M's) with layers {lo}-{hi} of {n}"
+    )
     return replace(default, layers=tuple(range(lo, hi + 1)))
 
 

@@ -35,28 +35,11 @@ class PMETHParams(MEMITHParams):
     )
 
 
-# SmolLM2-135M: the same layers and λ as MEMIT's preset (see drift.editors.memit) and the
-# reference code's Llama-family clamp (4; its GPT-J file has 0.75). Larger models: the reference
-# code's hparams files (GPT-J, TinyLlama, Llama-3-8B, Llama-2-13B), else App. C.2's range.
-PRESETS: dict[str, PMETHParams] = {
-    "smollm2-135m": PMETHParams(),
-    # GPT-J: its hparams file (lr 0.2, ω 1, clamp 0.75); steps 20 as its baseline script runs it
-    # (the file says 30)
-    "EleutherAI/gpt-j-6B": PMETHParams(
-        layers=(3, 4, 5, 6, 7, 8), steps=20, lr=0.2, kl_factor=1.0, clamp_norm=0.75, mom2_weight=15000.0
-    ),
-    "meta-llama/Meta-Llama-3-8B": PMETHParams(layers=(4, 5, 6, 7, 8), weight_decay=0.5, mom2_weight=15000.0),
-    "EleutherAI/gpt-neox-20b": PMETHParams(layers=(13, 14, 15, 16), mom2_weight=15000.0),
-    "meta-llama/Llama-2-13b-hf": PMETHParams(layers=(7, 8, 9), weight_decay=0.5, mom2_weight=15000.0),
-    "TinyLlama/TinyLlama-1.1B-Chat-v1.0": PMETHParams(
-        layers=(3, 4, 5), weight_decay=0.5, mom2_weight=20000.0
-    ),
-    "gpt2-xl": PMETHParams(layers=(13, 14, 15, 16, 17), mom2_weight=20000.0),  # MEMIT's GPT-2-XL range
-}
-
-
 def preset(model: Model) -> PMETHParams:
-    return _range_preset(model, PRESETS, PMETHParams())
+    """``model``'s family's PMET settings (:mod:`drift.editors.presets`), else the defaults
+    (SmolLM2-135M's: MEMIT's layers and λ, the reference's Llama-family clamp 4) scaled to its
+    depth as :func:`drift.editors.memit.preset` does."""
+    return _range_preset(model, "pmet", PMETHParams())
 
 
 def compute_pmet(model: Model, case: EditCase, hp: PMETHParams | None = None) -> Edit:

@@ -42,6 +42,7 @@ from torch import Tensor
 
 from drift.adapter import Model
 from drift.data import EditCase
+from drift.editors import presets
 from drift.editors.base import Edit, WeightDelta
 from drift.editors.context import ROME_CONTEXT, prefix_groups
 from drift.editors.objectives import LossTerm, default_terms
@@ -51,7 +52,7 @@ from drift.editors.target import optimise_targets
 
 @dataclass(frozen=True)
 class ROMEHParams:
-    layer: int = 4  # SmolLM2-135M: an early MLP where subject facts are recalled (see PRESETS)
+    layer: int = 4  # SmolLM2-135M: an early MLP where subject facts are recalled (see presets.py)
     steps: int = 20  # forward passes of the δ optimisation (the last one only measures)
     lr: float = 0.5  # Adam learning rate (paper default)
     kl_factor: float = 0.0625  # ω, weight of the essence KL (paper default)
@@ -68,26 +69,16 @@ class ROMEHParams:
     extra_terms: tuple[LossTerm, ...] = ()  # e.g. (SADR(...),)
 
 
-# Presets per model. SmolLM2-135M (30 layers): layer 4, early like ROME's GPT-J layer 5 of 28, with
-# the GPT-J settings of the reference code (it has no preset for this model). The others: the
-# reference code's hparams files where it has one (GPT-J, TinyLlama, Llama-3-8B, Llama-2-13B), else
-# the main paper's App. C.2 layer (GPT-NeoX-20B) or ROME's published one (GPT-2-XL).
-PRESETS: dict[str, ROMEHParams] = {
-    "smollm2-135m": ROMEHParams(layer=4),
-    "EleutherAI/gpt-j-6B": ROMEHParams(layer=5, weight_decay=0.5, clamp_norm=4.0),
-    "gpt2-xl": ROMEHParams(layer=17, weight_decay=0.5, clamp_norm=4.0),
-    "meta-llama/Meta-Llama-3-8B": ROMEHParams(layer=5, steps=25, weight_decay=1e-3, clamp_norm=4.0),
-    "EleutherAI/gpt-neox-20b": ROMEHParams(layer=5, weight_decay=0.5, clamp_norm=4.0),
-    "meta-llama/Llama-2-13b-hf": ROMEHParams(layer=6, weight_decay=1e-3, clamp_norm=4.0),
-    "TinyLlama/TinyLlama-1.1B-Chat-v1.0": ROMEHParams(layer=4, weight_decay=0.5, clamp_norm=2.0),
-}
-
-
 def preset(model: Model) -> ROMEHParams:
-    """The preset for ``model`` by name, else defaults with the layer scaled to its depth."""
-    if model.name in PRESETS:
-        return PRESETS[model.name]
-    return replace(ROMEHParams(), layer=max(0, min(model.cfg.n_layers - 1, round(model.cfg.n_layers * 0.15))))
+    """``model``'s family's settings (:data:`drift.editors.presets.EDITOR_SETTINGS`), else the
+    defaults (SmolLM2-135M's) with the layer at 15% of its depth, noted once in an INFO line."""
+    found = presets.editor_settings("rome", model)
+    if found is not None:
+        return replace(ROMEHParams(), **found)
+    n = model.cfg.n_layers
+    layer = max(0, min(n - 1, round(n * 0.15)))
+    presets.note_fallback("preset", "rome", model, f"the defaults (SmolLM2-135M's) with layer {layer} of {n}")
+    return replace(ROMEHParams(), layer=layer)
 
 
 def rank_one_delta(

@@ -12,7 +12,8 @@ vanilla attention to that token among the heads of its layer (``heads="selective
 
 γ on the paper's scale, multiplying the KL itself (the reference code's ``attn_W_loss_weight``
 × 1e-4: its weight 100 for ROME on GPT-J is the paper's γ = 1e-2). As there, 1e-8 is added to
-both attention rows before the KL. :data:`PAPER_SETTINGS` holds the paper's γ and steps per editor.
+both attention rows before the KL. :func:`paper_setting` gives the paper's γ and steps per editor and
+model.
 
 Because it is a :class:`~drift.editors.objectives.LossTerm`, it plugs into every editor through
 ``extra_terms``:
@@ -38,26 +39,22 @@ from torch import Tensor
 
 from drift.adapter import Hook
 from drift.editors.objectives import EditBatch, LossTerm, Step
+from drift.editors.presets import SADR_FALLBACK, SADR_SETTINGS, sadr_setting
 
 EPS = 1e-8  # added to both attention rows, as the reference code does (float32)
 
-# The main paper's SADR runs (its scripts; γ = attn_W_loss_weight × 1e-4): γ and optimisation steps.
+# GPT-J's row of the main paper's SADR runs (App. C.2 and its scripts): γ and steps per editor.
+# Every model's: drift.editors.presets.SADR_SETTINGS.
 PAPER_SETTINGS: dict[str, dict] = {
-    "rome": {"gamma": 1e-2, "steps": 80},
-    "memit": {"gamma": 5e-3, "steps": 20},
-    "pmet": {"gamma": 8e-2, "steps": 40},
+    e: dict(SADR_SETTINGS[e][SADR_FALLBACK]) for e in ("rome", "memit", "pmet")
 }
 
 
-def paper_setting(editor: str) -> dict:
-    """``{"gamma": γ, "steps": n}`` of the main paper's SADR run for ``editor`` (ROME-AWD: ROME's)."""
-    key = "rome" if editor == "rome-awd" else editor
-    if key not in PAPER_SETTINGS:
-        raise ValueError(
-            f"the paper gives no SADR setting for editor {editor!r}; pass --sadr GAMMA "
-            f"(settings exist for {sorted(PAPER_SETTINGS)})"
-        )
-    return PAPER_SETTINGS[key]
+def paper_setting(editor: str, model=None) -> dict:
+    """``{"gamma": γ, "steps": n}`` of the main paper's SADR run for ``editor`` (ROME-AWD: ROME's)
+    on ``model`` (a name, folder or model; ``None`` or one the paper did not edit: GPT-J's, see
+    :func:`drift.editors.presets.sadr_setting`)."""
+    return sadr_setting(editor, model)
 
 
 @dataclass(eq=False)
