@@ -164,7 +164,6 @@ def main(argv=None) -> dict:
             title=f"Table 3 layout: {model_name}, {n_cases} cases of {Path(args.data).name}",
         ),
         out / "table3",
-        height=200 + 45 * len(table_rows),
     )
     if not args.no_figures:
         lines = {}

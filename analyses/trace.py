@@ -305,7 +305,7 @@ def figures(
             body,
             title=f"{'Table 2' if name == 'table2' else 'Table 4'}: correlation with P(o_edit)",
         )
-        written += plots.save(fig, out / name, height=120 + 30 * len(body))
+        written += plots.save(fig, out / name)  # the table sizes itself to its rows and text
     return written
 
 
