@@ -6,4 +6,7 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 bash "$ROOT/scripts/setup.sh"
 cd "$ROOT"
+# The main job runs alone: torch may use every core (drift's default on ≤ 2 cores is one thread,
+# so that two test workers do not fight over them).
+export DRIFT_THREADS="${DRIFT_THREADS:-$(nproc)}"
 exec "$ROOT/.venv/bin/python" analyses/trace.py "$@"
