@@ -87,7 +87,7 @@ def tiny():
 
 @pytest.fixture(autouse=True)
 def _docstring_namespace(request):
-    """``model``, ``case`` and ``drift`` for the docstrings' examples (doctest items only)."""
+    """``model``, ``case``, ``cases`` and ``drift`` for the docstrings' examples (doctest items only)."""
     if type(request.node).__name__ != "DoctestItem":
         return
     import drift
@@ -99,6 +99,7 @@ def _docstring_namespace(request):
     ns.update(
         model=request.getfixturevalue("tiny"),
         case=load_cases("builtin")[0],
+        cases=load_cases("builtin"),
         drift=drift,
         TINY=str(tiny_folder(seed=0)),  # the tiny model's folder, where a model name is asked
     )

@@ -31,9 +31,11 @@ TABLE_ORDER = [
     "DNM",
     "AvgS",
     "RES",
+    "SAS",
     "OS",
     "DOS",
     "FL",
+    "RefS",
     "PPL",
 ]
 
@@ -92,7 +94,16 @@ def _case_and_editor_options(p: argparse.ArgumentParser) -> None:
         default=None,
         help="torch device for the model, e.g. cuda (default: cuda when available, else cpu)",
     )
+    _dtype_option(p)
     p.add_argument("--limit", type=int, default=None, help="evaluate only the first N cases")
+    p.add_argument(
+        "--edit-batch",
+        type=_positive_int,
+        default=None,
+        metavar="N",
+        help="edited: cases whose target vectors are optimised together, each then applied, scored "
+        "and removed in turn (default: from the device's memory; 1: one at a time)",
+    )
     p.add_argument("--model", default=None, help="model name, hub id or local folder (default: smollm2-135m)")
     p.add_argument("--seed", type=int, default=0, help="seed for sampling generations (default: 0)")
     p.add_argument(
@@ -101,6 +112,27 @@ def _case_and_editor_options(p: argparse.ArgumentParser) -> None:
         default="mean",
         help="score a multi-token target by its mean log-probability per token (default, as the "
         "papers' code) or by its whole probability (product)",
+    )
+
+
+def _positive_int(text: str) -> int:
+    """An argparse type: a whole number ≥ 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def _dtype_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--dtype",
+        choices=["bf16", "fp16", "fp32"],
+        default=None,
+        help="precision of the model's weights and forward pass (default: fp32); editors still "
+        "solve in float32/float64 and round each update to it once",
     )
 
 
@@ -148,7 +180,35 @@ def build_parser() -> argparse.ArgumentParser:
     )
     ev.add_argument("--out", required=True, help="where to write the results JSON")
     ev.add_argument("--no-fluency", action="store_true", help="skip generation and the FL metric")
+    ev.add_argument(
+        "--fluency",
+        choices=["reference", "short"],
+        default="reference",
+        help="FL as the reference (default: every generation prompt, 100 tokens, Treebank words) or "
+        "short (drift's earlier form: 2 prompts, 40 new tokens, whitespace words)",
+    )
     ev.add_argument("--ppl", default=None, help="JSON list of texts ({'Text': ...} or strings) for PPL")
+    ev.add_argument(
+        "--ppl-form",
+        choices=["reference", "per-text"],
+        default="reference",
+        help="PPL of the texts joined and cut to 100 tokens (default, the reference's) or the mean "
+        "over texts of each one's perplexity (drift's earlier form)",
+    )
+    ev.add_argument(
+        "--res",
+        choices=["reference", "accuracy"],
+        default="reference",
+        help="RES: each reasoning answer against o_true (default, the reference's) or its "
+        "teacher-forced token accuracy (drift's earlier form)",
+    )
+    ev.add_argument(
+        "--references",
+        default=None,
+        metavar="DIR",
+        help="folder with ROME's attribute_snippets.json (and idf.npy, tfidf_vocab.json): RefS, "
+        "the TF-IDF similarity of generations with texts about o_edit",
+    )
     ev.add_argument("--restart", action="store_true", help="ignore finished cases from an interrupted run")
     ev.add_argument(
         "--batch-cases", type=int, default=16, help="unedited: cases scored together (default: 16)"
@@ -238,6 +298,7 @@ def build_parser() -> argparse.ArgumentParser:
         "prepare", help="convert the model and cache the key statistics and prefixes its editors need"
     )
     pr.add_argument("--model", default=None, help="hub name or folder (default: SmolLM2-135M, offline)")
+    _dtype_option(pr)  # key statistics are cached per dtype: prepare the one the runs will use
     pr.add_argument(
         "--editors",
         default="rome,memit,pmet,adaple",
@@ -301,7 +362,7 @@ def _prepare(args) -> int:
     import drift
     from drift.prepare import prepare
 
-    done = prepare(drift.load_model(args.model), editors)
+    done = prepare(drift.load_model(args.model, dtype=args.dtype), editors)
     secs = done["seconds"]
     print(
         f"prepared {done['model']}: key statistics of layers {done['layers']} ({secs['key_statistics']} s), "
@@ -341,7 +402,7 @@ def _eval(args) -> int:
         _claim(args.out, job.config, args.restart)
         if log.rows:
             print(f"resuming: {len(log.rows)} cases already done in {log.path}", file=sys.stderr)
-        model = drift.load_model(args.model, device=args.device)
+        model = drift.load_model(args.model, device=args.device, dtype=args.dtype)
         try:
             jobs.run(job, model, log, progress=not args.quiet)
         except KeyboardInterrupt:
@@ -389,9 +450,10 @@ def _sequential(args) -> int:
         "hp": job.config.get("hp"),
         "scoring": args.scoring,
         "pool": args.pool,
+        **({"dtype": args.dtype} if args.dtype not in (None, "fp32") else {}),  # keys of fp32 runs unchanged
     }
     _claim(args.out, config, args.restart)
-    model = drift.load_model(args.model, device=args.device)
+    model = drift.load_model(args.model, device=args.device, dtype=args.dtype)
     import torch
 
     torch.manual_seed(args.seed)
@@ -565,7 +627,7 @@ def _audit(args) -> int:
         _claim(args.out, config, args.restart)
         if log.rows:
             print(f"resuming: {len(log.rows)} cases already done in {log.path}", file=sys.stderr)
-        model = drift.load_model(args.model, device=args.device)
+        model = drift.load_model(args.model, device=args.device, dtype=args.dtype)
         audit.audit_cases(
             model,
             log.remaining(job.cases),
@@ -574,6 +636,7 @@ def _audit(args) -> int:
             scoring=args.scoring,
             on_case=log.append,
             progress=not args.quiet,
+            edit_batch=args.edit_batch,
         )
         rows = [log.rows[c.case_id] for c in job.cases]
         summary: dict = {"n": len(rows)}

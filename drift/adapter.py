@@ -94,6 +94,11 @@ class Prefix:
     cache: object  # the Hugging Face key-value cache, reset to the prefix before each use
     kv: list[tuple[Tensor, Tensor]]  # per layer [batch, kv_heads, n, d_head], detached
 
+    def select(self, rows: Tensor) -> "Prefix":
+        """The prefix of the batch's ``rows`` only (same cache object, reset before each use)."""
+        kv = [(k[rows], v[rows]) for k, v in self.kv]
+        return Prefix(self.n, self.mask[rows], self.positions[rows], self.cache, kv)
+
     def reset(self):
         for layer, (k, v) in zip(self.cache.layers, self.kv, strict=True):
             layer.keys, layer.values = k, v
@@ -193,7 +198,9 @@ class Model:
         s = self.sizes
         return (
             f"drift.Model({self.name!r}, kind={self.kind}, layers={s.n_layers}, heads={s.n_heads}, "
-            f"d_model={s.d_model}, prepend_bos={self.prepend_bos}, device={self.device})"
+            f"d_model={s.d_model}, prepend_bos={self.prepend_bos}, device={self.device}"
+            + ("" if self.dtype == torch.float32 else f", dtype={str(self.dtype).removeprefix('torch.')}")
+            + ")"
         )
 
     @property
@@ -205,6 +212,12 @@ class Model:
     @property
     def device(self) -> torch.device:
         return next(self.hooked.parameters()).device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        """The precision of the weights and of the forward pass (``torch.float32``,
+        ``torch.bfloat16`` …; ``drift.load_model(..., dtype=)`` chooses it)."""
+        return next(self.hooked.parameters()).dtype
 
     # ---- everything else is the hooked model's ------------------------------------------------
     def __getattr__(self, name: str):

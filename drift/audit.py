@@ -353,15 +353,28 @@ def audit_cases(
     scoring: str = "mean",
     on_case=None,
     progress: bool = True,
+    edit_batch: int | None = None,
 ) -> list[dict]:
     """Compute each case's edit with ``compute(model, case) -> Edit`` and audit it; with
     ``validate``, also the label (:func:`failures`). One row per case, handed to ``on_case`` as it
-    finishes: ``{"case_id", "subject", "metrics": signals, "top_heads", ["failures", "label"]}``."""
+    finishes: ``{"case_id", "subject", "metrics": signals, "top_heads", ["failures", "label"]}``.
+    Where ``compute`` has ``many`` (:class:`drift.editors.Compute`), ``edit_batch`` cases' edits
+    are computed together (``None``: :func:`drift.editors.target.auto_edit_batch`), then each is
+    audited alone; rows come in the order of ``cases``."""
     from tqdm.auto import tqdm
 
+    from drift.editors.target import auto_edit_batch, by_length
+
+    n = auto_edit_batch(model) if edit_batch is None else edit_batch
+    if hasattr(compute, "many") and n > 1:
+        ordered = by_length(model, cases)
+        chunks = [ordered[i : i + n] for i in range(0, len(ordered), n)]
+        pairs = ((c, e) for chunk in chunks for c, e in zip(chunk, compute.many(model, chunk)))
+    else:
+        pairs = ((case, compute(model, case)) for case in cases)
+    where = {id(c): i for i, c in enumerate(cases)}
     rows = []
-    for case in tqdm(cases, desc="auditing", unit="edit", disable=not progress):
-        edit = compute(model, case)
+    for case, edit in tqdm(pairs, total=len(cases), desc="auditing", unit="edit", disable=not progress):
         risk = audit(model, edit, case)
         row = {"case_id": case.case_id, "subject": case.subject, "metrics": risk.signals}
         row["top_heads"] = [list(h) for h in risk.top_heads]
@@ -371,10 +384,10 @@ def audit_cases(
             row["right_before"] = None if out is None else out["right_before"]
             row["prompts"] = prompt_counts(case)
             row["label"] = None if out is None else int(sum(out["broken"].values()) > 0)
-        rows.append(row)
+        rows.append((where[id(case)], row))
         if on_case is not None:
             on_case(row)
-    return rows
+    return [row for _, row in sorted(rows, key=lambda pair: pair[0])]
 
 
 def report(rows: Sequence[dict], fit_rows: Sequence[dict] | None = None, recall: float = 0.8) -> dict:

@@ -69,9 +69,10 @@ class EditCase:
     neighborhood: tuple[Probe, ...] | None = None  # other subjects, same relation, answer o_true
     relation: tuple[Probe, ...] | None = None  # same subject, other relations, their true answers
     reasoning: tuple[Probe, ...] | None = None  # multi-hop prompts answered in the edited world
-    subject_alias: tuple[str, ...] | None = None  # the subject under another name; answer o_edit
+    subject_alias: tuple[Probe, ...] | None = None  # the subject under another name; answer o_edit
     commonsense: Commonsense | None = None
     generation: tuple[str, ...] | None = None
+    o_edit_id: str | None = None  # o_edit's Wikidata id (``target_new_id``): keys its reference texts
     # where the subject sits in ``prompt`` when the case came from a template ("{}"): the slot's
     # character offset, so an edit reads the subject there even when the subject's text occurs
     # again in the prompt ("{}, not Paris Hilton, is the capital of" with subject "Paris")
@@ -239,18 +240,23 @@ def parse_case(raw: Any, *, index: int = 0, source: str = "case") -> EditCase:
         o_true=o_true,
         o_edit=o_edit,
         relation_id=rr.get("relation_id") if isinstance(rr.get("relation_id"), str) else None,
+        o_edit_id=_target_id(rr),
         subject_start=subject_start,
     )
     if "rewrite" in raw:  # merged schema
         fields["rewrite"] = tuple(_prompts(raw, "rewrite", where))
         # A task block with no prompts (the dev set has many) is an absent task, not an error.
-        for key, name in (
-            ("p-paraphrase", "paraphrase"),
-            ("p-subject_alias", "subject_alias"),
-            ("generation", "generation"),
-        ):
+        for key, name in (("p-paraphrase", "paraphrase"), ("generation", "generation")):
             if key in raw and _has_prompts(raw, key, where):
                 fields[name] = tuple(_prompts(raw, key, where))
+        if "p-subject_alias" in raw and _has_prompts(raw, "p-subject_alias", where):
+            # each prompt's target is o_edit, sometimes under another name ("cisgender female")
+            block = _get(raw, "p-subject_alias", dict, where)
+            if block.get("targets"):
+                fields["subject_alias"] = _probes(raw, "p-subject_alias", where)
+            else:
+                prompts = _prompts(raw, "p-subject_alias", where)
+                fields["subject_alias"] = tuple(Probe(p, o_edit) for p in prompts)
         for key, name in (
             ("l-neighbor", "neighborhood"),
             ("l-relation", "relation"),
@@ -314,6 +320,14 @@ def _target(rr: dict, key: str, where: str) -> str:
     if not isinstance(v, str):
         raise CaseError(f"{where}: field {label!r} must be str, got {type(v).__name__}")
     return _text(v, where, label)
+
+
+def _target_id(rr: dict) -> str | None:
+    """o_edit's id: ``target_new_id`` (merged schema) or ``target_new.id`` (original schema)."""
+    v = rr.get("target_new_id")
+    if v is None and isinstance(rr.get("target_new"), dict):
+        v = rr["target_new"].get("id")
+    return str(v) if isinstance(v, (str, int)) and str(v).strip() else None
 
 
 def _str_list(d: dict, key: str, where: str, label: str | None = None) -> list[str]:

@@ -45,6 +45,7 @@ class Job:
     edit: EditFn | None
     texts: list[str] | None  # perplexity texts (--ppl)
     overrides: dict  # the editor's hyper-parameters as given (steps, --hp, SADR's term)
+    references: object = None  # texts about o_edit for RefS (--references), loaded
 
     @property
     def pool(self) -> str:
@@ -146,6 +147,16 @@ def plan(args: argparse.Namespace) -> Job:
         if not cases:
             raise ValueError(f"--shard {args.shard} of {total} case(s) is empty; use fewer parts")
     texts = _load_texts(args.ppl) if args.ppl else None
+    forms = {  # audit's options have none of these: the defaults
+        "fluency": None if args.no_fluency else getattr(args, "fluency", "reference"),
+        "ppl": getattr(args, "ppl_form", "reference"),
+        "res": getattr(args, "res", "reference"),
+    }
+    references = getattr(args, "references", None)
+    if references is not None:
+        from drift.metrics import load_reference_texts
+
+        loaded = load_reference_texts(references)  # a bad folder fails before the model loads
     config = {
         "data": file_or_name(str(args.data)),
         "editor": args.editor,
@@ -158,7 +169,10 @@ def plan(args: argparse.Namespace) -> Job:
         # what the inputs hold: a case file edited since a run began is another configuration
         "data_sha256": digest_of(args.data),
         "limit": args.limit,  # not in the key (a run whose limit grew keeps its cases)
+        "forms": forms,  # how FL, PPL and RES are computed (drift/metrics.py)
     }
+    if references is not None:
+        config["references"] = file_or_name(references)
     if args.ppl:
         config["ppl_sha256"] = digest_of(args.ppl)
     if args.sadr is not None:  # only when given, so keys of runs without them stay as they were
@@ -167,6 +181,8 @@ def plan(args: argparse.Namespace) -> Job:
         config["steps"] = args.steps
     if args.dr is not None:
         config["dr"] = args.dr
+    if getattr(args, "dtype", None) not in (None, "fp32"):  # fp32 is the default: its keys unchanged
+        config["dtype"] = args.dtype
     if hp:
         config["hp"] = {k: repr(v) for k, v in sorted(hp.items())}
     if args.shard is not None:
@@ -175,7 +191,7 @@ def plan(args: argparse.Namespace) -> Job:
         from drift.editors.stats import CORPUS_VERSION
 
         config["sampling"] = CORPUS_VERSION
-    return Job(args, config, cases, edit, texts, overrides)
+    return Job(args, config, cases, edit, texts, overrides, loaded if references is not None else None)
 
 
 def run(
@@ -195,12 +211,24 @@ def run(
         model,
         todo,
         edit=job.edit,
-        fluency=not job.args.no_fluency,
         ppl_texts=job.texts,
         seed=job.args.seed,
         batch_cases=job.args.batch_cases,
+        edit_batch=getattr(job.args, "edit_batch", None),
         progress=progress,
         on_case=log.append,
         scoring=job.args.scoring,
+        **_metric_options(job),
     )
     return len(todo)
+
+
+def _metric_options(job: Job) -> dict:
+    """evaluate()'s options for FL, PPL, RES and RefS from the job's configuration."""
+    forms = job.config.get("forms", {})
+    return {
+        "fluency": False if job.args.no_fluency else forms.get("fluency", "reference"),
+        "ppl_form": forms.get("ppl", "reference"),
+        "res": forms.get("res", "reference"),
+        "references": job.references,
+    }

@@ -11,6 +11,8 @@ PS / PM      paraphrases of the rewrite prompt         o_edit         o_true
 NS / NM      other subjects, same relation             o_true         o_edit
 RS / RM      same subject, other relations             its answer     o_edit
 DNS / DNM    edit sentence ⊕ neighbourhood prompt      o_true         o_edit
+SAS / SAM    the subject named by an alias             its answer     o_true
+RES / REM    multi-hop prompts in the edited world     chain's end    o_true
 OS / DOS     commonsense item (plain / ⊕ edit)         right choice   wrong one
 ===========  ========================================  =============  ==========
 
@@ -18,9 +20,9 @@ Scoring (``scoring=``), as the papers' evaluation code does by default: a multi-
 scored by its **mean** log-probability per token (``"mean"``), so a longer answer is not
 penalised for its length; the magnitude is then exp(mean log-prob), the per-token geometric-mean
 probability. ``"product"`` scores the whole continuation's probability (the product of its
-tokens'), drift's earlier form. OS and DOS are always compared per token. RES is the
-teacher-forced token accuracy of the reasoning answer (the target is a chain's end, with no
-competing object).
+tokens'), drift's earlier form. OS and DOS are always compared per token. RES compares each
+reasoning prompt's answer with o_true, as the reference does (``res="reference"``);
+``res="accuracy"`` is drift's earlier form, the teacher-forced token accuracy of the answer.
 
 Summaries (``pool=``): all scores are percentages. With ``"prompts"`` (the reference's default)
 every prompt of every case counts once — a case with ten neighbourhood prompts weighs ten times
@@ -28,7 +30,13 @@ one with one — and the 95% interval is the t-interval of that ratio estimate w
 clusters (prompts of one case are not independent). With ``"cases"`` each case's mean over its
 prompts counts once. Each case's metrics carry ``NAME_k``, its number of prompts, so either
 summary can be taken from stored results. Avg S is the harmonic mean of ES, PS, NS, RS and DNS.
-FL is the weighted bi-/tri-gram entropy of generated text.
+
+Generated text (``FLUENCY_FORMS``): FL is the weighted bi-/tri-gram entropy of the texts
+generated from a case's generation prompts, RefS (consistency) the TF-IDF cosine similarity of
+those texts with reference texts about o_edit (:func:`tfidf_similarity`). The reference form
+generates from every prompt to 100 tokens in all and counts n-grams of Treebank words
+(:mod:`drift.words`); ``"short"``, drift's earlier form, 40 new tokens from 2 prompts and words
+split at whitespace.
 
 Example:
     >>> plan = CasePlan()
@@ -46,8 +54,11 @@ Example:
 from __future__ import annotations
 
 import math
+import re
+import unicodedata
 from collections import Counter
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Iterable, Sequence
 
 import numpy as np
@@ -56,12 +67,54 @@ from torch import Tensor
 
 from drift.data import EditCase
 
-SCORE_MAGNITUDE = {"ES": "EM", "PS": "PM", "NS": "NM", "RS": "RM", "DNS": "DNM"}
+SCORE_MAGNITUDE = {
+    "ES": "EM",
+    "PS": "PM",
+    "NS": "NM",
+    "RS": "RM",
+    "DNS": "DNM",
+    "SAS": "SAM",
+    "RES": "REM",
+}
 AVG_OF = ("ES", "PS", "NS", "RS", "DNS")
 NORMALISED = {"OS", "DOS"}  # compared by mean log-prob per token whatever the scoring
 SCORINGS = ("mean", "product")
 POOLS = ("prompts", "cases")
 DEFAULT_SCORING, DEFAULT_POOL = "mean", "prompts"
+RES_FORMS = ("reference", "accuracy")  # reasoning answer vs o_true; drift's earlier token accuracy
+PPL_FORMS = ("reference", "per-text")  # texts joined and cut to 100 tokens; drift's earlier mean
+
+
+@dataclass(frozen=True)
+class FluencyForm:
+    """How FL's texts are generated and split into words: from the first ``prompts`` generation
+    prompts (``None``: all), each continued by ``new_tokens`` tokens or, with ``length``, up to
+    that many tokens in all (prompt included); ``words``: ``"treebank"`` (:mod:`drift.words`) or
+    ``"whitespace"``; ``clean``: the reference's text cleaning (:func:`clean_generation`)."""
+
+    prompts: int | None
+    new_tokens: int | None
+    length: int | None
+    words: str
+    clean: bool
+
+
+FLUENCY_FORMS = {
+    # every prompt, 100 tokens in all (the reference's max_out_len counts the prompt), Treebank words
+    "reference": FluencyForm(prompts=None, new_tokens=None, length=100, words="treebank", clean=True),
+    "short": FluencyForm(prompts=2, new_tokens=40, length=None, words="whitespace", clean=False),
+}
+
+
+def check_forms(fluency: str | None = None, ppl: str | None = None, res: str | None = None) -> None:
+    """A ValueError naming a bad metric form and the choices."""
+    for name, value, choices in (
+        ("fluency", fluency, tuple(FLUENCY_FORMS)),
+        ("ppl_form", ppl, PPL_FORMS),
+        ("res", res, RES_FORMS),
+    ):
+        if value is not None and value not in choices:
+            raise ValueError(f"{name} must be one of {choices}, got {value!r}")
 
 
 def scoring_of(config: dict) -> tuple[str, str]:
@@ -120,8 +173,11 @@ class CasePlan:
         return out
 
 
-def plan_case(case: EditCase, *, commonsense: bool = True) -> CasePlan:
-    """All scoring pairs of one case; tasks the case has no data for are left out."""
+def plan_case(case: EditCase, *, commonsense: bool = True, res: str = "reference") -> CasePlan:
+    """All scoring pairs of one case; tasks the case has no data for are left out. ``res``:
+    ``"reference"`` scores each reasoning answer against o_true, ``"accuracy"`` its teacher-forced
+    token accuracy (see the module docstring)."""
+    check_forms(res=res)
     plan = CasePlan()
 
     def versus(metric: str, prompt: str, right: str, wrong: str) -> None:
@@ -137,8 +193,13 @@ def plan_case(case: EditCase, *, commonsense: bool = True) -> CasePlan:
         versus("RS", probe.prompt, probe.answer, case.o_edit)
     for probe in case.distracting or ():
         versus("DNS", probe.prompt, probe.answer, case.o_edit)
+    for probe in case.subject_alias or ():
+        versus("SAS", probe.prompt, probe.answer, case.o_true)
     for probe in case.reasoning or ():
-        plan.accuracy("RES", plan.pair(probe.prompt, probe.answer))
+        if res == "reference":
+            versus("RES", probe.prompt, probe.answer, case.o_true)
+        else:
+            plan.accuracy("RES", plan.pair(probe.prompt, probe.answer))
     if commonsense and case.commonsense is not None:
         cs = case.commonsense
         versus("OS", cs.prompt, cs.right, cs.wrong)
@@ -170,16 +231,28 @@ def mean_ci95(values: Iterable[float]) -> tuple[float, float, float]:
 
 
 def n_gram_entropy(
-    texts: Sequence[str], ns: Sequence[int] = (2, 3), weights: Sequence[float] = (2 / 3, 4 / 3)
+    texts: Sequence[str],
+    ns: Sequence[int] = (2, 3),
+    weights: Sequence[float] = (2 / 3, 4 / 3),
+    *,
+    words: str = "treebank",
 ) -> float:
     """Fluency: the weighted mean over n of the entropy (bits) of each text's n-gram
-    frequency distribution, averaged over texts. Repetitive text scores low."""
+    frequency distribution, averaged over texts. Repetitive text scores low. ``words``: how a
+    text is split into words, ``"treebank"`` (the reference's ``nltk.word_tokenize``,
+    :func:`drift.words.word_tokenize`) or ``"whitespace"`` (drift's earlier form). A text too
+    short for any n-gram counts 0 for that n."""
+    from drift.words import word_tokenize
+
+    if words not in ("treebank", "whitespace"):
+        raise ValueError(f"words must be 'treebank' or 'whitespace', got {words!r}")
+    split = word_tokenize if words == "treebank" else str.split
     per_text = []
     for text in texts:
-        words = text.split()
+        tokens = split(text)
         ent = []
         for n in ns:
-            grams = Counter(tuple(words[i : i + n]) for i in range(len(words) - n + 1))
+            grams = Counter(tuple(tokens[i : i + n]) for i in range(len(tokens) - n + 1))
             total = sum(grams.values())
             if total == 0:
                 ent.append(0.0)
@@ -188,6 +261,67 @@ def n_gram_entropy(
             ent.append(float(-(freqs * np.log2(freqs)).sum()))
         per_text.append(float(np.average(ent, weights=weights)))
     return float(np.mean(per_text)) if per_text else math.nan
+
+
+def clean_generation(text: str, special: Sequence[str] = ()) -> str:
+    """A generated text as the reference evaluates it: Unicode NFKD, each blank line (``"\\n\\n"``)
+    a space, and the tokenizer's special-token strings ``special`` removed (the reference
+    removes GPT-J's ``<|endoftext|>``)."""
+    text = unicodedata.normalize("NFKD", text).replace("\n\n", " ")
+    for tok in special:
+        if tok:
+            text = text.replace(tok, "")
+    return text
+
+
+# ---- consistency (RefS): TF-IDF similarity with reference texts about o_edit --------------------
+_TFIDF_WORD = re.compile(r"(?u)\b\w\w+\b")  # words of two or more word characters, lower-cased
+
+
+@dataclass(frozen=True)
+class TfidfStats:
+    """Inverse document frequencies ``idf [vocab]`` of the words ``vocab`` (word -> column)."""
+
+    idf: np.ndarray
+    vocab: dict[str, int]
+
+    @classmethod
+    def fit(cls, documents: Sequence[str]) -> "TfidfStats":
+        """Smoothed IDF over ``documents``: idf(w) = ln((1 + n) / (1 + df(w))) + 1, n documents,
+        df(w) those holding w (scikit-learn's ``TfidfVectorizer`` defaults, which the reference's
+        statistics were fitted with)."""
+        df: Counter[str] = Counter()
+        for d in documents:
+            df.update(set(_TFIDF_WORD.findall(d.lower())))
+        vocab = {w: i for i, w in enumerate(sorted(df))}
+        n = len(documents)
+        idf = np.array([math.log((1 + n) / (1 + df[w])) + 1 for w in vocab], dtype=float)
+        return cls(idf, vocab)
+
+    def vector(self, text: str) -> np.ndarray:
+        """Term counts of ``text``'s known words times their IDF (a word outside ``vocab`` is
+        dropped)."""
+        v = np.zeros(len(self.vocab))
+        for w in _TFIDF_WORD.findall(text.lower()):
+            j = self.vocab.get(w)
+            if j is not None:
+                v[j] += 1
+        return v * self.idf
+
+
+def tfidf_similarity(text_a: str, text_b: str, stats_: TfidfStats) -> float:
+    """Cosine similarity of the two texts' TF-IDF vectors; NaN when either has no known word."""
+    a, b = stats_.vector(text_a), stats_.vector(text_b)
+    na, nb = float(np.linalg.norm(a)), float(np.linalg.norm(b))
+    if na == 0 or nb == 0:
+        return math.nan
+    return float(a @ b / (na * nb))
+
+
+def consistency(generations: Sequence[str], references: Sequence[str], stats_: TfidfStats) -> float:
+    """RefS: the TF-IDF cosine similarity of all ``generations`` joined by spaces with all
+    ``references`` (texts about o_edit) joined by spaces, as the reference computes it."""
+    return tfidf_similarity(" ".join(generations), " ".join(references), stats_)
 
 
 def pooled_ci95(means: Sequence[float], counts: Sequence[float]) -> tuple[float, float, float]:
@@ -234,3 +368,51 @@ def summarise(case_metrics: Sequence[dict[str, float]], pool: str = DEFAULT_POOL
     if all(k in out for k in AVG_OF):
         out["AvgS"] = harmonic_mean([out[k] for k in AVG_OF])
     return out
+
+
+@dataclass(frozen=True)
+class ReferenceTexts:
+    """Texts about objects for RefS, keyed by ``(relation_id, object id)``, and the TF-IDF
+    statistics to compare generations with them."""
+
+    texts: dict[tuple[str, str], tuple[str, ...]]
+    stats: TfidfStats
+
+    def about(self, case: EditCase) -> tuple[str, ...] | None:
+        """The texts about the case's o_edit under its relation; ``None`` when the case has no ids
+        or no text is known for them."""
+        if case.relation_id is None or case.o_edit_id is None:
+            return None
+        return self.texts.get((case.relation_id, case.o_edit_id)) or None
+
+
+def load_reference_texts(folder: str | Path) -> ReferenceTexts:
+    """The reference's ``--snips_dir``: ``attribute_snippets.json`` (ROME's Wikipedia snippets, a
+    list of ``{"relation_id", "target_id", "samples": [{"text": ...}]}``) and, beside it, the IDF
+    statistics ``idf.npy`` + ``tfidf_vocab.json``; without those two, the IDF is fitted on the
+    snippets themselves (what ROME's ``collect_stats`` does when it cannot download them). Nothing
+    is downloaded; a ``ValueError`` names a missing or malformed file."""
+    import json
+
+    folder = Path(folder)
+    snips = folder / "attribute_snippets.json"
+    if not snips.is_file():
+        raise ValueError(f"reference texts: {snips} does not exist (ROME's attribute_snippets.json)")
+    try:
+        raw = json.loads(snips.read_text(encoding="utf-8"))
+        texts: dict[tuple[str, str], list[str]] = {}
+        for el in raw:
+            key = (str(el["relation_id"]), str(el["target_id"]))
+            texts.setdefault(key, []).extend(str(s["text"]) for s in el["samples"])
+    except (UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError) as e:
+        raise ValueError(f"reference texts: {snips} is not ROME's snippet format ({e!r})") from None
+    idf_path, vocab_path = folder / "idf.npy", folder / "tfidf_vocab.json"
+    if idf_path.is_file() and vocab_path.is_file():
+        vocab = {str(k): int(v) for k, v in json.loads(vocab_path.read_text(encoding="utf-8")).items()}
+        idf = np.asarray(np.load(idf_path), dtype=float)
+        if idf.ndim != 1 or len(idf) <= max(vocab.values(), default=-1):
+            raise ValueError(f"reference texts: {idf_path} has {idf.shape} values for {len(vocab)} words")
+        stats_ = TfidfStats(idf, vocab)
+    else:
+        stats_ = TfidfStats.fit([t for ts in texts.values() for t in ts])
+    return ReferenceTexts({k: tuple(v) for k, v in texts.items()}, stats_)

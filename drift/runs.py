@@ -83,6 +83,8 @@ def run_label(config: dict) -> str:
         name += f" DR(p={config['dr']:g})"
     if config.get("steps") is not None:
         name += f" {config['steps']} steps"
+    if config.get("dtype"):  # only half-precision runs carry it
+        name += f" {config['dtype']}"
     for k, v in sorted((config.get("hp") or {}).items()):
         name += f" {k}={v}"
     return name

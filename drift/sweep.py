@@ -170,7 +170,7 @@ def _job(run: RunSpec, out: Path, device: str | None):
         raise ValueError(f"sweep: run {run.name!r}: {e}") from e
 
 
-_MODELS: dict = {}  # per worker process: the model of each (name, device), loaded once
+_MODELS: dict = {}  # per worker process: the model of each (name, device, dtype), loaded once
 _JOBS: dict = {}  # per worker process: each run's planned job
 
 
@@ -184,10 +184,10 @@ def run_chunk(run: RunSpec, out: str, device: str | None, case_ids: list[str], l
     if plan_key not in _JOBS:  # planned once per worker (a large case file is read once)
         _JOBS[plan_key] = _job(run, Path(out), device)
     job = _JOBS[plan_key]
-    key = (job.args.model, device)
+    key = (job.args.model, device, job.args.dtype)
     if key not in _MODELS:
         _MODELS.clear()  # one model at a time in a worker
-        _MODELS[key] = drift.load_model(job.args.model, device=device)
+        _MODELS[key] = drift.load_model(job.args.model, device=device, dtype=job.args.dtype)
     wanted = set(case_ids)
     with CaseLog(log, job.config | {"chunk": Path(log).stem}) as case_log:
         return jobs.run(

@@ -4,7 +4,10 @@
 under a second). ``tiny_bridge()`` saves a 2-layer Llama-architecture model (grouped-query
 attention, gated MLP, like the default model) with that tokenizer to a folder (``tiny_folder()``:
 once, under drift's cache, with a stable name) and boots it through :func:`drift.load_model`, the
-same path a real checkpoint takes. ``tiny_legacy()`` builds a
+same path a real checkpoint takes; ``dtype=torch.bfloat16`` boots it in half precision.
+``tiny_family(name)`` does the same for a tiny random model of each family drift is used on
+(:data:`FAMILIES`: GPT-2, GPT-J, GPT-Neo, GPT-NeoX, Llama, Qwen2, Mistral, Gemma-2, Phi-3), each
+with its family's own architecture at the same tiny sizes. ``tiny_legacy()`` builds a
 legacy TransformerLens ≤ 3 ``HookedTransformer`` from a config (only where TL ≤ 3 is installed).
 
 Example:
@@ -89,11 +92,18 @@ def _save_tiny(folder: Path, seed: int, n_layers: int) -> None:
     tok.save_pretrained(str(folder))
 
 
-def tiny_bridge(seed: int = 0, folder: str | Path | None = None, *, n_layers: int = 2):
+def tiny_bridge(
+    seed: int = 0,
+    folder: str | Path | None = None,
+    *,
+    n_layers: int = 2,
+    dtype: torch.dtype = torch.float32,
+):
     """A tiny Llama-style model booted as a ``TransformerBridge``; returns a :class:`drift.Model`.
 
     Saved to ``folder`` when given, else to :func:`tiny_folder` (reused). The weights depend only
-    on ``seed`` and ``n_layers``."""
+    on ``seed`` and ``n_layers``; they are saved in float32 and booted in ``dtype`` (e.g.
+    ``torch.bfloat16``: the float32 weights rounded once, as a bf16 checkpoint would be)."""
     from drift.models import load_model
 
     if folder is None:
@@ -101,7 +111,163 @@ def tiny_bridge(seed: int = 0, folder: str | Path | None = None, *, n_layers: in
     else:
         Path(folder).mkdir(parents=True, exist_ok=True)
         _save_tiny(Path(folder), seed, n_layers)
-    return load_model(str(folder))
+    return load_model(str(folder), dtype=dtype)
+
+
+# The families' names for the sizes every tiny model shares (d_model 32, 4 heads of 8, d_mlp 64,
+# context 128, ``layers`` layers).
+_GPT2_NAMES = {
+    "d_model": "n_embd",
+    "layers": "n_layer",
+    "heads": "n_head",
+    "d_mlp": "n_inner",
+    "ctx": "n_positions",
+}
+_HF_NAMES = {
+    "d_model": "hidden_size",
+    "layers": "num_hidden_layers",
+    "heads": "num_attention_heads",
+    "d_mlp": "intermediate_size",
+    "ctx": "max_position_embeddings",
+}
+_NEO_NAMES = _HF_NAMES | {"layers": "num_layers", "heads": "num_heads"}
+_UNTIED = {"tie_word_embeddings": False}
+_GQA = {"num_key_value_heads": 2, **_UNTIED}  # grouped-query attention: 2 key-value heads for 4
+
+# Tiny random configurations of the model families drift is used on: family -> (transformers
+# config class, its names for the sizes, what makes the family itself: rotary fraction, parallel
+# attention and MLP, sliding windows, grouped queries, fused projections).
+FAMILY_CONFIGS: dict[str, tuple[str, dict[str, str], dict]] = {
+    "gpt2": ("GPT2Config", _GPT2_NAMES, {}),  # learned positions, tied embeddings
+    "gptj": ("GPTJConfig", _GPT2_NAMES, {"rotary_dim": 4, **_UNTIED}),  # partial rotary, parallel
+    "gpt_neo": ("GPTNeoConfig", _NEO_NAMES, {"window_size": 16}),  # global and local layers alternate
+    "gpt_neox": ("GPTNeoXConfig", _HF_NAMES, {"rotary_pct": 0.25, "use_parallel_residual": True, **_UNTIED}),
+    "llama": ("LlamaConfig", _HF_NAMES, _GQA),
+    "qwen2": ("Qwen2Config", _HF_NAMES, _GQA),  # biases on q, k, v
+    "mistral": ("MistralConfig", _HF_NAMES, {"sliding_window": 16, **_GQA}),
+    "gemma2": (  # sliding and full layers alternate, soft-capped logits, tied embeddings
+        "Gemma2Config",
+        _HF_NAMES,
+        {"num_key_value_heads": 2, "head_dim": 8, "sliding_window": 16, "query_pre_attn_scalar": 8},
+    ),
+    "phi3": ("Phi3Config", _HF_NAMES, {"original_max_position_embeddings": 128, **_GQA}),  # fused qkv
+}
+FAMILIES = tuple(FAMILY_CONFIGS)
+
+
+def family_config(
+    family: str, n_layers: int = 2, *, init_std: float = 0.02, vocab_size: int = 400, **settings
+):
+    """The tiny random configuration of ``family`` (a key of :data:`FAMILY_CONFIGS`): a
+    transformers config object with d_model 32, 4 heads, d_mlp 64, context 128, ``n_layers``
+    layers, weights initialised with standard deviation ``init_std``; ``settings`` (token ids
+    …) go to the config as they are."""
+    import transformers
+
+    try:
+        cls_name, names, extra = FAMILY_CONFIGS[family]
+    except KeyError:
+        raise ValueError(f"unknown model family {family!r}; known: {list(FAMILY_CONFIGS)}") from None
+    sizes = {"d_model": 32, "layers": n_layers, "heads": 4, "d_mlp": 64, "ctx": 128}
+    kwargs = {names[k]: v for k, v in sizes.items()} | extra
+    if family == "gpt_neo":  # one attention type per layer, as [[pattern, repeats]]
+        kwargs["attention_types"] = [[["global", "local"], n_layers // 2]] + (
+            [[["global"], 1]] if n_layers % 2 else []
+        )
+    return getattr(transformers, cls_name)(
+        vocab_size=vocab_size, initializer_range=init_std, **kwargs, **settings
+    )
+
+
+def family_folder(family: str, seed: int = 0, *, n_layers: int = 2, init_std: float = 0.02) -> Path:
+    """The Hugging Face folder of ``family``'s tiny random model with :func:`tiny_tokenizer`,
+    saved once under ``cache_root()/tiny`` (``drift-tiny-{family}-s{seed}-l{n_layers}[-i{init_std}]``)
+    and reused, like :func:`tiny_folder`."""
+    from drift.store import building_dir, cache_root, verify_dir
+
+    tag = "" if init_std == 0.02 else f"-i{init_std:g}"
+    final = cache_root() / "tiny" / f"drift-tiny-{family}-s{seed}-l{n_layers}{tag}"
+    if not verify_dir(final):
+        with building_dir(final) as tmp:
+            _save_family(tmp, family, seed, n_layers, init_std)
+    return final
+
+
+def _save_family(folder: Path, family: str, seed: int, n_layers: int, init_std: float) -> None:
+    from transformers import AutoModelForCausalLM
+
+    tok = tiny_tokenizer()
+    ids = dict(bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id)
+    config = family_config(family, n_layers, init_std=init_std, vocab_size=len(tok), **ids)
+    torch.manual_seed(seed)
+    hf = AutoModelForCausalLM.from_config(config).eval()
+    hf.save_pretrained(str(folder))
+    tok.save_pretrained(str(folder))
+
+
+def tiny_family(
+    family: str,
+    seed: int = 0,
+    *,
+    n_layers: int = 2,
+    init_std: float = 0.02,
+    dtype: torch.dtype = torch.float32,
+):
+    """``family``'s tiny random model (:func:`family_folder`) booted as a ``TransformerBridge``
+    in ``dtype`` through :func:`drift.load_model`; returns a :class:`drift.Model`.
+
+    Example:
+        >>> m = tiny_family("gptj")
+        >>> m.cfg.n_layers, m.cfg.d_mlp, m.weight("mlp_out", 0).shape
+        (2, 64, torch.Size([64, 32]))
+    """
+    from drift.models import load_model
+
+    folder = family_folder(family, seed, n_layers=n_layers, init_std=init_std)
+    return load_model(str(folder), dtype=dtype)
+
+
+def placeholder_tokenizer(vocab_size: int):
+    """:func:`tiny_tokenizer` grown to ``vocab_size`` ids with one placeholder token per id
+    (``<w400>`` …), so that every id a model of that vocabulary samples decodes to a text that
+    encodes back to that id: prompts built from its samples keep their token lengths."""
+    tok = tiny_tokenizer()
+    tok.add_tokens([f"<w{i}>" for i in range(len(tok), vocab_size)])
+    return tok
+
+
+def random_model(
+    config,
+    *,
+    dtype: torch.dtype = torch.float32,
+    device: str | torch.device = "cpu",
+    name: str | None = None,
+    seed: int = 0,
+):
+    """A randomly initialised model of any size: ``config`` (a transformers config, e.g. GPT-J-6B's
+    with fewer layers) built in ``dtype`` directly on ``device`` (no checkpoint on disk, no float32
+    copy), booted as a ``TransformerBridge`` with :func:`placeholder_tokenizer`; returns a
+    :class:`drift.Model` named ``name``. For timing and memory at a real width without weights
+    (``analyses/bench.py width``); what it predicts means nothing."""
+    from transformer_lens.model_bridge import TransformerBridge
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from drift.adapter import Model
+
+    torch.manual_seed(seed)
+    with torch.device(device):
+        hf = AutoModelForCausalLM.from_config(config, dtype=dtype).eval()
+    label = name or f"random-{config.model_type}"
+    # TransformerLens rebuilds the tokenizer from its folder (``name_or_path``), as for
+    # tiny_legacy: hand it one loaded from a folder, which can go once the bridge is built.
+    with tempfile.TemporaryDirectory(prefix="drift-random-tok-") as folder:
+        placeholder_tokenizer(config.vocab_size).save_pretrained(folder)
+        tok = AutoTokenizer.from_pretrained(folder)
+        bridge = TransformerBridge.boot_transformers(
+            label, hf_model=hf, tokenizer=tok, device=str(device), dtype=dtype
+        )
+    bridge.enable_compatibility_mode(no_processing=True, disable_warnings=True)
+    return Model(bridge, prepend_bos=False, name=label)
 
 
 def tiny_legacy(seed: int = 0, *, n_layers: int = 2):

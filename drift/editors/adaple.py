@@ -28,6 +28,7 @@ Example:
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Sequence
 
 import torch
 from torch import Tensor
@@ -35,10 +36,10 @@ from torch import Tensor
 from drift.adapter import Model
 from drift.data import EditCase
 from drift.editors.base import Edit
-from drift.editors.memit import compute_range_edit
+from drift.editors.memit import compute_range_edits
 from drift.editors.memit import preset as _range_preset
 from drift.editors.pmet import PMETHParams
-from drift.editors.spread import square_root
+from drift.editors.spread import ridged_system, square_root
 
 
 @dataclass(frozen=True)
@@ -69,10 +70,8 @@ def residual_delta(K: Tensor, R: Tensor, W: Tensor, C: Tensor, lam: float) -> Te
 
 
 def _adaple_solve(K: Tensor, rhs_values: Tensor, C: Tensor, lam: float) -> Tensor:
-    K64 = K.double()
-    A = lam * C.double() + 2.0 * K64.T @ K64
-    A = A + 1e-6 * A.diagonal().mean() * torch.eye(A.shape[0], dtype=A.dtype, device=A.device)
-    return torch.linalg.solve(A, K64.T @ rhs_values).float()
+    A = ridged_system(C, lam, K, k_weight=2.0)
+    return torch.linalg.solve(A, K.double().T @ rhs_values).float()
 
 
 SOLVES = {"algorithm1": residual_delta, "eq4": erase_old_delta}
@@ -81,13 +80,20 @@ SOLVES = {"algorithm1": residual_delta, "eq4": erase_old_delta}
 def compute_adaple(model: Model, case: EditCase, hp: AdaPLEHParams | None = None) -> Edit:
     """Compute (never apply) the AdaPLE edit for ``case``, fused layer by layer at ``hp.drop_rate``.
     See the module docstring."""
+    return compute_adaple_many(model, [case], hp)[0]
+
+
+def compute_adaple_many(
+    model: Model, cases: Sequence[EditCase], hp: AdaPLEHParams | None = None
+) -> list[Edit]:
+    """Each case's AdaPLE edit (none applied), their targets optimised together."""
     hp = hp or preset(model)
     if hp.residual not in SOLVES:
         raise ValueError(f"AdaPLE residual must be one of {sorted(SOLVES)}, got {hp.residual!r}")
     last = max(hp.layers)
-    return compute_range_edit(
+    return compute_range_edits(
         model,
-        case,
+        cases,
         hp,
         opt_sites=[("attn_out", last), ("mlp_out", last)],
         value_site=("mlp_out", last),

@@ -10,6 +10,9 @@ model changed. This module writes the deltas into the model and takes them out a
   (sequential editing); they must be removed last-applied first.
 - Applying is all-or-nothing: shapes and finiteness are checked before anything is written, and
   an interruption part-way through restores what was already written.
+- In a half-precision model (bf16, fp16) each sum ``W + ΔW`` is taken in float32 and rounded to
+  the model's dtype once (:func:`add_rounded_once`); removing the edit still copies the saved
+  original back, so it is exact in every dtype.
 
 Example:
     >>> import torch, drift
@@ -100,7 +103,7 @@ class Edit:
             try:
                 for w, delta in targets:
                     handle._saved.append((w, w.clone()))
-                    w.add_(delta.to(device=w.device, dtype=w.dtype))
+                    add_rounded_once(w, delta)
             except BaseException:
                 handle._restore()
                 raise
@@ -123,6 +126,23 @@ class Edit:
 
     def __add__(self, other: "Edit") -> "Edit":
         return Edit(self.deltas + other.deltas, {**self.info, **other.info})
+
+
+HALF = (torch.bfloat16, torch.float16)
+
+
+def add_rounded_once(w: Tensor, delta: Tensor) -> None:
+    """``w += delta`` in place, rounded to ``w``'s dtype once.
+
+    A half-precision weight (bf16, fp16) gets ``(w in float32 + delta in float32)`` rounded back
+    once, as the reference code's ``w[...] += upd_matrix`` does (a float32 update added to a bf16
+    parameter), rather than the update rounded to bf16 first and the sum rounded again: an update
+    entry far smaller than its weight would be rounded twice. Float32 weights are added to
+    directly, exactly as before."""
+    if w.dtype in HALF:
+        w.copy_((w.float() + delta.to(device=w.device, dtype=torch.float32)).to(w.dtype))
+    else:
+        w.add_(delta.to(device=w.device, dtype=w.dtype))
 
 
 def _stack(model: Model) -> list:

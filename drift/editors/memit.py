@@ -33,13 +33,13 @@ from typing import Callable, Sequence
 from drift.adapter import Model
 from drift.data import EditCase
 from drift.editors import presets
-from drift.editors.base import Edit
+from drift.editors.base import Edit, WeightDelta
 from drift.editors.context import MEMIT_CONTEXT, prefix_groups
 from drift.editors.fusion import case_seed, drop_and_rescale
 from drift.editors.objectives import LossTerm, default_terms
 from drift.editors.spread import Solver, even, group_mean_weights, keep_old, spread_update
 from drift.editors.stats import key_second_moment
-from drift.editors.target import Site, optimise_targets
+from drift.editors.target import Site, optimise_many
 
 
 @dataclass(frozen=True)
@@ -86,9 +86,15 @@ def preset(model: Model, editor: str = "memit", default=MEMITHParams()):
     return replace(default, layers=tuple(range(lo, hi + 1)))
 
 
-def compute_range_edit(
+def compute_range_edit(model: Model, case: EditCase, hp: MEMITHParams, **how) -> Edit:
+    """Optimise vectors at ``opt_sites``, then spread ``value_site``'s target over ``hp.layers``,
+    each layer's delta from ``solve`` (see :func:`drift.editors.spread.spread_update`)."""
+    return compute_range_edits(model, [case], hp, **how)[0]
+
+
+def compute_range_edits(
     model: Model,
-    case: EditCase,
+    cases: Sequence[EditCase],
     hp: MEMITHParams,
     *,
     opt_sites: Sequence[Site],
@@ -97,9 +103,10 @@ def compute_range_edit(
     editor: str,
     solve: Solver = keep_old,
     pmet_schedule: bool = False,
-) -> Edit:
-    """Optimise vectors at ``opt_sites``, then spread ``value_site``'s target over ``hp.layers``,
-    each layer's delta from ``solve`` (see :func:`drift.editors.spread.spread_update`)."""
+) -> list[Edit]:
+    """:func:`compute_range_edit` for each case, their vectors optimised together
+    (:func:`drift.editors.target.optimise_many`); each case's update is spread on its own, over
+    the model as it is now (every edit is computed against the same unedited weights)."""
     t0 = time.perf_counter()
     layers = sorted(hp.layers)
     if not layers or any(not 0 <= l < model.cfg.n_layers for l in layers):
@@ -111,9 +118,9 @@ def compute_range_edit(
         hp.extra_terms
     )
     groups = prefix_groups(model, hp.context, hp.n_prefixes)
-    res = optimise_targets(
+    results = optimise_many(
         model,
-        case,
+        cases,
         opt_sites,
         terms,
         prefixes=[p for g in groups for p in g],
@@ -125,44 +132,59 @@ def compute_range_edit(
         stop_on=hp.stop_on,
         pmet_schedule=pmet_schedule,
     )
-    batch = res.batch
-    n = batch.n_rewrite
-    target = res.v0[value_site] + res.deltas[value_site]
-    fuse = None
-    if hp.drop_rate:
-        seed = case_seed(case.case_id, hp.drop_seed)
-        fuse = lambda d: drop_and_rescale(Edit([d]), hp.drop_rate, seed=seed + d.layer).deltas[0]  # noqa: E731
-    deltas = spread_update(
-        model,
-        batch.tokens[:n],
-        batch.lookup[:n],
-        layers,
-        value_site,
-        target,
-        C,
-        hp.mom2_weight,
-        divisor,
-        solve,
-        key_weights=group_mean_weights([len(g) for g in groups]),
-        fuse=fuse,
-    )
-    info = {
-        "editor": editor,
-        "layers": layers,
-        "losses": res.losses,
-        "seconds": time.perf_counter() - t0,
-        "delta_norms": [float(d.delta.norm()) for d in deltas],
-    }
-    if hp.drop_rate:
-        info["fusion"] = {"drop_and_rescale": hp.drop_rate, "seed": hp.drop_seed, "per_layer": True}
-    return Edit(deltas, info)
+    edits = []
+    for case, res in zip(cases, results):
+        batch = res.batch
+        n = batch.n_rewrite
+        target = res.v0[value_site] + res.deltas[value_site]
+        fuse = None
+        if hp.drop_rate:
+            fuse = _dropper(hp.drop_rate, case_seed(case.case_id, hp.drop_seed))
+        deltas = spread_update(
+            model,
+            batch.tokens[:n],
+            batch.lookup[:n],
+            layers,
+            value_site,
+            target,
+            C,
+            hp.mom2_weight,
+            divisor,
+            solve,
+            key_weights=group_mean_weights([len(g) for g in groups]),
+            fuse=fuse,
+        )
+        info = {
+            "editor": editor,
+            "layers": layers,
+            "losses": res.losses,
+            "delta_norms": [float(d.delta.norm()) for d in deltas],
+        }
+        if hp.drop_rate:
+            info["fusion"] = {"drop_and_rescale": hp.drop_rate, "seed": hp.drop_seed, "per_layer": True}
+        if len(cases) > 1:
+            info["batch"] = len(cases)  # optimised together with the other cases
+        edits.append(Edit(deltas, info))
+    seconds = (time.perf_counter() - t0) / len(cases)  # the batch's time, shared out
+    for e in edits:
+        e.info["seconds"] = seconds
+    return edits
+
+
+def _dropper(rate: float, seed: int) -> Callable[[WeightDelta], WeightDelta]:
+    """Drop-and-rescale of one layer's delta, its mask seeded by ``seed`` + the layer."""
+    return lambda d: drop_and_rescale(Edit([d]), rate, seed=seed + d.layer).deltas[0]
 
 
 def compute_memit(model: Model, case: EditCase, hp: MEMITHParams | None = None) -> Edit:
     """Compute (never apply) the MEMIT edit for ``case``. See the module docstring."""
+    return compute_memit_many(model, [case], hp)[0]
+
+
+def compute_memit_many(model: Model, cases: Sequence[EditCase], hp: MEMITHParams | None = None) -> list[Edit]:
+    """Each case's MEMIT edit (none applied), their targets optimised together."""
     hp = hp or preset(model)
-    last = max(hp.layers)
-    site = ("resid_post", last)
-    return compute_range_edit(
-        model, case, hp, opt_sites=[site], value_site=site, divisor=even, editor="memit"
+    site = ("resid_post", max(hp.layers))
+    return compute_range_edits(
+        model, cases, hp, opt_sites=[site], value_site=site, divisor=even, editor="memit"
     )

@@ -21,9 +21,11 @@ Example:
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass, field
 from typing import Sequence
 
+import torch
 from torch import Tensor
 
 from drift.adapter import Hook
@@ -42,6 +44,15 @@ class EditBatch:
     # Columns before ``offset`` are held as keys and values (drift.adapter.Prefix) and not run:
     # an activation's position is its column − offset; attention patterns keep every column.
     offset: int = 0
+    # Each row's index in the activations a term's hooks see (None: row b is activation row b);
+    # set when several cases' rows share one forward pass (drift.editors.target.optimise_many).
+    rows: Tensor | None = None
+
+    def act_rows(self) -> Tensor:
+        """``[batch]`` each row's index in the activations of the forward pass."""
+        if self.rows is not None:
+            return self.rows
+        return torch.arange(self.tokens.shape[0], device=self.tokens.device)
 
 
 @dataclass
@@ -65,6 +76,11 @@ class LossTerm:
 
     def hooks(self, batch: EditBatch, extras: dict) -> Sequence[Hook]:
         return ()
+
+    def fresh(self) -> "LossTerm":
+        """A copy with the same settings for another case optimised in the same batch (a term
+        that keeps per-edit state, like SADR's vanilla rows, must not share it between cases)."""
+        return copy.copy(self)
 
     def __call__(self, step: Step) -> Tensor:  # pragma: no cover - abstract
         raise NotImplementedError

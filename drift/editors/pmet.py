@@ -19,11 +19,12 @@ Example:
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Sequence
 
 from drift.adapter import Model
 from drift.data import EditCase
 from drift.editors.base import Edit
-from drift.editors.memit import MEMITHParams, compute_range_edit
+from drift.editors.memit import MEMITHParams, compute_range_edits
 from drift.editors.memit import preset as _range_preset
 from drift.editors.spread import square_root
 
@@ -44,11 +45,16 @@ def preset(model: Model) -> PMETHParams:
 
 def compute_pmet(model: Model, case: EditCase, hp: PMETHParams | None = None) -> Edit:
     """Compute (never apply) the PMET edit for ``case``. See the module docstring."""
+    return compute_pmet_many(model, [case], hp)[0]
+
+
+def compute_pmet_many(model: Model, cases: Sequence[EditCase], hp: PMETHParams | None = None) -> list[Edit]:
+    """Each case's PMET edit (none applied), their targets optimised together."""
     hp = hp or preset(model)
     last = max(hp.layers)
-    return compute_range_edit(
+    return compute_range_edits(
         model,
-        case,
+        cases,
         hp,
         opt_sites=[("attn_out", last), ("mlp_out", last)],
         value_site=("mlp_out", last),

@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field, replace
+from typing import Sequence
 
 import torch
 from torch import Tensor
@@ -46,8 +47,9 @@ from drift.editors import presets
 from drift.editors.base import Edit, WeightDelta
 from drift.editors.context import ROME_CONTEXT, prefix_groups
 from drift.editors.objectives import LossTerm, default_terms
+from drift.editors.spread import ridged_system
 from drift.editors.stats import key_second_moment
-from drift.editors.target import optimise_targets
+from drift.editors.target import optimise_many
 
 
 @dataclass(frozen=True)
@@ -89,16 +91,23 @@ def rank_one_delta(
     key ``k_anchor`` (default ``k``) from its current value ``v_anchor`` (default ``k_a @ W``; pass
     the module's real output where it has a bias) to ``v [d_model]`` exactly."""
     k_a = k if k_anchor is None else k_anchor
-    C = C.double()
     # A tiny ridge only guards a degenerate C (few tokens); it moves u by < 1e-5 on a full-rank one.
-    C = C + 1e-6 * C.diagonal().mean() * torch.eye(C.shape[0], dtype=C.dtype, device=C.device)
-    u = torch.linalg.solve(C, k.double())  # C⁻¹ k
+    u = torch.linalg.solve(ridged_system(C, 1.0), k.double())  # C⁻¹ k
     current = k_a.double() @ W.double() if v_anchor is None else v_anchor.double()
-    return (torch.outer(u, v.double() - current) / (u @ k_a.double())).to(W.dtype)
+    # at least float32 whatever the model's dtype: applying rounds W + ΔW to it once (editors.base)
+    out = torch.promote_types(W.dtype, torch.float32)
+    return (torch.outer(u, v.double() - current) / (u @ k_a.double())).to(out)
 
 
 def compute_rome(model: Model, case: EditCase, hp: ROMEHParams | None = None) -> Edit:
     """Compute (never apply) the ROME edit for ``case``. See the module docstring."""
+    return compute_rome_many(model, [case], hp)[0]
+
+
+def compute_rome_many(model: Model, cases: Sequence[EditCase], hp: ROMEHParams | None = None) -> list[Edit]:
+    """Compute (never apply) each case's ROME edit, their δ optimised together
+    (:func:`drift.editors.target.optimise_many`): each edit is the one :func:`compute_rome`
+    computes for its case alone (up to float rounding), for the model as it is now."""
     hp = hp or preset(model)
     if hp.anchor not in ("bare", "mean"):
         raise ValueError(f"ROME anchor must be 'bare' or 'mean', got {hp.anchor!r}")
@@ -108,9 +117,9 @@ def compute_rome(model: Model, case: EditCase, hp: ROMEHParams | None = None) ->
         hp.extra_terms
     )
     prefixes = [p for group in prefix_groups(model, hp.context, hp.n_prefixes) for p in group]
-    res = optimise_targets(
+    results = optimise_many(
         model,
-        case,
+        cases,
         [("mlp_out", hp.layer)],
         terms,
         prefixes=prefixes,
@@ -122,6 +131,12 @@ def compute_rome(model: Model, case: EditCase, hp: ROMEHParams | None = None) ->
         early_stop=hp.early_stop,
         stop_on=hp.stop_on,
     )
+    seconds = (time.perf_counter() - t0) / max(1, len(cases))  # the batch's time, shared out
+    return [_rome_edit(model, hp, C, res, seconds, len(cases)) for res in results]
+
+
+def _rome_edit(model: Model, hp: ROMEHParams, C: Tensor, res, seconds: float, batch: int) -> Edit:
+    """The rank-one update from one case's optimised target (see the module docstring)."""
     site = ("mlp_out", hp.layer)
     keys = res.keys[hp.layer]  # [n_prefixes, d_mlp], row 0 the bare prompt
     k_mean = keys.mean(0)  # the direction: C⁻¹ of the key averaged over every context
@@ -135,8 +150,10 @@ def compute_rome(model: Model, case: EditCase, hp: ROMEHParams | None = None) ->
         "editor": "rome-awd" if hp.block_attention_grad else "rome",
         "layer": hp.layer,
         "losses": res.losses,
-        "seconds": time.perf_counter() - t0,
+        "seconds": seconds,
         "delta_norm": float(delta.norm()),
-        "v_star": v_star.detach(),
-    }  # what the bare rewrite prompt's MLP output becomes
+        "v_star": v_star.detach(),  # what the bare rewrite prompt's MLP output becomes
+    }
+    if batch > 1:
+        info["batch"] = batch  # optimised together with batch - 1 other cases
     return Edit([WeightDelta("mlp_out", hp.layer, delta)], info)

@@ -78,17 +78,20 @@ class SADR(LossTerm):
     def hooks(self, batch: EditBatch, extras: dict) -> Sequence[Hook]:
         model = extras["model"]
         n = batch.n_rewrite
-        rows = torch.arange(n, device=batch.tokens.device)
+        rows = batch.act_rows()[:n]  # this case's rewriting rows in the activations
         q = batch.query[:n] - batch.offset  # query rows of the columns that run
         self._layers = tuple(range(batch.start_layer, model.cfg.n_layers))
 
         def keep(layer: int):
             def fn(act: Tensor, hook) -> None:  # [batch, heads, q, k]
-                extras[("sadr", layer)] = act[rows, :, q, :]  # [n, heads, k], keeps the graph
+                extras[("sadr", layer)] = act[rows, :, q, :].float()  # [n, heads, k], keeps the graph
 
             return fn
 
         return [(model.hook_name("pattern", l), keep(l)) for l in self._layers]
+
+    def fresh(self) -> "SADR":
+        return SADR(self.gamma, self.heads)
 
     def __call__(self, step: Step) -> Tensor:
         batch: EditBatch = step.extras["batch"]

@@ -1,0 +1,313 @@
+"""The tables of docs/results.md, re-rendered from the results files committed under results/.
+
+    python analyses/tables.py                        # the validation grid's table (partial points too)
+    python analyses/tables.py --paired               # and each point minus ROME, paired by case
+    python analyses/tables.py --update docs/results.md   # rewrite the table between its markers
+    python analyses/tables.py --widen                # the next point of the grid's upward widening
+
+The validation grid (``scripts/validation_grid.sh``) writes one ``python -m drift eval`` run per
+point into ``results/validation``: ``NAME.json`` when the point is finished, its log
+``NAME.json.partial.jsonl`` while it runs (the configuration in the header line, one line per
+finished case). Both are read here (:func:`drift.runs.read_any`) and summarised as ``eval`` does
+(:func:`drift.metrics.summarise`, pooled as the run's configuration says); a point still running
+shows how many of the split's cases it has.
+
+The selection rule of docs/results.md ("Protocol for a new model"), applied by :func:`select` to
+finished points only: among the ROME+SADR points (selective heads) whose ES and PS are each at
+most 2 points below ROME alone (the preset, 20 steps) on the same cases, the one with the highest
+mean of NS, RS and DNS; a tie goes to fewer steps, then to the smaller γ.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import re
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from drift.metrics import scoring_of, summarise  # noqa: E402
+from drift.runs import read_any  # noqa: E402
+
+GRID_STEPS = (20, 40, 80)  # the paper's grid (App. C.2)
+GRID_GAMMAS = (5e-3, 1e-2, 4e-2, 8e-2)
+TOLERANCE = 2.0  # ES and PS at most this many points below ROME alone
+WIDEN_CAP = 1.28  # the upward widening stops here whatever the rule says
+SHOWN = ("ES", "PS", "NS", "RS", "DNS")
+SPECIFICITY = ("NS", "RS", "DNS")
+MARKER = "<!-- tables.py: validation grid -->"
+END_MARKER = "<!-- /tables.py: validation grid -->"
+
+
+class Point:
+    """One run of the grid: its file, configuration, finished case rows and summary. (A plain
+    class: a dataclass needs its module in ``sys.modules``, which a script loaded by path is not.)"""
+
+    def __init__(
+        self, name: str, path: Path, config: dict, cases: list[dict], finished: bool, expected: int | None
+    ):
+        self.name, self.path, self.config, self.cases = name, path, config, cases
+        self.finished = finished  # a results file (every case of the split), not a log
+        self.expected = expected  # the split's number of cases, when the case file is here
+
+    @property
+    def summary(self) -> dict:
+        return summarise([c["metrics"] for c in self.cases], scoring_of(self.config)[1])
+
+    @property
+    def gamma(self) -> float | None:
+        return self.config.get("sadr")
+
+    @property
+    def steps(self) -> int:
+        return int(self.config.get("steps") or preset_steps(self.config.get("editor", "rome")))
+
+    @property
+    def is_reference(self) -> bool:
+        """ROME alone at its preset: no SADR, no steps or other hyper-parameter given."""
+        c = self.config
+        return c.get("editor") == "rome" and not c.get("sadr") and not c.get("steps") and not c.get("hp")
+
+    @property
+    def is_candidate(self) -> bool:
+        """A ROME+SADR point of the grid (selective heads, no other hyper-parameter)."""
+        c = self.config
+        return (
+            c.get("editor") == "rome"
+            and bool(c.get("sadr"))
+            and c.get("sadr_heads", "selective") == "selective"
+            and not c.get("hp")
+        )
+
+    def specificity(self, summary: dict | None = None) -> float:
+        s = self.summary if summary is None else summary
+        vals = [s.get(m, math.nan) for m in SPECIFICITY]
+        return sum(vals) / len(vals)
+
+
+def preset_steps(editor: str) -> int:
+    """The editor's own optimisation steps on the default model (ROME: 20)."""
+    from drift.editors.rome import ROMEHParams
+
+    return ROMEHParams().steps if editor in ("rome", "rome-awd") else 20
+
+
+def split_size(config: dict) -> int | None:
+    """How many cases the run's split holds (``--limit`` then ``--shard``), when its case file is
+    here and unchanged; else ``None``."""
+    from drift.data import load_cases
+    from drift.runs import digest_of
+    from drift.runtime import share
+
+    data = config.get("data")
+    if not isinstance(data, str) or not (data == "builtin" or Path(data).is_file()):
+        return None
+    if config.get("data_sha256") and digest_of(data) != config["data_sha256"]:
+        return None
+    return len(share(load_cases(data, limit=config.get("limit")), config.get("shard")))
+
+
+def load_points(folder: Path) -> list[Point]:
+    """Every run in ``folder``: finished results files, and the logs of runs still going."""
+    points: dict[str, Point] = {}
+    sizes: dict[tuple, int | None] = {}
+    files = sorted(folder.glob("*.json")) + sorted(folder.glob("*.json.partial.jsonl"))
+    for path in files:
+        name = path.name.removesuffix(".partial.jsonl").removesuffix(".json")
+        if name in points:  # a results file and a leftover log: the results file wins
+            continue
+        try:
+            config, cases = read_any(path, "tables")
+        except ValueError:
+            continue  # not a results file of drift
+        where = (config.get("data"), config.get("data_sha256"), config.get("limit"), config.get("shard"))
+        if where not in sizes:
+            sizes[where] = split_size(config)
+        # a results file is finished unless it is a merge that lacks cases (--allow-missing)
+        finished = path.suffix == ".json" and (sizes[where] is None or len(cases) >= sizes[where])
+        points[name] = Point(name, path, config, cases, finished, sizes[where])
+    return sorted(points.values(), key=_order)
+
+
+def _order(p: Point) -> tuple:
+    """ROME alone first (by steps, then its other knobs), then SADR by steps and γ."""
+    hp = sorted((p.config.get("hp") or {}).items())
+    heads = p.config.get("sadr_heads") or ""
+    return (p.gamma is not None, bool(hp), p.steps, p.gamma or 0.0, heads, hp, p.name)
+
+
+def _same_cases(a: Point, b: Point) -> bool:
+    return {c["case_id"] for c in a.cases} == {c["case_id"] for c in b.cases}
+
+
+def select(points: list[Point]) -> tuple[Point | None, Point | None, dict[str, str]]:
+    """The selection rule on the finished points: ``(chosen, reference, why)``, ``why`` saying
+    for each finished candidate whether it passes the ES/PS bar (``"ok"``) or why not."""
+    ref = next((p for p in points if p.is_reference and p.finished), None)
+    why: dict[str, str] = {}
+    if ref is None:
+        return None, None, why
+    rs = ref.summary
+    best: Point | None = None
+    for p in points:
+        if not (p.is_candidate and p.finished):
+            continue
+        if not _same_cases(p, ref):
+            why[p.name] = "other cases than ROME's"
+            continue
+        s = p.summary
+        low = [m for m in ("ES", "PS") if s.get(m, math.nan) < rs.get(m, math.nan) - TOLERANCE]
+        if low:
+            why[p.name] = " and ".join(f"{m} {s[m] - rs[m]:+.1f}" for m in low)
+            continue
+        why[p.name] = "ok"
+        rank = (-p.specificity(), p.steps, p.gamma)  # a tie: fewer steps, then the smaller γ
+        if best is None or rank < (-best.specificity(), best.steps, best.gamma):
+            best = p
+    return best, ref, why
+
+
+def grid_done(points: list[Point]) -> bool:
+    """Whether ROME alone and every ROME+SADR point of the paper's grid are finished."""
+    done = {(p.steps, p.gamma) for p in points if p.is_candidate and p.finished}
+    ref = any(p.is_reference and p.finished for p in points)
+    return ref and all((s, g) in done for s in GRID_STEPS for g in GRID_GAMMAS)
+
+
+def widen(points: list[Point]) -> tuple[int, float] | None:
+    """The next point of the upward widening, ``(steps, γ)``, or ``None``: once ROME alone and
+    the whole base grid are finished, while the chosen point is the largest γ run at its steps,
+    the next γ is twice it (up to :data:`WIDEN_CAP`)."""
+    if not grid_done(points):
+        return None
+    chosen, _, _ = select(points)
+    if chosen is None:
+        return None
+    row = [p.gamma for p in points if p.is_candidate and p.finished and p.steps == chosen.steps]
+    nxt = float(f"{2 * chosen.gamma:g}")
+    if chosen.gamma < max(row) or nxt > WIDEN_CAP:
+        return None
+    return chosen.steps, nxt
+
+
+def _fmt(x: float) -> str:
+    return "—" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.1f}"
+
+
+def _what(p: Point) -> str:
+    c = p.config
+    if p.gamma is not None:
+        heads = ", all heads" if c.get("sadr_heads") == "all" else ""
+        text = f"ROME+SADR γ={p.gamma:g}{heads}"
+    else:
+        text = "ROME" + (" (preset)" if p.is_reference else "")
+    for k, v in sorted((c.get("hp") or {}).items()):
+        text += f", {'ω' if k == 'kl_factor' else k}={v}"
+    return text
+
+
+def _on_cases(ref: Point, p: Point) -> float:
+    """``ref``'s mean of NS, RS and DNS over the cases that ``p`` has finished."""
+    ids = {c["case_id"] for c in p.cases}
+    kept = [c["metrics"] for c in ref.cases if c["case_id"] in ids]
+    return ref.specificity(summarise(kept, scoring_of(ref.config)[1])) if kept else math.nan
+
+
+def grid_table(points: list[Point]) -> str:
+    """The validation grid as Markdown: one row per point, the rule's verdict and its choice."""
+    chosen, ref, why = select(points)
+    reference = ref or next((p for p in points if p.is_reference), None)
+    head = ["point", "steps", "n", *SHOWN, "mean(NS, RS, DNS)", "ROME's, same cases", "rule"]
+    lines = ["| " + " | ".join(head) + " |", "|---" * len(head) + "|"]
+    for p in points:
+        s = p.summary
+        n = f"{len(p.cases)}"
+        if not p.finished:
+            n += f" of {p.expected}" if p.expected else ""
+            n += " (running)" if p.path.name.endswith(".jsonl") else " (incomplete)"
+        if p is chosen:
+            verdict = "**chosen**"
+        elif p is ref or (ref is None and p.is_reference):
+            verdict = "reference"
+        elif p.name in why:
+            verdict = why[p.name]
+        elif p.is_candidate:
+            verdict = "unfinished"
+        else:
+            verdict = ""
+        name = f"**{_what(p)}**" if p is chosen else _what(p)
+        cells = [name, str(p.steps), n, *(_fmt(s.get(m, math.nan)) for m in SHOWN), _fmt(p.specificity(s))]
+        # ROME alone's mean(NS, RS, DNS) over this point's cases: a partial point read fairly
+        same = "" if reference is None or p is reference else _fmt(_on_cases(reference, p))
+        lines.append("| " + " | ".join([*cells, same, verdict]) + " |")
+    finished = sum(p.finished for p in points)
+    note = f"{finished} of {len(points)} points finished"
+    if ref is None:
+        note += "; the rule waits for ROME alone (the preset) to finish"
+    elif not why:
+        note += "; no ROME+SADR point has finished yet"
+    elif chosen is None:
+        note += "; no finished ROME+SADR point passes the rule"
+    else:
+        note += (
+            f"; among the finished points the rule chooses {_what(chosen)}, {chosen.steps} steps "
+            f"(mean of NS, RS, DNS {chosen.specificity():.1f} against ROME's {ref.specificity():.1f})"
+        )
+        if not grid_done(points):
+            note += ", provisionally: the grid is not finished"
+    return "\n".join(lines) + "\n\n" + note + "."
+
+
+def paired_table(points: list[Point]) -> str:
+    """Every point against ROME alone, paired by case (:func:`drift.compare.compare_table`)."""
+    from drift.compare import compare_table
+
+    ref = next((p for p in points if p.is_reference), None)
+    if ref is None:
+        return "(no ROME-alone run yet)"
+    rest = [p for p in points if p is not ref]
+    runs = [(f"{_what(p)}, {p.steps} steps", {"config": p.config, "cases": p.cases}) for p in [ref, *rest]]
+    return compare_table(runs, list(SHOWN))
+
+
+def update(doc: Path, table: str) -> None:
+    """Replace the text between the markers in ``doc`` by ``table``."""
+    text = doc.read_text(encoding="utf-8")
+    pattern = re.compile(re.escape(MARKER) + r".*?" + re.escape(END_MARKER), re.S)
+    if not pattern.search(text):
+        raise SystemExit(f"tables: {doc} has no {MARKER} ... {END_MARKER} block")
+    doc.write_text(pattern.sub(lambda _: f"{MARKER}\n{table}\n{END_MARKER}", text, count=1), encoding="utf-8")
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--results", default=str(ROOT / "results" / "validation"), help="the grid's folder")
+    ap.add_argument("--paired", action="store_true", help="also each point minus ROME, paired by case")
+    ap.add_argument("--update", metavar="DOC.md", help="rewrite the grid's table between its markers")
+    ap.add_argument("--widen", action="store_true", help="print 'STEPS GAMMA' of the next widening point")
+    args = ap.parse_args(argv)
+    points = load_points(Path(args.results))
+    if args.widen:
+        nxt = widen(points)
+        if nxt is not None:
+            print(f"{nxt[0]} {nxt[1]:g}")
+        return 0
+    if not points:
+        print(f"tables: no results in {args.results}", file=sys.stderr)
+        return 1
+    table = grid_table(points)
+    print(table)
+    if args.paired:
+        print()
+        print(paired_table(points))
+    if args.update:
+        update(Path(args.update), table)
+        print(f"wrote the table into {args.update}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,96 @@
+"""analyses/tables.py: the validation grid's table and selection rule, on synthetic results files."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from drift.runs import CaseLog, digest_of, write_results
+from tests.conftest import load_analysis
+
+tables = load_analysis("tables")
+IDS = ["0", "1", "2", "3"]
+BASE = {
+    "data": "builtin",
+    "data_sha256": digest_of("builtin"),
+    "editor": "rome",
+    "model": "smollm2-135m",
+    "limit": 4,
+    "scoring": "mean",
+    "pool": "prompts",
+}
+
+
+def rows(es=100.0, ps=100.0, ns=50.0, rs=50.0, dns=50.0, ids=IDS) -> list[dict]:
+    """Every case with the same scores, one prompt per task."""
+    m = {"ES": es, "PS": ps, "NS": ns, "RS": rs, "DNS": dns}
+    return [{"case_id": i, "metrics": m | {f"{k}_k": 1 for k in m}} for i in ids]
+
+
+def finished(folder: Path, name: str, config: dict, case_rows: list[dict]) -> None:
+    write_results(folder / f"{name}.json", BASE | config, case_rows, "prompts")
+
+
+def sadr(gamma: float, steps: int) -> dict:
+    return {"sadr": gamma, "sadr_heads": "selective", "steps": steps}
+
+
+def test_partial_points_show_their_count_and_the_rule_waits(tmp_path):
+    with CaseLog(tmp_path / "rome_s20.json.partial.jsonl", BASE) as log:
+        for row in rows(ids=IDS[:2]):
+            log.append(row)
+    points = tables.load_points(tmp_path)
+    assert [(p.name, len(p.cases), p.finished, p.expected) for p in points] == [("rome_s20", 2, False, 4)]
+    text = tables.grid_table(points)
+    assert "| 2 of 4 (running) |" in text and "waits for ROME alone" in text
+    assert tables.widen(points) is None
+
+
+def test_the_rule_takes_the_most_specific_point_within_two_points_of_rome(tmp_path):
+    finished(tmp_path, "rome_s20", {}, rows(ns=40, rs=10, dns=20))
+    finished(tmp_path, "rome_s80", {"steps": 80}, rows(ns=40, rs=60, dns=60))  # not a candidate
+    finished(tmp_path, "a", sadr(0.01, 80), rows(ps=100, ns=40, rs=20, dns=30))
+    finished(tmp_path, "b", sadr(0.04, 80), rows(ps=75, ns=40, rs=50, dns=50))  # PS 25 points down
+    finished(tmp_path, "c", sadr(0.005, 20), rows(es=100, ns=40, rs=20, dns=30))  # ties a: fewer steps
+    finished(tmp_path, "d", sadr(0.08, 20), rows(rs=100, ids=["0", "1", "2", "9"]))  # other cases
+    finished(tmp_path, "f", sadr(0.04, 20), rows(rs=100, ids=IDS[:3]))  # a merge lacking a case
+    with CaseLog(tmp_path / "e.json.partial.jsonl", BASE | sadr(0.08, 40)) as log:
+        log.append(rows(rs=100, dns=100)[0])  # unfinished: never chosen
+    points = tables.load_points(tmp_path)
+    chosen, ref, why = tables.select(points)
+    assert ref.name == "rome_s20" and chosen.name == "c"
+    assert why == {"a": "ok", "b": "PS -25.0", "c": "ok", "d": "other cases than ROME's"}
+    text = tables.grid_table(points)
+    assert "| **ROME+SADR γ=0.005** | 20 | 4 |" in text and "| 1 of 4 (running) |" in text
+    assert "| 3 of 4 (incomplete) |" in text
+    assert "| 1 of 4 (running) | 100.0 | 100.0 | 50.0 | 100.0 | 100.0 | 83.3 | 23.3 | unfinished |" in text
+    assert "provisionally" in text
+    paired = tables.paired_table(points)
+    assert "ROME (preset), 20 steps" in paired.splitlines()[2]
+
+
+@pytest.mark.parametrize(("best", "expected"), [(0.08, (80, 0.16)), (0.04, None)])
+def test_the_grid_widens_upward_while_the_choice_is_at_its_edge(tmp_path, best, expected):
+    finished(tmp_path, "rome_s20", {}, rows(ns=10, rs=10, dns=10))
+    for steps in tables.GRID_STEPS:
+        for g in tables.GRID_GAMMAS:
+            good = steps == 80 and g == best
+            finished(tmp_path, f"g{g}_s{steps}", sadr(g, steps), rows(rs=90 if good else 20))
+    points = tables.load_points(tmp_path)
+    assert tables.widen(points) == expected
+    assert "provisionally" not in tables.grid_table(points)
+    if expected:  # the widened point is worse: the choice is no longer at the edge
+        finished(tmp_path, "g0.16_s80", sadr(0.16, 80), rows(rs=30))
+        assert tables.widen(tables.load_points(tmp_path)) is None
+
+
+def test_update_rewrites_only_the_marked_block(tmp_path):
+    (tmp_path / "v").mkdir()
+    finished(tmp_path / "v", "rome_s20", {}, rows())
+    doc = tmp_path / "doc.md"
+    doc.write_text(f"before\n{tables.MARKER}\nold\n{tables.END_MARKER}\nafter\n")
+    assert tables.main(["--results", str(tmp_path / "v"), "--update", str(doc)]) == 0
+    text = doc.read_text()
+    assert text.startswith("before\n") and text.endswith("after\n") and "old" not in text
+    assert "| ROME (preset) | 20 | 4 | 100.0 |" in text
