@@ -102,7 +102,7 @@ def _case_and_editor_options(p: argparse.ArgumentParser) -> None:
         default=None,
         metavar="N",
         help="edited: cases whose target vectors are optimised together, each then applied, scored "
-        "and removed in turn (default: from the device's memory; 1: one at a time)",
+        "and removed in turn (default: on a GPU from its free memory, on a CPU 1: one at a time)",
     )
     p.add_argument("--model", default=None, help="model name, hub id or local folder (default: smollm2-135m)")
     p.add_argument("--seed", type=int, default=0, help="seed for sampling generations (default: 0)")

@@ -92,7 +92,8 @@ def evaluate(
             (:class:`drift.editors.Applied`), how many: their target vectors are optimised in one
             batch, then each case's edit is applied, scored and removed in turn, so every case is
             still scored against the unedited model plus its own edit. ``None``: as many as the
-            device's memory holds (:func:`drift.editors.target.auto_edit_batch`); 1: one at a time.
+            device's memory holds on a GPU, one on a CPU
+            (:func:`drift.editors.target.auto_edit_batch`); 1: one at a time.
         on_case: called with each finished case's result (for incremental saving; with batched
             edits the cases finish grouped by length, not in their order).
         scoring: ``"mean"`` (per-token mean log-probability, the reference's) or ``"product"``

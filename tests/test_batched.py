@@ -152,3 +152,28 @@ def test_a_bad_case_in_a_batch_is_named(tiny):
     editor = get_editor("rome", steps=2, n_prefixes=2, stats_texts=CORPUS, layer=0)
     with pytest.raises(ValueError, match=bad.case_id):
         evaluate(tiny, [cases[0], bad, cases[2]], edit=editor, fluency=False, edit_batch=3)
+
+
+def test_audit_with_batched_edits_gives_the_one_at_a_time_rows_in_the_cases_order(tiny):
+    from drift.audit import audit_cases
+
+    cases = load_cases("builtin")[:3]
+    compute = get_compute("rome", steps=3, n_prefixes=2, stats_texts=CORPUS, layer=0)
+    alone = audit_cases(tiny, cases, compute, edit_batch=1, progress=False)
+    together = audit_cases(tiny, cases, compute, edit_batch=3, progress=False)
+    assert [r["case_id"] for r in together] == [c.case_id for c in cases]
+    for a, b in zip(alone, together):
+        for k, v in a["metrics"].items():
+            assert abs(v - b["metrics"][k]) <= 1e-4 * max(1.0, abs(v)), k
+
+
+def test_the_default_batch_is_one_case_on_a_cpu_and_fills_half_a_gpu(tiny, monkeypatch):
+    from drift.editors import target
+
+    assert target.auto_edit_batch(tiny) == target.CPU_EDIT_BATCH == 1
+    monkeypatch.setattr(type(tiny), "device", property(lambda self: torch.device("cuda", 0)))
+    per_case = target.case_bytes(tiny)
+    monkeypatch.setattr(torch.cuda, "mem_get_info", lambda device=None: (10 * per_case, 80 * per_case))
+    assert target.auto_edit_batch(tiny) == 5  # half of the free memory
+    monkeypatch.setattr(torch.cuda, "mem_get_info", lambda device=None: (10**6 * per_case, 0))
+    assert target.auto_edit_batch(tiny) == target.MAX_EDIT_BATCH

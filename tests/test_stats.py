@@ -57,3 +57,48 @@ def test_sampled_corpus_is_cached_and_a_damaged_file_resampled(tiny, tmp_path, m
     path.write_text('["cut sho')  # an interrupted write by some other tool
     with pytest.warns(UserWarning, match="is corrupt; sampling it again"):
         assert sampled_corpus(tiny, n_texts=3, n_tokens=4) == first
+
+
+def test_rome_keeps_position_zero_in_its_key_statistics_when_asked(tiny, tmp_path, monkeypatch):
+    """``stats_skip_first=False`` gives ROME's update the C of every position: the update's key
+    direction u = C⁻¹k̄ satisfies C u ∥ k̄ with that C (built here from captured keys), and with the
+    position-0-less C only for the default."""
+    from drift.data import parse_case
+    from drift.editors import get_editor
+    from drift.editors.rome import ROMEHParams, compute_rome
+
+    monkeypatch.setenv("DRIFT_CACHE", str(tmp_path))
+    case = parse_case(
+        {
+            "case_id": "eiffel",
+            "requested_rewrite": {
+                "prompt": "The Eiffel Tower is located in the city of",
+                "subject": "Eiffel Tower",
+                "target_new": "Rome",
+                "target_true": "Paris",
+            },
+        }
+    )
+    words = "river stone bright quiet market winter garden letter music engine".split()
+    texts = tuple(
+        f"The {a} near the {b} was {c} again today." for a in words for b, c in zip(words, words[3:])
+    )
+    keys = [tiny.capture(torch.tensor([tiny.encode(t)]), "mlp_key", 1)[0].double() for t in texts]
+    every, later = torch.cat(keys), torch.cat([k[1:] for k in keys])
+    assert len(later) > 2 * tiny.cfg.d_mlp  # both C full rank: the solve's tiny ridge is negligible
+    C_every, C_later = every.T @ every / len(every), later.T @ later / len(later)
+
+    def direction(skip_first: bool):
+        hp = ROMEHParams(layer=1, steps=2, n_prefixes=2, stats_texts=texts, stats_skip_first=skip_first)
+        delta = compute_rome(tiny, case, hp).deltas[0].delta.double()
+        return torch.linalg.svd(delta)[0][:, 0]  # u up to scale: the update's only left direction
+
+    def cosine(a, b) -> float:  # |cos|: singular vectors have no sign
+        return float((a @ b).abs() / (a.norm() * b.norm()))
+
+    u_default, u_every = direction(True), direction(False)
+    k_default, k_every = C_later @ u_default, C_every @ u_every  # each ∝ the mean key k̄
+    assert cosine(k_default, k_every) == pytest.approx(1, abs=1e-6)
+    assert cosine(C_every @ u_default, k_every) < 0.999  # the default's u read with the other C
+    assert cosine(u_default, u_every) < 0.999  # the two Cs give different directions
+    assert get_editor("rome", stats_skip_first=False).compute.overrides == {"stats_skip_first": False}

@@ -68,6 +68,7 @@ class ROMEHParams:
     squared_decay: bool = False
     anchor: str = "bare"  # the key the update is solved at: "bare" prompt (reference) or "mean" key
     stats_texts: tuple[str, ...] | None = field(default=None, repr=False)  # None: default corpus
+    stats_skip_first: bool = True  # leave position 0 out of C (False: every position, as the reference)
     extra_terms: tuple[LossTerm, ...] = ()  # e.g. (SADR(...),)
 
 
@@ -112,7 +113,7 @@ def compute_rome_many(model: Model, cases: Sequence[EditCase], hp: ROMEHParams |
     if hp.anchor not in ("bare", "mean"):
         raise ValueError(f"ROME anchor must be 'bare' or 'mean', got {hp.anchor!r}")
     t0 = time.perf_counter()
-    C = key_second_moment(model, [hp.layer], hp.stats_texts)[hp.layer]
+    C = key_second_moment(model, [hp.layer], hp.stats_texts, skip_first=hp.stats_skip_first)[hp.layer]
     terms = default_terms(hp.kl_factor, hp.weight_decay, squared_decay=hp.squared_decay) + list(
         hp.extra_terms
     )

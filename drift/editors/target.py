@@ -333,9 +333,10 @@ def left_aligned(batch: EditBatch, pad_id: int) -> tuple[Tensor, Tensor, Tensor,
     return tokens, mask, positions, P
 
 
-# On a CPU a batch saves only Python and small-matrix overhead (see BENCHMARKS.md); on a GPU a
-# case alone is bound by kernel launches, and a batch fills the device.
-CPU_EDIT_BATCH = 4
+# On a CPU a step is bound by arithmetic, which a batch does not reduce (and its padding adds to):
+# one case at a time there (BENCHMARKS.md, "Batched editing"). On a GPU a case alone is bound by
+# kernel launches, and a batch fills the device.
+CPU_EDIT_BATCH = 1
 MAX_EDIT_BATCH = 64
 
 
@@ -351,9 +352,21 @@ def case_bytes(model: Model, rows: int = 23, columns: int = 24) -> int:
 
 
 def by_length(model: Model, cases: Sequence[EditCase]) -> list[EditCase]:
-    """``cases`` ordered by the length of their new object, then of their prompt: consecutive
-    cases make batches with little padding (a batch runs as many columns as its longest row)."""
-    return sorted(cases, key=lambda c: (len(model.encode_target(c.o_edit)), len(model.encode(c.prompt))))
+    """``cases`` ordered by the columns each step runs for them (the prompt's tokens from the
+    subject's last one on, plus the new object's), then by prompt length: consecutive cases make
+    batches with little padding (a batch runs as many columns as its longest row)."""
+
+    def columns(case: EditCase) -> tuple[int, int]:
+        n = len(model.encode(case.prompt))
+        try:
+            last = model.subject_positions(case.prompt, case.subject, start=case.subject_at(case.prompt, 0))[
+                -1
+            ]
+        except ValueError:  # named when its edit is computed
+            last = 0
+        return n - last + len(model.encode_target(case.o_edit)), n
+
+    return sorted(cases, key=columns)
 
 
 def auto_edit_batch(model: Model) -> int:
