@@ -63,22 +63,11 @@ def test_rome_keeps_position_zero_in_its_key_statistics_when_asked(tiny, tmp_pat
     """``stats_skip_first=False`` gives ROME's update the C of every position: the update's key
     direction u = C⁻¹k̄ satisfies C u ∥ k̄ with that C (built here from captured keys), and with the
     position-0-less C only for the default."""
-    from drift.data import parse_case
     from drift.editors import get_editor
     from drift.editors.rome import ROMEHParams, compute_rome
+    from tests.test_rome import EIFFEL as case
 
     monkeypatch.setenv("DRIFT_CACHE", str(tmp_path))
-    case = parse_case(
-        {
-            "case_id": "eiffel",
-            "requested_rewrite": {
-                "prompt": "The Eiffel Tower is located in the city of",
-                "subject": "Eiffel Tower",
-                "target_new": "Rome",
-                "target_true": "Paris",
-            },
-        }
-    )
     words = "river stone bright quiet market winter garden letter music engine".split()
     texts = tuple(
         f"The {a} near the {b} was {c} again today." for a in words for b, c in zip(words, words[3:])
