@@ -796,6 +796,35 @@ def _width(args) -> None:
         sys.exit("the edit was not removed exactly")
 
 
+def bench_gemm(args) -> None:
+    """Matrix-product rate of this CPU, one thread, at the shapes of a ROME step on the default
+    model (``rows`` × 576 times 576 × 1536, and back), float32 against bfloat16, for 1, 2, 4 and 8
+    cases' rows: whether putting more cases' rows in one product makes it run faster."""
+    torch.set_num_threads(1)
+    print(
+        f"{'rows':>6} {'cases':>6} "
+        + " ".join(f"{f'{d} {s}':>18}" for d in ("fp32", "bf16") for s in ("576→1536", "1536→576"))
+    )
+    for cases in (1, 2, 4, 8):
+        rows = args.rows * cases
+        rates = []
+        for dtype in (torch.float32, torch.bfloat16):
+            for k, n in ((576, 1536), (1536, 576)):
+                a, b = torch.randn(rows, k, dtype=dtype), torch.randn(k, n, dtype=dtype)
+                flop = 2 * rows * k * n
+                reps = max(3, int(2e10 / flop))
+                for _ in range(2):
+                    a @ b
+                best = float("inf")
+                for _ in range(args.repeats):
+                    t = time.perf_counter()
+                    for _ in range(reps):
+                        a @ b
+                    best = min(best, (time.perf_counter() - t) / reps)
+                rates.append(flop / best / 1e9)
+        print(f"{rows:>6} {cases:>6} " + " ".join(f"{r:>13.1f} GF/s" for r in rates))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -853,8 +882,14 @@ def main() -> None:
     wi.add_argument("--device", default=None, help="default: cuda when available, else cpu")
     wi.add_argument("--stats-texts", type=int, default=16, help="key-statistics texts (default 16)")
     wi.add_argument("--stats-tokens", type=int, default=256, help="words a text (default 256)")
+    ge = sub.add_parser("gemm", help="this CPU's matrix-product rate at a ROME step's shapes, fp32 vs bf16")
+    ge.add_argument(
+        "--rows", type=int, default=308, help="one case's rows (default 308: 22 prompts × 14 columns)"
+    )
+    ge.add_argument("--repeats", type=int, default=5, help="timed repeats; the best is kept (default 5)")
     args = parser.parse_args()
     benches = {
+        "gemm": bench_gemm,
         "eval": bench_eval,
         "width": bench_width,
         "batch": bench_batch,

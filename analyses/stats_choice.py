@@ -278,9 +278,13 @@ def cached_C(config: dict, layer: int) -> torch.Tensor:
 
 
 def compare_all(out: Path, variants, Cs, setup, ids) -> dict:
-    """C against C, and per case ΔW of each variant against ``novels``."""
+    """C against C, and per case ΔW of each variant against ``novels``. A case whose saved updates
+    are not here (``deltas/`` is not committed) keeps its row of the comparison already written."""
     ref = variants[0]
     result = {"reference": ref, "stats": setup, "C": {}, "cases": []}
+    before = {}
+    if (out / "comparison.json").is_file():
+        before = {r["case_id"]: r for r in json.loads((out / "comparison.json").read_text())["cases"]}
     for v in variants[1:]:
         d = Cs[v] - Cs[ref]
         result["C"][v] = {
@@ -291,6 +295,8 @@ def compare_all(out: Path, variants, Cs, setup, ids) -> dict:
     for cid in ids:
         paths = {v: out / "deltas" / v / f"{cid}.pt" for v in variants}
         if not paths[ref].exists():
+            if cid in before:
+                result["cases"].append(before[cid])
             continue
         r = torch.load(paths[ref])
         W_ref = torch.outer(r["a"], r["b"])

@@ -4,6 +4,8 @@
     python analyses/tables.py --paired               # and each point minus ROME, paired by case
     python analyses/tables.py --update docs/results.md   # rewrite the table between its markers
     python analyses/tables.py --widen                # the next point of the grid's upward widening
+    python analyses/tables.py --chosen               # the rule's final choice, once the grid is done
+    python analyses/tables.py --results results/test --test [--update docs/results.md]   # Table 3
 
 The validation grid (``scripts/validation_grid.sh``) writes one ``python -m drift eval`` run per
 point into ``results/validation``: ``NAME.json`` when the point is finished, its log
@@ -40,6 +42,9 @@ SHOWN = ("ES", "PS", "NS", "RS", "DNS")
 SPECIFICITY = ("NS", "RS", "DNS")
 MARKER = "<!-- tables.py: validation grid -->"
 END_MARKER = "<!-- /tables.py: validation grid -->"
+TEST_MARKER = "<!-- tables.py: test cases -->"
+TEST_END_MARKER = "<!-- /tables.py: test cases -->"
+TABLE3 = ("ES", "PS", "NS", "RS", "DNS", "AvgS", "EM", "PM", "RM", "DNM")
 
 
 class Point:
@@ -193,6 +198,15 @@ def widen(points: list[Point]) -> tuple[int, float] | None:
     return chosen.steps, nxt
 
 
+def final_choice(points: list[Point]) -> Point | None:
+    """The rule's choice once it is final: the base grid finished and no widening point pending
+    (:func:`widen` only ever names a point not yet finished); ``None`` before that, and when no
+    point passes the rule."""
+    if not grid_done(points) or widen(points) is not None:
+        return None
+    return select(points)[0]
+
+
 def _fmt(x: float) -> str:
     return "—" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.1f}"
 
@@ -273,13 +287,46 @@ def paired_table(points: list[Point]) -> str:
     return compare_table(runs, list(SHOWN))
 
 
-def update(doc: Path, table: str) -> None:
-    """Replace the text between the markers in ``doc`` by ``table``."""
+def test_table(points: list[Point]) -> str:
+    """Table 3 on the test cases: per editor, the editor alone then every other run of it (SADR at
+    each setting, more steps), each paired by case against the editor alone
+    (:func:`drift.compare.compare_table`). A run still going shows its finished cases."""
+    from drift.compare import compare_table
+
+    blocks = []
+    order = ("rome", "rome-awd", "memit", "pmet", "adaple")
+    editors = sorted(
+        {p.config.get("editor") for p in points},
+        key=lambda e: (e not in order, order.index(e) if e in order else 0, e),
+    )
+    for editor in editors:
+        runs = [p for p in points if p.config.get("editor") == editor]
+        alone = [p for p in runs if not (p.config.get("sadr") or p.config.get("steps") or p.config.get("hp"))]
+        runs = alone[:1] + [p for p in runs if p not in alone[:1]]
+
+        def label(p: Point) -> str:
+            what = _what(p).replace("ROME", editor.upper(), 1) if editor != "rome" else _what(p)
+            n = f"{len(p.cases)}" + ("" if p.finished else f" of {p.expected} (running)")
+            return f"{what}, {p.steps} steps [{n}]"
+
+        have = {m for p in runs for c in p.cases for m in c["metrics"]}
+        shown = [m for m in TABLE3 if m in have or (m == "AvgS" and "ES" in have)]
+        table = compare_table([(label(p), {"config": p.config, "cases": p.cases}) for p in runs], shown)
+        if not alone:
+            table = (
+                f"({editor} alone has not run yet: the differences are against {label(runs[0])})\n\n" + table
+            )
+        blocks.append(f"**{editor.upper()}**\n\n{table}")
+    return "\n\n".join(blocks)
+
+
+def update(doc: Path, table: str, marker: str = MARKER, end_marker: str = END_MARKER) -> None:
+    """Replace the text between ``marker`` and ``end_marker`` in ``doc`` by ``table``."""
     text = doc.read_text(encoding="utf-8")
-    pattern = re.compile(re.escape(MARKER) + r".*?" + re.escape(END_MARKER), re.S)
+    pattern = re.compile(re.escape(marker) + r".*?" + re.escape(end_marker), re.S)
     if not pattern.search(text):
-        raise SystemExit(f"tables: {doc} has no {MARKER} ... {END_MARKER} block")
-    doc.write_text(pattern.sub(lambda _: f"{MARKER}\n{table}\n{END_MARKER}", text, count=1), encoding="utf-8")
+        raise SystemExit(f"tables: {doc} has no {marker} ... {end_marker} block")
+    doc.write_text(pattern.sub(lambda _: f"{marker}\n{table}\n{end_marker}", text, count=1), encoding="utf-8")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -288,6 +335,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--paired", action="store_true", help="also each point minus ROME, paired by case")
     ap.add_argument("--update", metavar="DOC.md", help="rewrite the grid's table between its markers")
     ap.add_argument("--widen", action="store_true", help="print 'STEPS GAMMA' of the next widening point")
+    ap.add_argument(
+        "--test", action="store_true", help="Table 3: the folder's runs per editor, paired by case"
+    )
+    ap.add_argument(
+        "--chosen",
+        action="store_true",
+        help="print 'STEPS GAMMA' of the rule's final choice (nothing before it)",
+    )
     args = ap.parse_args(argv)
     points = load_points(Path(args.results))
     if args.widen:
@@ -295,9 +350,21 @@ def main(argv: list[str] | None = None) -> int:
         if nxt is not None:
             print(f"{nxt[0]} {nxt[1]:g}")
         return 0
+    if args.chosen:
+        chosen = final_choice(points)
+        if chosen is not None:
+            print(f"{chosen.steps} {chosen.gamma:g}")
+        return 0
     if not points:
         print(f"tables: no results in {args.results}", file=sys.stderr)
         return 1
+    if args.test:
+        table = test_table(points)
+        print(table)
+        if args.update:
+            update(Path(args.update), table, TEST_MARKER, TEST_END_MARKER)
+            print(f"wrote the table into {args.update}", file=sys.stderr)
+        return 0
     table = grid_table(points)
     print(table)
     if args.paired:

@@ -80,9 +80,22 @@ def test_the_grid_widens_upward_while_the_choice_is_at_its_edge(tmp_path, best, 
     points = tables.load_points(tmp_path)
     assert tables.widen(points) == expected
     assert "provisionally" not in tables.grid_table(points)
+    # the choice is final only once no widening point is pending
+    assert (tables.final_choice(points) is None) == bool(expected)
     if expected:  # the widened point is worse: the choice is no longer at the edge
         finished(tmp_path, "g0.16_s80", sadr(0.16, 80), rows(rs=30))
         assert tables.widen(tables.load_points(tmp_path)) is None
+    chosen = tables.final_choice(tables.load_points(tmp_path))
+    assert (chosen.steps, chosen.gamma) == (80, best)
+
+
+def test_no_final_choice_while_the_grid_runs(tmp_path, capsys):
+    finished(tmp_path, "rome_s20", {}, rows(ns=10, rs=10, dns=10))
+    finished(tmp_path, "g0.01_s20", sadr(0.01, 20), rows(rs=90))  # the best so far, grid unfinished
+    assert tables.select(tables.load_points(tmp_path))[0].name == "g0.01_s20"
+    assert tables.final_choice(tables.load_points(tmp_path)) is None
+    assert tables.main(["--results", str(tmp_path), "--chosen"]) == 0
+    assert capsys.readouterr().out == ""
 
 
 def test_update_rewrites_only_the_marked_block(tmp_path):
@@ -94,3 +107,18 @@ def test_update_rewrites_only_the_marked_block(tmp_path):
     text = doc.read_text()
     assert text.startswith("before\n") and text.endswith("after\n") and "old" not in text
     assert "| ROME (preset) | 20 | 4 | 100.0 |" in text
+
+
+def test_table3_pairs_each_run_with_its_editor_alone(tmp_path):
+    finished(tmp_path, "rome_s20", {}, rows(rs=20))
+    finished(tmp_path, "rome_sadr", sadr(0.01, 80), rows(rs=60))
+    finished(tmp_path, "memit_sadr", {"editor": "memit"} | sadr(0.005, 20), rows(dns=80))
+    finished(tmp_path, "memit", {"editor": "memit"}, rows(dns=50))
+    text = tables.test_table(tables.load_points(tmp_path))
+    rome, memit = text.split("**MEMIT**")
+    same = "+0.0 (p n/a; 0/0)"
+    assert f"ROME+SADR γ=0.01, 80 steps [4] | {same} | {same} | {same} | +40.0 (p n/a; 4/0) |" in rome
+    # MEMIT's rows are paired against MEMIT alone, whatever order the files come in
+    assert "minus MEMIT (preset), 20 steps [4]" not in memit  # "(preset)" names ROME's reference only
+    assert "minus MEMIT, 20 steps [4]" in memit and "MEMIT+SADR γ=0.005, 20 steps [4]" in memit
+    assert "| +30.0 (p n/a; 4/0) |" in memit
