@@ -4,16 +4,21 @@ drift works on a TransformerLens 4 ``TransformerBridge`` (in compatibility mode)
 TransformerLens ≤ 3 ``HookedTransformer``. Everything else in drift goes through :class:`Model`
 for the four things that can differ:
 
-- **hook names** for each site (``SITE_HOOKS``, stored as data per kind);
+- **hook names** for each :class:`~drift.sites.Site` (``SITE_HOOKS``, stored as data per kind);
 - **config**: ``model.cfg`` is the hooked model's own TransformerLens config; ``model.sizes``
   holds the sizes drift reads (:class:`Arch`, under TransformerLens' names, with
   ``n_key_value_heads`` always a number);
 - **tokenisation**: the model's BOS convention, the leading space of targets, where a subject's
   tokens sit in a prompt (by character offsets, so a subject that tokenises differently
   mid-sentence is still found), right padding of batches;
-- **writable weights** editors change (``WEIGHT_VIEWS``): MLP ``W_out`` as ``[d_mlp, d_model]``
-  and attention ``W_O`` as ``[n_heads, d_head, d_model]``, both views that write through to the
-  model's own parameters.
+- **writable weights** editors change (``WEIGHT_VIEWS``, one per :class:`~drift.sites.Weight`):
+  MLP ``W_out`` as ``[d_mlp, d_model]`` and attention ``W_O`` as ``[n_heads, d_head, d_model]``,
+  both views that write through to the model's own parameters.
+
+Activations are read with :meth:`Model.record` (a TransformerLens ``ActivationCache`` of the
+sites asked for) or :meth:`Model.capture` (one activation); hooks are attached by context managers
+that always remove them. What a bridge over Hugging Face ``transformers`` needs on top lives in the
+private ``drift._bridge``.
 
 Right padding needs no attention mask for a causal model: a real token never attends to a pad
 token that comes after it, so every real position computes exactly what it would unpadded.
@@ -32,8 +37,10 @@ Example:
     (2, 2)
     >>> model.to_str_tokens("The Eiffel Tower")                   # TransformerLens' verbs work too
     ['The', ' Ei', 'ff', 'el', ' To', 'wer']
-    >>> model.weight("mlp_out", 1).shape                          # [d_mlp, d_model]
+    >>> model.weight("W_out", 1).shape                            # [d_mlp, d_model]
     torch.Size([64, 32])
+    >>> model.record("The Eiffel Tower", ["mlp_out@0"])["mlp_out", 0].shape  # [batch, pos, d_model]
+    torch.Size([1, 6, 32])
 """
 
 from __future__ import annotations
@@ -41,34 +48,29 @@ from __future__ import annotations
 import contextlib
 import functools
 import inspect
-import warnings
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Callable, Iterator, Sequence
+from typing import TYPE_CHECKING, Callable, Iterator, Sequence
 
 import torch
 from torch import Tensor
 
-# Site -> hook-name template. Compatibility mode gives the bridge the legacy names, so the two
-# tables agree today; a kind whose names differ gets its own row here and nowhere else.
-_TL_NAMES = {
-    "embed": "hook_embed",
-    "resid_pre": "blocks.{layer}.hook_resid_pre",
-    "resid_mid": "blocks.{layer}.hook_resid_mid",
-    "resid_post": "blocks.{layer}.hook_resid_post",
-    "attn_out": "blocks.{layer}.hook_attn_out",
-    "mlp_out": "blocks.{layer}.hook_mlp_out",
-    "mlp_key": "blocks.{layer}.mlp.hook_post",  # input of W_out: the key ROME/MEMIT edit
-    "pattern": "blocks.{layer}.attn.hook_pattern",  # [batch, head, query, key], post-softmax
-    "scores": "blocks.{layer}.attn.hook_attn_scores",  # [batch, head, query, key], pre-softmax
-}
-SITE_HOOKS: dict[str, dict[str, str]] = {"bridge": _TL_NAMES, "legacy": _TL_NAMES}
+from drift import _bridge
+from drift._bridge import Prefix
+from drift.sites import HOOK_NAMES, WEIGHT_ALIASES, WEIGHTS, Hook, Site, Weight
 
-# Weight -> (attribute path under blocks[layer], shape names). Both kinds expose the TL-oriented
-# tensors; on the bridge they are views of the wrapped Hugging Face parameters.
-WEIGHT_VIEWS: dict[str, dict[str, tuple[str, str]]] = {
-    "bridge": {"mlp_out": ("mlp.W_out", "d_mlp d_model"), "attn_out": ("attn.W_O", "n_heads d_head d_model")},
-    "legacy": {"mlp_out": ("mlp.W_out", "d_mlp d_model"), "attn_out": ("attn.W_O", "n_heads d_head d_model")},
-}
+if TYPE_CHECKING:
+    from transformer_lens import ActivationCache
+
+__all__ = ["Arch", "Hook", "Model", "Prefix", "SITE_HOOKS", "WEIGHT_VIEWS", "HEAD_MODULES"]
+
+# Site kind -> hook-name template. Compatibility mode gives the bridge TransformerLens' names, so
+# the two kinds share drift.sites' table today; a kind whose names differ gets its own row here.
+SITE_HOOKS: dict[str, dict[str, str]] = {"bridge": HOOK_NAMES, "legacy": HOOK_NAMES}
+
+# Weight name -> (attribute path under blocks[layer], shape names). Both kinds expose the
+# TransformerLens-oriented tensors; on the bridge they are views of the Hugging Face parameters.
+WEIGHT_VIEWS: dict[str, dict[str, tuple[str, str]]] = {"bridge": WEIGHTS, "legacy": WEIGHTS}
 
 # The modules that turn the last residual stream into logits, applied to chosen positions only.
 HEAD_MODULES: dict[str, tuple[str, str]] = {
@@ -76,33 +78,9 @@ HEAD_MODULES: dict[str, tuple[str, str]] = {
     "legacy": ("ln_final", "unembed"),
 }
 
-Hook = tuple[str, Callable[[Tensor, object], Tensor | None]]
-
 
 class _Stop(Exception):
     """Raised by a recording hook to end a forward pass early."""
-
-
-@dataclass
-class Prefix:
-    """The unchanging first ``n`` columns of a left-aligned batch, as keys and values at every
-    layer (see :meth:`Model.prefix`): later calls run only the columns after them."""
-
-    n: int
-    mask: Tensor  # [batch, n + rest]: 1 at real tokens, 0 at padding
-    positions: Tensor  # [batch, rest]: position ids of the columns after the prefix
-    cache: object  # the Hugging Face key-value cache, reset to the prefix before each use
-    kv: list[tuple[Tensor, Tensor]]  # per layer [batch, kv_heads, n, d_head], detached
-
-    def select(self, rows: Tensor) -> "Prefix":
-        """The prefix of the batch's ``rows`` only (same cache object, reset before each use)."""
-        kv = [(k[rows], v[rows]) for k, v in self.kv]
-        return Prefix(self.n, self.mask[rows], self.positions[rows], self.cache, kv)
-
-    def reset(self):
-        for layer, (k, v) in zip(self.cache.layers, self.kv, strict=True):
-            layer.keys, layer.values = k, v
-        return self.cache
 
 
 @dataclass(frozen=True)
@@ -167,7 +145,7 @@ class Model:
         for p in hooked.parameters():
             p.requires_grad_(False)
         if self.kind == "bridge":
-            _route_cache_to_attention(hooked)
+            _bridge.route_cache_to_attention(hooked)
         cfg = hooked.cfg
         self.sizes = Arch.of(cfg)
         self.tokenizer = hooked.tokenizer
@@ -260,8 +238,14 @@ class Model:
         return call
 
     # ---- hook names -------------------------------------------------------------------------
-    def hook_name(self, site: str, layer: int | None = None) -> str:
-        """The TransformerLens hook name of ``site`` at ``layer`` (see ``SITE_HOOKS``)."""
+    def hook_name(self, site: str | Site, layer: int | None = None) -> str:
+        """The TransformerLens hook name of ``site`` at ``layer`` (see ``SITE_HOOKS``):
+        ``hook_name("mlp_key", 4)``, or of a :class:`~drift.sites.Site`, a ``(kind, layer)``
+        pair or a ``"kind@layer"`` string: ``hook_name("mlp_key@4")``."""
+        if isinstance(site, str) and "@" in site:
+            site = Site.parse(site)
+        if isinstance(site, tuple):
+            site, layer = site
         try:
             template = self._sites[site]
         except KeyError:
@@ -272,17 +256,20 @@ class Model:
         return template.format(layer=layer)
 
     # ---- weights ----------------------------------------------------------------------------
-    def weight(self, which: str, layer: int) -> Tensor:
+    def weight(self, which: str | Weight, layer: int | None = None) -> Tensor:
         """A view of a weight editors change, writing through to the model's parameter.
 
-        ``which`` is ``"mlp_out"`` (``[d_mlp, d_model]``) or ``"attn_out"``
-        (``[n_heads, d_head, d_model]``).
+        ``which`` is a :class:`~drift.sites.Weight` or its name: ``"W_out"`` (the MLP's output
+        matrix, ``[d_mlp, d_model]``) or ``"W_O"`` (the attention's, ``[n_heads, d_head,
+        d_model]``); the older names ``"mlp_out"`` and ``"attn_out"`` say the same.
         """
+        if isinstance(which, tuple):
+            which, layer = which
         try:
-            path, _shape = self._weights[which]
+            path, _shape = self._weights[WEIGHT_ALIASES.get(which, which)]
         except KeyError:
             raise KeyError(f"unknown weight {which!r}; known: {sorted(self._weights)}") from None
-        if not 0 <= layer < self.cfg.n_layers:
+        if layer is None or not 0 <= layer < self.cfg.n_layers:
             raise ValueError(f"layer {layer} out of range [0, {self.cfg.n_layers})")
         obj = self.hooked.blocks[layer]
         for part in path.split("."):
@@ -419,9 +406,9 @@ class Model:
     def generate(self, input: str | Sequence[str] | Tensor = "", *args, **kwargs):
         """The hooked model's ``generate`` (same arguments and results), with drift's BOS
         convention for text. The key-value cache reaches every attention layer (see
-        :func:`_route_cache_to_attention`), so ``use_past_kv_cache=True`` and ``False`` give the
-        same greedy text."""
-        with _quiet_cache_rename():
+        ``drift._bridge.route_cache_to_attention``), so ``use_past_kv_cache=True`` and ``False``
+        give the same greedy text."""
+        with _bridge.quiet_cache_rename():
             return self._as_own(self.hooked.generate)(input, *args, **kwargs)
 
     def _inputs(self, x, kwargs: dict) -> tuple[Tensor, dict]:
@@ -486,13 +473,9 @@ class Model:
         if stop_at_layer is not None:
             kwargs["stop_at_layer"] = stop_at_layer
         if prefix is not None:
-            kwargs |= {
-                "attention_mask": prefix.mask,
-                "position_ids": prefix.positions,
-                "past_key_values": prefix.reset(),
-                "use_cache": True,
-            }
-        quiet = _quiet_cache_rename() if prefix is not None else contextlib.nullcontext()
+            kwargs |= prefix.forward_kwargs()
+        cached = prefix is not None or kwargs.get("past_key_values") is not None
+        quiet = _bridge.quiet_cache_rename() if cached else contextlib.nullcontext()
         with self.hooks(hooks), self._skipping_blocks_below(start_at_layer), quiet:
             return self.hooked(tokens, **kwargs)
 
@@ -514,95 +497,124 @@ class Model:
         computes at those columns while running only them."""
         if not self.supports_prefix:
             raise NotImplementedError(f"a key-value prefix needs a TransformerBridge model, not {self.kind}")
-        from transformers import DynamicCache
+        cache = _bridge.new_cache()
+        # The pass stops after the last block: every layer's keys and values are cached by then.
+        entering = self.hook_name("resid_pre", layer)
+        last = self.hook_name("resid_post", self.cfg.n_layers - 1)
+        got = self._run_until(
+            tokens,
+            [entering, last],
+            keep=Tensor.detach,
+            attention_mask=mask,
+            position_ids=positions,
+            past_key_values=cache,
+            use_cache=True,
+        )
+        return got[entering][:, n:], _bridge.kept_prefix(cache, n, mask, positions)
 
-        cache = DynamicCache()
-        box: list[Tensor] = []
-
-        def grab(act: Tensor, hook) -> None:
-            box.append(act.detach())
-
-        def stop(act: Tensor, hook) -> None:
-            raise _Stop  # every layer's keys and values are cached by now; no unembedding
-
-        hooks = [
-            (self.hook_name("resid_pre", layer), grab),
-            (self.hook_name("resid_post", self.cfg.n_layers - 1), stop),
-        ]
-        try:
-            with self.hooks(hooks), _quiet_cache_rename():
-                self.hooked(
-                    tokens, attention_mask=mask, position_ids=positions, past_key_values=cache, use_cache=True
-                )
-        except _Stop:
-            pass
-        cache.crop(n - cache.get_seq_length())
-        kv = [(l.keys.detach(), l.values.detach()) for l in cache.layers]
-        return box[0][:, n:], Prefix(n, mask, positions[:, n:], cache, kv)
-
-    @contextlib.contextmanager
-    def _skipping_blocks_below(self, start: int | None) -> Iterator[None]:
-        """Make ``start_at_layer`` skip the blocks below ``start`` on a bridge.
-
-        ``TransformerBridge`` injects the residual at block ``start`` but still runs blocks
-        ``0..start-1`` (and discards their output). The bridge's blocks are the entries of the
-        wrapped Hugging Face model's decoder ``ModuleList``; for the duration of the call that list
-        holds only blocks ``start..``, so nothing below is computed. Only done where every decoder
-        layer is of one type (per-layer attention types are looked up by list index); elsewhere
-        the bridge's own behaviour is kept. The legacy ``HookedTransformer`` already skips them.
-        """
-        found = self._decoder_list() if self.kind == "bridge" and start else None
-        if found is None:
-            yield
-            return
-        parent, attr, full = found
-        setattr(parent, attr, torch.nn.ModuleList(list(full)[start:]))
-        try:
-            yield
-        finally:
-            setattr(parent, attr, full)
+    def _skipping_blocks_below(self, start: int | None):
+        """A context in which ``start_at_layer=start`` runs no block below ``start`` (the
+        legacy ``HookedTransformer`` already skips them; a bridge is helped by
+        :func:`drift._bridge.skipping_blocks_below`)."""
+        if self.kind != "bridge" or not start:
+            return contextlib.nullcontext()
+        return _bridge.skipping_blocks_below(self.hooked, start, self._decoder_list())
 
     def _decoder_list(self):
-        """``(parent, attribute, ModuleList)`` holding the bridge's blocks, or None."""
+        """``(parent, attribute, ModuleList)`` holding the bridge's blocks, or None (looked up once)."""
         if "_decoder" not in self.__dict__:
-            self._decoder = None
-            hf = getattr(self.hooked, "original_model", None)
-            blocks = getattr(self.hooked, "blocks", None)
-            types = getattr(getattr(hf, "config", None), "layer_types", None)
-            if hf is not None and blocks is not None and (not types or len(set(types)) == 1):
-                for parent in hf.modules():
-                    for attr, child in parent.named_children():
-                        if (
-                            isinstance(child, torch.nn.ModuleList)
-                            and len(child) == len(blocks)
-                            and all(a is b for a, b in zip(child, blocks, strict=True))
-                        ):
-                            self._decoder = (parent, attr, child)
+            self._decoder = _bridge.decoder_list(self.hooked)
         return self._decoder
+
+    # ---- reading activations ----------------------------------------------------------------
+    def _run_until(
+        self,
+        tokens: Tensor | str | Sequence[str],
+        names: Sequence[str],
+        hooks: Sequence[Hook] = (),
+        *,
+        keep: Callable[[Tensor], Tensor],
+        **forward_kw,
+    ) -> dict[str, Tensor]:
+        """``keep(activation)`` at each hook name in ``names`` (after ``hooks`` at the same
+        point), the forward pass stopped as soon as the last of them has fired."""
+        names = list(dict.fromkeys(names))
+        got: dict[str, Tensor] = {}
+
+        def grab(name: str):
+            def fn(act: Tensor, hook) -> None:  # hook.name may be an alias; the name is bound here
+                got[name] = keep(act)
+                if len(got) == len(names):
+                    raise _Stop
+
+            return fn
+
+        try:
+            self.forward(tokens, [*hooks, *[(n, grab(n)) for n in names]], **forward_kw)
+        except _Stop:
+            return got
+        missing = [n for n in names if n not in got]
+        raise RuntimeError(f"hooks {missing} did not fire")
 
     def capture(
         self,
         tokens: Tensor,
-        site: str,
-        layer: int | None,
+        site: str | Site,
+        layer: int | None = None,
         hooks: Sequence[Hook] = (),
         *,
         start_at_layer: int | None = None,
         prefix: Prefix | None = None,
     ) -> Tensor:
-        """The activation at ``site``/``layer``, stopping the forward pass right there."""
+        """The activation at ``site``/``layer`` (or a :class:`~drift.sites.Site`), stopping the
+        forward pass right there. Gradients flow through it, and it is the model's own tensor:
+        :meth:`record` gives detached copies."""
         name = self.hook_name(site, layer)
-        box: list[Tensor] = []
+        got = self._run_until(
+            tokens, [name], hooks, keep=lambda act: act, start_at_layer=start_at_layer, prefix=prefix
+        )
+        return got[name]
 
-        def grab(act: Tensor, hook) -> None:
-            box.append(act)
-            raise _Stop
+    @torch.no_grad()
+    def record(
+        self,
+        input: Tensor | str | Sequence[str],
+        sites: Iterable[Site | tuple | str],
+        hooks: Sequence[Hook] = (),
+        *,
+        start_at_layer: int | None = None,
+        prefix: Prefix | None = None,
+        **kwargs,
+    ) -> ActivationCache:
+        """The activations at ``sites`` for ``input``, as a TransformerLens ``ActivationCache``.
 
-        try:
-            self.forward(tokens, [*hooks, (name, grab)], start_at_layer=start_at_layer, prefix=prefix)
-        except _Stop:
-            return box[0]
-        raise RuntimeError(f"hook {name} did not fire")
+        ``input`` is tokens ``[batch, pos]`` or text (tokenised by :meth:`to_tokens`); ``sites``
+        are each a :class:`~drift.sites.Site`, a ``(kind, layer)`` pair or a ``"kind@layer"`` string;
+        ``hooks`` run too (an edit's patches, say), before the recording at the same point.
+        The forward pass stops once the last site is recorded. Each activation is a detached
+        copy ``[batch, ...]`` under its hook name, and the cache also reads drift's names of
+        the sites (:class:`drift.recording.SiteCache`). Other keywords go to :meth:`forward`.
+
+        Example:
+            >>> cache = model.record("The Eiffel Tower is in", ["resid_post@1", ("pattern", 0)])
+            >>> cache["resid_post", 1].shape, cache["pattern", 0].shape  # [b, pos, d_model], [b, head, q, k]
+            (torch.Size([1, 8, 32]), torch.Size([1, 4, 8, 8]))
+        """
+        from drift.recording import SiteCache
+
+        names = {site: self.hook_name(site) for site in map(Site.of, sites)}
+        if not names:
+            raise ValueError("record needs at least one site")
+        got = self._run_until(
+            input,
+            list(names.values()),
+            hooks,
+            keep=lambda act: act.detach().clone(),
+            start_at_layer=start_at_layer,
+            prefix=prefix,
+            **kwargs,
+        )
+        return SiteCache(got, self.hooked, names)
 
     def residual(
         self,
@@ -643,7 +655,7 @@ class Model:
     def sample(self, tokens: Tensor, max_new_tokens: int, *, top_k: int = 50, seed: int = 0) -> Tensor:
         """Seeded top-k sampling with the key-value cache: ``tokens [batch, pos]`` (equal lengths,
         no padding) -> ``[batch, pos + max_new_tokens]``. Runs without drift's hooks."""
-        with torch.random.fork_rng(devices=[]), _quiet_cache_rename():
+        with torch.random.fork_rng(devices=[]), _bridge.quiet_cache_rename():
             torch.manual_seed(seed)
             return self.hooked.generate(
                 tokens.to(self.device),
@@ -657,51 +669,7 @@ class Model:
             )
 
     def target_prob(self, prompt: str, target: str, scoring: str = "product") -> float:
-        """P(target | prompt), the product over the target's tokens (``scoring="product"``), or
-        ``"mean"``: exp of the mean log-probability per target token, the reference evaluation's
-        score, which does not favour shorter targets. A convenience for one fact."""
-        from drift.metrics import check_scoring
-        from drift.scoring import score_targets
+        """P(target | prompt): :func:`drift.scoring.target_prob` of this model."""
+        from drift.scoring import target_prob  # scoring builds on this module; imported on use
 
-        check_scoring(scoring)
-        s = score_targets(self, [prompt], [target])
-        lp = s.logprob / s.n_tokens if scoring == "mean" else s.logprob
-        return float(lp.exp()[0])
-
-
-def _route_cache_to_attention(bridge) -> None:
-    """Hand the key-value cache to each of a bridge's attention modules under the name it reads.
-
-    Hugging Face ``transformers`` 5.x passes the cache to each attention module as ``cache``;
-    TransformerLens 4.3's attention bridge reads only ``past_key_values`` (or ``layer_past``).
-    Without this, every cached forward (``generate`` with ``use_past_kv_cache=True``, drift's
-    sampler, :meth:`Model.prefix`) leaves the cache empty, so each new token is predicted from
-    itself alone and ignores the prompt ("Paris-------" where a greedy loop of full passes
-    gives "Paris, France."). A forward pre-hook on each attention module adds the name where it
-    is missing; installed once per bridge, it stays for the bridge's lifetime.
-    """
-    if getattr(bridge, "_drift_cache_routed", False):
-        return
-
-    def pass_cache(module, args, kwargs):
-        if kwargs.get("past_key_values") is None and kwargs.get("cache") is not None:
-            kwargs["past_key_values"] = kwargs["cache"]
-        return args, kwargs
-
-    for block in bridge.blocks:
-        block.attn.register_forward_pre_hook(pass_cache, with_kwargs=True)
-    # A plain forward then fills no cache (Hugging Face builds one by default, which the routing
-    # would now fill at a cost in memory and time); generate and Model.prefix ask for one.
-    config = getattr(getattr(bridge, "original_model", None), "config", None)
-    if config is not None and hasattr(config, "use_cache"):
-        config.use_cache = False
-    bridge._drift_cache_routed = True
-
-
-@contextlib.contextmanager
-def _quiet_cache_rename() -> Iterator[None]:
-    """Silence transformers 5.x's warning that ``past_key_values`` is now called ``cache``: the
-    bridge passes it by its old name, which still works."""
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=".*past_key_values.*deprecated", category=FutureWarning)
-        yield
+        return target_prob(self, prompt, target, scoring)

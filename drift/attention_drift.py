@@ -2,7 +2,7 @@
 
 For a prompt, the last token's attention row of every layer and head is read from the vanilla
 model (W) and from the edited one (W*), one forward each, keeping only those rows
-(``[layers, heads, tokens]``), never the full patterns. From them:
+(``[layers, heads, tokens]``). From them:
 
 - ``kl [layers, heads]``: KL(W ‖ W*) of each row — the drift;
 - ``subject_gain [layers, heads]``: W*[s] − W[s], the extra attention to the edited subject's
@@ -39,6 +39,7 @@ from torch import Tensor
 from drift.adapter import Model
 from drift.editors.base import Edit
 from drift.reprs import fields_repr
+from drift.sites import Site
 from drift.tracing import Prompt
 
 EPS = 1e-12
@@ -63,24 +64,12 @@ class Drift:
 @torch.no_grad()
 def last_rows_and_hidden(model: Model, tokens: Tensor, pos: int, hidden_layer: int) -> tuple[Tensor, Tensor]:
     """Last-token attention rows ``[layers, heads, tokens]`` and the residual after
-    ``hidden_layer`` at ``pos`` ``[d_model]``, in one forward pass."""
+    ``hidden_layer`` at ``pos`` ``[d_model]``, in one forward pass, as float32 on the CPU."""
     L = model.cfg.n_layers
-    rows: dict[int, Tensor] = {}
-    box: dict[str, Tensor] = {}
-
-    def keep_row(layer: int):
-        def fn(act: Tensor, hook) -> None:  # [1, heads, q, k]
-            rows[layer] = act[0, :, -1].float().cpu()
-
-        return fn
-
-    def keep_hidden(act: Tensor, hook) -> None:
-        box["h"] = act[0, pos].float().cpu()
-
-    hooks = [(model.hook_name("pattern", l), keep_row(l)) for l in range(L)]
-    hooks.append((model.hook_name("resid_post", hidden_layer), keep_hidden))
-    model.forward(tokens, hooks, stop_at_layer=L)
-    return torch.stack([rows[l] for l in range(L)]), box["h"]
+    patterns = [Site("pattern", l) for l in range(L)]
+    cache = model.record(tokens, [*patterns, Site("resid_post", hidden_layer)])
+    rows = torch.stack([cache[s][0, :, -1].float().cpu() for s in patterns])  # each [heads, tokens]
+    return rows, cache["resid_post", hidden_layer][0, pos].float().cpu()
 
 
 def measure(model: Model, edit: Edit, p: Prompt, target_edit: str, scoring: str = "mean") -> Drift:

@@ -1,7 +1,8 @@
 """Activation patching: one generic sweep over patch states, fast and exact.
 
 A **state** is a tuple of :class:`Write` records, each copying a recorded *source* activation
-into the *receiving* forward pass at one hook site, layer and index (after the batch dimension):
+into the *receiving* forward pass at one :class:`~drift.sites.Site` (a hook site and layer) and
+index (after the batch dimension):
 
 - ``Write("mlp_out", 7, (12,))`` — the MLP output of layer 7 at token 12;
 - ``Write("pattern", 9)`` — every head's whole attention pattern at layer 9;
@@ -26,7 +27,7 @@ Speed (the naive version, :func:`sweep_naive`, runs one full forward per state):
 Example:
     >>> tokens = torch.tensor([model.encode("The Eiffel Tower is in")])
     >>> other = torch.tensor([model.encode("The Eiffel Tower is on")])                      # as long
-    >>> src = record(model, other, [("mlp_out", l) for l in range(2)])
+    >>> src = record(model, other, [Site("mlp_out", l) for l in range(2)])
     >>> states = [(Write("mlp_out", l, (t,)),) for l in range(2) for t in range(tokens.shape[1])]
     >>> read = torch.tensor(model.encode_target("Paris")[:1])
     >>> probs = sweep(model, tokens, states, src, read)
@@ -46,9 +47,10 @@ import torch
 from torch import Tensor
 
 from drift import progress
-from drift.adapter import Hook, Model
+from drift.adapter import Model
+from drift.sites import Hook, Site
 
-Key = tuple[str, int]  # (site, layer)
+Key = Site  # patching's name for a site; a plain (kind, layer) pair works as one too
 
 
 @dataclass(frozen=True)
@@ -60,8 +62,9 @@ class Write:
     index: tuple = field(default=())
 
     @property
-    def key(self) -> Key:
-        return (self.site, self.layer)
+    def key(self) -> Site:
+        """Where it writes (``site`` names the hook site, the kind of a :class:`Site`)."""
+        return Site(self.site, self.layer)
 
 
 State = tuple[Write, ...]
@@ -69,25 +72,16 @@ State = tuple[Write, ...]
 
 @torch.no_grad()
 def record(
-    model: Model, tokens: Tensor, keys: Iterable[Key], hooks: Sequence[Hook] = ()
-) -> dict[Key, Tensor]:
-    """Activations at ``keys`` for the single sequence ``tokens [1, pos]``, batch dim removed.
-
-    One forward pass that stops after the last layer needed."""
+    model: Model, tokens: Tensor, keys: Iterable[Site | tuple], hooks: Sequence[Hook] = ()
+) -> dict[Site, Tensor]:
+    """Activations at ``keys`` (sites) for the single sequence ``tokens [1, pos]``, batch dim
+    removed: :meth:`Model.record <drift.adapter.Model.record>`, one forward pass that stops once
+    the last of them is recorded."""
     if tokens.shape[0] != 1:
         raise ValueError(f"record takes one sequence, got a batch of {tokens.shape[0]}")
-    keys = sorted(set(keys), key=lambda k: k[1])
-    out: dict[Key, Tensor] = {}
-
-    def grab(key: Key):
-        def fn(act: Tensor, hook) -> None:  # hook.name may be an alias; the key is bound here
-            out[key] = act[0].detach().clone()
-
-        return fn
-
-    last = keys[-1][1]
-    model.forward(tokens, [*hooks, *[(model.hook_name(*k), grab(k)) for k in keys]], stop_at_layer=last + 1)
-    return out
+    sites = [Site.of(k) for k in keys]
+    cache = model.record(tokens, sites, hooks)
+    return {site: cache[site][0] for site in sites}
 
 
 def _writer(writes: list[tuple[int, tuple]], source: Tensor):
@@ -101,21 +95,19 @@ def _writer(writes: list[tuple[int, tuple]], source: Tensor):
     return fn
 
 
-def _hooks_for(model: Model, states: Sequence[State], source: Mapping[Key, Tensor]) -> list[Hook]:
-    by_key: dict[Key, list[tuple[int, tuple]]] = defaultdict(list)
+def _hooks_for(model: Model, states: Sequence[State], source: Mapping[Site, Tensor]) -> list[Hook]:
+    by_site: dict[Site, list[tuple[int, tuple]]] = defaultdict(list)
     for row, state in enumerate(states):
         for w in state:
-            by_key[w.key].append((row, w.index))
-    return [
-        (model.hook_name(site, layer), _writer(ws, source[(site, layer)]))
-        for (site, layer), ws in by_key.items()
-    ]
+            by_site[w.key].append((row, w.index))
+    return [(model.hook_name(site), _writer(ws, source[site])) for site, ws in by_site.items()]
 
 
-def _check_source(states: Sequence[State], source: Mapping[Key, Tensor]) -> None:
+def _check_source(states: Sequence[State], source: Mapping[Site, Tensor]) -> None:
     missing = sorted({w.key for s in states for w in s if w.key not in source})
     if missing:
-        raise KeyError(f"patch states write {missing} but the source has no such activations")
+        names = ", ".join(map(str, missing))
+        raise KeyError(f"patch states write {names} but the source has no such activations")
 
 
 def _read(
@@ -132,7 +124,7 @@ def sweep(
     model: Model,
     tokens: Tensor,
     states: Sequence[State],
-    source: Mapping[Key, Tensor],
+    source: Mapping[Site, Tensor],
     read_tokens: Tensor,
     *,
     read_pos: int = -1,
@@ -156,18 +148,18 @@ def _sweep(model, tokens, states, source, read_tokens, read_pos, hooks, batch_si
     written = {w.key for s in states for w in s}
     # The receiver's residual stream entering every layer and its own values at the written
     # sites, recorded once.
-    clean = record(model, tokens, [("resid_pre", l) for l in range(n_layers)] + sorted(written), hooks)
+    clean = record(model, tokens, [Site("resid_pre", l) for l in range(n_layers)] + sorted(written), hooks)
     noop = [all(torch.equal(source[w.key][w.index], clean[w.key][w.index]) for w in s) for s in states]
     start_of = [min((w.layer for w in s), default=n_layers - 1) for s in states]
     out = torch.empty(len(states), len(read_tokens))
     if any(noop):  # writing what the receiver already has changes nothing: its own output
-        resid = clean[("resid_pre", n_layers - 1)].unsqueeze(0)
+        resid = clean[Site("resid_pre", n_layers - 1)].unsqueeze(0)
         out[torch.tensor(noop)] = _read(model, resid, list(hooks), n_layers - 1, read_pos, read_tokens).cpu()
     order = sorted((i for i in range(len(states)) if not noop[i]), key=lambda i: start_of[i])
     chunks = [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
     for chunk in progress.bar(chunks, desc="patching", unit="batch"):
         start = start_of[chunk[0]]
-        resid = clean[("resid_pre", start)].unsqueeze(0).repeat(len(chunk), 1, 1)  # [B, pos, d_model]
+        resid = clean[Site("resid_pre", start)].unsqueeze(0).repeat(len(chunk), 1, 1)  # [B, pos, d_model]
         patch = _hooks_for(model, [states[i] for i in chunk], source)
         out[chunk] = _read(model, resid, [*hooks, *patch], start, read_pos, read_tokens).cpu()
     return out
@@ -178,7 +170,7 @@ def sweep_naive(
     model: Model,
     tokens: Tensor,
     states: Sequence[State],
-    source: Mapping[Key, Tensor],
+    source: Mapping[Site, Tensor],
     read_tokens: Tensor,
     *,
     read_pos: int = -1,

@@ -33,12 +33,15 @@ from __future__ import annotations
 
 import weakref
 from dataclasses import dataclass, field
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 import torch
 from torch import Tensor
 
-from drift.adapter import Hook, Model
+from drift.sites import Hook
+
+if TYPE_CHECKING:  # scoring runs a Model; the adapter imports this module only inside target_prob
+    from drift.adapter import Model
 
 
 @dataclass
@@ -205,6 +208,25 @@ def score_targets(
 def target_logprobs(model: Model, prompts: Sequence[str], targets: Sequence[str], **kw) -> Tensor:
     """log P(targets[i] | prompts[i]) as a tensor ``[n]``."""
     return score_targets(model, prompts, targets, **kw).logprob
+
+
+def target_prob(model: Model, prompt: str, target: str, scoring: str = "product") -> float:
+    """P(target | prompt), the product over the target's tokens (``scoring="product"``), or
+    ``"mean"``: exp of the mean log-probability per target token, the reference evaluation's
+    score, which does not favour shorter targets. A convenience for one fact
+    (``model.target_prob(prompt, target)`` calls it).
+
+    Example:
+        >>> p = target_prob(model, "The Eiffel Tower is in", "Paris, France", "mean")
+        >>> 0 < p < 1 and p == model.target_prob("The Eiffel Tower is in", "Paris, France", "mean")
+        True
+    """
+    from drift.metrics import check_scoring
+
+    check_scoring(scoring)
+    s = score_targets(model, [prompt], [target])
+    lp = s.logprob / s.n_tokens if scoring == "mean" else s.logprob
+    return float(lp.exp()[0])
 
 
 def _batches(lengths: list[int], items: list[int], batch_size: int, packed: bool) -> list[list[int]]:

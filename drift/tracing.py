@@ -42,9 +42,11 @@ from drift.data import EditCase
 from drift.editors.base import Edit
 from drift.patching import State, Write, record, sweep
 from drift.reprs import fields_repr
+from drift.sites import Site
 
 log = logging.getLogger(__name__)
 
+# Module kind -> the site kinds whose outputs substitution copies.
 KINDS: dict[str, tuple[str, ...]] = {
     "mlp": ("mlp_out",),
     "attn": ("attn_out",),
@@ -186,7 +188,7 @@ def _substitution(model: Model, edit: Edit, p: Prompt, kind: str, window: int, *
     log.info("contaminating substitution (%s, window %d): %d layers x %d tokens", kind, window, L, T)
     sites = KINDS[kind]
     with edit.applied(model):
-        source = record(model, p.tokens, [(s, l) for s in sites for l in range(L)])
+        source = record(model, p.tokens, [Site(s, l) for s in sites for l in range(L)])
     states: list[State] = [
         tuple(Write(s, j, (t,)) for j in centred(l, window, L) for s in sites)
         for l in range(L)
@@ -209,7 +211,7 @@ def attention_patching(
 def _attention_patching(model: Model, edit: Edit, p: Prompt, window: int, **sweep_kw) -> Sweep:
     L = model.cfg.n_layers
     log.info("attention-weight patching (window %d): %d layers", window, L)
-    source = record(model, p.tokens, [("pattern", l) for l in range(L)])
+    source = record(model, p.tokens, [Site("pattern", l) for l in range(L)])
     states = [tuple(Write("pattern", j) for j in starting(l, window, L)) for l in range(L)]
     with edit.applied(model):
         probs = sweep(model, p.tokens, states, source, p.read, **sweep_kw)
@@ -229,7 +231,7 @@ def score_patching(
 def _score_patching(model: Model, edit: Edit, p: Prompt, window: int, **sweep_kw) -> Sweep:
     L, T = model.cfg.n_layers, p.tokens.shape[1]
     log.info("score patching (window %d): %d layers x %d tokens", window, L, T)
-    source = record(model, p.tokens, [("scores", l) for l in range(L)])
+    source = record(model, p.tokens, [Site("scores", l) for l in range(L)])
     states = [
         tuple(Write("scores", j, (slice(None), T - 1, t)) for j in centred(l, window, L))
         for l in range(L)

@@ -127,7 +127,7 @@ def test_hook_name_checks_layer_and_site(model):
 def test_weight_views_write_through(model, tokens, which, layer):
     c = model.cfg
     w = model.weight(which, layer)
-    expected = {"mlp_out": (c.d_mlp, c.d_model), "attn_out": (c.n_heads, c.d_head, c.d_model)}[which]
+    expected = {"W_out": (c.d_mlp, c.d_model), "W_O": (c.n_heads, c.d_head, c.d_model)}[which]
     assert tuple(w.shape) == expected
     clean = model.forward(tokens)
     saved = w.detach().clone()
@@ -142,6 +142,18 @@ def test_weight_views_write_through(model, tokens, which, layer):
         with torch.no_grad():
             w.copy_(saved)
     assert torch.equal(model.forward(tokens), clean)
+
+
+def test_record_is_the_activation_cache_transformer_lens_gives(model, tokens):
+    from transformer_lens import ActivationCache
+
+    from drift.sites import Site
+
+    cache = model.record(tokens, ["mlp_key@1", Site("pattern", 0)])
+    assert isinstance(cache, ActivationCache)
+    _, theirs = model.hooked.run_with_cache(tokens)
+    for site in (Site("mlp_key", 1), Site("pattern", 0)):
+        assert torch.equal(cache[site], theirs[model.hook_name(site)])
 
 
 def test_weight_rejects_bad_names_and_layers(model):

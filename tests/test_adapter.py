@@ -281,3 +281,55 @@ def test_transformer_lens_verbs_agree_with_drift_on_the_default_model(real):
     """SmolLM2 was trained without BOS; TransformerLens would prepend one unless told otherwise."""
     assert real.hooked.cfg.default_prepend_bos is False
     _tl_way_agrees(real)
+
+
+def test_record_is_a_transformer_lens_activation_cache_of_the_sites(tiny):
+    from transformer_lens import ActivationCache
+
+    from drift.sites import Site
+
+    prompt = "The Eiffel Tower is located in"
+    asked = [Site("mlp_key", 1), ("pattern", 0), "resid_pre@1", "embed"]
+    cache = tiny.record(prompt, asked)
+    assert isinstance(cache, ActivationCache)
+    _, theirs = tiny.run_with_cache(prompt)
+    for site in (Site("mlp_key", 1), Site("pattern", 0), Site("resid_pre", 1), Site("embed")):
+        name = tiny.hook_name(site)
+        assert torch.equal(cache[site], theirs[name])
+        assert cache[name] is cache[site] is cache[str(site)]
+    assert sorted(cache.keys()) == sorted(tiny.hook_name(s) for s in asked)
+    assert cache["pattern", 0] is cache[Site("pattern", 0)]  # TransformerLens' own shorthand too
+
+
+def test_record_stops_after_its_last_site_and_leaves_no_hooks(tiny):
+    tokens, _ = tiny.pad([tiny.encode("Apple was founded by")])
+    fired = []
+    later = [(tiny.hook_name("mlp_out", 1), lambda a, hook: fired.append(1))]
+    tiny.record(tokens, ["resid_pre@1"], later)
+    assert fired == []  # block 1's MLP never ran
+    assert not any(hp.fwd_hooks for hp in tiny.hooked.hook_dict.values())
+    with pytest.raises(ValueError, match="at least one site"):
+        tiny.record(tokens, [])
+
+
+def test_record_copies_what_a_later_hook_changes_in_place(tiny):
+    """A hook that writes into the residual stream after a recorded site leaves the recording as
+    it was when recorded."""
+    tokens, _ = tiny.pad([tiny.encode("Apple was founded by")])
+    before = tiny.capture(tokens, "resid_post", 0).clone()
+
+    def zero(act, hook):
+        act.zero_()
+
+    cache = tiny.record(tokens, ["resid_post@0", "mlp_out@1"], [(tiny.hook_name("resid_pre", 1), zero)])
+    torch.testing.assert_close(cache["resid_post", 0], before, atol=0, rtol=0)
+
+
+def test_weights_are_named_apart_from_sites(tiny):
+    from drift.sites import Weight
+
+    assert tiny.weight(Weight("W_out", 1)) is not None
+    assert torch.equal(tiny.weight("W_out", 1), tiny.weight("mlp_out", 1))
+    assert torch.equal(tiny.weight(Weight.parse("attn_out@0")), tiny.weight("W_O", 0))
+    with pytest.raises(KeyError, match="unknown weight 'resid_pre'"):
+        tiny.weight("resid_pre", 0)

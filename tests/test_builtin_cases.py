@@ -1,4 +1,4 @@
-"""The built-in cases are facts the default model knows (issue: before any edit)."""
+"""The built-in cases are facts the default model knows before any edit."""
 
 from __future__ import annotations
 

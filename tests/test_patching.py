@@ -76,7 +76,7 @@ def test_substituting_everything_reproduces_the_source_model(tiny4):
 
 def test_missing_source_activation_is_named(tiny4):
     tokens = torch.tensor([tiny4.encode("The Eiffel Tower")])
-    with pytest.raises(KeyError, match=r"\('mlp_out', 2\)"):
+    with pytest.raises(KeyError, match="write mlp_out@2 but"):
         sweep(tiny4, tokens, [(Write("mlp_out", 2, (0,)),)], {}, torch.tensor([1]))
 
 

@@ -579,3 +579,43 @@ def test_adaple_eq4_reads_the_current_weight_of_each_layer(tiny):
     S = torch.linalg.svdvals(eq4)
     assert torch.isfinite(eq4).all() and float(S[1]) < 1e-4 * float(S[0])
     assert float((eq4 - alg1).norm()) > 1e-3 * float(alg1.norm())
+
+
+def _loss_step(kl_logp: torch.Tensor, vanilla: torch.Tensor, delta: torch.Tensor, v0_norm: float):
+    from drift.editors.objectives import Step
+
+    return Step(
+        step=0,
+        target_logp=torch.zeros(1),
+        kl_logp=kl_logp,
+        vanilla_kl_logp=vanilla,
+        deltas={"mlp_out@1": delta},
+        v0_norms={"mlp_out@1": torch.tensor(v0_norm)},
+    )
+
+
+def test_the_kl_term_is_the_mean_over_kl_prompts_of_kl_edited_to_vanilla():
+    """KL(P_edited ‖ P_vanilla) per KL prompt, then the mean over prompts (the reference's
+    ``kl_div(..., reduction="batchmean")``): not the sum over prompts, not the other direction."""
+    from drift.editors.objectives import default_terms
+
+    g = torch.Generator().manual_seed(0)
+    edited = torch.randn(3, 11, generator=g).log_softmax(-1)
+    vanilla = torch.randn(3, 11, generator=g).log_softmax(-1)
+    per_prompt = [float((e.exp() * (e - v)).sum()) for e, v in zip(edited, vanilla)]
+    _, kl, _ = default_terms(kl_factor=0.5, weight_decay=0.0)
+    got = float(kl(_loss_step(edited, vanilla, torch.zeros(4), 1.0)))
+    assert got == pytest.approx(0.5 * sum(per_prompt) / 3, rel=1e-5)
+
+
+@pytest.mark.parametrize(("squared", "power"), [(False, 1), (True, 2)])
+def test_weight_decay_is_the_norm_or_its_square_over_v0s_squared_norm(squared, power):
+    """λ‖δ‖/‖v₀‖² (the reference) by default; λ‖δ‖²/‖v₀‖² when ``squared_decay`` asks."""
+    from drift.editors.objectives import default_terms
+
+    delta = torch.tensor([3.0, 4.0, 0.0, 0.0])  # ‖δ‖ = 5
+    _, _, decay = default_terms(kl_factor=0.0, weight_decay=0.5, squared_decay=squared)
+    (default_decay,) = [t for t in default_terms(0.0, 0.5) if t.name == "weight_decay"]
+    step = _loss_step(torch.zeros(1, 3), torch.zeros(1, 3), delta, 2.0)
+    assert float(decay(step)) == pytest.approx(0.5 * 5.0**power / 4.0)
+    assert float(default_decay(step)) == pytest.approx(0.5 * 5.0 / 4.0)

@@ -1,4 +1,5 @@
-"""Inputs that used to give silent wrong numbers or raw tracebacks (issues: reliability II and III)."""
+"""Bad inputs and interrupted runs: each is refused with a one-line reason or resumed, never turned
+into silently wrong numbers or a raw traceback."""
 
 from __future__ import annotations
 
@@ -205,7 +206,7 @@ def test_ctrl_c_says_how_many_cases_are_saved_and_where(tmp_path, tiny_dir, monk
     )
 
 
-# ---- reliability III: a run is its inputs' contents; nothing overwritten, nothing silently damaged ----
+# ---- a run is its inputs' contents; nothing overwritten, nothing silently damaged ----
 
 
 def _case_file(tmp_path, name="cases.json"):

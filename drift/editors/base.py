@@ -39,15 +39,26 @@ from torch import Tensor
 
 from drift.adapter import Model
 from drift.reprs import ITEMS, brief
+from drift.sites import Weight
 
 
 @dataclass(frozen=True)
 class WeightDelta:
-    """An additive change to one weight: ``model.weight(which, layer) += delta``."""
+    """An additive change to one weight: ``model.weight(which, layer) += delta``.
 
-    which: str  # "mlp_out" ([d_mlp, d_model]) or "attn_out" ([n_heads, d_head, d_model])
+    ``which`` names the weight as results files do: ``"mlp_out"`` for the MLP's output matrix
+    ``W_out`` (``[d_mlp, d_model]``), ``"attn_out"`` for the attention's ``W_O``
+    (``[n_heads, d_head, d_model]``); :attr:`weight` is the typed :class:`~drift.sites.Weight`.
+    """
+
+    which: str
     layer: int
     delta: Tensor
+
+    @property
+    def weight(self) -> Weight:
+        """The weight it changes, e.g. ``Weight(name='W_out', layer=4)``."""
+        return Weight(self.which, self.layer)
 
     def __repr__(self) -> str:
         norm = float(self.delta.norm())
@@ -137,8 +148,8 @@ def add_rounded_once(w: Tensor, delta: Tensor) -> None:
     A half-precision weight (bf16, fp16) gets ``(w in float32 + delta in float32)`` rounded back
     once, as the reference code's ``w[...] += upd_matrix`` does (a float32 update added to a bf16
     parameter), rather than the update rounded to bf16 first and the sum rounded again: an update
-    entry far smaller than its weight would be rounded twice. Float32 weights are added to
-    directly, exactly as before."""
+    entry far smaller than its weight would be rounded twice. A float32 weight gets ``delta``
+    added to it directly."""
     if w.dtype in HALF:
         w.copy_((w.float() + delta.to(device=w.device, dtype=torch.float32)).to(w.dtype))
     else:

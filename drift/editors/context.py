@@ -10,7 +10,7 @@ contexts with the bare one); MEMIT and PMET for 5 texts of 10 tokens (6 contexts
 :func:`generated_prefixes` does the same and returns the prefixes in *groups* (the bare prompt
 first, then one group per ``(length, count)``), because MEMIT's key is a mean of group means.
 The texts are sampled once per model and seed and cached. ``context_prefixes(model, n)``
-keeps drift's earlier fixed, hand-written list (deterministic, no sampling) as an option.
+gives a fixed, hand-written list instead (deterministic, no sampling).
 
 Example:
     >>> context_prefixes(None, 3)

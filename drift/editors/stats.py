@@ -50,7 +50,7 @@ from drift.store import CorruptCacheError, cache_root, load_tensors, save_json, 
 
 # Bumped whenever sampling changes what a corpus holds, so an older cached corpus is not reused.
 # 2: sampled tokens attend to the whole prefix (version 1 was sampled with an empty key-value
-# cache on transformers 5.x, each token seeing only itself; see adapter._route_cache_to_attention).
+# cache on transformers 5.x, each token seeing only itself; see drift._bridge.route_cache_to_attention).
 # 3: key statistics from 102k tokens of prose; editors computed as the reference code computes them.
 CORPUS_VERSION = 3
 log = logging.getLogger(__name__)

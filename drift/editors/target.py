@@ -31,8 +31,7 @@ from drift.adapter import Model, Prefix
 from drift.data import EditCase
 from drift.editors.objectives import EditBatch, LossTerm, Step
 from drift.reprs import fields_repr
-
-Site = tuple[str, int]  # (site name, layer), e.g. ("mlp_out", 4)
+from drift.sites import Site  # where a vector is added, e.g. Site("mlp_out", 4); a plain pair works too
 
 log = logging.getLogger(__name__)
 
@@ -264,7 +263,7 @@ def _delta_hooks(
     def detach(act: Tensor, hook) -> Tensor:
         return act.detach()
 
-    hooks = [(model.hook_name(name, layer), add_delta((name, layer))) for name, layer in sites]
+    hooks = [(model.hook_name(site), add_delta(site)) for site in sites]
     hooks += [(model.hook_name("mlp_key", l), record_keys) for l in key_layers]
     if block_attention_grad:
         hooks += [(model.hook_name("pattern", l), detach) for l in range(start, model.cfg.n_layers)]
@@ -447,7 +446,8 @@ def optimise_many(
         raise ValueError(f"stop_on must be 'total' or 'nll', got {stop_on!r}")
     if not cases:
         return []
-    start = min(layer for _, layer in sites)
+    sites = [Site.of(s) for s in sites]
+    start = min(site.layer for site in sites)
     if any(l < start for l in key_layers):
         raise ValueError(f"key layers {list(key_layers)} must be at or after the first edited layer {start}")
     built = []
@@ -511,8 +511,8 @@ def optimise_many(
                 target_logp=target_logp,
                 kl_logp=kl_logp,
                 vanilla_kl_logp=s.vanilla_kl,
-                deltas={f"{k[0]}@{k[1]}": d for k, d in s.deltas.items()},
-                v0_norms={f"{k[0]}@{k[1]}": s.v0[k].norm() for k in s.deltas},
+                deltas={str(k): d for k, d in s.deltas.items()},  # "mlp_out@4"
+                v0_norms={str(k): s.v0[k].norm() for k in s.deltas},
                 extras=s.extras,
                 nll_scale=s.nll_scale,
             )

@@ -1,0 +1,78 @@
+"""Sites and weights: named apart, printed as "name@layer" and read back, old strings included."""
+
+from __future__ import annotations
+
+import pytest
+
+from drift.sites import HOOK_NAMES, WEIGHTS, Site, Weight
+
+
+@pytest.mark.parametrize("kind", sorted(HOOK_NAMES))
+def test_every_site_prints_and_parses_back(kind):
+    site = Site(kind) if kind == "embed" else Site(kind, 3)
+    assert Site.parse(str(site)) == site
+    assert Site.of(str(site)) == Site.of(tuple(site)) == site
+    assert "{layer}" not in site.hook_name
+
+
+@pytest.mark.parametrize("name", sorted(WEIGHTS))
+def test_every_weight_prints_and_parses_back(name):
+    w = Weight(name, 2)
+    assert Weight.parse(str(w)) == w == Weight.of(("W_out" if name == "W_out" else "W_O", 2))
+
+
+def test_weight_strings_in_files_written_with_the_activation_names_still_read():
+    assert Weight.parse("mlp_out@4") == Weight("W_out", 4)
+    assert Weight.parse("attn_out@12") == Weight("W_O", 12)
+    assert Weight("mlp_out", 4).path == "mlp.W_out"
+
+
+def test_a_site_is_the_same_key_as_a_plain_pair():
+    d = {Site("mlp_out", 4): 1}
+    assert d[("mlp_out", 4)] == 1
+    assert Site("mlp_out", 4) == ("mlp_out", 4)
+    assert "mlp_out@4" == str(Site("mlp_out", 4))  # what optimise_targets' loss terms are keyed by
+
+
+def test_a_weight_is_not_a_site_and_a_site_not_a_weight():
+    with pytest.raises(ValueError, match="a weight is a drift.sites.Weight"):
+        Site("W_out", 1)
+    with pytest.raises(ValueError, match="unknown weight 'resid_pre'"):
+        Weight("resid_pre", 1)
+
+
+@pytest.mark.parametrize(
+    "text, error",
+    [
+        ("mlp_out@x", "whole-number layer"),
+        ("mlp_out", "takes a layer"),
+        ("embed@0", "takes no layer"),
+        ("nope@1", "unknown site"),
+    ],
+)
+def test_bad_site_strings_are_refused_with_the_reason(text, error):
+    with pytest.raises(ValueError, match=error):
+        Site.parse(text)
+
+
+def test_a_weight_needs_a_layer():
+    with pytest.raises(ValueError, match="not 'name@layer'"):
+        Weight.parse("W_out")
+
+
+def test_sites_module_imports_nothing_heavy():
+    """drift.sites itself needs neither torch nor TransformerLens (option parsing may use it)."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    import drift.sites
+
+    code = (
+        "import importlib.util, sys\n"
+        f"spec = importlib.util.spec_from_file_location('sites', {str(Path(drift.sites.__file__))!r})\n"
+        "spec.loader.exec_module(importlib.util.module_from_spec(spec))\n"
+        "print(sorted({'torch', 'transformer_lens'} & set(sys.modules)))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
