@@ -44,7 +44,9 @@ point rome_lr0.05_s20 rome --hp lr=0.05
 point rome_lr0.2_s20 rome --hp lr=0.2
 point rome_kl1_s20 rome --hp kl_factor=1.0
 point rome_kl4_s20 rome --hp kl_factor=4.0
-# 6. widened upward: while the rule's choice is the largest γ of its row, the next γ (× 2)
+# 6. Fig. 6: SADR on every head instead of the drifting ones, at ROME's 20 steps
+for g in 0.01 0.04 0.08 0.005; do point "rome_sadr_all_g${g}_s20" rome --sadr "$g" --sadr-heads all --steps 20; done
+# 7. widened upward: while the rule's choice is the largest γ of its row, the next γ (× 2)
 while true; do
     if ! widen="$(cd "$ROOT" && "$PY" analyses/tables.py --results "$DIR" --widen)"; then
         echo "$(date -u +%FT%TZ) stop: analyses/tables.py --widen failed; fix it and re-run the script"
