@@ -32,7 +32,6 @@ The rank-one factors of each ΔW go to ``results/stats_choice/deltas/`` (git-ign
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import json
 import sys
@@ -130,16 +129,17 @@ def cosine(x: torch.Tensor, y: torch.Tensor) -> float:
 
 
 def main(argv=None) -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--data", default=str(DEV_SET))
-    ap.add_argument("--model", default=None, help="default: drift's default model")
-    ap.add_argument("--limit", type=int, default=1178)
-    ap.add_argument("--shard", default="10/50")
+    from drift import options as O
+
+    ap = O.parser("analyses/stats_choice.py", __doc__.split("\n")[0])
+    O.add_data(ap, default=str(DEV_SET) if DEV_SET.is_file() else "builtin", limit=1178, shard=True)
+    ap.set_defaults(shard="10/50")
+    O.add_model(ap, device=False, dtype=False)
     ap.add_argument("--sampled-texts", type=int, default=50)
     ap.add_argument("--sampled-tokens", type=int, default=512)
     ap.add_argument("--chunk", type=int, default=4, help="cases whose δ are optimised together")
     ap.add_argument("--variants", default=",".join(VARIANTS))
-    ap.add_argument("--out", default=str(OUT))
+    O.add_output(ap, kind="folder", default=str(OUT), restart="", quiet=False)
     ap.add_argument("--report", action="store_true", help="only print the tables of what has finished")
     args = ap.parse_args(argv)
     out = Path(args.out)

@@ -1,9 +1,10 @@
-"""An evaluation job: the options of ``python -m drift eval`` made into a configuration, an editor
-and a list of cases, then run case by case into a :class:`drift.runs.CaseLog`.
+"""An evaluation job: the options of ``python -m drift eval`` (a :class:`drift.options.Options`)
+made into a configuration, an editor and a list of cases, then run case by case into a
+:class:`drift.runs.CaseLog`.
 
 ``eval`` runs one job in its process; ``sweep`` runs the chunks of many jobs on Ray workers. Both
 go through :func:`plan` and :func:`run`, so a sweep's run and the same ``eval`` compute the same
-rows under the same configuration key.
+rows under the same configuration key (:func:`drift.runs.run_config`).
 
 Example (the tiny model stands in for the default one):
     >>> import tempfile, pathlib
@@ -26,20 +27,24 @@ from __future__ import annotations
 import argparse
 import json
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
-from drift.data import EditCase
-from drift.evaluate import EditFn
-from drift.runs import CaseLog, digest_of, file_or_name, refuse_same_files
+from drift.options import EditorOptions, Options
+
+if TYPE_CHECKING:
+    from drift.data import EditCase
+    from drift.evaluate import EditFn
+    from drift.runs import CaseLog
 
 
 @dataclass
 class Job:
     """One ``eval`` run, before any model is loaded."""
 
-    args: argparse.Namespace
+    options: Options  # as given
+    editor: EditorOptions  # as run: --sadr alone resolved to the paper's γ and steps
     config: dict  # what the results depend on; its key names the run
     cases: list[EditCase]  # this process's cases (after --limit and --shard)
     edit: EditFn | None
@@ -49,12 +54,12 @@ class Job:
 
     @property
     def pool(self) -> str:
-        return self.args.pool
+        return self.options.scoring.pool
 
     @property
     def partial(self) -> Path:
         """The run's log beside its results file."""
-        out = Path(self.args.out)
+        out = self.options.out
         return out.with_name(out.name + ".partial.jsonl")
 
 
@@ -113,85 +118,57 @@ def slurm_shard() -> str | None:
     return f"{index}/{count}"
 
 
-def plan(args: argparse.Namespace) -> Job:
-    """Check the options of ``eval`` and build its job (editor, cases, configuration) without
-    loading the model: a bad name, option or file fails here, in seconds."""
-    import drift
-    from drift.__main__ import parse_hp
-    from drift.data import load_cases
-    from drift.editors import get_editor
-
+def resolve_editor(options: Options) -> tuple[EditorOptions, dict]:
+    """The editor's options as they will run, and the editor's keyword overrides: ``--sadr`` alone
+    becomes the paper's γ and steps for the editor and model (with any other hyper-parameter of
+    the paper's run, under ``--hp``'s)."""
+    e = options.editor
     overrides: dict = {}
-    hp = parse_hp(args.hp)
-    if args.sadr is not None:
+    hp = dict(e.hp)
+    if e.sadr is not None:
         from drift.editors.sadr import SADR, paper_setting
 
-        if args.sadr < 0:  # --sadr alone: the paper's γ and steps for this editor and model
-            setting = paper_setting(args.editor, args.model or drift.DEFAULT_MODEL)
-            args.sadr, steps = setting.pop("gamma"), setting.pop("steps")
-            if args.steps is None:
-                args.steps = steps
-            hp = setting | hp  # any other hyper-parameter of the paper's run, under --hp's
-        overrides["extra_terms"] = (SADR(args.sadr, args.sadr_heads),)
-    if args.steps is not None:
-        overrides["steps"] = args.steps
+        if e.sadr < 0:  # --sadr alone: the paper's γ and steps for this editor and model
+            import drift
+
+            setting = paper_setting(e.editor, options.model.model or drift.DEFAULT_MODEL)
+            gamma, steps = setting.pop("gamma"), setting.pop("steps")
+            e = replace(e, sadr=gamma, steps=e.steps if e.steps is not None else steps)
+            hp = setting | hp
+        overrides["extra_terms"] = (SADR(e.sadr, e.sadr_heads),)
+    if e.steps is not None:
+        overrides["steps"] = e.steps
     overrides |= hp
-    refuse_same_files({"--out": args.out}, {"--data": args.data, "--ppl": args.ppl})
+    return replace(e, hp=hp), overrides
+
+
+def plan(options: Options | argparse.Namespace) -> Job:
+    """Check the options of ``eval`` and build its job (editor, cases, configuration) without
+    loading the model: a bad name, option or file fails here, in seconds."""
+    from drift.data import load_cases
+    from drift.editors import get_editor
+    from drift.runs import refuse_same_files, run_config
+
+    o = options if isinstance(options, Options) else Options.of(options)
+    editor, overrides = resolve_editor(o)
+    refuse_same_files({"--out": o.output.out}, {"--data": o.data.data, "--ppl": o.scoring.ppl})
     # unknown names and bad options fail before the model loads
-    edit = get_editor(args.editor, drop_rate=args.dr, seed=args.seed, **overrides)
-    cases = load_cases(args.data, limit=args.limit)
-    if args.shard is not None:
+    edit = get_editor(editor.editor, drop_rate=editor.dr, seed=o.run.seed, **overrides)
+    cases = load_cases(o.data.data, limit=o.data.limit)
+    if o.data.shard is not None:
         from drift.runtime import share
 
-        total, cases = len(cases), share(cases, args.shard)
+        total, cases = len(cases), share(cases, o.data.shard)
         if not cases:
-            raise ValueError(f"--shard {args.shard} of {total} case(s) is empty; use fewer parts")
-    texts = _load_texts(args.ppl) if args.ppl else None
-    forms = {  # audit's options have none of these: the defaults
-        "fluency": None if args.no_fluency else getattr(args, "fluency", "reference"),
-        "ppl": getattr(args, "ppl_form", "reference"),
-        "res": getattr(args, "res", "reference"),
-    }
-    references = getattr(args, "references", None)
-    if references is not None:
+            raise ValueError(f"--shard {o.data.shard} of {total} case(s) is empty; use fewer parts")
+    texts = _load_texts(o.scoring.ppl) if o.scoring.ppl else None
+    loaded = None
+    if o.scoring.references is not None:
         from drift.metrics import load_reference_texts
 
-        loaded = load_reference_texts(references)  # a bad folder fails before the model loads
-    config = {
-        "data": file_or_name(str(args.data)),
-        "editor": args.editor,
-        "model": args.model or drift.DEFAULT_MODEL,
-        "seed": args.seed,
-        "fluency": not args.no_fluency,
-        "ppl": file_or_name(args.ppl),
-        "scoring": args.scoring,
-        "pool": args.pool,
-        # what the inputs hold: a case file edited since a run began is another configuration
-        "data_sha256": digest_of(args.data),
-        "limit": args.limit,  # not in the key (a run whose limit grew keeps its cases)
-        "forms": forms,  # how FL, PPL and RES are computed (drift/metrics.py)
-    }
-    if references is not None:
-        config["references"] = file_or_name(references)
-    if args.ppl:
-        config["ppl_sha256"] = digest_of(args.ppl)
-    if args.sadr is not None:  # only when given, so keys of runs without them stay as they were
-        config |= {"sadr": args.sadr, "sadr_heads": args.sadr_heads}
-    if args.steps is not None:
-        config["steps"] = args.steps
-    if args.dr is not None:
-        config["dr"] = args.dr
-    if getattr(args, "dtype", None) not in (None, "fp32"):  # fp32 is the default: its keys unchanged
-        config["dtype"] = args.dtype
-    if hp:
-        config["hp"] = {k: repr(v) for k, v in sorted(hp.items())}
-    if args.shard is not None:
-        config["shard"] = args.shard
-    if args.editor != "none" or not args.no_fluency:  # results that depend on sampled text
-        from drift.editors.stats import CORPUS_VERSION
-
-        config["sampling"] = CORPUS_VERSION
-    return Job(args, config, cases, edit, texts, overrides, loaded if references is not None else None)
+        loaded = load_reference_texts(o.scoring.references)  # a bad folder fails before the model loads
+    config = run_config(o, editor)
+    return Job(o, editor, config, cases, edit, texts, overrides, loaded)
 
 
 def run(
@@ -205,19 +182,20 @@ def run(
 
     from drift.evaluate import evaluate
 
+    o = job.options
     todo = log.remaining(job.cases if cases is None else cases)
-    torch.manual_seed(job.args.seed)
+    torch.manual_seed(o.run.seed)
     evaluate(
         model,
         todo,
         edit=job.edit,
         ppl_texts=job.texts,
-        seed=job.args.seed,
-        batch_cases=job.args.batch_cases,
-        edit_batch=getattr(job.args, "edit_batch", None),
+        seed=o.run.seed,
+        batch_cases=o.run.batch_size or 16,
+        edit_batch=o.run.edit_batch,
         progress=progress,
         on_case=log.append,
-        scoring=job.args.scoring,
+        scoring=o.scoring.scoring,
         **_metric_options(job),
     )
     return len(todo)
@@ -227,7 +205,7 @@ def _metric_options(job: Job) -> dict:
     """evaluate()'s options for FL, PPL, RES and RefS from the job's configuration."""
     forms = job.config.get("forms", {})
     return {
-        "fluency": False if job.args.no_fluency else forms.get("fluency", "reference"),
+        "fluency": False if job.options.scoring.fluency is None else forms.get("fluency", "reference"),
         "ppl_form": forms.get("ppl", "reference"),
         "res": forms.get("res", "reference"),
         "references": job.references,

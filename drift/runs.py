@@ -90,6 +90,85 @@ def run_label(config: dict) -> str:
     return name
 
 
+def run_config(options, editor=None, *, kind: str = "eval", **extra) -> dict:
+    """The configuration of a run: what its results depend on, whose :func:`run_key` names its
+    log and results file. The one builder of every command's configuration: ``options`` is a
+    :class:`drift.options.Options`, ``editor`` its editor options resolved (``--sadr`` alone made
+    the paper's γ and steps; default: as given). ``kind``:
+
+    - ``"eval"``: one ``eval`` (or ``audit``, ``sweep`` run) configuration;
+    - ``"sequential"``: ``eval --sequential`` (``extra``: ``checkpoints``, ``batch_edits``);
+    - any other: the data, model, editor and scoring of an analysis, with ``extra`` its own entries.
+
+    Entries that were added to drift later (``dtype``, ``steps``, ``dr``, ``sadr``, ``hp``) appear
+    only when set, so the keys of runs made before them stay as they were.
+
+    >>> from drift.options import Options, EditorOptions
+    >>> c = run_config(Options(editor=EditorOptions(editor="rome", steps=80)))
+    >>> c["editor"], c["steps"], c["data"], c["sampling"] is not None
+    ('rome', 80, 'builtin', True)
+    """
+    from drift.models import DEFAULT_MODEL
+
+    o = options
+    e = editor if editor is not None else o.editor
+    data = str(o.data.data)
+    model = o.model.model or DEFAULT_MODEL
+    half = {"dtype": o.model.dtype} if o.model.dtype not in (None, "fp32") else {}  # fp32 keys unchanged
+    hp = {k: repr(v) for k, v in sorted(e.hp.items())} if e.hp else None
+    if kind == "sequential":
+        return {
+            "data": file_or_name(data),
+            "data_sha256": digest_of(data),
+            "limit": o.data.limit,
+            "editor": e.editor,
+            "model": model,
+            "seed": o.run.seed,
+            "dr": e.dr,
+            "sequential": True,
+            "batch_edits": extra["batch_edits"],
+            "checkpoints": extra["checkpoints"],
+            "sadr": e.sadr,
+            "sadr_heads": e.sadr_heads if e.sadr is not None else None,
+            "steps": e.steps,
+            "hp": hp,
+            "scoring": o.scoring.scoring,
+            "pool": o.scoring.pool,
+            **half,
+        }
+    s = o.scoring
+    config: dict = {"data": file_or_name(data), "editor": e.editor, "model": model, "seed": o.run.seed}
+    if kind == "eval":
+        config |= {"fluency": s.fluency is not None, "ppl": file_or_name(s.ppl)}
+    config |= {"scoring": s.scoring}
+    if kind == "eval":
+        config["pool"] = s.pool
+    config["data_sha256"] = digest_of(data)  # a case file edited since a run began: another run
+    config["limit"] = o.data.limit  # not in the key (a run whose limit grew keeps its cases)
+    if kind == "eval":
+        config["forms"] = {"fluency": s.fluency, "ppl": s.ppl_form, "res": s.res}  # drift/metrics.py
+        if s.references is not None:
+            config["references"] = file_or_name(s.references)
+        if s.ppl:
+            config["ppl_sha256"] = digest_of(s.ppl)
+    if e.sadr is not None:
+        config |= {"sadr": e.sadr, "sadr_heads": e.sadr_heads}
+    if e.steps is not None:
+        config["steps"] = e.steps
+    if e.dr is not None:
+        config["dr"] = e.dr
+    config |= half
+    if hp:
+        config["hp"] = hp
+    if o.data.shard is not None:
+        config["shard"] = o.data.shard
+    if e.editor != "none" or (kind == "eval" and s.fluency is not None):  # depends on sampled text
+        from drift.editors.stats import CORPUS_VERSION
+
+        config["sampling"] = CORPUS_VERSION
+    return config | extra
+
+
 def file_or_name(value: str | None) -> str | None:
     """A data or text file as its absolute path (so ``d.json`` and ``/here/d.json`` are one
     configuration); a name such as ``builtin`` as given."""

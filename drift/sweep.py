@@ -2,7 +2,9 @@
 
 A sweep is a small TOML file. Its top-level keys are ``eval`` options shared by every run; each
 ``[[run]]`` table adds or overrides options for one run, and a list value makes a grid (one run per
-value; several lists multiply). ``hp`` is a table of the editor's hyper-parameters (``--hp``)::
+value; several lists multiply). ``hp`` is a table of the editor's hyper-parameters (``--hp``). The
+keys map straight onto eval's option groups (:func:`drift.options.from_table`): each value is
+checked as the same option on the command line is, and a bad one is refused before torch loads::
 
     data = "builtin"            # any option of `python -m drift eval`, by its name
     limit = 20
@@ -58,7 +60,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
-from drift.runs import RunConflict, chunks, join, run_key, write_results
+from drift import options as O
 
 SETTINGS = ("chunk",)  # sweep-level keys that are not eval options
 NOT_IN_SPEC = ("out", "shard", "restart", "sequential", "quiet", "device")
@@ -71,22 +73,18 @@ class RunSpec:
     name: str
     options: dict = field(default_factory=dict)
 
-    def argv(self) -> list[str]:
-        """The options as ``eval`` arguments: ``{"no_fluency": True, "hp": {"lr": 0.1}}`` ->
-        ``["--no-fluency", "--hp", "lr=0.1"]``."""
-        out: list[str] = []
-        for key, value in self.options.items():
-            flag = "--" + key.replace("_", "-")
-            if key == "hp":  # as on the command line: a string is parsed there ("(3, 4)" -> a tuple)
-                for k, v in value.items():
-                    out += ["--hp", f"{k}={v}" if isinstance(v, str) else f"{k}={v!r}"]
-            elif value is True:
-                out.append(flag)
-            elif value is False or value is None:
-                continue
-            else:
-                out += [flag, str(value)]
-        return out
+    def namespace(self, out: Path | str, device: str | None = None):
+        """The run's ``eval`` options as parsed values (the keys checked as ``eval`` checks them),
+        writing ``OUT/NAME.json``, quietly, on ``device``; a ``ValueError`` naming the run and the
+        option otherwise.
+
+        >>> RunSpec("r", {"editor": "rome", "hp": {"lr": 0.1}}).namespace("out").hp
+        [('lr', 0.1)]
+        """
+        p = O.parser("sweep")
+        O.add_eval(p)
+        fixed = {"out": str(Path(out) / f"{self.name}.json"), "quiet": True, "device": device}
+        return O.from_table(p, self.options | fixed, where=f"sweep: run {self.name!r}: ")
 
 
 def slug(text: str) -> str:
@@ -141,7 +139,7 @@ def expand(spec: dict) -> list[RunSpec]:
 
 
 def load(path: Path | str) -> tuple[list[RunSpec], dict]:
-    """A sweep file's runs and its sweep-level settings (``chunk``)."""
+    """A sweep file's runs and its sweep-level settings (``chunk``), every run's options checked."""
     path = Path(path)
     try:
         spec = tomllib.loads(path.read_text())
@@ -149,23 +147,19 @@ def load(path: Path | str) -> tuple[list[RunSpec], dict]:
         raise ValueError(f"sweep: {path} does not exist") from None
     except tomllib.TOMLDecodeError as e:
         raise ValueError(f"sweep: {path} is not valid TOML ({e})") from None
-    return expand(spec), {k: spec[k] for k in SETTINGS if k in spec}
+    runs = expand(spec)
+    for run in runs:
+        run.namespace(".")
+    return runs, {k: spec[k] for k in SETTINGS if k in spec}
 
 
 def _job(run: RunSpec, out: Path, device: str | None):
     """The ``eval`` job of one run (the options checked exactly as ``eval`` checks them)."""
     from drift import jobs
-    from drift.__main__ import build_parser
 
-    argv = ["eval", *run.argv(), "--out", str(out / f"{run.name}.json"), "--quiet"]
-    if device:
-        argv += ["--device", device]
+    options = O.Options.of(run.namespace(out, device), "eval")
     try:
-        args = build_parser().parse_args(argv)
-    except SystemExit:
-        raise ValueError(f"sweep: run {run.name!r} has an option eval does not know: {run.argv()}") from None
-    try:
-        return jobs.plan(args)
+        return jobs.plan(options)
     except ValueError as e:
         raise ValueError(f"sweep: run {run.name!r}: {e}") from e
 
@@ -184,10 +178,11 @@ def run_chunk(run: RunSpec, out: str, device: str | None, case_ids: list[str], l
     if plan_key not in _JOBS:  # planned once per worker (a large case file is read once)
         _JOBS[plan_key] = _job(run, Path(out), device)
     job = _JOBS[plan_key]
-    key = (job.args.model, device, job.args.dtype)
+    m = job.options.model
+    key = (m.model, device, m.dtype)
     if key not in _MODELS:
         _MODELS.clear()  # one model at a time in a worker
-        _MODELS[key] = drift.load_model(job.args.model, device=device, dtype=job.args.dtype)
+        _MODELS[key] = drift.load_model(m.model, device=device, dtype=m.dtype)
     wanted = set(case_ids)
     with CaseLog(log, job.config | {"chunk": Path(log).stem}) as case_log:
         return jobs.run(
@@ -211,6 +206,8 @@ def _prepare(run: RunSpec, out: Path, chunk: int, device: str | None, restart: b
     """The run's chunks still to do (``None`` when its results file is finished). Cases finished
     in any earlier chunk log are left out, whatever the chunk size was then."""
     import shutil
+
+    from drift.runs import RunConflict, chunks, join, run_key
 
     job = _job(run, out, device)
     result = out / f"{run.name}.json"
@@ -259,6 +256,8 @@ def _prepare(run: RunSpec, out: Path, chunk: int, device: str | None, restart: b
 def _finish(r: _Run, out: Path) -> dict:
     """Join a run's chunk logs into its results file (cases in the run's order) and remove them."""
     import shutil
+
+    from drift.runs import join, write_results
 
     config, rows = join(_logged(r.parts), "sweep")
     by_id = {row["case_id"]: row for row in rows}

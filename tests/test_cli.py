@@ -53,9 +53,11 @@ def test_eval_resumes_without_redoing_finished_cases(tmp_path, real, monkeypatch
     assert len(json.loads(out.read_text())["cases"]) == 3
 
 
-def test_unknown_editor_is_named(tmp_path):
+def test_unknown_editor_is_named(tmp_path, capsys):
     with pytest.raises(ValueError, match="unknown editor 'romee'"):
         main(["eval", "--editor", "romee", "--out", str(tmp_path / "x.json")])
+    err = capsys.readouterr().err  # the parser's one line, before anything is loaded
+    assert err.startswith("error: unknown editor 'romee'") and len(err.strip().splitlines()) == 1
 
 
 def test_sadr_without_an_editor_is_refused(tmp_path):

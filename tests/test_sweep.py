@@ -33,7 +33,7 @@ def _spec(tmp_path: Path, tiny_dir: str, runs: str, limit: int = 3) -> Path:
 TWO_RUNS = '[[run]]\nname = "none"\n\n[[run]]\neditor = "rome"\nsteps = 3\n'
 
 
-def test_grids_multiply_and_options_become_eval_arguments():
+def test_grids_multiply_and_options_become_eval_options():
     runs = sweep.expand(
         {
             "data": "builtin",
@@ -51,17 +51,20 @@ def test_grids_multiply_and_options_become_eval_arguments():
         "rome-sadr=0.01-kl_factor=1.0",
         "plain",
     ]
-    assert runs[1].argv() == [
-        "--data",
+    ns = runs[1].namespace("out")
+    assert (ns.data, ns.no_fluency, ns.editor, ns.sadr, ns.hp) == (
         "builtin",
-        "--no-fluency",
-        "--editor",
+        True,
         "rome",
-        "--sadr",
-        "0.001",
-        "--hp",
-        "kl_factor=1.0",
-    ]
+        0.001,
+        [("kl_factor", 1.0)],
+    )
+    assert (ns.out, ns.quiet, ns.limit, ns.scoring) == (
+        str(Path("out") / runs[1].name) + ".json",
+        True,
+        None,
+        "mean",
+    )
 
 
 @pytest.mark.parametrize(
@@ -81,7 +84,23 @@ def test_a_bad_sweep_file_is_named(spec, message):
 
 def test_hp_strings_are_parsed_as_on_the_command_line():
     (run,) = sweep.expand({"run": [{"editor": "memit", "hp": {"layers": "(3, 4)", "lr": 0.5}}]})
-    assert run.argv()[-4:] == ["--hp", "layers=(3, 4)", "--hp", "lr=0.5"]
+    assert run.namespace("out").hp == [("layers", (3, 4)), ("lr", 0.5)]
+
+
+@pytest.mark.parametrize(
+    "table, message",
+    [
+        ({"editor": "romee"}, r"run 'r': unknown editor 'romee'"),
+        ({"edit_batch": 0}, r"run 'r': edit_batch must be at least 1"),
+        ({"no_fluency": "yes"}, r"run 'r': no_fluency: expected true or false"),
+        ({"dtype": "bf32"}, r"run 'r': dtype: invalid choice 'bf32'"),
+        ({"data": "no/such.json"}, r"run 'r': data: no such file"),
+        ({"colour": "red"}, r"run 'r': unknown option 'colour'"),
+    ],
+)
+def test_a_bad_option_in_a_sweep_file_is_named(table, message):
+    with pytest.raises(ValueError, match=message):
+        sweep.RunSpec("r", table).namespace("out")
 
 
 def test_a_bad_option_fails_before_any_run_starts(tmp_path, tiny_dir, monkeypatch):

@@ -1,0 +1,164 @@
+"""drift/options.py: one definition of every option, the same checks on the command line and in a
+sweep file, and a bad option refused in one line before torch is imported."""
+
+from __future__ import annotations
+
+import ast
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from drift import options as O
+from drift.__main__ import build_parser
+
+ROOT = Path(__file__).resolve().parents[1]
+
+BAD = [
+    (["eval", "--editor", "romee", "--out", "x.json"], "unknown editor 'romee'"),
+    (["eval", "--dtype", "bf32", "--out", "x.json"], "--dtype: invalid choice: 'bf32'"),
+    (["eval", "--edit-batch", "0", "--out", "x.json"], "--edit-batch must be at least 1"),
+    (["eval", "--data", "no/such.json", "--out", "x.json"], "--data: no such file"),
+    (["eval", "--shard", "3/2", "--out", "x.json"], "--shard expects I/N"),
+    (["eval", "--hp", "steps", "--out", "x.json"], "--hp expects NAME=VALUE"),
+    (["audit", "--editor", "none", "--out", "x.json"], "unknown editor 'none'"),
+    (["trace", "--editor", "romee"], "unknown editor 'romee'"),
+    (["trace", "--kinds", "mlp,head"], "--kinds: expected some of mlp,attn,layer"),
+    (["sadr", "--editors", "rome,foo"], "--editors: invalid editor(s) 'foo'"),
+    (["sequential", "--part", "0/2"], "--part: expected I/N"),
+    (["mechanism", "--window", "5"], "--window: expected first,last layer"),
+    (["steps", "--config", "later"], "--config: invalid choice: 'later'"),
+]
+
+
+@pytest.mark.parametrize("argv, message", BAD, ids=[" ".join(a[:3]) for a, _ in BAD])
+def test_a_bad_option_is_refused_in_one_line_before_torch_loads(argv, message):
+    code = (
+        "import sys\nfrom drift.__main__ import cli\n"
+        f"try:\n    rc = cli({argv!r})\nexcept SystemExit as e:\n    rc = e.code\n"
+        "print('torch' in sys.modules, rc)"
+    )
+    t0 = time.time()
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=60)
+    seconds = time.time() - t0
+    assert done.stdout.split() == ["False", "2"], done.stdout + done.stderr
+    assert message in done.stderr and len(done.stderr.strip().splitlines()) == 1, done.stderr
+    assert seconds < 2 * 3  # < 2 s on an idle machine; this one is shared with long jobs
+
+
+def test_an_analysis_script_refuses_a_bad_option_the_same_way():
+    done = subprocess.run(
+        [sys.executable, "analyses/trace.py", "--editor", "romee"],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=60,
+    )
+    assert done.returncode == 2 and done.stderr.startswith("error: unknown editor 'romee'")
+    assert len(done.stderr.strip().splitlines()) == 1
+
+
+def test_every_subcommand_has_its_help():
+    sub = next(a for a in build_parser()._actions if a.dest == "command")
+    names = set(sub.choices)
+    assert {"eval", "trace", "sadr", "mechanism", "sequential", "audit", "sweep", "compare", "merge"} <= names
+    for name in names:
+        assert sub.choices[name].format_help()
+
+
+def test_the_editor_choices_are_the_editors():
+    from drift.editors import COMPUTE
+
+    assert set(O.EDITORS) == {"none", *COMPUTE}
+
+
+def test_no_parser_outside_options_defines_model_data_or_out():
+    """analyses/peer_rome.py is left out: it runs in the reference code's environment (.venv-peer)
+    and imports nothing of drift by design; its --model is that side's Hugging Face folder."""
+    defined = re.compile(r"""add_argument\(\s*["']--(model|data|out)["']""")
+    files = [*ROOT.glob("drift/**/*.py"), *ROOT.glob("analyses/*.py")]
+    found = [
+        str(f.relative_to(ROOT))
+        for f in files
+        if f.name not in ("options.py", "peer_rome.py") and defined.search(f.read_text())
+    ]
+    assert not found
+
+
+def test_an_older_option_name_still_works():
+    args = build_parser().parse_args(["eval", "--batch-cases", "4", "--out", "r.json"])
+    assert args.batch_size == 4
+    assert build_parser().parse_args(["steps", "--cases", "2"]).limit == 2
+    assert "--batch-cases" not in build_parser()._subparsers._group_actions[0].choices["eval"].format_help()
+
+
+def test_a_table_gives_what_the_command_line_gives():
+    p = O.parser("eval")
+    O.add_eval(p)
+    argv = [
+        "--editor",
+        "rome",
+        "--sadr",
+        "0.01",
+        "--no-fluency",
+        "--hp",
+        "lr=0.5",
+        "--limit",
+        "3",
+        "--out",
+        "r.json",
+    ]
+    table = {
+        "editor": "rome",
+        "sadr": 0.01,
+        "no_fluency": True,
+        "hp": {"lr": 0.5},
+        "limit": 3,
+        "out": "r.json",
+    }
+    assert vars(O.from_table(p, table)) == vars(p.parse_args(argv))
+    assert O.from_table(p, {"sadr": True, "out": "r.json"}).sadr == -1.0  # `--sadr` alone
+
+
+def test_typed_groups_take_each_value_once():
+    args = build_parser().parse_args(["-q", "eval", "--editor", "memit", "--no-fluency", "--out", "r.json"])
+    o = O.Options.of(args)
+    assert (o.editor.editor, o.scoring.fluency, o.output.quiet, o.run.batch_size) == ("memit", None, True, 16)
+    assert o.extra == {"sequential": False, "checkpoints": [1, 10, 25, 50, 100], "batch_edits": 1}
+
+
+def _imports(path: Path) -> set[str]:
+    """The drift modules a file imports anywhere (top level or inside a function)."""
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("drift"):
+            found.add(node.module)
+            found |= {f"{node.module}.{a.name}" for a in node.names}
+        elif isinstance(node, ast.Import):
+            found |= {a.name for a in node.names if a.name.startswith("drift")}
+    return found
+
+
+def test_the_command_line_has_no_import_cycle():
+    """options imports no drift module; nothing imports __main__; jobs, sweep and the commands
+    depend on options, never the other way round."""
+    modules = {
+        ".".join(p.relative_to(ROOT).with_suffix("").parts).removesuffix(".__init__"): p
+        for p in ROOT.glob("drift/**/*.py")
+    }
+    graph = {m: {i for i in _imports(p) if i in modules and i != m} for m, p in modules.items()}
+    assert graph["drift.options"] == set()
+    assert not [m for m, deps in graph.items() if "drift.__main__" in deps]
+    mine = ["drift.options", "drift.jobs", "drift.sweep", "drift.windows", "drift.commands"]
+    mine += [m for m in modules if m.startswith("drift.commands.")]
+
+    def reaches(start: str, goal: str, seen: set) -> bool:
+        for nxt in graph.get(start, ()):
+            if nxt == goal or (nxt not in seen and (seen.add(nxt) or reaches(nxt, goal, seen))):
+                return True
+        return False
+
+    assert not [m for m in mine if reaches(m, m, set())]
