@@ -213,12 +213,12 @@ def bench_rome(args) -> None:
         sys.exit("drift's and the reference optimisations disagree")
 
 
-def bench_sweep(args) -> None:
+def bench_patch_scan(args) -> None:
     import drift
     from drift import tracing
     from drift.data import load_cases
     from drift.editors.rome import compute_rome
-    from drift.patching import Write, record, sweep, sweep_naive
+    from drift.patching import Write, patch_scan, patch_scan_naive, record
 
     model = drift.load_model(args.model)
     case = load_cases("builtin")[0]
@@ -231,23 +231,23 @@ def bench_sweep(args) -> None:
     states = [
         tuple(Write("attn_out", j, (t,)) for j in tracing.centred(l, 6, L)) for l in centres for t in range(T)
     ]
-    sweep(model, p.tokens, states[:4], src, p.read)  # warm-up
+    patch_scan(model, p.tokens, states[:4], src, p.read)  # warm-up
     t0 = time.perf_counter()
-    fast = sweep(model, p.tokens, states, src, p.read)
+    fast = patch_scan(model, p.tokens, states, src, p.read)
     t_fast = time.perf_counter() - t0
     t0 = time.perf_counter()
-    slow = sweep_naive(model, p.tokens, states, src, p.read)
+    slow = patch_scan_naive(model, p.tokens, states, src, p.read)
     t_slow = time.perf_counter() - t0
     diff = (fast - slow).abs().max().item()
     print(
-        f"patch sweep: {len(states)} states ({len(centres)} centre layers x {T} tokens), attention outputs, "
+        f"patch scan: {len(states)} states ({len(centres)} centre layers x {T} tokens), attention outputs, "
         f"window 6, {torch.get_num_threads()} threads"
     )
     print(
         f"  drift {t_fast:.1f} s   naive {t_slow:.1f} s   ratio {t_slow / t_fast:.1f}x   max |ΔP| {diff:.1e}"
     )
     if diff > 1e-5:
-        sys.exit("the fast and the naive sweep disagree")
+        sys.exit("the fast and the naive patch scans disagree")
 
 
 def bench_sadr(args) -> None:
@@ -843,7 +843,9 @@ def main() -> None:
     ro.add_argument("--skip-naive", action="store_true", help="time drift with and without the prefix only")
     O.add_data(ro, with_limit=False)
     O.add_model(ro, device=False, dtype=False)
-    sw = sub.add_parser("sweep", help="patch sweep vs one full forward per state")
+    sw = sub.add_parser(
+        "patch-scan", aliases=["sweep"], help="the patch scan vs one full forward per state (alias: sweep)"
+    )
     sw.add_argument("--layers", type=int, default=10)
     O.add_model(sw, device=False, dtype=False)
     sa = sub.add_parser("sadr", help="ROME with and without SADR, same steps")
@@ -898,7 +900,8 @@ def main() -> None:
         "batch": bench_batch,
         "peer": bench_peer,
         "rome": bench_rome,
-        "sweep": bench_sweep,
+        "patch-scan": bench_patch_scan,
+        "sweep": bench_patch_scan,  # the older name of patch-scan
         "sadr": bench_sadr,
         "ray": bench_ray,
     }

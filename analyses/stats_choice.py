@@ -167,6 +167,7 @@ def main(argv=None) -> None:
     from drift.evaluate import evaluate
     from drift.runs import chunks
     from drift.runtime import share
+    from drift.store import save_object
 
     cases = share(load_cases(args.data, limit=args.limit), args.shard)
     model = drift.load_model(args.model)
@@ -228,9 +229,8 @@ def main(argv=None) -> None:
                     row["edit"]["delta_norm"] = float(d.double().norm())
                     f = factors(d)
                     row["edit"]["rank_one_residual"] = f.pop("rest")
-                    path = out / "deltas" / v / f"{row['case_id']}.pt"
-                    path.parent.mkdir(parents=True, exist_ok=True)
-                    torch.save(f, path)
+                    # written whole (temp file + rename) before the row that points at it
+                    save_object(out / "deltas" / v / f"{row['case_id']}.pt", f)
                     log.append(row)
                     m = row["metrics"]
                     print(

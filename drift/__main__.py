@@ -303,7 +303,7 @@ def _claim(out: str, config: dict, restart: bool) -> None:
 def _merge(args) -> int:
     """Join the parts of one run (results files and/or ``.partial.jsonl`` logs of one configuration)."""
     from drift.metrics import scoring_of
-    from drift.runs import claim_out, coverage, join, read_any, refuse_same_files, write_results
+    from drift.runs import coverage, join, read_any, refuse_same_files, write_results
 
     O.writable_file(args.out)
     refuse_same_files({"--out": args.out}, {f"input {x}": x for x in args.inputs})
@@ -320,9 +320,7 @@ def _merge(args) -> int:
             "or pass --allow-missing to write what there is"
         )
     extra = {"missing": missing} if missing else {}
-    aside = claim_out(args.out, config, restart=args.restart)
-    if aside is not None:
-        print(f"--restart: the earlier {args.out} is kept as {aside}", file=sys.stderr)
+    _claim(args.out, config, args.restart)
     if config.get("command") == "audit":  # an audit's shards: the summary is the audit's own
         from drift import audit
         from drift.store import save_json

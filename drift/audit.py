@@ -329,18 +329,23 @@ def validate(
 ) -> dict:
     """Per signal and for the combined score (fitted on ``fit``, reported on ``test``): AUROC with
     its bootstrap CI, and the precision at ``recall``; plus the combined score's calibration."""
-    model = combine([s for s, _ in fit], [y for _, y in fit])
+    fitted = combine([s for s, _ in fit], [y for _, y in fit])
     labels = [y for _, y in test]
     out: dict = {"signals": {}, "n": len(test), "n_fit": len(fit), "failing": int(sum(labels))}
     for name in SIGNALS:
         vals = [s[name] for s, _ in test]
         out["signals"][name] = auroc(vals, labels)
-    combined = [model.score(s) for s, _ in test]
+    combined = [fitted.score(s) for s, _ in test]
     out["auroc"] = auroc(combined, labels)
     out["auroc_ci"] = list(auroc_ci(combined, labels))
     out["precision_at_recall"] = {str(recall): precision_at_recall(combined, labels, recall)}
     out["calibration"] = calibration(combined, labels)
-    out["combined"] = {"names": model.names, "weights": model.weights, "mean": model.mean, "std": model.std}
+    out["combined"] = {
+        "names": fitted.names,
+        "weights": fitted.weights,
+        "mean": fitted.mean,
+        "std": fitted.std,
+    }
     return out
 
 
@@ -429,8 +434,8 @@ def report(rows: Sequence[dict], fit_rows: Sequence[dict] | None = None, recall:
         fit = [(r["metrics"], r["label"]) for r in fit_rows if r.get("label") is not None]
         out = validate(fit, labelled, recall=recall)
         out["fit"] = "another run"
-        model = combine([s for s, _ in fit], [y for _, y in fit])
-        return out | _baseline(kept, [model.score(s) for s, _ in labelled])
+        fitted = combine([s for s, _ in fit], [y for _, y in fit])
+        return out | _baseline(kept, [fitted.score(s) for s, _ in labelled])
     # two folds, stratified: failing and sound edits alternate between them, so each fold has both
     folds: tuple[list[int], list[int]] = ([], [])
     for cls in (0, 1):
@@ -442,9 +447,9 @@ def report(rows: Sequence[dict], fit_rows: Sequence[dict] | None = None, recall:
         )
     combined = [math.nan] * len(labelled)
     for fit, test in ((folds[0], folds[1]), (folds[1], folds[0])):
-        model = combine([labelled[k][0] for k in fit], [labelled[k][1] for k in fit])
+        fitted = combine([labelled[k][0] for k in fit], [labelled[k][1] for k in fit])
         for k in test:
-            combined[k] = model.score(labelled[k][0])
+            combined[k] = fitted.score(labelled[k][0])
     labels = [y for _, y in labelled]
     out = validate(labelled, labelled, recall=recall)  # per-signal AUROCs need no fit
     out["auroc"] = auroc(combined, labels)

@@ -76,14 +76,14 @@ def evaluate(
         edit: an editor (see ``EditFn``); ``None`` evaluates the model as it is.
         fluency: generate text from each case's generation prompts (seeded top-5 sampling) and
             report FL: ``"reference"`` (or ``True``) as the reference does, from every prompt, each
-            text 100 tokens in all, n-grams of Treebank words; ``"short"`` drift's earlier form,
+            text 100 tokens in all, n-grams of Treebank words; ``"short"``,
             2 prompts, 40 new tokens, words split at whitespace (:data:`drift.metrics.FLUENCY_FORMS`);
             ``False`` none. ``gen_prompts`` / ``gen_tokens`` (new tokens per prompt) override the
             form's number of prompts and length.
         ppl_texts: texts for perplexity (PPL), measured per case on the edited model, or once
             for an unedited one; ``ppl_form`` says how (:func:`perplexity`).
         res: ``"reference"`` scores each reasoning answer against o_true (RES), ``"accuracy"``
-            its teacher-forced token accuracy (drift's earlier form).
+            its teacher-forced token accuracy.
         references: texts about o_edit (:func:`drift.metrics.load_reference_texts`): with
             fluency on, RefS, the TF-IDF similarity of a case's generations with them.
         verbose: a bar over the cases (:mod:`drift.progress`; silent by default), each case
@@ -300,7 +300,7 @@ def perplexity(
     ``form="reference"`` (the reference's): the texts joined by spaces, cut to their first
     ``max_tokens`` tokens x₁…x_L (BOS included where the model takes one), and
     exp(−(1/L) Σ_{t=2..L} log p(x_t | x_<t)) — divided by L, the number of tokens, not by the
-    L − 1 predicted, as the reference divides. ``form="per-text"`` (drift's earlier form): the
+    L − 1 predicted, as the reference divides. ``form="per-text"``: the
     mean over texts of exp(mean next-token NLL), each text scored on its own tokens."""
     check_forms(ppl=form)
     if form == "reference":

@@ -20,9 +20,9 @@ Scoring (``scoring=``), as the papers' evaluation code does by default: a multi-
 scored by its **mean** log-probability per token (``"mean"``), so a longer answer is not
 penalised for its length; the magnitude is then exp(mean log-prob), the per-token geometric-mean
 probability. ``"product"`` scores the whole continuation's probability (the product of its
-tokens'), drift's earlier form. OS and DOS are always compared per token. RES compares each
+tokens'). OS and DOS are always compared per token. RES compares each
 reasoning prompt's answer with o_true, as the reference does (``res="reference"``);
-``res="accuracy"`` is drift's earlier form, the teacher-forced token accuracy of the answer.
+``res="accuracy"`` scores instead the teacher-forced token accuracy of the answer.
 
 Summaries (``pool=``): all scores are percentages. With ``"prompts"`` (the reference's default)
 every prompt of every case counts once — a case with ten neighbourhood prompts weighs ten times
@@ -35,8 +35,8 @@ Generated text (``FLUENCY_FORMS``): FL is the weighted bi-/tri-gram entropy of t
 generated from a case's generation prompts, RefS (consistency) the TF-IDF cosine similarity of
 those texts with reference texts about o_edit (:func:`tfidf_similarity`). The reference form
 generates from every prompt to 100 tokens in all and counts n-grams of Treebank words
-(:mod:`drift.words`); ``"short"``, drift's earlier form, 40 new tokens from 2 prompts and words
-split at whitespace.
+(:mod:`drift.words`); ``"short"`` generates 40 new tokens from 2 prompts and splits words at
+whitespace.
 
 Example:
     >>> plan = CasePlan()
@@ -81,8 +81,8 @@ NORMALISED = {"OS", "DOS"}  # compared by mean log-prob per token whatever the s
 SCORINGS = ("mean", "product")
 POOLS = ("prompts", "cases")
 DEFAULT_SCORING, DEFAULT_POOL = "mean", "prompts"
-RES_FORMS = ("reference", "accuracy")  # reasoning answer vs o_true; drift's earlier token accuracy
-PPL_FORMS = ("reference", "per-text")  # texts joined and cut to 100 tokens; drift's earlier mean
+RES_FORMS = ("reference", "accuracy")  # reasoning answer vs o_true; its token accuracy
+PPL_FORMS = ("reference", "per-text")  # texts joined and cut to 100 tokens; the mean over texts
 
 
 @dataclass(frozen=True)
@@ -240,7 +240,7 @@ def n_gram_entropy(
     """Fluency: the weighted mean over n of the entropy (bits) of each text's n-gram
     frequency distribution, averaged over texts. Repetitive text scores low. ``words``: how a
     text is split into words, ``"treebank"`` (the reference's ``nltk.word_tokenize``,
-    :func:`drift.words.word_tokenize`) or ``"whitespace"`` (drift's earlier form). A text too
+    :func:`drift.words.word_tokenize`) or ``"whitespace"`` (split at whitespace). A text too
     short for any n-gram counts 0 for that n."""
     from drift.words import word_tokenize
 

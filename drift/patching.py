@@ -1,4 +1,4 @@
-"""Activation patching: one generic sweep over patch states, fast and exact.
+"""Activation patching: one generic scan over patch states, fast and exact.
 
 A **state** is a tuple of :class:`Write` records, each copying a recorded *source* activation
 into the *receiving* forward pass at one :class:`~drift.sites.Site` (a hook site and layer) and
@@ -9,13 +9,13 @@ index (after the batch dimension):
 - ``Write("scores", 9, (slice(None), 20, 4))`` — every head's pre-softmax score from token 20
   to token 4.
 
-:func:`sweep` returns, for every state, the probabilities of some tokens at one read position.
+:func:`patch_scan` returns, for every state, the probabilities of some tokens at one read position.
 The analyses (``drift.tracing``) are thin specialisations that only build states: contaminating
 substitution (vanilla receiver, edited source), attention-weight and score patching (edited
 receiver, vanilla source). Source and receiver are the same hooked model with and without an
 edit applied, so sources are recorded in one forward with the edit in place.
 
-Speed (the naive version, :func:`sweep_naive`, runs one full forward per state):
+Speed (the naive version, :func:`patch_scan_naive`, runs one full forward per state):
 
 - a write at layer l changes nothing below l, so each state's forward starts at its first
   written layer from the receiver's own residual stream, recorded once;
@@ -30,10 +30,10 @@ Example:
     >>> src = record(model, other, [Site("mlp_out", l) for l in range(2)])
     >>> states = [(Write("mlp_out", l, (t,)),) for l in range(2) for t in range(tokens.shape[1])]
     >>> read = torch.tensor(model.encode_target("Paris")[:1])
-    >>> probs = sweep(model, tokens, states, src, read)
+    >>> probs = patch_scan(model, tokens, states, src, read)
     >>> probs.shape                                                    # [layers × tokens, read tokens]
     torch.Size([16, 1])
-    >>> torch.allclose(probs, sweep_naive(model, tokens, states, src, read), atol=1e-6)
+    >>> torch.allclose(probs, patch_scan_naive(model, tokens, states, src, read), atol=1e-6)
     True
 """
 
@@ -120,7 +120,7 @@ def _read(
 
 
 @torch.no_grad()
-def sweep(
+def patch_scan(
     model: Model,
     tokens: Tensor,
     states: Sequence[State],
@@ -138,10 +138,10 @@ def sweep(
     An empty state gives the receiver's own output. ``verbose``: a bar over the batches of
     states (:mod:`drift.progress`)."""
     with progress.verbose(verbose):
-        return _sweep(model, tokens, states, source, read_tokens, read_pos, hooks, batch_size)
+        return _patch_scan(model, tokens, states, source, read_tokens, read_pos, hooks, batch_size)
 
 
-def _sweep(model, tokens, states, source, read_tokens, read_pos, hooks, batch_size) -> Tensor:
+def _patch_scan(model, tokens, states, source, read_tokens, read_pos, hooks, batch_size) -> Tensor:
     _check_source(states, source)
     n_layers = model.cfg.n_layers
     read_pos = read_pos % tokens.shape[1]
@@ -166,7 +166,7 @@ def _sweep(model, tokens, states, source, read_tokens, read_pos, hooks, batch_si
 
 
 @torch.no_grad()
-def sweep_naive(
+def patch_scan_naive(
     model: Model,
     tokens: Tensor,
     states: Sequence[State],
@@ -176,10 +176,26 @@ def sweep_naive(
     read_pos: int = -1,
     hooks: Sequence[Hook] = (),
 ) -> Tensor:
-    """The reference for :func:`sweep`: one full forward from the tokens per state."""
+    """The reference for :func:`patch_scan`: one full forward from the tokens per state."""
     _check_source(states, source)
     out = torch.empty(len(states), len(read_tokens))
     for i, state in enumerate(states):
         logits = model.forward(tokens, [*hooks, *_hooks_for(model, [state], source)])
         out[i] = logits[0, read_pos].float().softmax(-1)[read_tokens.to(logits.device)].cpu()
     return out
+
+
+# Deprecated names, kept importable: ``sweep`` also names the Ray runner (drift.sweep).
+_DEPRECATED = {"sweep": "patch_scan", "sweep_naive": "patch_scan_naive"}
+
+
+def __getattr__(name: str):
+    if name in _DEPRECATED:
+        import warnings
+
+        new = _DEPRECATED[name]
+        warnings.warn(
+            f"drift.patching.{name} is deprecated; use drift.patching.{new}", DeprecationWarning, stacklevel=2
+        )
+        return globals()[new]
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

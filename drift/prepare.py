@@ -9,9 +9,9 @@ environment's installation). Already cached pieces cost a second to check.
 
 Example:
     >>> import drift
-    >>> plan_layers(drift.load_model(), ("rome", "memit"))   # doctest: +SKIP
+    >>> stats_layers(drift.load_model(), ("rome", "memit"))   # doctest: +SKIP
     [3, 4, 5]
-    >>> plan_layers(model)                                    # the 2-layer tiny model's presets
+    >>> stats_layers(model)                                    # the 2-layer tiny model's presets
     [0]
 """
 
@@ -25,7 +25,7 @@ from drift.adapter import Model
 EDITORS = ("rome", "memit", "pmet", "adaple")
 
 
-def plan_layers(model: Model, editors: Sequence[str] = EDITORS) -> list[int]:
+def stats_layers(model: Model, editors: Sequence[str] = EDITORS) -> list[int]:
     """The layers whose key statistics ``editors`` use with ``model``'s presets, sorted."""
     from drift.editors.adaple import preset as adaple_preset
     from drift.editors.memit import preset as memit_preset
@@ -54,7 +54,7 @@ def prepare(model: Model, editors: Sequence[str] = EDITORS, *, verbose: bool | N
     from drift.editors.context import MEMIT_CONTEXT, ROME_CONTEXT, generated_prefixes
     from drift.editors.stats import key_second_moment
 
-    layers = plan_layers(model, editors)
+    layers = stats_layers(model, editors)
     t0 = time.perf_counter()
     key_second_moment(model, layers, verbose=verbose)
     t1 = time.perf_counter()
@@ -72,3 +72,14 @@ def prepare(model: Model, editors: Sequence[str] = EDITORS, *, verbose: bool | N
         "contexts": [list(map(list, c)) for c in contexts],
         "seconds": {"key_statistics": round(t1 - t0, 1), "prefixes": round(t2 - t1, 1)},
     }
+
+
+def __getattr__(name: str):
+    if name == "plan_layers":  # deprecated: "plan" is jobs.plan's word (a run's job)
+        import warnings
+
+        warnings.warn(
+            "drift.prepare.plan_layers is deprecated; use stats_layers", DeprecationWarning, stacklevel=2
+        )
+        return stats_layers
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -13,6 +13,9 @@ analysis scripts) rests on this module:
 - :func:`finished_rows` / :func:`join` — the finished cases of logs and results files of one
   configuration, checked to be one configuration; :func:`write_results` the results file.
 - :func:`chunks` — a run cut into pieces of cases (what a sweep hands its workers).
+- :func:`claim_out` / :func:`set_aside` — an ``--out`` checked before a run writes it, and what
+  ``--restart`` does with a results file, log or chunk folder of another configuration: moved to
+  ``PATH.aside-TIME``.
 - :class:`Stat` / :func:`stats` — the typed view of a summary: mean, 95% CI, cases, prompts.
 
 Example:
@@ -50,7 +53,7 @@ from filelock import FileLock, Timeout
 
 from drift.store import save_json
 
-FORMAT = 1  # the header's "drift_run" value; a header without it was written by an earlier drift
+FORMAT = 1  # the header's "drift_run" value; a header without it has no format (and maybe no configuration)
 # keys of a configuration that do not change any case's result: a shard's finished cases are the
 # whole run's cases, so logs of different shards (or chunks) of one run join, and a run whose
 # --limit grew keeps the cases it has
@@ -242,8 +245,20 @@ def claim_out(out: Path | str, config: dict, *, restart: bool, option: str = "--
         raise RunConflict(
             f"{out} holds {what}; pass {option} to set it aside and start over, or choose another --out"
         )
-    aside = out.with_name(f"{out.name}.aside-{time.strftime('%Y%m%d-%H%M%S')}")
-    os.replace(out, aside)
+    return set_aside(out)
+
+
+def set_aside(path: Path | str) -> Path:
+    """Move ``path`` (a file or a folder) to ``PATH.aside-TIME`` beside it, never over an earlier
+    one (``PATH.aside-TIME-2``, ...), and return where it went: what ``--restart`` does with a
+    results file, a log or a sweep's chunk logs that hold another configuration."""
+    path = Path(path)
+    stem = path.with_name(f"{path.name}.aside-{time.strftime('%Y%m%d-%H%M%S')}")
+    aside, n = stem, 1
+    while aside.exists():
+        n += 1
+        aside = stem.with_name(f"{stem.name}-{n}")
+    os.replace(path, aside)
     return aside
 
 
@@ -334,15 +349,14 @@ class CaseLog:
             if rows:  # finished cases of another configuration, or ones to start over from
                 if not self.restart:
                     if header is None or "config" not in header:
-                        why = "no configuration (it was written by an earlier drift)"
+                        why = "no configuration (its header has none)"
                     else:
                         why = f"another configuration ({_difference(header['config'], self.config)})"
                     raise RunConflict(
                         f"{self.path} holds {len(rows)} finished case(s) of {why}; pass {self.option} "
                         "to set it aside and start over, or choose another --out"
                     )
-                self.aside = self.path.with_name(f"{self.path.name}.aside-{time.strftime('%Y%m%d-%H%M%S')}")
-                os.replace(self.path, self.aside)
+                self.aside = set_aside(self.path)
         header = {"drift_run": FORMAT, "key": self.key, "config": self.config}
         self.path.write_text(json.dumps(header) + "\n")
         self.rows = {}
@@ -452,7 +466,7 @@ def read_any(path: Path | str, command: str = "merge") -> tuple[dict, list[dict]
         header, rows = _parse_lines(text)
         if header is None or "config" not in header:
             raise ValueError(
-                f"{command}: {path} records no configuration (it was written by an earlier drift); "
+                f"{command}: {path} records no configuration (its header has none); "
                 "finish it with the eval command that wrote it, then merge the results file"
             )
         return header["config"], rows
@@ -478,7 +492,7 @@ def join(paths: Iterable[Path | str], command: str = "merge") -> tuple[dict, lis
     for path in paths:
         cfg, found = read_any(path, command)
         cfg = {k: v for k, v in cfg.items() if k not in NOT_IN_KEY}
-        for name in ("data", "ppl"):  # an earlier drift kept the path as typed
+        for name in ("data", "ppl"):  # a path recorded as typed (relative) keys as its absolute form
             if isinstance(cfg.get(name), str):
                 cfg[name] = file_or_name(cfg[name])
         if config is None:

@@ -54,7 +54,6 @@ import json
 import os
 import re
 import sys
-import time
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -174,10 +173,10 @@ def run_chunk(run: RunSpec, out: str, device: str | None, case_ids: list[str], l
     from drift import jobs
     from drift.runs import CaseLog
 
-    plan_key = (run.name, json.dumps(run.options, sort_keys=True), out, device)
-    if plan_key not in _JOBS:  # planned once per worker (a large case file is read once)
-        _JOBS[plan_key] = _job(run, Path(out), device)
-    job = _JOBS[plan_key]
+    job_key = (run.name, json.dumps(run.options, sort_keys=True), out, device)
+    if job_key not in _JOBS:  # planned once per worker (a large case file is read once)
+        _JOBS[job_key] = _job(run, Path(out), device)
+    job = _JOBS[job_key]
     m = job.options.model
     key = (m.model, device, m.dtype)
     if key not in _MODELS:
@@ -205,22 +204,21 @@ def _logged(parts: Path) -> list[Path]:
 def _prepare(run: RunSpec, out: Path, chunk: int, device: str | None, restart: bool) -> _Run | None:
     """The run's chunks still to do (``None`` when its results file is finished). Cases finished
     in any earlier chunk log are left out, whatever the chunk size was then."""
-    import shutil
 
-    from drift.runs import RunConflict, chunks, join, run_key
+    from drift.runs import RunConflict, chunks, join, run_key, set_aside
 
     job = _job(run, out, device)
     result = out / f"{run.name}.json"
     parts = out / ".parts" / run.name
     key = run_key(job.config)
-    seed: list[dict] = []  # finished rows of the same configuration (e.g. before --limit grew)
+    carried: list[dict] = []  # finished rows of the same configuration (e.g. before --limit grew)
     if result.exists():
         config, rows = join([result], "sweep")
         if run_key(config) == key and {r["case_id"] for r in rows} == {c.case_id for c in job.cases}:
             return None
         if run_key(config) == key:
             wanted = {c.case_id for c in job.cases}
-            seed = [r for r in rows if r["case_id"] in wanted]
+            carried = [r for r in rows if r["case_id"] in wanted]
         elif not restart:
             raise RunConflict(
                 f"sweep: {result} holds another configuration than run {run.name!r}; "
@@ -234,15 +232,14 @@ def _prepare(run: RunSpec, out: Path, chunk: int, device: str | None, restart: b
             "pass --restart to set them aside, or give the run another name"
         )
     if stale:
-        aside = parts.with_name(f"{run.name}.aside-{time.strftime('%Y%m%d-%H%M%S')}")
-        shutil.move(parts, aside)
+        aside = set_aside(parts)
         print(f"sweep: the earlier chunks of {run.name!r} are kept in {aside}", file=sys.stderr)
         logged = {}
-    if seed:
+    if carried:
         from drift.runs import CaseLog
 
         with CaseLog(parts / "earlier.jsonl", job.config) as log:
-            for row in seed:
+            for row in carried:
                 if row["case_id"] not in log.rows:
                     log.append(row)
             logged[log.path] = (job.config, list(log.rows.values()))

@@ -1,6 +1,6 @@
 """Where an edit contaminates the forward pass: the main paper's §3.2, §3.4 and App. D.1–D.2.
 
-Three specialisations of :func:`drift.patching.sweep`, differing only in the states they build
+Three specialisations of :func:`drift.patching.patch_scan`, differing only in the states they build
 and in which run is the source:
 
 - :func:`contaminating_substitution` — the *vanilla* model with one module kind's output
@@ -40,7 +40,7 @@ from drift import progress
 from drift.adapter import Model
 from drift.data import EditCase
 from drift.editors.base import Edit
-from drift.patching import State, Write, record, sweep
+from drift.patching import State, Write, patch_scan, record
 from drift.reprs import fields_repr
 from drift.sites import Site
 
@@ -132,7 +132,7 @@ def relation_prompt(model: Model, case: EditCase, index: int = 0) -> Prompt:
 
 
 @dataclass
-class Sweep:
+class PatchScan:
     """Probabilities of (o_true, o_edit) over a grid of patch states, with the references."""
 
     analysis: str  # "substitution:mlp", "attention", "score", ...
@@ -172,18 +172,18 @@ def contaminating_substitution(
     window: int = 6,
     *,
     verbose: bool | None = None,
-    **sweep_kw,
-) -> Sweep:
+    **scan_kw,
+) -> PatchScan:
     """The vanilla model with ``kind``'s outputs from the edited model, every (layer, token).
     ``verbose``: a bar over the patched runs (:mod:`drift.progress`); other keywords go to
-    :func:`drift.patching.sweep`."""
+    :func:`drift.patching.patch_scan`."""
     if kind not in KINDS:
         raise ValueError(f"unknown module kind {kind!r}; known: {sorted(KINDS)}")
     with progress.verbose(verbose):
-        return _substitution(model, edit, p, kind, window, **sweep_kw)
+        return _substitution(model, edit, p, kind, window, **scan_kw)
 
 
-def _substitution(model: Model, edit: Edit, p: Prompt, kind: str, window: int, **sweep_kw) -> Sweep:
+def _substitution(model: Model, edit: Edit, p: Prompt, kind: str, window: int, **scan_kw) -> PatchScan:
     L, T = model.cfg.n_layers, p.tokens.shape[1]
     log.info("contaminating substitution (%s, window %d): %d layers x %d tokens", kind, window, L, T)
     sites = KINDS[kind]
@@ -194,41 +194,41 @@ def _substitution(model: Model, edit: Edit, p: Prompt, kind: str, window: int, *
         for l in range(L)
         for t in range(T)
     ]
-    probs = sweep(model, p.tokens, states, source, p.read, **sweep_kw).view(L, T, 2)
+    probs = patch_scan(model, p.tokens, states, source, p.read, **scan_kw).view(L, T, 2)
     vanilla, edited = _references(model, edit, p)
-    return Sweep(f"substitution:{kind}", probs, vanilla, edited, p, window)
+    return PatchScan(f"substitution:{kind}", probs, vanilla, edited, p, window)
 
 
 def attention_patching(
-    model: Model, edit: Edit, p: Prompt, window: int = 10, *, verbose: bool | None = None, **sweep_kw
-) -> Sweep:
+    model: Model, edit: Edit, p: Prompt, window: int = 10, *, verbose: bool | None = None, **scan_kw
+) -> PatchScan:
     """The edited model with vanilla attention patterns in ``window`` layers starting at each
     layer. ``verbose`` and other keywords as in :func:`contaminating_substitution`."""
     with progress.verbose(verbose):
-        return _attention_patching(model, edit, p, window, **sweep_kw)
+        return _attention_patching(model, edit, p, window, **scan_kw)
 
 
-def _attention_patching(model: Model, edit: Edit, p: Prompt, window: int, **sweep_kw) -> Sweep:
+def _attention_patching(model: Model, edit: Edit, p: Prompt, window: int, **scan_kw) -> PatchScan:
     L = model.cfg.n_layers
     log.info("attention-weight patching (window %d): %d layers", window, L)
     source = record(model, p.tokens, [Site("pattern", l) for l in range(L)])
     states = [tuple(Write("pattern", j) for j in starting(l, window, L)) for l in range(L)]
     with edit.applied(model):
-        probs = sweep(model, p.tokens, states, source, p.read, **sweep_kw)
+        probs = patch_scan(model, p.tokens, states, source, p.read, **scan_kw)
     vanilla, edited = _references(model, edit, p)
-    return Sweep("attention", probs, vanilla, edited, p, window)
+    return PatchScan("attention", probs, vanilla, edited, p, window)
 
 
 def score_patching(
-    model: Model, edit: Edit, p: Prompt, window: int = 10, *, verbose: bool | None = None, **sweep_kw
-) -> Sweep:
+    model: Model, edit: Edit, p: Prompt, window: int = 10, *, verbose: bool | None = None, **scan_kw
+) -> PatchScan:
     """The edited model with the vanilla score from the last token to token t, every (layer,
     t). ``verbose`` and other keywords as in :func:`contaminating_substitution`."""
     with progress.verbose(verbose):
-        return _score_patching(model, edit, p, window, **sweep_kw)
+        return _score_patching(model, edit, p, window, **scan_kw)
 
 
-def _score_patching(model: Model, edit: Edit, p: Prompt, window: int, **sweep_kw) -> Sweep:
+def _score_patching(model: Model, edit: Edit, p: Prompt, window: int, **scan_kw) -> PatchScan:
     L, T = model.cfg.n_layers, p.tokens.shape[1]
     log.info("score patching (window %d): %d layers x %d tokens", window, L, T)
     source = record(model, p.tokens, [Site("scores", l) for l in range(L)])
@@ -238,21 +238,32 @@ def _score_patching(model: Model, edit: Edit, p: Prompt, window: int, **sweep_kw
         for t in range(T)
     ]
     with edit.applied(model):
-        probs = sweep(model, p.tokens, states, source, p.read, **sweep_kw).view(L, T, 2)
+        probs = patch_scan(model, p.tokens, states, source, p.read, **scan_kw).view(L, T, 2)
     vanilla, edited = _references(model, edit, p)
-    return Sweep("score", probs, vanilla, edited, p, window)
+    return PatchScan("score", probs, vanilla, edited, p, window)
 
 
-def align(sweeps: list[Sweep]) -> tuple[Tensor, list[str]]:
+def align(scans: list[PatchScan]) -> tuple[Tensor, list[str]]:
     """Average ``[layers, tokens, 2]`` effects over cases with tokens grouped by :data:`GROUPS`:
     returns ``[layers, groups, 2]`` (groups present in at least one prompt) and the group names."""
-    present = [g for g in GROUPS if any(g in s.prompt.groups for s in sweeps)]
-    total = torch.zeros(sweeps[0].probs.shape[0], len(present), 2)
+    present = [g for g in GROUPS if any(g in s.prompt.groups for s in scans)]
+    total = torch.zeros(scans[0].probs.shape[0], len(present), 2)
     count = torch.zeros(len(present))
-    for s in sweeps:
+    for s in scans:
         for gi, g in enumerate(present):
             idx = [i for i, x in enumerate(s.prompt.groups) if x == g]
             if idx:
                 total[:, gi] += s.effect[:, idx].mean(1)
                 count[gi] += 1
     return total / count.clamp(min=1)[None, :, None], present
+
+
+def __getattr__(name: str):
+    if name == "Sweep":  # deprecated: "sweep" also names the Ray runner (drift.sweep)
+        import warnings
+
+        warnings.warn(
+            "drift.tracing.Sweep is deprecated; use drift.tracing.PatchScan", DeprecationWarning, stacklevel=2
+        )
+        return PatchScan
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

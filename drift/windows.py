@@ -23,13 +23,13 @@ def best_window(attention: dict, full: int | None = None) -> tuple[int, dict]:
     first ``full`` starts (the windows of all k layers; all starts for None), and the curves:
     per task, the mean patched ``probs`` [layers, 2], ``edited`` and ``vanilla`` [2] and ``n``."""
     curves, gains = {}, []
-    for task, sweeps in attention.items():
-        if not sweeps:
+    for task, scans in attention.items():
+        if not scans:
             continue
-        probs = torch.stack([s.probs for s in sweeps]).mean(0)  # [layers, 2]
-        edited = torch.stack([s.edited for s in sweeps]).mean(0)
-        vanilla = torch.stack([s.vanilla for s in sweeps]).mean(0)
-        curves[task] = {"probs": probs, "edited": edited, "vanilla": vanilla, "n": len(sweeps)}
+        probs = torch.stack([s.probs for s in scans]).mean(0)  # [layers, 2]
+        edited = torch.stack([s.edited for s in scans]).mean(0)
+        vanilla = torch.stack([s.vanilla for s in scans]).mean(0)
+        curves[task] = {"probs": probs, "edited": edited, "vanilla": vanilla, "n": len(scans)}
         gains.append(probs[:, 0] - edited[0])
     start = int(torch.stack(gains).mean(0)[:full].argmax()) if gains else 0
     return start, curves

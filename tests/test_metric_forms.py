@@ -1,5 +1,5 @@
 """FL, PPL, RES, subject-alias and consistency computed as the reference evaluation computes them
-(``easyeditor/evaluate/my_evaluate.py``, ``examples/summrize.py``), each earlier form kept as an
+(``easyeditor/evaluate/my_evaluate.py``, ``examples/summrize.py``), each other form kept as an
 option. Every expected value is worked out by hand here, from counts and probabilities written in
 the test, never with drift's own helpers, so a test fails when a computation is replaced by the
 other form."""

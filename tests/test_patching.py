@@ -1,4 +1,4 @@
-"""The patch sweep: fast equals naive, full substitution reproduces the source, errors named."""
+"""The patch scan: fast equals naive, full substitution reproduces the source, errors named."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from drift.editors.base import Edit, WeightDelta
-from drift.patching import Write, record, sweep, sweep_naive
+from drift.patching import Write, patch_scan, patch_scan_naive, record
 from drift.tracing import KINDS, centred
 
 
@@ -46,14 +46,14 @@ def _sources(model, tokens, edit):
         return record(model, tokens, [(s, l) for s in sites for l in range(L)])
 
 
-def test_fast_sweep_equals_naive_loop_on_tiny_model(tiny4):
+def test_fast_patch_scan_equals_naive_loop_on_tiny_model(tiny4):
     tokens = torch.tensor([tiny4.encode("The Eiffel Tower is in the city of")])
     edit = _edit(tiny4)
     src = _sources(tiny4, tokens, edit)
     states = _states(tiny4.cfg.n_layers, tokens.shape[1])
     read = torch.tensor([5, 17, 250])
-    fast = sweep(tiny4, tokens, states, src, read, batch_size=11)
-    naive = sweep_naive(tiny4, tokens, states, src, read)
+    fast = patch_scan(tiny4, tokens, states, src, read, batch_size=11)
+    naive = patch_scan_naive(tiny4, tokens, states, src, read)
     torch.testing.assert_close(fast, naive, atol=1e-5, rtol=0)
     assert fast.std(0).max() > 0  # the states do differ
 
@@ -68,7 +68,7 @@ def test_substituting_everything_reproduces_the_source_model(tiny4):
     with edit.applied(tiny4):
         edited = tiny4.forward(tokens)[0, -1].softmax(-1)[read]
     vanilla = tiny4.forward(tokens)[0, -1].softmax(-1)[read]
-    out = sweep(tiny4, tokens, [everything, ()], src, read)
+    out = patch_scan(tiny4, tokens, [everything, ()], src, read)
     torch.testing.assert_close(out[0], edited, atol=1e-6, rtol=0)
     torch.testing.assert_close(out[1], vanilla, atol=1e-6, rtol=0)
     assert (edited - vanilla).abs().max() > 1e-4
@@ -77,7 +77,7 @@ def test_substituting_everything_reproduces_the_source_model(tiny4):
 def test_missing_source_activation_is_named(tiny4):
     tokens = torch.tensor([tiny4.encode("The Eiffel Tower")])
     with pytest.raises(KeyError, match="write mlp_out@2 but"):
-        sweep(tiny4, tokens, [(Write("mlp_out", 2, (0,)),)], {}, torch.tensor([1]))
+        patch_scan(tiny4, tokens, [(Write("mlp_out", 2, (0,)),)], {}, torch.tensor([1]))
 
 
 def test_record_takes_one_sequence(tiny4):
@@ -86,7 +86,7 @@ def test_record_takes_one_sequence(tiny4):
 
 
 @pytest.mark.slow
-def test_fast_sweep_equals_naive_loop_on_the_real_model(real):
+def test_fast_patch_scan_equals_naive_loop_on_the_real_model(real):
     tokens = torch.tensor([real.encode("The Eiffel Tower is located in the city of")])
     L, T = real.cfg.n_layers, tokens.shape[1]
     g = torch.Generator().manual_seed(0)
@@ -98,6 +98,21 @@ def test_fast_sweep_equals_naive_loop_on_the_real_model(real):
     states += [(Write("pattern", l),) for l in (5, 20)]
     states += [(Write("scores", 20, (slice(None), T - 1, 3)),)]
     read = torch.tensor(real.encode_target("Paris")[:1] + real.encode_target("Rome")[:1])
-    fast = sweep(real, tokens, states, src, read)
-    naive = sweep_naive(real, tokens, states, src, read)
+    fast = patch_scan(real, tokens, states, src, read)
+    naive = patch_scan_naive(real, tokens, states, src, read)
     torch.testing.assert_close(fast, naive, atol=1e-5, rtol=0)
+
+
+def test_old_names_still_import_with_a_deprecation_warning():
+    import drift.patching as patching
+    import drift.tracing as tracing
+
+    with pytest.warns(DeprecationWarning, match="patch_scan"):
+        from drift.patching import sweep
+    assert sweep is patch_scan
+    with pytest.warns(DeprecationWarning, match="patch_scan_naive"):
+        assert patching.sweep_naive is patch_scan_naive
+    with pytest.warns(DeprecationWarning, match="PatchScan"):
+        assert tracing.Sweep is tracing.PatchScan
+    with pytest.raises(AttributeError):
+        patching.no_such_name  # noqa: B018

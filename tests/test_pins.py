@@ -17,6 +17,7 @@ here are the prompt's tokens followed by the target's (drift's documented choice
 
 from __future__ import annotations
 
+import math
 from dataclasses import replace
 
 import pytest
@@ -320,7 +321,7 @@ def test_rome_key_direction_is_the_mean_key_not_the_bare_prompts(tiny, rome_refe
 
 
 def test_rome_anchor_mean_solves_at_the_mean_key(tiny, rome_reference):
-    """``anchor="mean"`` (drift's earlier form, an option): right = (v* − k̄W)/(u · k̄)."""
+    """``anchor="mean"`` (an option): right = (v* − k̄W)/(u · k̄)."""
     _, tr = rome_reference
     C = reference_C(tiny, 0)
     k_bar = tr["keys"].double().mean(0)
@@ -543,7 +544,7 @@ def test_an_empty_context_group_is_refused():
 
 def test_early_stop_watches_the_total_loss_or_the_nll_when_asked(tiny):
     """A threshold between the NLL and the total loss (the NLL plus a constant 1): the reference's
-    total-loss stop runs on, ``stop_on="nll"`` (drift's earlier rule) stops after the first pass."""
+    total-loss stop runs on, ``stop_on="nll"`` stops after the first pass."""
     from drift.editors.objectives import LossTerm, default_terms
     from drift.editors.target import optimise_targets
 
@@ -619,3 +620,132 @@ def test_weight_decay_is_the_norm_or_its_square_over_v0s_squared_norm(squared, p
     step = _loss_step(torch.zeros(1, 3), torch.zeros(1, 3), delta, 2.0)
     assert float(decay(step)) == pytest.approx(0.5 * 5.0**power / 4.0)
     assert float(default_decay(step)) == pytest.approx(0.5 * 5.0 / 4.0)
+
+
+def test_every_metric_compares_its_own_prompts_right_answer_against_its_wrong_one():
+    """The whole pairing table of the metrics (the reference's evaluation), written out: which
+    prompts each metric reads, which answer must win and which must lose."""
+    from drift.data import Commonsense, EditCase, Probe
+    from drift.metrics import plan_case
+
+    case = EditCase(
+        case_id="c",
+        subject="Eiffel Tower",
+        prompt="The Eiffel Tower is in",
+        o_true="Paris",
+        o_edit="Rome",
+        rewrite=("The Eiffel Tower is in",),
+        paraphrase=("Where is the Eiffel Tower? It is in",),
+        neighborhood=(Probe("The Louvre is in", "Paris"),),
+        relation=(Probe("The Eiffel Tower was designed by", "Gustave Eiffel"),),
+        reasoning=(Probe("The Eiffel Tower's country's capital is", "Rome"),),
+        subject_alias=(Probe("La tour Eiffel is in", "Rome"),),
+        commonsense=Commonsense("A tower is", "tall", "liquid"),
+    )
+    sentence = "The Eiffel Tower is in Rome."
+    want = {
+        "ES": ("The Eiffel Tower is in", "Rome", "Paris"),
+        "PS": ("Where is the Eiffel Tower? It is in", "Rome", "Paris"),
+        "NS": ("The Louvre is in", "Paris", "Rome"),
+        "RS": ("The Eiffel Tower was designed by", "Gustave Eiffel", "Rome"),
+        "DNS": (f"{sentence} The Louvre is in", "Paris", "Rome"),
+        "SAS": ("La tour Eiffel is in", "Rome", "Paris"),
+        "RES": ("The Eiffel Tower's country's capital is", "Rome", "Paris"),
+        "OS": ("A tower is", "tall", "liquid"),
+        "DOS": (f"{sentence} A tower is", "tall", "liquid"),
+    }
+    plan = plan_case(case)
+    got = {}
+    for metric, comparisons in plan.comparisons.items():
+        ((right, wrong),) = comparisons
+        (p, r), (q, w) = plan.pairs[right], plan.pairs[wrong]
+        assert p == q, metric  # both answers on the same prompt
+        got[metric] = (p, r, w)
+    assert got == want
+    # without commonsense data, or when asked not to, no OS/DOS; RES by accuracy is no comparison
+    assert "OS" not in plan_case(case, commonsense=False).comparisons
+    acc = plan_case(case, res="accuracy")
+    assert "RES" not in acc.comparisons and "RES" in acc.accuracies
+
+
+def test_a_bad_res_form_is_refused_by_the_plan():
+    from drift.data import EditCase
+    from drift.metrics import plan_case
+
+    with pytest.raises(ValueError, match="res must be one of"):
+        plan_case(EditCase.simple("The Eiffel Tower is in", "Eiffel Tower", "Rome", "Paris"), res="bogus")
+
+
+def test_the_pooled_interval_is_the_ratio_estimate_with_cases_as_clusters():
+    """Per-case means mᵢ over kᵢ prompts: R = Σkᵢmᵢ/Σkᵢ, se² = n/(n−1)·Σkᵢ²(mᵢ−R)²/(Σkᵢ)², Student
+    t with n−1 degrees of freedom; missing means and cases without prompts left out."""
+    from scipy.stats import t
+
+    from drift.metrics import pooled_ci95
+
+    means = [100.0, 0.0, 50.0, float("nan"), 30.0]
+    counts = [4, 1, 2, 3, 0]
+    m, k = [100.0, 0.0, 50.0], [4.0, 1.0, 2.0]
+    r = sum(a * b for a, b in zip(m, k)) / sum(k)  # 500 / 7
+    se = (3 / 2 * sum(b * b * (a - r) ** 2 for a, b in zip(m, k))) ** 0.5 / sum(k)
+    half = t.ppf(0.975, 2) * se
+    got = pooled_ci95(means, counts)
+    assert got == pytest.approx((r, r - half, r + half), rel=1e-9)
+    assert pooled_ci95([40.0], [3]) == (40.0, 40.0, 40.0)  # one case: no interval
+    assert pooled_ci95([20.0, 20.0], [1, 5]) == (20.0, 20.0, 20.0)  # no spread
+    assert all(x != x for x in pooled_ci95([float("nan")], [2]))  # nothing left: NaN
+
+
+def test_fluency_of_texts_too_short_for_some_n_grams():
+    """A text with one bigram and no trigram has entropy 0 for both; one word, no n-gram at all."""
+    from drift.metrics import n_gram_entropy
+
+    assert n_gram_entropy(["hello world"], words="whitespace") == 0.0
+    assert n_gram_entropy(["hello"], words="whitespace") == 0.0
+    # "a b a b": bigrams ab, ba, ab (H = h(1/3)); trigrams aba, bab (H = 1 bit); weights 2/3, 4/3
+    h = -(1 / 3 * math.log2(1 / 3) + 2 / 3 * math.log2(2 / 3))
+    assert n_gram_entropy(["a b a b"], words="whitespace") == pytest.approx((2 / 3 * h + 4 / 3 * 1.0) / 2)
+
+
+def test_tfidf_similarity_of_a_word_every_document_holds():
+    """idf = ln((1 + n)/(1 + df)) + 1 is 1 for a word in every document: its vector has norm 1,
+    and the cosine is still computed (NaN only when a text has no known word)."""
+    from drift.metrics import TfidfStats, tfidf_similarity
+
+    stats = TfidfStats.fit(["tower one", "tower two"])
+    one = math.log(3 / 2) + 1
+    assert tfidf_similarity("tower", "tower one", stats) == pytest.approx(1 / math.sqrt(1 + one**2))
+    assert tfidf_similarity("one", "tower", stats) == 0.0
+    assert math.isnan(tfidf_similarity("unknown words", "tower", stats))
+    assert math.isnan(tfidf_similarity("tower", "", stats))
+
+
+def test_a_tie_is_not_a_success_and_product_scoring_reads_whole_target_magnitudes():
+    """Score: right strictly above wrong. Magnitude: exp of the per-token mean log-prob
+    ("mean") or of the whole target's log-prob ("product")."""
+    from drift.metrics import CasePlan
+
+    plan = CasePlan()
+    plan.compare("NS", plan.pair("a", "x y"), plan.pair("a", "z"))
+    lp, n = torch.tensor([-2.0, -1.0]), torch.tensor([2.0, 1.0])  # per token: −1 and −1, a tie
+    mean = plan.metrics(lp, torch.ones(2), n, scoring="mean")
+    assert mean["NS"] == 0.0 and mean["NM"] == pytest.approx(100 * math.exp(-1.0))
+    product = plan.metrics(lp, torch.ones(2), n, scoring="product")
+    assert product["NS"] == 0.0 and product["NM"] == pytest.approx(100 * math.exp(-2.0))
+    assert mean["NS_k"] == 1 and mean["NM_k"] == 1
+
+
+def test_the_case_mean_interval_is_student_t_on_the_standard_error():
+    from scipy.stats import t
+
+    from drift.metrics import mean_ci95
+
+    vals = [1.0, 2.0, 4.0, 8.0, None, float("nan")]
+    x = [1.0, 2.0, 4.0, 8.0]
+    m = sum(x) / 4
+    sem = (sum((v - m) ** 2 for v in x) / 3) ** 0.5 / 2
+    half = t.ppf(0.975, 3) * sem
+    assert mean_ci95(vals) == pytest.approx((m, m - half, m + half), rel=1e-9)
+    small = [0.1, 0.2, 0.3]  # a standard error below 1 still gets its interval
+    assert mean_ci95(small)[1] < 0.2 < mean_ci95(small)[2]
+    assert mean_ci95([5.0]) == (5.0, 5.0, 5.0)

@@ -5,19 +5,19 @@ from __future__ import annotations
 import pytest
 
 from drift.__main__ import main
-from drift.prepare import plan_layers, prepare
+from drift.prepare import prepare, stats_layers
 
 
 def test_plan_layers_is_the_union_of_the_editors_preset_layers(tiny):
     from drift.editors.memit import preset as memit_preset
     from drift.editors.rome import preset as rome_preset
 
-    assert plan_layers(tiny, ("rome",)) == [rome_preset(tiny).layer]
-    assert plan_layers(tiny, ("memit", "rome")) == sorted(
+    assert stats_layers(tiny, ("rome",)) == [rome_preset(tiny).layer]
+    assert stats_layers(tiny, ("memit", "rome")) == sorted(
         set(memit_preset(tiny).layers) | {rome_preset(tiny).layer}
     )
     with pytest.raises(ValueError, match="unknown editor 'romee'"):
-        plan_layers(tiny, ("romee",))
+        stats_layers(tiny, ("romee",))
 
 
 def test_prepare_caches_what_the_first_edit_would_compute(tiny, monkeypatch, tmp_path):
@@ -28,7 +28,7 @@ def test_prepare_caches_what_the_first_edit_would_compute(tiny, monkeypatch, tmp
     from drift.editors.rome import compute_rome
 
     done = prepare(tiny, ("rome",))
-    assert done["layers"] == plan_layers(tiny, ("rome",)) and done["contexts"] == [[[5, 10], [10, 10]]]
+    assert done["layers"] == stats_layers(tiny, ("rome",)) and done["contexts"] == [[[5, 10], [10, 10]]]
     monkeypatch.setattr(stats, "_accumulate", lambda *a, **k: pytest.fail("statistics computed again"))
     monkeypatch.setattr(tiny, "sample", lambda *a, **k: pytest.fail("prefixes sampled again"))
     assert context.generated_prefixes(tiny, context.ROME_CONTEXT)[0] == [""]
@@ -38,3 +38,10 @@ def test_prepare_caches_what_the_first_edit_would_compute(tiny, monkeypatch, tmp
 def test_prepare_command_names_a_bad_editor(capsys):
     assert main(["prepare", "--editors", "rome,bogus"]) == 2
     assert "bogus" in capsys.readouterr().err
+
+
+def test_plan_layers_still_imports_with_a_deprecation_warning():
+    import drift.prepare
+
+    with pytest.warns(DeprecationWarning, match="stats_layers"):
+        assert drift.prepare.plan_layers is stats_layers

@@ -135,10 +135,10 @@ def test_merged_partials_keep_their_configuration_and_label(tmp_path, capsys):
     assert table.count("rome+SADR(γ=0.01) 80 steps") >= 2 and "| ? |" not in table
 
 
-def test_a_log_of_an_earlier_drift_is_named_not_merged(tmp_path):
+def test_a_log_without_a_configuration_is_named_not_merged(tmp_path):
     old = tmp_path / "c.json.partial.jsonl"
     old.write_text(json.dumps({"config_key": "k"}) + "\n" + json.dumps({"case_id": 3, "metrics": {}}) + "\n")
-    with pytest.raises(ValueError, match="records no configuration.*earlier drift"):
+    with pytest.raises(ValueError, match="records no configuration.*header has none"):
         main(["merge", str(old), "--out", str(tmp_path / "x.json")])
     with pytest.raises(RunConflict, match="no configuration"):
         with CaseLog(old, {"editor": "rome"}):
@@ -199,7 +199,7 @@ def test_slurm_arrays_with_steps_and_bad_values(env, message, monkeypatch):
             slurm_shard()
 
 
-def test_an_earlier_drifts_relative_data_path_merges_with_a_new_absolute_one(tmp_path, monkeypatch):
+def test_a_relative_data_path_merges_with_the_same_absolute_one(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     (tmp_path / "cf.json").write_text("[]")
     old = _results(tmp_path / "p1.json", {"editor": "rome", "data": "cf.json"}, ["0"], 100.0)
@@ -215,3 +215,18 @@ def test_results_are_written_with_the_umask(tiny_dir, tmp_path):
     finally:
         os.umask(old)
     assert (tmp_path / "r.json").stat().st_mode & 0o777 == 0o640
+
+
+def test_set_aside_moves_files_and_folders_and_never_over_an_earlier_one(tmp_path):
+    from drift.runs import set_aside
+
+    first = tmp_path / "r.json"
+    first.write_text("1")
+    a = set_aside(first)
+    first.write_text("2")
+    b = set_aside(first)
+    assert not first.exists() and a != b and {a.read_text(), b.read_text()} == {"1", "2"}
+    assert a.name.startswith("r.json.aside-") and b.name.startswith("r.json.aside-")
+    folder = tmp_path / ".parts"
+    (folder / "run").mkdir(parents=True)
+    assert (set_aside(folder) / "run").is_dir() and not folder.exists()

@@ -51,7 +51,7 @@ def test_distracting_prompt_tokens_are_grouped(tiny):
     assert r.answer == "Gustave Eiffel" and "test prompt" not in r.groups
 
 
-def _sweep(groups, effect):
+def _scan(groups, effect):
     p = tracing.Prompt(
         "x",
         torch.zeros(1, len(groups), dtype=torch.long),
@@ -62,12 +62,12 @@ def _sweep(groups, effect):
         torch.tensor([0, 1]),
     )
     probs = torch.tensor(effect, dtype=torch.float).view(1, len(groups), 1).expand(1, len(groups), 2)
-    return tracing.Sweep("substitution:mlp", probs, torch.zeros(2), torch.zeros(2), p, 6)
+    return tracing.PatchScan("substitution:mlp", probs, torch.zeros(2), torch.zeros(2), p, 6)
 
 
 def test_align_averages_tokens_within_groups_then_over_prompts():
-    a = _sweep(["subject first", "subject last", "last token"], [1.0, 2.0, 3.0])
-    b = _sweep(
+    a = _scan(["subject first", "subject last", "last token"], [1.0, 2.0, 3.0])
+    b = _scan(
         ["subject first", "subject middle", "subject last", "after subject", "last token"],
         [3.0, 5.0, 4.0, 7.0, 5.0],
     )
@@ -219,11 +219,11 @@ def test_the_best_attention_window_is_a_whole_window():
 
     trace = load_analysis("trace")
     gain = torch.tensor([0.1, 0.3, 0.2, 0.2, 0.9])  # start 4 is a clipped window of a 5-layer model
-    sweep = SimpleNamespace(
+    scan = SimpleNamespace(
         probs=torch.stack([gain, torch.zeros(5)], 1), edited=torch.zeros(2), vanilla=torch.ones(2)
     )
-    assert trace.best_window({"DNS": [sweep]})[0] == 4
-    assert trace.best_window({"DNS": [sweep]}, full=5 - 3 + 1)[0] == 1  # k = 3: starts 0, 1, 2
+    assert trace.best_window({"DNS": [scan]})[0] == 4
+    assert trace.best_window({"DNS": [scan]}, full=5 - 3 + 1)[0] == 1  # k = 3: starts 0, 1, 2
 
 
 def test_bad_drift_layers_are_refused_before_any_edit(tiny_dir, tmp_path, capsys):

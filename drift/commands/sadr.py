@@ -107,32 +107,32 @@ def run(args: argparse.Namespace) -> dict:
     def steps(e: str) -> dict:
         return {"steps": args.steps or paper_setting(e, args.model)["steps"]}
 
-    # (label, editor, in Table 3, eval options): Table 3 on --limit cases, the figures on --sweep-limit
-    plan: list[tuple[str, bool, dict]] = [("None", True, {"editor": "none"})]
+    # the runs: (label, in Table 3, eval options): Table 3 on --limit cases, the figures on --sweep-limit
+    grid: list[tuple[str, bool, dict]] = [("None", True, {"editor": "none"})]
     for e in editors:
         gs = args.gamma if args.gamma else [paper_setting(e, args.model)["gamma"]]
-        plan += [(e.upper(), True, {"editor": e})] + [
+        grid += [(e.upper(), True, {"editor": e})] + [
             (f"{e.upper()}+SADR (γ={g:g})", True, {"editor": e} | _sadr(g) | steps(e)) for g in gs
         ]
     first = editors[0]
     steps = steps(first)
     gammas = args.gammas
     if not args.no_figures:
-        plan += [
+        grid += [
             (f"{first} γ={g:g} {h}", False, {"editor": first} | _sadr(g, h) | steps)
             for h in ("selective", "all")
             for g in gammas
         ]
-        plan += [(f"{first} base", False, {"editor": first})]
-        plan += [(f"{first} steps={s:g}", False, {"editor": first, "steps": int(s)}) for s in args.knob_steps]
-        plan += [(f"{first} lr={v:g}", False, {"editor": first, "hp": {"lr": v}}) for v in args.knob_lr]
-        plan += [(f"{first} ω={v:g}", False, {"editor": first, "hp": {"kl_factor": v}}) for v in args.knob_kl]
+        grid += [(f"{first} base", False, {"editor": first})]
+        grid += [(f"{first} steps={s:g}", False, {"editor": first, "steps": int(s)}) for s in args.knob_steps]
+        grid += [(f"{first} lr={v:g}", False, {"editor": first, "hp": {"lr": v}}) for v in args.knob_lr]
+        grid += [(f"{first} ω={v:g}", False, {"editor": first, "hp": {"kl_factor": v}}) for v in args.knob_kl]
     shared = {"data": args.data, "model": args.model, "seed": args.seed, "no_fluency": True}
     if args.dtype:
         shared["dtype"] = args.dtype
     names: dict[str, str] = {}  # label -> run name; configurations asked twice run once
     specs: dict[str, RunSpec] = {}
-    for label, in_table, options in plan:
+    for label, in_table, options in grid:
         options = shared | {"limit": args.limit if in_table else args.sweep_limit} | options
         same = next((n for n, r in specs.items() if r.options == options), None)
         names[label] = same or slug(label)
@@ -153,7 +153,7 @@ def run(args: argparse.Namespace) -> dict:
     from drift import plots
 
     table_rows = [
-        [label] + [_cell(results[label], m) for m in TABLE] for label, in_table, _ in plan if in_table
+        [label] + [_cell(results[label], m) for m in TABLE] for label, in_table, _ in grid if in_table
     ]
     written = []
     written += plots.save(

@@ -92,9 +92,9 @@ class Runs:
             "pool": DEFAULT_POOL,
         }
         key = run_key(cfg)
-        # a run finished before the entry was named "sampling" (it was "corpus") is the same run
-        earlier = run_key({("corpus" if k == "sampling" else k): v for k, v in cfg.items()})
-        for found in (key, earlier):
+        # a state whose configuration names this entry "corpus" is the same run
+        as_corpus = run_key({("corpus" if k == "sampling" else k): v for k, v in cfg.items()})
+        for found in (key, as_corpus):
             if found in self.done:
                 return self.done[found]
         overrides = {"extra_terms": (SADR(sadr),)} if sadr else {}

@@ -3,9 +3,9 @@
 For each case and each configuration, prints one JSON line: P(o_edit) of the edited model on the
 bare rewrite prompt, the optimisation's last NLL, ‖δ‖, and the "miss" ‖bare prompt's MLP output
 after the edit − v*‖ / ‖δ‖ (0 when the update gives the bare prompt exactly the optimised value).
-``--config earlier`` is drift's ROME before it followed the reference code (update solved at the
-averaged key, squared weight decay, NLL-only early stop, 6 fixed prefixes); ``faithful`` is the
-preset. docs/fidelity.md ("The 80-step anomaly") has the numbers.
+``--config earlier`` is ROME with the update solved at the averaged key, squared weight decay,
+an NLL-only early stop and 6 fixed prefixes; ``faithful`` is the preset. docs/fidelity.md ("The
+80-step anomaly") has the numbers.
 
     python -m drift steps --config earlier --limit 8
     python -m drift steps --config faithful --limit 3

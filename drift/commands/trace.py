@@ -72,7 +72,7 @@ def options(p: argparse.ArgumentParser) -> None:
         help="layers per attention/score patch (default 10)",
     )
     g.add_argument(
-        "--trace-cases", type=int, default=1, help="cases to run the per-token sweeps on (default 1)"
+        "--trace-cases", type=int, default=1, help="cases to run the per-token patch scans on (default 1)"
     )
     g.add_argument(
         "--kinds",
@@ -141,7 +141,7 @@ def one_case(model, case, compute, args, trace_this: bool) -> dict:
             (case.case_id, measure(model, edit, p, case.o_edit, args.scoring)) for p in prompts
         ]
         if prompts[0].read[0] == prompts[0].read[1]:
-            continue  # the right answer and o_edit share their first token: the sweeps cannot tell them apart
+            continue  # the right answer and o_edit share their first token: a scan cannot tell them apart
         res["attention"][task] = tracing.attention_patching(model, edit, prompts[0], args.attn_window, **kw)
         if trace_this:
             for kind in kinds:
@@ -193,13 +193,13 @@ def collect(model, cases, args) -> dict:
     return out
 
 
-def _grid(sweeps: list) -> tuple:
+def _grid(scans: list) -> tuple:
     """Effects ``[layers, columns, 2]``: the tokens of a single prompt, else aligned groups."""
     from drift import tracing
 
-    if len(sweeps) == 1:
-        return sweeps[0].effect, sweeps[0].prompt.labels
-    return tracing.align(sweeps)
+    if len(scans) == 1:
+        return scans[0].effect, scans[0].prompt.labels
+    return tracing.align(scans)
 
 
 def figures(
@@ -214,8 +214,8 @@ def figures(
         if subs:
             for idx, target in TARGETS.items():
                 panels, labels = {}, None
-                for kind, sweeps in subs.items():
-                    grid, labels = _grid(sweeps)
+                for kind, scans in subs.items():
+                    grid, labels = _grid(scans)
                     panels[kind] = grid[..., idx]
                 n = len(next(iter(subs.values())))
                 fig = plots.heatmaps(
