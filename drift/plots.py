@@ -210,7 +210,7 @@ def paths(
     colours = {}
     for c, panel in enumerate(names, start=1):
         for knob, (xs, ys, labels) in panels[panel].items():
-            colour = colours.setdefault(knob, f"hsl({len(colours) * 67 % 360},60%,45%)")
+            colour = colours.setdefault(knob, _PALETTE[len(colours) % len(_PALETTE)])
             fig.add_trace(
                 go.Scatter(
                     x=list(xs),
