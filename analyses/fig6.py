@@ -12,7 +12,6 @@ DNS).
 
 from __future__ import annotations
 
-import argparse
 import math
 import sys
 from pathlib import Path
@@ -21,7 +20,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "analyses"))
 
-from tables import Point, _fmt, load_points, update  # noqa: E402
+from tables import Point, _fmt, figure_main, load_points  # noqa: E402, F401  (load_points: for callers)
 
 MARKER = "<!-- fig6.py: heads -->"
 END_MARKER = "<!-- /fig6.py: heads -->"
@@ -75,25 +74,7 @@ def figure(points: list[Point]):
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--results", default=str(ROOT / "results" / "validation"), help="the grid's folder")
-    ap.add_argument("--figure", metavar="STEM", help="also write STEM.png and STEM.html")
-    ap.add_argument("--update", metavar="DOC.md", help="rewrite the table between its markers in DOC.md")
-    args = ap.parse_args(argv)
-    points = load_points(Path(args.results))
-    if not points:
-        print(f"fig6: no results in {args.results}", file=sys.stderr)
-        return 1
-    text = table(points)
-    print(text)
-    if args.figure:
-        from drift import plots
-
-        print("wrote " + ", ".join(map(str, plots.save(figure(points), args.figure))), file=sys.stderr)
-    if args.update:
-        update(Path(args.update), text, MARKER, END_MARKER)
-        print(f"wrote the table into {args.update}", file=sys.stderr)
-    return 0
+    return figure_main(argv, "fig6", __doc__, table, figure, MARKER, END_MARKER, width=None)
 
 
 if __name__ == "__main__":

@@ -329,6 +329,32 @@ def update(doc: Path, table: str, marker: str = MARKER, end_marker: str = END_MA
     doc.write_text(pattern.sub(lambda _: f"{marker}\n{table}\n{end_marker}", text, count=1), encoding="utf-8")
 
 
+def figure_main(argv, name: str, doc: str, table, figure, marker: str, end_marker: str, width=None) -> int:
+    """The command line of a figure script over the grid's results (``analyses/fig6.py``,
+    ``fig7.py``): print ``table(points)``; ``--figure STEM`` saves ``figure(points)``;
+    ``--update DOC.md`` rewrites the table between ``marker`` and ``end_marker``."""
+    ap = argparse.ArgumentParser(description=doc.split("\n")[0])
+    ap.add_argument("--results", default=str(ROOT / "results" / "validation"), help="the grid's folder")
+    ap.add_argument("--figure", metavar="STEM", help="also write STEM.png and STEM.html")
+    ap.add_argument("--update", metavar="DOC.md", help="rewrite the table between its markers in DOC.md")
+    args = ap.parse_args(argv)
+    points = load_points(Path(args.results))
+    if not points:
+        print(f"{name}: no results in {args.results}", file=sys.stderr)
+        return 1
+    text = table(points)
+    print(text)
+    if args.figure:
+        from drift import plots
+
+        written = plots.save(figure(points), args.figure, width=width)
+        print("wrote " + ", ".join(map(str, written)), file=sys.stderr)
+    if args.update:
+        update(Path(args.update), text, marker, end_marker)
+        print(f"wrote the table into {args.update}", file=sys.stderr)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--results", default=str(ROOT / "results" / "validation"), help="the grid's folder")
