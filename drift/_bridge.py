@@ -8,7 +8,8 @@ these, and nothing else should.
 - :func:`decoder_list` and :func:`skipping_blocks_below`: ``start_at_layer`` runs only the blocks
   from that layer on;
 - :class:`Prefix`: a left-aligned batch's unchanging first columns, kept as a Hugging Face
-  key-value cache.
+  key-value cache;
+- :func:`own_modules`: a model loads with its own modules, none swapped for the Hub's kernels.
 
 Example:
     >>> from drift.tiny import tiny_bridge
@@ -28,6 +29,7 @@ Example:
 from __future__ import annotations
 
 import contextlib
+import os
 import warnings
 from dataclasses import dataclass
 from typing import Iterator
@@ -160,3 +162,25 @@ def skipping_blocks_below(bridge, start: int | None, found=None) -> Iterator[Non
         yield
     finally:
         setattr(parent, attr, full)
+
+
+@contextlib.contextmanager
+def own_modules() -> Iterator[None]:
+    """Load models inside this: ``transformers`` 5 swaps some layers for fused kernels from the Hub
+    while it loads a model (``USE_HUB_KERNELS``, on by default), which drift's hooks would not see
+    inside, and it refuses to load at all where the ``kernels`` package is missing (a GPU machine
+    with the image's own packages). The variable is set to ``0`` for the load and put back after.
+
+    >>> with own_modules():
+    ...     os.environ["USE_HUB_KERNELS"]
+    '0'
+    """
+    before = os.environ.get("USE_HUB_KERNELS")
+    os.environ["USE_HUB_KERNELS"] = "0"
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop("USE_HUB_KERNELS", None)
+        else:
+            os.environ["USE_HUB_KERNELS"] = before

@@ -128,8 +128,10 @@ def _boot(source: str, label: str, device, dtype, *, prepend_bos: bool | None) -
     from transformer_lens.model_bridge import TransformerBridge
     from transformers import AutoTokenizer
 
+    from drift._bridge import own_modules
+
     try:
-        with warnings.catch_warnings():
+        with warnings.catch_warnings(), own_modules():
             warnings.simplefilter("ignore")
             bridge = TransformerBridge.boot_transformers(source, device=str(device), dtype=dtype)
             if prepend_bos is None:
@@ -211,7 +213,9 @@ def _convert_gguf(gguf_path: Path, out: Path) -> None:
     """Dequantise a GGUF file with transformers and save it as a float32 Hugging Face folder."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    with warnings.catch_warnings():
+    from drift._bridge import own_modules
+
+    with warnings.catch_warnings(), own_modules():
         warnings.simplefilter("ignore")
         kw = dict(gguf_file=gguf_path.name)
         tok = AutoTokenizer.from_pretrained(str(gguf_path.parent), **kw)

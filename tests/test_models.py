@@ -75,3 +75,17 @@ def test_default_device_is_cuda_when_available_and_said_once(monkeypatch, caplog
         assert models.default_device() == want
     said = caplog.text
     assert said.count("models load on cpu") == 1 and said.count("models load on cuda") == 1
+
+
+def test_a_local_model_loads_where_the_kernels_package_is_missing(monkeypatch):
+    """transformers 5 loads with the Hub's kernels by default and refuses to load without the
+    `kernels` package (a GPU machine's image): drift loads with the model's own modules."""
+    import transformers.modeling_utils as mu
+
+    from drift.tiny import tiny_folder
+
+    monkeypatch.setattr(mu, "is_kernels_available", lambda: False)
+    monkeypatch.delenv("USE_HUB_KERNELS", raising=False)
+    model = drift.load_model(str(tiny_folder(seed=0)), device="cpu")
+    assert model.cfg.n_layers == 2
+    assert "USE_HUB_KERNELS" not in __import__("os").environ  # put back as it was

@@ -264,7 +264,6 @@ def run(args: argparse.Namespace) -> dict:
     import torch
 
     import drift
-    from drift import plots
     from drift.data import load_cases
     from drift.runs import run_key
     from drift.runtime import share
@@ -334,6 +333,8 @@ def run(args: argparse.Namespace) -> dict:
             run()
         print(f"part {args.part}: done, in {runs.path}")
         return {}
+    from drift import plots  # only to draw: a --part process runs without plotly (a GPU machine's image)
+
     done = {what: run() for what, run in jobs}
     curves = {rec["label"]: rec for what, rec in done.items() if what[0] == "curve"}
     sweep = {what[1]: rec for what, rec in done.items() if what[0] == "sweep"}
