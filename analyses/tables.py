@@ -6,6 +6,7 @@
     python analyses/tables.py --widen                # the next point of the grid's upward widening
     python analyses/tables.py --chosen               # the rule's final choice, once the grid is done
     python analyses/tables.py --results results/test --test [--update docs/results.md]   # Table 3
+    python analyses/tables.py --results results/sequential --sequential [--update docs/results.md]
 
 The validation grid (``scripts/validation_grid.sh``) writes one ``python -m drift eval`` run per
 point into ``results/validation``: ``NAME.json`` when the point is finished, its log
@@ -45,6 +46,9 @@ END_MARKER = "<!-- /tables.py: validation grid -->"
 TEST_MARKER = "<!-- tables.py: test cases -->"
 TEST_END_MARKER = "<!-- /tables.py: test cases -->"
 TABLE3 = ("ES", "PS", "NS", "RS", "DNS", "AvgS", "EM", "PM", "RM", "DNM")
+SEQ_MARKER = "<!-- tables.py: sequential -->"
+SEQ_END_MARKER = "<!-- /tables.py: sequential -->"
+SEQ_MARKS = (10, 25, 50, 100)  # the AdaPLE paper's points of the attenuation curve
 
 
 class Point:
@@ -320,6 +324,59 @@ def test_table(points: list[Point]) -> str:
     return "\n\n".join(blocks)
 
 
+def sequential_table(folder: Path) -> str:
+    """The 100-edit table from ``python -m drift sequential`` runs (``folder/*/sequential-runs.jsonl``,
+    one record per finished run, as ``--part`` writes them): for each attenuation curve, ES / EM of
+    all edits so far at 10, 25, 50 and 100 stacked edits and PS / NS at its last; then the drop-rate
+    sweep, one row per drop rate. Runs not finished yet are absent."""
+    from drift.store import read_records
+
+    records = {}
+    for path in sorted(folder.glob("*/sequential-runs.jsonl")) + sorted(folder.glob("sequential-runs.jsonl")):
+        records |= read_records(path)
+    curves = [r for r in records.values() if len(r["checkpoints"]) > 1]
+    sweep = [r for r in records.values() if len(r["checkpoints"]) == 1]
+    if not records:
+        return "(no finished sequential run yet)"
+
+    def at(rec: dict, n: int) -> dict | None:
+        return next((c["summary"] for c in rec["checkpoints"] if c["n_edits"] == n), None)
+
+    def pair(summary: dict | None, a: str, b: str) -> str:
+        if summary is None or summary.get(a) is None:
+            return ""
+        return f"{_fmt(summary[a])} / {_fmt(summary[b])}" if summary.get(b) is not None else _fmt(summary[a])
+
+    order = {"memit": 0, "adaple": 1}
+    curves.sort(key=lambda r: (order.get(r["config"]["editor"], 2), r["config"].get("dr") or 0, r["label"]))
+    head = " | ".join(f"ES / EM after {n}" for n in SEQ_MARKS)
+    lines = [
+        f"| run | {head} | PS / NS at the last | minutes |",
+        "|---|" + "---|" * (len(SEQ_MARKS) + 2),
+    ]
+    for r in curves:
+        last = r["checkpoints"][-1]
+        cells = [pair(at(r, n), "ES", "EM") for n in SEQ_MARKS]
+        tail = f"{pair(last['summary'], 'PS', 'NS')} ({last['n_edits']})"
+        minutes = f"{r.get('seconds', 0) / 60:.0f}"
+        lines.append(f"| {r['label']} | " + " | ".join(cells) + f" | {tail} | {minutes} |")
+    if sweep:
+        sweep.sort(key=lambda r: r["config"].get("dr") or 0)
+        n = sweep[0]["checkpoints"][0]["n_edits"]
+        lines += [
+            "",
+            f"Drop-rate sweep ({sweep[0]['config']['editor']}, {n} stacked edits):",
+            "",
+            "| drop rate | ES / EM | PS / PM | NS / NM |",
+            "|---|---|---|---|",
+        ]
+        for r in sweep:
+            s_ = r["checkpoints"][0]["summary"]
+            cells = [pair(s_, "ES", "EM"), pair(s_, "PS", "PM"), pair(s_, "NS", "NM")]
+            lines.append(f"| {r['config'].get('dr') or 0:g} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def update(doc: Path, table: str, marker: str = MARKER, end_marker: str = END_MARKER) -> None:
     """Replace the text between ``marker`` and ``end_marker`` in ``doc`` by ``table``."""
     text = doc.read_text(encoding="utf-8")
@@ -365,11 +422,23 @@ def main(argv: list[str] | None = None) -> int:
         "--test", action="store_true", help="Table 3: the folder's runs per editor, paired by case"
     )
     ap.add_argument(
+        "--sequential",
+        action="store_true",
+        help="the 100-edit table from the folder's `drift sequential` runs",
+    )
+    ap.add_argument(
         "--chosen",
         action="store_true",
         help="print 'STEPS GAMMA' of the rule's final choice (nothing before it)",
     )
     args = ap.parse_args(argv)
+    if args.sequential:
+        table = sequential_table(Path(args.results))
+        print(table)
+        if args.update:
+            update(Path(args.update), table, SEQ_MARKER, SEQ_END_MARKER)
+            print(f"wrote the table into {args.update}", file=sys.stderr)
+        return 0
     points = load_points(Path(args.results))
     if args.widen:
         nxt = widen(points)

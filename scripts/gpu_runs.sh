@@ -12,7 +12,8 @@
 # (--edit-batch), many processes sharing the GPU, every one stopped by the deadline (LIMIT seconds
 # after the start; eval keeps the finished cases of a stopped point in its .partial.jsonl):
 #   test/       Table 3's MEMIT and PMET rows on the 59 test cases (shard 20/20 of 1178), alone, at
-#               GPT-J's SADR setting and at the γ the ROME grid chose; ROME at 80 steps
+#               GPT-J's SADR setting and at the γ the ROME grid chose, PMET alone at its GPT-J step
+#               count (40: the control for its SADR rows); ROME at 80 steps
 #   test-gpu/   ROME alone and ROME+SADR at the chosen point again, on the GPU: how far the device
 #               moves the CPU's rows
 #   validation-memit/, validation-pmet/   the paper's grid for MEMIT and PMET on the validation
@@ -107,6 +108,7 @@ if [[ "${FAST:-0}" == 1 ]]; then  # Table 3's rows alone, each point a process o
     point test pmet TEST pmet &
     point test pmet_sadr_g0.08_s40 TEST pmet --sadr 0.08 --steps 40 &
     point test "pmet_sadr_g${CHOSEN}_s40" TEST pmet --sadr "$CHOSEN" --steps 40 &
+    point test pmet_s40 TEST pmet --steps 40 &
     point test-gpu rome_s20 TEST rome &
     PARTS="" GRIDS=0
 fi
@@ -124,6 +126,7 @@ done
 [[ "${GRIDS:-1}" == 1 ]] && (point test pmet TEST pmet
     point test pmet_sadr_g0.08_s40 TEST pmet --sadr 0.08 --steps 40
     point test "pmet_sadr_g${CHOSEN}_s40" TEST pmet --sadr "$CHOSEN" --steps 40
+    point test pmet_s40 TEST pmet --steps 40
     grid pmet 80) &
 [[ "${GRIDS:-1}" == 1 ]] && (grid memit 20 40) &
 [[ "${GRIDS:-1}" == 1 ]] && (grid pmet 20 40) &

@@ -122,3 +122,32 @@ def test_table3_pairs_each_run_with_its_editor_alone(tmp_path):
     assert "minus MEMIT (preset), 20 steps [4]" not in memit  # "(preset)" names ROME's reference only
     assert "minus MEMIT, 20 steps [4]" in memit and "MEMIT+SADR γ=0.005, 20 steps [4]" in memit
     assert "| +30.0 (p n/a; 4/0) |" in memit
+
+
+def _sequential_run(folder: Path, key: str, editor: str, dr: float, marks: list, es: list) -> None:
+    from drift.store import append_record
+
+    label = editor.upper() + (f" +DR(p={dr:g})" if dr else "")
+    checkpoints = [
+        {"n_edits": n, "summary": {"ES": e, "EM": e / 2, "PS": 50.0, "PM": 10.0, "NS": 80.0, "NM": 3.0}}
+        for n, e in zip(marks, es)
+    ]
+    record = {"key": key, "label": label, "config": {"editor": editor, "dr": dr}, "seconds": 120.0}
+    append_record(folder / "sequential-runs.jsonl", record | {"checkpoints": checkpoints})
+
+
+def test_the_sequential_table_reads_every_parts_runs_curves_first_then_the_sweep(tmp_path, capsys):
+    for part in ("p1", "p4", "p5"):
+        (tmp_path / part).mkdir()
+    marks = [1, 10, 25, 50, 100]
+    _sequential_run(tmp_path / "p4", "b", "adaple", 0.8, marks, [100.0, 90.0, 80.0, 70.0, 60.0])
+    _sequential_run(tmp_path / "p1", "a", "memit", 0.0, marks, [100.0, 95.0, 85.0, 75.0, 65.0])
+    _sequential_run(tmp_path / "p5", "c", "adaple", 0.5, [10], [40.0])
+    assert tables.main(["--results", str(tmp_path), "--sequential"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    head = " | ".join(f"ES / EM after {n}" for n in (10, 25, 50, 100))
+    assert out[0] == f"| run | {head} | PS / NS at the last | minutes |"
+    memit = "| MEMIT | 95.0 / 47.5 | 85.0 / 42.5 | 75.0 / 37.5 | 65.0 / 32.5 | 50.0 / 80.0 (100) | 2 |"
+    assert out[2] == memit
+    assert out[3].startswith("| ADAPLE +DR(p=0.8) | 90.0 / 45.0 |")
+    assert "| 0.5 | 40.0 / 20.0 | 50.0 / 10.0 | 80.0 / 3.0 |" in out
