@@ -9,7 +9,8 @@ these, and nothing else should.
   from that layer on;
 - :class:`Prefix`: a left-aligned batch's unchanging first columns, kept as a Hugging Face
   key-value cache;
-- :func:`own_modules`: a model loads with its own modules, none swapped for the Hub's kernels.
+- :func:`own_modules`: a model loads with its own modules, none swapped for the Hub's kernels;
+- :func:`draws_on_cpu`: seeded sampling draws the same tokens on a GPU as on the CPU.
 
 Example:
     >>> from drift.tiny import tiny_bridge
@@ -184,3 +185,30 @@ def own_modules() -> Iterator[None]:
             os.environ.pop("USE_HUB_KERNELS", None)
         else:
             os.environ["USE_HUB_KERNELS"] = before
+
+
+@contextlib.contextmanager
+def draws_on_cpu() -> Iterator[None]:
+    """Inside this, TransformerLens's ``generate`` (the bridge's and ``HookedTransformer``'s) draws
+    each sampled token on the CPU, from the CPU's generator, whatever device the logits are on.
+    Otherwise one seed draws other tokens on a GPU (CUDA's generator) than on the CPU, and so other
+    context prefixes and other edits. On a CPU nothing changes: the same call with the same tensors.
+
+    >>> import transformer_lens.utilities as tl_utils
+    >>> with draws_on_cpu():
+    ...     tl_utils.sample_logits.__name__
+    'on_cpu'
+    """
+    import transformer_lens.utilities as tl_utils
+
+    original = tl_utils.sample_logits
+
+    def on_cpu(final_logits: Tensor, *args, **kwargs) -> Tensor:
+        moved = {k: v.cpu() if isinstance(v, Tensor) else v for k, v in kwargs.items()}
+        return original(final_logits.cpu(), *args, **moved).to(final_logits.device)
+
+    tl_utils.sample_logits = on_cpu
+    try:
+        yield
+    finally:
+        tl_utils.sample_logits = original

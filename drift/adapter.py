@@ -654,8 +654,10 @@ class Model:
     @torch.no_grad()
     def sample(self, tokens: Tensor, max_new_tokens: int, *, top_k: int = 50, seed: int = 0) -> Tensor:
         """Seeded top-k sampling with the key-value cache: ``tokens [batch, pos]`` (equal lengths,
-        no padding) -> ``[batch, pos + max_new_tokens]``. Runs without drift's hooks."""
-        with torch.random.fork_rng(devices=[]), _bridge.quiet_cache_rename():
+        no padding) -> ``[batch, pos + max_new_tokens]``. Runs without drift's hooks. Tokens are
+        drawn on the CPU (:func:`drift._bridge.draws_on_cpu`), so a seed gives the same text on a
+        GPU as on the CPU, up to the devices' rounding of the logits."""
+        with torch.random.fork_rng(devices=[]), _bridge.quiet_cache_rename(), _bridge.draws_on_cpu():
             torch.manual_seed(seed)
             return self.hooked.generate(
                 tokens.to(self.device),

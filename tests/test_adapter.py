@@ -194,6 +194,30 @@ def test_sampling_with_the_cache_conditions_on_the_whole_prompt(tiny):
     assert sampled.tolist() == tokens.tolist()
 
 
+def test_seeded_sampling_is_transformer_lens_own_draw_on_the_cpu(tiny):
+    """Model.sample draws its tokens on the CPU (so that a GPU draws the same ones); on a CPU that is
+    TransformerLens's own generate with the same seed, token for token."""
+    prompt = torch.tensor([tiny.encode("The Eiffel Tower is located in")] * 3)
+    sampled = tiny.sample(prompt, 12, top_k=5, seed=7)
+    torch.manual_seed(7)
+    own = tiny.hooked.generate(
+        prompt, max_new_tokens=12, do_sample=True, top_k=5, stop_at_eos=False, verbose=False
+    )
+    assert sampled.tolist() == own.tolist()
+    assert len({tuple(row) for row in sampled.tolist()}) > 1  # really sampled: the rows differ
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a GPU")
+def test_a_seed_samples_the_same_tokens_on_a_gpu_as_on_the_cpu():
+    import drift
+    from drift.tiny import tiny_folder
+
+    prompt = torch.tensor([[5, 6, 7]] * 4)
+    on_cpu = drift.load_model(str(tiny_folder()), device="cpu").sample(prompt, 10, top_k=5, seed=3)
+    on_gpu = drift.load_model(str(tiny_folder()), device="cuda").sample(prompt, 10, top_k=5, seed=3)
+    assert on_gpu.cpu().tolist() == on_cpu.tolist()
+
+
 def _greedy(model, prompt: str, n: int) -> list[int]:
     """Greedy decoding by full forward passes, one token at a time: no cache involved."""
     tokens = model.to_tokens(prompt)
