@@ -194,9 +194,9 @@ def score_targets(
             packed,
         )
         tok_lp[mine], hit[mine] = lp, h
-    owner = torch.tensor([r[0] for r in reads])
-    first = torch.tensor([j == 0 for p, t in pairs for j in range(len(t))])
-    n_tokens = torch.tensor([len(t) for _, t in pairs])
+    owner = torch.tensor([r[0] for r in reads], dtype=torch.long)  # typed: no pairs is no reads
+    first = torch.tensor([j == 0 for p, t in pairs for j in range(len(t))], dtype=torch.bool)
+    n_tokens = torch.tensor([len(t) for _, t in pairs], dtype=torch.long)
     return Scores(
         logprob=torch.zeros(len(pairs)).index_add_(0, owner, tok_lp),
         top1=hit[first].bool(),

@@ -156,3 +156,35 @@ def test_pack_keeps_every_sequence_and_its_tree(seqs, row_tokens):
             assert [row.tokens[c] for c in cols] == list(s)
             assert [row.depth[c] for c in cols] == list(range(len(s)))
             assert [row.parent[c] for c in cols] == [-1, *cols[:-1]]
+
+
+def test_mismatched_prompts_and_targets_are_refused_naming_both_counts(tiny):
+    with pytest.raises(ValueError, match="2 prompts but 1 targets"):
+        score_targets(tiny, ["The capital of Japan is", "Apple was founded by"], ["Tokyo"])
+
+
+def test_no_pairs_score_to_empty_tensors(tiny):
+    s = score_targets(tiny, [], [])
+    assert s.logprob.shape == (0,) and s.top1.shape == (0,) and s.token_acc.shape == (0,)
+
+
+def test_tree_mask_lets_each_token_see_itself_and_its_ancestors_only():
+    """Two sequences sharing their first token packed into one row (columns 0-1-2 and 0-3) and
+    a padding column 4: the mask is [rows, 1, columns, columns], written out by hand."""
+    from drift.scoring import Row, tree_mask
+
+    row = Row(tokens=[7, 8, 9, 5, 0], parent=[-1, 0, 1, 0, -1], depth=[0, 1, 2, 1, 0])
+    expected = torch.tensor(
+        [
+            [1, 0, 0, 0, 0],
+            [1, 1, 0, 0, 0],
+            [1, 1, 1, 0, 0],
+            [1, 0, 0, 1, 0],
+            [0, 0, 0, 0, 1],
+        ],
+        dtype=torch.bool,
+    )
+    mask = tree_mask([row, Row(tokens=[3], parent=[-1], depth=[0])], 5)
+    assert mask.shape == (2, 1, 5, 5)
+    assert torch.equal(mask[0, 0], expected)
+    assert torch.equal(mask[1, 0], torch.eye(5, dtype=torch.bool))  # a one-token row, padded
