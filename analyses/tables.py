@@ -34,6 +34,7 @@ sys.path.insert(0, str(ROOT))
 
 from drift.metrics import scoring_of, summarise  # noqa: E402
 from drift.runs import read_any  # noqa: E402
+from drift.store import save_text  # noqa: E402
 
 GRID_STEPS = (20, 40, 80)  # the paper's grid (App. C.2)
 GRID_GAMMAS = (5e-3, 1e-2, 4e-2, 8e-2)
@@ -383,7 +384,7 @@ def update(doc: Path, table: str, marker: str = MARKER, end_marker: str = END_MA
     pattern = re.compile(re.escape(marker) + r".*?" + re.escape(end_marker), re.S)
     if not pattern.search(text):
         raise SystemExit(f"tables: {doc} has no {marker} ... {end_marker} block")
-    doc.write_text(pattern.sub(lambda _: f"{marker}\n{table}\n{end_marker}", text, count=1), encoding="utf-8")
+    save_text(doc, pattern.sub(lambda _: f"{marker}\n{table}\n{end_marker}", text, count=1))
 
 
 def figure_main(argv, name: str, doc: str, table, figure, marker: str, end_marker: str, width=None) -> int:

@@ -1,15 +1,37 @@
 """Runs: one configuration evaluated case by case, logged so that no finished case is ever lost.
 
-Every entry point that evaluates many cases (``eval``, ``merge``, ``compare``, ``sweep`` and the
-analysis scripts) rests on this module:
+Every entry point that evaluates many cases (``eval``, ``merge``, ``compare``, ``sweep``,
+``sequential`` and the analysis scripts) rests on this module, and every file a command writes so
+that a rerun resumes is defined here:
+
+=====================  ===================================  =============================================
+run state              written by                           on disk
+=====================  ===================================  =============================================
+:class:`CaseLog`       ``eval``, ``audit``, analyses         ``OUT.partial.jsonl``: a header line
+                       (``stats_choice``)                    ``{"drift_run", "key", "config"}``, then one
+                                                             line per finished case
+:class:`ChunkLogs`     ``sweep`` (and ``sadr``'s grid)       ``OUT/.parts/NAME/00010.jsonl``: one
+                                                             :class:`CaseLog` per chunk of a run
+:class:`CaseFiles`     ``trace``                             ``OUT/.partial-KEY/``: ``config.json`` and
+                                                             one pickle per case
+:class:`RecordLog`     ``sequential``                        ``OUT/sequential-runs.jsonl``: one line
+                                                             ``{"key", "config", ...}`` per finished run
+:func:`save_state`     ``sequential_edits(state=PATH)``      one pickle ``{"run_id", "n_done", "rows",
+                       (``sequential``: ``.partial-KEY/``)   "weights"}``, rewritten after each batch
+:func:`write_results`  ``eval``, ``merge``, ``sweep``        ``OUT.json``: ``{"config", "key", "label",
+                                                             "summary", "cases"}``, the finished run
+=====================  ===================================  =============================================
+
+Logs are appended a line at a time (a line cut by a kill is skipped or repaired); every other file
+is written whole and atomically (:func:`drift.store.save_json`, :func:`drift.store.save_object`).
 
 - :func:`run_key` — one canonical key of a configuration (a results file, a log and a sweep's
-  run agree on it); :func:`run_label` — a readable name derived from the same configuration.
-- :class:`CaseFiles` — the same for results that are tensors (one file per case).
-- :class:`CaseLog` — an append-only JSON-lines log of one configuration's finished cases: a header
-  line holding the whole configuration, then one line per case. It is locked while a process
-  writes it, refuses a configuration other than its own (``restart=True`` sets the old log
-  aside instead), and repairs a last line cut by a kill or a full disk before appending.
+  run agree on it); :func:`run_label` — a readable name derived from the same configuration;
+  :func:`run_config` — the one builder of every command's configuration.
+- :class:`CaseLog` — an append-only JSON-lines log of one configuration's finished cases. It is
+  locked while a process writes it, refuses a configuration other than its own (``restart=True``
+  sets the old log aside instead), and repairs a last line cut by a kill or a full disk before
+  appending.
 - :func:`finished_rows` / :func:`join` — the finished cases of logs and results files of one
   configuration, checked to be one configuration; :func:`write_results` the results file.
 - :func:`chunks` — a run cut into pieces of cases (what a sweep hands its workers).
@@ -44,6 +66,7 @@ import hashlib
 import json
 import math
 import os
+import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -51,7 +74,7 @@ from typing import Iterable, Sequence
 
 from filelock import FileLock, Timeout
 
-from drift.store import save_json
+from drift.store import CorruptCacheError, load_object, save_json, save_object
 
 FORMAT = 1  # the header's "drift_run" value; a header without it has no format (and maybe no configuration)
 # keys of a configuration that do not change any case's result: a shard's finished cases are the
@@ -388,9 +411,11 @@ class CaseLog:
 
 
 class CaseFiles:
-    """Per-case results that are not JSON (tensors of a trace): one file per case in a folder named
-    by the configuration's key, ``FOLDER/.partial-KEY/``, with the configuration beside them.
-    A damaged file is reported and its case runs again; ``restart=True`` empties the folder.
+    """Per-case results that are not JSON (tensors of a trace), for ``trace``: one file per case
+    in a folder named by the configuration's key, ``FOLDER/.partial-KEY/HASH.pt`` (``HASH``: 16 hex
+    digits of the SHA-256 of the case id; :func:`drift.store.save_object`), with the
+    configuration beside them in ``config.json`` (``{"drift_run", "key", "config"}``). A damaged
+    file is reported and its case runs again; ``restart=True`` empties the folder.
 
     >>> import tempfile, pathlib, torch
     >>> files = CaseFiles(pathlib.Path(tempfile.mkdtemp()), {"editor": "rome"})
@@ -400,8 +425,6 @@ class CaseFiles:
     """
 
     def __init__(self, folder: Path | str, config: dict, *, restart: bool = False):
-        import shutil
-
         self.key = run_key(config)
         self.folder = Path(folder) / f".partial-{self.key}"
         if restart and self.folder.exists():
@@ -416,8 +439,6 @@ class CaseFiles:
         """The case's saved result, or ``None`` when it has none (or only a damaged one)."""
         import warnings
 
-        from drift.store import CorruptCacheError, load_object
-
         path = self.path(case_id)
         if not path.exists():
             return None
@@ -428,14 +449,168 @@ class CaseFiles:
             return None
 
     def save(self, case_id: str, result: object) -> None:
-        from drift.store import save_object
-
         save_object(self.path(case_id), result)
 
     def remove(self) -> None:
-        import shutil
-
         shutil.rmtree(self.folder, ignore_errors=True)
+
+
+class ChunkLogs:
+    """The case logs of one run cut into chunks of cases, for ``sweep`` (and ``sadr``'s grid,
+    which is a sweep): ``OUT/.parts/NAME/FIRST.jsonl``, one :class:`CaseLog` per chunk, named by
+    the position of the chunk's first case in the run (``00010.jsonl``; the configuration in its
+    header carries ``"chunk"``, which is outside the key), and ``earlier.jsonl``, the rows that a
+    results file of the same configuration already held (a run whose ``--limit`` grew). When all
+    are done they are joined into ``OUT/NAME.json`` (:func:`write_results`) and removed.
+
+    >>> import tempfile, pathlib
+    >>> logs = ChunkLogs(pathlib.Path(tempfile.mkdtemp()), "rome")
+    >>> with CaseLog(logs.path(10), {"editor": "rome", "chunk": "00010"}) as log:
+    ...     log.append({"case_id": "10", "metrics": {"ES": 100.0}})
+    >>> [(p.name, len(rows)) for p, (config, rows) in logs.read().items()]
+    [('00010.jsonl', 1)]
+    >>> logs.remove(); logs.paths()
+    []
+    """
+
+    ROOT = ".parts"
+
+    def __init__(self, out: Path | str, name: str):
+        self.root = Path(out) / self.ROOT
+        self.folder = self.root / name
+
+    def path(self, first: int) -> Path:
+        """The log of the chunk whose first case is the run's ``first``-th (from 0)."""
+        return self.folder / f"{first:05d}.jsonl"
+
+    def paths(self) -> list[Path]:
+        """The run's logs (none when its folder is absent)."""
+        return sorted(self.folder.glob("*.jsonl")) if self.folder.is_dir() else []
+
+    def read(self, command: str = "sweep") -> dict[Path, tuple[dict, list[dict]]]:
+        """Each log's configuration and finished rows (each read once, by :func:`join`)."""
+        return {p: join([p], command) for p in self.paths()}
+
+    def carry(self, config: dict, rows: Sequence[dict]) -> tuple[Path, list[dict]]:
+        """Add the finished ``rows`` of ``config`` that ``earlier.jsonl`` lacks to it; its path
+        and every row it holds."""
+        with CaseLog(self.folder / "earlier.jsonl", config) as log:
+            for row in rows:
+                if row["case_id"] not in log.rows:
+                    log.append(row)
+            return log.path, list(log.rows.values())
+
+    def remove(self) -> None:
+        """Remove the run's logs (only ever a folder inside ``OUT/.parts/``)."""
+        if self.folder.resolve().parent == self.root.resolve():
+            shutil.rmtree(self.folder, ignore_errors=True)
+
+
+def read_records(path: Path | str) -> dict[str, dict]:
+    """The records of a JSON-lines log written by :func:`append_record`, by their ``"key"``; a
+    line cut by an interruption is skipped (that configuration simply runs again)."""
+    records: dict[str, dict] = {}
+    if Path(path).exists():
+        for line in Path(path).read_text().splitlines():
+            try:
+                rec = json.loads(line)
+                records[rec["key"]] = rec
+            except (json.JSONDecodeError, KeyError, TypeError):
+                continue
+    return records
+
+
+def append_record(path: Path | str, record: dict) -> None:
+    """Append one finished configuration's ``record`` (with a ``"key"``) to a JSON-lines log, on
+    a line of its own even after a line that a kill cut short (which stays, unread)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a+b") as f:
+        f.seek(0, os.SEEK_END)
+        cut = False
+        if f.tell() > 0:
+            f.seek(-1, os.SEEK_END)
+            cut = f.read(1) != b"\n"
+        f.write((("\n" if cut else "") + json.dumps(record) + "\n").encode())
+
+
+class RecordLog:
+    """The finished runs of a command made of whole runs that are not logged case by case, for
+    ``sequential`` (its attenuation curves and drop-rate sweep): ``FOLDER/NAME.jsonl``, one JSON
+    line per finished run, ``{"key": run_key(config), "config", ...}`` (:func:`append_record`),
+    and beside it ``FOLDER/.partial-KEY/``, the work folder of a run not finished yet (its
+    :func:`save_state` file, ``state.pt``, and whatever else the run keeps there).
+    ``restart=True`` removes the log and every work folder in ``FOLDER``.
+
+    >>> import tempfile, pathlib
+    >>> folder = pathlib.Path(tempfile.mkdtemp())
+    >>> runs = RecordLog(folder / "sequential-runs.jsonl")
+    >>> key = run_key({"editor": "memit"})
+    >>> runs.work(key).mkdir()                   # a run in progress keeps its state there
+    >>> runs.add({"key": key, "config": {"editor": "memit"}, "checkpoints": []})
+    >>> list(RecordLog(runs.path).done) == [key], runs.work(key).exists()
+    (True, False)
+    """
+
+    def __init__(self, path: Path | str, restart: bool = False):
+        self.path = Path(path)
+        if restart:
+            if self.path.exists():
+                self.path.unlink()
+            for work in self.path.parent.glob(".partial-*"):
+                shutil.rmtree(work, ignore_errors=True)
+        self.done: dict[str, dict] = read_records(self.path)
+
+    def work(self, key: str) -> Path:
+        """The work folder of the unfinished run ``key``."""
+        return self.path.parent / f".partial-{key}"
+
+    def add(self, record: dict) -> None:
+        """Keep a finished run's ``record`` (saved before this returns) and remove its work folder."""
+        self.done[record["key"]] = record
+        append_record(self.path, record)
+        shutil.rmtree(self.work(record["key"]), ignore_errors=True)
+
+    def take_in(self, path: Path | str) -> int:
+        """Add the records of another log of this kind (a ``--part`` process's) that this one
+        lacks and whose key is their configuration's; how many records that log holds."""
+        theirs = read_records(path)
+        for key, rec in theirs.items():
+            if key not in self.done and rec.get("key") == run_key(rec.get("config", {})):
+                self.done[key] = rec
+                append_record(self.path, rec)
+        return len(theirs)
+
+
+def save_state(path: Path | str, run_id: str, n_done: int, rows: list[dict], weights: dict) -> None:
+    """Save the progress of a run of stacked edits (:func:`drift.sequential.sequential_edits` with
+    ``state=PATH``; the ``sequential`` command's ``.partial-KEY/state.pt``), rewritten atomically
+    after each batch: one pickle (:func:`drift.store.save_object`) of ``{"run_id": the run's key
+    (its cases, checkpoints and batch), "n_done": edits applied, "rows": the finished checkpoints'
+    rows, "weights": {(which, layer): the weight's current value} for every weight the edits
+    touched}``.
+
+    >>> import tempfile, pathlib, torch
+    >>> path = pathlib.Path(tempfile.mkdtemp()) / "state.pt"
+    >>> save_state(path, "abc", 2, [], {("mlp_out", 0): torch.zeros(2)})
+    >>> load_state(path, "abc")["n_done"], load_state(path, "another run")
+    (2, None)
+    """
+    save_object(Path(path), {"run_id": run_id, "n_done": n_done, "rows": rows, "weights": weights})
+
+
+def load_state(path: Path | str | None, run_id: str) -> dict | None:
+    """The progress :func:`save_state` saved for the run ``run_id``; ``None`` when there is none
+    (no path, no file, another run's file, or a damaged one: the run starts over)."""
+    if path is None or not Path(path).exists():
+        return None
+    try:
+        saved = load_object(Path(path))
+    except CorruptCacheError:
+        return None
+    if not isinstance(saved, dict) or saved.get("run_id") != run_id:
+        return None
+    return saved
 
 
 def write_results(out: Path | str, config: dict, rows: Sequence[dict], pool: str, **extra) -> dict:

@@ -9,9 +9,10 @@ edit is removed and the weights are bit-identical to before.
 
 With ``state=PATH`` the run can be resumed: after each batch the current values of every weight
 the edits touched, the finished checkpoints and the number of edits done are saved there
-(atomically); a rerun with the same cases and ``state`` puts those weights back and goes on with
-the next edit. (Put back as one delta per weight, W₀ + (W − W₀), which can differ from W by
-float rounding; the restore at the end is still exact.) The file is removed when the run ends.
+(atomically; :func:`drift.runs.save_state` describes the file); a rerun with the same cases and
+``state`` puts those weights back and goes on with the next edit. (Put back as one delta per
+weight, W₀ + (W − W₀), which can differ from W by float rounding; the restore at the end is still
+exact.) The file is removed when the run ends.
 
 Example:
     >>> import torch
@@ -38,8 +39,7 @@ from drift.data import EditCase
 from drift.editors.base import Edit, WeightDelta
 from drift.evaluate import evaluate
 from drift.metrics import DEFAULT_POOL, DEFAULT_SCORING, check_scoring, summarise
-from drift.runs import run_key
-from drift.store import CorruptCacheError, load_object, save_object
+from drift.runs import load_state, run_key, save_state
 
 
 def sequential_edits(
@@ -79,7 +79,7 @@ def sequential_edits(
     first = 0
     bar = tqdm(total=len(cases), desc="sequential edits", disable=not progress)
     try:
-        saved = _load_state(state, run_id)
+        saved = load_state(state, run_id)
         if saved is not None:
             deltas = [
                 WeightDelta(w, l, v.to(model.weight(w, l).device) - model.weight(w, l).detach())
@@ -116,7 +116,7 @@ def sequential_edits(
                     on_checkpoint(row)
             if state is not None:
                 weights = {k: model.weight(*k).detach().cpu().clone() for k in sorted(touched)}
-                save_object(Path(state), {"run_id": run_id, "n_done": i, "rows": rows, "weights": weights})
+                save_state(state, run_id, i, rows, weights)
         if state is not None and Path(state).exists():
             Path(state).unlink()
     finally:
@@ -124,16 +124,3 @@ def sequential_edits(
         for h in reversed(handles):
             h.remove()
     return rows
-
-
-def _load_state(state, run_id: str) -> dict | None:
-    """The saved progress of this run, or None (no file, another run's file, or a damaged one)."""
-    if state is None or not Path(state).exists():
-        return None
-    try:
-        saved = load_object(Path(state))
-    except CorruptCacheError:
-        return None
-    if not isinstance(saved, dict) or saved.get("run_id") != run_id:
-        return None
-    return saved

@@ -14,6 +14,9 @@ through this module:
 - ``doctor()``: every cache re-hashed in full (``python -m drift doctor``).
 - ``save_tensors`` / ``load_tensors``: one safetensors file written atomically, with a digest
   of its contents in its metadata; a truncated or altered file raises ``CorruptCacheError``.
+- ``replacing(path)``: the one atomic write (a temporary file renamed over ``path``), under
+  ``save_text``, ``save_json`` (every JSON file a later run reads), ``save_object`` (pickles) and
+  ``save_tensors``. Run state (logs, records, resumable progress) is :mod:`drift.runs`'.
 
 Example:
     >>> import tempfile, pathlib, torch
@@ -151,7 +154,7 @@ def verify_dir_stamped(folder: Path, *, full: bool = False) -> bool:
             "checked": time.time(),
             "files": {n: [*v, sample_digest(folder / n)] for n, v in now.items()},
         }
-        (folder / STAMP).write_text(json.dumps(stamp))
+        save_json(folder / STAMP, stamp)
     except OSError:  # a read-only cache: verified now, verified again next time
         pass
     return True
@@ -194,17 +197,9 @@ def save_tensors(path: Path, tensors: dict[str, torch.Tensor], meta: dict[str, s
     """Write ``tensors`` to a safetensors file atomically (temp file + rename), with a digest."""
     from safetensors.torch import save_file
 
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    os.close(fd)
-    try:
-        clean = {k: v.detach().contiguous().cpu() for k, v in tensors.items()}
+    clean = {k: v.detach().contiguous().cpu() for k, v in tensors.items()}
+    with replacing(path) as tmp:
         save_file(clean, tmp, metadata={**meta, "drift_digest": _tensor_digest(clean)})
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
 
 
 def load_tensors(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
@@ -272,36 +267,58 @@ def _umask_mode() -> int:
     return 0o666 & ~mask
 
 
-def save_json(path: Path, obj: object) -> None:
-    """Write JSON atomically (temp file + rename), with the permissions the umask gives."""
-    path = Path(path)
-    tmp = None
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-        os.chmod(tmp, _umask_mode())
-        with os.fdopen(fd, "w") as f:
-            json.dump(obj, f, indent=1)
-        os.replace(tmp, path)
-    except OSError as e:  # a full disk, a read-only folder: name the file meant
-        raise OSError(e.errno, e.strerror, str(path)) from e
-    finally:
-        if tmp is not None and os.path.exists(tmp):
-            os.remove(tmp)
-
-
-def save_object(path: Path, obj: object) -> None:
-    """Pickle ``obj`` (tensors and dataclasses of drift's results) atomically with ``torch.save``."""
+@contextlib.contextmanager
+def replacing(path: Path) -> Iterator[str]:
+    """A temporary file beside ``path`` (its name, created empty) that replaces ``path`` in one
+    rename when the block ends cleanly and is removed when it raises: a reader sees the old file
+    or the new one, never half of one. How drift writes every whole file that a later run reads
+    (logs grow a line at a time instead, and cache folders are renamed whole by ``building_dir``)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     os.close(fd)
     try:
-        torch.save(obj, tmp)
+        yield tmp
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)
+
+
+def save_text(path: Path, text: str) -> None:
+    """Write ``text`` atomically (:func:`replacing`), with the permissions the umask gives; an
+    ``OSError`` names ``path``, not the temporary file."""
+    path = Path(path)
+    try:
+        with replacing(path) as tmp:
+            os.chmod(tmp, _umask_mode())
+            Path(tmp).write_text(text, encoding="utf-8")
+    except OSError as e:  # a full disk, a read-only folder: name the file meant
+        raise OSError(e.errno, e.strerror, str(path)) from e
+
+
+def save_json(path: Path, obj: object) -> None:
+    """Write ``obj`` as JSON (indented by one space) atomically: a results file, a cache of texts,
+    a command's summary. ``obj`` is serialised before anything is written, so one that JSON
+    cannot hold raises and leaves the old file as it was.
+
+    >>> import tempfile, pathlib
+    >>> path = pathlib.Path(tempfile.mkdtemp()) / "r.json"
+    >>> save_json(path, {"ES": 100.0})
+    >>> save_json(path, {"ES": object()})
+    Traceback (most recent call last):
+    ...
+    TypeError: Object of type object is not JSON serializable
+    >>> json.loads(path.read_text())
+    {'ES': 100.0}
+    """
+    save_text(path, json.dumps(obj, indent=1))
+
+
+def save_object(path: Path, obj: object) -> None:
+    """Pickle ``obj`` (tensors and dataclasses of drift's results) atomically with ``torch.save``."""
+    with replacing(path) as tmp:
+        torch.save(obj, tmp)
 
 
 def load_object(path: Path) -> object:
@@ -313,23 +330,11 @@ def load_object(path: Path) -> object:
         raise CorruptCacheError(f"cache file {path} is unreadable ({e})") from e
 
 
-def read_records(path: Path) -> dict[str, dict]:
-    """The records of a JSON-lines log written by :func:`append_record`, by their ``"key"``; a
-    line cut by an interruption is skipped (that configuration simply runs again)."""
-    records: dict[str, dict] = {}
-    if Path(path).exists():
-        for line in Path(path).read_text().splitlines():
-            try:
-                rec = json.loads(line)
-                records[rec["key"]] = rec
-            except (json.JSONDecodeError, KeyError, TypeError):
-                continue
-    return records
+def __getattr__(name: str):
+    """``append_record`` and ``read_records`` live in :mod:`drift.runs` with every other kind of
+    run state; imported from here they still work."""
+    if name in ("append_record", "read_records"):
+        from drift import runs
 
-
-def append_record(path: Path, record: dict) -> None:
-    """Append one finished configuration's ``record`` (with a ``"key"``) to a JSON-lines log."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("a") as f:
-        f.write(json.dumps(record) + "\n")
+        return getattr(runs, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -24,10 +24,11 @@ checked as the same option on the command line is, and a bad one is refused befo
 ``python -m drift sweep SPEC --out DIR`` runs it. Every run is planned first (a bad option fails
 before anything starts), then its cases are cut into chunks; each chunk is a task that loads the
 model once per worker process and logs each finished case to ``DIR/.parts/NAME/CHUNK.jsonl``
-(a :class:`drift.runs.CaseLog`). When a run's chunks are all done they are joined into
-``DIR/NAME.json``, the same results file ``eval`` writes, ready for ``compare``. A stopped sweep
-resumes where it stopped: finished runs are kept, and unfinished chunks do only their missing
-cases. Ray retries a task whose worker died; the retry, too, starts from the chunk's log.
+(:class:`drift.runs.ChunkLogs`: a :class:`drift.runs.CaseLog` per chunk). When a run's chunks
+are all done they are joined into ``DIR/NAME.json``, the same results file ``eval`` writes, ready
+for ``compare``. A stopped sweep resumes where it stopped: finished runs are kept, and unfinished
+chunks do only their missing cases. Ray retries a task whose worker died; the retry, too, starts
+from the chunk's log.
 
 Engines: ``ray`` (default) starts a local Ray instance with one worker per core, or, with
 ``--device cuda``, ``--per-gpu K`` workers sharing each GPU (fractional GPUs); ``--address``
@@ -57,9 +58,12 @@ import sys
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 from drift import options as O
+
+if TYPE_CHECKING:
+    from drift.runs import ChunkLogs
 
 SETTINGS = ("chunk",)  # sweep-level keys that are not eval options
 NOT_IN_SPEC = ("out", "shard", "restart", "sequential", "quiet", "device")
@@ -193,23 +197,18 @@ def run_chunk(run: RunSpec, out: str, device: str | None, case_ids: list[str], l
 class _Run:
     spec: RunSpec
     job: object
-    parts: Path  # the run's chunk logs
+    parts: ChunkLogs  # the run's chunk logs
     pieces: list[tuple[Path, list[str]]]  # what is left: (log, case ids)
-
-
-def _logged(parts: Path) -> list[Path]:
-    return sorted(parts.glob("*.jsonl")) if parts.is_dir() else []
 
 
 def _prepare(run: RunSpec, out: Path, chunk: int, device: str | None, restart: bool) -> _Run | None:
     """The run's chunks still to do (``None`` when its results file is finished). Cases finished
     in any earlier chunk log are left out, whatever the chunk size was then."""
-
-    from drift.runs import RunConflict, chunks, join, run_key, set_aside
+    from drift.runs import ChunkLogs, RunConflict, chunks, join, run_key, set_aside
 
     job = _job(run, out, device)
     result = out / f"{run.name}.json"
-    parts = out / ".parts" / run.name
+    parts = ChunkLogs(out, run.name)
     key = run_key(job.config)
     carried: list[dict] = []  # finished rows of the same configuration (e.g. before --limit grew)
     if result.exists():
@@ -224,44 +223,36 @@ def _prepare(run: RunSpec, out: Path, chunk: int, device: str | None, restart: b
                 f"sweep: {result} holds another configuration than run {run.name!r}; "
                 "pass --restart to redo it, or give the run another name"
             )
-    logged = {p: join([p], "sweep") for p in _logged(parts)}  # each chunk log read once
+    logged = parts.read("sweep")  # each chunk log read once
     stale = [p for p, (config, _) in logged.items() if run_key(config) != key]
     if stale and not restart:
         raise RunConflict(
-            f"sweep: {parts} holds finished cases of another configuration than run {run.name!r}; "
-            "pass --restart to set them aside, or give the run another name"
+            f"sweep: {parts.folder} holds finished cases of another configuration than run "
+            f"{run.name!r}; pass --restart to set them aside, or give the run another name"
         )
     if stale:
-        aside = set_aside(parts)
+        aside = set_aside(parts.folder)
         print(f"sweep: the earlier chunks of {run.name!r} are kept in {aside}", file=sys.stderr)
         logged = {}
     if carried:
-        from drift.runs import CaseLog
-
-        with CaseLog(parts / "earlier.jsonl", job.config) as log:
-            for row in carried:
-                if row["case_id"] not in log.rows:
-                    log.append(row)
-            logged[log.path] = (job.config, list(log.rows.values()))
+        path, rows = parts.carry(job.config, carried)
+        logged[path] = (job.config, rows)
     done = {row["case_id"] for _, rows in logged.values() for row in rows}
     position = {c.case_id: i for i, c in enumerate(job.cases)}
     left = [c.case_id for c in job.cases if c.case_id not in done]
-    pieces = [(parts / f"{position[ids[0]]:05d}.jsonl", ids) for ids in chunks(left, chunk)]
+    pieces = [(parts.path(position[ids[0]]), ids) for ids in chunks(left, chunk)]
     return _Run(run, job, parts, pieces)
 
 
 def _finish(r: _Run, out: Path) -> dict:
     """Join a run's chunk logs into its results file (cases in the run's order) and remove them."""
-    import shutil
-
     from drift.runs import join, write_results
 
-    config, rows = join(_logged(r.parts), "sweep")
+    config, rows = join(r.parts.paths(), "sweep")
     by_id = {row["case_id"]: row for row in rows}
     ordered = [by_id[c.case_id] for c in r.job.cases]
     result = write_results(out / f"{r.spec.name}.json", r.job.config, ordered, r.job.pool)
-    if r.parts.resolve().parent == (out / ".parts").resolve():  # never anything above the run's own
-        shutil.rmtree(r.parts, ignore_errors=True)
+    r.parts.remove()
     return result
 
 
@@ -306,8 +297,11 @@ def execute(
     for name, r in prepared.items():
         if r is not None:
             results[name] = _finish(r, out)
-    if (out / ".parts").is_dir() and not any((out / ".parts").iterdir()):
-        (out / ".parts").rmdir()
+    from drift.runs import ChunkLogs
+
+    root = out / ChunkLogs.ROOT
+    if root.is_dir() and not any(root.iterdir()):
+        root.rmdir()
     return results
 
 

@@ -230,3 +230,44 @@ def test_set_aside_moves_files_and_folders_and_never_over_an_earlier_one(tmp_pat
     folder = tmp_path / ".parts"
     (folder / "run").mkdir(parents=True)
     assert (set_aside(folder) / "run").is_dir() and not folder.exists()
+
+
+def test_a_record_appended_after_a_line_cut_by_a_kill_is_kept(tmp_path):
+    from drift.runs import append_record, read_records
+
+    log = tmp_path / "runs.jsonl"
+    append_record(log, {"key": "a"})
+    with log.open("a") as f:
+        f.write('{"key": "b", "summ')  # the process died mid-write
+    append_record(log, {"key": "c"})
+    assert set(read_records(log)) == {"a", "c"}
+
+
+def test_a_record_log_takes_in_a_parts_runs_and_restart_clears_its_work(tmp_path):
+    from drift.runs import RecordLog
+
+    config = {"editor": "memit", "dr": 0.8}
+    part = RecordLog(tmp_path / "p1" / "sequential-runs.jsonl")
+    part.add({"key": run_key(config), "config": config})
+    part.add({"key": "0123456789abcdef", "config": config})  # not its configuration's key: left out
+    whole = RecordLog(tmp_path / "all" / "sequential-runs.jsonl")
+    assert whole.take_in(part.path) == 2 and list(whole.done) == [run_key(config)]
+    assert list(RecordLog(whole.path).done) == [run_key(config)]
+    whole.work("0123456789abcdef").mkdir()
+    again = RecordLog(whole.path, restart=True)
+    assert again.done == {} and not whole.path.exists() and not list(whole.path.parent.iterdir())
+
+
+def test_the_sequential_state_file_keeps_its_layout_and_a_damaged_one_is_ignored(tmp_path):
+    import torch
+
+    from drift.runs import load_state, save_state
+    from drift.store import load_object
+
+    path = tmp_path / ".partial-k" / "state.pt"
+    save_state(path, "run", 3, [{"n_edits": 1}], {("mlp_out", 1): torch.ones(2)})
+    saved = load_object(path)
+    assert saved["run_id"] == "run" and saved["n_done"] == 3 and saved["rows"] == [{"n_edits": 1}]
+    assert list(saved) == ["run_id", "n_done", "rows", "weights"] and load_state(path, "run") is not None
+    path.write_bytes(path.read_bytes()[:20])  # cut by a kill of an older writer
+    assert load_state(path, "run") is None and load_state(None, "run") is None

@@ -208,3 +208,21 @@ def test_a_probability_of_zero_is_an_error_never_a_score(tiny):
     finally:
         with torch.no_grad():
             w.copy_(saved)
+
+
+def test_a_json_write_that_fails_leaves_the_old_file_and_nothing_else(tmp_path, monkeypatch):
+    import drift.store as store
+
+    path = tmp_path / "r.json"
+    store.save_json(path, {"cases": [1]})
+    before = path.read_bytes()
+    with pytest.raises(TypeError):  # not JSON: refused before anything is written
+        store.save_json(path, {"cases": [object()]})
+
+    def killed(*a):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(store.os, "replace", killed)  # stopped between writing and renaming
+    with pytest.raises(KeyboardInterrupt):
+        store.save_json(path, {"cases": [2]})
+    assert path.read_bytes() == before and [p.name for p in tmp_path.iterdir()] == ["r.json"]

@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import shutil
 import time
 from pathlib import Path
 
@@ -38,18 +37,15 @@ METRICS = ("ES", "PS", "NS")
 
 
 class Runs:
-    """Sequential runs finished so far, keyed by what determines their result; saved as they end."""
+    """Sequential runs finished so far, keyed by what determines their result; saved as they end
+    in a :class:`drift.runs.RecordLog` (``OUT/sequential-runs.jsonl``; an unfinished run's
+    progress in ``OUT/.partial-KEY/``)."""
 
     def __init__(self, path: Path, restart: bool):
-        from drift.store import read_records
+        from drift.runs import RecordLog
 
-        self.path = path
-        if restart:
-            if path.exists():
-                path.unlink()
-            for work in path.parent.glob(".partial-*"):
-                shutil.rmtree(work, ignore_errors=True)
-        self.done: dict[str, dict] = read_records(path)
+        self.log = RecordLog(path, restart)
+        self.path, self.done = self.log.path, self.log.done
         self.progress = True
 
     def get(
@@ -74,7 +70,7 @@ class Runs:
         from drift.metrics import DEFAULT_POOL, DEFAULT_SCORING
         from drift.runs import run_key
         from drift.sequential import sequential_edits
-        from drift.store import append_record, load_object, save_object
+        from drift.store import load_object, save_object
 
         cfg = {
             "model": model.name,
@@ -100,7 +96,7 @@ class Runs:
         overrides = {"extra_terms": (SADR(sadr),)} if sadr else {}
         # drop-and-rescale inside the editor (per layer for range editors, AdaPLE's Algorithm 1)
         compute = get_compute(editor, drop_rate=dr, seed=seed, **overrides)
-        work = self.path.parent / f".partial-{key}"  # progress of an unfinished run
+        work = self.log.work(key)  # progress of an unfinished run
         position = {c.case_id: i for i, c in enumerate(cases)}
 
         def computed(model, case):
@@ -131,9 +127,7 @@ class Runs:
         if keep:
             kept = [load_object(work / f"raw-{i}.pt") for i in range(min(keep, len(cases)))]
             rec["similarity"] = similarity(kept, sim_dr, seed)
-        self.done[key] = rec
-        append_record(self.path, rec)
-        shutil.rmtree(work, ignore_errors=True)
+        self.log.add(rec)
         return rec
 
 
@@ -265,9 +259,7 @@ def run(args: argparse.Namespace) -> dict:
 
     import drift
     from drift.data import load_cases
-    from drift.runs import run_key
     from drift.runtime import share
-    from drift.store import append_record, read_records
 
     model = drift.load_model(args.model, device=args.device, dtype=args.dtype)
     cases = load_cases(args.data, limit=max(args.edits, args.sweep_edits))
@@ -279,13 +271,8 @@ def run(args: argparse.Namespace) -> dict:
     runs = Runs(out / "sequential-runs.jsonl", args.restart)
     runs.progress = not args.quiet
     for folder in args.join:
-        theirs = read_records(Path(folder) / runs.path.name)
-        if not theirs:
+        if not runs.log.take_in(Path(folder) / runs.path.name):
             raise ValueError(f"--join: {folder} holds no finished runs ({runs.path.name})")
-        for key, rec in theirs.items():
-            if key not in runs.done and rec.get("key") == run_key(rec.get("config", {})):
-                runs.done[key] = rec
-                append_record(runs.path, rec)
     common = {"batch": args.batch, "seed": args.seed}
 
     variants = [(0.0, None), (args.dr, None)] + (
