@@ -330,7 +330,7 @@ def sequential_table(folder: Path) -> str:
     one record per finished run, as ``--part`` writes them): for each attenuation curve, ES / EM of
     all edits so far at 10, 25, 50 and 100 stacked edits and PS / NS at its last; then the drop-rate
     sweep, one row per drop rate. Runs not finished yet are absent."""
-    from drift.store import read_records
+    from drift.runs import read_records
 
     records = {}
     for path in sorted(folder.glob("*/sequential-runs.jsonl")) + sorted(folder.glob("sequential-runs.jsonl")):

@@ -343,7 +343,7 @@ _PACKS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 def _packs(model: Model) -> bool:
     """Whether ``model`` honours a packed row: a ``TransformerBridge`` that takes a 4D attention
     mask and position ids, checked once per hooked model on three small sequences (two sharing a
-    beginning) against each one's own forward."""
+    beginning) against each one's own forward (a check on weights that make NaN is not kept)."""
     if model.kind != "bridge":
         return False
     known = _PACKS.get(model.hooked)
@@ -361,5 +361,6 @@ def _packs(model: Model) -> bool:
         packed = _final_residual(model, [row], (), True)[0]
         alone = [model.residual(torch.tensor([s], device=model.device))[0] for s in seqs]
         known = all(torch.allclose(packed[row.cols[s]], a, rtol=1e-3, atol=1e-3) for s, a in zip(seqs, alone))
-        _PACKS[model.hooked] = known
+        if torch.isfinite(packed).all() and all(torch.isfinite(a).all() for a in alone):
+            _PACKS[model.hooked] = known  # a model whose weights make NaN now is asked again later
     return known

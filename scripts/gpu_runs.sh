@@ -148,11 +148,11 @@ log "deadline or all done"
 "$PY" - "$W/seq" <<'EOF' 2>&1 | tee -a "$W/gpu.log"
 import json, sys
 from pathlib import Path
-from drift.store import load_object
+from drift.store import load_object, save_json
 for state in sorted(Path(sys.argv[1]).glob("p*/.partial-*/state.pt")):
     s = load_object(state)
     out = state.parent.parent / f"partial-{state.parent.name[len('.partial-'):]}.json"
-    out.write_text(json.dumps({"n_done": s["n_done"], "rows": s["rows"]}, default=str))
+    save_json(out, json.loads(json.dumps({"n_done": s["n_done"], "rows": s["rows"]}, default=str)))
     print(f"{out}: {s['n_done']} edits done, checkpoints {[r.get('n_edits') for r in s['rows']]}")
 EOF
 tar czf "$OUTDIR/gpu-runs.tgz" --exclude='*.pt' --exclude='*.safetensors' --exclude='*.lock' -C "$W" .

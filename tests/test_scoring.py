@@ -188,3 +188,20 @@ def test_tree_mask_lets_each_token_see_itself_and_its_ancestors_only():
     assert mask.shape == (2, 1, 5, 5)
     assert torch.equal(mask[0, 0], expected)
     assert torch.equal(mask[1, 0], torch.eye(5, dtype=torch.bool))  # a one-token row, padded
+
+
+def test_a_packing_check_on_poisoned_weights_is_not_kept():
+    """The one-time check that a model honours packed rows, made while its weights give NaN (a test
+    or a diverged edit), answers no for now and is made again once the weights are sound."""
+    from drift.scoring import _packs
+    from drift.tiny import tiny_bridge
+
+    model = tiny_bridge()
+    w = model.weight("W_out", 0)
+    saved = w.detach().clone()
+    with torch.no_grad():
+        w.fill_(float("nan"))
+    assert not _packs(model)
+    with torch.no_grad():
+        w.copy_(saved)
+    assert _packs(model)

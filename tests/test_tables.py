@@ -125,7 +125,7 @@ def test_table3_pairs_each_run_with_its_editor_alone(tmp_path):
 
 
 def _sequential_run(folder: Path, key: str, editor: str, dr: float, marks: list, es: list) -> None:
-    from drift.store import append_record
+    from drift.runs import append_record
 
     label = editor.upper() + (f" +DR(p={dr:g})" if dr else "")
     checkpoints = [
