@@ -166,6 +166,7 @@ def test_mismatched_prompts_and_targets_are_refused_naming_both_counts(tiny):
 def test_no_pairs_score_to_empty_tensors(tiny):
     s = score_targets(tiny, [], [])
     assert s.logprob.shape == (0,) and s.top1.shape == (0,) and s.token_acc.shape == (0,)
+    assert s.n_tokens.dtype == torch.long
 
 
 def test_tree_mask_lets_each_token_see_itself_and_its_ancestors_only():
@@ -205,3 +206,42 @@ def test_a_packing_check_on_poisoned_weights_is_not_kept():
     with torch.no_grad():
         w.copy_(saved)
     assert _packs(model)
+
+
+def test_a_prompt_filling_the_context_exactly_is_scored_one_more_token_is_refused(tiny):
+    target = " d"
+    n = tiny.cfg.n_ctx - (len(tiny.encode_target(target)) - 1)  # prompt tokens that fill it exactly
+    prompt = "a" * n
+    assert len(tiny.encode(prompt)) == n
+    assert torch.isfinite(score_targets(tiny, [prompt], [target]).logprob).all()
+    with pytest.raises(
+        ValueError, match=f"a prompt of {tiny.cfg.n_ctx + 1} tokens exceeds the model's context"
+    ):
+        score_targets(tiny, [prompt + "a"], [target])
+
+
+def test_packed_rows_with_hooks_are_refused_naming_why(tiny):
+    hook = (tiny.hook_name("resid_post", 0), lambda act, hook: act)
+    with pytest.raises(
+        ValueError, match="packed rows need a TransformerBridge that accepts them, and no hooks"
+    ):
+        score_targets(tiny, ["The capital of Japan is"], ["Tokyo"], hooks=[hook], packed=True)
+
+
+def test_token_accuracy_is_the_share_of_target_tokens_that_are_the_argmax(tiny):
+    """Teacher-forced token accuracy, counted by hand from one full forward, for the model's own
+    greedy continuation (as text: re-tokenised, it keeps some of its argmax tokens) and for one with
+    a token changed."""
+    prompt = "The capital of Japan is"
+    p = tiny.encode(prompt)
+    greedy = tiny.sample(torch.tensor([p]), 3, top_k=1)[0, len(p) :].tolist()
+    own = tiny.tokenizer.decode(greedy)
+    other = tiny.tokenizer.decode(greedy[:1] + [greedy[1] + 1, greedy[2]])
+    for target in (own, other):
+        t = tiny.encode_target(target)
+        logits = tiny.forward(torch.tensor([p + t[:-1]]))[0]
+        hits = sum(int(logits[len(p) - 1 + j].argmax()) == tok for j, tok in enumerate(t))
+        got = score_targets(tiny, [prompt], [target]).token_acc
+        assert got.tolist() == pytest.approx([hits / len(t)])
+    got = score_targets(tiny, [prompt], [own])
+    assert 0 < got.token_acc.item() < 1 and got.n_tokens.item() > 1  # a share, not a count
