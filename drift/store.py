@@ -328,13 +328,3 @@ def load_object(path: Path) -> object:
         return torch.load(path, weights_only=False)
     except Exception as e:  # truncated or foreign files fail in several ways
         raise CorruptCacheError(f"cache file {path} is unreadable ({e})") from e
-
-
-def __getattr__(name: str):
-    """``append_record`` and ``read_records`` live in :mod:`drift.runs` with every other kind of
-    run state; imported from here they still work."""
-    if name in ("append_record", "read_records"):
-        from drift import runs
-
-        return getattr(runs, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

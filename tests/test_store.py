@@ -85,7 +85,7 @@ def test_saved_objects_round_trip_and_damage_is_detected(tmp_path):
 
 
 def test_record_log_skips_a_line_cut_by_an_interruption(tmp_path):
-    from drift.store import append_record, read_records
+    from drift.runs import append_record, read_records
 
     log = tmp_path / "runs.jsonl"
     assert read_records(log) == {}
