@@ -71,3 +71,19 @@ def test_pairwise_cosine_of_updates_drops_after_drop_and_rescale():
     dropped = pairwise_cosine([drop_and_rescale(e, 0.9, seed=case_seed(i)) for i, e in enumerate(edits)])
     off = ~torch.eye(4, dtype=torch.bool)
     assert sim[off].min() > 0.9 and dropped[off].max() < 0.2
+
+
+def test_the_masks_of_a_seed_are_fixed_so_committed_runs_reproduce():
+    """The masks are part of a result (an AdaPLE run with p = 0.8 keeps these entries, and no
+    others, on every machine and version): delta i of an edit takes its mask from a CPU generator
+    seeded ``seed * 1_000_003 + i``; the default seed is 0; the edit records the rate and seed."""
+    deltas = [WeightDelta("W_out", layer, torch.ones(3, 4)) for layer in (3, 4)]
+    for seed, out in (
+        (0, drop_and_rescale(Edit(deltas), 0.5)),
+        (7, drop_and_rescale(Edit(deltas), 0.5, seed=7)),
+    ):
+        for i, d in enumerate(out.deltas):
+            g = torch.Generator(device="cpu").manual_seed(seed * 1_000_003 + i)
+            assert torch.equal(d.delta, (torch.rand(3, 4, generator=g) >= 0.5).float() * 2.0)
+        assert not torch.equal(out.deltas[0].delta, out.deltas[1].delta)
+        assert out.info["fusion"] == {"drop_and_rescale": 0.5, "seed": seed}
