@@ -87,3 +87,34 @@ def test_the_masks_of_a_seed_are_fixed_so_committed_runs_reproduce():
             assert torch.equal(d.delta, (torch.rand(3, 4, generator=g) >= 0.5).float() * 2.0)
         assert not torch.equal(out.deltas[0].delta, out.deltas[1].delta)
         assert out.info["fusion"] == {"drop_and_rescale": 0.5, "seed": seed}
+
+
+def test_a_case_seed_is_the_run_seed_mixed_with_the_case_ids_hash():
+    """Stacked AdaPLE edits take their masks from these seeds: sha256 of the case id (its first 4
+    bytes, little-endian) plus 7919 x the run's seed, default 0, so a rerun keeps every mask."""
+    import hashlib
+
+    for cid, seed in (("0", 0), ("1597", 0), ("1597", 3)):
+        salt = int.from_bytes(hashlib.sha256(cid.encode()).digest()[:4], "little")
+        assert case_seed(cid, seed) == seed * 7919 + salt
+    assert case_seed("1597") == case_seed("1597", 0)
+
+
+def test_top_k_keeps_at_least_one_entry_up_to_all_and_records_its_fraction():
+    e = Edit([WeightDelta("W_out", 0, torch.tensor([[0.1, -3.0], [2.0, 0.5]]))])
+    one = top_k_retain(e, 0.1)  # 0.4 entries round to none: the largest is kept anyway
+    assert one.deltas[0].delta.tolist() == [[0.0, -3.0], [0.0, 0.0]]
+    assert torch.equal(top_k_retain(e, 1.0).deltas[0].delta, e.deltas[0].delta)
+    assert one.info["fusion"] == {"top_k": 0.1}
+    with pytest.raises(ValueError, match="retained fraction must be in"):
+        top_k_retain(e, 1.5)
+
+
+def test_pairwise_cosine_of_small_updates_is_still_a_cosine():
+    """Updates of norm 1e-3 (a small edit's ΔW) are normalised like any others: 1 on the diagonal."""
+    g = torch.Generator().manual_seed(1)
+    edits = [Edit([WeightDelta("W_out", 0, 1e-5 * torch.randn(10, 10, generator=g))]) for _ in range(3)]
+    sim = pairwise_cosine(edits)
+    assert torch.allclose(sim.diagonal(), torch.ones(3)) and sim.abs().max() <= 1 + 1e-6
+    with pytest.raises(ValueError, match="pairwise_cosine needs at least one edit"):
+        pairwise_cosine([])
