@@ -75,3 +75,50 @@ def test_left_alignment_puts_every_subject_in_one_column(tiny4):
         real = tokens[b][mask[b].bool()]
         assert real.tolist() == batch.tokens[b, :n].tolist()
         assert int(positions[b, P]) == lookup and tokens[b, P] == batch.tokens[b, lookup]
+
+
+def test_generated_prefixes_are_each_seed_words_top5_samples_cleaned(tiny):
+    """ROME's context prefixes as the reference draws them, rebuilt here from TransformerLens's own
+    sampling: per seed word, ``count // 5`` continuations to ``length`` tokens in all, top-k 5,
+    seeded ``seed * 1000 + 100 * group + word``, decoded without special tokens, cleaned, then
+    "<text>. "; a length the seed word already fills gives the word alone."""
+    from drift.editors.context import SEED_WORDS, clean, generated_prefixes
+
+    n = len(SEED_WORDS)
+    groups = generated_prefixes(tiny, [(1, n), (10, 2 * n)], seed=11)
+    assert groups[0] == [""] and groups[1] == [w + ". " for w in SEED_WORDS]
+    expected = []
+    for k, word in enumerate(SEED_WORDS):
+        start = tiny.encode(word)
+        torch.manual_seed(11 * 1000 + 100 * 1 + k)
+        out = tiny.hooked.generate(
+            torch.tensor([start] * 2), max_new_tokens=10 - len(start), do_sample=True, top_k=5,
+            stop_at_eos=False, verbose=False,
+        )  # fmt: skip
+        assert out.shape[1] == 10
+        texts = [clean(tiny.tokenizer.decode(row, skip_special_tokens=True)) for row in out]
+        expected += [t.replace("{", "").replace("}", "") + ". " for t in texts]
+    assert groups[2] == expected
+    with pytest.raises(ValueError, match="need length ≥ 1 and a count that is a multiple of 5"):
+        generated_prefixes(tiny, [(0, n)])
+
+
+def test_fixed_prefixes_come_six_by_default_all_at_most_and_in_two_groups():
+    from drift.editors.context import FIXED_PREFIXES, context_prefixes
+
+    assert context_prefixes(None) == FIXED_PREFIXES[:6]
+    assert context_prefixes(None, len(FIXED_PREFIXES)) == FIXED_PREFIXES
+    with pytest.raises(ValueError, match=f"at most {len(FIXED_PREFIXES)} fixed prefixes"):
+        context_prefixes(None, len(FIXED_PREFIXES) + 1)
+    with pytest.raises(ValueError, match="at least one context prefix"):
+        context_prefixes(None, 0)
+    assert prefix_groups(None, None, 1) == [[""]]  # the bare prompt alone: no second group
+    assert prefix_groups(None, None, 2) == [[""], FIXED_PREFIXES[1:2]]
+    assert prefix_groups(None, None, 3) == [[""], FIXED_PREFIXES[1:3]]
+
+
+def test_clean_joins_paragraphs_and_drops_the_end_of_text_marker(tiny):
+    from drift.editors.context import ROME_CONTEXT, clean, generated_prefixes
+
+    assert clean("ﬁrst line\n\nsecond<|endoftext|> end") == "first line second end"  # NFKD too
+    assert generated_prefixes(tiny, ROME_CONTEXT) == generated_prefixes(tiny, ROME_CONTEXT, seed=0)
