@@ -138,3 +138,23 @@ def test_more_steps_never_weaken_the_edit_of_the_rewrite_prompt(real, rome_eiffe
             probs[steps] = real.target_prob(EIFFEL.prompt, "Rome")
     assert probs[20] > 0.5
     assert probs[30] >= probs[20] - 0.02, probs
+
+
+def test_each_rows_subject_is_the_templates_slot_and_the_kl_row_reads_its_last_token(tiny):
+    """The rows an edit optimises over, counted by hand: a subject that appears again later in the
+    prompt ("Paris" in "Paris Hilton") is read at the template's slot behind each prefix, not at
+    its last occurrence; the KL prompt "{subject} is a" reads the subject's last token and
+    predicts from its own last token; each rewriting row predicts o_edit from the prompt's end."""
+    from drift.data import EditCase
+    from drift.editors.target import _case_rows
+
+    case = EditCase.simple("{}, not Paris Hilton, is the capital of", "Paris", "Rome", "France")
+    prefixes = ["", "Hi. "]
+    rows = _case_rows(tiny, case, prefixes)
+    slot = [len(tiny.encode(p + "Paris")) - 1 for p in prefixes]
+    later = [len(tiny.encode(p + "Paris, not Paris")) - 1 for p in prefixes]
+    assert rows.lookup[:2] == slot and slot != later
+    assert rows.query[:2] == [len(tiny.encode(p + case.prompt)) - 1 for p in prefixes]
+    assert rows.seqs[2] == tiny.encode("Paris is a")
+    assert rows.lookup[2] == len(tiny.encode("Paris")) - 1
+    assert rows.query[2] == len(tiny.encode("Paris is a")) - 1
