@@ -91,6 +91,20 @@ def test_batched_path_without_the_prefix_cache_matches_too(tiny):
         assert _close(b.deltas[("mlp_out", 0)], a.deltas[("mlp_out", 0)])
 
 
+def test_batched_path_without_the_prefix_cache_lets_a_stopped_case_leave(tiny):
+    """A case that stops leaves the batch: the rows are re-laid without a held prefix."""
+    kw = dict(prefixes=["", "So. "], key_layers=[0], prefix_cache=False)
+    cut = _first_stop(tiny, [("mlp_out", 0)], 6, **kw)
+    alone = [
+        optimise_targets(tiny, c, [("mlp_out", 0)], _terms(), steps=6, early_stop=cut, **kw) for c in CASES
+    ]
+    together = optimise_many(tiny, CASES, [("mlp_out", 0)], _terms(), steps=6, early_stop=cut, **kw)
+    assert len({len(r.losses) for r in alone}) > 1
+    for a, b in zip(alone, together):
+        assert len(b.losses) == len(a.losses)
+        assert _close(b.deltas[("mlp_out", 0)], a.deltas[("mlp_out", 0)])
+
+
 @pytest.mark.parametrize("name", sorted(SETTINGS))
 @pytest.mark.parametrize("sadr", [False, True])
 def test_every_editors_batched_edits_equal_its_edits_one_at_a_time(tiny, name, sadr):

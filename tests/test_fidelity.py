@@ -127,33 +127,52 @@ def test_nll_is_mean_over_prompts_of_token_mean_and_takes_pmets_factor():
     torch.testing.assert_close(NLL()(_step(target_logp=logp.mean(1), nll_scale=0.1)), 0.1 * ref)
 
 
-def test_nll_of_the_first_pass_is_the_reference_nll_from_full_forwards(tiny):
+@pytest.mark.parametrize("o_edit", ["Rome", "the city of Rome"])
+def test_nll_of_the_first_pass_is_the_reference_nll_from_full_forwards(tiny, o_edit):
     """The first pass (δ = 0): −mean over prompts of (Σ log P(target tokens) / target length), each
-    prompt run on its own from the embeddings up."""
+    prompt run on its own from the embeddings up; a four-token object (teacher-forced) too."""
+    from dataclasses import replace
+
     from drift.editors.objectives import default_terms
     from drift.editors.target import optimise_targets
 
+    case = replace(EIFFEL, o_edit=o_edit)
     prefixes = ["", "Hello there. "]
     res = optimise_targets(
-        tiny, EIFFEL, [("mlp_out", 1)], default_terms(0.0625, 0.5), prefixes=prefixes, steps=1
+        tiny, case, [("mlp_out", 1)], default_terms(0.0625, 0.5), prefixes=prefixes, steps=1
     )
-    target = tiny.encode_target(EIFFEL.o_edit)
+    target = tiny.encode_target(case.o_edit)
     per_prompt = []
     for prefix in prefixes:
-        ids = tiny.encode(prefix + EIFFEL.prompt)
+        ids = tiny.encode(prefix + case.prompt)
         logp = tiny.forward(torch.tensor([ids + target[:-1]]))[0].log_softmax(-1)
         per_prompt.append(-sum(logp[len(ids) - 1 + j, t] for j, t in enumerate(target)) / len(target))
     assert res.losses[0]["nll"] == pytest.approx(float(torch.stack(per_prompt).mean()), rel=1e-4)
 
 
 def test_kl_is_read_at_the_subjects_last_token_of_is_a(tiny):
-    from drift.editors.target import build_batch, read_sites
+    """The KL distribution a loss term sees is the model's next-token distribution at the
+    subject's last token of "{subject} is a", not at that prompt's last token."""
+    from drift.editors.objectives import LossTerm
+    from drift.editors.target import optimise_targets
 
-    batch, targets, _ = build_batch(tiny, EIFFEL, ["", "Hello. "], 0)
-    rows, cols, toks, owner = read_sites(batch, targets)
-    kl_prompt = tiny.encode("Eiffel Tower is a")
-    subject_last = tiny.subject_positions("Eiffel Tower is a", "Eiffel Tower")[-1]
-    assert int(rows[-1]) == 2 and int(cols[-1]) == subject_last < len(kl_prompt) - 1
+    class Record(LossTerm):
+        name = "record"
+
+        def __init__(self):
+            self.seen = []
+
+        def __call__(self, step):
+            self.seen.append(step.kl_logp.detach())
+            return torch.zeros(())
+
+    term = Record()
+    optimise_targets(tiny, EIFFEL, [("mlp_out", 1)], [term], prefixes=["", "Hello. "], steps=1)
+    prompt = "Eiffel Tower is a"
+    at = tiny.subject_positions(prompt, "Eiffel Tower")[-1]
+    assert at < len(tiny.encode(prompt)) - 1
+    want = tiny.forward(torch.tensor([tiny.encode(prompt)]))[0, at].log_softmax(-1)
+    torch.testing.assert_close(term.seen[0].reshape(-1), want, rtol=1e-4, atol=1e-5)
 
 
 def test_early_stop_watches_the_total_loss(tiny):

@@ -189,10 +189,11 @@ def reference_optimise(
             trace["losses"][-1]["sadr"] = float(sadr)
         if loss < early_stop:
             break
+        argmax = all(
+            int(logp[b, predict[b] + j].argmax()) == t for b in range(n) for j, t in enumerate(target)
+        )
+        trace["argmax"] = trace.get("argmax", 0) + argmax
         if pmet:
-            argmax = all(
-                int(logp[b, predict[b] + j].argmax()) == t for b in range(n) for j, t in enumerate(target)
-            )
             if argmax:
                 nll_factor = 0.1
                 if kl <= 0.01:
@@ -308,6 +309,20 @@ def test_rome_edit_is_the_reference_algorithm_end_to_end(tiny, rome_reference):
     _close(edit.deltas[0].delta, expected)
 
 
+def test_rome_edit_of_a_several_token_object_is_the_reference_algorithm(tiny):
+    """Target token j is read at the prompt's last position + j (teacher forcing): catches the
+    tokens read at any other column, which a one-token object cannot tell apart."""
+    case = replace(EIFFEL, o_edit="the city of Rome", rewrite=(EIFFEL.prompt,))
+    assert len(tiny.encode_target(case.o_edit)) == 4
+    C = reference_C(tiny, 0)
+    expected, tr = reference_rome(tiny, case, 0, PREFIXES, C, **ROME_OPT)
+    edit = compute_rome(tiny, case, _rome_hp())
+    for g, r in zip(edit.info["losses"], tr["losses"], strict=True):
+        for term in ("nll", "kl", "weight_decay"):
+            assert g[term] == pytest.approx(r[term], rel=1e-4, abs=1e-7), (term, g, r)
+    _close(edit.deltas[0].delta, expected)
+
+
 def test_rome_key_direction_is_the_mean_key_not_the_bare_prompts(tiny, rome_reference):
     """The wrong reading, written out, gives a visibly different update: the pin above can tell."""
     expected, tr = rome_reference
@@ -405,17 +420,21 @@ def _range_hp(cls, **kw):
     )
 
 
-def test_memit_edit_is_the_reference_algorithm_end_to_end(tiny4):
+@pytest.mark.parametrize("case", [EIFFEL, TOWER], ids=["eiffel", "tower"])
+def test_memit_edit_is_the_reference_algorithm_end_to_end(tiny4, case):
     """z at the residual after the last layer (clamped to 0.75‖h_L‖: it binds here); each layer's
     update from the mean of the context groups' mean keys (bare: ½, the two prefixed: ¼ each) and
-    the residual divided evenly among the layers left. Catches PMET's square-root spread, equal
-    key weights, another clamp, a dropped group mean inside compute_range_edit."""
+    the residual divided evenly among the layers left; on TOWER the target becomes the argmax,
+    where MEMIT keeps its NLL weight (no PMET schedule). Catches PMET's square-root spread or
+    schedule, equal key weights, another clamp, a dropped group mean inside compute_range_edit."""
     site = ("resid_post", 1)
-    tr = reference_optimise(tiny4, EIFFEL, [site], PREFIXES, clamp=0.75, **RANGE_OPT)
+    tr = reference_optimise(tiny4, case, [site], PREFIXES, clamp=0.75, **RANGE_OPT)
     assert tr["clamped"] >= 1
+    if case is TOWER:
+        assert tr["argmax"] >= 1 and len(tr["losses"]) == RANGE_OPT["steps"]
     C = {l: reference_C(tiny4, l) for l in (0, 1)}
-    expected = reference_range(tiny4, EIFFEL, [0, 1], site, tr, C, 3.0, lambda n: n, [1, 2])
-    edit = compute_memit(tiny4, EIFFEL, _range_hp(MEMITHParams, clamp_norm=0.75))
+    expected = reference_range(tiny4, case, [0, 1], site, tr, C, 3.0, lambda n: n, [1, 2])
+    edit = compute_memit(tiny4, case, _range_hp(MEMITHParams, clamp_norm=0.75))
     _same_losses(edit.info["losses"], tr["losses"])
     for got, exp in zip([d.delta for d in edit.deltas], expected, strict=True):
         _close(got, exp, rel=1e-3)
@@ -466,6 +485,27 @@ def test_pmet_edit_is_the_reference_algorithm_with_its_schedule(tiny4, run):
     _same_losses(edit.info["losses"], tr["losses"])
     for got, exp in zip([d.delta for d in edit.deltas], expected, strict=True):
         _close(got, exp, rel=1e-3)
+
+
+@pytest.mark.parametrize("kl_factor", [1e-3, 5.0], ids=["kl stop", "weight 0.1"])
+def test_pmets_schedule_in_a_batch_watches_each_cases_own_target_tokens(tiny4, kl_factor):
+    """TOWER's target becomes the argmax, EIFFEL's never does: batched in either order, each case
+    follows the schedule it follows alone (TOWER's KL stop after 2 passes, or its 0.1 NLL weight),
+    so the argmax is checked on the case's own target tokens only."""
+    from drift.editors.objectives import default_terms
+    from drift.editors.target import optimise_many, optimise_targets
+
+    sites = [("attn_out", 1), ("mlp_out", 1)]
+    kw = dict(prefixes=PREFIXES, steps=10, lr=0.5, pmet_schedule=True, clamp_norm=4.0, early_stop=0.0)
+    alone = {
+        c.case_id: optimise_targets(tiny4, c, sites, default_terms(kl_factor, 0.05), **kw)
+        for c in (EIFFEL, TOWER)
+    }
+    tower = alone["tower"].losses
+    assert len(tower) == 2 if kl_factor < 1 else min(l["nll"] for l in tower) < 0.2 * tower[0]["nll"]
+    for order in ([EIFFEL, TOWER], [TOWER, EIFFEL]):
+        for case, res in zip(order, optimise_many(tiny4, order, sites, default_terms(kl_factor, 0.05), **kw)):
+            _same_losses(res.losses, alone[case.case_id].losses)
 
 
 # ---- SADR, through its own hooks -------------------------------------------------------------------

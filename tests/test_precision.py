@@ -164,3 +164,23 @@ def test_a_half_precision_weight_gets_its_update_rounded_once(llama, dtype):
             assert torch.equal(W, (once.float() + second.deltas[0].delta).to(dtype))
         assert torch.equal(W, once)
     assert torch.equal(W, W0)
+
+
+@pytest.mark.parametrize("dtype", HALF, ids=_name)
+def test_v0_and_keys_are_read_from_the_half_forward_and_kept_in_float32(llama, dtype):
+    """v₀ and the MLP keys are the half-precision activations themselves, held in float32 (the
+    decay, clamp and solves are float32 / float64 work)."""
+    from drift.editors.objectives import default_terms
+    from drift.editors.target import optimise_targets
+
+    model = llama[dtype]
+    res = optimise_targets(model, CASE, [("mlp_out", 1)], default_terms(0.0, 0.5), steps=2, key_layers=[1])
+    ids = torch.tensor([model.encode(CASE.prompt)])
+    at = model.subject_positions(CASE.prompt, CASE.subject)[-1]
+    with torch.no_grad():
+        out = model.capture(ids, "mlp_out", 1)[0, at]
+        key = model.capture(ids, "mlp_key", 1)[0, at]
+    assert out.dtype == key.dtype == dtype
+    assert res.v0[("mlp_out", 1)].dtype == res.keys[1].dtype == torch.float32
+    assert torch.equal(res.v0[("mlp_out", 1)], out.float())
+    assert torch.equal(res.keys[1][0], key.float())  # the bare prompt's row comes first

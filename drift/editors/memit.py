@@ -86,6 +86,16 @@ def preset(model: Model, editor: str = "memit", default=MEMITHParams()):
     return replace(default, layers=tuple(range(lo, hi + 1)))
 
 
+def checked_layers(model: Model, layers: Sequence[int], editor: str) -> list[int]:
+    """``layers`` in ascending order; a ``ValueError`` naming them unless they are a non-empty
+    subset of the model's layers."""
+    if not layers or any(not 0 <= l < model.cfg.n_layers for l in layers):
+        raise ValueError(
+            f"{editor}: layers {list(layers)} must be a non-empty subset of 0..{model.cfg.n_layers - 1}"
+        )
+    return sorted(layers)
+
+
 def compute_range_edit(model: Model, case: EditCase, hp: MEMITHParams, **how) -> Edit:
     """Optimise vectors at ``opt_sites``, then spread ``value_site``'s target over ``hp.layers``,
     each layer's delta from ``solve`` (see :func:`drift.editors.spread.spread_update`)."""
@@ -108,11 +118,7 @@ def compute_range_edits(
     (:func:`drift.editors.target.optimise_many`); each case's update is spread on its own, over
     the model as it is now (every edit is computed against the same unedited weights)."""
     t0 = time.perf_counter()
-    layers = sorted(hp.layers)
-    if not layers or any(not 0 <= l < model.cfg.n_layers for l in layers):
-        raise ValueError(
-            f"{editor}: layers {list(hp.layers)} must be a non-empty subset of 0..{model.cfg.n_layers - 1}"
-        )
+    layers = checked_layers(model, hp.layers, editor)
     C = key_second_moment(model, layers, hp.stats_texts)
     terms = default_terms(hp.kl_factor, hp.weight_decay, squared_decay=hp.squared_decay) + list(
         hp.extra_terms
@@ -184,7 +190,7 @@ def compute_memit(model: Model, case: EditCase, hp: MEMITHParams | None = None) 
 def compute_memit_many(model: Model, cases: Sequence[EditCase], hp: MEMITHParams | None = None) -> list[Edit]:
     """Each case's MEMIT edit (none applied), their targets optimised together."""
     hp = hp or preset(model)
-    site = ("resid_post", max(hp.layers))
+    site = ("resid_post", checked_layers(model, hp.layers, "memit")[-1])
     return compute_range_edits(
         model, cases, hp, opt_sites=[site], value_site=site, divisor=even, editor="memit"
     )

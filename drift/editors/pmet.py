@@ -24,7 +24,7 @@ from typing import Sequence
 from drift.adapter import Model
 from drift.data import EditCase
 from drift.editors.base import Edit
-from drift.editors.memit import MEMITHParams, compute_range_edits
+from drift.editors.memit import MEMITHParams, checked_layers, compute_range_edits
 from drift.editors.memit import preset as _range_preset
 from drift.editors.spread import square_root
 
@@ -51,7 +51,7 @@ def compute_pmet(model: Model, case: EditCase, hp: PMETHParams | None = None) ->
 def compute_pmet_many(model: Model, cases: Sequence[EditCase], hp: PMETHParams | None = None) -> list[Edit]:
     """Each case's PMET edit (none applied), their targets optimised together."""
     hp = hp or preset(model)
-    last = max(hp.layers)
+    last = checked_layers(model, hp.layers, "pmet")[-1]
     return compute_range_edits(
         model,
         cases,

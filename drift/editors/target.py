@@ -293,27 +293,6 @@ def _stops(
     return False
 
 
-def read_sites(batch: EditBatch, targets: list[list[int]]) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-    """Where each step reads logits: ``(rows, cols)`` of every target token of each rewriting
-    row (``tokens [n_reads_target]``, ``owner`` = its row), then of each KL row at the subject's
-    last token of "{subject} is a", as the reference code reads its KL distribution."""
-    n = batch.n_rewrite
-    rows, cols, toks = [], [], []
-    for b in range(n):
-        for j, tok in enumerate(targets[b]):
-            rows.append(b)
-            cols.append(int(batch.query[b]) + j)
-            toks.append(tok)
-    kl_rows = list(range(n, batch.tokens.shape[0]))
-    device = batch.tokens.device
-    return (
-        torch.tensor(rows + kl_rows, device=device),
-        torch.tensor(cols + [int(batch.lookup[b]) for b in kl_rows], device=device),
-        torch.tensor(toks, device=device),
-        torch.tensor(rows, device=device),
-    )
-
-
 def left_aligned(batch: EditBatch, pad_id: int) -> tuple[Tensor, Tensor, Tensor, int]:
     """The batch re-laid so every row's subject's last token sits in one column P: ``tokens``,
     ``mask`` (1 at real tokens) and ``positions`` (each token's position id), all
