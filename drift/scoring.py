@@ -273,33 +273,33 @@ class _Done(Exception):
     """Raised by a recording hook once the last block's output is in hand."""
 
 
-@torch.no_grad()
 def _final_residual(model: Model, rows: Sequence[Row], hooks: Sequence[Hook], packed: bool) -> Tensor:
     """The residual stream after the last block, ``[batch, pos, d_model]``."""
-    tokens, _ = model.pad([row.tokens for row in rows])
-    if not packed:
-        return model.residual(tokens, hooks)
-    n = tokens.shape[1]
-    positions = torch.zeros(len(rows), n, dtype=torch.long)
-    for b, row in enumerate(rows):
-        positions[b, : len(row.depth)] = torch.tensor(row.depth)
-    box: list[Tensor] = []
+    with torch.no_grad():
+        tokens, _ = model.pad([row.tokens for row in rows])
+        if not packed:
+            return model.residual(tokens, hooks)
+        n = tokens.shape[1]
+        positions = torch.zeros(len(rows), n, dtype=torch.long)
+        for b, row in enumerate(rows):
+            positions[b, : len(row.depth)] = torch.tensor(row.depth)
+        box: list[Tensor] = []
 
-    def grab(act: Tensor, hook) -> None:
-        box.append(act)
-        raise _Done
+        def grab(act: Tensor, hook) -> None:
+            box.append(act)
+            raise _Done
 
-    name = model.hook_name("resid_post", model.cfg.n_layers - 1)
-    try:
-        with model.hooks([(name, grab)]):
-            model.hooked(
-                tokens,
-                attention_mask=tree_mask(rows, n).to(model.device),
-                position_ids=positions.to(model.device),
-            )
-    except _Done:
-        return box[0]
-    raise RuntimeError(f"hook {name} did not fire")
+        name = model.hook_name("resid_post", model.cfg.n_layers - 1)
+        try:
+            with model.hooks([(name, grab)]):
+                model.hooked(
+                    tokens,
+                    attention_mask=tree_mask(rows, n).to(model.device),
+                    position_ids=positions.to(model.device),
+                )
+        except _Done:
+            return box[0]
+        raise RuntimeError(f"hook {name} did not fire")
 
 
 # a token's log-probability below this is a probability of 0 (exp underflows even in float64):
@@ -307,34 +307,34 @@ def _final_residual(model: Model, rows: Sequence[Row], hooks: Sequence[Hook], pa
 LOGPROB_FLOOR = -700.0
 
 
-@torch.no_grad()
 def _score_batch(
     model: Model, rows: list[Row], reads: list[tuple[int, int, int]], hooks: Sequence[Hook], packed: bool
 ) -> tuple[Tensor, Tensor]:
     """For reads ``(row, column, token)``: log P(token) at that column and whether it is top-1.
     A column read by several targets is unembedded once."""
-    resid = _final_residual(model, rows, hooks, packed)
-    at = torch.tensor([[r, c] for r, c, _ in reads])
-    spots, which = at.unique(dim=0, return_inverse=True)
-    spots = spots.to(resid.device)
-    logp = model.unembed(resid[spots[:, 0], spots[:, 1]]).float().log_softmax(-1)  # [n_spots, d_vocab]
-    tgt = torch.tensor([t for _, _, t in reads], device=logp.device)
-    which = which.to(logp.device)
-    picked = logp[which, tgt]
-    # a NaN logit makes its whole row NaN, an inf one the row's other entries -inf or NaN
-    if not torch.isfinite(picked).all():
-        raise FloatingPointError(
-            "the model produced NaN or inf logits: a score from them would be meaningless (are its "
-            "weights damaged? `python -m drift doctor` checks the cache)"
-        )
-    if (picked < LOGPROB_FLOOR).any():
-        raise FloatingPointError(
-            f"the model gives a target token a probability of 0 (log-probability "
-            f"{float(picked.min()):.3g}): its logits are out of any trained range, so a score from "
-            "them would be meaningless (are its weights damaged? `python -m drift doctor` checks "
-            "the cache)"
-        )
-    return picked.cpu(), (logp.argmax(-1)[which] == tgt).float().cpu()
+    with torch.no_grad():
+        resid = _final_residual(model, rows, hooks, packed)
+        at = torch.tensor([[r, c] for r, c, _ in reads])
+        spots, which = at.unique(dim=0, return_inverse=True)
+        spots = spots.to(resid.device)
+        logp = model.unembed(resid[spots[:, 0], spots[:, 1]]).float().log_softmax(-1)  # [n_spots, d_vocab]
+        tgt = torch.tensor([t for _, _, t in reads], device=logp.device)
+        which = which.to(logp.device)
+        picked = logp[which, tgt]
+        # a NaN logit makes its whole row NaN, an inf one the row's other entries -inf or NaN
+        if not torch.isfinite(picked).all():
+            raise FloatingPointError(
+                "the model produced NaN or inf logits: a score from them would be meaningless (are its "
+                "weights damaged? `python -m drift doctor` checks the cache)"
+            )
+        if (picked < LOGPROB_FLOOR).any():
+            raise FloatingPointError(
+                f"the model gives a target token a probability of 0 (log-probability "
+                f"{float(picked.min()):.3g}): its logits are out of any trained range, so a score from "
+                "them would be meaningless (are its weights damaged? `python -m drift doctor` checks "
+                "the cache)"
+            )
+        return picked.cpu(), (logp.argmax(-1)[which] == tgt).float().cpu()
 
 
 _PACKS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()

@@ -191,3 +191,56 @@ def test_the_default_batch_is_one_case_on_a_cpu_and_fills_half_a_gpu(tiny, monke
     assert target.auto_edit_batch(tiny) == 5  # half of the free memory
     monkeypatch.setattr(torch.cuda, "mem_get_info", lambda device=None: (10**6 * per_case, 0))
     assert target.auto_edit_batch(tiny) == target.MAX_EDIT_BATCH
+
+
+def test_optimise_refuses_bad_options_naming_them(tiny):
+    with pytest.raises(ValueError, match=r"stop_on must be 'total' or 'nll', got 'loss'"):
+        optimise_targets(tiny, CASES[0], [("mlp_out", 1)], _terms(), stop_on="loss")
+    with pytest.raises(ValueError, match=r"key layers \[0\] must be at or after the first edited layer 1"):
+        optimise_targets(tiny, CASES[0], [("mlp_out", 1)], _terms(), key_layers=[0])
+
+
+def test_a_bad_case_is_named_in_a_batch_and_its_own_error_kept_alone(tiny):
+    """In a batch (two cases or more) the error names the case; a case alone gets the bare error."""
+    from dataclasses import replace
+
+    bad = replace(CASES[1], subject="Nowhere Land")  # not in its prompt
+    with pytest.raises(ValueError) as alone:
+        optimise_targets(tiny, bad, [("mlp_out", 0)], _terms(), steps=1)
+    assert "Nowhere Land" in str(alone.value) and not str(alone.value).startswith("case ")
+    with pytest.raises(ValueError) as batched:
+        optimise_many(tiny, [CASES[0], bad], [("mlp_out", 0)], _terms(), steps=1)
+    assert str(batched.value) == f"case {bad.case_id}: {alone.value}"
+
+
+@pytest.mark.parametrize("prefix_cache", [True, False])
+def test_the_prefix_pass_runs_by_default_and_only_when_asked(tiny, monkeypatch, prefix_cache):
+    assert tiny.supports_prefix
+    calls = []
+    real = tiny.prefix
+    monkeypatch.setattr(tiny, "prefix", lambda *a, **k: calls.append(1) or real(*a, **k))
+    kw = {} if prefix_cache else dict(prefix_cache=False)
+    optimise_targets(tiny, CASES[0], [("mlp_out", 0)], _terms(), steps=1, **kw)
+    assert len(calls) == int(prefix_cache)
+
+
+def test_each_result_names_its_own_context_prefixed_prompts(tiny):
+    prefixes = ["", "So. "]
+    results = optimise_many(tiny, CASES[:2], [("mlp_out", 0)], _terms(), prefixes=prefixes, steps=1)
+    for case, res in zip(CASES, results):
+        assert res.prompts == [case.prompt, "So. " + case.prompt]
+        assert res.keys == {} and len(res.losses) == 1
+
+
+def test_each_pass_is_logged_with_its_loss_terms(tiny, caplog):
+    """At INFO, one line per case and pass: the pass out of the steps, the total and each term."""
+    import logging
+
+    with caplog.at_level(logging.INFO, logger="drift.editors.target"):
+        res = optimise_targets(tiny, CASES[0], [("mlp_out", 0)], _terms(), steps=2, early_stop=0)
+    lines = [r.getMessage() for r in caplog.records if r.name == "drift.editors.target"]
+    assert len(lines) == 2
+    for i, (line, losses) in enumerate(zip(lines, res.losses)):
+        total = sum(v for k, v in losses.items() if k != "p_target")
+        terms = ", ".join(f"{k} {v:.4f}" for k, v in losses.items())
+        assert line == f"case {CASES[0].case_id} step {i + 1}/2: loss {total:.4f} ({terms})"

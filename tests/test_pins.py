@@ -106,6 +106,7 @@ def reference_optimise(
     pmet=False,
     sadr_weight=None,
     key_layer=None,
+    awd=False,
 ):
     """compute_v / compute_z / compute_zs: one right-padded batch of every context-prefixed
     rewriting sequence and "{subject} is a", each site's vector added at every row's subject's
@@ -152,6 +153,12 @@ def reference_optimise(
             hooks.append(
                 (model.hook_name("mlp_key", key_layer), lambda a, hook: box.__setitem__("keys", a.detach()))
             )
+        if awd:  # ROME-AWD: no gradient through the attention weights from the first site's layer on
+            first = min(layer for _, layer in sites)
+            hooks += [
+                (model.hook_name("pattern", l), lambda a, hook: a.detach())
+                for l in range(first, model.cfg.n_layers)
+            ]
         if sadr_weight is not None:
             for l in range(model.cfg.n_layers):
                 hooks.append((model.hook_name("pattern", l), lambda a, hook, l=l: box.__setitem__(l, a)))
@@ -306,6 +313,22 @@ def test_rome_edit_is_the_reference_algorithm_end_to_end(tiny, rome_reference):
             assert g[term] == pytest.approx(r[term], rel=1e-4, abs=1e-7), (term, g, r)
     v_star = tr["init"][("mlp_out", 0)] + tr["deltas"][("mlp_out", 0)]
     _close(edit.info["v_star"], v_star)
+    _close(edit.deltas[0].delta, expected)
+
+
+def test_rome_awd_is_the_reference_algorithm_with_attention_weights_detached(tiny4):
+    """ROME-AWD: the same loop with no gradient through the attention weights of the edited layer
+    and above. At layer 1 of the 4-layer model the update is half another one than ROME's, so
+    dropping the flag on the way is caught."""
+    C = reference_C(tiny4, 1)
+    plain, _ = reference_rome(tiny4, EIFFEL, 1, PREFIXES, C, **ROME_OPT)
+    expected, tr = reference_rome(tiny4, EIFFEL, 1, PREFIXES, C, awd=True, **ROME_OPT)
+    assert float((expected - plain).norm()) > 0.1 * float(plain.norm())
+    edit = compute_rome(tiny4, EIFFEL, replace(_rome_hp(block_attention_grad=True), layer=1))
+    assert edit.info["editor"] == "rome-awd"
+    for g, r in zip(edit.info["losses"], tr["losses"], strict=True):
+        for term in ("nll", "kl", "weight_decay"):
+            assert g[term] == pytest.approx(r[term], rel=1e-4, abs=1e-7), (term, g, r)
     _close(edit.deltas[0].delta, expected)
 
 
@@ -506,6 +529,34 @@ def test_pmets_schedule_in_a_batch_watches_each_cases_own_target_tokens(tiny4, k
     for order in ([EIFFEL, TOWER], [TOWER, EIFFEL]):
         for case, res in zip(order, optimise_many(tiny4, order, sites, default_terms(kl_factor, 0.05), **kw)):
             _same_losses(res.losses, alone[case.case_id].losses)
+
+
+def test_optimise_defaults_are_the_reference_romes_settings(tiny4):
+    """Left unset, the optimisation runs the reference ROME's: 20 passes, Adam at lr 0.5, the clamp
+    at 4‖v₀‖, early stop below 5e-2 on the total, no PMET schedule, gradient through attention. On
+    TOWER the target becomes the argmax (where a PMET schedule would act); a constant −5.3 puts the
+    total near 0.5, between the stop and any cut above 1."""
+    from drift.editors.objectives import LossTerm, default_terms
+    from drift.editors.target import optimise_targets
+
+    class Shift(LossTerm):
+        name = "shift"
+
+        def __call__(self, step):
+            return torch.tensor(-5.3)
+
+    site = [("resid_post", 1)]
+    terms = default_terms(0.0625, 0.5) + [Shift()]
+    default = optimise_targets(tiny4, TOWER, site, terms, prefixes=PREFIXES)
+    spelled = dict(steps=20, lr=0.5, clamp_norm=4.0, early_stop=5e-2, stop_on="total", pmet_schedule=False)
+    same = optimise_targets(
+        tiny4, TOWER, site, terms, prefixes=PREFIXES, block_attention_grad=False, **spelled
+    )
+    assert len(default.losses) == 20 and default.losses == same.losses
+    assert all(0.05 < sum(l.values()) - l["p_target"] for l in default.losses)
+    assert torch.equal(default.deltas[site[0]], same.deltas[site[0]])
+    scheduled = optimise_targets(tiny4, TOWER, site, terms, prefixes=PREFIXES, pmet_schedule=True)
+    assert scheduled.losses != default.losses  # the schedule would have acted
 
 
 # ---- SADR, through its own hooks -------------------------------------------------------------------

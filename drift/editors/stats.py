@@ -274,30 +274,30 @@ def _compute_missing(
     return out
 
 
-@torch.no_grad()
 def _accumulate(
     model: Model, layers: list[int], texts: Sequence[str], max_tokens: int, batch_size: int, skip_first: bool
 ):
-    d = model.cfg.d_mlp
-    sums = {l: torch.zeros(d, d, dtype=torch.float64, device=model.device) for l in layers}
-    count = 0
-    seqs = [model.encode(t)[:max_tokens] for t in texts]
-    seqs = [s for s in seqs if len(s) > int(skip_first)]
-    for start in progress.bar(range(0, len(seqs), batch_size), desc="key statistics"):
-        chunk = seqs[start : start + batch_size]
-        tokens, lengths = model.pad(chunk)
-        pos = torch.arange(tokens.shape[1], device=tokens.device)[None]
-        mask = (pos < lengths[:, None]) & (pos >= int(skip_first))  # [batch, pos]
-        keys: dict[int, Tensor] = {}
+    with torch.no_grad():
+        d = model.cfg.d_mlp
+        sums = {l: torch.zeros(d, d, dtype=torch.float64, device=model.device) for l in layers}
+        count = 0
+        seqs = [model.encode(t)[:max_tokens] for t in texts]
+        seqs = [s for s in seqs if len(s) > int(skip_first)]
+        for start in progress.bar(range(0, len(seqs), batch_size), desc="key statistics"):
+            chunk = seqs[start : start + batch_size]
+            tokens, lengths = model.pad(chunk)
+            pos = torch.arange(tokens.shape[1], device=tokens.device)[None]
+            mask = (pos < lengths[:, None]) & (pos >= int(skip_first))  # [batch, pos]
+            keys: dict[int, Tensor] = {}
 
-        def grab(act: Tensor, hook) -> None:
-            layer = int(hook.name.split(".")[1])
-            keys[layer] = act[mask.to(act.device)].float()  # [n_real_tokens, d_mlp], float32
+            def grab(act: Tensor, hook) -> None:
+                layer = int(hook.name.split(".")[1])
+                keys[layer] = act[mask.to(act.device)].float()  # [n_real_tokens, d_mlp], float32
 
-        hooks = [(model.hook_name("mlp_key", l), grab) for l in layers]
-        model.residual(tokens, hooks, layer=max(layers))
-        for l in layers:
-            sums[l] += keys[l].T @ keys[l]  # float32 per batch (as the reference), summed in float64
-        count += int(mask.sum())
-    # One layer at a time into float32, each float64 sum freed as soon as it is converted.
-    return {l: sums.pop(l).float() for l in list(sums)}, count
+            hooks = [(model.hook_name("mlp_key", l), grab) for l in layers]
+            model.residual(tokens, hooks, layer=max(layers))
+            for l in layers:
+                sums[l] += keys[l].T @ keys[l]  # float32 per batch (as the reference), summed in float64
+            count += int(mask.sum())
+        # One layer at a time into float32, each float64 sum freed as soon as it is converted.
+        return {l: sums.pop(l).float() for l in list(sums)}, count
