@@ -244,3 +244,41 @@ def test_each_pass_is_logged_with_its_loss_terms(tiny, caplog):
         total = sum(v for k, v in losses.items() if k != "p_target")
         terms = ", ".join(f"{k} {v:.4f}" for k, v in losses.items())
         assert line == f"case {CASES[0].case_id} step {i + 1}/2: loss {total:.4f} ({terms})"
+
+
+def test_a_loss_term_sees_its_own_cases_rows(tiny):
+    """In a batch, each case's terms get a view of its rows only: their tokens, real lengths,
+    subject and query columns (as the step runs them), and where its rows sit in the step's
+    activations."""
+    from drift.editors.objectives import LossTerm
+    from drift.editors.target import build_batch
+
+    class Look(LossTerm):
+        name = "look"
+
+        def __init__(self):
+            self.seen = []
+
+        def __call__(self, step):
+            self.seen.append(step.extras["batch"])
+            return torch.zeros(())
+
+        def fresh(self):
+            return Look()
+
+    prefixes = ["", "So. "]
+    together = optimise_many(tiny, CASES[:2], [("mlp_out", 0)], [Look()], prefixes=prefixes, steps=1)
+    first_row = 0
+    for case, res in zip(CASES, together):
+        view = res.terms[0].seen[0]
+        alone, _, _ = build_batch(tiny, case, prefixes, 0)
+        n = alone.tokens.shape[0]
+        assert view.lengths.tolist() == alone.lengths.tolist()
+        for r in range(n):
+            real = int(alone.lengths[r])
+            assert view.tokens[r, :real].tolist() == alone.tokens[r, :real].tolist()
+        # the prefix pass runs every row from its subject's last token, in column ``offset``
+        assert view.lookup.tolist() == [view.offset] * n
+        assert (view.query - view.lookup).tolist() == (alone.query - alone.lookup).tolist()
+        assert view.rows.tolist() == list(range(first_row, first_row + n)) and view.n_rewrite == 2
+        first_row += n
