@@ -251,7 +251,8 @@ def test_res_accuracy_is_drifts_earlier_form():
     n = len(plan.pairs)
     acc = torch.zeros(n)
     acc[idx] = 0.5
-    assert plan.metrics(torch.zeros(n), acc, torch.ones(n))["RES"] == 50.0
+    m = plan.metrics(torch.zeros(n), acc, torch.ones(n))
+    assert m["RES"] == 50.0 and m["RES_k"] == 1
 
 
 def test_subject_alias_prompts_score_their_own_target_against_o_true():
@@ -319,3 +320,72 @@ def test_evaluate_reports_refs_for_a_case_with_reference_texts(tiny, monkeypatch
     assert row["metrics"]["RefS"] == pytest.approx(1 / math.sqrt(10))
     no_ids = ev.evaluate(tiny, [parse_case({**MERGED, "generation": {"prompts": ["P1"]}})], references=refs)
     assert "RefS" not in no_ids[0]["metrics"]
+
+
+def test_a_bad_form_scoring_or_pool_is_refused_naming_the_option():
+    from drift.metrics import check_forms, check_scoring, summarise
+
+    for kw, name in (("fluency", "fluency"), ("ppl", "ppl_form"), ("res", "res")):
+        with pytest.raises(ValueError, match=rf"^{name} must be one of \(.*\), got 'odd'$"):
+            check_forms(**{kw: "odd"})
+    with pytest.raises(ValueError, match=r"^scoring must be one of \('mean', 'product'\), got 'odd'$"):
+        check_scoring("odd")
+    with pytest.raises(ValueError, match=r"^pool must be one of \('prompts', 'cases'\), got 'odd'$"):
+        check_scoring("mean", "odd")
+    with pytest.raises(ValueError, match=r"^pool must be one of"):
+        summarise([{"ES": 100.0}], pool="odd")
+    with pytest.raises(ValueError, match=r"^words must be 'treebank' or 'whitespace', got 'odd'$"):
+        n_gram_entropy(["a b c"], words="odd")
+
+
+def test_a_results_files_scoring_and_pool_default_to_what_files_before_them_used():
+    from drift.metrics import scoring_of
+
+    assert scoring_of({}) == ("product", "cases")
+    assert scoring_of({"scoring": "mean", "pool": "prompts"}) == ("mean", "prompts")
+
+
+def test_means_and_intervals_of_no_one_or_two_values():
+    from scipy.stats import t
+
+    from drift.metrics import harmonic_mean, mean_ci95
+
+    assert math.isnan(harmonic_mean([]))
+    assert mean_ci95([40.0]) == (40.0, 40.0, 40.0)  # one value: no spread, no interval
+    half = t.ppf(0.975, 1) * 10.0  # two values 40, 60: standard error 10 on 1 degree of freedom
+    assert mean_ci95([40.0, 60.0]) == pytest.approx((50.0, 50.0 - half, 50.0 + half), rel=1e-9)
+
+
+def test_reference_texts_about_a_case_need_both_its_ids():
+    from dataclasses import replace
+
+    from drift.metrics import ReferenceTexts
+
+    refs = ReferenceTexts({("P1", "Q2"): ("rome is nice",)}, TfidfStats.fit(["rome is nice"]))
+    case = replace(parse_case(MERGED), relation_id="P1", o_edit_id="Q2")
+    assert refs.about(case) == ("rome is nice",)
+    assert refs.about(replace(case, o_edit_id=None)) is None
+    assert refs.about(replace(case, relation_id=None)) is None
+    assert refs.about(replace(case, o_edit_id="Q9")) is None
+
+
+def test_bad_reference_text_folders_are_refused_naming_the_file(tmp_path):
+    with pytest.raises(
+        ValueError, match=r"attribute_snippets.json does not exist \(ROME's attribute_snippets.json\)"
+    ):
+        load_reference_texts(tmp_path)
+    snips = tmp_path / "attribute_snippets.json"
+    snips.write_text(json.dumps([{"relation_id": "P1"}]))
+    with pytest.raises(ValueError, match=r"attribute_snippets.json is not ROME's snippet format \(KeyError"):
+        load_reference_texts(tmp_path)
+    snips.write_text(
+        json.dumps([{"relation_id": "P1", "target_id": "Q2", "samples": [{"text": "rome is nice"}]}])
+    )
+    np.save(tmp_path / "idf.npy", np.array([2.0, 5.0]))  # without its vocabulary: fitted on the snippets
+    assert load_reference_texts(tmp_path).stats.vocab == {"is": 0, "nice": 1, "rome": 2}
+    (tmp_path / "tfidf_vocab.json").write_text(json.dumps({"rome": 0, "nice": 2}))  # index 2 of 2 values
+    with pytest.raises(ValueError, match=r"idf.npy has \(2,\) values for 2 words"):
+        load_reference_texts(tmp_path)
+    np.save(tmp_path / "idf.npy", np.ones((3, 1)))
+    with pytest.raises(ValueError, match=r"idf.npy has \(3, 1\) values for 2 words"):
+        load_reference_texts(tmp_path)

@@ -784,6 +784,8 @@ def test_the_pooled_interval_is_the_ratio_estimate_with_cases_as_clusters():
     assert got == pytest.approx((r, r - half, r + half), rel=1e-9)
     assert pooled_ci95([40.0], [3]) == (40.0, 40.0, 40.0)  # one case: no interval
     assert pooled_ci95([20.0, 20.0], [1, 5]) == (20.0, 20.0, 20.0)  # no spread
+    half = t.ppf(0.975, 1) * 0.25  # a small spread (se 0.25) still has its interval
+    assert pooled_ci95([50.0, 50.5], [1, 1]) == pytest.approx((50.25, 50.25 - half, 50.25 + half), rel=1e-9)
     assert all(x != x for x in pooled_ci95([float("nan")], [2]))  # nothing left: NaN
 
 

@@ -19,6 +19,7 @@ PROMPTS = [
     "The capital of Japan is",
 ]
 TARGETS = ["Paris", "the city of Rome", "Steve Jobs", "Tokyo", "Tokyo, and"]
+DAMAGED = r"\(are its weights damaged\? `python -m drift doctor` checks the cache\)$"
 
 
 def test_batched_equals_one_at_a_time(tiny):
@@ -245,3 +246,77 @@ def test_token_accuracy_is_the_share_of_target_tokens_that_are_the_argmax(tiny):
         assert got.tolist() == pytest.approx([hits / len(t)])
     got = score_targets(tiny, [prompt], [own])
     assert 0 < got.token_acc.item() < 1 and got.n_tokens.item() > 1  # a share, not a count
+
+
+def test_nan_logits_are_an_error_never_a_score(tiny):
+    from drift.scoring import score_targets
+
+    w = tiny.weight("mlp_out", 0)
+    saved = w.detach().clone()
+    try:
+        with torch.no_grad():
+            w[0, 0] = float("nan")
+        with pytest.raises(
+            FloatingPointError,
+            match=r"^the model produced NaN or inf logits: a score from them would be meaningless " + DAMAGED,
+        ):
+            score_targets(tiny, ["The Eiffel Tower is in"], ["Paris"])
+    finally:
+        with torch.no_grad():
+            w.copy_(saved)
+
+
+def test_a_probability_of_zero_is_an_error_never_a_score(tiny):
+    from drift.scoring import score_targets
+
+    w = dict(tiny.hooked.named_parameters())["lm_head._original_component.weight"]
+    saved = w.detach().clone()
+    try:
+        with torch.no_grad():
+            w.mul_(1e25)  # damaged weights: finite logits, far out of any trained range
+        with pytest.raises(
+            FloatingPointError,
+            match=r"^the model gives a target token a probability of 0 \(log-probability -\d\.\d\de\+\d+\): "
+            r"its logits are out of any trained range, so a score from them would be meaningless " + DAMAGED,
+        ):
+            score_targets(tiny, ["The Eiffel Tower is in"], ["Paris"])
+    finally:
+        with torch.no_grad():
+            w.copy_(saved)
+
+
+def _full_logprob(model, prompt: str, target: str, hook=None) -> list[float]:
+    """Each target token's log-probability from one unpadded forward (with ``hook`` on)."""
+    p_ids, t_ids = model.encode(prompt), model.encode_target(target)
+    hooks = [] if hook is None else [hook]
+    with torch.no_grad():
+        logp = model.forward(torch.tensor([p_ids + t_ids]), hooks)[0].log_softmax(-1)
+    return [float(logp[len(p_ids) - 1 + j, t]) for j, t in enumerate(t_ids)]
+
+
+def test_target_prob_is_the_product_or_the_per_token_mean(tiny):
+    from drift.scoring import target_logprobs, target_prob
+
+    prompt, target = "Apple was founded by", "Steve Jobs"
+    each = _full_logprob(tiny, prompt, target)
+    assert len(each) > 1
+    assert target_prob(tiny, prompt, target) == pytest.approx(torch.tensor(sum(each)).exp().item(), rel=1e-4)
+    mean = torch.tensor(sum(each) / len(each)).exp().item()
+    assert target_prob(tiny, prompt, target, "mean") == pytest.approx(mean, rel=1e-4)
+    got = target_logprobs(tiny, [prompt, "The capital of Japan is"], [target, "Tokyo"])
+    want = [sum(each), sum(_full_logprob(tiny, "The capital of Japan is", "Tokyo"))]
+    torch.testing.assert_close(got, torch.tensor(want), atol=1e-4, rtol=0)
+
+
+def test_hooks_act_on_the_padded_forward_that_scores(tiny):
+    """A hook given to scoring changes the scores exactly as it changes one full forward."""
+
+    def ablate(act, hook):
+        return act * 0.0
+
+    hook = (tiny.hook_name("mlp_out", 0), ablate)
+    got = score_targets(tiny, PROMPTS[:3], TARGETS[:3], hooks=[hook], packed=False)
+    plain = score_targets(tiny, PROMPTS[:3], TARGETS[:3], packed=False)
+    want = torch.tensor([sum(_full_logprob(tiny, p, t, hook)) for p, t in zip(PROMPTS[:3], TARGETS[:3])])
+    torch.testing.assert_close(got.logprob, want, atol=1e-4, rtol=0)
+    assert not torch.allclose(got.logprob, plain.logprob, atol=1e-3)

@@ -103,6 +103,7 @@ def test_default_sequences_take_windows_of_each_book_in_turn(tiny, monkeypatch):
     every = ["a0 a1 a2", "b0 b1 b2", "a3 a4 a5", "b3 b4 b5", "a6 a7 a8"]
     assert stats.default_sequences(tiny, n_seq=10, seq_len=3) == every
     assert stats.default_sequences(tiny, n_seq=4, seq_len=3) == every[:4]
+    assert stats.default_sequences(tiny, n_seq=3, seq_len=3) == every[:3]  # cut inside a round
     assert stats.default_sequences(tiny, n_seq=2, seq_len=4) == ["a0 a1 a2 a3", "b0 b1 b2 b3"]
 
 
@@ -136,3 +137,18 @@ def test_texts_are_cut_to_max_tokens_and_position_zero_left_out(tiny, tmp_path, 
     meta = load_tensors(path)[1]
     assert meta["layer"] == "0" and meta["model"] == tiny.name and meta["dtype"] == "float32"
     assert meta["tokens"] == str(K.shape[0]) and "-t6-" in path.name
+
+
+def test_statistics_another_process_wrote_while_this_one_waited_are_read_not_recomputed(
+    tiny, tmp_path, monkeypatch
+):
+    """Under the lock the cache is looked at again: a file that appeared meanwhile is used."""
+    import drift.editors.stats as stats
+
+    monkeypatch.setenv("DRIFT_CACHE", str(tmp_path))
+    C = key_second_moment(tiny, [0, 1], TEXTS)
+    path = next((tmp_path / "stats").rglob("mlp_key-L1-*.safetensors"))
+    tag = path.name.removeprefix("mlp_key-L1-").removesuffix(".safetensors")
+    monkeypatch.setattr(stats, "_accumulate", lambda *a, **k: pytest.fail("recomputed a file just written"))
+    got = stats._compute_missing(tiny, [1], TEXTS, path.parent, tag, "", 512, 8, True)
+    assert list(got) == [1] and torch.equal(got[1], C[1])

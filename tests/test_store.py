@@ -113,21 +113,6 @@ def test_a_file_overwritten_in_place_is_caught_at_the_next_load(tmp_path, monkey
     assert not store.verify_dir_stamped(final) and len(hashed) == 2
 
 
-def test_nan_logits_are_an_error_never_a_score(tiny):
-    from drift.scoring import score_targets
-
-    w = tiny.weight("mlp_out", 0)
-    saved = w.detach().clone()
-    try:
-        with torch.no_grad():
-            w[0, 0] = float("nan")
-        with pytest.raises(FloatingPointError, match="NaN or inf logits"):
-            score_targets(tiny, ["The Eiffel Tower is in"], ["Paris"])
-    finally:
-        with torch.no_grad():
-            w.copy_(saved)
-
-
 def _flip(path, offset: int) -> None:
     """Bytes changed in place with the modification time put back (bit rot, a `cp -p` restore)."""
     import os
@@ -193,21 +178,6 @@ def test_doctor_re_hashes_every_cache_and_fix_deletes_the_damaged(tmp_path, monk
     assert f"{tmp_path / 'models' / 'm'}: DAMAGED" in report and "1 damaged" in report
     assert main(["doctor", "--fix"]) == 0
     assert not (tmp_path / "models" / "m").exists() and (tmp_path / "stats" / "c.safetensors").exists()
-
-
-def test_a_probability_of_zero_is_an_error_never_a_score(tiny):
-    from drift.scoring import score_targets
-
-    w = dict(tiny.hooked.named_parameters())["lm_head._original_component.weight"]
-    saved = w.detach().clone()
-    try:
-        with torch.no_grad():
-            w.mul_(1e25)  # damaged weights: finite logits, far out of any trained range
-        with pytest.raises(FloatingPointError, match="probability of 0"):
-            score_targets(tiny, ["The Eiffel Tower is in"], ["Paris"])
-    finally:
-        with torch.no_grad():
-            w.copy_(saved)
 
 
 def test_a_json_write_that_fails_leaves_the_old_file_and_nothing_else(tmp_path, monkeypatch):

@@ -36,10 +36,9 @@ from torch import Tensor
 from drift.adapter import Model
 from drift.data import EditCase
 from drift.editors.base import Edit
-from drift.editors.memit import checked_layers, compute_range_edits
 from drift.editors.memit import preset as _range_preset
-from drift.editors.pmet import PMETHParams
-from drift.editors.spread import ridged_system, square_root
+from drift.editors.pmet import PMETHParams, pmet_range_edits
+from drift.editors.spread import ridged_system
 
 
 @dataclass(frozen=True)
@@ -90,15 +89,4 @@ def compute_adaple_many(
     hp = hp or preset(model)
     if hp.residual not in SOLVES:
         raise ValueError(f"AdaPLE residual must be one of {sorted(SOLVES)}, got {hp.residual!r}")
-    last = checked_layers(model, hp.layers, "adaple")[-1]
-    return compute_range_edits(
-        model,
-        cases,
-        hp,
-        opt_sites=[("attn_out", last), ("mlp_out", last)],
-        value_site=("mlp_out", last),
-        divisor=square_root,
-        editor="adaple",
-        solve=SOLVES[hp.residual],
-        pmet_schedule=True,
-    )
+    return pmet_range_edits(model, cases, hp, editor="adaple", solve=SOLVES[hp.residual])

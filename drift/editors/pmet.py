@@ -26,7 +26,7 @@ from drift.data import EditCase
 from drift.editors.base import Edit
 from drift.editors.memit import MEMITHParams, checked_layers, compute_range_edits
 from drift.editors.memit import preset as _range_preset
-from drift.editors.spread import square_root
+from drift.editors.spread import Solver, keep_old, square_root
 
 
 @dataclass(frozen=True)
@@ -50,8 +50,16 @@ def compute_pmet(model: Model, case: EditCase, hp: PMETHParams | None = None) ->
 
 def compute_pmet_many(model: Model, cases: Sequence[EditCase], hp: PMETHParams | None = None) -> list[Edit]:
     """Each case's PMET edit (none applied), their targets optimised together."""
-    hp = hp or preset(model)
-    last = checked_layers(model, hp.layers, "pmet")[-1]
+    return pmet_range_edits(model, cases, hp or preset(model), editor="pmet")
+
+
+def pmet_range_edits(
+    model: Model, cases: Sequence[EditCase], hp: PMETHParams, *, editor: str, solve: Solver = keep_old
+) -> list[Edit]:
+    """PMET's layout, shared by AdaPLE: attention and MLP vectors at the last layer optimised
+    under PMET's schedule, the MLP one spread with the square-root divisor, each layer's update
+    from ``solve``."""
+    last = checked_layers(model, hp.layers, editor)[-1]
     return compute_range_edits(
         model,
         cases,
@@ -59,6 +67,7 @@ def compute_pmet_many(model: Model, cases: Sequence[EditCase], hp: PMETHParams |
         opt_sites=[("attn_out", last), ("mlp_out", last)],
         value_site=("mlp_out", last),
         divisor=square_root,
-        editor="pmet",
+        editor=editor,
+        solve=solve,
         pmet_schedule=True,
     )
