@@ -152,3 +152,56 @@ def test_statistics_another_process_wrote_while_this_one_waited_are_read_not_rec
     monkeypatch.setattr(stats, "_accumulate", lambda *a, **k: pytest.fail("recomputed a file just written"))
     got = stats._compute_missing(tiny, [1], TEXTS, path.parent, tag, "", 512, 8, True)
     assert list(got) == [1] and torch.equal(got[1], C[1])
+
+
+def test_statistics_are_refused_on_an_edited_model_naming_what_and_why(tiny, tmp_path, monkeypatch):
+    from drift.editors.base import Edit, WeightDelta
+
+    monkeypatch.setenv("DRIFT_CACHE", str(tmp_path))
+    edit = Edit([WeightDelta("mlp_out", 0, torch.zeros_like(tiny.weight("mlp_out", 0)))])
+    with edit.applied(tiny):
+        with pytest.raises(RuntimeError) as e:
+            key_second_moment(tiny, [1, 0], TEXTS)
+    assert str(e.value).startswith(
+        f"key statistics of layers [1, 0] for {tiny.name} is not cached yet and the model carries 1 "
+        "applied edit(s)"
+    )
+
+
+def test_too_few_tokens_are_warned_about_and_enough_are_not(tiny, tmp_path, monkeypatch):
+    """Fewer than 10 × d_mlp tokens (640 on the tiny model) make a noisy C: said, with the count."""
+    import warnings
+
+    monkeypatch.setenv("DRIFT_CACHE", str(tmp_path))
+    text = "The Colosseum is located in the city of Rome and was built long ago."
+    assert tiny.cfg.d_mlp == 64 and len(tiny.encode(text)) >= 10
+    texts = [f"{i} {text}" for i in range(64)]  # 64 texts × 10 tokens, position 0 kept: 640
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        key_second_moment(tiny, [0], texts, max_tokens=10, skip_first=False)
+    with pytest.warns(
+        UserWarning, match=r"^drift: key statistics from 630 tokens, fewer than 10 × d_mlp = 640: C⁻¹"
+    ):
+        key_second_moment(tiny, [0], texts[:63], max_tokens=10, skip_first=False)
+
+
+def test_an_unwritable_cache_warns_and_uses_the_statistics_from_memory(tiny, tmp_path, monkeypatch, caplog):
+    import errno
+    import logging
+
+    import drift.editors.stats as stats
+
+    def refuse(path, *a, **k):
+        raise OSError(errno.EROFS, "Read-only file system")
+
+    monkeypatch.setenv("DRIFT_CACHE", str(tmp_path))
+    monkeypatch.setattr(stats, "save_tensors", refuse)
+    with caplog.at_level(logging.INFO, logger="drift.editors.stats"):
+        with pytest.warns(
+            UserWarning,
+            match=r"could not save key statistics to .*mlp_key-L1-.*\(Read-only file system\); using them "
+            r"from memory this time \(set DRIFT_CACHE to a writable folder to keep them\)",
+        ):
+            C = key_second_moment(tiny, [1], TEXTS)[1]
+    assert C.shape == (64, 64) and not list((tmp_path / "stats").rglob("*.safetensors"))
+    assert f"computing key statistics of {tiny.name} layers [1] over 2 texts (once)" in caplog.messages
