@@ -81,7 +81,10 @@ def test_stacked_edits_remove_in_order(tiny):
     a = _edit(tiny, 0.1).apply(tiny)
     h1 = weights_hash(tiny)
     b = _edit(tiny, 0.2, layers=(1,)).apply(tiny)
-    with pytest.raises(RuntimeError, match="reverse order"):
+    with pytest.raises(
+        RuntimeError,
+        match=r"^edits must be removed in reverse order of application \(remove the latest first\)$",
+    ):
         a.remove()
     b.remove()
     assert weights_hash(tiny) == h1
@@ -91,3 +94,33 @@ def test_stacked_edits_remove_in_order(tiny):
     _edit(tiny, 0.3).apply(tiny)
     remove_all(tiny)
     assert weights_hash(tiny) == h0
+
+
+def test_an_edit_in_the_model_is_not_applied_again(tiny):
+    h0 = weights_hash(tiny)
+    edit = _edit(tiny)
+    handle = edit.apply(tiny)
+    assert handle.edit is edit and not handle.removed
+    h1 = weights_hash(tiny)
+    with pytest.raises(
+        RuntimeError,
+        match=r"^this edit is already applied to the model; remove it first \(it would count twice\)$",
+    ):
+        edit.apply(tiny)
+    assert weights_hash(tiny) == h1
+    handle.remove()
+    assert handle.removed and weights_hash(tiny) == h0
+
+
+def test_removing_an_edit_twice_leaves_a_later_edit_in_place(tiny):
+    """A second ``remove()`` of the same handle does nothing: it neither restores its old weights
+    over a later edit nor takes the later edit off the model's stack."""
+    h0 = weights_hash(tiny)
+    first = _edit(tiny).apply(tiny)
+    first.remove()
+    second = _edit(tiny, 0.3).apply(tiny)
+    h2 = weights_hash(tiny)
+    first.remove()
+    assert weights_hash(tiny) == h2 and tiny._applied_edits == [second]
+    second.remove()
+    assert weights_hash(tiny) == h0 and tiny._applied_edits == []

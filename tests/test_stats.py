@@ -205,3 +205,62 @@ def test_an_unwritable_cache_warns_and_uses_the_statistics_from_memory(tiny, tmp
             C = key_second_moment(tiny, [1], TEXTS)[1]
     assert C.shape == (64, 64) and not list((tmp_path / "stats").rglob("*.safetensors"))
     assert f"computing key statistics of {tiny.name} layers [1] over 2 texts (once)" in caplog.messages
+
+
+def test_statistics_are_computed_under_a_lock_named_for_their_file(tiny, tmp_path, monkeypatch):
+    """Two processes computing the same statistics take turns: the second reads the first's file."""
+    import filelock
+
+    import drift.editors.stats as stats
+
+    seen = []
+
+    class Lock:
+        def __init__(self, path):
+            self.path = path
+
+        def acquire(self):
+            seen.append(("acquire", self.path))
+
+        def release(self):
+            seen.append(("release", self.path))
+
+    monkeypatch.setenv("DRIFT_CACHE", str(tmp_path / "fresh"))  # no stats folder yet
+    monkeypatch.setattr(filelock, "FileLock", Lock)
+    key_second_moment(tiny, [0], TEXTS)
+    (path,) = (tmp_path / "fresh" / "stats").rglob("*.safetensors")
+    tag = path.name.removeprefix("mlp_key-L0-").removesuffix(".safetensors")
+    lock = str(path.parent / f".{tag}.lock")
+    assert seen == [("acquire", lock), ("release", lock)]
+    seen.clear()
+    key_second_moment(tiny, [0], TEXTS)  # cached: no lock taken
+    assert seen == []
+    assert stats._slug(tiny.name) == path.parent.name
+
+
+def test_the_default_corpus_is_cut_to_the_statistics_length_and_no_text_is_refused(
+    tiny, tmp_path, monkeypatch
+):
+    import drift.editors.stats as stats
+
+    monkeypatch.setenv("DRIFT_CACHE", str(tmp_path))
+    asked = []
+    monkeypatch.setattr(stats, "default_sequences", lambda model, **kw: asked.append((model, kw)) or TEXTS)
+    C = key_second_moment(tiny, [0], max_tokens=7)[0]
+    assert asked == [(tiny, {"seq_len": 7})]
+    torch.testing.assert_close(C, key_second_moment(tiny, [0], TEXTS, max_tokens=7)[0])
+    with pytest.raises(ValueError, match=r"^key statistics need at least one text$"):
+        key_second_moment(tiny, [0], [])
+
+
+def test_statistics_files_are_named_by_corpus_length_and_position_zero(tiny, tmp_path, monkeypatch):
+    """The names caches written by earlier versions have: ``mlp_key-L{layer}-{corpus}-t{tokens}``,
+    ``-p1`` when position 0 is left out (float32; other dtypes add their name)."""
+    from drift.editors.stats import corpus_id
+
+    monkeypatch.setenv("DRIFT_CACHE", str(tmp_path))
+    for skip_first in (True, False):
+        key_second_moment(tiny, [1], TEXTS, max_tokens=9, skip_first=skip_first)
+    names = sorted(p.name for p in (tmp_path / "stats").rglob("*.safetensors"))
+    cid = corpus_id(TEXTS)
+    assert names == [f"mlp_key-L1-{cid}-t9-p1.safetensors", f"mlp_key-L1-{cid}-t9.safetensors"]
