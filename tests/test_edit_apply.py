@@ -124,3 +124,16 @@ def test_removing_an_edit_twice_leaves_a_later_edit_in_place(tiny):
     assert weights_hash(tiny) == h2 and tiny._applied_edits == [second]
     second.remove()
     assert weights_hash(tiny) == h0 and tiny._applied_edits == []
+
+
+def test_edits_add_up_to_one_edit_of_both_deltas(tiny):
+    a, b = _edit(tiny, 0.1, layers=(0,)), _edit(tiny, 0.2, layers=(1,))
+    a.info, b.info = {"editor": "rome", "seconds": 1.0}, {"editor": "memit"}
+    both = a + b
+    assert both.deltas == a.deltas + b.deltas and both.info == {"editor": "memit", "seconds": 1.0}
+    h0 = weights_hash(tiny)
+    with a.applied(tiny), b.applied(tiny):
+        stacked = weights_hash(tiny)
+    with both.applied(tiny):
+        assert weights_hash(tiny) == stacked
+    assert weights_hash(tiny) == h0

@@ -350,7 +350,7 @@ def test_means_and_intervals_of_no_one_or_two_values():
 
     from drift.metrics import harmonic_mean, mean_ci95
 
-    assert math.isnan(harmonic_mean([]))
+    assert math.isnan(harmonic_mean([])) and math.isnan(harmonic_mean([50.0, float("nan")]))
     assert mean_ci95([40.0]) == (40.0, 40.0, 40.0)  # one value: no spread, no interval
     half = t.ppf(0.975, 1) * 10.0  # two values 40, 60: standard error 10 on 1 degree of freedom
     assert mean_ci95([40.0, 60.0]) == pytest.approx((50.0, 50.0 - half, 50.0 + half), rel=1e-9)

@@ -320,3 +320,7 @@ def test_hooks_act_on_the_padded_forward_that_scores(tiny):
     want = torch.tensor([sum(_full_logprob(tiny, p, t, hook)) for p, t in zip(PROMPTS[:3], TARGETS[:3])])
     torch.testing.assert_close(got.logprob, want, atol=1e-4, rtol=0)
     assert not torch.allclose(got.logprob, plain.logprob, atol=1e-3)
+    from drift.scoring import target_logprobs  # which takes the same options
+
+    same = target_logprobs(tiny, PROMPTS[:3], TARGETS[:3], hooks=[hook], packed=False)
+    torch.testing.assert_close(same, want, atol=1e-4, rtol=0)
