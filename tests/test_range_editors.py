@@ -57,7 +57,8 @@ def test_spread_update_needs_the_site_at_the_last_layer(tiny):
 def test_memit_layers_outside_the_model_are_named(tiny, layers):
     """The tiny model has layers 0 and 1: its depth (2) is already outside."""
     with pytest.raises(
-        ValueError, match=rf"layers \[{', '.join(map(str, layers))}\] must be a non-empty subset of 0..1"
+        ValueError,
+        match=rf"^memit: layers \[{', '.join(map(str, layers))}\] must be a non-empty subset of 0..1$",
     ):
         compute_memit(tiny, EIFFEL, MEMITHParams(layers=layers, stats_texts=CORPUS))
 
@@ -239,3 +240,29 @@ def test_an_unknown_model_gets_layers_scaled_to_its_depth():
     model = SimpleNamespace(name="someone/new-model", cfg=SimpleNamespace(n_layers=40))
     assert rome.preset(model).layer == 6
     assert memit.preset(model).layers == (4, 5, 6, 7)
+
+
+@pytest.mark.parametrize("editor", ["pmet", "adaple"])
+def test_without_settings_a_range_editor_takes_its_preset_for_the_model(tiny, editor, monkeypatch):
+    import drift.editors.adaple as adaple
+    import drift.editors.pmet as pmet
+    from drift.editors.adaple import AdaPLEHParams
+
+    module, params = (pmet, PMETHParams) if editor == "pmet" else (adaple, AdaPLEHParams)
+    asked = []
+    small = params(layers=(0,), steps=2, n_prefixes=2, stats_texts=CORPUS)
+    monkeypatch.setattr(module, "preset", lambda model: asked.append(model) or small)
+    edit = getattr(module, f"compute_{editor}")(tiny, EIFFEL)
+    assert asked == [tiny] and edit.info["editor"] == editor and len(edit.info["losses"]) <= 2
+
+
+def test_a_bad_adaple_residual_is_refused_naming_the_choices(tiny):
+    from drift.editors.adaple import SOLVES, AdaPLEHParams, compute_adaple
+
+    with pytest.raises(
+        ValueError,
+        match=rf"^AdaPLE residual must be one of {sorted(SOLVES)}, got 'odd'$".replace("[", "\\[").replace(
+            "]", "\\]"
+        ),
+    ):
+        compute_adaple(tiny, EIFFEL, AdaPLEHParams(layers=(0,), residual="odd", stats_texts=CORPUS))

@@ -26,3 +26,21 @@ def test_edit_case_and_results_print_without_tensor_dumps(tiny):
         assert "tensor(" not in text and len(text) < 400, text
     assert "tokens=Tensor[1, 41] int64" in repr(p)
     assert repr(tiny).startswith("drift.Model(") and "layers=2" in repr(tiny)
+
+
+def test_an_edits_repr_lists_its_deltas_up_to_a_few_then_counts_the_rest():
+    import torch
+
+    from drift.editors.base import Edit, WeightDelta
+    from drift.reprs import ITEMS
+
+    deltas = [WeightDelta("mlp_out", l, torch.full((2, 3), 0.5)) for l in range(ITEMS + 2)]
+    one = "Tensor[2, 3] norm 1.22"  # √6 · 0.5
+    shown = ", ".join(f"mlp_out@{l} {one}" for l in range(ITEMS))
+    assert repr(Edit(deltas)) == f"Edit(custom: {shown}, … 2 more)"
+    info = {"editor": "adaple", "losses": [{}, {}], "seconds": 2.25, "fusion": {"drop_and_rescale": 0.8}}
+    assert repr(Edit(deltas[:1], info)) == (
+        f"Edit(adaple: mlp_out@0 {one}; 2 passes, 2.2 s, fusion {{drop_and_rescale: 0.8}})"
+    )
+    assert repr(Edit([])) == "Edit(custom: no deltas)"
+    assert repr(Edit(deltas[:ITEMS])).endswith(f"mlp_out@{ITEMS - 1} {one})")

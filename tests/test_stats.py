@@ -137,6 +137,9 @@ def test_texts_are_cut_to_max_tokens_and_position_zero_left_out(tiny, tmp_path, 
     meta = load_tensors(path)[1]
     assert meta["layer"] == "0" and meta["model"] == tiny.name and meta["dtype"] == "float32"
     assert meta["tokens"] == str(K.shape[0]) and "-t6-" in path.name
+    from drift.editors.stats import corpus_id
+
+    assert meta["corpus"] == corpus_id(texts)
 
 
 def test_statistics_another_process_wrote_while_this_one_waited_are_read_not_recomputed(
