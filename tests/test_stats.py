@@ -238,6 +238,8 @@ def test_statistics_are_computed_under_a_lock_named_for_their_file(tiny, tmp_pat
     seen.clear()
     key_second_moment(tiny, [0], TEXTS)  # cached: no lock taken
     assert seen == []
+    key_second_moment(tiny, [1], TEXTS)  # another layer, in the folder that now exists
+    assert seen == [("acquire", lock), ("release", lock)]
     assert stats._slug(tiny.name) == path.parent.name
 
 
