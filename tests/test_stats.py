@@ -269,3 +269,23 @@ def test_statistics_files_are_named_by_corpus_length_and_position_zero(tiny, tmp
     names = sorted(p.name for p in (tmp_path / "stats").rglob("*.safetensors"))
     cid = corpus_id(TEXTS)
     assert names == [f"mlp_key-L1-{cid}-t9-p1.safetensors", f"mlp_key-L1-{cid}-t9.safetensors"]
+
+
+def test_a_cache_folder_that_cannot_be_made_computes_without_the_lock(tiny, tmp_path, monkeypatch):
+    """A read-only cache: no folder, no lock, no file; the statistics come from memory, said once."""
+    from pathlib import Path
+
+    real = Path.mkdir
+
+    def refuse(self, *a, **k):
+        if "stats" in self.parts:
+            raise PermissionError(13, "Permission denied", str(self))
+        return real(self, *a, **k)
+
+    monkeypatch.setenv("DRIFT_CACHE", str(tmp_path))
+    monkeypatch.setattr(Path, "mkdir", refuse)
+    with pytest.warns(UserWarning, match="could not save key statistics"):
+        C = key_second_moment(tiny, [0], TEXTS)[0]
+    monkeypatch.undo()
+    monkeypatch.setenv("DRIFT_CACHE", str(tmp_path / "writable"))
+    torch.testing.assert_close(C, key_second_moment(tiny, [0], TEXTS)[0])
