@@ -263,3 +263,21 @@ def test_a_bad_adaple_residual_is_refused_naming_the_choices(tiny):
     want = f"AdaPLE residual must be one of {sorted(SOLVES)}, got 'odd'"
     with pytest.raises(ValueError, match=f"^{re.escape(want)}$"):
         compute_adaple(tiny, EIFFEL, AdaPLEHParams(layers=(0,), residual="odd", stats_texts=CORPUS))
+
+
+def test_the_range_update_names_the_editor_that_asked_for_a_bad_range(tiny):
+    """compute_range_edits is the mechanism custom range editors call: its own check names them."""
+    from drift.editors.memit import compute_range_edits
+    from drift.editors.spread import even
+
+    site = ("resid_post", 1)
+    with pytest.raises(ValueError, match=r"^mine: layers \[3\] must be a non-empty subset of 0..1$"):
+        compute_range_edits(
+            tiny,
+            [EIFFEL],
+            MEMITHParams(layers=(3,)),
+            opt_sites=[site],
+            value_site=site,
+            divisor=even,
+            editor="mine",
+        )
