@@ -189,6 +189,8 @@ def test_the_default_batch_is_one_case_on_a_cpu_and_fills_half_a_gpu(tiny, monke
     per_case = target.case_bytes(tiny)
     monkeypatch.setattr(torch.cuda, "mem_get_info", lambda device=None: (10 * per_case, 80 * per_case))
     assert target.auto_edit_batch(tiny) == 5  # half of the free memory
+    monkeypatch.setattr(torch.cuda, "mem_get_info", lambda device=None: (per_case, 80 * per_case))
+    assert target.auto_edit_batch(tiny) == 1  # never fewer than one case
     monkeypatch.setattr(torch.cuda, "mem_get_info", lambda device=None: (10**6 * per_case, 0))
     assert target.auto_edit_batch(tiny) == target.MAX_EDIT_BATCH
 

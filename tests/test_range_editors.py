@@ -8,7 +8,7 @@ from dataclasses import replace
 import pytest
 import torch
 
-from drift.editors.base import Edit
+from drift.editors.base import Edit, WeightDelta
 from drift.editors.memit import MEMITHParams, compute_memit
 from drift.editors.objectives import LossTerm
 from drift.editors.pmet import PMETHParams, compute_pmet
@@ -148,6 +148,19 @@ def test_memits_record_of_an_edit(tiny):
     assert 2 * two[0].info["seconds"] <= wall
 
 
+def test_each_layers_drop_mask_is_seeded_by_its_layer(tiny):
+    """Over two layers, layer l's kept entries are those drop-and-rescale keeps at the case's seed
+    + l (a pattern fixed by the seed alone, whatever the update's values)."""
+    from drift.editors.fusion import case_seed, drop_and_rescale
+
+    hp = MEMITHParams(layers=(0, 1), steps=2, n_prefixes=2, stats_texts=CORPUS, drop_rate=0.5, drop_seed=2)
+    edit = compute_memit(tiny, EIFFEL, hp)
+    for d in edit.deltas:
+        ones = Edit([WeightDelta(d.which, d.layer, torch.ones_like(d.delta))])
+        kept = drop_and_rescale(ones, 0.5, seed=case_seed(EIFFEL.case_id, 2) + d.layer).deltas[0].delta != 0
+        assert torch.equal(d.delta != 0, kept), d.layer
+
+
 def test_a_dropped_layer_update_is_masked_by_its_cases_seed(tiny):
     """A layer's update is the undropped one through
     drop-and-rescale seeded by the case's id, the drop seed and the layer: two cases with the
@@ -241,6 +254,8 @@ def test_an_unknown_model_gets_layers_scaled_to_its_depth():
     model = SimpleNamespace(name="someone/new-model", cfg=SimpleNamespace(n_layers=40))
     assert rome.preset(model).layer == 6
     assert memit.preset(model).layers == (4, 5, 6, 7)
+    shallow = SimpleNamespace(name="someone/two-layers", cfg=SimpleNamespace(n_layers=2))
+    assert rome.preset(shallow).layer == 0 and memit.preset(shallow).layers == (0,)
 
 
 @pytest.mark.parametrize("editor", ["pmet", "adaple"])

@@ -163,3 +163,14 @@ def test_sadr_mechanism_runs_on_the_cases_named_by_ids(tmp_path, tiny_dir, tiny,
         assert sum(to.values()) == pytest.approx(0.0, abs=1e-4)  # attention moves, rows sum to 1
     with pytest.raises(ValueError, match="--ids: case.*nosuch"):
         run_analysis("sadr_mechanism", argv + ["--ids", "nosuch"], capsys)
+
+
+def test_sadr_settings_are_checked_and_a_fresh_copy_keeps_them():
+    assert SADR(gamma=0.0).gamma == 0.0  # γ 0: the term is there and restrains nothing
+    with pytest.raises(ValueError, match=r"^SADR gamma must be ≥ 0, got -1.0$"):
+        SADR(gamma=-1.0)
+    with pytest.raises(ValueError, match=r"^SADR heads must be 'selective' or 'all', got 'some'$"):
+        SADR(gamma=1.0, heads="some")
+    term = SADR(gamma=0.04, heads="all")
+    copy = term.fresh()
+    assert copy is not term and (copy.gamma, copy.heads) == (0.04, "all")
