@@ -284,3 +284,16 @@ def test_a_loss_term_sees_its_own_cases_rows(tiny):
         assert (view.query - view.lookup).tolist() == (alone.query - alone.lookup).tolist()
         assert view.rows.tolist() == list(range(first_row, first_row + n)) and view.n_rewrite == 2
         first_row += n
+
+
+def test_one_cases_activation_memory_is_the_documented_estimate(tiny):
+    """rows × columns × layers × (10 d_model + 4 d_mlp + 2 · 2 heads · columns) values, in the
+    model's dtype: on the tiny model (32, 64, 4 heads, 2 layers) 23 × 24 × 2 × 960 × 4 bytes."""
+    from types import SimpleNamespace
+
+    from drift.editors.target import case_bytes
+
+    assert case_bytes(tiny) == 23 * 24 * 2 * (320 + 256 + 384) * 4
+    assert case_bytes(tiny, rows=3, columns=5) == 3 * 5 * 2 * (320 + 256 + 80) * 4
+    half = SimpleNamespace(cfg=SimpleNamespace(**{**vars(tiny.cfg), "dtype": torch.bfloat16}))
+    assert case_bytes(half) * 2 == case_bytes(tiny)

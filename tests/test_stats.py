@@ -289,3 +289,44 @@ def test_a_cache_folder_that_cannot_be_made_computes_without_the_lock(tiny, tmp_
     monkeypatch.undo()
     monkeypatch.setenv("DRIFT_CACHE", str(tmp_path / "writable"))
     torch.testing.assert_close(C, key_second_moment(tiny, [0], TEXTS)[0])
+
+
+def test_a_cached_text_list_is_read_back_and_a_wrong_one_made_again(tiny, tmp_path, monkeypatch):
+    """The file is the list itself; one of another length or with a non-string is corrupt; an
+    edited model may not make one; an unwritable cache keeps it in memory, said."""
+    import json
+
+    from drift.editors.base import Edit, WeightDelta
+    from drift.editors.stats import cache_json_list
+
+    monkeypatch.setenv("DRIFT_CACHE", str(tmp_path))
+    made = []
+
+    def make():
+        made.append(1)
+        return ["a", "b"]
+
+    assert cache_json_list("corpus", "t", tiny, 2, make) == ["a", "b"] and len(made) == 1
+    (path,) = (tmp_path / "corpus").glob("*.json")
+    assert json.loads(path.read_text()) == ["a", "b"]
+    assert cache_json_list("corpus", "t", tiny, 2, make) == ["a", "b"] and len(made) == 1  # read back
+    for bad in (["a"], ["a", 3], {"a": "b"}):
+        path.write_text(json.dumps(bad))
+        with pytest.warns(UserWarning, match=r"cached corpus .* is corrupt; sampling it again"):
+            assert cache_json_list("corpus", "t", tiny, 2, make) == ["a", "b"]
+    edit = Edit([WeightDelta("mlp_out", 0, torch.zeros_like(tiny.weight("mlp_out", 0)))])
+    with edit.applied(tiny), pytest.raises(RuntimeError, match=r"^the corpus .*-u-v\d+\.json for "):
+        cache_json_list("corpus", "u", tiny, 2, make)
+
+    import drift.editors.stats as stats
+
+    def refuse(*a, **k):
+        raise OSError(30, "Read-only file system")
+
+    monkeypatch.setattr(stats, "save_json", refuse)
+    with pytest.warns(
+        UserWarning,
+        match=r"could not save the corpus to .* \(Read-only file system\); using it "
+        r"from memory\. Set DRIFT_CACHE to a writable folder to keep it$",
+    ):
+        assert cache_json_list("corpus", "w", tiny, 2, make) == ["a", "b"]
