@@ -12,6 +12,7 @@ from drift.editors.base import Edit, WeightDelta
 from drift.editors.memit import MEMITHParams, compute_memit
 from drift.editors.objectives import LossTerm
 from drift.editors.pmet import PMETHParams, compute_pmet
+from drift.editors.rome import compute_rome
 from drift.editors.spread import least_squares_delta, read_keys_and_value, spread_update
 from drift.editors.stats import key_second_moment
 from tests.conftest import weights_hash
@@ -99,29 +100,33 @@ def _flat(losses: list[dict[str, float]]) -> list[float]:
     return [v for l in losses for _, v in sorted(l.items())]
 
 
+@pytest.mark.parametrize("editor", ["rome", "memit"])
 @pytest.mark.parametrize("knob", list(_RANGE_KNOBS))
-def test_memits_settings_reach_its_optimisation(tiny, knob):
-    """Each setting is the optimisation's: MEMIT's loss trace is optimise_targets' at that value
-    and differs from the trace with that one setting at its default (so a setting dropped on the
-    way is caught)."""
+def test_each_setting_reaches_the_optimisation(tiny, knob, editor):
+    """Each setting is the optimisation's: the editor's loss trace is optimise_targets' at that
+    value and differs from the trace with that one setting at its default (so a setting dropped on
+    the way is caught)."""
     from drift.editors.context import prefix_groups
     from drift.editors.objectives import default_terms
+    from drift.editors.rome import ROMEHParams
     from drift.editors.target import optimise_targets
 
     hp_kw, opt_kw = (dict(kw) for kw in _RANGE_KNOBS[knob])
     squared, decay = opt_kw.pop("squared", False), opt_kw.pop("weight_decay", 0.5)
-    hp = MEMITHParams(
-        layers=(0,), steps=4, n_prefixes=2, stats_texts=CORPUS, extra_terms=(_Constant(),), **hp_kw
-    )
-    site = ("resid_post", 0)
+    common = dict(steps=4, n_prefixes=2, stats_texts=CORPUS, extra_terms=(_Constant(),), **hp_kw)
+    if editor == "rome":
+        hp, site, clamp, keys = ROMEHParams(layer=0, **common), ("mlp_out", 0), 4.0, dict(key_layers=[0])
+    else:
+        hp, site, clamp, keys = MEMITHParams(layers=(0,), **common), ("resid_post", 0), 0.75, {}
     prefixes = [p for g in prefix_groups(tiny, hp.context, hp.n_prefixes) for p in g]
 
     def trace(squared=False, **kw):
         terms = default_terms(hp.kl_factor, decay, squared_decay=squared) + [_Constant()]
-        opts = dict(steps=4, lr=0.5, clamp_norm=0.75, early_stop=5e-2, prefixes=prefixes) | kw
+        opts = dict(steps=4, lr=0.5, clamp_norm=clamp, early_stop=5e-2, prefixes=prefixes, **keys) | kw
         return _flat(optimise_targets(tiny, EIFFEL, [site], terms, **opts).losses)
 
-    got = _flat(compute_memit(tiny, EIFFEL, hp).info["losses"])
+    compute = compute_rome if editor == "rome" else compute_memit
+    got = _flat(compute(tiny, EIFFEL, hp).info["losses"])
     assert got == pytest.approx(trace(squared, **opt_kw), rel=1e-6)
     assert got != pytest.approx(trace(**{k: v for k, v in opt_kw.items() if k != knob}), rel=1e-6)
 
@@ -260,13 +265,18 @@ def test_an_unknown_model_gets_layers_scaled_to_its_depth():
     assert rome.preset(single).layer == 0 and memit.preset(single).layers == (0,)
 
 
-@pytest.mark.parametrize("editor", ["pmet", "adaple"])
+@pytest.mark.parametrize("editor", ["memit", "pmet", "adaple"])
 def test_without_settings_a_range_editor_takes_its_preset_for_the_model(tiny, editor, monkeypatch):
     import drift.editors.adaple as adaple
+    import drift.editors.memit as memit
     import drift.editors.pmet as pmet
     from drift.editors.adaple import AdaPLEHParams
 
-    module, params = (pmet, PMETHParams) if editor == "pmet" else (adaple, AdaPLEHParams)
+    module, params = {
+        "memit": (memit, MEMITHParams),
+        "pmet": (pmet, PMETHParams),
+        "adaple": (adaple, AdaPLEHParams),
+    }[editor]
     asked = []
     small = params(layers=(0,), steps=2, n_prefixes=2, stats_texts=CORPUS)
     monkeypatch.setattr(module, "preset", lambda model: asked.append(model) or small)

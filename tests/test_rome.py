@@ -168,3 +168,29 @@ def test_without_settings_rome_takes_its_preset_for_the_model(tiny, monkeypatch)
     monkeypatch.setattr(rome, "preset", lambda model: asked.append(model) or small)
     edit = rome.compute_rome(tiny, EIFFEL)
     assert asked == [tiny] and edit.info["editor"] == "rome" and edit.deltas[0].layer == 0
+
+
+@pytest.mark.parametrize("editor", ["rome", "memit"])
+def test_each_edit_records_its_share_of_the_batchs_time(tiny, monkeypatch, editor):
+    """A clock reading 100 s then 110 s: one case records 10 s, each of two cases 5 s."""
+    from dataclasses import replace
+    from types import SimpleNamespace
+
+    import drift.editors.memit as memit
+    import drift.editors.rome as rome
+
+    module = rome if editor == "rome" else memit
+    hp = (
+        ROMEHParams(layer=0, steps=1, n_prefixes=2, stats_texts=CORPUS)
+        if editor == "rome"
+        else memit.MEMITHParams(layers=(0,), steps=1, n_prefixes=2, stats_texts=CORPUS)
+    )
+    many = getattr(module, f"compute_{editor}_many")
+    for cases, each in (([EIFFEL], 10.0), ([EIFFEL, replace(EIFFEL, case_id="again")], 5.0)):
+        monkeypatch.setattr(module, "time", SimpleNamespace(perf_counter=iter([100.0, 110.0]).__next__))
+        assert [e.info["seconds"] for e in many(tiny, cases, hp)] == [each] * len(cases)
+
+
+def test_a_bad_anchor_is_refused_naming_the_choices(tiny):
+    with pytest.raises(ValueError, match=r"^ROME anchor must be 'bare' or 'mean', got 'odd'$"):
+        compute_rome(tiny, EIFFEL, ROMEHParams(layer=0, anchor="odd", stats_texts=CORPUS))
