@@ -226,11 +226,18 @@ def test_the_prefix_pass_runs_by_default_and_only_when_asked(tiny, monkeypatch, 
     assert len(calls) == int(prefix_cache)
 
 
-def test_each_result_names_its_own_context_prefixed_prompts(tiny):
+def test_each_result_names_its_own_context_prefixed_prompts_and_rows(tiny):
     prefixes = ["", "So. "]
     results = optimise_many(tiny, CASES[:2], [("mlp_out", 0)], _terms(), prefixes=prefixes, steps=1)
+    from drift.editors.target import build_batch
+
     for case, res in zip(CASES, results):
         assert res.prompts == [case.prompt, "So. " + case.prompt]
+        alone, _, _ = build_batch(tiny, case, prefixes, 0)  # the case's rows as it has them alone
+        assert alone.n_rewrite == 2 and alone.start_layer == 0 == res.batch.start_layer
+        assert res.batch.n_rewrite == 2 and torch.equal(res.batch.tokens, alone.tokens)
+        for name in ("lookup", "query", "lengths"):
+            assert torch.equal(getattr(res.batch, name), getattr(alone, name)), name
         assert res.keys == {} and len(res.losses) == 1
 
 

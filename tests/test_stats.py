@@ -165,9 +165,10 @@ def test_statistics_are_refused_on_an_edited_model_naming_what_and_why(tiny, tmp
     with edit.applied(tiny):
         with pytest.raises(RuntimeError) as e:
             key_second_moment(tiny, [1, 0], TEXTS)
-    assert str(e.value).startswith(
+    assert str(e.value) == (
         f"key statistics of layers [1, 0] for {tiny.name} is not cached yet and the model carries 1 "
-        "applied edit(s)"
+        "applied edit(s): built now it would describe the edited model. Compute one edit on the "
+        "unedited model first (that caches it), then edit inside the block."
     )
 
 
@@ -372,3 +373,18 @@ def test_the_novels_are_the_packages_books_but_its_screenplay(monkeypatch):
     assert all("  " not in b and "\n" not in b for b in books)
     monkeypatch.setattr(importlib.util, "find_spec", lambda name: None)
     assert stats.prose_books() is None
+
+
+def test_cache_names_keep_the_form_earlier_caches_have():
+    """A model's folder: its name with every run of other characters than letters, digits, ``_``,
+    ``.`` and ``-`` made one ``_``, its last 80 kept; a corpus: the first 16 hex digits of the
+    SHA-256 of its texts joined by NUL."""
+    import hashlib
+
+    from drift.editors.stats import _slug, corpus_id
+
+    assert _slug("HuggingFaceTB/SmolLM2-135M Instruct") == "HuggingFaceTB_SmolLM2-135M_Instruct"
+    long = "org/" + "x" * 100
+    assert _slug(long) == "x" * 80
+    assert corpus_id(["ab", "c"]) == hashlib.sha256(b"ab\x00c").hexdigest()[:16]
+    assert corpus_id(["ab", "c"]) != corpus_id(["a", "bc"])
