@@ -308,3 +308,18 @@ def test_the_range_update_names_the_editor_that_asked_for_a_bad_range(tiny):
             divisor=even,
             editor="mine",
         )
+
+
+def test_one_cases_range_edit_is_memits_for_memits_sites(tiny):
+    """compute_range_edit, the entry point of a custom range editor, with MEMIT's layout is MEMIT."""
+    from drift.editors.memit import compute_range_edit
+    from drift.editors.spread import even
+
+    hp = MEMITHParams(layers=(0,), steps=3, n_prefixes=2, stats_texts=CORPUS)
+    site = ("resid_post", 0)
+    got = compute_range_edit(
+        tiny, EIFFEL, hp, opt_sites=[site], value_site=site, divisor=even, editor="memit"
+    )
+    want = compute_memit(tiny, EIFFEL, hp)
+    assert got.info["editor"] == "memit" and got.info["losses"] == want.info["losses"]
+    assert torch.equal(got.deltas[0].delta, want.deltas[0].delta)
