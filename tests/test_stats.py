@@ -351,6 +351,12 @@ def test_the_sampled_corpus_is_each_openings_group_sampled_with_its_own_seed(tin
         want += [tiny.tokenizer.decode(row) for row in out]
     got = sampled_corpus(tiny, n_texts=n, n_tokens=n_tokens, seed=seed)
     assert got == want and len(got) == n
+    import warnings
+
+    monkeypatch.setattr(type(tiny), "sample", lambda *a, **k: pytest.fail("sampled again"))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert sampled_corpus(tiny, n_texts=n, n_tokens=n_tokens, seed=seed) == want  # read back
     (path,) = (tmp_path / "corpus").glob("*.json")
     assert f"-{n}x{n_tokens}-s{seed}-" in path.name
 
