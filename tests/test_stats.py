@@ -394,3 +394,14 @@ def test_cache_names_keep_the_form_earlier_caches_have():
     assert _slug(long) == "x" * 80
     assert corpus_id(["ab", "c"]) == hashlib.sha256(b"ab\x00c").hexdigest()[:16]
     assert corpus_id(["ab", "c"]) != corpus_id(["a", "bc"])
+
+
+def test_the_sampled_corpus_defaults_to_96_texts_of_48_tokens_seed_0(tiny, monkeypatch):
+    import drift.editors.stats as stats
+
+    asked = []
+    monkeypatch.setattr(
+        stats, "cache_json_list", lambda kind, tag, model, n, make: asked.append((kind, tag, n))
+    )
+    stats.sampled_corpus(tiny)
+    assert asked == [("corpus", "96x48-s0", 96)]
