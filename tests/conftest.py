@@ -8,6 +8,8 @@ from pathlib import Path
 import pytest
 import torch
 
+from drift.editors.objectives import LossTerm
+
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 DEV_SET = SHARED_DATA / "counterfact-merged-dev.json"
 
@@ -64,3 +66,29 @@ def run_analysis(name: str, argv: list[str], capsys) -> tuple[str, str]:
     load_analysis(name).main([str(a) for a in argv])
     out = capsys.readouterr()
     return out.out, out.err
+
+
+class ConstantTerm(LossTerm):
+    """A loss term of ``value`` at every pass: it moves the total loss, never the gradient."""
+
+    def __init__(self, value: float = 1.0, name: str = "const"):
+        self.value, self.name = value, name
+
+    def __call__(self, step):
+        return torch.tensor(self.value)
+
+
+class RecordingTerm(LossTerm):
+    """A loss term of 0 that keeps each pass's ``Step``: what a loss term is shown."""
+
+    name = "record"
+
+    def __init__(self):
+        self.steps = []
+
+    def fresh(self) -> "RecordingTerm":
+        return RecordingTerm()
+
+    def __call__(self, step):
+        self.steps.append(step)
+        return torch.zeros(())

@@ -12,6 +12,7 @@ from drift.editors import get_compute
 from drift.editors.objectives import default_terms
 from drift.editors.sadr import SADR
 from drift.editors.target import optimise_many, optimise_targets
+from tests.conftest import RecordingTerm
 from tests.test_rome import CORPUS
 
 CASES = load_cases("builtin")[:3]
@@ -259,27 +260,13 @@ def test_a_loss_term_sees_its_own_cases_rows(tiny):
     """In a batch, each case's terms get a view of its rows only: their tokens, real lengths,
     subject and query columns (as the step runs them), and where its rows sit in the step's
     activations."""
-    from drift.editors.objectives import LossTerm
     from drift.editors.target import build_batch
 
-    class Look(LossTerm):
-        name = "look"
-
-        def __init__(self):
-            self.seen = []
-
-        def __call__(self, step):
-            self.seen.append(step.extras["batch"])
-            return torch.zeros(())
-
-        def fresh(self):
-            return Look()
-
     prefixes = ["", "So. "]
-    together = optimise_many(tiny, CASES[:2], [("mlp_out", 0)], [Look()], prefixes=prefixes, steps=1)
+    together = optimise_many(tiny, CASES[:2], [("mlp_out", 0)], [RecordingTerm()], prefixes=prefixes, steps=1)
     first_row = 0
     for case, res in zip(CASES, together):
-        view = res.terms[0].seen[0]
+        view = res.terms[0].steps[0].extras["batch"]
         alone, _, _ = build_batch(tiny, case, prefixes, 0)
         n = alone.tokens.shape[0]
         assert view.lengths.tolist() == alone.lengths.tolist()

@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from drift.editors.objectives import NLL, EditBatch, EssenceKL, Step, WeightDecay
 from drift.editors.rome import ROMEHParams, compute_rome, rank_one_delta
 from drift.editors.sadr import SADR
+from tests.conftest import ConstantTerm, RecordingTerm
 from tests.test_rome import CORPUS, EIFFEL
 
 G = torch.Generator().manual_seed(0)
@@ -153,40 +154,22 @@ def test_nll_of_the_first_pass_is_the_reference_nll_from_full_forwards(tiny, o_e
 def test_kl_is_read_at_the_subjects_last_token_of_is_a(tiny):
     """The KL distribution a loss term sees is the model's next-token distribution at the
     subject's last token of "{subject} is a", not at that prompt's last token."""
-    from drift.editors.objectives import LossTerm
     from drift.editors.target import optimise_targets
 
-    class Record(LossTerm):
-        name = "record"
-
-        def __init__(self):
-            self.seen = []
-
-        def __call__(self, step):
-            self.seen.append(step.kl_logp.detach())
-            return torch.zeros(())
-
-    term = Record()
+    term = RecordingTerm()
     optimise_targets(tiny, EIFFEL, [("mlp_out", 1)], [term], prefixes=["", "Hello. "], steps=1)
     prompt = "Eiffel Tower is a"
     at = tiny.subject_positions(prompt, "Eiffel Tower")[-1]
     assert at < len(tiny.encode(prompt)) - 1
     want = tiny.forward(torch.tensor([tiny.encode(prompt)]))[0, at].log_softmax(-1)
-    torch.testing.assert_close(term.seen[0].reshape(-1), want, rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(term.steps[0].kl_logp.detach().reshape(-1), want, rtol=1e-4, atol=1e-5)
 
 
 def test_early_stop_watches_the_total_loss(tiny):
-    from drift.editors.objectives import LossTerm, default_terms
-
-    class Constant(LossTerm):
-        name = "const"
-
-        def __call__(self, step):
-            return torch.tensor(1.0)
-
+    from drift.editors.objectives import default_terms
     from drift.editors.target import optimise_targets
 
-    terms = default_terms(0.0625, 0.5) + [Constant()]
+    terms = default_terms(0.0625, 0.5) + [ConstantTerm()]
     total = optimise_targets(tiny, EIFFEL, [("mlp_out", 1)], terms, steps=4, early_stop=0.9)
     assert len(total.losses) == 4  # the total never falls below 0.9 with a constant 1.0 in it
     nll = optimise_targets(tiny, EIFFEL, [("mlp_out", 1)], terms, steps=4, early_stop=1e9, stop_on="nll")

@@ -30,6 +30,7 @@ from drift.editors.objectives import EditBatch
 from drift.editors.pmet import PMETHParams, compute_pmet
 from drift.editors.rome import ROMEHParams, compute_rome
 from drift.editors.sadr import SADR
+from tests.conftest import ConstantTerm
 from tests.test_fidelity import _reference_sadr, _step
 from tests.test_rome import CORPUS, EIFFEL
 
@@ -536,17 +537,11 @@ def test_optimise_defaults_are_the_reference_romes_settings(tiny4):
     at 4‖v₀‖, early stop below 5e-2 on the total, no PMET schedule, gradient through attention. On
     TOWER the target becomes the argmax (where a PMET schedule would act); a constant −5.3 puts the
     total near 0.5, between the stop and any cut above 1."""
-    from drift.editors.objectives import LossTerm, default_terms
+    from drift.editors.objectives import default_terms
     from drift.editors.target import optimise_targets
 
-    class Shift(LossTerm):
-        name = "shift"
-
-        def __call__(self, step):
-            return torch.tensor(-5.3)
-
     site = [("resid_post", 1)]
-    terms = default_terms(0.0625, 0.5) + [Shift()]
+    terms = default_terms(0.0625, 0.5) + [ConstantTerm(-5.3, "shift")]
     default = optimise_targets(tiny4, TOWER, site, terms, prefixes=PREFIXES)
     spelled = dict(steps=20, lr=0.5, clamp_norm=4.0, early_stop=5e-2, stop_on="total", pmet_schedule=False)
     same = optimise_targets(
@@ -636,16 +631,10 @@ def test_an_empty_context_group_is_refused():
 def test_early_stop_watches_the_total_loss_or_the_nll_when_asked(tiny):
     """A threshold between the NLL and the total loss (the NLL plus a constant 1): the reference's
     total-loss stop runs on, ``stop_on="nll"`` stops after the first pass."""
-    from drift.editors.objectives import LossTerm, default_terms
+    from drift.editors.objectives import default_terms
     from drift.editors.target import optimise_targets
 
-    class Constant(LossTerm):
-        name = "const"
-
-        def __call__(self, step):
-            return torch.tensor(1.0)
-
-    terms = default_terms(0.0625, 0.5) + [Constant()]
+    terms = default_terms(0.0625, 0.5) + [ConstantTerm()]
     first = optimise_targets(tiny, EIFFEL, [("mlp_out", 0)], terms, steps=1, early_stop=0.0).losses[0]
     cut = first["nll"] + 0.5  # above the NLL, below NLL + 1
     total = optimise_targets(tiny, EIFFEL, [("mlp_out", 0)], terms, steps=3, early_stop=cut)

@@ -10,12 +10,11 @@ import torch
 
 from drift.editors.base import Edit, WeightDelta
 from drift.editors.memit import MEMITHParams, compute_memit
-from drift.editors.objectives import LossTerm
 from drift.editors.pmet import PMETHParams, compute_pmet
 from drift.editors.rome import compute_rome
 from drift.editors.spread import least_squares_delta, read_keys_and_value, spread_update
 from drift.editors.stats import key_second_moment
-from tests.conftest import weights_hash
+from tests.conftest import ConstantTerm, weights_hash
 from tests.test_rome import CORPUS, EIFFEL
 
 
@@ -74,15 +73,6 @@ def test_an_empty_layer_range_is_named_by_every_range_editor(tiny, editor):
         compute(tiny, EIFFEL, params(layers=(), stats_texts=CORPUS))
 
 
-class _Constant(LossTerm):
-    """A loss term of 1 at every pass: the total loss never falls below 1."""
-
-    name = "const"
-
-    def __call__(self, step):
-        return torch.tensor(1.0)
-
-
 # Each setting of MEMITHParams that steers the optimisation, at a value other than its default, and
 # what optimise_targets takes for it. The first pass's NLL is 5.86 and the total (NLL + a constant
 # 1) 6.86: a cut of 10 stops at once, a cut of 6.3 only when the NLL alone is watched.
@@ -113,7 +103,7 @@ def test_each_setting_reaches_the_optimisation(tiny, knob, editor):
 
     hp_kw, opt_kw = (dict(kw) for kw in _RANGE_KNOBS[knob])
     squared, decay = opt_kw.pop("squared", False), opt_kw.pop("weight_decay", 0.5)
-    common = dict(steps=4, n_prefixes=2, stats_texts=CORPUS, extra_terms=(_Constant(),), **hp_kw)
+    common = dict(steps=4, n_prefixes=2, stats_texts=CORPUS, extra_terms=(ConstantTerm(),), **hp_kw)
     if editor == "rome":
         hp, site, clamp, keys = ROMEHParams(layer=0, **common), ("mlp_out", 0), 4.0, dict(key_layers=[0])
     else:
@@ -121,7 +111,7 @@ def test_each_setting_reaches_the_optimisation(tiny, knob, editor):
     prefixes = [p for g in prefix_groups(tiny, hp.context, hp.n_prefixes) for p in g]
 
     def trace(squared=False, **kw):
-        terms = default_terms(hp.kl_factor, decay, squared_decay=squared) + [_Constant()]
+        terms = default_terms(hp.kl_factor, decay, squared_decay=squared) + [ConstantTerm()]
         opts = dict(steps=4, lr=0.5, clamp_norm=clamp, early_stop=5e-2, prefixes=prefixes, **keys) | kw
         return _flat(optimise_targets(tiny, EIFFEL, [site], terms, **opts).losses)
 
