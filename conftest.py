@@ -80,7 +80,7 @@ def pytest_collection_modifyitems(config, items):
 @pytest.fixture(scope="session")
 def tiny():
     """The tiny random model (2 layers), shared by the session."""
-    from drift.tiny import tiny_bridge
+    from drift.model.tiny import tiny_bridge
 
     return tiny_bridge(seed=0)
 
@@ -94,7 +94,7 @@ def _docstring_namespace(request):
     from drift.data import load_cases
 
     ns = request.getfixturevalue("doctest_namespace")
-    from drift.tiny import tiny_folder
+    from drift.model.tiny import tiny_folder
 
     ns.update(
         model=request.getfixturevalue("tiny"),

@@ -55,7 +55,7 @@ ROOT = Path(__file__).resolve().parents[1]
 DEV_SET = ROOT.parent / "shared" / "data" / "counterfact-merged-dev.json"
 sys.path.insert(0, str(ROOT))
 
-from drift import options as O  # noqa: E402
+from drift.cli import options as O  # noqa: E402
 
 
 def naive_logprobs(model, prompts, targets) -> torch.Tensor:
@@ -72,8 +72,8 @@ def naive_logprobs(model, prompts, targets) -> torch.Tensor:
 def bench_eval(args) -> None:
     import drift
     from drift.data import load_cases
-    from drift.metrics import plan_case
-    from drift.scoring import score_targets
+    from drift.evaluation.metrics import plan_case
+    from drift.model.scoring import score_targets
 
     data = args.data or (str(DEV_SET) if DEV_SET.exists() else "builtin")
     cases = load_cases(data, limit=args.cases)
@@ -215,10 +215,10 @@ def bench_rome(args) -> None:
 
 def bench_patch_scan(args) -> None:
     import drift
-    from drift import tracing
     from drift.data import load_cases
     from drift.editors.rome import compute_rome
-    from drift.patching import Write, patch_scan, patch_scan_naive, record
+    from drift.interp import tracing
+    from drift.interp.patching import Write, patch_scan, patch_scan_naive, record
 
     model = drift.load_model(args.model)
     case = load_cases("builtin")[0]
@@ -284,7 +284,7 @@ def bench_ray(args) -> None:
     import json
     import tempfile
 
-    from drift import sweep
+    from drift.cli import sweep
 
     shared = {"data": args.data, "limit": args.cases, "no_fluency": True, "model": args.model}
     runs = sweep.expand(
@@ -444,7 +444,7 @@ def _stats_file(model, layer: int) -> Path:
     """drift's cached key statistics C of ``layer`` (the file ``key_second_moment`` reads by
     default), computed first if missing."""
     from drift.editors import stats
-    from drift.store import cache_root
+    from drift.util.store import cache_root
 
     stats.key_second_moment(model, [layer])
     max_tokens = min(stats.DEFAULT_SEQ_LEN, model.cfg.n_ctx)
@@ -517,7 +517,7 @@ def bench_peer(args) -> None:
     from drift.editors.context import prefix_groups
     from drift.editors.rome import compute_rome, preset
     from drift.editors.sadr import SADR
-    from drift.models import DEFAULT_MODEL, packaged_model_folder
+    from drift.model.loading import DEFAULT_MODEL, packaged_model_folder
 
     python = Path(args.peer_python) if args.peer_python else ROOT / ".venv-peer" / "bin" / "python"
     if not python.exists():
@@ -733,9 +733,9 @@ def _width(args) -> None:
     from drift.editors.memit import preset as memit_preset
     from drift.editors.rome import preset as rome_preset
     from drift.editors.stats import DEFAULT_SEQ_LEN, default_sequences, key_second_moment
-    from drift.models import as_dtype
-    from drift.runtime import configure_threads
-    from drift.tiny import random_model
+    from drift.model.loading import as_dtype
+    from drift.model.tiny import random_model
+    from drift.util.runtime import configure_threads
 
     configure_threads()
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")

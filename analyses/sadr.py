@@ -1,6 +1,6 @@
 """SADR's tables and figures: the main paper's Table 3, Fig. 6 and Fig. 7 on one model.
 
-The same command as ``python -m drift sadr`` (drift/commands/sadr.py holds the code):
+The same command as ``python -m drift sadr`` (drift/cli/commands/sadr.py holds the code):
 
     python analyses/sadr.py                                   # default model, built-in cases, ROME
     python analyses/sadr.py --editors rome,memit,pmet \
@@ -16,8 +16,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from drift.commands import script  # noqa: E402
-from drift.commands.sadr import TABLE, main, parse, run  # noqa: E402
+from drift.cli.commands import script  # noqa: E402
+from drift.cli.commands.sadr import TABLE, main, parse, run  # noqa: E402
 
 __all__ = ["TABLE", "main", "parse", "run"]
 

@@ -1,6 +1,6 @@
 """What SADR does inside ROME at the paper's setting: loss terms, restrained heads, drift after.
 
-The same command as ``python -m drift mechanism`` (drift/commands/mechanism.py holds the code):
+The same command as ``python -m drift mechanism`` (drift/cli/commands/mechanism.py holds the code):
 
     python analyses/sadr_mechanism.py --limit 10 --out figures/sadr_mechanism
     python analyses/sadr_mechanism.py --data CASES.json --ids unseen-eval.json --limit 10 --control
@@ -14,8 +14,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from drift.commands import script  # noqa: E402
-from drift.commands.mechanism import chosen_ids, draw, main, one_case, parse, run, summarise  # noqa: E402
+from drift.cli.commands import script  # noqa: E402
+from drift.cli.commands.mechanism import chosen_ids, draw, main, one_case, parse, run, summarise  # noqa: E402
 
 __all__ = ["chosen_ids", "draw", "main", "one_case", "parse", "run", "summarise"]
 

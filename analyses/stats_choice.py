@@ -1,5 +1,5 @@
 """Which text ROME's key statistics C come from, measured: the same cases edited with C from four
-corpora, scored with ``drift.evaluate.evaluate`` (no fluency), and the Cs and updates compared.
+corpora, scored with ``drift.evaluation.evaluate.evaluate`` (no fluency), and the Cs and updates compared.
 
 Variants (each changes one thing against ``novels``):
 
@@ -42,8 +42,8 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from drift.compare import paired_difference  # noqa: E402
-from drift.runs import CaseLog, digest_of, file_or_name, read_any  # noqa: E402
+from drift.cli.runs import CaseLog, digest_of, file_or_name, read_any  # noqa: E402
+from drift.evaluation.compare import paired_difference  # noqa: E402
 
 DEV_SET = ROOT.parent / "shared" / "data" / "counterfact-merged-dev.json"
 OUT = ROOT / "results" / "stats_choice"
@@ -129,7 +129,7 @@ def cosine(x: torch.Tensor, y: torch.Tensor) -> float:
 
 
 def main(argv=None) -> None:
-    from drift import options as O
+    from drift.cli import options as O
 
     ap = O.parser("analyses/stats_choice.py", __doc__.split("\n")[0])
     O.add_data(ap, default=str(DEV_SET) if DEV_SET.is_file() else "builtin", limit=1178, shard=True)
@@ -145,7 +145,7 @@ def main(argv=None) -> None:
     out = Path(args.out)
     variants = [v for v in args.variants.split(",") if v]
     if args.report:  # from the logs, the saved updates and the cached Cs: no model needed
-        from drift.store import save_json
+        from drift.util.store import save_json
 
         configs = {v: read_any(path)[0] for v in variants if (path := result_path(out, v))}
         if len(configs) == len(variants):
@@ -161,13 +161,13 @@ def main(argv=None) -> None:
         return
 
     import drift
+    from drift.cli.runs import chunks
     from drift.data import load_cases
     from drift.editors import get_editor
     from drift.editors.stats import CORPUS_VERSION, corpus_id, default_sequences, key_second_moment
-    from drift.evaluate import evaluate
-    from drift.runs import chunks
-    from drift.runtime import share
-    from drift.store import save_object
+    from drift.evaluation.evaluate import evaluate
+    from drift.util.runtime import share
+    from drift.util.store import save_object
 
     cases = share(load_cases(args.data, limit=args.limit), args.shard)
     model = drift.load_model(args.model)
@@ -248,7 +248,7 @@ def main(argv=None) -> None:
             if not final.exists() and log.path.exists() and not log.remaining(cases):
                 log.finish(final, ids, POOL)
     comparison = compare_all(out, variants, Cs, setup, ids)
-    from drift.store import save_json
+    from drift.util.store import save_json
 
     save_json(out / "comparison.json", comparison)
     print(report(out, variants))
@@ -269,7 +269,7 @@ def rows_of(out: Path, v: str) -> list[dict]:
 def cached_C(config: dict, layer: int) -> torch.Tensor:
     """A variant's C at ``layer`` as ``key_second_moment`` cached it (the default text length)."""
     from drift.editors.stats import DEFAULT_SEQ_LEN, _slug
-    from drift.store import cache_root, load_tensors
+    from drift.util.store import cache_root, load_tensors
 
     st = config["stats"]
     tag = f"{st['corpus']}-t{DEFAULT_SEQ_LEN}" + ("-p1" if st["skip_first"] else "")
@@ -320,7 +320,7 @@ def compare_all(out: Path, variants, Cs, setup, ids) -> dict:
 def report(out: Path, variants) -> str:
     """Markdown: per variant n, the metrics (mean over pooled prompts, as eval's summary), mean
     ‖ΔW‖/‖W‖, and paired per-case differences against the first variant."""
-    from drift.metrics import summarise
+    from drift.evaluation.metrics import summarise
 
     rows = {v: rows_of(out, v) for v in variants}
     ref = variants[0]

@@ -11,8 +11,8 @@
 The validation grid (``scripts/validation_grid.sh``) writes one ``python -m drift eval`` run per
 point into ``results/validation``: ``NAME.json`` when the point is finished, its log
 ``NAME.json.partial.jsonl`` while it runs (the configuration in the header line, one line per
-finished case). Both are read here (:func:`drift.runs.read_any`) and summarised as ``eval`` does
-(:func:`drift.metrics.summarise`, pooled as the run's configuration says); a point still running
+finished case). Both are read here (:func:`drift.cli.runs.read_any`) and summarised as ``eval`` does
+(:func:`drift.evaluation.metrics.summarise`, pooled as the run's configuration says); a point still running
 shows how many of the split's cases it has.
 
 The selection rule of docs/results.md ("Protocol for a new model"), applied by :func:`select` to
@@ -32,9 +32,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from drift.metrics import scoring_of, summarise  # noqa: E402
-from drift.runs import read_any  # noqa: E402
-from drift.store import save_text  # noqa: E402
+from drift.cli.runs import read_any  # noqa: E402
+from drift.evaluation.metrics import scoring_of, summarise  # noqa: E402
+from drift.util.store import save_text  # noqa: E402
 
 GRID_STEPS = (20, 40, 80)  # the paper's grid (App. C.2)
 GRID_GAMMAS = (5e-3, 1e-2, 4e-2, 8e-2)
@@ -108,9 +108,9 @@ def preset_steps(editor: str) -> int:
 def split_size(config: dict) -> int | None:
     """How many cases the run's split holds (``--limit`` then ``--shard``), when its case file is
     here and unchanged; else ``None``."""
+    from drift.cli.runs import digest_of
     from drift.data import load_cases
-    from drift.runs import digest_of
-    from drift.runtime import share
+    from drift.util.runtime import share
 
     data = config.get("data")
     if not isinstance(data, str) or not (data == "builtin" or Path(data).is_file()):
@@ -281,8 +281,8 @@ def grid_table(points: list[Point]) -> str:
 
 
 def paired_table(points: list[Point]) -> str:
-    """Every point against ROME alone, paired by case (:func:`drift.compare.compare_table`)."""
-    from drift.compare import compare_table
+    """Every point against ROME alone, paired by case (:func:`drift.evaluation.compare.compare_table`)."""
+    from drift.evaluation.compare import compare_table
 
     ref = next((p for p in points if p.is_reference), None)
     if ref is None:
@@ -295,8 +295,8 @@ def paired_table(points: list[Point]) -> str:
 def test_table(points: list[Point]) -> str:
     """Table 3 on the test cases: per editor, the editor alone then every other run of it (SADR at
     each setting, more steps), each paired by case against the editor alone
-    (:func:`drift.compare.compare_table`). A run still going shows its finished cases."""
-    from drift.compare import compare_table
+    (:func:`drift.evaluation.compare.compare_table`). A run still going shows its finished cases."""
+    from drift.evaluation.compare import compare_table
 
     blocks = []
     order = ("rome", "rome-awd", "memit", "pmet", "adaple")
@@ -330,7 +330,7 @@ def sequential_table(folder: Path) -> str:
     one record per finished run, as ``--part`` writes them): for each attenuation curve, ES / EM of
     all edits so far at 10, 25, 50 and 100 stacked edits and PS / NS at its last; then the drop-rate
     sweep, one row per drop rate. Runs not finished yet are absent."""
-    from drift.runs import read_records
+    from drift.cli.runs import read_records
 
     records = {}
     for path in sorted(folder.glob("*/sequential-runs.jsonl")) + sorted(folder.glob("sequential-runs.jsonl")):

@@ -1,8 +1,8 @@
 """drift: mechanistic interpretability of knowledge editing, on TransformerLens.
 
 Public API (re-exports only):
-    load_model, Model, ModelLoadError    -- drift.models, drift.adapter
-    score_targets, target_logprobs       -- drift.scoring
+    load_model, Model, ModelLoadError    -- drift.model.loading, drift.model.adapter
+    score_targets, target_logprobs       -- drift.model.scoring
     edit                                 -- drift.quick (one fact, one line)
     __version__                          -- the installed distribution's version (drift-interp)
 """
@@ -13,15 +13,15 @@ from importlib.metadata import PackageNotFoundError, version
 # each public name and the module it comes from, imported on first use: `import drift` (and the
 # command line's option checks) do not import torch
 _PUBLIC = {
-    "Arch": "drift.adapter",
-    "Model": "drift.adapter",
-    "DEFAULT_MODEL": "drift.models",
-    "ModelLoadError": "drift.models",
-    "load_model": "drift.models",
+    "Arch": "drift.model.adapter",
+    "Model": "drift.model.adapter",
+    "DEFAULT_MODEL": "drift.model.loading",
+    "ModelLoadError": "drift.model.loading",
+    "load_model": "drift.model.loading",
     "edit": "drift.quick",
-    "Scores": "drift.scoring",
-    "score_targets": "drift.scoring",
-    "target_logprobs": "drift.scoring",
+    "Scores": "drift.model.scoring",
+    "score_targets": "drift.model.scoring",
+    "target_logprobs": "drift.model.scoring",
 }
 
 DISTRIBUTION = "drift-interp"  # the name on PyPI; the import name is drift

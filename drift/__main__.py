@@ -1,5 +1,5 @@
-"""Command line: ``python -m drift --help``. Its options are defined in :mod:`drift.options`; the
-analyses' commands live in :mod:`drift.commands`.
+"""Command line: ``python -m drift --help``. Its options are defined in :mod:`drift.cli.options`; the
+analyses' commands live in :mod:`drift.cli.commands`.
 
 Commands:
     eval     evaluate an editor (or none) on edit cases; prints a metrics table, writes JSON
@@ -24,8 +24,8 @@ import errno
 import sys
 from pathlib import Path
 
-from drift import options as O
-from drift.options import parse_hp
+from drift.cli import options as O
+from drift.cli.options import parse_hp
 
 __all__ = ["build_parser", "cli", "main", "parse_hp"]
 
@@ -52,11 +52,11 @@ TABLE_ORDER = [
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The command line's parser: every subcommand's options from :mod:`drift.options` (the
-    analyses' from their modules in :mod:`drift.commands`, which import nothing heavy either)."""
+    """The command line's parser: every subcommand's options from :mod:`drift.cli.options` (the
+    analyses' from their modules in :mod:`drift.cli.commands`, which import nothing heavy either)."""
     import importlib
 
-    from drift import commands
+    from drift.cli import commands
 
     parser = O.parser(
         "python -m drift",
@@ -141,7 +141,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    from drift import progress
+    from drift.util import progress
 
     progress.configure(-1 if args.silent else args.verbosity)
     if args.command == "eval":
@@ -162,7 +162,7 @@ def main(argv: list[str] | None = None) -> int:
         return _demo()
     import importlib
 
-    from drift import commands
+    from drift.cli import commands
 
     result = importlib.import_module(commands.COMMANDS[args.command][0]).run(args)
     return result if isinstance(result, int) else 0
@@ -170,7 +170,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def _doctor(args) -> int:
     """``doctor``: every cache checked in full; status 1 when damage is left in place."""
-    from drift.store import cache_root, doctor
+    from drift.util.store import cache_root, doctor
 
     found = doctor(fix=args.fix)
     damaged = [(p, why) for p, why in found if why is not None]
@@ -192,7 +192,7 @@ def _prepare(args) -> int:
         print(f"drift prepare: --editors: {e}; got {args.editors!r}", file=sys.stderr)
         return 2
     import drift
-    from drift.prepare import prepare
+    from drift.cli.prepare import prepare
 
     done = prepare(drift.load_model(args.model, dtype=args.dtype), editors)
     secs = done["seconds"]
@@ -219,7 +219,7 @@ def _demo() -> int:
 def _eval(o: O.Options) -> int:
     import dataclasses
 
-    from drift import jobs
+    from drift.cli import jobs
 
     O.writable_file(o.out)  # before anything slow
     O.check_shard(o.data.shard)
@@ -229,7 +229,7 @@ def _eval(o: O.Options) -> int:
     if o.extra.get("sequential"):
         return _sequential(o)
     import drift
-    from drift.runs import CaseLog
+    from drift.cli.runs import CaseLog
 
     job = jobs.plan(o)
     with CaseLog(job.partial, job.config, restart=o.output.restart) as log:
@@ -255,11 +255,11 @@ def _sequential(o: O.Options) -> int:
     if o.editor.editor == "none":
         raise ValueError("--sequential needs an editor, not 'none'")
     import drift
-    from drift import jobs
+    from drift.cli import jobs
+    from drift.cli.runs import run_config
     from drift.editors import get_compute
-    from drift.runs import run_config
-    from drift.sequential import sequential_edits
-    from drift.store import save_json
+    from drift.evaluation.sequential import sequential_edits
+    from drift.util.store import save_json
 
     job = jobs.plan(o)
     cases = job.cases
@@ -293,7 +293,7 @@ def _sequential(o: O.Options) -> int:
 
 def _claim(out: str, config: dict, restart: bool) -> None:
     """Refuse (or, with ``--restart``, set aside) an ``--out`` holding another configuration's results."""
-    from drift.runs import claim_out
+    from drift.cli.runs import claim_out
 
     aside = claim_out(out, config, restart=restart)
     if aside is not None:
@@ -302,8 +302,8 @@ def _claim(out: str, config: dict, restart: bool) -> None:
 
 def _merge(args) -> int:
     """Join the parts of one run (results files and/or ``.partial.jsonl`` logs of one configuration)."""
-    from drift.metrics import scoring_of
-    from drift.runs import coverage, join, read_any, refuse_same_files, write_results
+    from drift.cli.runs import coverage, join, read_any, refuse_same_files, write_results
+    from drift.evaluation.metrics import scoring_of
 
     O.writable_file(args.out)
     refuse_same_files({"--out": args.out}, {f"input {x}": x for x in args.inputs})
@@ -322,8 +322,8 @@ def _merge(args) -> int:
     extra = {"missing": missing} if missing else {}
     _claim(args.out, config, args.restart)
     if config.get("command") == "audit":  # an audit's shards: the summary is the audit's own
-        from drift import audit
-        from drift.store import save_json
+        from drift.interp import audit
+        from drift.util.store import save_json
 
         validate = bool(config.get("validate"))
         summary = audit.report(rows) if validate else {"n": len(rows)}
@@ -345,12 +345,12 @@ def _merge(args) -> int:
 
 
 def _sweep(args) -> int:
-    from drift import sweep
+    from drift.cli import sweep
 
     runs, settings = sweep.load(args.spec)  # every run's options checked here, before torch
-    from drift.compare import compare_table
-    from drift.metrics import scoring_of
-    from drift.runs import run_label
+    from drift.cli.runs import run_label
+    from drift.evaluation.compare import compare_table
+    from drift.evaluation.metrics import scoring_of
 
     results = sweep.execute(
         runs,
@@ -385,10 +385,11 @@ def _audit(o: O.Options) -> int:
     if not 0 < recall <= 1:
         raise ValueError(f"--recall must be a fraction in (0, 1], got {recall}")
     import drift
-    from drift import audit, jobs
+    from drift.cli import jobs
+    from drift.cli.runs import CaseLog, refuse_same_files
     from drift.editors import get_compute
-    from drift.runs import CaseLog, refuse_same_files
-    from drift.store import save_json
+    from drift.interp import audit
+    from drift.util.store import save_json
 
     fit_rows = _fit_rows(fit) if fit else None
     job = jobs.plan(o)
@@ -493,8 +494,8 @@ def _print_audit(summary: dict, rows: list[dict], validate: bool) -> None:
 
 
 def _compare(args) -> int:
-    from drift.compare import compare_table
-    from drift.runs import read_any, run_label
+    from drift.cli.runs import read_any, run_label
+    from drift.evaluation.compare import compare_table
 
     runs = []
     for item in args.inputs:
@@ -508,9 +509,9 @@ def _compare(args) -> int:
 
 
 def _table(summary: dict) -> str:
-    from drift.runs import stats
+    from drift.evaluation.metrics import summary_stats
 
-    typed = stats(summary)
+    typed = summary_stats(summary)
     head, vals = [], []
     for k in TABLE_ORDER:
         if k in typed:

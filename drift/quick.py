@@ -15,9 +15,9 @@ from __future__ import annotations
 import logging
 import time
 
-from drift import progress
-from drift.adapter import Model
 from drift.editors.base import Edit
+from drift.model.adapter import Model
+from drift.util import progress
 
 log = logging.getLogger(__name__)
 
@@ -59,7 +59,7 @@ def edit(
 
     ``target_true``: the answer being replaced (default: the model's own greedy answer).
     ``verbose``: print the loss at every optimisation step and a bar while key statistics are
-    computed (:mod:`drift.progress`; silent by default).
+    computed (:mod:`drift.util.progress`; silent by default).
     ``hparams``: the editor's hyper-parameters to override (e.g. ``layer=``, ``steps=``,
     ``extra_terms=(SADR(1e-2),)``); a name the editor lacks is refused."""
     from drift.data import EditCase

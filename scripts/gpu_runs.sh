@@ -148,7 +148,7 @@ log "deadline or all done"
 "$PY" - "$W/seq" <<'EOF' 2>&1 | tee -a "$W/gpu.log"
 import json, sys
 from pathlib import Path
-from drift.store import load_object, save_json
+from drift.util.store import load_object, save_json
 for state in sorted(Path(sys.argv[1]).glob("p*/.partial-*/state.pt")):
     s = load_object(state)
     out = state.parent.parent / f"partial-{state.parent.name[len('.partial-'):]}.json"

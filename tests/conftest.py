@@ -55,7 +55,7 @@ def load_analysis(name: str):
 @pytest.fixture(scope="session")
 def tiny_dir() -> str:
     """The tiny model's folder (what ``--model`` takes), saved once under the run's cache."""
-    from drift.tiny import tiny_folder
+    from drift.model.tiny import tiny_folder
 
     return str(tiny_folder(seed=0))
 

@@ -13,9 +13,9 @@ import pytest
 import torch
 from transformer_lens import HookedTransformer
 
-from drift.adapter import SITE_HOOKS, WEIGHT_VIEWS, Model
-from drift.scoring import score_targets, target_logprobs
-from drift.tiny import tiny_legacy
+from drift.model.adapter import SITE_HOOKS, WEIGHT_VIEWS, Model
+from drift.model.scoring import score_targets, target_logprobs
+from drift.model.tiny import tiny_legacy
 
 PROMPTS = [
     "The Eiffel Tower is located in the city of",
@@ -147,7 +147,7 @@ def test_weight_views_write_through(model, tokens, which, layer):
 def test_record_is_the_activation_cache_transformer_lens_gives(model, tokens):
     from transformer_lens import ActivationCache
 
-    from drift.sites import Site
+    from drift.model.sites import Site
 
     cache = model.record(tokens, ["mlp_key@1", Site("pattern", 0)])
     assert isinstance(cache, ActivationCache)

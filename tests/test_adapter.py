@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from drift.adapter import SITE_HOOKS, Arch, Model
+from drift.model.adapter import SITE_HOOKS, Arch, Model
 from tests.conftest import weights_hash
 
 SHAPES = {
@@ -210,7 +210,7 @@ def test_seeded_sampling_is_transformer_lens_own_draw_on_the_cpu(tiny):
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a GPU")
 def test_a_seed_samples_the_same_tokens_on_a_gpu_as_on_the_cpu():
     import drift
-    from drift.tiny import tiny_folder
+    from drift.model.tiny import tiny_folder
 
     prompt = torch.tensor([[5, 6, 7]] * 4)
     on_cpu = drift.load_model(str(tiny_folder()), device="cpu").sample(prompt, 10, top_k=5, seed=3)
@@ -310,7 +310,7 @@ def test_transformer_lens_verbs_agree_with_drift_on_the_default_model(real):
 def test_record_is_a_transformer_lens_activation_cache_of_the_sites(tiny):
     from transformer_lens import ActivationCache
 
-    from drift.sites import Site
+    from drift.model.sites import Site
 
     prompt = "The Eiffel Tower is located in"
     asked = [Site("mlp_key", 1), ("pattern", 0), "resid_pre@1", "embed"]
@@ -350,7 +350,7 @@ def test_record_copies_what_a_later_hook_changes_in_place(tiny):
 
 
 def test_weights_are_named_apart_from_sites(tiny):
-    from drift.sites import Weight
+    from drift.model.sites import Weight
 
     assert tiny.weight(Weight("W_out", 1)) is not None
     assert torch.equal(tiny.weight("W_out", 1), tiny.weight("mlp_out", 1))

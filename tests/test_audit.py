@@ -11,10 +11,10 @@ import numpy as np
 import pytest
 import torch
 
-from drift import audit
 from drift.__main__ import main
 from drift.data import EditCase, Probe, load_cases
 from drift.editors.rome import ROMEHParams, compute_rome
+from drift.interp import audit
 
 
 def _pairwise_auroc(scores, labels) -> float:
@@ -194,12 +194,12 @@ def test_audit_command_writes_the_summary_other_tools_read_and_resumes(
     assert set(row["metrics"]) == set(audit.SIGNALS) and row["label"] in (0, 1)
     assert all(row["failures"][m] <= row["right_before"][m] <= row["prompts"][m] for m in row["failures"])
     assert res["config"]["command"] == "audit" and res["config"]["editor"] == "rome"
-    import drift.audit as module
+    import drift.interp.audit as module
 
     monkeypatch.setattr(module, "audit", lambda *a, **k: pytest.fail("a finished case was audited again"))
     partial = tmp_path / "again.json.partial.jsonl"
     partial.write_text("")  # a fresh log of the same run, filled from the finished one
-    from drift.runs import CaseLog
+    from drift.cli.runs import CaseLog
 
     with CaseLog(partial, res["config"]) as log:
         for r in res["cases"]:
@@ -270,7 +270,7 @@ def test_the_summary_gives_the_prompt_count_baseline_a_signal_must_beat():
         r["prompts"] = {"NS": 1 + 5 * r["label"], "RS": i % 2}  # failing cases have more prompts
     res = audit.report(rows)
     assert res["baseline_prompt_count"] == 1.0
-    from drift.metrics import plan_case
+    from drift.evaluation.metrics import plan_case
 
     for case in load_cases("builtin")[:3]:  # the prompts the metrics compare, task by task
         plan = plan_case(case)

@@ -137,7 +137,7 @@ def test_a_diverging_case_is_named_and_nothing_is_returned(tiny):
 
 def test_evaluate_with_batched_edits_gives_the_one_at_a_time_rows_in_the_cases_order(tiny):
     from drift.editors import get_editor
-    from drift.evaluate import evaluate
+    from drift.evaluation.evaluate import evaluate
     from tests.conftest import weights_hash
 
     cases = load_cases("builtin")[:5]
@@ -160,7 +160,7 @@ def test_a_bad_case_in_a_batch_is_named(tiny):
     from dataclasses import replace
 
     from drift.editors import get_editor
-    from drift.evaluate import evaluate
+    from drift.evaluation.evaluate import evaluate
 
     cases = load_cases("builtin")[:3]
     bad = replace(cases[1], subject="Nowhere Land")  # not in its prompt
@@ -170,7 +170,7 @@ def test_a_bad_case_in_a_batch_is_named(tiny):
 
 
 def test_audit_with_batched_edits_gives_the_one_at_a_time_rows_in_the_cases_order(tiny):
-    from drift.audit import audit_cases
+    from drift.interp.audit import audit_cases
 
     cases = load_cases("builtin")[:3]
     compute = get_compute("rome", steps=3, n_prefixes=2, stats_texts=CORPUS, layer=0)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from drift.data import load_cases
-from drift.scoring import score_targets
+from drift.model.scoring import score_targets
 
 pytestmark = pytest.mark.slow
 

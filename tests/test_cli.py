@@ -26,7 +26,7 @@ def test_eval_writes_summary_and_cases(tmp_path, capsys, real):
 def test_eval_resumes_without_redoing_finished_cases(tmp_path, real, monkeypatch):
     out = tmp_path / "r.json"
     args = ["eval", "--data", "builtin", "--limit", "3", "--no-fluency", "--quiet", "--out", str(out)]
-    import drift.evaluate as ev
+    import drift.evaluation.evaluate as ev
 
     real_group = ev._evaluate_group
     seen = []

@@ -9,7 +9,8 @@ import pytest
 from scipy import stats
 
 from drift.__main__ import main
-from drift.compare import compare_table, paired_difference, run_label
+from drift.cli.runs import run_label
+from drift.evaluation.compare import compare_table, paired_difference
 
 
 def _run(path, config, values):

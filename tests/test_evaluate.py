@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from drift.data import load_cases, parse_case
-from drift.evaluate import evaluate, generate, perplexity
+from drift.evaluation.evaluate import evaluate, generate, perplexity
 from tests.test_data import MERGED
 
 

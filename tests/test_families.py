@@ -1,4 +1,4 @@
-"""Every model family drift is used on, as a tiny random model (``drift.tiny.FAMILIES``): it loads
+"""Every model family drift is used on, as a tiny random model (``drift.model.tiny.FAMILIES``): it loads
 through ``drift.load_model`` as a real checkpoint does, ROME and MEMIT edit it through the normal
 API, removing each edit restores the weights bit for bit, and the tracing functions run on it.
 
@@ -12,11 +12,11 @@ from __future__ import annotations
 import pytest
 import torch
 
-from drift import tracing
-from drift.attention_drift import measure
 from drift.data import load_cases
 from drift.editors import get_compute
-from drift.tiny import FAMILIES, tiny_family
+from drift.interp import tracing
+from drift.interp.attention_drift import measure
+from drift.model.tiny import FAMILIES, tiny_family
 from tests.conftest import weights_hash
 
 CASE = load_cases("builtin")[0]  # The Eiffel Tower ... Paris -> Rome

@@ -366,7 +366,7 @@ def test_default_corpus_is_long_real_prose():
 def test_scores_compare_mean_token_nll_and_magnitude_is_its_exp():
     """my_evaluate: each target's NLL summed over its tokens and divided by its length; success
     when exp(-nll_right) > exp(-nll_wrong); magnitude exp(-nll_right)."""
-    from drift.metrics import CasePlan
+    from drift.evaluation.metrics import CasePlan
 
     token_lps = {0: [-0.2, -0.2, -0.2], 1: [-0.5], 2: [-2.0], 3: [-0.1, -4.0]}  # pair -> its tokens' log P
     plan = CasePlan()
@@ -388,7 +388,7 @@ def test_scores_compare_mean_token_nll_and_magnitude_is_its_exp():
 
 def test_pooled_summary_is_the_mean_over_every_prompt_of_every_case():
     """summrize.py extends one list with every prompt's success over all cases, then averages."""
-    from drift.metrics import pooled_ci95, summarise
+    from drift.evaluation.metrics import pooled_ci95, summarise
 
     per_case = [[1, 1, 0, 1], [0], [1, 0], [0, 0, 0, 1, 1, 1, 1, 0, 1, 1]]  # prompt successes
     flat = [x for case in per_case for x in case]

@@ -14,9 +14,9 @@ import numpy as np
 import pytest
 import torch
 
-import drift.evaluate as ev
+import drift.evaluation.evaluate as ev
 from drift.data import parse_case
-from drift.metrics import (
+from drift.evaluation.metrics import (
     FLUENCY_FORMS,
     TfidfStats,
     clean_generation,
@@ -26,7 +26,7 @@ from drift.metrics import (
     plan_case,
     tfidf_similarity,
 )
-from drift.words import sentences, word_tokenize
+from drift.evaluation.words import sentences, word_tokenize
 from tests.test_data import MERGED
 
 
@@ -101,7 +101,7 @@ def test_words_split_sentence_final_periods_and_keep_abbreviations():
 def test_treebank_words_equal_nltks_word_tokenizer():
     from nltk.tokenize import NLTKWordTokenizer
 
-    from drift.words import treebank_words
+    from drift.evaluation.words import treebank_words
 
     samples = [
         "\"Hello,\" she said. 'Hi' -- it's 'quoted' (yes) [no] {x} <y> a*b #tag @me $5 50% A&B; ok!?",
@@ -323,7 +323,7 @@ def test_evaluate_reports_refs_for_a_case_with_reference_texts(tiny, monkeypatch
 
 
 def test_a_bad_form_scoring_or_pool_is_refused_naming_the_option():
-    from drift.metrics import check_forms, check_scoring, summarise
+    from drift.evaluation.metrics import check_forms, check_scoring, summarise
 
     for kw, name in (("fluency", "fluency"), ("ppl", "ppl_form"), ("res", "res")):
         with pytest.raises(ValueError, match=rf"^{name} must be one of \(.*\), got 'odd'$"):
@@ -339,7 +339,7 @@ def test_a_bad_form_scoring_or_pool_is_refused_naming_the_option():
 
 
 def test_a_results_files_scoring_and_pool_default_to_what_files_before_them_used():
-    from drift.metrics import scoring_of
+    from drift.evaluation.metrics import scoring_of
 
     assert scoring_of({}) == ("product", "cases")
     assert scoring_of({"scoring": "mean", "pool": "prompts"}) == ("mean", "prompts")
@@ -348,7 +348,7 @@ def test_a_results_files_scoring_and_pool_default_to_what_files_before_them_used
 def test_means_and_intervals_of_no_one_or_two_values():
     from scipy.stats import t
 
-    from drift.metrics import harmonic_mean, mean_ci95
+    from drift.evaluation.metrics import harmonic_mean, mean_ci95
 
     assert math.isnan(harmonic_mean([])) and math.isnan(harmonic_mean([50.0, float("nan")]))
     assert mean_ci95([40.0]) == (40.0, 40.0, 40.0)  # one value: no spread, no interval
@@ -359,7 +359,7 @@ def test_means_and_intervals_of_no_one_or_two_values():
 def test_reference_texts_about_a_case_need_both_its_ids():
     from dataclasses import replace
 
-    from drift.metrics import ReferenceTexts
+    from drift.evaluation.metrics import ReferenceTexts
 
     refs = ReferenceTexts({("P1", "Q2"): ("rome is nice",)}, TfidfStats.fit(["rome is nice"]))
     case = replace(parse_case(MERGED), relation_id="P1", o_edit_id="Q2")

@@ -10,7 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from drift.data import parse_case
-from drift.metrics import CasePlan, harmonic_mean, mean_ci95, n_gram_entropy, plan_case, summarise
+from drift.evaluation.metrics import CasePlan, harmonic_mean, mean_ci95, n_gram_entropy, plan_case, summarise
 from tests.test_data import MERGED
 
 

@@ -7,8 +7,8 @@ import time
 import pytest
 
 import drift
-from drift import models
-from drift.store import verify_dir
+from drift.model import loading as models
+from drift.util.store import verify_dir
 
 
 @pytest.mark.slow
@@ -65,9 +65,9 @@ def test_default_device_is_cuda_when_available_and_said_once(monkeypatch, caplog
 
     import torch
 
-    from drift import models
+    from drift.model import loading as models
 
-    caplog.set_level(logging.INFO, logger="drift.models")
+    caplog.set_level(logging.INFO, logger="drift.model.loading")
     monkeypatch.setattr(models, "_ANNOUNCED", set())
     for available, want in ((False, "cpu"), (True, "cuda")):
         monkeypatch.setattr(torch.cuda, "is_available", lambda a=available: a)
@@ -82,7 +82,7 @@ def test_a_local_model_loads_where_the_kernels_package_is_missing(monkeypatch):
     `kernels` package (a GPU machine's image): drift loads with the model's own modules."""
     import transformers.modeling_utils as mu
 
-    from drift.tiny import tiny_folder
+    from drift.model.tiny import tiny_folder
 
     monkeypatch.setattr(mu, "is_kernels_available", lambda: False)
     monkeypatch.delenv("USE_HUB_KERNELS", raising=False)

@@ -1,4 +1,4 @@
-"""drift/options.py: one definition of every option, the same checks on the command line and in a
+"""drift/cli/options.py: one definition of every option, the same checks on the command line and in a
 sweep file, and a bad option refused in one line before torch is imported."""
 
 from __future__ import annotations
@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from drift import options as O
 from drift.__main__ import build_parser
+from drift.cli import options as O
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -150,10 +150,16 @@ def test_the_command_line_has_no_import_cycle():
         for p in ROOT.glob("drift/**/*.py")
     }
     graph = {m: {i for i in _imports(p) if i in modules and i != m} for m, p in modules.items()}
-    assert graph["drift.options"] == set()
+    assert graph["drift.cli.options"] == set()
     assert not [m for m, deps in graph.items() if "drift.__main__" in deps]
-    mine = ["drift.options", "drift.jobs", "drift.sweep", "drift.windows", "drift.commands"]
-    mine += [m for m in modules if m.startswith("drift.commands.")]
+    mine = [
+        "drift.cli.options",
+        "drift.cli.jobs",
+        "drift.cli.sweep",
+        "drift.interp.windows",
+        "drift.cli.commands",
+    ]
+    mine += [m for m in modules if m.startswith("drift.cli.commands.")]
 
     def reaches(start: str, goal: str, seen: set) -> bool:
         for nxt in graph.get(start, ()):

@@ -6,13 +6,13 @@ import pytest
 import torch
 
 from drift.editors.base import Edit, WeightDelta
-from drift.patching import Write, patch_scan, patch_scan_naive, record
-from drift.tracing import KINDS, centred
+from drift.interp.patching import Write, patch_scan, patch_scan_naive, record
+from drift.interp.tracing import KINDS, centred
 
 
 @pytest.fixture(scope="module")
 def tiny4():
-    from drift.tiny import tiny_bridge
+    from drift.model.tiny import tiny_bridge
 
     return tiny_bridge(seed=3, n_layers=4)
 
@@ -104,11 +104,11 @@ def test_fast_patch_scan_equals_naive_loop_on_the_real_model(real):
 
 
 def test_old_names_still_import_with_a_deprecation_warning():
-    import drift.patching as patching
-    import drift.tracing as tracing
+    import drift.interp.patching as patching
+    import drift.interp.tracing as tracing
 
     with pytest.warns(DeprecationWarning, match="patch_scan"):
-        from drift.patching import sweep
+        from drift.interp.patching import sweep
     assert sweep is patch_scan
     with pytest.warns(DeprecationWarning, match="patch_scan_naive"):
         assert patching.sweep_naive is patch_scan_naive

@@ -57,7 +57,7 @@ def _texts(n: int = 60, words: int = 14, seed: int = 0) -> tuple[str, ...]:
     64): the tiny tokenizer's training sentences' words in seeded random orders."""
     import random
 
-    from drift.tiny import TRAINING_TEXT
+    from drift.model.tiny import TRAINING_TEXT
 
     vocab = " ".join(TRAINING_TEXT).split()
     rng = random.Random(seed)
@@ -70,7 +70,7 @@ TEXTS = _texts()
 @pytest.fixture(scope="module")
 def tiny4():
     """A 4-layer tiny model: vectors at layer 1 reach the answer through two more layers."""
-    from drift.tiny import tiny_bridge
+    from drift.model.tiny import tiny_bridge
 
     return tiny_bridge(seed=0, n_layers=4)
 
@@ -375,7 +375,7 @@ def test_rome_anchor_mean_solves_at_the_mean_key(tiny, rome_reference):
 def test_rome_counts_the_mlp_output_bias_once_on_a_model_that_has_one():
     """compute_v: right = (v* − cur_output)/(k_bare · u), cur_output the MLP's real output: with a
     bias (GPT-2's c_proj), the bare prompt still gets exactly v* (k_bare·W alone would add b)."""
-    from drift.tiny import tiny_family
+    from drift.model.tiny import tiny_family
 
     model = tiny_family("gpt2")
     params = dict(model.hooked.named_parameters())
@@ -706,7 +706,7 @@ def test_every_metric_compares_its_own_prompts_right_answer_against_its_wrong_on
     """The whole pairing table of the metrics (the reference's evaluation), written out: which
     prompts each metric reads, which answer must win and which must lose."""
     from drift.data import Commonsense, EditCase, Probe
-    from drift.metrics import plan_case
+    from drift.evaluation.metrics import plan_case
 
     case = EditCase(
         case_id="c",
@@ -750,7 +750,7 @@ def test_every_metric_compares_its_own_prompts_right_answer_against_its_wrong_on
 
 def test_a_bad_res_form_is_refused_by_the_plan():
     from drift.data import EditCase
-    from drift.metrics import plan_case
+    from drift.evaluation.metrics import plan_case
 
     with pytest.raises(ValueError, match="res must be one of"):
         plan_case(EditCase.simple("The Eiffel Tower is in", "Eiffel Tower", "Rome", "Paris"), res="bogus")
@@ -761,7 +761,7 @@ def test_the_pooled_interval_is_the_ratio_estimate_with_cases_as_clusters():
     t with n−1 degrees of freedom; missing means and cases without prompts left out."""
     from scipy.stats import t
 
-    from drift.metrics import pooled_ci95
+    from drift.evaluation.metrics import pooled_ci95
 
     means = [100.0, 0.0, 50.0, float("nan"), 30.0]
     counts = [4, 1, 2, 3, 0]
@@ -780,7 +780,7 @@ def test_the_pooled_interval_is_the_ratio_estimate_with_cases_as_clusters():
 
 def test_fluency_of_texts_too_short_for_some_n_grams():
     """A text with one bigram and no trigram has entropy 0 for both; one word, no n-gram at all."""
-    from drift.metrics import n_gram_entropy
+    from drift.evaluation.metrics import n_gram_entropy
 
     assert n_gram_entropy(["hello world"], words="whitespace") == 0.0
     assert n_gram_entropy(["hello"], words="whitespace") == 0.0
@@ -792,7 +792,7 @@ def test_fluency_of_texts_too_short_for_some_n_grams():
 def test_tfidf_similarity_of_a_word_every_document_holds():
     """idf = ln((1 + n)/(1 + df)) + 1 is 1 for a word in every document: its vector has norm 1,
     and the cosine is still computed (NaN only when a text has no known word)."""
-    from drift.metrics import TfidfStats, tfidf_similarity
+    from drift.evaluation.metrics import TfidfStats, tfidf_similarity
 
     stats = TfidfStats.fit(["tower one", "tower two"])
     one = math.log(3 / 2) + 1
@@ -805,7 +805,7 @@ def test_tfidf_similarity_of_a_word_every_document_holds():
 def test_a_tie_is_not_a_success_and_product_scoring_reads_whole_target_magnitudes():
     """Score: right strictly above wrong. Magnitude: exp of the per-token mean log-prob
     ("mean") or of the whole target's log-prob ("product")."""
-    from drift.metrics import CasePlan
+    from drift.evaluation.metrics import CasePlan
 
     plan = CasePlan()
     plan.compare("NS", plan.pair("a", "x y"), plan.pair("a", "z"))
@@ -820,7 +820,7 @@ def test_a_tie_is_not_a_success_and_product_scoring_reads_whole_target_magnitude
 def test_the_case_mean_interval_is_student_t_on_the_standard_error():
     from scipy.stats import t
 
-    from drift.metrics import mean_ci95
+    from drift.evaluation.metrics import mean_ci95
 
     vals = [1.0, 2.0, 4.0, 8.0, None, float("nan")]
     x = [1.0, 2.0, 4.0, 8.0]

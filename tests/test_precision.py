@@ -18,8 +18,8 @@ from drift.data import load_cases
 from drift.editors import get_compute
 from drift.editors.base import Edit, WeightDelta
 from drift.editors.stats import key_second_moment
-from drift.models import as_dtype, load_model
-from drift.tiny import TRAINING_TEXT, family_folder, tiny_family
+from drift.model.loading import as_dtype, load_model
+from drift.model.tiny import TRAINING_TEXT, family_folder, tiny_family
 from tests.conftest import weights_hash
 
 HALF = (torch.bfloat16, torch.float16)
@@ -68,9 +68,9 @@ def test_a_dtype_is_given_by_name_or_refused_naming_it():
 
 
 def test_the_command_line_takes_dtype_and_keys_half_precision_runs_apart(tmp_path, capsys):
-    from drift import jobs
     from drift.__main__ import build_parser
-    from drift.runs import run_key, run_label
+    from drift.cli import jobs
+    from drift.cli.runs import run_key, run_label
 
     argv = ["eval", "--data", "builtin", "--limit", "1", "--out", str(tmp_path / "r.json")]
     with pytest.raises(SystemExit) as refused:
@@ -109,7 +109,7 @@ def test_key_statistics_are_float64_sums_of_the_models_own_keys(llama, dtype):
 
 def test_key_statistics_are_cached_apart_for_each_dtype(llama):
     from drift.editors.stats import corpus_id
-    from drift.store import cache_root, load_tensors
+    from drift.util.store import cache_root, load_tensors
 
     C = {dt: key_second_moment(llama[dt], [1], TEXTS)[1] for dt in (torch.float32, torch.bfloat16)}
     gap = float((C[torch.bfloat16] - C[torch.float32]).norm() / C[torch.float32].norm())

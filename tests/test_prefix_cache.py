@@ -16,7 +16,7 @@ from drift.editors.target import left_aligned, optimise_targets
 
 @pytest.fixture(scope="module")
 def tiny4():
-    from drift.tiny import tiny_bridge
+    from drift.model.tiny import tiny_bridge
 
     return tiny_bridge(seed=3, n_layers=4)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from drift.__main__ import main
-from drift.prepare import prepare, stats_layers
+from drift.cli.prepare import prepare, stats_layers
 
 
 def test_plan_layers_is_the_union_of_the_editors_preset_layers(tiny):
@@ -41,7 +41,7 @@ def test_prepare_command_names_a_bad_editor(capsys):
 
 
 def test_plan_layers_still_imports_with_a_deprecation_warning():
-    import drift.prepare
+    import drift.cli.prepare
 
     with pytest.warns(DeprecationWarning, match="stats_layers"):
-        assert drift.prepare.plan_layers is stats_layers
+        assert drift.cli.prepare.plan_layers is stats_layers

@@ -7,9 +7,10 @@ import logging
 import pytest
 
 import drift
-from drift import progress, tracing
 from drift.data import load_cases
-from drift.evaluate import evaluate
+from drift.evaluation.evaluate import evaluate
+from drift.interp import tracing
+from drift.util import progress
 
 EIFFEL = dict(subject="Eiffel Tower", target="Rome", target_true="Paris", layer=0, steps=3)
 PROMPT = "The Eiffel Tower is located in the city of"

@@ -105,7 +105,7 @@ def test_case_files_that_are_folders_or_not_utf8_are_named(tmp_path):
 def test_results_files_follow_the_umask(tmp_path):
     import os
 
-    from drift.store import save_json
+    from drift.util.store import save_json
 
     old = os.umask(0o022)
     try:
@@ -177,7 +177,7 @@ def test_a_cache_that_refuses_writes_keeps_statistics_in_memory_with_a_warning(t
 
 def test_a_prompt_beyond_the_context_names_its_case(tiny):
     from drift.data import parse_case
-    from drift.evaluate import evaluate
+    from drift.evaluation.evaluate import evaluate
 
     long = dict(MERGED, case_id="long-one")
     long["l-neighbor"] = {"prompts": ["word " * 400], "targets": ["Paris"]}
@@ -188,7 +188,7 @@ def test_a_prompt_beyond_the_context_names_its_case(tiny):
 
 
 def test_ctrl_c_says_how_many_cases_are_saved_and_where(tmp_path, tiny_dir, monkeypatch, capsys):
-    import drift.evaluate as ev
+    import drift.evaluation.evaluate as ev
 
     real_evaluate = ev.evaluate
 
@@ -231,9 +231,9 @@ def _tiny_eval(tiny_dir, out, *extra):
 
 
 def test_a_case_file_changed_since_a_run_began_is_another_configuration(tiny_dir, tmp_path, monkeypatch):
-    import drift.evaluate as ev
-    from drift import sweep
-    from drift.runs import RunConflict
+    import drift.evaluation.evaluate as ev
+    from drift.cli import sweep
+    from drift.cli.runs import RunConflict
 
     data, out = _case_file(tmp_path), tmp_path / "r.json"
     real = ev._evaluate_group
@@ -281,7 +281,7 @@ def test_a_case_file_changed_since_a_run_began_is_another_configuration(tiny_dir
 
 
 def test_a_finished_results_file_of_other_settings_is_not_overwritten(tiny_dir, tmp_path, capsys):
-    from drift.runs import RunConflict
+    from drift.cli.runs import RunConflict
 
     out = tmp_path / "r.json"
     assert _tiny_eval(tiny_dir, out, "--editor", "rome", "--steps", "1") == 0
@@ -329,7 +329,7 @@ def test_inputs_and_outputs_that_are_the_same_file_are_refused(tiny_dir, tmp_pat
 
 
 def test_merge_names_missing_and_repeated_shards(tiny_dir, tmp_path, capsys):
-    from drift.runs import RunConflict
+    from drift.cli.runs import RunConflict
 
     parts = {}
     for shard in ("1/3", "2/3", "3/3"):
@@ -433,7 +433,7 @@ def test_templates_with_repeated_subjects_put_the_subject_at_the_slot(tiny):
 
 
 def test_an_empty_sweep_grid_is_refused():
-    from drift import sweep
+    from drift.cli import sweep
 
     with pytest.raises(ValueError, match=r"run 1: 'steps' is an empty list, which would make no run"):
         sweep.expand({"editor": "rome", "run": [{"steps": []}]})
@@ -472,13 +472,13 @@ def test_user_mistakes_are_one_line_errors(tiny_dir, tmp_path, monkeypatch, caps
         assert cli(["sweep", str(spec), "--out", str(tmp_path / "sw")]) == 2
         assert "name must be a non-empty string, got 5" in capsys.readouterr().err
     # a full disk when the results are written: one line, and the finished cases stay in the log
-    import drift.runs
+    import drift.cli.runs
 
     def full(path, obj):
         raise OSError(28, "No space left on device", str(path))
 
     with monkeypatch.context() as mp:
-        mp.setattr(drift.runs, "save_json", full)
+        mp.setattr(drift.cli.runs, "save_json", full)
         assert (
             cli(["eval", "--model", tiny_dir, "--limit", "2", "--no-fluency", "--quiet", "--out", out]) == 2
         )
@@ -490,7 +490,7 @@ def test_user_mistakes_are_one_line_errors(tiny_dir, tmp_path, monkeypatch, caps
 
 def test_a_read_only_cache_is_a_one_line_error_or_used_from_memory(tiny, tmp_path, monkeypatch, capsys):
     import drift.editors.stats as stats
-    import drift.models as models
+    import drift.model.loading as models
     from drift.editors.context import generated_prefixes
 
     monkeypatch.setenv("DRIFT_CACHE", str(tmp_path / "cache"))
@@ -511,7 +511,7 @@ def test_a_read_only_cache_is_a_one_line_error_or_used_from_memory(tiny, tmp_pat
 def test_with_an_editor_an_over_long_prompt_names_its_case(tiny):
     from drift.data import parse_case
     from drift.editors import get_editor
-    from drift.evaluate import evaluate
+    from drift.evaluation.evaluate import evaluate
 
     long = dict(MERGED, case_id="long-one")
     long["requested_rewrite"] = {**MERGED["requested_rewrite"], "prompt": "word " * 200 + "{} is in"}

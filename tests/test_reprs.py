@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import drift
-from drift import tracing
-from drift.attention_drift import measure
 from drift.data import load_cases
+from drift.interp import tracing
+from drift.interp.attention_drift import measure
 
 
 def test_edit_case_and_results_print_without_tensor_dumps(tiny):
@@ -32,7 +32,7 @@ def test_an_edits_repr_lists_its_deltas_up_to_a_few_then_counts_the_rest():
     import torch
 
     from drift.editors.base import Edit, WeightDelta
-    from drift.reprs import ITEMS
+    from drift.util.reprs import ITEMS
 
     deltas = [WeightDelta("mlp_out", l, torch.full((2, 3), 0.5)) for l in range(ITEMS + 2)]
     one = "Tensor[2, 3] norm 1.22"  # √6 · 0.5

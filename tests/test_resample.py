@@ -8,8 +8,8 @@ import math
 import numpy as np
 import pytest
 
-from drift.correlate import pearson
-from drift.resample import cluster_bootstrap, interval
+from drift.evaluation.resample import cluster_bootstrap, interval
+from drift.interp.correlate import pearson
 
 
 def test_whole_clusters_are_drawn_and_each_draw_has_as_many_clusters():

@@ -1,4 +1,4 @@
-"""The run layer (drift/runs.py): logs that cannot lie, merges that keep their configuration.
+"""The run layer (drift/cli/runs.py): logs that cannot lie, merges that keep their configuration.
 
 Each test replays a defect found by probing the command line as a new user would; the eval runs go
 through the real command on the tiny model."""
@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 
 from drift.__main__ import main
-from drift.runs import CaseLog, RunConflict, join, run_key, run_label, stats
+from drift.cli.runs import CaseLog, RunConflict, join, run_key, run_label
+from drift.evaluation.metrics import summary_stats
 
 ARGS = ["eval", "--data", "builtin", "--limit", "3", "--no-fluency", "--quiet"]
 
@@ -24,7 +25,7 @@ def _eval(tiny_dir, out: Path, *extra: str) -> dict:
 
 def _interrupted(tiny_dir, out: Path, monkeypatch, *extra: str, after: int = 1) -> Path:
     """An eval stopped by Ctrl-C after ``after`` finished cases; its log."""
-    import drift.evaluate as ev
+    import drift.evaluation.evaluate as ev
 
     real = ev._evaluate_group
     done: list[str] = []
@@ -162,7 +163,7 @@ def test_finish_names_unfinished_cases_instead_of_a_key_error(tmp_path):
 
 def test_the_typed_summary_reads_a_results_summary(tiny_dir, tmp_path):
     res = _eval(tiny_dir, tmp_path / "r.json")
-    s = stats(res["summary"])
+    s = summary_stats(res["summary"])
     assert s["ES"].n == 3 and s["ES"].k == 3 and s["ES"].mean == res["summary"]["ES"]
     assert s["ES"].ci[0] <= s["ES"].mean <= s["ES"].ci[1]
 
@@ -188,7 +189,7 @@ def test_slurm_array_tasks_take_their_shard(tiny_dir, tmp_path, monkeypatch, cap
     ],
 )
 def test_slurm_arrays_with_steps_and_bad_values(env, message, monkeypatch):
-    from drift.jobs import slurm_shard
+    from drift.cli.jobs import slurm_shard
 
     for k, v in env.items():
         monkeypatch.setenv(f"SLURM_ARRAY_TASK_{k}", v)
@@ -218,7 +219,7 @@ def test_results_are_written_with_the_umask(tiny_dir, tmp_path):
 
 
 def test_set_aside_moves_files_and_folders_and_never_over_an_earlier_one(tmp_path):
-    from drift.runs import set_aside
+    from drift.cli.runs import set_aside
 
     first = tmp_path / "r.json"
     first.write_text("1")
@@ -233,7 +234,7 @@ def test_set_aside_moves_files_and_folders_and_never_over_an_earlier_one(tmp_pat
 
 
 def test_a_record_appended_after_a_line_cut_by_a_kill_is_kept(tmp_path):
-    from drift.runs import append_record, read_records
+    from drift.cli.runs import append_record, read_records
 
     log = tmp_path / "runs.jsonl"
     append_record(log, {"key": "a"})
@@ -244,7 +245,7 @@ def test_a_record_appended_after_a_line_cut_by_a_kill_is_kept(tmp_path):
 
 
 def test_a_record_log_takes_in_a_parts_runs_and_restart_clears_its_work(tmp_path):
-    from drift.runs import RecordLog
+    from drift.cli.runs import RecordLog
 
     config = {"editor": "memit", "dr": 0.8}
     part = RecordLog(tmp_path / "p1" / "sequential-runs.jsonl")
@@ -261,8 +262,8 @@ def test_a_record_log_takes_in_a_parts_runs_and_restart_clears_its_work(tmp_path
 def test_the_sequential_state_file_keeps_its_layout_and_a_damaged_one_is_ignored(tmp_path):
     import torch
 
-    from drift.runs import load_state, save_state
-    from drift.store import load_object
+    from drift.evaluation.sequential import load_state, save_state
+    from drift.util.store import load_object
 
     path = tmp_path / ".partial-k" / "state.pt"
     save_state(path, "run", 3, [{"n_edits": 1}], {("mlp_out", 1): torch.ones(2)})

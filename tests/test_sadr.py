@@ -66,8 +66,8 @@ def test_sadr_joins_the_objective_and_changes_nothing_in_the_model(tiny):
 
 @pytest.mark.xdist_group("rome_eiffel")
 def test_sadr_restrains_attention_drift_on_the_real_model(real, rome_eiffel):
-    from drift import tracing
-    from drift.attention_drift import measure
+    from drift.interp import tracing
+    from drift.interp.attention_drift import measure
 
     p = tracing.distracting_prompt(real, EIFFEL_WITH_NEIGHBOUR)
     plain = rome_eiffel  # ROMEHParams(layer=4, steps=20) of the same rewrite

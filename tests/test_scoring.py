@@ -8,8 +8,8 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from drift.metrics import SCORINGS, CasePlan
-from drift.scoring import pack, score_targets
+from drift.evaluation.metrics import SCORINGS, CasePlan
+from drift.model.scoring import pack, score_targets
 
 PROMPTS = [
     "The Eiffel Tower is located in",
@@ -173,7 +173,7 @@ def test_no_pairs_score_to_empty_tensors(tiny):
 def test_tree_mask_lets_each_token_see_itself_and_its_ancestors_only():
     """Two sequences sharing their first token packed into one row (columns 0-1-2 and 0-3) and
     a padding column 4: the mask is [rows, 1, columns, columns], written out by hand."""
-    from drift.scoring import Row, tree_mask
+    from drift.model.scoring import Row, tree_mask
 
     row = Row(tokens=[7, 8, 9, 5, 0], parent=[-1, 0, 1, 0, -1], depth=[0, 1, 2, 1, 0])
     expected = torch.tensor(
@@ -195,8 +195,8 @@ def test_tree_mask_lets_each_token_see_itself_and_its_ancestors_only():
 def test_a_packing_check_on_poisoned_weights_is_not_kept():
     """The one-time check that a model honours packed rows, made while its weights give NaN (a test
     or a diverged edit), answers no for now and is made again once the weights are sound."""
-    from drift.scoring import _packs
-    from drift.tiny import tiny_bridge
+    from drift.model.scoring import _packs
+    from drift.model.tiny import tiny_bridge
 
     model = tiny_bridge()
     w = model.weight("W_out", 0)
@@ -249,7 +249,7 @@ def test_token_accuracy_is_the_share_of_target_tokens_that_are_the_argmax(tiny):
 
 
 def test_nan_logits_are_an_error_never_a_score(tiny):
-    from drift.scoring import score_targets
+    from drift.model.scoring import score_targets
 
     w = tiny.weight("mlp_out", 0)
     saved = w.detach().clone()
@@ -267,7 +267,7 @@ def test_nan_logits_are_an_error_never_a_score(tiny):
 
 
 def test_a_probability_of_zero_is_an_error_never_a_score(tiny):
-    from drift.scoring import score_targets
+    from drift.model.scoring import score_targets
 
     w = dict(tiny.hooked.named_parameters())["lm_head._original_component.weight"]
     saved = w.detach().clone()
@@ -295,7 +295,7 @@ def _full_logprob(model, prompt: str, target: str, hook=None) -> list[float]:
 
 
 def test_target_prob_is_the_product_or_the_per_token_mean(tiny):
-    from drift.scoring import target_logprobs, target_prob
+    from drift.model.scoring import target_logprobs, target_prob
 
     prompt, target = "Apple was founded by", "Steve Jobs"
     each = _full_logprob(tiny, prompt, target)
@@ -320,7 +320,7 @@ def test_hooks_act_on_the_padded_forward_that_scores(tiny):
     want = torch.tensor([sum(_full_logprob(tiny, p, t, hook)) for p, t in zip(PROMPTS[:3], TARGETS[:3])])
     torch.testing.assert_close(got.logprob, want, atol=1e-4, rtol=0)
     assert not torch.allclose(got.logprob, plain.logprob, atol=1e-3)
-    from drift.scoring import target_logprobs  # which takes the same options
+    from drift.model.scoring import target_logprobs  # which takes the same options
 
     same = target_logprobs(tiny, PROMPTS[:3], TARGETS[:3], hooks=[hook], packed=False)
     torch.testing.assert_close(same, want, atol=1e-4, rtol=0)

@@ -7,7 +7,7 @@ import pytest
 from drift.data import parse_case
 from drift.editors.fusion import drop_and_rescale
 from drift.editors.rome import ROMEHParams, compute_rome
-from drift.sequential import sequential_edits
+from drift.evaluation.sequential import sequential_edits
 from tests.conftest import weights_hash
 from tests.test_rome import CORPUS
 

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from drift.__main__ import main, parse_hp
-from drift.runs import CaseLog
-from drift.runtime import share
+from drift.cli.runs import CaseLog
+from drift.util.runtime import share
 from tests.conftest import run_analysis
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -174,9 +174,11 @@ def test_the_sadr_grid_runs_each_distinct_configuration_once_and_resumes(
     res = json.loads((tmp_path / "sadr.json").read_text())
     assert list(res["table3"]) == ["None", "ROME", "ROME+SADR (γ=0.01)"]  # the paper's γ for ROME
     assert (tmp_path / "fig6_selective_vs_all.png").stat().st_size > 1000
-    import drift.jobs
+    import drift.cli.jobs
 
-    monkeypatch.setattr(drift.jobs, "run", lambda *a, **k: pytest.fail("a finished run was computed again"))
+    monkeypatch.setattr(
+        drift.cli.jobs, "run", lambda *a, **k: pytest.fail("a finished run was computed again")
+    )
     run_analysis("sadr", base, capsys)
     assert json.loads((tmp_path / "sadr.json").read_text())["table3"] == res["table3"]
     assert main(["compare", str(tmp_path / "runs" / "None.json"), str(tmp_path / "runs" / runs[0])]) == 0

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from drift.sites import HOOK_NAMES, WEIGHTS, Site, Weight
+from drift.model.sites import HOOK_NAMES, WEIGHTS, Site, Weight
 
 
 @pytest.mark.parametrize("kind", sorted(HOOK_NAMES))
@@ -35,7 +35,7 @@ def test_a_site_is_the_same_key_as_a_plain_pair():
 
 
 def test_a_weight_is_not_a_site_and_a_site_not_a_weight():
-    with pytest.raises(ValueError, match="a weight is a drift.sites.Weight"):
+    with pytest.raises(ValueError, match="a weight is a drift.model.sites.Weight"):
         Site("W_out", 1)
     with pytest.raises(ValueError, match="unknown weight 'resid_pre'"):
         Weight("resid_pre", 1)
@@ -61,16 +61,16 @@ def test_a_weight_needs_a_layer():
 
 
 def test_sites_module_imports_nothing_heavy():
-    """drift.sites itself needs neither torch nor TransformerLens (option parsing may use it)."""
+    """drift.model.sites itself needs neither torch nor TransformerLens (option parsing may use it)."""
     import subprocess
     import sys
     from pathlib import Path
 
-    import drift.sites
+    import drift.model.sites
 
     code = (
         "import importlib.util, sys\n"
-        f"spec = importlib.util.spec_from_file_location('sites', {str(Path(drift.sites.__file__))!r})\n"
+        f"spec = importlib.util.spec_from_file_location('sites', {str(Path(drift.model.sites.__file__))!r})\n"
         "spec.loader.exec_module(importlib.util.module_from_spec(spec))\n"
         "print(sorted({'torch', 'transformer_lens'} & set(sys.modules)))"
     )

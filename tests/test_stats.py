@@ -120,7 +120,7 @@ def test_without_the_novels_the_model_samples_its_own_texts_and_says_so(tiny, tm
 def test_texts_are_cut_to_max_tokens_and_position_zero_left_out(tiny, tmp_path, monkeypatch):
     """Each text's first ``max_tokens`` tokens count, position 0 among them only when asked; a
     one-token text has no key left after position 0. The file records what was counted."""
-    from drift.store import load_tensors
+    from drift.util.store import load_tensors
 
     monkeypatch.setenv("DRIFT_CACHE", str(tmp_path))
     texts = ["The Colosseum is located in the city of Rome and was built long ago.", "The"]

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from drift.store import CorruptCacheError, building_dir, load_tensors, save_tensors, verify_dir
+from drift.util.store import CorruptCacheError, building_dir, load_tensors, save_tensors, verify_dir
 
 
 def test_interrupted_build_leaves_nothing(tmp_path):
@@ -73,7 +73,7 @@ def test_two_processes_filling_one_cache_end_with_one_valid_folder(tmp_path):
 
 
 def test_saved_objects_round_trip_and_damage_is_detected(tmp_path):
-    from drift.store import load_object, save_object
+    from drift.util.store import load_object, save_object
 
     path = tmp_path / "case.pt"
     save_object(path, {"x": torch.arange(3), "label": "ok"})
@@ -85,7 +85,7 @@ def test_saved_objects_round_trip_and_damage_is_detected(tmp_path):
 
 
 def test_record_log_skips_a_line_cut_by_an_interruption(tmp_path):
-    from drift.runs import append_record, read_records
+    from drift.cli.runs import append_record, read_records
 
     log = tmp_path / "runs.jsonl"
     assert read_records(log) == {}
@@ -97,7 +97,7 @@ def test_record_log_skips_a_line_cut_by_an_interruption(tmp_path):
 
 
 def test_a_file_overwritten_in_place_is_caught_at_the_next_load(tmp_path, monkeypatch):
-    import drift.store as store
+    import drift.util.store as store
 
     final = tmp_path / "model"
     with building_dir(final) as tmp:
@@ -129,7 +129,7 @@ def _flip(path, offset: int) -> None:
 def test_bytes_flipped_with_the_mtime_restored_are_caught(tmp_path, monkeypatch):
     import time
 
-    import drift.store as store
+    import drift.util.store as store
 
     small, big = tmp_path / "small", tmp_path / "big"
     with building_dir(small) as tmp:
@@ -181,7 +181,7 @@ def test_doctor_re_hashes_every_cache_and_fix_deletes_the_damaged(tmp_path, monk
 
 
 def test_a_json_write_that_fails_leaves_the_old_file_and_nothing_else(tmp_path, monkeypatch):
-    import drift.store as store
+    import drift.util.store as store
 
     path = tmp_path / "r.json"
     store.save_json(path, {"cases": [1]})

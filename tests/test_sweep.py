@@ -15,9 +15,9 @@ from pathlib import Path
 
 import pytest
 
-from drift import sweep
 from drift.__main__ import main
-from drift.runs import RunConflict
+from drift.cli import sweep
+from drift.cli.runs import RunConflict
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -141,18 +141,18 @@ def test_a_local_sweep_equals_eval_run_by_run_and_a_changed_run_is_refused(tmp_p
     for name, run in (("none", "none"), ("rome", "rome")):
         _same_rows(json.loads((out / f"{run}.json").read_text()), expected[name])
     assert not (out / ".parts").exists()
-    import drift.jobs
+    import drift.cli.jobs
 
     grown = spec.read_text().replace("limit = 3", "limit = 4")
     (tmp_path / "grown.toml").write_text(grown)
-    real_run, seen = drift.jobs.run, []
+    real_run, seen = drift.cli.jobs.run, []
 
     def counting(job, model, log, cases=None, **kw):
         seen.extend(c.case_id for c in log.remaining(cases))
         return real_run(job, model, log, cases, **kw)
 
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(drift.jobs, "run", counting)
+        mp.setattr(drift.cli.jobs, "run", counting)
         main(["sweep", str(tmp_path / "grown.toml"), "--out", str(out), "--engine", "local", "--quiet"])
     assert seen == ["3", "3"]  # a larger --limit reuses the finished cases: only the new one runs
     assert len(json.loads((out / "rome.json").read_text())["cases"]) == 4

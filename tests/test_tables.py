@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from drift.runs import CaseLog, digest_of, write_results
+from drift.cli.runs import CaseLog, digest_of, write_results
 from tests.conftest import load_analysis
 
 tables = load_analysis("tables")
@@ -125,7 +125,7 @@ def test_table3_pairs_each_run_with_its_editor_alone(tmp_path):
 
 
 def _sequential_run(folder: Path, key: str, editor: str, dr: float, marks: list, es: list) -> None:
-    from drift.runs import append_record
+    from drift.cli.runs import append_record
 
     label = editor.upper() + (f" +DR(p={dr:g})" if dr else "")
     checkpoints = [

@@ -134,13 +134,13 @@ def _compare(model, bare) -> None:
 
 
 def test_transformer_lens_calls_agree_on_the_tiny_model(tiny):
-    from drift.tiny import tiny_folder
+    from drift.model.tiny import tiny_folder
 
     _compare(tiny, _bare(str(tiny_folder(seed=0)), tiny.prepend_bos))
 
 
 def test_transformer_lens_calls_agree_on_the_default_model(real):
-    from drift.models import packaged_model_folder
+    from drift.model.loading import packaged_model_folder
 
     _compare(real, _bare(str(packaged_model_folder()), real.prepend_bos))
 

@@ -10,11 +10,12 @@ import numpy as np
 import pytest
 import torch
 
-from drift import plots, tracing
-from drift.attention_drift import factors, measure
-from drift.correlate import pearson
+from drift import plots
 from drift.data import parse_case
 from drift.editors.base import Edit, WeightDelta
+from drift.interp import tracing
+from drift.interp.attention_drift import factors, measure
+from drift.interp.correlate import pearson
 
 ROOT = Path(__file__).resolve().parents[1]
 CASE = parse_case(
@@ -189,7 +190,7 @@ def test_trace_script_writes_figures_and_numbers(tmp_path, tiny_dir, tiny, capsy
         assert (out / f"{stem}.png").stat().st_size > 1000 and (out / f"{stem}.html").exists()
 
     # A rerun reuses each finished case's saved results instead of editing again: mark one and look for it.
-    from drift.store import load_object, save_object
+    from drift.util.store import load_object, save_object
 
     saved = sorted(out.glob(".partial-*/*.pt"))
     assert len(saved) == 2

@@ -4,7 +4,7 @@
 computes the edit with the model's preset (the model unchanged), ``compute.many(model, cases)``
 computes several cases' edits with their target vectors optimised in one batch. ``EDITORS`` wraps
 each as ``(model, case) -> context manager`` inside which the model carries the edit (see
-``drift.evaluate.EditFn``), removed exactly when the block ends.
+``drift.evaluation.evaluate.EditFn``), removed exactly when the block ends.
 
 Example:
     >>> edit_fn = get_editor("rome", steps=2)                # the model's preset, with overrides
@@ -144,7 +144,7 @@ COMPUTE: dict[str, Compute] = {
 
 
 class Applied:
-    """An editor as evaluation uses it (``drift.evaluate.EditFn``): ``with editor(model, case)
+    """An editor as evaluation uses it (``drift.evaluation.evaluate.EditFn``): ``with editor(model, case)
     as edit:`` the model carries the case's edit inside the block, exactly removed after it.
     ``compute`` is the :class:`Compute` behind it, for computing many cases' edits at once."""
 

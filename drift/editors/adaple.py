@@ -33,12 +33,12 @@ from typing import Sequence
 import torch
 from torch import Tensor
 
-from drift.adapter import Model
 from drift.data import EditCase
 from drift.editors.base import Edit
 from drift.editors.memit import preset as _range_preset
 from drift.editors.pmet import PMETHParams, pmet_range_edits
 from drift.editors.spread import ridged_system
+from drift.model.adapter import Model
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,7 @@ model changed. This module writes the deltas into the model and takes them out a
 
 Example:
     >>> import torch, drift
-    >>> from drift.tiny import tiny_bridge
+    >>> from drift.model.tiny import tiny_bridge
     >>> model = tiny_bridge()
     >>> W = model.weight("mlp_out", 1)                                          # [d_mlp, d_model]
     >>> before = W.clone()
@@ -37,9 +37,9 @@ from typing import Iterator
 import torch
 from torch import Tensor
 
-from drift.adapter import Model
-from drift.reprs import ITEMS, brief
-from drift.sites import Weight
+from drift.model.adapter import Model
+from drift.model.sites import Weight
+from drift.util.reprs import ITEMS, brief
 
 
 @dataclass(frozen=True)
@@ -48,7 +48,7 @@ class WeightDelta:
 
     ``which`` names the weight as results files do: ``"mlp_out"`` for the MLP's output matrix
     ``W_out`` (``[d_mlp, d_model]``), ``"attn_out"`` for the attention's ``W_O``
-    (``[n_heads, d_head, d_model]``); :attr:`weight` is the typed :class:`~drift.sites.Weight`.
+    (``[n_heads, d_head, d_model]``); :attr:`weight` is the typed :class:`~drift.model.sites.Weight`.
     """
 
     which: str

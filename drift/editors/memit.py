@@ -30,7 +30,6 @@ import time
 from dataclasses import dataclass, field, replace
 from typing import Callable, Sequence
 
-from drift.adapter import Model
 from drift.data import EditCase
 from drift.editors import presets
 from drift.editors.base import Edit, WeightDelta
@@ -40,6 +39,7 @@ from drift.editors.objectives import LossTerm, default_terms
 from drift.editors.spread import Solver, even, group_mean_weights, keep_old, spread_update
 from drift.editors.stats import key_second_moment
 from drift.editors.target import Site, optimise_many
+from drift.model.adapter import Model
 
 
 @dataclass(frozen=True)

@@ -28,7 +28,7 @@ from typing import Sequence
 import torch
 from torch import Tensor
 
-from drift.adapter import Hook
+from drift.model.adapter import Hook
 
 
 @dataclass
@@ -41,7 +41,7 @@ class EditBatch:
     n_rewrite: int  # rows [0, n_rewrite) are rewriting sequences, the rest KL prompts
     start_layer: int
     lengths: Tensor | None = None  # [batch] real tokens per row (the rest is padding)
-    # Columns before ``offset`` are held as keys and values (drift.adapter.Prefix) and not run:
+    # Columns before ``offset`` are held as keys and values (drift.model.adapter.Prefix) and not run:
     # an activation's position is its column − offset; attention patterns keep every column.
     offset: int = 0
     # Each row's index in the activations a term's hooks see (None: row b is activation row b);

@@ -21,12 +21,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Sequence
 
-from drift.adapter import Model
 from drift.data import EditCase
 from drift.editors.base import Edit
 from drift.editors.memit import MEMITHParams, checked_layers, compute_range_edits
 from drift.editors.memit import preset as _range_preset
 from drift.editors.spread import Solver, keep_old, square_root
+from drift.model.adapter import Model
 
 
 @dataclass(frozen=True)

@@ -41,7 +41,6 @@ from typing import Sequence
 import torch
 from torch import Tensor
 
-from drift.adapter import Model
 from drift.data import EditCase
 from drift.editors import presets
 from drift.editors.base import Edit, WeightDelta
@@ -50,6 +49,7 @@ from drift.editors.objectives import LossTerm, default_terms
 from drift.editors.spread import ridged_system
 from drift.editors.stats import key_second_moment
 from drift.editors.target import optimise_many
+from drift.model.adapter import Model
 
 
 @dataclass(frozen=True)

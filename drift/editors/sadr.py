@@ -37,9 +37,9 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor
 
-from drift.adapter import Hook
 from drift.editors.objectives import EditBatch, LossTerm, Step
 from drift.editors.presets import SADR_FALLBACK, SADR_SETTINGS, sadr_setting
+from drift.model.adapter import Hook
 
 EPS = 1e-8  # added to both attention rows, as the reference code does (float32)
 

@@ -40,8 +40,8 @@ from typing import Callable, Mapping, Sequence
 import torch
 from torch import Tensor
 
-from drift.adapter import Model
 from drift.editors.base import Edit, WeightDelta
+from drift.model.adapter import Model
 
 
 def even(n_left: int) -> float:

@@ -44,13 +44,13 @@ from typing import Sequence
 import torch
 from torch import Tensor
 
-from drift import progress
-from drift.adapter import Model
-from drift.store import CorruptCacheError, cache_root, load_tensors, save_json, save_tensors
+from drift.model.adapter import Model
+from drift.util import progress
+from drift.util.store import CorruptCacheError, cache_root, load_tensors, save_json, save_tensors
 
 # Bumped whenever sampling changes what a corpus holds, so an older cached corpus is not reused.
 # 2: sampled tokens attend to the whole prefix (version 1 was sampled with an empty key-value
-# cache on transformers 5.x, each token seeing only itself; see drift._bridge.route_cache_to_attention).
+# cache on transformers 5.x, each token seeing only itself; see drift.model._bridge.route_cache_to_attention).
 # 3: key statistics from 102k tokens of prose; editors computed as the reference code computes them.
 CORPUS_VERSION = 3
 log = logging.getLogger(__name__)
@@ -172,7 +172,7 @@ def default_sequences(
 def precision_tag(model: Model) -> str:
     """What a statistics file's name adds for the model's dtype: nothing for float32 (the names
     of every file cached before dtypes were told apart), else ``-bf16`` / ``-fp16``."""
-    from drift.models import dtype_name
+    from drift.model.loading import dtype_name
 
     dtype = model.dtype
     return "" if dtype == torch.float32 else f"-{dtype_name(dtype)}"
@@ -191,7 +191,7 @@ def key_second_moment(
     """C = E[k kᵀ] ``[d_mlp, d_mlp]`` of MLP keys for each layer, over the tokens of ``texts``
     (default: :func:`default_sequences`; each cut to ``max_tokens``, position 0 left out when
     ``skip_first``). Cached; computed in one pass for all missing layers. ``verbose``: a bar
-    while they are computed (:mod:`drift.progress`)."""
+    while they are computed (:mod:`drift.util.progress`)."""
     with progress.verbose(verbose):
         return _key_second_moment(model, layers, texts, max_tokens, batch_size, skip_first)
 

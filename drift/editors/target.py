@@ -27,11 +27,11 @@ from typing import Sequence
 import torch
 from torch import Tensor
 
-from drift.adapter import Model, Prefix
 from drift.data import EditCase
 from drift.editors.objectives import EditBatch, LossTerm, Step
-from drift.reprs import fields_repr
-from drift.sites import Site  # where a vector is added, e.g. Site("mlp_out", 4); a plain pair works too
+from drift.model.adapter import Model, Prefix
+from drift.model.sites import Site  # where a vector is added, e.g. Site("mlp_out", 4); a plain pair works too
+from drift.util.reprs import fields_repr
 
 log = logging.getLogger(__name__)
 
@@ -412,7 +412,7 @@ def optimise_many(
             argmax, the NLL is weighted 0.1 and the optimisation stops once the KL term is ≤ 0.01.
         prefix_cache: run each step only over the columns from the subject's last token on, the
             ones before it held as keys and values from one pass (where the model allows it,
-            :attr:`drift.adapter.Model.supports_prefix`); ``False`` runs every column each step.
+            :attr:`drift.model.adapter.Model.supports_prefix`); ``False`` runs every column each step.
             Both compute the same δ and losses up to float rounding.
 
     Example:

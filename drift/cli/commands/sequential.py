@@ -1,0 +1,395 @@
+"""Sequential editing and knowledge attenuation (AdaPLE paper §3, §6, Fig. 3 and Fig. 6).
+
+    python -m drift sequential                       # MEMIT and AdaPLE, ±DR, 100 edits of the dev set
+    python -m drift sequential --edits 25 --data builtin --sweep-edits 10      # a quick look
+    python -m drift sequential --sadr 1e-3           # also each editor with SADR (±DR)
+
+- Attenuation curves: for each editor with and without drop-and-rescale (and with SADR when
+  ``--sadr`` is given), ES / PS / NS of *all edits so far* after 1, 10, 25, 50, 100 stacked edits
+  (each edit computed on the model carrying the earlier ones; the weights restored at the end).
+- Drop-rate sweep (Fig. 6): ES / PS / NS of ``--sweep-edits`` stacked edits of ``--sweep-editor``
+  for each drop rate in ``--sweep-rates``.
+- Update similarity (Fig. 3): pairwise cosine similarity of the first ``--sim-edits`` updates of
+  each editor's plain run, as computed, with the top 20% of entries kept, and after DR (the
+  figure shows the first editor; ``sequential.json`` has all).
+
+Each finished run is appended to ``OUT/sequential-runs.jsonl`` and reused when rerun; a run that
+was interrupted resumes after its last finished edit (``OUT/.partial-KEY/``); ``--restart``
+starts everything over. ``--part I/N`` does only every N-th run (from the I-th) and draws
+nothing, so N processes or GPUs can share the work; then ``--join DIR1 DIR2 ...`` (without
+``--part``) takes their finished runs in and draws the figures. Runs are keyed by
+:func:`drift.cli.runs.run_key` of their configuration. Writes ``OUT/*.html``,
+``OUT/*.png`` and ``OUT/sequential.json``, and prints the efficacy table.
+(``python analyses/sequential.py`` is the same command.)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+from drift.cli import options as O
+
+DEV_SET = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "counterfact-merged-dev.json"
+METRICS = ("ES", "PS", "NS")
+
+
+class Runs:
+    """Sequential runs finished so far, keyed by what determines their result; saved as they end
+    in a :class:`drift.cli.runs.RecordLog` (``OUT/sequential-runs.jsonl``; an unfinished run's
+    progress in ``OUT/.partial-KEY/``)."""
+
+    def __init__(self, path: Path, restart: bool):
+        from drift.cli.runs import RecordLog
+
+        self.log = RecordLog(path, restart)
+        self.path, self.done = self.log.path, self.log.done
+        self.progress = True
+
+    def get(
+        self,
+        model,
+        cases,
+        editor: str,
+        *,
+        dr: float,
+        sadr: float | None,
+        checkpoints,
+        batch: int,
+        seed: int,
+        keep: int = 0,
+        sim_dr: float = 0.8,
+    ) -> dict:
+        """The run's record ``{"key", "label", "checkpoints": [{"n_edits", "summary"}], ...}``;
+        with ``keep``, also the similarity matrices of its first ``keep`` raw updates."""
+        from drift.cli.runs import run_key
+        from drift.editors import get_compute
+        from drift.editors.sadr import SADR
+        from drift.editors.stats import CORPUS_VERSION
+        from drift.evaluation.metrics import DEFAULT_POOL, DEFAULT_SCORING
+        from drift.evaluation.sequential import sequential_edits
+        from drift.util.store import load_object, save_object
+
+        cfg = {
+            "model": model.name,
+            "cases": [c.case_id for c in cases],
+            "editor": editor,
+            "dr": dr,
+            "sadr": sadr,
+            "checkpoints": list(checkpoints),
+            "batch": batch,
+            "seed": seed,
+            "keep": keep,
+            "sim_dr": sim_dr if keep else None,
+            "sampling": CORPUS_VERSION,  # key statistics' corpus, named as in eval's configuration
+            "scoring": DEFAULT_SCORING,
+            "pool": DEFAULT_POOL,
+        }
+        key = run_key(cfg)
+        # a state whose configuration names this entry "corpus" is the same run
+        as_corpus = run_key({("corpus" if k == "sampling" else k): v for k, v in cfg.items()})
+        for found in (key, as_corpus):
+            if found in self.done:
+                return self.done[found]
+        overrides = {"extra_terms": (SADR(sadr),)} if sadr else {}
+        # drop-and-rescale inside the editor (per layer for range editors, AdaPLE's Algorithm 1)
+        compute = get_compute(editor, drop_rate=dr, seed=seed, **overrides)
+        work = self.log.work(key)  # progress of an unfinished run
+        position = {c.case_id: i for i, c in enumerate(cases)}
+
+        def computed(model, case):
+            edit = compute(model, case)
+            if (
+                position[case.case_id] < keep
+            ):  # the raw update (keep is only set where dr = 0), for the similarity figure
+                save_object(work / f"raw-{position[case.case_id]}.pt", (case.case_id, edit))
+            return edit
+
+        t0 = time.time()
+        rows = sequential_edits(
+            model,
+            cases,
+            computed,
+            checkpoints=checkpoints,
+            batch=batch,
+            progress=self.progress,
+            state=work / "state.pt",
+        )
+        rec = {
+            "key": key,
+            "label": label(editor, dr, sadr),
+            "config": cfg,
+            "seconds": time.time() - t0,
+            "checkpoints": [{"n_edits": r["n_edits"], "summary": r["summary"]} for r in rows],
+        }
+        if keep:
+            kept = [load_object(work / f"raw-{i}.pt") for i in range(min(keep, len(cases)))]
+            rec["similarity"] = similarity(kept, sim_dr, seed)
+        self.log.add(rec)
+        return rec
+
+
+def series(checkpoints: list[dict], metric: str) -> list[float | None]:
+    """``metric`` at each checkpoint; None (a gap in the figure) where none of the cases so far
+    has its prompts, as for PS after a first case without paraphrases."""
+    return [c["summary"].get(metric) for c in checkpoints]
+
+
+def label(editor: str, dr: float, sadr: float | None) -> str:
+    return editor.upper() + (f"+SADR(γ={sadr:g})" if sadr else "") + (f" +DR(p={dr:g})" if dr > 0 else "")
+
+
+def similarity(kept: list, p: float, seed: int) -> dict:
+    """Pairwise cosine similarity of raw updates, their top 20%, and their drop-and-rescale at ``p``."""
+    from drift.editors.fusion import case_seed, drop_and_rescale, pairwise_cosine, top_k_retain
+
+    edits = [e for _, e in kept]
+    return {
+        "labels": [str(cid) for cid, _ in kept],
+        "as computed": pairwise_cosine(edits).tolist(),
+        "top 20% kept": pairwise_cosine([top_k_retain(e, 0.2) for e in edits]).tolist(),
+        f"drop-and-rescale p={p:g}": pairwise_cosine(
+            [drop_and_rescale(e, p, seed=case_seed(cid, seed)) for cid, e in kept]
+        ).tolist(),
+    }
+
+
+def _off_diagonal_mean(m: list[list[float]]) -> float:
+    import torch
+
+    t = torch.tensor(m)
+    n = t.shape[0]
+    return float((t.sum() - t.trace()) / max(1, n * n - n))
+
+
+def part(text: str) -> str:
+    """``--part I/N``."""
+    return O.shard_spec(text)
+
+
+def options(p: argparse.ArgumentParser) -> None:
+    """``sequential``'s options."""
+    O.add_data(p, default=str(DEV_SET) if DEV_SET.is_file() else "builtin")
+    O.add_model(p)
+    O.add_run(p)
+    O.add_output(
+        p,
+        kind="folder",
+        default="figures/sequential",
+        restart="ignore finished runs in OUT/sequential-runs.jsonl",
+    )
+    g = p.add_argument_group("sequential")
+    g.add_argument(
+        "--editors",
+        type=O.editor_list,
+        default="memit,adaple",
+        help="comma-separated editors (default memit,adaple)",
+    )
+    g.add_argument("--edits", type=O.positive_int, default=100, help="stacked edits per run (default 100)")
+    g.add_argument(
+        "--checkpoints",
+        type=O.counts,
+        default="1,10,25,50,100",
+        help="edit counts evaluated (default 1,10,25,50,100)",
+    )
+    g.add_argument(
+        "--batch",
+        type=O.positive_int,
+        default=1,
+        help="edits computed on one model state and applied together",
+    )
+    g.add_argument("--dr", type=O.fraction, default=0.8, help="drop rate of the runs with DR (default 0.8)")
+    g.add_argument(
+        "--sadr", type=O.non_negative, default=None, metavar="GAMMA", help="also run each editor with SADR γ"
+    )
+    g.add_argument(
+        "--sweep-editor",
+        choices=O.EDITED,
+        default="adaple",
+        help="editor of the drop-rate sweep (default adaple)",
+    )
+    g.add_argument(
+        "--sweep-rates",
+        type=O.floats,
+        default="0,0.5,0.7,0.9",
+        help="drop rates of the sweep (default 0,0.5,0.7,0.9)",
+    )
+    g.add_argument(
+        "--sweep-edits", type=O.positive_int, default=10, help="stacked edits per sweep point (default 10)"
+    )
+    g.add_argument("--no-sweep", action="store_true", help="skip the drop-rate sweep")
+    g.add_argument(
+        "--sim-edits", type=O.positive_int, default=20, help="updates in the similarity figure (default 20)"
+    )
+    g.add_argument(
+        "--part", type=part, default=None, metavar="I/N", help="do only runs I, I+N, ... and draw nothing"
+    )
+    g.add_argument(
+        "--join",
+        nargs="*",
+        default=[],
+        metavar="DIR",
+        help="first take in the finished runs of these folders",
+    )
+
+
+def parse(argv=None) -> argparse.Namespace:
+    p = O.parser("analyses/sequential.py", __doc__.split("\n")[0])
+    options(p)
+    return p.parse_args(argv)
+
+
+def main(argv=None) -> dict:
+    """``python analyses/sequential.py ARGS``: with the script's own parser."""
+    return run(parse(argv))
+
+
+def run(args: argparse.Namespace) -> dict:
+    """The attenuation curves, drop-rate sweep and similarity for ``args``
+    (``python -m drift sequential``)."""
+    import warnings
+
+    warnings.filterwarnings("ignore", category=UserWarning)
+    t0 = time.time()
+    out = Path(args.out)
+    editors = args.editors
+    import torch
+
+    import drift
+    from drift.data import load_cases
+    from drift.util.runtime import share
+
+    model = drift.load_model(args.model, device=args.device, dtype=args.dtype)
+    cases = load_cases(args.data, limit=max(args.edits, args.sweep_edits))
+    if len(cases) < args.edits:
+        raise ValueError(f"--edits {args.edits}: {args.data} has only {len(cases)} cases")
+    main_cases, sweep_cases = cases[: args.edits], cases[: args.sweep_edits]
+    marks = sorted(set(args.checkpoints) | {args.edits})
+    marks = [n for n in marks if n <= args.edits]
+    runs = Runs(out / "sequential-runs.jsonl", args.restart)
+    runs.progress = not args.quiet
+    for folder in args.join:
+        if not runs.log.take_in(Path(folder) / runs.path.name):
+            raise ValueError(f"--join: {folder} holds no finished runs ({runs.path.name})")
+    common = {"batch": args.batch, "seed": args.seed}
+
+    variants = [(0.0, None), (args.dr, None)] + (
+        [(0.0, args.sadr), (args.dr, args.sadr)] if args.sadr else []
+    )
+    sweep_rates = args.sweep_rates
+    jobs = []  # (what it is, how to run it): attenuation curves first, then the sweep
+    for e in editors:
+        for dr, sadr in variants:
+            keep = args.sim_edits if (dr == 0 and sadr is None) else 0
+            jobs.append(
+                (
+                    ("curve", e, dr, sadr),
+                    lambda e=e, dr=dr, sadr=sadr, keep=keep: runs.get(
+                        model,
+                        main_cases,
+                        e,
+                        dr=dr,
+                        sadr=sadr,
+                        checkpoints=marks,
+                        keep=keep,
+                        sim_dr=args.dr,
+                        **common,
+                    ),
+                )
+            )
+    if not args.no_sweep:
+        for p in sweep_rates:
+            jobs.append(
+                (
+                    ("sweep", p),
+                    lambda p=p: runs.get(
+                        model,
+                        sweep_cases,
+                        args.sweep_editor,
+                        dr=p,
+                        sadr=None,
+                        checkpoints=[args.sweep_edits],
+                        **common,
+                    ),
+                )
+            )
+    if args.part is not None:
+        for _, run in share(jobs, args.part, contiguous=False, option="--part"):
+            run()
+        print(f"part {args.part}: done, in {runs.path}")
+        return {}
+    from drift import plots  # only to draw: a --part process runs without plotly (a GPU machine's image)
+
+    done = {what: run() for what, run in jobs}
+    curves = {rec["label"]: rec for what, rec in done.items() if what[0] == "curve"}
+    sweep = {what[1]: rec for what, rec in done.items() if what[0] == "sweep"}
+
+    written = []
+    for m in METRICS:
+        lines = {name: series(rec["checkpoints"], m) for name, rec in curves.items()}
+        xs = [c["n_edits"] for c in next(iter(curves.values()))["checkpoints"]]
+        written += plots.save(
+            plots.curves(
+                xs,
+                lines,
+                x_title="edits so far",
+                y_title=f"{m} of all edits so far (%)",
+                title=f"Knowledge attenuation on {model.name}: {m}",
+            ),
+            out / f"attenuation_{m}",
+        )
+    rates = list(sweep)
+    written += (
+        []
+        if not sweep
+        else plots.save(
+            plots.curves(
+                rates,
+                {m: series([sweep[p]["checkpoints"][-1] for p in rates], m) for m in METRICS},
+                x_title="drop rate p",
+                y_title="score (%)",
+                title=f"Drop rate: {args.sweep_editor} after {args.sweep_edits} edits",
+            ),
+            out / "drop_rate_sweep",
+        )
+    )
+    first = next(rec for rec in curves.values() if "similarity" in rec)
+    sim = first["similarity"]
+    panels = {k: torch.tensor(v) for k, v in sim.items() if k != "labels"}
+    written += plots.save(
+        plots.matrices(
+            {f"{k} (mean {_off_diagonal_mean(v.tolist()):.2f})": v for k, v in panels.items()},
+            sim["labels"],
+            colorbar="cosine",
+            title=f"Pairwise cosine similarity of {len(sim['labels'])} {first['config']['editor']} updates",
+        ),
+        out / "update_similarity",
+        width=1500,
+        height=520,
+    )
+
+    result = {
+        "config": vars(args) | {"model": model.name},
+        "curves": {k: v["checkpoints"] for k, v in curves.items()},
+        "drop_rate_sweep": {str(p): sweep[p]["checkpoints"][-1]["summary"] for p in rates},
+        "similarity": {k: v["similarity"] for k, v in curves.items() if "similarity" in v},
+        "similarity_mean_off_diagonal": {k: _off_diagonal_mean(v) for k, v in sim.items() if k != "labels"},
+        "seconds": time.time() - t0,
+    }
+    from drift.util.store import save_json
+
+    save_json(out / "sequential.json", json.loads(json.dumps(result, default=str)))
+    print(
+        f"{'run':<28}"
+        + "".join(f"{'ES@' + str(c['n_edits']):>10}" for c in next(iter(curves.values()))["checkpoints"])
+    )
+    for name, rec in curves.items():
+        print(f"{name:<28}" + "".join(f"{c['summary']['ES']:>10.1f}" for c in rec["checkpoints"]))
+    print(
+        "similarity (mean off-diagonal):",
+        ", ".join(f"{k} {v:.3f}" for k, v in result["similarity_mean_off_diagonal"].items()),
+    )
+    print(f"wrote {len(written)} figure files and {out / 'sequential.json'} in {result['seconds']:.0f} s")
+    return result

@@ -1,0 +1,111 @@
+"""Comparing finished evaluation runs: one table, and paired differences against a reference run.
+
+Each run is the JSON that ``python -m drift eval`` (or ``merge``) writes: ``{"config", "summary",
+"cases"}``. Runs on the same cases can be compared case by case: for every metric, the per-case
+difference to the reference run (the first), its mean, a paired t-test (scipy) and how many cases
+got better or worse. That is the right test for "did SADR help ROME" — both runs edit the same
+cases, so the case-to-case spread cancels.
+
+Example:
+    >>> ref = {"config": {"editor": "rome"}, "cases": [
+    ...     {"case_id": i, "metrics": {"ES": 100.0, "RS": float(i % 2) * 100}} for i in range(6)]}
+    >>> new = {"config": {"editor": "rome", "sadr": 1e-2}, "cases": [
+    ...     {"case_id": i, "metrics": {"ES": 100.0, "RS": 100.0}} for i in range(6)]}
+    >>> d = paired_difference(ref["cases"], new["cases"], "RS")
+    >>> d.n, d.mean, d.better, d.worse
+    (6, 50.0, 3, 0)
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Sequence
+
+from scipy import stats
+
+from drift.evaluation.metrics import scoring_of, summarise, summary_stats
+
+DEFAULT_METRICS = ("ES", "PS", "NS", "RS", "DNS", "AvgS")
+
+
+@dataclass(frozen=True)
+class Paired:
+    """Per-case differences ``other − reference`` of one metric over the cases both runs have."""
+
+    metric: str
+    n: int
+    mean: float
+    p: float  # two-sided paired t-test; nan when it is undefined (n < 2 or no spread)
+    better: int
+    worse: int
+
+
+def paired_difference(reference: Sequence[dict], other: Sequence[dict], metric: str) -> Paired:
+    """Compare two runs' case rows (``{"case_id", "metrics"}``) on ``metric``, matched by case id."""
+    ref = {r["case_id"]: r["metrics"][metric] for r in reference if metric in r["metrics"]}
+    pairs = [
+        (ref[r["case_id"]], r["metrics"][metric])
+        for r in other
+        if r["case_id"] in ref and metric in r["metrics"]
+    ]
+    diffs = [b - a for a, b in pairs]
+    if not diffs:
+        return Paired(metric, 0, math.nan, math.nan, 0, 0)
+    p = math.nan
+    if len(diffs) > 1 and any(d != diffs[0] for d in diffs):
+        p = float(stats.ttest_rel([b for _, b in pairs], [a for a, _ in pairs]).pvalue)
+    return Paired(
+        metric, len(diffs), sum(diffs) / len(diffs), p, sum(d > 0 for d in diffs), sum(d < 0 for d in diffs)
+    )
+
+
+def _cell(summary: dict, metric: str) -> str:
+    stat = summary_stats(summary).get(metric)
+    if stat is None:
+        return "—"
+    n = f" (n={stat.n})" if f"{metric}_n" in summary else ""
+    if math.isnan(stat.half_width):
+        return f"{stat.mean:.1f}{n}"
+    return f"{stat.mean:.1f} ± {stat.half_width:.1f}{n}"
+
+
+def compare_table(runs: Sequence[tuple[str, dict]], metrics: Sequence[str] = DEFAULT_METRICS) -> str:
+    """A Markdown table of ``(label, run)`` pairs (mean ± 95% CI half-width and each run's count
+    of cases), then the paired differences of every later run against the first.
+    Runs scored or pooled differently (their configs' ``scoring`` / ``pool``) are refused."""
+    if not runs:
+        raise ValueError("compare: no runs given")
+    ways = [scoring_of(run.get("config") or {}) for _, run in runs]
+    if any(w != ways[0] for w in ways[1:]):
+        raise ValueError(
+            "compare: the runs are scored differently (scoring, pool): "
+            + "; ".join(f"{label}: {w}" for (label, _), w in zip(runs, ways))
+            + " — re-run them with the same --scoring and --pool"
+        )
+    summaries = [summarise([c["metrics"] for c in run["cases"]], ways[0][1]) for _, run in runs]
+    unknown = [m for m in metrics if not any(m in s for s in summaries)]
+    if unknown:
+        known = sorted({k for s in summaries for k in s if not k.endswith(("_ci", "_n", "_k"))})
+        raise ValueError(f"compare: no run has the metric(s) {unknown}; they have {known}")
+    lines = ["| run | " + " | ".join(metrics) + " |", "|---" * (len(metrics) + 1) + "|"]
+    for (label, _), summary in zip(runs, summaries):
+        lines.append(f"| {label} | " + " | ".join(_cell(summary, m) for m in metrics) + " |")
+    if len(runs) > 1:
+        ref_label, ref = runs[0]
+        lines += [
+            "",
+            f"Paired over the same cases, each run minus {ref_label} (t-test p; cases better / worse):",
+            "",
+        ]
+        per_case = [m for m in metrics if m != "AvgS"]  # Avg S is a summary, not a per-case metric
+        lines.append("| run | " + " | ".join(per_case) + " |")
+        lines.append("|---" * (len(per_case) + 1) + "|")
+        for label, run in runs[1:]:
+            cells = []
+            for m in per_case:
+                d = paired_difference(ref["cases"], run["cases"], m)
+                p = "p n/a" if math.isnan(d.p) else f"p={d.p:.2g}"  # n/a: fewer than 2 cases or no spread
+                cells.append("—" if d.n == 0 else f"{d.mean:+.1f} ({p}; {d.better}/{d.worse})")
+            lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)

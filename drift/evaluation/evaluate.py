@@ -1,0 +1,323 @@
+"""Evaluating a model, edited or not, on edit cases.
+
+Without an editor, the scoring pairs of many cases go through the model together in padded
+batches. With an editor, each case is edited, evaluated, and the edit removed before the next
+(every case is measured against the same unedited model).
+
+Example:
+    >>> import drift
+    >>> from drift.data import load_cases
+    >>> from drift.evaluation.metrics import summarise
+    >>> model = drift.load_model()                                          # doctest: +SKIP
+    >>> rows = evaluate(model, load_cases("builtin", limit=4), fluency=False)
+    >>> len(rows), list(rows[0])
+    (4, ['case_id', 'subject', 'metrics'])
+    >>> [k for k in rows[0]["metrics"] if not k.endswith("_k")]             # ..._k: prompts scored
+    ['ES', 'EM', 'PS', 'PM', 'NS', 'NM', 'RS', 'RM', 'DNS', 'DNM']
+    >>> summarise([r["metrics"] for r in rows])["NS"]                       # doctest: +SKIP
+    100.0
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import math
+from typing import Callable, ContextManager, Iterator, Sequence
+
+import torch
+
+from drift.data import EditCase
+from drift.evaluation.metrics import (
+    DEFAULT_SCORING,
+    FLUENCY_FORMS,
+    ReferenceTexts,
+    check_forms,
+    check_scoring,
+    clean_generation,
+    consistency,
+    n_gram_entropy,
+    plan_case,
+)
+from drift.model.adapter import Model
+from drift.model.scoring import score_targets
+from drift.util import progress as prog
+
+# An editor as evaluation sees it: given the model and a case, a context manager inside which the
+# model carries the edit (and after which it is exactly as before).
+EditFn = Callable[[Model, EditCase], ContextManager[object]]
+
+
+def evaluate(
+    model: Model,
+    cases: Sequence[EditCase],
+    *,
+    edit: EditFn | None = None,
+    fluency: bool | str = "reference",
+    gen_prompts: int | None = None,
+    gen_tokens: int | None = None,
+    ppl_texts: Sequence[str] | None = None,
+    batch_cases: int = 16,
+    batch_size: int = 32,
+    seed: int = 0,
+    verbose: bool | None = None,
+    progress: bool | None = None,
+    on_case: Callable[[dict], None] | None = None,
+    scoring: str = DEFAULT_SCORING,
+    ppl_form: str = "reference",
+    res: str = "reference",
+    references: ReferenceTexts | None = None,
+    edit_batch: int | None = None,
+) -> list[dict]:
+    """Per-case results ``{"case_id", "subject", "metrics": {...}}`` in the order of ``cases``;
+    with an editor also ``"edit"``: :func:`edit_summary` of the case's edit.
+
+    Args:
+        edit: an editor (see ``EditFn``); ``None`` evaluates the model as it is.
+        fluency: generate text from each case's generation prompts (seeded top-5 sampling) and
+            report FL: ``"reference"`` (or ``True``) as the reference does, from every prompt, each
+            text 100 tokens in all, n-grams of Treebank words; ``"short"``, 2 prompts, 40 new
+            tokens, words split at whitespace (:data:`drift.evaluation.metrics.FLUENCY_FORMS`);
+            ``False`` none. ``gen_prompts`` / ``gen_tokens`` (new tokens per prompt) override the
+            form's number of prompts and length.
+        ppl_texts: texts for perplexity (PPL), measured per case on the edited model, or once
+            for an unedited one; ``ppl_form`` says how (:func:`perplexity`).
+        res: ``"reference"`` scores each reasoning answer against o_true (RES), ``"accuracy"``
+            its teacher-forced token accuracy.
+        references: texts about o_edit (:func:`drift.evaluation.metrics.load_reference_texts`): with
+            fluency on, RefS, the TF-IDF similarity of a case's generations with them.
+        verbose: a bar over the cases (:mod:`drift.util.progress`; silent by default), each case
+            edited and scored quietly under it; ``progress`` is another name for it.
+        edit_batch: with an editor that can compute several cases' edits at once
+            (:class:`drift.editors.Applied`), how many: their target vectors are optimised in one
+            batch, then each case's edit is applied, scored and removed in turn, so every case is
+            still scored against the unedited model plus its own edit. ``None``: as many as the
+            device's memory holds on a GPU, one on a CPU
+            (:func:`drift.editors.target.auto_edit_batch`); 1: one at a time.
+        on_case: called with each finished case's result (for incremental saving; with batched
+            edits the cases finish grouped by length, not in their order).
+        scoring: ``"mean"`` (per-token mean log-probability, the reference's) or ``"product"``
+            (the whole target's probability); see :mod:`drift.evaluation.metrics`.
+    """
+    check_scoring(scoring)
+    check_forms(fluency if isinstance(fluency, str) else None, ppl_form, res)
+    with prog.verbose(verbose if verbose is not None else progress):
+        rows: list[tuple[int, dict]] = []
+        where = {id(c): i for i, c in enumerate(cases)}
+        bar = prog.bar(total=len(cases), desc="evaluating", unit="case", leave=True)
+        base_ppl = (
+            perplexity(model, ppl_texts, batch_size=batch_size, form=ppl_form)
+            if (ppl_texts and edit is None)
+            else None
+        )
+        for group, carrying in _groups(model, cases, edit, batch_cases, edit_batch):
+            try:  # the edit's computation included: a bad case is named wherever it fails
+                quiet = prog.verbose(False)  # the bar only: each edit's loss lines would break it up
+                with quiet, carrying() as applied:
+                    results = _evaluate_group(
+                        model,
+                        group,
+                        fluency,
+                        gen_prompts,
+                        gen_tokens,
+                        batch_size,
+                        seed,
+                        scoring,
+                        res=res,
+                        references=references,
+                    )
+                    if hasattr(applied, "deltas"):  # the editor yielded its Edit
+                        results[0]["edit"] = edit_summary(model, applied)
+                    if ppl_texts:
+                        ppl = (
+                            base_ppl
+                            if base_ppl is not None
+                            else perplexity(model, ppl_texts, batch_size=batch_size, form=ppl_form)
+                        )
+                        for r in results:
+                            r["metrics"]["PPL"] = ppl
+            except ValueError as e:  # e.g. a prompt longer than the model's context
+                raise ValueError(f"case(s) {', '.join(c.case_id for c in group)}: {e}") from e
+            for case, r in zip(group, results):
+                rows.append((where[id(case)], r))
+                if on_case is not None:
+                    on_case(r)
+            bar.update(len(group))
+        bar.close()
+        return [r for _, r in sorted(rows, key=lambda pair: pair[0])]  # batched edits go by length
+
+
+def _groups(
+    model: Model, cases: Sequence[EditCase], edit: EditFn | None, batch_cases: int, edit_batch: int | None
+) -> Iterator[tuple[list[EditCase], Callable[[], ContextManager]]]:
+    """``(cases, carrying)`` in turn, ``carrying()`` a context manager in which the model carries
+    their edit: unedited groups of ``batch_cases``; one case at a time with an editor, whose
+    edits are computed ``edit_batch`` cases at a time where the editor can (cases of similar
+    length together, so that little of a batch is padding)."""
+    if edit is None:
+        for group in _chunks(cases, batch_cases):
+            yield group, contextlib.nullcontext
+        return
+    compute = getattr(edit, "compute", None)
+    if compute is not None and hasattr(compute, "many"):
+        from drift.editors.target import auto_edit_batch, by_length
+
+        n = auto_edit_batch(model) if edit_batch is None else edit_batch
+    if compute is None or not hasattr(compute, "many") or n <= 1 or len(cases) <= 1:
+        for case in cases:
+            yield [case], functools.partial(edit, model, case)
+        return
+    for chunk in _chunks(by_length(model, cases), n):
+        try:
+            with prog.verbose(False):  # the bar only: each edit's loss lines would break it up
+                edits = compute.many(model, chunk)
+        except ValueError as e:
+            raise ValueError(f"case(s) {', '.join(c.case_id for c in chunk)}: {e}") from e
+        for case, one in zip(chunk, edits):
+            yield [case], functools.partial(one.applied, model)
+
+
+def edit_summary(model: Model, edit) -> dict:
+    """What an applied edit changed: ``{"seconds", "passes", "relative_change": {"mlp_out@4":
+    ‖ΔW‖/‖W‖, ...}}`` (‖·‖ Frobenius, W the weight before the edit; call while it is applied)."""
+    change = {}
+    for d in edit.deltas:
+        w = model.weight(d.which, d.layer).detach().double()
+        before = w - d.delta.double().to(w.device)
+        change[f"{d.which}@{d.layer}"] = float(d.delta.double().norm() / before.norm())
+    out = {"relative_change": change}
+    if "seconds" in edit.info:
+        out["seconds"] = round(float(edit.info["seconds"]), 2)
+    if "losses" in edit.info:
+        out["passes"] = len(edit.info["losses"])
+    return out
+
+
+def _chunks(seq: Sequence, n: int) -> list[list]:
+    return [list(seq[i : i + n]) for i in range(0, len(seq), n)]
+
+
+def _evaluate_group(
+    model,
+    cases,
+    fluency,
+    gen_prompts,
+    gen_tokens,
+    batch_size,
+    seed,
+    scoring,
+    *,
+    res: str = "reference",
+    references: ReferenceTexts | None = None,
+) -> list[dict]:
+    plans = [plan_case(c, res=res) for c in cases]
+    prompts = [p for plan in plans for p, _ in plan.pairs]
+    targets = [t for plan in plans for _, t in plan.pairs]
+    scores = score_targets(model, prompts, targets, batch_size=batch_size)
+    out, start = [], 0
+    for case, plan in zip(cases, plans):
+        sl = slice(start, start + len(plan.pairs))
+        start = sl.stop
+        metrics = plan.metrics(scores.logprob[sl], scores.token_acc[sl], scores.n_tokens[sl], scoring)
+        out.append({"case_id": case.case_id, "subject": case.subject, "metrics": metrics})
+    if fluency:
+        form = FLUENCY_FORMS["reference" if fluency is True else fluency]
+        n_prompts = gen_prompts if gen_prompts is not None else form.prompts
+        new_tokens = gen_tokens if gen_tokens is not None else form.new_tokens
+        length = form.length if new_tokens is None else None
+        special = list(getattr(model.tokenizer, "all_special_tokens", ()) or ())
+        # each case's prompts are sampled on their own, so its FL is the same whichever cases
+        # share its batch (--batch-cases) and whether an editor runs cases one at a time
+        for row, case in zip(out, cases):
+            prompts = list(case.generation or ())[:n_prompts]
+            if prompts:
+                mine = generate(
+                    model,
+                    prompts,
+                    max_new_tokens=new_tokens or 0,
+                    max_length=length,
+                    seed=seed,
+                    batch_size=batch_size,
+                )
+                if form.clean:
+                    mine = [clean_generation(t, special) for t in mine]
+                row["metrics"]["FL"] = n_gram_entropy(mine, words=form.words)
+                row["generations"] = mine
+                about = references.about(case) if references is not None else None
+                if about:
+                    row["metrics"]["RefS"] = consistency(mine, about, references.stats)
+    return out
+
+
+@torch.no_grad()
+def generate(
+    model: Model,
+    prompts: Sequence[str],
+    *,
+    max_new_tokens: int = 40,
+    max_length: int | None = None,
+    top_k: int = 5,
+    seed: int = 0,
+    batch_size: int = 32,
+) -> list[str]:
+    """Seeded top-k sampling with the key-value cache; returns prompt + continuation.
+
+    ``max_length``: instead of ``max_new_tokens``, continue each prompt until it holds that many
+    tokens in all (BOS included where the model takes one), as the reference's ``generate_fast``
+    with ``max_out_len`` does; a prompt already that long gets no new token.
+    Prompts of equal token length are sampled together (no padding needed)."""
+    ids = [model.encode(p) for p in prompts]
+    out: list[str | None] = [None] * len(prompts)
+    by_len: dict[int, list[int]] = {}
+    for i, s in enumerate(ids):
+        by_len.setdefault(len(s), []).append(i)
+    for n, idx in sorted(by_len.items()):
+        new = max_new_tokens if max_length is None else max(0, max_length - n)
+        for start in range(0, len(idx), batch_size):
+            chunk = idx[start : start + batch_size]
+            if new == 0:
+                for i in chunk:
+                    out[i] = prompts[i]
+                continue
+            tokens = torch.tensor([ids[i] for i in chunk])
+            sampled = model.sample(tokens, new, top_k=top_k, seed=seed + n * 7919 + start)
+            for i, row in zip(chunk, sampled):
+                out[i] = prompts[i] + model.tokenizer.decode(row[n:])
+    return out  # type: ignore[return-value]
+
+
+@torch.no_grad()
+def perplexity(
+    model: Model,
+    texts: Sequence[str],
+    *,
+    batch_size: int = 32,
+    form: str = "reference",
+    max_tokens: int = 100,
+) -> float:
+    """Perplexity of ``texts``.
+
+    ``form="reference"`` (the reference's): the texts joined by spaces, cut to their first
+    ``max_tokens`` tokens x₁…x_L (BOS included where the model takes one), and
+    exp(−(1/L) Σ_{t=2..L} log p(x_t | x_<t)) — divided by L, the number of tokens, not by the
+    L − 1 predicted, as the reference divides. ``form="per-text"``: the
+    mean over texts of exp(mean next-token NLL), each text scored on its own tokens."""
+    check_forms(ppl=form)
+    if form == "reference":
+        ids = model.encode(" ".join(texts))[:max_tokens] if texts else []
+        if len(ids) < 2:
+            return math.nan
+        tokens = torch.tensor([ids], device=model.device)
+        logp = model.forward(tokens).float().log_softmax(-1)[0]  # [pos, vocab]
+        nll = -logp[:-1].gather(-1, tokens[0, 1:, None]).sum()
+        return float((nll / len(ids)).exp())
+    ppls = []
+    for start in range(0, len(texts), batch_size):
+        seqs = [model.encode(t) for t in texts[start : start + batch_size]]
+        tokens, lengths = model.pad(seqs)
+        logp = model.forward(tokens).float().log_softmax(-1)  # [batch, pos, vocab]
+        nll = -logp[:, :-1].gather(-1, tokens[:, 1:, None]).squeeze(-1)  # [batch, pos-1]
+        mask = torch.arange(tokens.shape[1] - 1, device=tokens.device)[None] < (lengths[:, None] - 1)
+        per_text = (nll * mask).sum(1) / mask.sum(1).clamp(min=1)
+        ppls.extend(per_text.exp().tolist())
+    return float(sum(ppls) / len(ppls)) if ppls else math.nan

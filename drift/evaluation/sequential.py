@@ -1,0 +1,157 @@
+"""Sequential editing: edits stacked one after another, each computed on the already-edited model.
+
+Unlike :func:`drift.evaluation.evaluate.evaluate` with an editor (each case edited, evaluated, rolled back),
+here the model keeps every edit: edit *n* is computed with edits 1..n−1 in place, optionally fused
+sparsely first (``fuse``, e.g. :func:`drift.editors.fusion.drop_and_rescale`). At each checkpoint
+all edits so far are evaluated on the model as it stands — the knowledge-attenuation measurement
+of the AdaPLE paper §3. When the run ends, also through an exception or KeyboardInterrupt, every
+edit is removed and the weights are bit-identical to before.
+
+With ``state=PATH`` the run can be resumed: after each batch the current values of every weight
+the edits touched, the finished checkpoints and the number of edits done are saved there
+(atomically; :func:`save_state` describes the file); a rerun with the same cases and
+``state`` puts those weights back and goes on with the next edit. (Put back as one delta per
+weight, W₀ + (W − W₀), which can differ from W by float rounding; the restore at the end is still
+exact.) The file is removed when the run ends.
+
+Example:
+    >>> import torch
+    >>> from drift.data import load_cases
+    >>> from drift.editors import get_compute
+    >>> before = model.weight("mlp_out", 0).clone()                  # the tiny model's MEMIT layer
+    >>> rows = sequential_edits(model, load_cases("builtin")[:3], get_compute("memit", steps=2),
+    ...                         checkpoints=(1, 3), progress=False)
+    >>> [(r["n_edits"], len(r["cases"]), r["summary"]["ES_n"]) for r in rows]
+    [(1, 1, 1), (3, 3, 3)]
+    >>> torch.equal(model.weight("mlp_out", 0), before)              # every edit removed at the end
+    True
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from tqdm.auto import tqdm
+
+from drift.data import EditCase
+from drift.editors.base import Edit, WeightDelta
+from drift.evaluation.evaluate import evaluate
+from drift.evaluation.metrics import DEFAULT_POOL, DEFAULT_SCORING, check_scoring, summarise
+from drift.model.adapter import Model
+from drift.util.store import CorruptCacheError, config_digest, load_object, save_object
+
+
+def sequential_edits(
+    model: Model,
+    cases: Sequence[EditCase],
+    compute: Callable[[Model, EditCase], Edit],
+    *,
+    checkpoints: Sequence[int] = (1, 10, 25, 50, 100),
+    batch: int = 1,
+    fuse: Callable[[Edit], Edit] | None = None,
+    progress: bool = True,
+    on_checkpoint: Callable[[dict], None] | None = None,
+    on_edit: Callable[[EditCase, Edit], None] | None = None,
+    state: str | Path | None = None,
+    scoring: str = DEFAULT_SCORING,
+    pool: str = DEFAULT_POOL,
+) -> list[dict]:
+    """Apply ``compute``'s edits for ``cases`` one after another without rolling back; after
+    ``n`` edits for each ``n`` in ``checkpoints``, evaluate cases 1..n on the edited model.
+
+    ``batch > 1`` computes the edits of ``batch`` consecutive cases on the same model state and
+    applies them together (checkpoints then fall on the next multiple of ``batch``). ``on_edit``
+    sees every edit as applied (after ``fuse``), e.g. to keep the deltas for analysis. ``state``:
+    a file to resume from and save to (see the module docstring). ``scoring`` and ``pool``: how
+    checkpoints are scored and summarised (see :mod:`drift.evaluation.metrics`).
+
+    Returns one row per checkpoint: ``{"n_edits", "summary", "cases"}``. The model is restored
+    exactly before this returns or raises."""
+    if batch < 1:
+        raise ValueError(f"batch must be at least 1, got {batch}")
+    check_scoring(scoring, pool)
+    handles = []
+    rows: list[dict] = []
+    marks = sorted({n for n in checkpoints if 1 <= n <= len(cases)})
+    run_id = config_digest({"cases": [str(c.case_id) for c in cases], "checkpoints": marks, "batch": batch})
+    touched: set[tuple[str, int]] = set()
+    first = 0
+    bar = tqdm(total=len(cases), desc="sequential edits", disable=not progress)
+    try:
+        saved = load_state(state, run_id)
+        if saved is not None:
+            deltas = [
+                WeightDelta(w, l, v.to(model.weight(w, l).device) - model.weight(w, l).detach())
+                for (w, l), v in saved["weights"].items()
+            ]
+            handles.append(Edit(deltas).apply(model))
+            touched |= set(saved["weights"])
+            rows, first = saved["rows"], saved["n_done"]
+            bar.update(first)
+        for start in range(first, len(cases), batch):
+            group = cases[start : start + batch]
+            edits = []
+            for case in group:
+                edit = compute(model, case)
+                edits.append(fuse(edit) if fuse is not None else edit)
+            for case, edit in zip(group, edits):
+                handles.append(edit.apply(model))
+                touched |= {(d.which, d.layer) for d in edit.deltas}
+                if on_edit is not None:
+                    on_edit(case, edit)
+            bar.update(len(group))
+            i = start + len(group)
+            if any(start < n <= i for n in marks):
+                results = evaluate(
+                    model, cases[:i], edit=None, fluency=False, progress=False, scoring=scoring
+                )
+                row = {
+                    "n_edits": i,
+                    "summary": summarise([r["metrics"] for r in results], pool),
+                    "cases": results,
+                }
+                rows.append(row)
+                if on_checkpoint is not None:
+                    on_checkpoint(row)
+            if state is not None:
+                weights = {k: model.weight(*k).detach().cpu().clone() for k in sorted(touched)}
+                save_state(state, run_id, i, rows, weights)
+        if state is not None and Path(state).exists():
+            Path(state).unlink()
+    finally:
+        bar.close()
+        for h in reversed(handles):
+            h.remove()
+    return rows
+
+
+def save_state(path: Path | str, run_id: str, n_done: int, rows: list[dict], weights: dict) -> None:
+    """Save the progress of a run of stacked edits (:func:`drift.evaluation.sequential.sequential_edits` with
+    ``state=PATH``; the ``sequential`` command's ``.partial-KEY/state.pt``), rewritten atomically
+    after each batch: one pickle (:func:`drift.util.store.save_object`) of ``{"run_id": the run's key
+    (its cases, checkpoints and batch), "n_done": edits applied, "rows": the finished checkpoints'
+    rows, "weights": {(which, layer): the weight's current value} for every weight the edits
+    touched}``.
+
+    >>> import tempfile, pathlib, torch
+    >>> path = pathlib.Path(tempfile.mkdtemp()) / "state.pt"
+    >>> save_state(path, "abc", 2, [], {("mlp_out", 0): torch.zeros(2)})
+    >>> load_state(path, "abc")["n_done"], load_state(path, "another run")
+    (2, None)
+    """
+    save_object(Path(path), {"run_id": run_id, "n_done": n_done, "rows": rows, "weights": weights})
+
+
+def load_state(path: Path | str | None, run_id: str) -> dict | None:
+    """The progress :func:`save_state` saved for the run ``run_id``; ``None`` when there is none
+    (no path, no file, another run's file, or a damaged one: the run starts over)."""
+    if path is None or not Path(path).exists():
+        return None
+    try:
+        saved = load_object(Path(path))
+    except CorruptCacheError:
+        return None
+    if not isinstance(saved, dict) or saved.get("run_id") != run_id:
+        return None
+    return saved

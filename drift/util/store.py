@@ -1,0 +1,340 @@
+"""On-disk caches that survive interruption and concurrent writers.
+
+Every cache drift keeps (the converted default model, key statistics, context prefixes) goes
+through this module:
+
+- ``cache_root()``: ``$DRIFT_CACHE`` if set, else ``$XDG_CACHE_HOME/drift`` or ``~/.cache/drift``.
+- ``building_dir(final)``: a context manager that yields a private temporary folder next to
+  ``final``; on a clean exit it writes a manifest (file sizes and SHA-256 digests) and renames the
+  folder into place in one step. If another process got there first, the other folder wins
+  and ours is discarded, so two writers end with one valid folder.
+- ``verify_dir(folder)``: True only for a folder whose manifest matches its files;
+  ``verify_dir_stamped(folder)`` the same on a schedule cheap enough for every load (sizes,
+  modification times and a sampled digest each time, the full digests when any differs or weekly).
+- ``doctor()``: every cache re-hashed in full (``python -m drift doctor``).
+- ``save_tensors`` / ``load_tensors``: one safetensors file written atomically, with a digest
+  of its contents in its metadata; a truncated or altered file raises ``CorruptCacheError``.
+- ``replacing(path)``: the one atomic write (a temporary file renamed over ``path``), under
+  ``save_text``, ``save_json`` (every JSON file a later run reads), ``save_object`` (pickles) and
+  ``save_tensors``. Run state (logs, records, resumable progress) is :mod:`drift.cli.runs`'.
+
+Example:
+    >>> import tempfile, pathlib, torch
+    >>> root = pathlib.Path(tempfile.mkdtemp())
+    >>> save_tensors(root / "c.safetensors", {"C": torch.eye(2)}, {"layer": "3"})
+    >>> tensors, meta = load_tensors(root / "c.safetensors")
+    >>> meta["layer"], tensors["C"].shape
+    ('3', torch.Size([2, 2]))
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+import time
+from pathlib import Path
+from typing import Iterator
+
+import torch
+
+MANIFEST = "drift-manifest.json"
+
+
+class CorruptCacheError(RuntimeError):
+    """A cache file exists but does not match its recorded size or digest."""
+
+
+def cache_root() -> Path:
+    """The folder under which drift keeps its caches (created on demand)."""
+    env = os.environ.get("DRIFT_CACHE")
+    if env:
+        root = Path(env)
+    else:
+        base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+        root = Path(base) / "drift"
+    root.mkdir(parents=True, exist_ok=True)
+    return root
+
+
+def config_digest(config: object) -> str:
+    """16 hex digits of the SHA-256 of ``config`` as JSON with sorted keys: the identity of a
+    configuration (a run's key, a resumable state's owner).
+
+    >>> config_digest({"b": 1, "a": [2]}) == config_digest({"a": [2], "b": 1})
+    True
+    """
+    return hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def file_digest(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 22), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _manifest_of(folder: Path) -> dict[str, dict[str, int | str]]:
+    return {
+        p.name: {"size": p.stat().st_size, "sha256": file_digest(p)}
+        for p in sorted(folder.iterdir())
+        if p.is_file() and p.name != MANIFEST
+    }
+
+
+def verify_dir(folder: Path, *, digests: bool = False) -> bool:
+    """Whether ``folder`` is a complete cache folder.
+
+    Sizes are always checked (cheap); ``digests=True`` also re-hashes every file.
+    """
+    man_path = folder / MANIFEST
+    if not man_path.is_file():
+        return False
+    try:
+        manifest = json.loads(man_path.read_text())
+    except (OSError, json.JSONDecodeError):
+        return False
+    if not isinstance(manifest, dict) or not manifest:
+        return False
+    for name, rec in manifest.items():
+        p = folder / name
+        if not p.is_file() or p.stat().st_size != rec.get("size"):
+            return False
+        if digests and file_digest(p) != rec.get("sha256"):
+            return False
+    return True
+
+
+STAMP = ".drift-verified.json"
+SAMPLE_CHUNKS, SAMPLE_BYTES = 256, 1 << 16  # a sampled digest reads 16 MiB of a file at most
+FULL_CHECK_EVERY = 7 * 24 * 3600  # seconds between full re-hashes of a folder that looks unchanged
+
+
+def sample_digest(path: Path) -> str:
+    """SHA-256 of a file's size and of ``SAMPLE_CHUNKS`` chunks of ``SAMPLE_BYTES`` at fixed,
+    evenly spread offsets (the first and last bytes included): the whole file when it is small.
+    Cheap enough for every load; damage that misses every chunk waits for the full check."""
+    size = Path(path).stat().st_size
+    h = hashlib.sha256(str(size).encode())
+    with open(path, "rb") as f:
+        if size <= SAMPLE_CHUNKS * SAMPLE_BYTES:
+            for chunk in iter(lambda: f.read(1 << 22), b""):
+                h.update(chunk)
+        else:
+            span = size - SAMPLE_BYTES
+            for i in range(SAMPLE_CHUNKS):
+                f.seek(i * span // (SAMPLE_CHUNKS - 1))
+                h.update(f.read(SAMPLE_BYTES))
+    return h.hexdigest()
+
+
+def verify_dir_stamped(folder: Path, *, full: bool = False) -> bool:
+    """Whether ``folder`` is complete and its files hold what its manifest records, checked on a
+    schedule that costs little per load: every load compares each file's size, modification
+    time and sampled digest (:func:`sample_digest`) with those of the last full check (recorded
+    in ``STAMP``); any difference, a stamp older than ``FULL_CHECK_EVERY``, or ``full=True``
+    re-hashes every file against the manifest's SHA-256. So a file overwritten in place, even at
+    the same size and with its modification time put back, is caught at the next load when the
+    damage falls in a sampled chunk, and within a week (or at ``python -m drift doctor``) when not."""
+    if not verify_dir(folder):
+        return False
+    try:
+        manifest = json.loads((folder / MANIFEST).read_text())
+        now = {n: [(folder / n).stat().st_size, (folder / n).stat().st_mtime_ns] for n in manifest}
+    except (OSError, json.JSONDecodeError):
+        return False
+    if not full:
+        try:
+            stamp = json.loads((folder / STAMP).read_text())
+            files = stamp["files"]
+            fresh = 0 <= time.time() - float(stamp["checked"]) < FULL_CHECK_EVERY
+            if fresh and {n: v[:2] for n, v in files.items()} == now:
+                if all(sample_digest(folder / n) == files[n][2] for n in now):
+                    return True
+        except (OSError, json.JSONDecodeError, KeyError, TypeError, ValueError, IndexError):
+            pass
+    if not verify_dir(folder, digests=True):
+        return False
+    try:
+        stamp = {
+            "checked": time.time(),
+            "files": {n: [*v, sample_digest(folder / n)] for n, v in now.items()},
+        }
+        save_json(folder / STAMP, stamp)
+    except OSError:  # a read-only cache: verified now, verified again next time
+        pass
+    return True
+
+
+@contextlib.contextmanager
+def building_dir(final: Path) -> Iterator[Path]:
+    """Build a cache folder privately, then move it into place atomically.
+
+    If the block raises (or is interrupted), the temporary folder is removed and ``final`` is
+    untouched. If ``final`` already holds a valid folder when we finish, ours is discarded.
+    """
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.building-", dir=final.parent))
+    try:
+        yield tmp
+        (tmp / MANIFEST).write_text(json.dumps(_manifest_of(tmp), indent=1))
+        if final.exists() and not verify_dir(final):
+            shutil.rmtree(final, ignore_errors=True)
+        try:
+            os.rename(tmp, final)
+        except OSError:
+            if not verify_dir(final):  # not a lost race: a real failure
+                raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _tensor_digest(tensors: dict[str, torch.Tensor]) -> str:
+    h = hashlib.sha256()
+    for k in sorted(tensors):
+        t = tensors[k].detach().contiguous().cpu()
+        h.update(k.encode())
+        h.update(str(tuple(t.shape)).encode() + str(t.dtype).encode())
+        h.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return h.hexdigest()
+
+
+def save_tensors(path: Path, tensors: dict[str, torch.Tensor], meta: dict[str, str]) -> None:
+    """Write ``tensors`` to a safetensors file atomically (temp file + rename), with a digest."""
+    from safetensors.torch import save_file
+
+    clean = {k: v.detach().contiguous().cpu() for k, v in tensors.items()}
+    with replacing(path) as tmp:
+        save_file(clean, tmp, metadata={**meta, "drift_digest": _tensor_digest(clean)})
+
+
+def load_tensors(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """Read a file written by ``save_tensors``; raise ``CorruptCacheError`` if it is damaged."""
+    from safetensors import safe_open
+
+    path = Path(path)
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            meta = dict(f.metadata() or {})
+            tensors = {k: f.get_tensor(k) for k in f.keys()}
+    except Exception as e:  # safetensors raises several types for truncated headers/data
+        raise CorruptCacheError(f"cache file {path} is unreadable ({e})") from e
+    digest = meta.pop("drift_digest", None)
+    if digest is None or digest != _tensor_digest(tensors):
+        raise CorruptCacheError(f"cache file {path} does not match its recorded digest")
+    return tensors, meta
+
+
+def doctor(root: Path | None = None, *, fix: bool = False) -> list[tuple[Path, str | None]]:
+    """Check every cache under ``root`` (default :func:`cache_root`) in full: each model folder
+    (re-hashed against its manifest), each tensor file (against its recorded digest), each JSON
+    file (parsed). Returns ``(path, problem)`` for everything checked (``problem`` ``None`` when
+    sound); ``fix=True`` deletes what is damaged, so it is rebuilt when next needed. Folders
+    being built (hidden ``.NAME.building-*``) are left alone."""
+    root = cache_root() if root is None else Path(root)
+    found: list[tuple[Path, str | None]] = []
+
+    def walk(folder: Path) -> None:
+        if (folder / MANIFEST).is_file():
+            ok = verify_dir_stamped(folder, full=True)
+            found.append((folder, None if ok else "its files do not match their recorded digests"))
+            return
+        for p in sorted(folder.iterdir()):
+            if p.name.startswith("."):
+                continue
+            if p.is_dir():
+                walk(p)
+            elif p.suffix == ".safetensors":
+                try:
+                    load_tensors(p)
+                    found.append((p, None))
+                except CorruptCacheError as e:
+                    found.append((p, str(e)))
+            elif p.suffix == ".json":
+                try:
+                    json.loads(p.read_text())
+                    found.append((p, None))
+                except (UnicodeDecodeError, json.JSONDecodeError) as e:
+                    found.append((p, f"not readable JSON ({e})"))
+
+    if root.is_dir():
+        walk(root)
+    if fix:
+        for path, problem in found:
+            if problem is not None:
+                shutil.rmtree(path) if path.is_dir() else path.unlink()
+    return found
+
+
+def _umask_mode() -> int:
+    """The mode a plain new file gets under the process's umask (``mkstemp`` makes 0600)."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
+@contextlib.contextmanager
+def replacing(path: Path) -> Iterator[str]:
+    """A temporary file beside ``path`` (its name, created empty) that replaces ``path`` in one
+    rename when the block ends cleanly and is removed when it raises: a reader sees the old file
+    or the new one, never half of one. How drift writes every whole file that a later run reads
+    (logs grow a line at a time instead, and cache folders are renamed whole by ``building_dir``)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    os.close(fd)
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
+def save_text(path: Path, text: str) -> None:
+    """Write ``text`` atomically (:func:`replacing`), with the permissions the umask gives; an
+    ``OSError`` names ``path``, not the temporary file."""
+    path = Path(path)
+    try:
+        with replacing(path) as tmp:
+            os.chmod(tmp, _umask_mode())
+            Path(tmp).write_text(text, encoding="utf-8")
+    except OSError as e:  # a full disk, a read-only folder: name the file meant
+        raise OSError(e.errno, e.strerror, str(path)) from e
+
+
+def save_json(path: Path, obj: object) -> None:
+    """Write ``obj`` as JSON (indented by one space) atomically: a results file, a cache of texts,
+    a command's summary. ``obj`` is serialised before anything is written, so one that JSON
+    cannot hold raises and leaves the old file as it was.
+
+    >>> import tempfile, pathlib
+    >>> path = pathlib.Path(tempfile.mkdtemp()) / "r.json"
+    >>> save_json(path, {"ES": 100.0})
+    >>> save_json(path, {"ES": object()})
+    Traceback (most recent call last):
+    ...
+    TypeError: Object of type object is not JSON serializable
+    >>> json.loads(path.read_text())
+    {'ES': 100.0}
+    """
+    save_text(path, json.dumps(obj, indent=1))
+
+
+def save_object(path: Path, obj: object) -> None:
+    """Pickle ``obj`` (tensors and dataclasses of drift's results) atomically with ``torch.save``."""
+    with replacing(path) as tmp:
+        torch.save(obj, tmp)
+
+
+def load_object(path: Path) -> object:
+    """Read a file written by ``save_object`` (drift's own files only: it unpickles);
+    ``CorruptCacheError`` if it is damaged."""
+    try:
+        return torch.load(path, weights_only=False)
+    except Exception as e:  # truncated or foreign files fail in several ways
+        raise CorruptCacheError(f"cache file {path} is unreadable ({e})") from e
