@@ -2,7 +2,7 @@
 
 The same command as ``python -m drift mechanism`` (drift/cli/commands/mechanism.py holds the code):
 
-    python analyses/sadr_mechanism.py --limit 10 --out figures/sadr_mechanism
+    python analyses/sadr_mechanism.py --limit 10 --out-dir figures/sadr_mechanism
     python analyses/sadr_mechanism.py --data CASES.json --ids unseen-eval.json --limit 10 --control
 """
 

@@ -42,10 +42,11 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from drift.cli.runs import CaseLog, digest_of, file_or_name, read_any  # noqa: E402
+from drift.cli.runs import CaseLog, read_any  # noqa: E402
+from drift.cli.spec import digest_of, file_or_name
+from drift.data import dev_set_or_builtin  # noqa: E402
 from drift.evaluation.compare import paired_difference  # noqa: E402
 
-DEV_SET = ROOT.parent / "shared" / "data" / "counterfact-merged-dev.json"
 OUT = ROOT / "results" / "stats_choice"
 VARIANTS = ("novels", "novels-pos0", "sampled", "novels-small")
 METRICS = ("ES", "PS", "NS", "RS", "DNS", "EM", "PM", "NM", "RM", "DNM")
@@ -132,7 +133,7 @@ def main(argv=None) -> None:
     from drift.cli import options as O
 
     ap = O.parser("analyses/stats_choice.py", __doc__.split("\n")[0])
-    O.add_data(ap, default=str(DEV_SET) if DEV_SET.is_file() else "builtin", limit=1178, shard=True)
+    O.add_data(ap, default=dev_set_or_builtin(), limit=1178, shard=True)
     ap.set_defaults(shard="10/50")
     O.add_model(ap, device=False, dtype=False)
     ap.add_argument("--sampled-texts", type=int, default=50)

@@ -108,7 +108,7 @@ def preset_steps(editor: str) -> int:
 def split_size(config: dict) -> int | None:
     """How many cases the run's split holds (``--limit`` then ``--shard``), when its case file is
     here and unchanged; else ``None``."""
-    from drift.cli.runs import digest_of
+    from drift.cli.spec import digest_of
     from drift.data import load_cases
     from drift.util.runtime import share
 

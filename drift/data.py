@@ -37,6 +37,16 @@ class CaseError(ValueError):
     """A case file or a case in it is malformed; the message names the case and the field."""
 
 
+# the main paper's 1,178 dev cases (CounterFact + WikiData), where the project's shared folder sits
+# beside a checkout; the commands that default to it fall back to the built-in cases elsewhere
+DEV_SET = Path(__file__).resolve().parents[2] / "shared" / "data" / "counterfact-merged-dev.json"
+
+
+def dev_set_or_builtin() -> str:
+    """The dev set's path when it is there, else ``"builtin"``."""
+    return str(DEV_SET) if DEV_SET.is_file() else "builtin"
+
+
 @dataclass(frozen=True)
 class Probe:
     """A prompt and the answer the model should give to it."""

@@ -115,7 +115,7 @@ fi
 # sequential editing: 8 runs (4 curves of 100 edits, 4 sweep points), one process each
 for i in ${PARTS-1 2 3 4 5 6 7 8}; do
     mkdir -p "$W/seq/p$i"
-    timeout "$(left)" "$PY" -m drift sequential "${SEQ[@]}" --device "$DEV" --part "$i/8" --out "$W/seq/p$i" --quiet \
+    timeout "$(left)" "$PY" -m drift sequential "${SEQ[@]}" --device "$DEV" --part "$i/8" --out-dir "$W/seq/p$i" --quiet \
         >"$W/seq/p$i/log.txt" 2>&1 &
 done
 # Table 3's rows, then each editor's validation grid (20 and 40 steps in a process of their own)

@@ -5,7 +5,7 @@
 # appended to results/sequential/pI/sequential-runs.jsonl when it ends.
 #
 #   setsid nohup bash scripts/sequential_runs.sh >/dev/null 2>&1 &     # in the background
-#   .venv/bin/python -m drift sequential --join results/sequential/p* --out figures/sequential
+#   .venv/bin/python -m drift sequential --join results/sequential/p* --out-dir figures/sequential
 #
 # A run that is stopped resumes after its last finished edit on the same machine (its state,
 # .partial-KEY/state.pt, holds weights and is not committed); a finished run is never redone.
@@ -21,7 +21,7 @@ lane() {  # PARTS...: one after another
         mkdir -p "$DIR/p$i"
         echo "$(date -u +%FT%TZ) start part $i/8 at $(git -C "$ROOT" rev-parse --short HEAD)" >>"$DIR/runs.log"
         nice -n "${NICE:-10}" "$ROOT/.venv/bin/python" -m drift sequential --part "$i/8" --device cpu \
-            --out "$DIR/p$i" --quiet >>"$DIR/p$i/log.txt" 2>&1
+            --out-dir "$DIR/p$i" --quiet >>"$DIR/p$i/log.txt" 2>&1
         echo "$(date -u +%FT%TZ) end part $i/8 (status $?)" >>"$DIR/runs.log"
     done
 }

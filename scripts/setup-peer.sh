@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# Build .venv-peer: the environment in which analyses/peer_rome.py runs the ROME of the paper's own
+# Build .venv-peer: the environment in which benchmarks/peer_rome.py runs the ROME of the paper's own
 # code (an EasyEdit fork, github.com/PinzhengWang322/Reveal_Attention_Drift) for
-# `analyses/bench.py peer --reference DIR`. Nothing of that code is copied into this repository:
+# `benchmarks/bench.py peer --reference DIR`. Nothing of that code is copied into this repository:
 # peer_rome.py imports it from DIR at run time.
 #
 #   bash scripts/setup-peer.sh DIR

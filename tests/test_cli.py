@@ -39,7 +39,7 @@ def test_eval_resumes_without_redoing_finished_cases(tmp_path, real, monkeypatch
 
     monkeypatch.setattr(ev, "_evaluate_group", interrupted)
     with pytest.raises(KeyboardInterrupt):
-        main(args + ["--batch-cases", "1"])
+        main(args + ["--batch-size", "1"])
     assert not out.exists() and len(seen) == 1
     redone = []
 
@@ -48,7 +48,7 @@ def test_eval_resumes_without_redoing_finished_cases(tmp_path, real, monkeypatch
         return real_group(model, cases, *a, **k)
 
     monkeypatch.setattr(ev, "_evaluate_group", counting)
-    assert main(args + ["--batch-cases", "1"]) == 0
+    assert main(args + ["--batch-size", "1"]) == 0
     assert seen[0] not in redone and len(redone) == 2
     assert len(json.loads(out.read_text())["cases"]) == 3
 
@@ -61,7 +61,9 @@ def test_unknown_editor_is_named(tmp_path, capsys):
 
 
 def test_sadr_without_an_editor_is_refused(tmp_path):
-    with pytest.raises(ValueError, match="need an editor, not 'none'"):
+    with pytest.raises(
+        ValueError, match="--sadr changes how an edit is computed, but --editor is none: add --editor rome"
+    ):
         main(["eval", "--editor", "none", "--sadr", "0.01", "--out", str(tmp_path / "x.json")])
 
 

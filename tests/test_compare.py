@@ -9,7 +9,7 @@ import pytest
 from scipy import stats
 
 from drift.__main__ import main
-from drift.cli.runs import run_label
+from drift.cli.spec import run_label
 from drift.evaluation.compare import compare_table, paired_difference
 
 

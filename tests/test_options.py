@@ -29,7 +29,7 @@ BAD = [
     (["trace", "--kinds", "mlp,head"], "--kinds: expected some of mlp,attn,layer"),
     (["sadr", "--editors", "rome,foo"], "--editors: invalid editor(s) 'foo'"),
     (["sequential", "--part", "0/2"], "--part: expected I/N"),
-    (["mechanism", "--window", "5"], "--window: expected first,last layer"),
+    (["mechanism", "--attn-layers", "5"], "--attn-layers: expected first,last layer"),
     (["steps", "--config", "later"], "--config: invalid choice: 'later'"),
 ]
 
@@ -76,23 +76,16 @@ def test_the_editor_choices_are_the_editors():
 
 
 def test_no_parser_outside_options_defines_model_data_or_out():
-    """analyses/peer_rome.py is left out: it runs in the reference code's environment (.venv-peer)
+    """benchmarks/peer_rome.py is left out: it runs in the reference code's environment (.venv-peer)
     and imports nothing of drift by design; its --model is that side's Hugging Face folder."""
     defined = re.compile(r"""add_argument\(\s*["']--(model|data|out)["']""")
-    files = [*ROOT.glob("drift/**/*.py"), *ROOT.glob("analyses/*.py")]
+    files = [*ROOT.glob("drift/**/*.py"), *ROOT.glob("analyses/*.py"), *ROOT.glob("benchmarks/*.py")]
     found = [
         str(f.relative_to(ROOT))
         for f in files
         if f.name not in ("options.py", "peer_rome.py") and defined.search(f.read_text())
     ]
     assert not found
-
-
-def test_an_older_option_name_still_works():
-    args = build_parser().parse_args(["eval", "--batch-cases", "4", "--out", "r.json"])
-    assert args.batch_size == 4
-    assert build_parser().parse_args(["steps", "--cases", "2"]).limit == 2
-    assert "--batch-cases" not in build_parser()._subparsers._group_actions[0].choices["eval"].format_help()
 
 
 def test_a_table_gives_what_the_command_line_gives():
@@ -168,3 +161,43 @@ def test_the_command_line_has_no_import_cycle():
         return False
 
     assert not [m for m in mine if reaches(m, m, set())]
+
+
+def _subcommand_flags() -> dict[str, list[tuple]]:
+    """Every option string of every subcommand: (command, dest, action, type, nargs, help's meaning)."""
+    import argparse
+    import re
+
+    from drift.__main__ import build_parser
+
+    sub = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
+    flags: dict[str, list[tuple]] = {}
+    for command, parser in sub.choices.items():
+        for a in parser._actions:
+            meaning = a.help
+            if meaning and meaning != argparse.SUPPRESS:  # a default and a context may differ
+                meaning = re.sub(r"\s*\((default|e\.g\.)[^)]*\)", "", meaning)
+                meaning = re.sub(r"^with --[\w-]+: ", "", meaning)
+            kind = getattr(a.type, "__name__", a.type)
+            for flag in a.option_strings:
+                flags.setdefault(flag, []).append((command, a.dest, type(a).__name__, kind, a.nargs, meaning))
+    return flags
+
+
+def test_every_flag_has_one_name_one_type_and_one_meaning_across_subcommands():
+    flags = _subcommand_flags()
+    assert len(flags) > 50 and {"--out", "--out-dir", "--editor", "--sadr", "-q", "-v"} <= set(flags)
+    differing = {flag: uses for flag, uses in flags.items() if len({u[1:] for u in uses}) > 1}
+    assert not differing, differing
+
+
+@pytest.mark.parametrize("where", ["before", "after"])
+def test_verbosity_flags_work_before_and_after_the_subcommand(where):
+    from drift.__main__ import build_parser
+
+    flags = ["-q"] if where == "before" else []
+    rest = [] if where == "before" else ["-q"]
+    args = build_parser().parse_args([*flags, "eval", "--out", "r.json", *rest])
+    assert args.quiet is True and args.verbosity == 0
+    args = build_parser().parse_args(["eval", "--out", "r.json", "-vv"])
+    assert args.verbosity == 2 and args.quiet is False

@@ -101,18 +101,3 @@ def test_fast_patch_scan_equals_naive_loop_on_the_real_model(real):
     fast = patch_scan(real, tokens, states, src, read)
     naive = patch_scan_naive(real, tokens, states, src, read)
     torch.testing.assert_close(fast, naive, atol=1e-5, rtol=0)
-
-
-def test_old_names_still_import_with_a_deprecation_warning():
-    import drift.interp.patching as patching
-    import drift.interp.tracing as tracing
-
-    with pytest.warns(DeprecationWarning, match="patch_scan"):
-        from drift.interp.patching import sweep
-    assert sweep is patch_scan
-    with pytest.warns(DeprecationWarning, match="patch_scan_naive"):
-        assert patching.sweep_naive is patch_scan_naive
-    with pytest.warns(DeprecationWarning, match="PatchScan"):
-        assert tracing.Sweep is tracing.PatchScan
-    with pytest.raises(AttributeError):
-        patching.no_such_name  # noqa: B018

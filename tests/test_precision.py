@@ -70,7 +70,7 @@ def test_a_dtype_is_given_by_name_or_refused_naming_it():
 def test_the_command_line_takes_dtype_and_keys_half_precision_runs_apart(tmp_path, capsys):
     from drift.__main__ import build_parser
     from drift.cli import jobs
-    from drift.cli.runs import run_key, run_label
+    from drift.cli.spec import run_key, run_label
 
     argv = ["eval", "--data", "builtin", "--limit", "1", "--out", str(tmp_path / "r.json")]
     with pytest.raises(SystemExit) as refused:

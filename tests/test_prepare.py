@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import pytest
 
-from drift.__main__ import main
-from drift.cli.prepare import prepare, stats_layers
+from drift.__main__ import cli
+from drift.cli.commands.prepare import prepare, stats_layers
 
 
-def test_plan_layers_is_the_union_of_the_editors_preset_layers(tiny):
+def test_stats_layers_is_the_union_of_the_editors_preset_layers(tiny):
     from drift.editors.memit import preset as memit_preset
     from drift.editors.rome import preset as rome_preset
 
@@ -36,12 +36,5 @@ def test_prepare_caches_what_the_first_edit_would_compute(tiny, monkeypatch, tmp
 
 
 def test_prepare_command_names_a_bad_editor(capsys):
-    assert main(["prepare", "--editors", "rome,bogus"]) == 2
+    assert cli(["prepare", "--editors", "rome,bogus"]) == 2
     assert "bogus" in capsys.readouterr().err
-
-
-def test_plan_layers_still_imports_with_a_deprecation_warning():
-    import drift.cli.prepare
-
-    with pytest.warns(DeprecationWarning, match="stats_layers"):
-        assert drift.cli.prepare.plan_layers is stats_layers

@@ -247,7 +247,7 @@ def test_a_case_file_changed_since_a_run_began_is_another_configuration(tiny_dir
     stopping.done = False
     monkeypatch.setattr(ev, "_evaluate_group", stopping)
     with pytest.raises(KeyboardInterrupt):
-        _tiny_eval(tiny_dir, out, "--data", str(data), "--batch-cases", "1")
+        _tiny_eval(tiny_dir, out, "--data", str(data), "--batch-size", "1")
     monkeypatch.setattr(ev, "_evaluate_group", real)
     _retarget(data)  # the interrupted run's finished row was computed for "Rome"
     with pytest.raises(RunConflict, match=r"data_sha256 \(the case file's contents changed\).*--restart"):
@@ -357,7 +357,7 @@ def test_fluency_does_not_depend_on_how_many_cases_share_a_batch(tiny_dir, tmp_p
     runs = {}
     for k in ("1", "3"):
         out = tmp_path / f"b{k}.json"
-        args = ["eval", "--model", tiny_dir, "--limit", "3", "--quiet", "--batch-cases", k, "--out", str(out)]
+        args = ["eval", "--model", tiny_dir, "--limit", "3", "--quiet", "--batch-size", k, "--out", str(out)]
         assert main(args) == 0
         runs[k] = json.loads(out.read_text())
     assert all("FL" in r["metrics"] for r in runs["3"]["cases"])
@@ -469,7 +469,7 @@ def test_user_mistakes_are_one_line_errors(tiny_dir, tmp_path, monkeypatch, caps
         assert capsys.readouterr().err.startswith(f"error: --fit {fit}: expected the JSON object")
         spec = tmp_path / "s.toml"
         spec.write_text("[[run]]\nname = 5\n")
-        assert cli(["sweep", str(spec), "--out", str(tmp_path / "sw")]) == 2
+        assert cli(["sweep", str(spec), "--out-dir", str(tmp_path / "sw")]) == 2
         assert "name must be a non-empty string, got 5" in capsys.readouterr().err
     # a full disk when the results are written: one line, and the finished cases stay in the log
     import drift.cli.runs

@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 
 from drift.__main__ import main
-from drift.cli.runs import CaseLog, RunConflict, join, run_key, run_label
+from drift.cli.runs import CaseLog, RunConflict, join
+from drift.cli.spec import run_key, run_label
 from drift.evaluation.metrics import summary_stats
 
 ARGS = ["eval", "--data", "builtin", "--limit", "3", "--no-fluency", "--quiet"]
@@ -38,7 +39,7 @@ def _interrupted(tiny_dir, out: Path, monkeypatch, *extra: str, after: int = 1) 
 
     monkeypatch.setattr(ev, "_evaluate_group", stopping)
     with pytest.raises(KeyboardInterrupt):
-        main(ARGS + ["--model", tiny_dir, "--out", str(out), "--batch-cases", "1", *extra])
+        main(ARGS + ["--model", tiny_dir, "--out", str(out), "--batch-size", "1", *extra])
     monkeypatch.setattr(ev, "_evaluate_group", real)
     return out.with_name(out.name + ".partial.jsonl")
 

@@ -95,7 +95,7 @@ def test_sadr_script_writes_table3_and_resumes(tmp_path, tiny_dir, capsys):
 
     from tests.conftest import run_analysis
 
-    argv = ["--model", tiny_dir, "--limit", "1", "--no-figures", "--steps", "2", "--out", tmp_path]
+    argv = ["--model", tiny_dir, "--limit", "1", "--no-figures", "--sadr-steps", "2", "--out-dir", tmp_path]
     run_analysis("sadr", argv, capsys)
     table = json.loads((tmp_path / "sadr.json").read_text())["table3"]
     assert list(table) == ["None", "ROME", "ROME+SADR (γ=0.01)"]  # the paper's γ for ROME
@@ -123,7 +123,9 @@ def test_sadr_mechanism_script_reports_terms_heads_and_drift(tmp_path, tiny_dir,
     from tests.conftest import run_analysis
 
     stdout, _ = run_analysis(
-        "sadr_mechanism", ["--model", tiny_dir, "--limit", "1", "--window", "0,1", "--out", tmp_path], capsys
+        "sadr_mechanism",
+        ["--model", tiny_dir, "--limit", "1", "--attn-layers", "0,1", "--out-dir", tmp_path],
+        capsys,
     )
     assert "layers with most restrained heads" in stdout
     s = json.loads((tmp_path / "sadr_mechanism.json").read_text())["summary"]
@@ -143,7 +145,7 @@ def test_sadr_mechanism_runs_on_the_cases_named_by_ids(tmp_path, tiny_dir, tiny,
     from tests.conftest import run_analysis
 
     second = [c for c in load_cases("builtin") if c.distracting][1].case_id
-    argv = ["--model", tiny_dir, "--window", "0,1", "--out", tmp_path]
+    argv = ["--model", tiny_dir, "--attn-layers", "0,1", "--out-dir", tmp_path]
     stdout, _ = run_analysis("sadr_mechanism", argv + ["--ids", second, "--control"], capsys)
     saved = json.loads((tmp_path / "sadr_mechanism.json").read_text())
     cases = saved["cases"]

@@ -141,7 +141,7 @@ def test_sequential_script_writes_its_figures_and_reuses_finished_runs(tmp_path,
         "0.5,0.9",
         "--sim-edits",
         "3",
-        "--out",
+        "--out-dir",
         out,
     ]
     run_analysis("sequential", argv, capsys)

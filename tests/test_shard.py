@@ -125,13 +125,13 @@ def test_sequential_parts_join_into_the_whole(tmp_path, tiny_dir, capsys):
     logs = []
     for i in (1, 2):
         out = tmp_path / f"part{i}"
-        stdout, _ = run_analysis("sequential", base + ["--part", f"{i}/2", "--out", out], capsys)
+        stdout, _ = run_analysis("sequential", base + ["--part", f"{i}/2", "--out-dir", out], capsys)
         assert f"part {i}/2: done" in stdout and not list(out.glob("*.png"))
         logs.append((out / "sequential-runs.jsonl").read_text())
     assert sum(len(x.splitlines()) for x in logs) == 3  # MEMIT, MEMIT +DR, the sweep point: each once
     joined = tmp_path / "joined"
     _, stderr = run_analysis(
-        "sequential", base + ["--out", joined, "--join", tmp_path / "part1", tmp_path / "part2"], capsys
+        "sequential", base + ["--out-dir", joined, "--join", tmp_path / "part1", tmp_path / "part2"], capsys
     )
     assert "sequential edits" not in stderr  # nothing computed again
     res = json.loads((joined / "sequential.json").read_text())
@@ -152,7 +152,7 @@ def test_the_sadr_grid_runs_each_distinct_configuration_once_and_resumes(
         "2",
         "--sweep-limit",
         "1",
-        "--gammas",
+        "--figure-gammas",
         "1e-3",
         "--knob-steps",
         "2",

@@ -109,10 +109,10 @@ def test_a_bad_option_fails_before_any_run_starts(tmp_path, tiny_dir, monkeypatc
     monkeypatch.setattr(drift, "load_model", lambda *a, **k: pytest.fail("a model was loaded"))
     spec = _spec(tmp_path, tiny_dir, TWO_RUNS + '\n[[run]]\neditor = "romee"\n')
     with pytest.raises(ValueError, match="run 'romee': unknown editor 'romee'"):
-        main(["sweep", str(spec), "--out", str(tmp_path / "out"), "--engine", "local"])
+        main(["sweep", str(spec), "--out-dir", str(tmp_path / "out"), "--engine", "local"])
     (tmp_path / "bad.toml").write_text("limit = ")
     with pytest.raises(ValueError, match="bad.toml is not valid TOML"):
-        main(["sweep", str(tmp_path / "bad.toml"), "--out", str(tmp_path / "out")])
+        main(["sweep", str(tmp_path / "bad.toml"), "--out-dir", str(tmp_path / "out")])
 
 
 def _same_rows(a: dict, b: dict) -> None:
@@ -134,7 +134,7 @@ def _one_by_one(tmp_path: Path, tiny_dir: str) -> dict[str, dict]:
 def test_a_local_sweep_equals_eval_run_by_run_and_a_changed_run_is_refused(tmp_path, tiny_dir, capsys):
     spec = _spec(tmp_path, tiny_dir, TWO_RUNS)
     out = tmp_path / "out"
-    assert main(["sweep", str(spec), "--out", str(out), "--engine", "local", "--quiet"]) == 0
+    assert main(["sweep", str(spec), "--out-dir", str(out), "--engine", "local", "--quiet"]) == 0
     table = capsys.readouterr().out
     assert "| rome: rome 3 steps |" in table and "wrote 2 results files" in table
     expected = _one_by_one(tmp_path, tiny_dir)
@@ -147,25 +147,25 @@ def test_a_local_sweep_equals_eval_run_by_run_and_a_changed_run_is_refused(tmp_p
     (tmp_path / "grown.toml").write_text(grown)
     real_run, seen = drift.cli.jobs.run, []
 
-    def counting(job, model, log, cases=None, **kw):
-        seen.extend(c.case_id for c in log.remaining(cases))
-        return real_run(job, model, log, cases, **kw)
+    def counting(job, model, cases, on_case, **kw):
+        seen.extend(c.case_id for c in cases)
+        return real_run(job, model, cases, on_case, **kw)
 
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(drift.cli.jobs, "run", counting)
-        main(["sweep", str(tmp_path / "grown.toml"), "--out", str(out), "--engine", "local", "--quiet"])
+        main(["sweep", str(tmp_path / "grown.toml"), "--out-dir", str(out), "--engine", "local", "--quiet"])
     assert seen == ["3", "3"]  # a larger --limit reuses the finished cases: only the new one runs
     assert len(json.loads((out / "rome.json").read_text())["cases"]) == 4
     spec.write_text(grown.replace("steps = 3", "steps = 4"))
     with pytest.raises(RunConflict, match="holds another configuration than run 'rome'.*--restart"):
-        main(["sweep", str(spec), "--out", str(out), "--engine", "local"])
+        main(["sweep", str(spec), "--out-dir", str(out), "--engine", "local"])
 
 
 @pytest.mark.integration
 def test_a_ray_sweep_equals_eval_run_by_run(tmp_path, tiny_dir, capsys):
     spec = _spec(tmp_path, tiny_dir, TWO_RUNS)
     out = tmp_path / "out"
-    assert main(["sweep", str(spec), "--out", str(out), "--workers", "2", "--quiet"]) == 0
+    assert main(["sweep", str(spec), "--out-dir", str(out), "--workers", "2", "--quiet"]) == 0
     expected = _one_by_one(tmp_path, tiny_dir)
     for name in ("none", "rome"):
         _same_rows(json.loads((out / f"{name}.json").read_text()), expected[name])
@@ -197,7 +197,18 @@ def _session(sid: int) -> list[tuple[int, str]]:
 def test_a_killed_worker_is_retried_and_a_killed_sweep_resumes_without_redoing_cases(tmp_path, tiny_dir):
     spec = _spec(tmp_path, tiny_dir, '[[run]]\neditor = "rome"\nsteps = 25\n', limit=6)
     out = tmp_path / "out"
-    cmd = [sys.executable, "-m", "drift", "sweep", str(spec), "--out", str(out), "--quiet", "--chunk", "2"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "drift",
+        "sweep",
+        str(spec),
+        "--out-dir",
+        str(out),
+        "--quiet",
+        "--chunk",
+        "2",
+    ]
     env = os.environ | {"PYTHONPATH": str(ROOT)}
     proc = subprocess.Popen(cmd, start_new_session=True, env=env, cwd=tmp_path)
     try:

@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from drift.cli.runs import CaseLog, digest_of, write_results
+from drift.cli.runs import CaseLog, write_results
+from drift.cli.spec import digest_of
 from tests.conftest import load_analysis
 
 tables = load_analysis("tables")

@@ -237,5 +237,5 @@ def test_bad_drift_layers_are_refused_before_any_edit(tiny_dir, tmp_path, capsys
             trace.parse(["--drift-layers", bad])
         assert "--drift-layers" in capsys.readouterr().err
     with pytest.raises(SystemExit, match="layer 7 is past the model's last, 1"):
-        run_analysis("trace", ["--model", tiny_dir, "--drift-layers", "0,7", "--out", tmp_path], capsys)
+        run_analysis("trace", ["--model", tiny_dir, "--drift-layers", "0,7", "--out-dir", tmp_path], capsys)
     assert not list(tmp_path.glob(".partial-*"))  # nothing was edited or saved

@@ -1,23 +1,22 @@
 """An evaluation job: the options of ``python -m drift eval`` (a :class:`drift.cli.options.Options`)
 made into a configuration, an editor and a list of cases, then run case by case into a
-:class:`drift.cli.runs.CaseLog`.
+:func:`drift.cli.runs.run_cases`.
 
 ``eval`` runs one job in its process; ``sweep`` runs the chunks of many jobs on Ray workers. Both
 go through :func:`plan` and :func:`run`, so a sweep's run and the same ``eval`` compute the same
-rows under the same configuration key (:func:`drift.cli.runs.run_config`).
+rows under the same configuration key (:func:`drift.cli.spec.run_config`).
 
 Example (the tiny model stands in for the default one):
     >>> import tempfile, pathlib
     >>> from drift.__main__ import build_parser
-    >>> from drift.cli.runs import CaseLog
+    >>> from drift.cli.runs import run_cases
     >>> out = pathlib.Path(tempfile.mkdtemp()) / "r.json"
     >>> args = build_parser().parse_args(["eval", "--limit", "2", "--no-fluency", "--out", str(out)])
     >>> job = plan(args)
     >>> job.config["editor"], [c.case_id for c in job.cases]
     ('none', ['0', '1'])
-    >>> with CaseLog(job.partial, job.config) as log:
-    ...     n = run(job, model, log, progress=False)
-    ...     result = log.finish(out, [c.case_id for c in job.cases], job.pool)
+    >>> work = lambda todo, append: run(job, model, todo, append, progress=False)
+    >>> result = run_cases(out, job.config, job.cases, work, pool=job.pool)
     >>> result["label"], len(result["cases"])
     ('none', 2)
 """
@@ -29,12 +28,11 @@ import json
 import os
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Sequence
+from typing import TYPE_CHECKING, Callable, Sequence
 
-from drift.cli.options import EditorOptions, Options
+from drift.cli.options import EditorOptions, Options, refuse_same_files
 
 if TYPE_CHECKING:
-    from drift.cli.runs import CaseLog
     from drift.data import EditCase
     from drift.evaluation.evaluate import EditFn
 
@@ -142,14 +140,34 @@ def resolve_editor(options: Options) -> tuple[EditorOptions, dict]:
     return replace(e, hp=hp), overrides
 
 
+def _refuse_editing_flags_without_an_editor(e: EditorOptions) -> None:
+    """A ``ValueError`` naming the flags the user gave that only an edit uses, with ``--editor none``.
+
+    >>> _refuse_editing_flags_without_an_editor(EditorOptions(editor="none", sadr=0.01, steps=5))
+    ... # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    ValueError: --sadr and --steps change how an edit is computed, but --editor is none: add --editor rome ...
+    """
+    if e.editor != "none":
+        return
+    given = [f for f, v in (("--sadr", e.sadr), ("--steps", e.steps), ("--dr", e.dr), ("--hp", e.hp)) if v]
+    if given:
+        raise ValueError(
+            f"{' and '.join(given)} change{'s' if len(given) == 1 else ''} how an edit is computed, but "
+            "--editor is none: add --editor rome (or rome-awd, memit, pmet, adaple)"
+        )
+
+
 def plan(options: Options | argparse.Namespace) -> Job:
     """Check the options of ``eval`` and build its job (editor, cases, configuration) without
     loading the model: a bad name, option or file fails here, in seconds."""
-    from drift.cli.runs import refuse_same_files, run_config
+    from drift.cli.spec import run_config
     from drift.data import load_cases
     from drift.editors import get_editor
 
     o = options if isinstance(options, Options) else Options.of(options)
+    _refuse_editing_flags_without_an_editor(o.editor)
     editor, overrides = resolve_editor(o)
     refuse_same_files({"--out": o.output.out}, {"--data": o.data.data, "--ppl": o.scoring.ppl})
     # unknown names and bad options fail before the model loads
@@ -172,33 +190,32 @@ def plan(options: Options | argparse.Namespace) -> Job:
 
 
 def run(
-    job: Job, model, log: CaseLog, cases: Sequence[EditCase] | None = None, *, progress: bool = True
+    job: Job, model, cases: Sequence[EditCase], on_case: Callable[[dict], None], *, progress: bool = True
 ) -> int:
-    """Evaluate the cases of ``cases`` (default: the job's) that ``log`` has not finished, appending
-    each to the log as it finishes; returns how many were evaluated. Each case's result depends only
-    on the model, the configuration and the case (sampling is seeded per case), so any split of
-    the cases gives the same rows."""
+    """Evaluate ``cases`` of the job, handing each finished case's row to ``on_case`` (a log's
+    ``append``); returns how many were evaluated. Each case's result depends only on the model, the
+    configuration and the case (sampling is seeded per case), so any split of the cases gives the
+    same rows."""
     import torch
 
     from drift.evaluation.evaluate import evaluate
 
     o = job.options
-    todo = log.remaining(job.cases if cases is None else cases)
     torch.manual_seed(o.run.seed)
     evaluate(
         model,
-        todo,
+        cases,
         edit=job.edit,
         ppl_texts=job.texts,
         seed=o.run.seed,
         batch_cases=o.run.batch_size or 16,
         edit_batch=o.run.edit_batch,
         progress=progress,
-        on_case=log.append,
+        on_case=on_case,
         scoring=o.scoring.scoring,
         **_metric_options(job),
     )
-    return len(todo)
+    return len(cases)
 
 
 def _metric_options(job: Job) -> dict:

@@ -8,8 +8,9 @@ holds their parsed values):
 - data: ``--data``, ``--limit``, ``--shard``
 - editor: ``--editor`` (with ``choices``), ``--dr``, ``--sadr``, ``--sadr-heads``, ``--steps``, ``--hp``
 - scoring: ``--scoring``, ``--pool``, and eval's metric forms (``--no-fluency``, ``--ppl``, ...)
-- output: ``--out`` (a results file or a folder, as the command writes one or many), ``--restart``,
-  ``--quiet``
+- output: ``--out`` (a results file) or ``--out-dir`` (a folder, for a command that writes many
+  files), ``--restart``
+- verbosity: ``-v``/``--verbose``, ``-q``/``--quiet`` (before or after the subcommand)
 - run: ``--seed``, ``--batch-size``, ``--edit-batch``
 
 An option means the same wherever it appears; only a default may differ between commands (``trace``
@@ -300,6 +301,27 @@ def parser(prog: str, description: str | None = None, **kw) -> Parser:
     return Parser(prog=prog, description=description, **kw)
 
 
+def add_verbosity(p: argparse.ArgumentParser, *, top: bool) -> None:
+    """``-v``/``--verbose`` and ``-q``/``--quiet``, on the top parser and on every subcommand's
+    (there their default is left unset, so either place works)."""
+    unset = {} if top else {"default": argparse.SUPPRESS}
+    p.add_argument(
+        "-v",
+        "--verbose",
+        action="count",
+        dest="verbosity",
+        help="log what drift does, with every edit's loss per step (-vv: debug detail too)",
+        **({"default": 0} if top else unset),
+    )
+    p.add_argument(
+        "-q",
+        "--quiet",
+        action="store_true",
+        help="no progress bars and no notes: results, warnings and errors only",
+        **({"default": False} if top else unset),
+    )
+
+
 def add_model(
     p: argparse.ArgumentParser, *, model: bool = True, dtype: bool = True, device: bool = True
 ) -> None:
@@ -382,7 +404,8 @@ def add_editor(
         type=editor_name(choices),
         choices=choices,
         default=default,
-        help=f"{', '.join(choices)} (default: {default})",
+        help="the editor: rome, rome-awd, memit, pmet, adaple, or none (the unedited model) where the "
+        f"command allows it (default: {default})",
     )
     if fusion:
         g.add_argument(
@@ -390,22 +413,10 @@ def add_editor(
             type=fraction,
             default=None,
             metavar="P",
-            help="drop-and-rescale fusion of each update with drop rate P (default: 0.8 for adaple, "
-            "off for the others; 0 turns it off)",
+            help=DR_HELP + " (default: 0.8 for adaple, off for the others; 0 turns it off)",
         )
     if sadr:
-        g.add_argument(
-            "--sadr",
-            type=non_negative,
-            nargs="?",
-            const=-1.0,
-            default=None,
-            metavar="GAMMA",
-            help="add SADR to the editor's objective; alone: the paper's γ and steps for the editor "
-            "and model (App. C.2; GPT-J's for a model it did not edit: ROME γ=1e-2 with 80 steps, "
-            "MEMIT 5e-3 with 20, PMET 8e-2 with 40); with GAMMA: that γ (the paper's scale, "
-            "multiplying the KL) at the editor's steps",
-        )
+        add_sadr(g)
         g.add_argument(
             "--sadr-heads",
             choices=["selective", "all"],
@@ -428,6 +439,25 @@ def add_editor(
             help="override one hyper-parameter of the editor's preset, e.g. --hp n_prefixes=11 "
             "--hp early_stop=0 (repeatable; values are Python literals)",
         )
+
+
+def add_sadr(g) -> None:
+    """``--sadr [GAMMA]``: SADR added to the editor's objective (``-1.0`` when given alone)."""
+    g.add_argument(
+        "--sadr",
+        type=non_negative,
+        nargs="?",
+        const=-1.0,
+        default=None,
+        metavar="GAMMA",
+        help="add SADR to the editor's objective; alone: the paper's γ and steps for the editor "
+        "and model (App. C.2; GPT-J's for a model it did not edit: ROME γ=1e-2 with 80 steps, "
+        "MEMIT 5e-3 with 20, PMET 8e-2 with 40); with GAMMA: that γ (the paper's scale, "
+        "multiplying the KL) at the editor's steps",
+    )
+
+
+DR_HELP = "drop-and-rescale fusion of each update with drop rate P"
 
 
 def add_scoring(p: argparse.ArgumentParser, *, pool: bool = True, forms: bool = False) -> None:
@@ -494,17 +524,17 @@ def add_output(
     kind: str,
     default: str | None = None,
     required: bool = False,
-    restart: str = "ignore finished cases of an interrupted run and start over (the old ones are kept aside)",
-    quiet: bool = True,
+    restart: bool = True,
 ) -> None:
     """``--out`` (``kind``: ``"file"``, the results file of one run, or ``"folder"``, where a command
-    writing many files puts them), ``--restart`` (its help the command's) and ``--quiet``."""
+    writing many files puts them: ``--out-dir``) and ``--restart`` (its help the command's)."""
     if kind not in ("file", "folder"):
         raise ValueError(f"add_output: kind must be 'file' or 'folder', got {kind!r}")
     g = p.add_argument_group("output")
     what = "the results JSON file" if kind == "file" else "the folder for the results and figures"
     g.add_argument(
-        "--out",
+        "--out" if kind == "file" else "--out-dir",
+        dest="out",
         type=results_file if kind == "file" else results_folder,
         default=default,
         required=required,
@@ -512,9 +542,7 @@ def add_output(
         help=what + (f" (default: {default})" if default else ""),
     )
     if restart:
-        g.add_argument("--restart", action="store_true", help=restart)
-    if quiet:
-        g.add_argument("--quiet", action="store_true", help="no progress bar")
+        g.add_argument("--restart", action="store_true", help=RESTART_HELP)
 
 
 def results_file(text: str) -> str:
@@ -538,7 +566,6 @@ def add_run(
     *,
     seed: bool = True,
     batch_size: int | None = None,
-    batch_help: str = "items run through the model together",
     edit_batch: bool = False,
 ) -> None:
     """``--seed``, ``--batch-size`` (when ``batch_size`` is given: its default) and ``--edit-batch``."""
@@ -553,7 +580,7 @@ def add_run(
             type=positive_int,
             default=batch_size,
             metavar="N",
-            help=f"{batch_help}; changes no number (default: {batch_size})",
+            help=f"sequences per forward pass, memory against speed (default: {batch_size})",
         )
     if edit_batch:
         g.add_argument(
@@ -606,8 +633,7 @@ def add_eval(p: argparse.ArgumentParser) -> None:
     add_model(p)
     add_editor(p)
     add_scoring(p, forms=True)
-    add_run(p, batch_size=16, batch_help="unedited: cases scored together", edit_batch=True)
-    alias(p, "--batch-cases", "batch_size", type=positive_int)
+    add_run(p, batch_size=16, edit_batch=True)
     p.add_argument(
         "--sequential",
         action="store_true",
@@ -618,7 +644,7 @@ def add_eval(p: argparse.ArgumentParser) -> None:
         type=counts,
         default="1,10,25,50,100",
         metavar="N,N,...",
-        help="with --sequential: edit counts at which to evaluate (default: 1,10,25,50,100 and the last)",
+        help=CHECKPOINTS_HELP + " (default: 1,10,25,50,100 and the last)",
     )
     p.add_argument(
         "--batch-edits",
@@ -628,6 +654,14 @@ def add_eval(p: argparse.ArgumentParser) -> None:
         help="with --sequential: edits computed on the same model state and applied together (default: 1)",
     )
     add_output(p, kind="file", required=True)
+
+
+CHECKPOINTS_HELP = "with --sequential: edit counts after which all edits so far are evaluated"
+EDITORS_HELP = "comma-separated editors"
+RESTART_HELP = (
+    "start over: what an earlier run left at the output (results, logs of another configuration or of an "
+    "interrupted run) is set aside as NAME.aside-TIME, never deleted"
+)
 
 
 def add_audit(p: argparse.ArgumentParser) -> None:
@@ -654,13 +688,7 @@ def add_audit(p: argparse.ArgumentParser) -> None:
     p.add_argument(  # checked by the command: --recall must be a fraction in (0, 1]
         "--recall", type=float, default=0.8, help="report the precision at this recall (0.8)"
     )
-    add_output(p, kind="file", required=True, restart="set an interrupted audit's log aside, start over")
-
-
-def alias(p: argparse.ArgumentParser, name: str, dest: str, **kw) -> None:
-    """A hidden older spelling of an option (``--batch-cases`` for ``--batch-size``): it sets the
-    same value and is not listed in ``--help``."""
-    p.add_argument(name, dest=dest, help=argparse.SUPPRESS, default=argparse.SUPPRESS, **kw)
+    add_output(p, kind="file", required=True)
 
 
 # --- typed groups -----------------------------------------------------------------------------
@@ -723,7 +751,7 @@ GROUPS = {
     "output": OutputOptions,
     "run": RunOptions,
 }
-NOT_OPTIONS = ("command", "verbosity", "silent", "no_fluency")
+NOT_OPTIONS = ("command", "verbosity", "no_fluency")
 
 
 @dataclass(frozen=True)
@@ -742,14 +770,12 @@ class Options:
     @classmethod
     def of(cls, ns: argparse.Namespace | dict, command: str | None = None) -> "Options":
         """The typed view of a parsed namespace (or a dict of option values): each value goes to its
-        group; ``--no-fluency`` is ``scoring.fluency = None``; the top-level ``-q`` makes the run quiet."""
+        group; ``--no-fluency`` is ``scoring.fluency = None``."""
         values = dict(vars(ns) if isinstance(ns, argparse.Namespace) else ns)
         if isinstance(values.get("hp"), list):
             values["hp"] = dict(values["hp"])
         if values.get("no_fluency"):
             values["fluency"] = None
-        if values.get("silent"):
-            values["quiet"] = True
         taken: set[str] = set(NOT_OPTIONS)
         groups = {}
         for name, kind in GROUPS.items():
@@ -852,6 +878,28 @@ def writable_file(out: str | Path) -> Path:
     if not os.access(out.parent, os.W_OK):
         raise ValueError(f"--out {out}: its folder {out.parent} is not writable")
     return out
+
+
+def same_file(a: Path | str, b: Path | str) -> bool:
+    """Whether two paths name one file (the same path spelled differently, a link, a hard link)."""
+    a, b = Path(a), Path(b)
+    if a.exists() and b.exists():
+        return os.path.samefile(a, b)
+    return a.resolve() == b.resolve()
+
+
+def refuse_same_files(outputs: dict[str, Path | str | None], inputs: dict[str, Path | str | None]) -> None:
+    """A ``ValueError`` when an output (by option name) is the same file as an input: writing it
+    would destroy the input (``--out`` equal to ``--data``)."""
+    for out_name, out in outputs.items():
+        for in_name, source in inputs.items():
+            if out is None or source is None or str(source) == "builtin":
+                continue
+            if Path(source).is_file() and same_file(out, source):
+                raise ValueError(
+                    f"{out_name} {out} is the same file as {in_name} {source}; writing the results "
+                    f"would destroy it, so choose another {out_name}"
+                )
 
 
 def user_error(e: BaseException) -> bool:

@@ -22,12 +22,12 @@ run state              written by                           on disk
                                                              "summary", "cases"}``, the finished run
 =====================  ===================================  =============================================
 
-(``save_state`` is :func:`drift.evaluation.sequential.save_state`.) Logs are appended a line at a time (a line cut by a kill is skipped or repaired); every other file
-is written whole and atomically (:func:`drift.util.store.save_json`, :func:`drift.util.store.save_object`).
+(``save_state`` is :func:`drift.evaluation.sequential.save_state`.) Logs are appended a line at a
+time (a line cut by a kill is skipped or repaired); every other file is written whole and atomically
+(:func:`drift.util.store.save_json`, :func:`drift.util.store.save_object`).
 
-- :func:`run_key` — one canonical key of a configuration (a results file, a log and a sweep's
-  run agree on it); :func:`run_label` — a readable name derived from the same configuration;
-  :func:`run_config` — the one builder of every command's configuration.
+- :func:`run_cases` — one run from start to results file: ``--out`` claimed, the log opened (or
+  resumed), the cases it lacks computed, the results written; what ``eval`` and ``audit`` call.
 - :class:`CaseLog` — an append-only JSON-lines log of one configuration's finished cases. It is
   locked while a process writes it, refuses a configuration other than its own (``restart=True``
   sets the old log aside instead), and repairs a last line cut by a kill or a full disk before
@@ -38,7 +38,8 @@ is written whole and atomically (:func:`drift.util.store.save_json`, :func:`drif
 - :func:`claim_out` / :func:`set_aside` — an ``--out`` checked before a run writes it, and what
   ``--restart`` does with a results file, log or chunk folder of another configuration: moved to
   ``PATH.aside-TIME``.
-- :class:`Stat` / :func:`stats` — the typed view of a summary: mean, 95% CI, cases, prompts.
+
+A run's configuration, key and label are :mod:`drift.cli.spec`'s.
 
 Example:
     >>> import tempfile, pathlib
@@ -56,8 +57,6 @@ Example:
     ...
     drift.cli.runs.RunConflict: ...r.json.partial.jsonl holds 1 finished case(s) of another configuration
     (editor: 'rome' here, 'memit' asked); pass --restart to set it aside and start over, ...
-    >>> run_label({"editor": "rome", "sadr": 0.01, "steps": 80})
-    'rome+SADR(γ=0.01) 80 steps'
 """
 
 from __future__ import annotations
@@ -66,183 +65,21 @@ import hashlib
 import json
 import os
 import shutil
+import sys
 import time
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Callable, Iterable, Sequence
 
 from filelock import FileLock, Timeout
 
-from drift.util.store import CorruptCacheError, config_digest, load_object, save_json, save_object
+from drift.cli.spec import NOT_IN_KEY, digest_of, file_or_name, run_key, run_label
+from drift.util.store import CorruptCacheError, load_object, save_json, save_object
 
 FORMAT = 1  # the header's "drift_run" value; a header without it has no format (and maybe no configuration)
-# keys of a configuration that do not change any case's result: a shard's finished cases are the
-# whole run's cases, so logs of different shards (or chunks) of one run join, and a run whose
-# --limit grew keeps the cases it has
-NOT_IN_KEY = ("shard", "chunk", "limit")
 
 
 class RunConflict(ValueError):
     """A log or results file belongs to another configuration, or another process writes it."""
-
-
-def run_key(config: dict) -> str:
-    """The canonical key of a configuration: 16 hex digits of the SHA-256 of its JSON with sorted
-    keys, without the entries that only say which part of the cases a process does.
-
-    >>> run_key({"editor": "rome", "shard": "1/2"}) == run_key({"editor": "rome"})
-    True
-    """
-    return config_digest({k: v for k, v in config.items() if k not in NOT_IN_KEY})
-
-
-def run_label(config: dict) -> str:
-    """A short name for a run from its configuration: editor and the options that change it."""
-    name = str(config.get("editor", "?"))
-    if config.get("sadr") is not None:
-        name += (
-            f"+SADR(γ={config['sadr']:g}" + (", all heads" if config.get("sadr_heads") == "all" else "") + ")"
-        )
-    if config.get("dr"):
-        name += f" DR(p={config['dr']:g})"
-    if config.get("steps") is not None:
-        name += f" {config['steps']} steps"
-    if config.get("dtype"):  # only half-precision runs carry it
-        name += f" {config['dtype']}"
-    for k, v in sorted((config.get("hp") or {}).items()):
-        name += f" {k}={v}"
-    return name
-
-
-def run_config(options, editor=None, *, kind: str = "eval", **extra) -> dict:
-    """The configuration of a run: what its results depend on, whose :func:`run_key` names its
-    log and results file. The one builder of every command's configuration: ``options`` is a
-    :class:`drift.cli.options.Options`, ``editor`` its editor options resolved (``--sadr`` alone made
-    the paper's γ and steps; default: as given). ``kind``:
-
-    - ``"eval"``: one ``eval`` (or ``audit``, ``sweep`` run) configuration;
-    - ``"sequential"``: ``eval --sequential`` (``extra``: ``checkpoints``, ``batch_edits``);
-    - any other: the data, model, editor and scoring of an analysis, with ``extra`` its own entries.
-
-    Entries that were added to drift later (``dtype``, ``steps``, ``dr``, ``sadr``, ``hp``) appear
-    only when set, so the keys of runs made before them stay as they were.
-
-    >>> from drift.cli.options import Options, EditorOptions
-    >>> c = run_config(Options(editor=EditorOptions(editor="rome", steps=80)))
-    >>> c["editor"], c["steps"], c["data"], c["sampling"] is not None
-    ('rome', 80, 'builtin', True)
-    """
-    from drift.model.loading import DEFAULT_MODEL
-
-    o = options
-    e = editor if editor is not None else o.editor
-    data = str(o.data.data)
-    model = o.model.model or DEFAULT_MODEL
-    half = {"dtype": o.model.dtype} if o.model.dtype not in (None, "fp32") else {}  # fp32 keys unchanged
-    hp = {k: repr(v) for k, v in sorted(e.hp.items())} if e.hp else None
-    if kind == "sequential":
-        return {
-            "data": file_or_name(data),
-            "data_sha256": digest_of(data),
-            "limit": o.data.limit,
-            "editor": e.editor,
-            "model": model,
-            "seed": o.run.seed,
-            "dr": e.dr,
-            "sequential": True,
-            "batch_edits": extra["batch_edits"],
-            "checkpoints": extra["checkpoints"],
-            "sadr": e.sadr,
-            "sadr_heads": e.sadr_heads if e.sadr is not None else None,
-            "steps": e.steps,
-            "hp": hp,
-            "scoring": o.scoring.scoring,
-            "pool": o.scoring.pool,
-            **half,
-        }
-    s = o.scoring
-    config: dict = {"data": file_or_name(data), "editor": e.editor, "model": model, "seed": o.run.seed}
-    if kind == "eval":
-        config |= {"fluency": s.fluency is not None, "ppl": file_or_name(s.ppl)}
-    config |= {"scoring": s.scoring}
-    if kind == "eval":
-        config["pool"] = s.pool
-    config["data_sha256"] = digest_of(data)  # a case file edited since a run began: another run
-    config["limit"] = o.data.limit  # not in the key (a run whose limit grew keeps its cases)
-    if kind == "eval":
-        config["forms"] = {
-            "fluency": s.fluency,
-            "ppl": s.ppl_form,
-            "res": s.res,
-        }  # drift/evaluation/metrics.py
-        if s.references is not None:
-            config["references"] = file_or_name(s.references)
-        if s.ppl:
-            config["ppl_sha256"] = digest_of(s.ppl)
-    if e.sadr is not None:
-        config |= {"sadr": e.sadr, "sadr_heads": e.sadr_heads}
-    if e.steps is not None:
-        config["steps"] = e.steps
-    if e.dr is not None:
-        config["dr"] = e.dr
-    config |= half
-    if hp:
-        config["hp"] = hp
-    if o.data.shard is not None:
-        config["shard"] = o.data.shard
-    if e.editor != "none" or (kind == "eval" and s.fluency is not None):  # depends on sampled text
-        from drift.editors.stats import CORPUS_VERSION
-
-        config["sampling"] = CORPUS_VERSION
-    return config | extra
-
-
-def file_or_name(value: str | None) -> str | None:
-    """A data or text file as its absolute path (so ``d.json`` and ``/here/d.json`` are one
-    configuration); a name such as ``builtin`` as given."""
-    if value is None or not Path(value).is_file():
-        return value
-    return str(Path(value).resolve())
-
-
-def digest_of(source: str | os.PathLike) -> str:
-    """16 hex digits of the SHA-256 of a file's bytes (``"builtin"``: drift's own case file), so
-    that a run is keyed by what its inputs hold, not by their names.
-
-    >>> len(digest_of("builtin"))
-    16
-    """
-    if str(source) == "builtin":
-        from importlib import resources
-
-        data = resources.files("drift").joinpath("cases/builtin.json").read_bytes()
-        return hashlib.sha256(data).hexdigest()[:16]
-    h = hashlib.sha256()
-    with open(source, "rb") as f:
-        for block in iter(lambda: f.read(1 << 22), b""):
-            h.update(block)
-    return h.hexdigest()[:16]
-
-
-def same_file(a: Path | str, b: Path | str) -> bool:
-    """Whether two paths name one file (the same path spelled differently, a link, a hard link)."""
-    a, b = Path(a), Path(b)
-    if a.exists() and b.exists():
-        return os.path.samefile(a, b)
-    return a.resolve() == b.resolve()
-
-
-def refuse_same_files(outputs: dict[str, Path | str | None], inputs: dict[str, Path | str | None]) -> None:
-    """A ``ValueError`` when an output (by option name) is the same file as an input: writing it
-    would destroy the input (``--out`` equal to ``--data``)."""
-    for out_name, out in outputs.items():
-        for in_name, source in inputs.items():
-            if out is None or source is None or str(source) == "builtin":
-                continue
-            if Path(source).is_file() and same_file(out, source):
-                raise ValueError(
-                    f"{out_name} {out} is the same file as {in_name} {source}; writing the results "
-                    f"would destroy it, so choose another {out_name}"
-                )
 
 
 def claim_out(out: Path | str, config: dict, *, restart: bool, option: str = "--restart") -> Path | None:
@@ -408,6 +245,54 @@ class CaseLog:
         result = write_results(out, self.config, [self.rows[i] for i in map(str, case_ids)], pool, **extra)
         self.path.unlink()
         Path(str(self.path) + ".lock").unlink(missing_ok=True)
+        return result
+
+
+def run_cases(
+    out: Path | str,
+    config: dict,
+    cases: Sequence,
+    work: Callable[[list, Callable[[dict], None]], object],
+    *,
+    restart: bool = False,
+    pool: str = "prompts",
+    write: Callable[[list[dict]], dict] | None = None,
+) -> dict:
+    """One run from start to results file, resumable: its log ``OUT.partial.jsonl`` opened (the
+    cases an interrupted run finished are kept), ``out`` claimed (:func:`claim_out`: nothing of
+    another configuration is lost), ``work(todo, append)`` called on the cases the log lacks (it
+    calls ``append(row)`` as each finishes), then the results file written — by ``write(rows)``
+    when given, else :func:`write_results` pooled by ``pool`` — and the log removed. Notes (what
+    ``restart`` set aside, what is resumed) go to stderr; Ctrl-C says how many cases are saved.
+
+    >>> import tempfile, pathlib
+    >>> out = pathlib.Path(tempfile.mkdtemp()) / "r.json"
+    >>> class Case:
+    ...     def __init__(self, i): self.case_id = str(i)
+    >>> def work(todo, append):
+    ...     for c in todo: append({"case_id": c.case_id, "metrics": {"ES": 100.0}})
+    >>> run_cases(out, {"editor": "rome"}, [Case(0), Case(1)], work)["summary"]["ES"]
+    100.0
+    """
+    out = Path(out)
+    with CaseLog(out.with_name(out.name + ".partial.jsonl"), config, restart=restart) as log:
+        if log.aside is not None:
+            print(f"--restart: the earlier log is kept as {log.aside}", file=sys.stderr)
+        aside = claim_out(out, config, restart=restart)
+        if aside is not None:
+            print(f"--restart: the earlier {out} is kept as {aside}", file=sys.stderr)
+        if log.rows:
+            print(f"resuming: {len(log.rows)} cases already done in {log.path}", file=sys.stderr)
+        try:
+            work(log.remaining(cases), log.append)
+        except KeyboardInterrupt:
+            n = len([c for c in cases if str(c.case_id) in log.rows])
+            raise KeyboardInterrupt(f"{n} of {len(cases)} cases saved in {log.path}") from None
+        if write is None:
+            return log.finish(out, [c.case_id for c in cases], pool)
+        result = write([log.rows[str(c.case_id)] for c in cases])
+        log.path.unlink()
+        Path(str(log.path) + ".lock").unlink(missing_ok=True)
         return result
 
 

@@ -21,7 +21,7 @@ checked as the same option on the command line is, and a bad one is refused befo
     steps = 80
     hp = { kl_factor = 0.0625 }
 
-``python -m drift sweep SPEC --out DIR`` runs it. Every run is planned first (a bad option fails
+``python -m drift sweep SPEC --out-dir DIR`` runs it. Every run is planned first (a bad option fails
 before anything starts), then its cases are cut into chunks; each chunk is a task that loads the
 model once per worker process and logs each finished case to ``DIR/.parts/NAME/CHUNK.jsonl``
 (:class:`drift.cli.runs.ChunkLogs`: a :class:`drift.cli.runs.CaseLog` per chunk). When a run's chunks
@@ -86,6 +86,7 @@ class RunSpec:
         """
         p = O.parser("sweep")
         O.add_eval(p)
+        O.add_verbosity(p, top=True)
         fixed = {"out": str(Path(out) / f"{self.name}.json"), "quiet": True, "device": device}
         return O.from_table(p, self.options | fixed, where=f"sweep: run {self.name!r}: ")
 
@@ -188,9 +189,8 @@ def run_chunk(run: RunSpec, out: str, device: str | None, case_ids: list[str], l
         _MODELS[key] = drift.load_model(m.model, device=device, dtype=m.dtype)
     wanted = set(case_ids)
     with CaseLog(log, job.config | {"chunk": Path(log).stem}) as case_log:
-        return jobs.run(
-            job, _MODELS[key], case_log, [c for c in job.cases if c.case_id in wanted], progress=False
-        )
+        todo = case_log.remaining([c for c in job.cases if c.case_id in wanted])
+        return jobs.run(job, _MODELS[key], todo, case_log.append, progress=False)
 
 
 @dataclass
@@ -204,7 +204,8 @@ class _Run:
 def _prepare(run: RunSpec, out: Path, chunk: int, device: str | None, restart: bool) -> _Run | None:
     """The run's chunks still to do (``None`` when its results file is finished). Cases finished
     in any earlier chunk log are left out, whatever the chunk size was then."""
-    from drift.cli.runs import ChunkLogs, RunConflict, chunks, join, run_key, set_aside
+    from drift.cli.runs import ChunkLogs, RunConflict, chunks, join, set_aside
+    from drift.cli.spec import run_key
 
     job = _job(run, out, device)
     result = out / f"{run.name}.json"

@@ -227,7 +227,7 @@ def _evaluate_group(
         length = form.length if new_tokens is None else None
         special = list(getattr(model.tokenizer, "all_special_tokens", ()) or ())
         # each case's prompts are sampled on their own, so its FL is the same whichever cases
-        # share its batch (--batch-cases) and whether an editor runs cases one at a time
+        # share its batch (--batch-size) and whether an editor runs cases one at a time
         for row, case in zip(out, cases):
             prompts = list(case.generation or ())[:n_prompts]
             if prompts:

@@ -50,8 +50,6 @@ from drift.model.adapter import Model
 from drift.model.sites import Hook, Site
 from drift.util import progress
 
-Key = Site  # patching's name for a site; a plain (kind, layer) pair works as one too
-
 
 @dataclass(frozen=True)
 class Write:
@@ -183,21 +181,3 @@ def patch_scan_naive(
         logits = model.forward(tokens, [*hooks, *_hooks_for(model, [state], source)])
         out[i] = logits[0, read_pos].float().softmax(-1)[read_tokens.to(logits.device)].cpu()
     return out
-
-
-# Deprecated names, kept importable: ``sweep`` also names the Ray runner (drift.cli.sweep).
-_DEPRECATED = {"sweep": "patch_scan", "sweep_naive": "patch_scan_naive"}
-
-
-def __getattr__(name: str):
-    if name in _DEPRECATED:
-        import warnings
-
-        new = _DEPRECATED[name]
-        warnings.warn(
-            f"drift.interp.patching.{name} is deprecated; use drift.interp.patching.{new}",
-            DeprecationWarning,
-            stacklevel=2,
-        )
-        return globals()[new]
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

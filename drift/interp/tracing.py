@@ -256,16 +256,3 @@ def align(scans: list[PatchScan]) -> tuple[Tensor, list[str]]:
                 total[:, gi] += s.effect[:, idx].mean(1)
                 count[gi] += 1
     return total / count.clamp(min=1)[None, :, None], present
-
-
-def __getattr__(name: str):
-    if name == "Sweep":  # deprecated: "sweep" also names the Ray runner (drift.cli.sweep)
-        import warnings
-
-        warnings.warn(
-            "drift.interp.tracing.Sweep is deprecated; use drift.interp.tracing.PatchScan",
-            DeprecationWarning,
-            stacklevel=2,
-        )
-        return PatchScan
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

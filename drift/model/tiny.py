@@ -248,7 +248,7 @@ def random_model(
     with fewer layers) built in ``dtype`` directly on ``device`` (no checkpoint on disk, no float32
     copy), booted as a ``TransformerBridge`` with :func:`placeholder_tokenizer`; returns a
     :class:`drift.Model` named ``name``. For timing and memory at a real width without weights
-    (``analyses/bench.py width``); what it predicts means nothing."""
+    (``benchmarks/bench.py width``); what it predicts means nothing."""
     from transformer_lens.model_bridge import TransformerBridge
     from transformers import AutoModelForCausalLM, AutoTokenizer
 

@@ -1,15 +1,30 @@
-"""The analyses as subcommands of ``python -m drift`` (and as ``analyses/NAME.py``, thin entry
-points to the same code).
+"""The subcommands of ``python -m drift``, one module each, registered in :data:`COMMANDS`.
 
-Each module has ``options(parser)`` (its options, from :mod:`drift.cli.options`), ``parse(argv)`` (its
-own parser, for the script), ``run(args)`` and ``main(argv)``. A module imports nothing heavy at
-the top, so that ``python -m drift COMMAND`` with a bad option is refused before torch loads.
+A command module has ``add_options(parser)`` (its options, from :mod:`drift.cli.options`) and
+``run(args)`` (the work; an exit status or ``None``). The analyses (``trace``, ``sadr``,
+``mechanism``, ``sequential``, ``steps``) also have ``parse(argv)`` and ``main(argv)`` for their
+scripts in ``analyses/``. A command module imports nothing heavy at the top, so that a bad option is
+refused before torch loads.
 """
 
-COMMANDS = {  # subcommand: (module, help)
+COMMANDS = {  # name: (module, help), in the order --help lists them
+    "eval": ("drift.cli.commands.eval", "evaluate an editor (or none) on edit cases; writes a results JSON"),
+    "merge": (
+        "drift.cli.commands.merge",
+        "join the parts of one run (eval --shard, audit) into one results JSON",
+    ),
+    "compare": (
+        "drift.cli.commands.compare",
+        "a table of finished runs, with paired differences against the first",
+    ),
+    "sweep": (
+        "drift.cli.commands.sweep",
+        "many eval runs from a TOML file, in chunks, on Ray workers or here",
+    ),
+    "audit": ("drift.cli.commands.audit", "predict each edit's specificity failure from its attention drift"),
     "trace": (
         "drift.cli.commands.trace",
-        "where and why an edit fails on unrelated prompts (§3 figures, tables)",
+        "where and why an edit fails on unrelated prompts (section 3's figures)",
     ),
     "sadr": (
         "drift.cli.commands.sadr",
@@ -18,6 +33,12 @@ COMMANDS = {  # subcommand: (module, help)
     "mechanism": ("drift.cli.commands.mechanism", "what SADR does inside ROME: loss terms, restrained heads"),
     "sequential": ("drift.cli.commands.sequential", "sequential editing and knowledge attenuation (AdaPLE)"),
     "steps": ("drift.cli.commands.steps", "ROME at 20 steps against 80 without early stopping"),
+    "demo": ("drift.cli.commands.demo", "load the default model and show a few facts' probabilities"),
+    "doctor": ("drift.cli.commands.doctor", "re-hash every cached model and statistic in full"),
+    "prepare": (
+        "drift.cli.commands.prepare",
+        "convert the model, cache the key statistics and prefixes of its editors",
+    ),
 }
 
 

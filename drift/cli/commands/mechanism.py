@@ -6,7 +6,7 @@ of which layers SADR restrained (the fraction of rewriting prompts) with each he
 case's distracting-neighbourhood prompt (the edit sentence before a neighbourhood prompt), for both
 edits: each head's attention drift at the last token (KL(vanilla ‖ edited) and the extra
 attention to the subject's last token), P(right answer) and P(o_edit); and whether giving ROME's
-edited model back its vanilla attention weights in the ``--window`` layers repairs that prompt
+edited model back its vanilla attention weights in the ``--attn-layers`` layers repairs that prompt
 (the trace's attention patching, first-token probabilities). ``--control`` adds ROME with SADR's
 80 steps and no SADR term, which separates what the restraint does from what the extra steps do.
 
@@ -16,7 +16,7 @@ step), ``sadr_restrained`` (the fraction of prompts where SADR restrains each he
 HTML and PNG, and prints the summary quoted in docs/results.md. ``--replot`` redraws from the JSON.
 (``python analyses/sadr_mechanism.py`` is the same command.)
 
-    python -m drift mechanism --limit 10 --out figures/sadr_mechanism
+    python -m drift mechanism --limit 10 --out-dir figures/sadr_mechanism
     python -m drift mechanism --data CASES.json --ids unseen-eval.json --limit 10 --control
 """
 
@@ -207,12 +207,12 @@ def draw(s: dict, out: Path, cases: list[dict] | None = None) -> None:
     plots.save(fig, out / "sadr_heads", height=600)
 
 
-def options(p: argparse.ArgumentParser) -> None:
+def add_options(p: argparse.ArgumentParser) -> None:
     """``mechanism``'s options."""
     O.add_data(p, limit=10)
     O.add_model(p)
     O.add_scoring(p, pool=False)
-    O.add_output(p, kind="folder", default="figures/sadr_mechanism", restart="")
+    O.add_output(p, kind="folder", default="figures/sadr_mechanism")
     g = p.add_argument_group("mechanism")
     g.add_argument(
         "--ids",
@@ -226,7 +226,8 @@ def options(p: argparse.ArgumentParser) -> None:
     )
     g.add_argument("--replot", action="store_true", help="redraw the figures from OUT/sadr_mechanism.json")
     g.add_argument(
-        "--window",
+        "--attn-layers",
+        dest="window",
         type=O.layer_span,
         default="14,23",
         help="first,last layer where attention patching repairs the edit (the trace's)",
@@ -235,7 +236,8 @@ def options(p: argparse.ArgumentParser) -> None:
 
 def parse(argv=None) -> argparse.Namespace:
     p = O.parser("analyses/sadr_mechanism.py", __doc__.split("\n")[0])
-    options(p)
+    add_options(p)
+    O.add_verbosity(p, top=True)
     return p.parse_args(argv)
 
 

@@ -32,12 +32,12 @@ from drift.cli import options as O
 TABLE = ["ES", "PS", "NS", "RS", "DNS", "AvgS"]
 
 
-def options(p: argparse.ArgumentParser) -> None:
+def add_options(p: argparse.ArgumentParser) -> None:
     """``sadr``'s options: the eval options its runs share, the grid, and where the chunks run."""
     O.add_data(p, limit=8)
     O.add_model(p)
     O.add_run(p)
-    O.add_output(p, kind="folder", default="figures/sadr", restart="redo runs whose configuration changed")
+    O.add_output(p, kind="folder", default="figures/sadr")
     g = p.add_argument_group("sadr")
     g.add_argument(
         "--sweep-limit",
@@ -49,10 +49,11 @@ def options(p: argparse.ArgumentParser) -> None:
         "--editors",
         type=O.editor_list,
         default="rome",
-        help="comma-separated editors for Table 3 (default rome)",
+        help=O.EDITORS_HELP + " (default: rome; the rows of Table 3)",
     )
     g.add_argument(
-        "--gamma",
+        "--table-gammas",
+        dest="gamma",
         type=O.floats,
         default=None,
         metavar="G[,G...]",
@@ -60,12 +61,15 @@ def options(p: argparse.ArgumentParser) -> None:
         "drift.editors.sadr.PAPER_SETTINGS)",
     )
     g.add_argument(
-        "--steps",
+        "--sadr-steps",
+        dest="steps",
         type=O.positive_int,
         default=None,
-        help="steps for the SADR runs (default: the paper's per editor, ROME 80, MEMIT 20, PMET 40)",
+        help="steps of the SADR runs (default: the paper's per editor, ROME 80, MEMIT 20, PMET 40)",
     )
-    g.add_argument("--gammas", type=O.floats, default="1e-3,1e-2,1e-1", help="γ grid of Fig. 6/7")
+    g.add_argument(
+        "--figure-gammas", dest="gammas", type=O.floats, default="1e-3,1e-2,1e-1", help="γ grid of Fig. 6/7"
+    )
     g.add_argument("--knob-steps", type=O.floats, default="20,40,80", help="ROME steps grid of Fig. 7")
     g.add_argument(
         "--knob-lr", type=O.floats, default="0.05,0.2,0.5", help="ROME learning-rate grid of Fig. 7"
@@ -77,7 +81,8 @@ def options(p: argparse.ArgumentParser) -> None:
 
 def parse(argv=None) -> argparse.Namespace:
     p = O.parser("analyses/sadr.py", __doc__.split("\n")[0])
-    options(p)
+    add_options(p)
+    O.add_verbosity(p, top=True)
     return p.parse_args(argv)
 
 

@@ -18,7 +18,7 @@ was interrupted resumes after its last finished edit (``OUT/.partial-KEY/``); ``
 starts everything over. ``--part I/N`` does only every N-th run (from the I-th) and draws
 nothing, so N processes or GPUs can share the work; then ``--join DIR1 DIR2 ...`` (without
 ``--part``) takes their finished runs in and draws the figures. Runs are keyed by
-:func:`drift.cli.runs.run_key` of their configuration. Writes ``OUT/*.html``,
+:func:`drift.cli.spec.run_key` of their configuration. Writes ``OUT/*.html``,
 ``OUT/*.png`` and ``OUT/sequential.json``, and prints the efficacy table.
 (``python analyses/sequential.py`` is the same command.)
 """
@@ -31,8 +31,8 @@ import time
 from pathlib import Path
 
 from drift.cli import options as O
+from drift.data import dev_set_or_builtin
 
-DEV_SET = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "counterfact-merged-dev.json"
 METRICS = ("ES", "PS", "NS")
 
 
@@ -56,6 +56,7 @@ class Runs:
         *,
         dr: float,
         sadr: float | None,
+        steps: int | None = None,
         checkpoints,
         batch: int,
         seed: int,
@@ -64,7 +65,7 @@ class Runs:
     ) -> dict:
         """The run's record ``{"key", "label", "checkpoints": [{"n_edits", "summary"}], ...}``;
         with ``keep``, also the similarity matrices of its first ``keep`` raw updates."""
-        from drift.cli.runs import run_key
+        from drift.cli.spec import run_key
         from drift.editors import get_compute
         from drift.editors.sadr import SADR
         from drift.editors.stats import CORPUS_VERSION
@@ -87,13 +88,15 @@ class Runs:
             "scoring": DEFAULT_SCORING,
             "pool": DEFAULT_POOL,
         }
+        if steps is not None:  # SADR's steps (--sadr alone); absent otherwise, as in earlier runs' keys
+            cfg["steps"] = steps
         key = run_key(cfg)
         # a state whose configuration names this entry "corpus" is the same run
         as_corpus = run_key({("corpus" if k == "sampling" else k): v for k, v in cfg.items()})
         for found in (key, as_corpus):
             if found in self.done:
                 return self.done[found]
-        overrides = {"extra_terms": (SADR(sadr),)} if sadr else {}
+        overrides = ({"extra_terms": (SADR(sadr),)} if sadr else {}) | ({"steps": steps} if steps else {})
         # drop-and-rescale inside the editor (per layer for range editors, AdaPLE's Algorithm 1)
         compute = get_compute(editor, drop_rate=dr, seed=seed, **overrides)
         work = self.log.work(key)  # progress of an unfinished run
@@ -169,30 +172,29 @@ def part(text: str) -> str:
     return O.shard_spec(text)
 
 
-def options(p: argparse.ArgumentParser) -> None:
+def add_options(p: argparse.ArgumentParser) -> None:
     """``sequential``'s options."""
-    O.add_data(p, default=str(DEV_SET) if DEV_SET.is_file() else "builtin")
+    O.add_data(p, default=dev_set_or_builtin())
     O.add_model(p)
     O.add_run(p)
     O.add_output(
         p,
         kind="folder",
         default="figures/sequential",
-        restart="ignore finished runs in OUT/sequential-runs.jsonl",
     )
     g = p.add_argument_group("sequential")
     g.add_argument(
         "--editors",
         type=O.editor_list,
         default="memit,adaple",
-        help="comma-separated editors (default memit,adaple)",
+        help=O.EDITORS_HELP + " (default memit,adaple)",
     )
     g.add_argument("--edits", type=O.positive_int, default=100, help="stacked edits per run (default 100)")
     g.add_argument(
         "--checkpoints",
         type=O.counts,
         default="1,10,25,50,100",
-        help="edit counts evaluated (default 1,10,25,50,100)",
+        help=O.CHECKPOINTS_HELP.removeprefix("with --sequential: ") + " (default 1,10,25,50,100)",
     )
     g.add_argument(
         "--batch",
@@ -200,10 +202,14 @@ def options(p: argparse.ArgumentParser) -> None:
         default=1,
         help="edits computed on one model state and applied together",
     )
-    g.add_argument("--dr", type=O.fraction, default=0.8, help="drop rate of the runs with DR (default 0.8)")
     g.add_argument(
-        "--sadr", type=O.non_negative, default=None, metavar="GAMMA", help="also run each editor with SADR γ"
+        "--dr",
+        type=O.fraction,
+        default=0.8,
+        metavar="P",
+        help=O.DR_HELP + " (default: 0.8, in the runs with DR)",
     )
+    O.add_sadr(g)  # the runs with SADR, beside those without
     g.add_argument(
         "--sweep-editor",
         choices=O.EDITED,
@@ -237,7 +243,8 @@ def options(p: argparse.ArgumentParser) -> None:
 
 def parse(argv=None) -> argparse.Namespace:
     p = O.parser("analyses/sequential.py", __doc__.split("\n")[0])
-    options(p)
+    add_options(p)
+    O.add_verbosity(p, top=True)
     return p.parse_args(argv)
 
 
@@ -275,23 +282,35 @@ def run(args: argparse.Namespace) -> dict:
             raise ValueError(f"--join: {folder} holds no finished runs ({runs.path.name})")
     common = {"batch": args.batch, "seed": args.seed}
 
-    variants = [(0.0, None), (args.dr, None)] + (
-        [(0.0, args.sadr), (args.dr, args.sadr)] if args.sadr else []
-    )
+    def variants(e: str) -> list[tuple[float, float | None, int | None]]:
+        """(drop rate, SADR's γ, its steps) of the editor's runs: without SADR, and with it when asked
+        (``--sadr`` alone: the paper's γ and steps for the editor and model)."""
+        plain = [(0.0, None, None), (args.dr, None, None)]
+        if not args.sadr:
+            return plain
+        gamma, steps = args.sadr, None
+        if gamma < 0:
+            from drift.editors.sadr import paper_setting
+
+            setting = paper_setting(e, args.model or drift.DEFAULT_MODEL)
+            gamma, steps = setting["gamma"], setting["steps"]
+        return plain + [(0.0, gamma, steps), (args.dr, gamma, steps)]
+
     sweep_rates = args.sweep_rates
     jobs = []  # (what it is, how to run it): attenuation curves first, then the sweep
     for e in editors:
-        for dr, sadr in variants:
+        for dr, sadr, steps in variants(e):
             keep = args.sim_edits if (dr == 0 and sadr is None) else 0
             jobs.append(
                 (
                     ("curve", e, dr, sadr),
-                    lambda e=e, dr=dr, sadr=sadr, keep=keep: runs.get(
+                    lambda e=e, dr=dr, sadr=sadr, steps=steps, keep=keep: runs.get(
                         model,
                         main_cases,
                         e,
                         dr=dr,
                         sadr=sadr,
+                        steps=steps,
                         checkpoints=marks,
                         keep=keep,
                         sim_dr=args.dr,

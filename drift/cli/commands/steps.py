@@ -19,11 +19,10 @@ import argparse
 import json
 import time
 from dataclasses import replace
-from pathlib import Path
 
 from drift.cli import options as O
+from drift.data import dev_set_or_builtin
 
-DEV_SET = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "counterfact-merged-dev.json"
 EARLIER = {"anchor": "mean", "squared_decay": True, "stop_on": "nll", "n_prefixes": 6}
 
 
@@ -53,17 +52,17 @@ def one(model, case, hp) -> dict:
     }
 
 
-def options(p: argparse.ArgumentParser) -> None:
-    """``steps``'s options (``--cases`` is ``--limit``'s older name)."""
-    O.add_data(p, default=str(DEV_SET) if DEV_SET.is_file() else "builtin", limit=3)
-    O.alias(p, "--cases", "limit", type=O.positive_int)
+def add_options(p: argparse.ArgumentParser) -> None:
+    """``steps``'s options."""
+    O.add_data(p, default=dev_set_or_builtin(), limit=3)
     O.add_model(p)
     p.add_argument("--config", choices=["earlier", "faithful"], default="faithful")
 
 
 def parse(argv=None) -> argparse.Namespace:
     p = O.parser("analyses/steps.py", __doc__.split("\n")[0])
-    options(p)
+    add_options(p)
+    O.add_verbosity(p, top=True)
     return p.parse_args(argv)
 
 

@@ -48,18 +48,17 @@ def kinds(text: str) -> list[str]:
     return names
 
 
-def options(p: argparse.ArgumentParser) -> None:
+def add_options(p: argparse.ArgumentParser) -> None:
     """``trace``'s options."""
     O.add_data(p, limit=10)
     O.add_model(p)
     O.add_editor(p, default="rome", choices=O.EDITED)
     O.add_scoring(p, pool=False)
-    O.add_run(p, batch_size=48, batch_help="patch states per forward pass")
+    O.add_run(p, batch_size=48)
     O.add_output(
         p,
         kind="folder",
         default="figures/trace",
-        restart="ignore the cases finished by an interrupted run",
     )
     g = p.add_argument_group("trace")
     g.add_argument(
@@ -97,7 +96,8 @@ def options(p: argparse.ArgumentParser) -> None:
 
 def parse(argv=None) -> argparse.Namespace:
     p = O.parser("analyses/trace.py", __doc__.split("\n")[0])
-    options(p)
+    add_options(p)
+    O.add_verbosity(p, top=True)
     return p.parse_args(argv)
 
 
@@ -159,7 +159,8 @@ def collect(model, cases, args) -> dict:
     from tqdm.auto import tqdm
 
     from drift.cli.jobs import resolve_editor
-    from drift.cli.runs import CaseFiles, run_config
+    from drift.cli.runs import CaseFiles
+    from drift.cli.spec import run_config
     from drift.editors import get_compute
 
     o = O.Options.of(args, "trace")

@@ -1,6 +1,6 @@
-"""Fill the cache before the first edit: convert the model, compute the key statistics of every
-editor's default layers in one pass, and sample the context prefixes the editors put before a
-rewrite prompt.
+"""``python -m drift prepare``: fill the cache before the first edit: convert the model, compute
+the key statistics of every editor's default layers in one pass, and sample the context prefixes
+the editors put before a rewrite prompt.
 
 Each of these is computed on first use anyway and cached (``drift.util.store.cache_root()``); doing it
 up front moves minutes of one-time work out of the first edit, the first notebook or the first
@@ -17,10 +17,14 @@ Example:
 
 from __future__ import annotations
 
+import argparse
 import time
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
-from drift.model.adapter import Model
+from drift.cli import options as O
+
+if TYPE_CHECKING:
+    from drift.model.adapter import Model
 
 EDITORS = ("rome", "memit", "pmet", "adaple")
 
@@ -74,12 +78,24 @@ def prepare(model: Model, editors: Sequence[str] = EDITORS, *, verbose: bool | N
     }
 
 
-def __getattr__(name: str):
-    if name == "plan_layers":  # deprecated: "plan" is jobs.plan's word (a run's job)
-        import warnings
+def add_options(p: argparse.ArgumentParser) -> None:
+    O.add_model(p, device=False)  # key statistics are cached per dtype: prepare the one the runs will use
+    p.add_argument(
+        "--editors",
+        type=O.editor_list,
+        default="rome,memit,pmet,adaple",
+        help=O.EDITORS_HELP + " (default: rome,memit,pmet,adaple)",
+    )
 
-        warnings.warn(
-            "drift.cli.prepare.plan_layers is deprecated; use stats_layers", DeprecationWarning, stacklevel=2
-        )
-        return stats_layers
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+def run(args: argparse.Namespace) -> int:
+    """The one-time work of a model's first edits, done now and cached."""
+    import drift
+
+    done = prepare(drift.load_model(args.model, dtype=args.dtype), args.editors)
+    secs = done["seconds"]
+    print(
+        f"prepared {done['model']}: key statistics of layers {done['layers']} ({secs['key_statistics']} s), "
+        f"context prefixes ({secs['prefixes']} s)"
+    )
+    return 0

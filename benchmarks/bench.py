@@ -1,13 +1,13 @@
 """Benchmarks: speed ratios measured in one run, same numbers checked. Results go in BENCHMARKS.md.
 
-    python analyses/bench.py eval [--cases 100] [--data PATH]
-    python analyses/bench.py rome [--edits 3] [--steps 20] [--skip-naive]
-    python analyses/bench.py sweep [--layers 10]
-    python analyses/bench.py sadr [--edits 3] [--steps 20]
-    python analyses/bench.py ray [--cases 6] [--steps 5] [--workers 2]
-    python analyses/bench.py width [--layers 4] [--editor rome] [--steps 3] [--dtype bf16] [--device cuda]
-    python analyses/bench.py batch [--cases 8] [--chunk 4] [--steps 20] [--sadr-steps 20]
-    python analyses/bench.py peer --reference DIR [--cases 4] [--data PATH] [--steps 20] [--gamma 0]
+    python benchmarks/bench.py eval [--cases 100] [--data PATH]
+    python benchmarks/bench.py rome [--edits 3] [--steps 20] [--skip-naive]
+    python benchmarks/bench.py sweep [--layers 10]
+    python benchmarks/bench.py sadr [--edits 3] [--steps 20]
+    python benchmarks/bench.py ray [--cases 6] [--steps 5] [--workers 2]
+    python benchmarks/bench.py width [--layers 4] [--editor rome] [--steps 3] [--dtype bf16] [--device cuda]
+    python benchmarks/bench.py batch [--cases 8] [--chunk 4] [--steps 20] [--sadr-steps 20]
+    python benchmarks/bench.py peer --reference DIR [--cases 4] [--data PATH] [--steps 20] [--gamma 0]
         [--flops] [--profile]
 
 - ``eval``: scoring every (prompt, target) pair of N cases, drift's batched scorer (packed
@@ -29,7 +29,7 @@
 - ``sadr``: ROME per-edit time with and without SADR at the same number of steps (no early
   stop), alternating the two so both see the same machine load.
 - ``peer``: drift's ROME against the paper's own code (its ``execute_rome``, from a checkout of the
-  reference passed as ``--reference``, run by ``analyses/peer_rome.py`` in ``.venv-peer``; set it up
+  reference passed as ``--reference``, run by ``benchmarks/peer_rome.py`` in ``.venv-peer``; set it up
   with ``bash scripts/setup-peer.sh DIR``; nothing of it is copied here): same model folder, cases,
   key statistics C, context prefixes and settings, one thread each, alternating case by case.
   Seconds per edit, ‖ΔW‖/‖W‖, final loss and passes of each side; ``--flops``: matrix-multiply
@@ -52,10 +52,10 @@ from pathlib import Path
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
-DEV_SET = ROOT.parent / "shared" / "data" / "counterfact-merged-dev.json"
 sys.path.insert(0, str(ROOT))
 
 from drift.cli import options as O  # noqa: E402
+from drift.data import dev_set_or_builtin  # noqa: E402
 
 
 def naive_logprobs(model, prompts, targets) -> torch.Tensor:
@@ -75,7 +75,7 @@ def bench_eval(args) -> None:
     from drift.evaluation.metrics import plan_case
     from drift.model.scoring import score_targets
 
-    data = args.data or (str(DEV_SET) if DEV_SET.exists() else "builtin")
+    data = args.data or dev_set_or_builtin()
     cases = load_cases(data, limit=args.cases)
     pairs = [pair for c in cases for pair in plan_case(c).pairs]
     prompts, targets = [p for p, _ in pairs], [t for _, t in pairs]
@@ -339,7 +339,7 @@ def bench_batch(args) -> None:
     from drift.editors.target import by_length
 
     model = drift.load_model(args.model)
-    data = args.data or (str(DEV_SET) if DEV_SET.exists() else "builtin")
+    data = args.data or dev_set_or_builtin()
     cases = by_length(model, load_cases(data, limit=args.cases))  # as evaluation chunks them
     arms = {"rome": get_compute("rome", steps=args.steps)}
     if not args.no_sadr:
@@ -376,11 +376,11 @@ def bench_batch(args) -> None:
         print(f"    agreement: max ‖ΔW − ΔW₁‖/‖ΔW₁‖ {worst:.1e}; cases whose passes differ: {passes_differ}")
 
 
-PEER_SCRIPT = ROOT / "analyses" / "peer_rome.py"
+PEER_SCRIPT = ROOT / "benchmarks" / "peer_rome.py"
 
 
 class _PeerWorker:
-    """``analyses/peer_rome.py --serve`` in ``.venv-peer``: the reference's ROME in its own
+    """``benchmarks/peer_rome.py --serve`` in ``.venv-peer``: the reference's ROME in its own
     process and environment, one JSON job a line; its noise goes to a log file."""
 
     def __init__(self, python: Path, reference: Path, setup: dict, threads: int = 1):
@@ -502,7 +502,7 @@ def _drift_step_gflop(model, case, hp, prefixes) -> dict:
 
 def bench_peer(args) -> None:
     """drift's ROME against the paper's own code (its ``execute_rome``, run by
-    ``analyses/peer_rome.py`` in ``.venv-peer`` from the checkout ``--reference``): same model
+    ``benchmarks/peer_rome.py`` in ``.venv-peer`` from the checkout ``--reference``): same model
     folder, cases, key statistics C, context prefixes and settings, one thread each, alternating
     case by case (which side goes first alternates too). Per case: seconds per edit, ‖ΔW‖/‖W‖,
     final loss and passes of both sides."""
@@ -528,7 +528,7 @@ def bench_peer(args) -> None:
     model = drift.load_model(args.model)
     hp = preset(model)
     hp = replace(hp, steps=args.steps or hp.steps, extra_terms=(SADR(args.gamma),) if args.gamma else ())
-    data = args.data or (str(DEV_SET) if DEV_SET.exists() else "builtin")
+    data = args.data or dev_set_or_builtin()
     cases = load_cases(data, limit=args.cases)
     compute_rome(model, cases[0], replace(hp, steps=1))  # warm-up: key statistics, prefixes cached
     prefixes = [p for g in prefix_groups(model, hp.context, hp.n_prefixes) for p in g]

@@ -1,14 +1,14 @@
 """The paper's own ROME, run on drift's model, key statistics, context prefixes and cases: the peer
-side of ``analyses/bench.py peer``.
+side of ``benchmarks/bench.py peer``.
 
 Runs in ``.venv-peer`` (``bash scripts/setup-peer.sh DIR``), never in drift's environment, and
 imports the reference code (an EasyEdit fork: github.com/PinzhengWang322/Reveal_Attention_Drift)
 from ``--reference DIR`` at run time; nothing of it is copied into this repository. It does not
 import drift either: what it shares with drift comes in as files.
 
-    .venv-peer/bin/python analyses/peer_rome.py --reference DIR --cases CASES.json [--steps 20]
+    .venv-peer/bin/python benchmarks/peer_rome.py --reference DIR --cases CASES.json [--steps 20]
         [--gamma 0] [--flops] [--setup SETUP.json]
-    .venv-peer/bin/python analyses/peer_rome.py --reference DIR --serve     # bench.py's worker
+    .venv-peer/bin/python benchmarks/peer_rome.py --reference DIR --serve     # bench.py's worker
 
 Per case it calls the reference's ``execute_rome`` (``compute_u``, then ``compute_v``, then the
 rank-one update put in and taken out again), timed, and prints seconds per edit, ‖ΔW‖/‖W‖ with

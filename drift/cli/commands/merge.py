@@ -1,0 +1,56 @@
+"""``python -m drift merge``: the parts of one run (results files and/or ``.partial.jsonl`` logs of
+one configuration, e.g. ``eval --shard`` or ``audit --shard``) joined into one results file."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from drift.cli import options as O
+from drift.cli.output import claim, summary_table
+
+
+def add_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("inputs", nargs="+", help="results JSON files of eval, or their .partial.jsonl files")
+    O.add_output(
+        p, kind="file", required=True, restart="set aside an --out that holds another configuration's results"
+    )
+    p.add_argument(
+        "--allow-missing",
+        action="store_true",
+        help="write the merge even when shards or cases are missing (the file lists them under 'missing')",
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    from drift.cli.runs import coverage, join, read_any, write_results
+    from drift.evaluation.metrics import scoring_of
+
+    O.writable_file(args.out)
+    O.refuse_same_files({"--out": args.out}, {f"input {x}": x for x in args.inputs})
+    config, rows = join(args.inputs, "merge")
+    if not rows:
+        raise ValueError("merge: the inputs hold no finished cases")
+    parts = [(x, read_any(x, "merge")[0]) for x in args.inputs]
+    missing, note = coverage(parts, [r["case_id"] for r in rows])
+    if note:
+        print(f"merge: {note}", file=sys.stderr)
+    if missing and not args.allow_missing:
+        raise ValueError(
+            f"merge: the inputs are not the whole run: missing {'; '.join(missing)}; merge every part, "
+            "or pass --allow-missing to write what there is"
+        )
+    extra = {"missing": missing} if missing else {}
+    claim(args.out, config, args.restart)
+    merged = [str(x) for x in args.inputs]
+    if config.get("command") == "audit":  # an audit's shards: the summary is the audit's own
+        from drift.cli.commands.audit import write_audit
+
+        write_audit(Path(args.out), config, rows, bool(config.get("validate")), merged_from=merged, **extra)
+        print(f"wrote {args.out} ({len(rows)} cases)")
+        return 0
+    result = write_results(args.out, config, rows, scoring_of(config)[1], merged_from=merged, **extra)
+    print(summary_table(result["summary"]))
+    print(f"wrote {args.out} ({len(rows)} cases)")
+    return 0
