@@ -49,11 +49,11 @@ def summary_table(summary: dict) -> str:
     return "\n".join("  " + line if i < 2 else line for i, line in enumerate(lines))
 
 
-def claim(out: str, config: dict, restart: bool) -> None:
+def claim(out: str, config: dict, restart: bool, case_ids=None) -> None:
     """Refuse (or, with ``--restart``, set aside) an ``--out`` holding another configuration's
-    results, saying where the earlier file went."""
+    results or cases of this one that ``case_ids`` lacks, saying where the earlier file went."""
     from drift.cli.runs import claim_out
 
-    aside = claim_out(out, config, restart=restart)
+    aside = claim_out(out, config, restart=restart, case_ids=case_ids)
     if aside is not None:
         print(f"--restart: the earlier {out} is kept as {aside}", file=sys.stderr)

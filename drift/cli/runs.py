@@ -82,11 +82,20 @@ class RunConflict(ValueError):
     """A log or results file belongs to another configuration, or another process writes it."""
 
 
-def claim_out(out: Path | str, config: dict, *, restart: bool, option: str = "--restart") -> Path | None:
+def claim_out(
+    out: Path | str,
+    config: dict,
+    *,
+    restart: bool,
+    option: str = "--restart",
+    case_ids: Iterable | None = None,
+) -> Path | None:
     """Check that writing a run's results to ``out`` loses nothing: a results file of the same
-    configuration (same :func:`run_key`) may be rewritten; anything else there (another
-    configuration's results, a file drift did not write) is refused with a ``RunConflict``, or,
-    with ``restart``, moved aside to ``OUT.aside-TIME`` (returned)."""
+    configuration (same :func:`run_key`) whose cases the run writes again (all of them in
+    ``case_ids``, when given) may be rewritten; anything else there (another configuration's
+    results, cases this run does not cover — another shard, a larger ``--limit`` —, a file drift did
+    not write) is refused with a ``RunConflict``, or, with ``restart``, moved aside to
+    ``OUT.aside-TIME`` (returned)."""
     out = Path(out)
     if not out.is_file():
         return None
@@ -95,11 +104,22 @@ def claim_out(out: Path | str, config: dict, *, restart: bool, option: str = "--
     except (OSError, UnicodeDecodeError, json.JSONDecodeError):
         found = None
     if isinstance(found, dict) and isinstance(found.get("config"), dict):
-        if run_key(found["config"]) == run_key(config):
-            return None
         cases = found.get("cases")
         n = f" of {len(cases)} case(s)" if isinstance(cases, list) else ""
-        what = f"the finished results{n} of another configuration ({_difference(found['config'], config)})"
+        if run_key(found["config"]) != run_key(config):
+            what = (
+                f"the finished results{n} of another configuration ({_difference(found['config'], config)})"
+            )
+        else:
+            had = {str(c.get("case_id")) for c in cases or [] if isinstance(c, dict)}
+            lost = sorted(had - {str(i) for i in case_ids}) if case_ids is not None else []
+            if not lost:
+                return None
+            what = (
+                f"the finished results{n} of this configuration, {len(lost)} of them cases this run does "
+                f"not write (e.g. {', '.join(lost[:3])}: another --shard or a larger --limit); writing it "
+                "would lose them: merge the parts with `python -m drift merge`"
+            )
     else:
         what = "a file that is not a results file of drift"
     if not restart:
@@ -278,7 +298,7 @@ def run_cases(
     with CaseLog(out.with_name(out.name + ".partial.jsonl"), config, restart=restart) as log:
         if log.aside is not None:
             print(f"--restart: the earlier log is kept as {log.aside}", file=sys.stderr)
-        aside = claim_out(out, config, restart=restart)
+        aside = claim_out(out, config, restart=restart, case_ids=[c.case_id for c in cases])
         if aside is not None:
             print(f"--restart: the earlier {out} is kept as {aside}", file=sys.stderr)
         if log.rows:
@@ -288,11 +308,27 @@ def run_cases(
         except KeyboardInterrupt:
             n = len([c for c in cases if str(c.case_id) in log.rows])
             raise KeyboardInterrupt(f"{n} of {len(cases)} cases saved in {log.path}") from None
+        ids = {str(c.case_id) for c in cases}
+        missing = [i for i in ids if i not in log.rows]
+        if missing:
+            raise RuntimeError(
+                f"{log.path}: {len(missing)} case(s) unfinished ({', '.join(sorted(missing)[:5])}); "
+                "run the same command again to finish them"
+            )
+        beyond = [i for i in log.rows if i not in ids]  # an earlier run's cases outside this one's
         if write is None:
-            return log.finish(out, [c.case_id for c in cases], pool)
-        result = write([log.rows[str(c.case_id)] for c in cases])
-        log.path.unlink()
-        Path(str(log.path) + ".lock").unlink(missing_ok=True)
+            result = write_results(out, log.config, [log.rows[str(c.case_id)] for c in cases], pool)
+        else:
+            result = write([log.rows[str(c.case_id)] for c in cases])
+        if beyond:
+            print(
+                f"{log.path} keeps {len(beyond)} finished case(s) beyond this run's cases (an earlier, "
+                "larger run); the same command with those cases resumes them",
+                file=sys.stderr,
+            )
+        else:
+            log.path.unlink()
+            Path(str(log.path) + ".lock").unlink(missing_ok=True)
         return result
 
 

@@ -42,7 +42,7 @@ def run(args: argparse.Namespace) -> int:
             "or pass --allow-missing to write what there is"
         )
     extra = {"missing": missing} if missing else {}
-    claim(args.out, config, args.restart)
+    claim(args.out, config, args.restart, case_ids=[r["case_id"] for r in rows])
     merged = [str(x) for x in args.inputs]
     if config.get("command") == "audit":  # an audit's shards: the summary is the audit's own
         from drift.cli.commands.audit import write_audit
