@@ -64,3 +64,58 @@ def test_a_partial_merge_does_not_overwrite_the_whole_run(tiny_dir, tmp_path, ca
     before = full.read_text()
     assert cli(["merge", str(part), "--allow-missing", "--out", str(full)]) == 2
     assert "cases this run does not write" in capsys.readouterr().err and full.read_text() == before
+
+
+def test_eval_sequential_interrupted_resumes_from_its_saved_edits(tiny_dir, tmp_path, monkeypatch, capsys):
+    import drift.editors as editors
+
+    real_get, computed = editors.get_compute, []
+
+    def get_compute(*a, stop_at=None, **k):
+        compute = real_get(*a, **k)
+
+        def counted(model, case):
+            if case.case_id == stop_at:
+                raise KeyboardInterrupt
+            computed.append(case.case_id)
+            return compute(model, case)
+
+        return counted
+
+    out = tmp_path / "seq.json"
+    args = ["--editor", "rome", "--sequential", "--checkpoints", "1,3", "--limit", "3", "--steps", "2"]
+    monkeypatch.setattr(editors, "get_compute", lambda *a, **k: get_compute(*a, stop_at="2", **k))
+    assert _eval(tiny_dir, out, *args) == 130
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert "the edits finished so far are saved in" in err and ".partial-" in err
+    assert list(tmp_path.glob("seq.json.partial-*.pt"))
+    monkeypatch.setattr(editors, "get_compute", get_compute)
+    computed.clear()
+    assert _eval(tiny_dir, out, *args) == 0
+    assert computed == ["2"] and not list(tmp_path.glob("seq.json.partial-*"))
+    assert [c["n_edits"] for c in json.loads(out.read_text())["checkpoints"]] == [1, 3]
+
+
+def test_sequential_and_sweep_restart_set_aside_instead_of_deleting(tmp_path):
+    from drift.cli.runs import RecordLog
+
+    log = RecordLog(tmp_path / "sequential-runs.jsonl")
+    log.add({"key": "k", "config": {}, "checkpoints": []})
+    (tmp_path / ".partial-x").mkdir()
+    RecordLog(tmp_path / "sequential-runs.jsonl", restart=True)
+    assert len(list(tmp_path.glob("sequential-runs.jsonl.aside-*"))) == 1
+    assert len(list(tmp_path.glob(".partial-x.aside-*"))) == 1
+
+
+def test_a_sweep_whose_limit_shrank_keeps_its_finished_results(tmp_path, tiny_dir, capsys):
+    spec, out = tmp_path / "spec.toml", tmp_path / "sw"
+    head = f'data = "builtin"\nno_fluency = true\nmodel = "{tiny_dir}"\nchunk = 2\n'
+    spec.write_text(head + 'limit = 3\n\n[[run]]\nname = "none"\n')
+    assert cli(["sweep", str(spec), "--out-dir", str(out), "--engine", "local", "-q"]) == 0
+    before = (out / "none.json").read_text()
+    spec.write_text(head + 'limit = 2\n\n[[run]]\nname = "none"\n')
+    assert cli(["sweep", str(spec), "--out-dir", str(out), "--engine", "local", "-q"]) == 2
+    assert "1 finished case(s) this run does not cover" in capsys.readouterr().err
+    assert (out / "none.json").read_text() == before
+    assert cli(["sweep", str(spec), "--out-dir", str(out), "--engine", "local", "-q", "--restart"]) == 0
+    assert len(list(out.glob("none.json.aside-*"))) == 1 and len(_ids(out / "none.json")) == 2

@@ -462,7 +462,7 @@ class RecordLog:
     line per finished run, ``{"key": run_key(config), "config", ...}`` (:func:`append_record`),
     and beside it ``FOLDER/.partial-KEY/``, the work folder of a run not finished yet (its
     :func:`save_state` file, ``state.pt``, and whatever else the run keeps there).
-    ``restart=True`` removes the log and every work folder in ``FOLDER``.
+    ``restart=True`` sets the log and every work folder in ``FOLDER`` aside (:func:`set_aside`).
 
     >>> import tempfile, pathlib
     >>> folder = pathlib.Path(tempfile.mkdtemp())
@@ -476,11 +476,10 @@ class RecordLog:
 
     def __init__(self, path: Path | str, restart: bool = False):
         self.path = Path(path)
-        if restart:
-            if self.path.exists():
-                self.path.unlink()
-            for work in self.path.parent.glob(".partial-*"):
-                shutil.rmtree(work, ignore_errors=True)
+        if restart:  # set aside, never deleted: --restart's one meaning
+            for old in [self.path, *self.path.parent.glob(".partial-*")]:
+                if old.exists() and ".aside-" not in old.name:
+                    print(f"--restart: the earlier {old} is kept as {set_aside(old)}", file=sys.stderr)
         self.done: dict[str, dict] = read_records(self.path)
 
     def work(self, key: str) -> Path:

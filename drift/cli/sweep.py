@@ -214,16 +214,24 @@ def _prepare(run: RunSpec, out: Path, chunk: int, device: str | None, restart: b
     carried: list[dict] = []  # finished rows of the same configuration (e.g. before --limit grew)
     if result.exists():
         config, rows = join([result], "sweep")
-        if run_key(config) == key and {r["case_id"] for r in rows} == {c.case_id for c in job.cases}:
+        wanted = {c.case_id for c in job.cases}
+        beyond = sorted({r["case_id"] for r in rows} - wanted)
+        if run_key(config) == key and not beyond and {r["case_id"] for r in rows} == wanted:
             return None
-        if run_key(config) == key:
-            wanted = {c.case_id for c in job.cases}
-            carried = [r for r in rows if r["case_id"] in wanted]
+        if run_key(config) == key and not beyond:
+            carried = rows  # a run whose --limit grew keeps its finished cases
         elif not restart:
-            raise RunConflict(
-                f"sweep: {result} holds another configuration than run {run.name!r}; "
-                "pass --restart to redo it, or give the run another name"
+            why = (
+                f"{len(beyond)} finished case(s) this run does not cover (its limit shrank?)"
+                if run_key(config) == key
+                else "another configuration"
             )
+            raise RunConflict(
+                f"sweep: {result} holds {why} than run {run.name!r}; pass --restart to set it aside "
+                "and redo the run, or give the run another name"
+            )
+        else:
+            print(f"sweep: the earlier {result} is kept as {set_aside(result)}", file=sys.stderr)
     logged = parts.read("sweep")  # each chunk log read once
     stale = [p for p, (config, _) in logged.items() if run_key(config) != key]
     if stale and not restart:

@@ -56,7 +56,8 @@ def _sequential(o: O.Options) -> int:
 
     import drift
     from drift.cli import jobs
-    from drift.cli.spec import run_config
+    from drift.cli.runs import set_aside
+    from drift.cli.spec import run_config, run_key
     from drift.editors import get_compute
     from drift.evaluation.sequential import sequential_edits
     from drift.util.store import save_json
@@ -68,19 +69,29 @@ def _sequential(o: O.Options) -> int:
         o, job.editor, kind="sequential", checkpoints=marks, batch_edits=o.extra["batch_edits"]
     )
     claim(o.out, config, o.output.restart)
+    # the stacked edits so far, saved after each batch: a rerun of the same run resumes there
+    state = o.out.with_name(f"{o.out.name}.partial-{run_key(config)}.pt")
+    if o.output.restart and state.exists():
+        print(f"--restart: the earlier {state} is kept as {set_aside(state)}", file=sys.stderr)
     model = drift.load_model(o.model.model, device=o.model.device, dtype=o.model.dtype)
     torch.manual_seed(o.run.seed)
-    rows = sequential_edits(
-        model,
-        job.cases,
-        compute,
-        checkpoints=marks,
-        batch=o.extra["batch_edits"],
-        progress=o.progress,
-        scoring=o.scoring.scoring,
-        pool=o.scoring.pool,
-    )
+    try:
+        rows = sequential_edits(
+            model,
+            job.cases,
+            compute,
+            checkpoints=marks,
+            batch=o.extra["batch_edits"],
+            progress=o.progress,
+            scoring=o.scoring.scoring,
+            pool=o.scoring.pool,
+            state=state,
+        )
+    except KeyboardInterrupt:
+        saved = f"the edits finished so far are saved in {state}" if state.exists() else "no edit finished"
+        raise KeyboardInterrupt(saved) from None
     save_json(o.out, {"config": config, "checkpoints": rows})
+    state.unlink(missing_ok=True)
     for row in rows:
         print(f"after {row['n_edits']} edits:")
         print(summary_table(row["summary"]))
