@@ -221,7 +221,19 @@ def parse_case(raw: Any, *, index: int = 0, source: str = "case") -> EditCase:
         raise CaseError(f"{where}: a case must be a JSON object, got {type(raw).__name__}")
     case_id = str(raw.get("case_id", index))
     where = f"{source}, case {case_id}"
-    rr = _get(raw, "requested_rewrite", dict, where)
+    fields = _rewrite_fields(_get(raw, "requested_rewrite", dict, where), case_id, where)
+    if "rewrite" in raw:  # merged schema
+        fields.update(_merged_tasks(raw, fields["o_edit"], where))
+    else:  # original CounterFact schema
+        fields.update(_counterfact_tasks(raw, fields["prompt"], fields["o_true"], where))
+    if not fields["rewrite"]:
+        fields["rewrite"] = (fields["prompt"],)
+    return EditCase(**fields)
+
+
+def _rewrite_fields(rr: dict, case_id: str, where: str) -> dict[str, Any]:
+    """The edit itself, from a case's ``requested_rewrite`` block: subject, prompt (a template's
+    ``{}`` filled with the subject, its slot kept), both objects, relation and object ids."""
     subject = _text(
         _get(rr, "subject", str, where, "requested_rewrite.subject"), where, "requested_rewrite.subject"
     )
@@ -243,7 +255,7 @@ def parse_case(raw: Any, *, index: int = 0, source: str = "case") -> EditCase:
         )
     if o_edit.strip().lower() == o_true.strip().lower():
         raise CaseError(f"{where}: target_new equals target_true ({o_edit!r}); nothing to edit")
-    fields: dict[str, Any] = dict(
+    return dict(
         case_id=case_id,
         subject=subject,
         prompt=prompt,
@@ -253,51 +265,52 @@ def parse_case(raw: Any, *, index: int = 0, source: str = "case") -> EditCase:
         o_edit_id=_target_id(rr),
         subject_start=subject_start,
     )
-    if "rewrite" in raw:  # merged schema
-        fields["rewrite"] = tuple(_prompts(raw, "rewrite", where))
-        # A task block with no prompts (the dev set has many) is an absent task, not an error.
-        for key, name in (("p-paraphrase", "paraphrase"), ("generation", "generation")):
-            if key in raw and _has_prompts(raw, key, where):
-                fields[name] = tuple(_prompts(raw, key, where))
-        if "p-subject_alias" in raw and _has_prompts(raw, "p-subject_alias", where):
-            # each prompt's target is o_edit, sometimes under another name ("cisgender female")
-            block = _get(raw, "p-subject_alias", dict, where)
-            if block.get("targets"):
-                fields["subject_alias"] = _probes(raw, "p-subject_alias", where)
-            else:
-                prompts = _prompts(raw, "p-subject_alias", where)
-                fields["subject_alias"] = tuple(Probe(p, o_edit) for p in prompts)
-        for key, name in (
-            ("l-neighbor", "neighborhood"),
-            ("l-relation", "relation"),
-            ("p-reasoning", "reasoning"),
-        ):
-            if key in raw and _has_prompts(raw, key, where):
-                fields[name] = _probes(raw, key, where)
-        if "o-commonsense" in raw:
-            oc = _get(raw, "o-commonsense", dict, where)
-            fields["commonsense"] = Commonsense(
-                prompt=_get(oc, "prompts", str, where, "o-commonsense.prompts"),
-                right=_text(
-                    _get(oc, "right", str, where, "o-commonsense.right"), where, "o-commonsense.right"
-                ),
-                wrong=_text(
-                    _get(oc, "wrong", str, where, "o-commonsense.wrong"), where, "o-commonsense.wrong"
-                ),
-            )
-    else:  # original CounterFact schema
-        fields["rewrite"] = (prompt,)
-        if "paraphrase_prompts" in raw:
-            fields["paraphrase"] = tuple(_str_list(raw, "paraphrase_prompts", where))
-        if "neighborhood_prompts" in raw:
-            fields["neighborhood"] = tuple(
-                Probe(p, o_true) for p in _str_list(raw, "neighborhood_prompts", where)
-            )
-        if "generation_prompts" in raw:
-            fields["generation"] = tuple(_str_list(raw, "generation_prompts", where))
-    if not fields["rewrite"]:
-        fields["rewrite"] = (prompt,)
-    return EditCase(**fields)
+
+
+def _merged_tasks(raw: dict, o_edit: str, where: str) -> dict[str, Any]:
+    """The task blocks of a case in the merged schema (``rewrite``, ``p-paraphrase``, ...)."""
+    fields: dict[str, Any] = {"rewrite": tuple(_prompts(raw, "rewrite", where))}
+    # A task block with no prompts (the dev set has many) is an absent task, not an error.
+    for key, name in (("p-paraphrase", "paraphrase"), ("generation", "generation")):
+        if key in raw and _has_prompts(raw, key, where):
+            fields[name] = tuple(_prompts(raw, key, where))
+    if "p-subject_alias" in raw and _has_prompts(raw, "p-subject_alias", where):
+        # each prompt's target is o_edit, sometimes under another name ("cisgender female")
+        block = _get(raw, "p-subject_alias", dict, where)
+        if block.get("targets"):
+            fields["subject_alias"] = _probes(raw, "p-subject_alias", where)
+        else:
+            prompts = _prompts(raw, "p-subject_alias", where)
+            fields["subject_alias"] = tuple(Probe(p, o_edit) for p in prompts)
+    for key, name in (
+        ("l-neighbor", "neighborhood"),
+        ("l-relation", "relation"),
+        ("p-reasoning", "reasoning"),
+    ):
+        if key in raw and _has_prompts(raw, key, where):
+            fields[name] = _probes(raw, key, where)
+    if "o-commonsense" in raw:
+        oc = _get(raw, "o-commonsense", dict, where)
+        fields["commonsense"] = Commonsense(
+            prompt=_get(oc, "prompts", str, where, "o-commonsense.prompts"),
+            right=_text(_get(oc, "right", str, where, "o-commonsense.right"), where, "o-commonsense.right"),
+            wrong=_text(_get(oc, "wrong", str, where, "o-commonsense.wrong"), where, "o-commonsense.wrong"),
+        )
+    return fields
+
+
+def _counterfact_tasks(raw: dict, prompt: str, o_true: str, where: str) -> dict[str, Any]:
+    """The task blocks of a case in the original CounterFact schema (``paraphrase_prompts``, ...)."""
+    fields: dict[str, Any] = {"rewrite": (prompt,)}
+    if "paraphrase_prompts" in raw:
+        fields["paraphrase"] = tuple(_str_list(raw, "paraphrase_prompts", where))
+    if "neighborhood_prompts" in raw:
+        fields["neighborhood"] = tuple(
+            Probe(p, o_true) for p in _str_list(raw, "neighborhood_prompts", where)
+        )
+    if "generation_prompts" in raw:
+        fields["generation"] = tuple(_str_list(raw, "generation_prompts", where))
+    return fields
 
 
 # ---- field readers: each names the case and the field it rejects ------------------------------

@@ -429,22 +429,65 @@ def optimise_many(
     start = min(site.layer for site in sites)
     if any(l < start for l in key_layers):
         raise ValueError(f"key layers {list(key_layers)} must be at or after the first edited layer {start}")
+    built = _all_case_rows(model, cases, prefixes)
+    batch, spans = _joined(model, built, start)
+    run, resid, prefix = _first_layer_input(model, batch, start, prefix_cache)
+    states = _case_states(model, cases, built, spans, terms, sites, lr, resid.device)
+    loop = _Loop(
+        model, run, sites, start, key_layers, block_attention_grad, steps, early_stop, stop_on, pmet_schedule
+    )
+    layout = _Layout.of(states, run, resid, prefix)
+    for it in range(steps):
+        stepping, total = loop.pass_(layout, it)
+        if not stepping:
+            break
+        _update(stepping, total, clamp_norm)
+        if len(stepping) < len(layout.states):  # stopped cases leave the batch
+            layout = _Layout.of(stepping, run, resid, prefix)
+    return [_result(s, batch) for s in states]
+
+
+def _all_case_rows(model: Model, cases: Sequence[EditCase], prefixes: Sequence[str]) -> list[_CaseRows]:
+    """Each case's rows; a bad case in a batch is named by its id."""
     built = []
     for case in cases:
         try:
             built.append(_case_rows(model, case, prefixes))
         except ValueError as e:  # e.g. the subject not in its prompt
             raise ValueError(f"case {case.case_id}: {e}") if len(cases) > 1 else e
-    batch, spans = _joined(model, built, start)
-    prefix, run = None, batch  # ``run``: the batch as each step sees it
+    return built
+
+
+def _first_layer_input(
+    model: Model, batch: EditBatch, start: int, prefix_cache: bool
+) -> tuple[EditBatch, Tensor, Prefix | None]:
+    """What every step starts from, computed once: the batch as each step sees it, the residual
+    stream entering layer ``start`` (``[rows, rest, d_model]``, only the columns from each row's
+    subject's last token on, with the ``Prefix`` holding the keys and values of the columns before
+    it; or ``[rows, pos, d_model]``, every column, and no prefix)."""
     if prefix_cache and model.supports_prefix:
         tokens, mask, positions, P = left_aligned(batch, model.pad_id)
         resid, prefix = model.prefix(tokens, mask, positions, P, start)  # [rows, rest, d_model]
         shift = P - batch.lookup  # row r's column = its position + shift[r]
         run = replace(batch, lookup=batch.lookup + shift, query=batch.query + shift, offset=P)
-    else:
-        with torch.no_grad():
-            resid = model.capture(batch.tokens, "resid_pre", start)  # [rows, pos, d_model], cached once
+        return run, resid, prefix
+    with torch.no_grad():
+        resid = model.capture(batch.tokens, "resid_pre", start)  # [rows, pos, d_model], cached once
+    return batch, resid, None
+
+
+def _case_states(
+    model: Model,
+    cases: Sequence[EditCase],
+    built: Sequence[_CaseRows],
+    spans: Sequence[Tensor],
+    terms: Sequence[LossTerm],
+    sites: Sequence[Site],
+    lr: float,
+    device: torch.device,
+) -> list[_CaseState]:
+    """Each case's state before the first step: δ = 0 ``[d_model]`` per site, its own Adam and
+    (with several cases) its own copy of the loss terms."""
     N = len(cases)
     states = [
         _CaseState(
@@ -453,103 +496,139 @@ def optimise_many(
             n_rewrite=len(rows.prompts),
             targets=rows.target,
             terms=list(terms) if N == 1 else [t.fresh() for t in terms],
-            deltas={
-                s: torch.zeros(model.cfg.d_model, device=resid.device, requires_grad=True) for s in sites
-            },
+            deltas={s: torch.zeros(model.cfg.d_model, device=device, requires_grad=True) for s in sites},
             prompts=rows.prompts,
         )
         for case, rows, span in zip(cases, built, spans)
     ]
     for s in states:
         s.opt = torch.optim.Adam(list(s.deltas.values()), lr=lr)
-    active = list(range(N))
-    layout = _Layout.of([states[i] for i in active], run, resid, prefix)
-    for it in range(steps):
-        lay = layout
-        hooks = _delta_hooks(model, lay, sites, key_layers, start, block_attention_grad)
+    return states
+
+
+@dataclass
+class _Loop:
+    """What each pass of :func:`optimise_many` runs with besides the layout: the model, the batch as
+    each step sees it, the sites and the loop's settings."""
+
+    model: Model
+    run: EditBatch  # the joined batch as each step sees it
+    sites: list[Site]
+    start: int  # the first edited layer
+    key_layers: Sequence[int]
+    block_attention_grad: bool
+    steps: int
+    early_stop: float
+    stop_on: str
+    pmet_schedule: bool
+
+    def pass_(self, lay: _Layout, it: int) -> tuple[list[_CaseState], Tensor | None]:
+        """Pass ``it`` over ``lay``'s rows: every case's losses recorded; the cases that take a
+        step after it (not stopped, not the last pass), and the sum of their losses."""
+        logp, row_lp = self.forward(lay)
+        kl_all = logp[len(lay.read_tok) :]  # [KL reads, vocab]
+        total, stepping = None, []
         for j, s in enumerate(lay.states):
-            s.extras = {"model": model, "batch": lay.view(j, run)}  # what terms' hooks may need
+            parts, loss = self.case_loss(lay, j, it, row_lp, kl_all)
+            reads = lay.target_reads[j]
+            tok_logp, tok = logp[reads], lay.read_tok[reads]
+            stops = _stops(s, parts, loss, tok_logp, tok, self.early_stop, self.stop_on, self.pmet_schedule)
+            if stops or it == self.steps - 1:
+                continue  # the last pass only measures, as in the reference
+            stepping.append(s)
+            total = loss if total is None else total + loss
+        return stepping, total
+
+    def forward(self, lay: _Layout) -> tuple[Tensor, Tensor]:
+        """One forward pass with every case's vectors added and its terms' hooks: the log-probs
+        at every read (``[reads, vocab]``: target reads, then KL reads) and each row's mean
+        log-prob of its target tokens (``[rows]``, 0 for KL rows)."""
+        model = self.model
+        hooks = _delta_hooks(model, lay, self.sites, self.key_layers, self.start, self.block_attention_grad)
+        for j, s in enumerate(lay.states):
+            s.extras = {"model": model, "batch": lay.view(j, self.run)}  # what terms' hooks may need
             for term in s.terms:
                 hooks += list(term.hooks(s.extras["batch"], s.extras))
         logits = model.logits_at(
-            lay.resid, lay.read_rows, lay.read_cols, hooks, start_at_layer=start, prefix=lay.prefix
+            lay.resid, lay.read_rows, lay.read_cols, hooks, start_at_layer=self.start, prefix=lay.prefix
         )
         logp = logits.float().log_softmax(-1)
         tok_lp = logp[: len(lay.read_tok)].gather(-1, lay.read_tok[:, None]).squeeze(-1)
         row_lp = torch.zeros(lay.n_rows, device=logp.device).index_add(0, lay.read_owner, tok_lp)
-        row_lp = row_lp / lay.read_count.clamp(min=1)
-        kl_all = logp[len(lay.read_tok) :]
-        total, stepping = None, []
-        for j, s in enumerate(lay.states):
-            target_logp = row_lp[lay.local[j][: s.n_rewrite]]
-            kl_logp = kl_all[lay.kl_at[j]]
-            if s.vanilla_kl is None:  # step 0 runs with δ = 0: the unedited model
-                s.vanilla_kl = kl_logp.detach()
-            step = Step(
-                step=it,
-                target_logp=target_logp,
-                kl_logp=kl_logp,
-                vanilla_kl_logp=s.vanilla_kl,
-                deltas={str(k): d for k, d in s.deltas.items()},  # "mlp_out@4"
-                v0_norms={str(k): s.v0[k].norm() for k in s.deltas},
-                extras=s.extras,
-                nll_scale=s.nll_scale,
-            )
-            parts = {term.name: term(step) for term in s.terms}
-            loss = sum(parts.values())
-            if not torch.isfinite(loss):
-                raise EditDiverged(
-                    f"edit of case {s.case.case_id} diverged at step {it}: "
-                    f"loss {float(loss.detach())}; nothing applied"
-                )
-            s.losses.append(
-                {k: float(v.detach()) for k, v in parts.items()}
-                | {"p_target": float(target_logp.detach().exp().mean())}
-            )
-            if log.isEnabledFor(logging.INFO):
-                terms_now = ", ".join(f"{k} {v:.4f}" for k, v in s.losses[-1].items())
-                log.info(
-                    "case %s step %d/%d: loss %.4f (%s)",
-                    s.case.case_id,
-                    it + 1,
-                    steps,
-                    float(loss.detach()),
-                    terms_now,
-                )
-            reads = lay.target_reads[j]
-            tok_logp, tok = logp[reads], lay.read_tok[reads]
-            if _stops(s, parts, loss, tok_logp, tok, early_stop, stop_on, pmet_schedule) or it == steps - 1:
-                continue  # the last pass only measures, as in the reference
-            stepping.append(s)
-            total = loss if total is None else total + loss
-        if not stepping:
-            break
-        for s in stepping:
-            s.opt.zero_grad()
-        total.backward()  # each case's vectors get the gradient of its own loss only
-        with torch.no_grad():
-            for s in stepping:
-                s.opt.step()
-                for site, d in s.deltas.items():
-                    limit = clamp_norm * s.v0[site].norm()
-                    if d.norm() > limit:
-                        d.mul_(limit / d.norm())
-        if len(stepping) < len(lay.states):  # stopped cases leave the batch
-            layout = _Layout.of(stepping, run, resid, prefix)
-    results = []
-    for s in states:
-        out = {site: d.detach().clone() for site, d in s.deltas.items()}
-        if not all(torch.isfinite(d).all() for d in out.values()):
-            raise EditDiverged(f"edit of case {s.case.case_id} produced a non-finite vector; nothing applied")
-        results.append(
-            TargetResult(
-                deltas=out,
-                v0=s.v0,
-                keys=s.keys,
-                losses=s.losses,
-                batch=_own_batch(batch, s.rows, s.n_rewrite),
-                prompts=s.prompts,
-                terms=s.terms,
-            )
+        return logp, row_lp / lay.read_count.clamp(min=1)
+
+    def case_loss(
+        self, lay: _Layout, j: int, it: int, row_lp: Tensor, kl_all: Tensor
+    ) -> tuple[dict[str, Tensor], Tensor]:
+        """Case ``j``'s loss terms at pass ``it`` and their sum, from its rows' mean target
+        log-probs (``row_lp`` ``[rows]``) and its KL reads' log-probs (among ``kl_all``
+        ``[KL reads, vocab]``); recorded in its losses, logged, refused if not finite."""
+        s = lay.states[j]
+        target_logp = row_lp[lay.local[j][: s.n_rewrite]]
+        kl_logp = kl_all[lay.kl_at[j]]
+        if s.vanilla_kl is None:  # step 0 runs with δ = 0: the unedited model
+            s.vanilla_kl = kl_logp.detach()
+        step = Step(
+            step=it,
+            target_logp=target_logp,
+            kl_logp=kl_logp,
+            vanilla_kl_logp=s.vanilla_kl,
+            deltas={str(k): d for k, d in s.deltas.items()},  # "mlp_out@4"
+            v0_norms={str(k): s.v0[k].norm() for k in s.deltas},
+            extras=s.extras,
+            nll_scale=s.nll_scale,
         )
-    return results
+        parts = {term.name: term(step) for term in s.terms}
+        loss = sum(parts.values())
+        if not torch.isfinite(loss):
+            raise EditDiverged(
+                f"edit of case {s.case.case_id} diverged at step {it}: "
+                f"loss {float(loss.detach())}; nothing applied"
+            )
+        s.losses.append(
+            {k: float(v.detach()) for k, v in parts.items()}
+            | {"p_target": float(target_logp.detach().exp().mean())}
+        )
+        if log.isEnabledFor(logging.INFO):
+            terms_now = ", ".join(f"{k} {v:.4f}" for k, v in s.losses[-1].items())
+            log.info(
+                "case %s step %d/%d: loss %.4f (%s)",
+                s.case.case_id,
+                it + 1,
+                self.steps,
+                float(loss.detach()),
+                terms_now,
+            )
+        return parts, loss
+
+
+def _update(stepping: list[_CaseState], total: Tensor, clamp_norm: float) -> None:
+    """One Adam step of each case in ``stepping`` on the gradient of ``total`` (the sum of their
+    losses: each case's vectors get the gradient of its own loss only), then each δ clamped to
+    ``clamp_norm · ‖v₀‖``."""
+    for s in stepping:
+        s.opt.zero_grad()
+    total.backward()
+    with torch.no_grad():
+        for s in stepping:
+            s.opt.step()
+            for site, d in s.deltas.items():
+                limit = clamp_norm * s.v0[site].norm()
+                if d.norm() > limit:
+                    d.mul_(limit / d.norm())
+
+
+def _result(s: _CaseState, batch: EditBatch) -> TargetResult:
+    """Case ``s``'s result, its rows of the joined ``batch`` laid out as for it alone."""
+    out = {site: d.detach().clone() for site, d in s.deltas.items()}
+    if not all(torch.isfinite(d).all() for d in out.values()):
+        raise EditDiverged(f"edit of case {s.case.case_id} produced a non-finite vector; nothing applied")
+    return TargetResult(
+        deltas=out,
+        v0=s.v0,
+        keys=s.keys,
+        losses=s.losses,
+        batch=_own_batch(batch, s.rows, s.n_rewrite),
+        prompts=s.prompts,
+        terms=s.terms,
+    )

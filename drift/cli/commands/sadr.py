@@ -100,122 +100,19 @@ def run(args: argparse.Namespace) -> dict:
     import warnings
 
     import drift
-    from drift.cli.sweep import RunSpec, execute, slug
-    from drift.editors.sadr import paper_setting
 
     warnings.filterwarnings("ignore", category=UserWarning)
     t0 = time.time()
     out = Path(args.out)
-    editors = args.editors
     model_name = args.model or drift.DEFAULT_MODEL
-
-    def steps(e: str) -> dict:
-        return {"steps": args.steps or paper_setting(e, args.model)["steps"]}
-
-    # the runs: (label, in Table 3, eval options): Table 3 on --limit cases, the figures on --sweep-limit
-    grid: list[tuple[str, bool, dict]] = [("None", True, {"editor": "none"})]
-    for e in editors:
-        gs = args.gamma if args.gamma else [paper_setting(e, args.model)["gamma"]]
-        grid += [(e.upper(), True, {"editor": e})] + [
-            (f"{e.upper()}+SADR (γ={g:g})", True, {"editor": e} | _sadr(g) | steps(e)) for g in gs
-        ]
-    first = editors[0]
-    steps = steps(first)
-    gammas = args.gammas
-    if not args.no_figures:
-        grid += [
-            (f"{first} γ={g:g} {h}", False, {"editor": first} | _sadr(g, h) | steps)
-            for h in ("selective", "all")
-            for g in gammas
-        ]
-        grid += [(f"{first} base", False, {"editor": first})]
-        grid += [(f"{first} steps={s:g}", False, {"editor": first, "steps": int(s)}) for s in args.knob_steps]
-        grid += [(f"{first} lr={v:g}", False, {"editor": first, "hp": {"lr": v}}) for v in args.knob_lr]
-        grid += [(f"{first} ω={v:g}", False, {"editor": first, "hp": {"kl_factor": v}}) for v in args.knob_kl]
-    shared = {"data": args.data, "model": args.model, "seed": args.seed, "no_fluency": True}
-    if args.dtype:
-        shared["dtype"] = args.dtype
-    names: dict[str, str] = {}  # label -> run name; configurations asked twice run once
-    specs: dict[str, RunSpec] = {}
-    for label, in_table, options in grid:
-        options = shared | {"limit": args.limit if in_table else args.sweep_limit} | options
-        same = next((n for n, r in specs.items() if r.options == options), None)
-        names[label] = same or slug(label)
-        specs.setdefault(names[label], RunSpec(names[label], options))
-    finished = execute(
-        list(specs.values()),
-        out / "runs",
-        chunk=args.chunk,
-        engine="ray" if args.ray else "local",
-        address=args.address,
-        workers=args.workers,
-        device=args.device,
-        per_gpu=args.per_gpu,
-        restart=args.restart,
-    )
-    results = {label: finished[name]["summary"] for label, name in names.items()}
-    n_cases = len(finished[names["None"]]["cases"])
-    from drift import plots
-
+    grid = _grid(args)
+    results, n_cases = _run_grid(args, grid, out / "runs")
     table_rows = [
         [label] + [_cell(results[label], m) for m in TABLE] for label, in_table, _ in grid if in_table
     ]
-    written = []
-    written += plots.save(
-        plots.table(
-            ["method"] + TABLE,
-            table_rows,
-            title=f"Table 3 layout: {model_name}, {n_cases} cases of {Path(args.data).name}",
-        ),
-        out / "table3",
-    )
+    written = _write_table(table_rows, out, f"{model_name}, {n_cases} cases of {Path(args.data).name}")
     if not args.no_figures:
-        lines = {}
-        for h in ("selective", "all"):
-            for m in ("RS", "DNS", "ES"):
-                lines[f"{m} ({h} heads)"] = [results[f"{first} γ={g:g} {h}"][m] for g in gammas]
-        base = results[f"{first} base"]
-        written += plots.save(
-            plots.curves(
-                gammas,
-                lines,
-                log_x=True,
-                x_title="γ",
-                y_title="score (%)",
-                references={f"{first} {m}": base[m] for m in ("RS", "DNS")},
-                title=f"SADR on {first}: selective vs all heads ({min(args.sweep_limit, n_cases)} cases)",
-            ),
-            out / "fig6_selective_vs_all",
-        )
-        knobs = {
-            "SADR γ": [f"{first} γ={g:g} selective" for g in gammas],
-            "steps": [f"{first} steps={s:g}" for s in args.knob_steps],
-            "lr": [f"{first} lr={v:g}" for v in args.knob_lr],
-            "ω": [f"{first} ω={v:g}" for v in args.knob_kl],
-        }
-        panels = {}
-        for spec in ("RM", "DNM"):
-            panels[spec] = {
-                k: (
-                    [results[l][spec] for l in ls],
-                    [_success(results[l]) for l in ls],
-                    [l.split(" ", 1)[1].split(" ")[0] for l in ls],
-                )
-                for k, ls in knobs.items()
-            }
-        written += plots.save(
-            plots.paths(
-                panels,
-                x_titles={
-                    "RM": "RM (relation, P of the right answer, %)",
-                    "DNM": "DNM (distracting neighbourhood, %)",
-                },
-                y_title="edit success: mean of EM and PM (%)",
-                title=f"Trade-off on {first}: SADR γ vs the editor's own knobs",
-            ),
-            out / "fig7_tradeoff",
-            width=1200,
-        )
+        written += _write_figures(args, results, n_cases, out)
     result = {
         "config": vars(args) | {"model": model_name, "n_cases": n_cases},
         "results": results,
@@ -230,6 +127,130 @@ def run(args: argparse.Namespace) -> dict:
         print(f"{r[0]:<28}" + "".join(f"{c:>16}" for c in r[1:]))
     print(f"wrote {len(written)} figure files and {out / 'sadr.json'} in {result['seconds']:.0f} s")
     return result
+
+
+def _grid(args: argparse.Namespace) -> list[tuple[str, bool, dict]]:
+    """The runs, as (label, in Table 3, eval options): Table 3's rows (None, then per editor the
+    editor alone and with SADR at each γ), then unless ``--no-figures`` the first editor's points
+    of Fig. 6 (γ × selective/all heads) and Fig. 7 (its base run and its own knobs)."""
+    from drift.editors.sadr import paper_setting
+
+    def steps(e: str) -> dict:
+        return {"steps": args.steps or paper_setting(e, args.model)["steps"]}
+
+    grid: list[tuple[str, bool, dict]] = [("None", True, {"editor": "none"})]
+    for e in args.editors:
+        gs = args.gamma if args.gamma else [paper_setting(e, args.model)["gamma"]]
+        grid += [(e.upper(), True, {"editor": e})] + [
+            (f"{e.upper()}+SADR (γ={g:g})", True, {"editor": e} | _sadr(g) | steps(e)) for g in gs
+        ]
+    if args.no_figures:
+        return grid
+    first = args.editors[0]
+    grid += [
+        (f"{first} γ={g:g} {h}", False, {"editor": first} | _sadr(g, h) | steps(first))
+        for h in ("selective", "all")
+        for g in args.gammas
+    ]
+    grid += [(f"{first} base", False, {"editor": first})]
+    grid += [(f"{first} steps={s:g}", False, {"editor": first, "steps": int(s)}) for s in args.knob_steps]
+    grid += [(f"{first} lr={v:g}", False, {"editor": first, "hp": {"lr": v}}) for v in args.knob_lr]
+    grid += [(f"{first} ω={v:g}", False, {"editor": first, "hp": {"kl_factor": v}}) for v in args.knob_kl]
+    return grid
+
+
+def _run_grid(args: argparse.Namespace, grid: list[tuple[str, bool, dict]], runs: Path) -> tuple[dict, int]:
+    """Run ``grid`` as a sweep into ``runs`` (Table 3's runs on ``--limit`` cases, the figures' on
+    ``--sweep-limit``; a configuration asked twice runs once): each label's summary, and the
+    number of cases of the unedited run."""
+    from drift.cli.sweep import RunSpec, execute, slug
+
+    shared = {"data": args.data, "model": args.model, "seed": args.seed, "no_fluency": True}
+    if args.dtype:
+        shared["dtype"] = args.dtype
+    names: dict[str, str] = {}  # label -> run name; configurations asked twice run once
+    specs: dict[str, RunSpec] = {}
+    for label, in_table, options in grid:
+        options = shared | {"limit": args.limit if in_table else args.sweep_limit} | options
+        same = next((n for n, r in specs.items() if r.options == options), None)
+        names[label] = same or slug(label)
+        specs.setdefault(names[label], RunSpec(names[label], options))
+    finished = execute(
+        list(specs.values()),
+        runs,
+        chunk=args.chunk,
+        engine="ray" if args.ray else "local",
+        address=args.address,
+        workers=args.workers,
+        device=args.device,
+        per_gpu=args.per_gpu,
+        restart=args.restart,
+    )
+    results = {label: finished[name]["summary"] for label, name in names.items()}
+    return results, len(finished[names["None"]]["cases"])
+
+
+def _write_table(table_rows: list[list[str]], out: Path, what: str) -> list[Path]:
+    """Table 3 (``out/table3.*``) of ``what`` ("MODEL, N cases of FILE"); the files written."""
+    from drift import plots
+
+    table = plots.table(["method"] + TABLE, table_rows, title=f"Table 3 layout: {what}")
+    return plots.save(table, out / "table3")
+
+
+def _write_figures(args: argparse.Namespace, results: dict, n_cases: int, out: Path) -> list[Path]:
+    """Fig. 6 (``out/fig6_selective_vs_all.*``) and Fig. 7 (``out/fig7_tradeoff.*``) of the first
+    editor from the runs' ``results`` (label -> summary); the files written."""
+    from drift import plots
+
+    first, gammas = args.editors[0], args.gammas
+    lines = {}
+    for h in ("selective", "all"):
+        for m in ("RS", "DNS", "ES"):
+            lines[f"{m} ({h} heads)"] = [results[f"{first} γ={g:g} {h}"][m] for g in gammas]
+    base = results[f"{first} base"]
+    written = plots.save(
+        plots.curves(
+            gammas,
+            lines,
+            log_x=True,
+            x_title="γ",
+            y_title="score (%)",
+            references={f"{first} {m}": base[m] for m in ("RS", "DNS")},
+            title=f"SADR on {first}: selective vs all heads ({min(args.sweep_limit, n_cases)} cases)",
+        ),
+        out / "fig6_selective_vs_all",
+    )
+    knobs = {
+        "SADR γ": [f"{first} γ={g:g} selective" for g in gammas],
+        "steps": [f"{first} steps={s:g}" for s in args.knob_steps],
+        "lr": [f"{first} lr={v:g}" for v in args.knob_lr],
+        "ω": [f"{first} ω={v:g}" for v in args.knob_kl],
+    }
+    panels = {}
+    for spec in ("RM", "DNM"):
+        panels[spec] = {
+            k: (
+                [results[l][spec] for l in ls],
+                [_success(results[l]) for l in ls],
+                [l.split(" ", 1)[1].split(" ")[0] for l in ls],
+            )
+            for k, ls in knobs.items()
+        }
+    written += plots.save(
+        plots.paths(
+            panels,
+            x_titles={
+                "RM": "RM (relation, P of the right answer, %)",
+                "DNM": "DNM (distracting neighbourhood, %)",
+            },
+            y_title="edit success: mean of EM and PM (%)",
+            title=f"Trade-off on {first}: SADR γ vs the editor's own knobs",
+        ),
+        out / "fig7_tradeoff",
+        width=1200,
+    )
+    return written
 
 
 def _cell(summary: dict, metric: str) -> str:
