@@ -110,3 +110,32 @@ def test_each_edited_case_records_how_much_its_edit_changed_the_weights(tiny):
     assert got["relative_change"]["mlp_out@1"] == pytest.approx(float(delta.norm() / W.norm()), rel=1e-6)
     assert got["seconds"] == 1.23 and got["passes"] == 3
     assert "edit" not in evaluate(tiny, _cases()[:1], fluency=False, progress=False)[0]
+
+
+def test_too_short_perplexity_texts_are_refused_by_name_before_any_edit(tiny):
+    """A text of one token has no predicted token: its PPL was NaN in every row (joined form) or
+    a silent 1.0 (per-text form). Now refused, naming the text, before the first edit runs."""
+    for form, texts, named in (
+        ("reference", ["The"], "the 1 text(s) joined give 1: 'The'"),
+        ("per-text", ["Tokyo is in Japan.", "The", "a"], "text 1 ('The') has 1, text 2 ('a') has 1"),
+    ):
+        with pytest.raises(
+            ValueError,
+            match=r"^perplexity needs at least 2 tokens.*" + named.replace("(", r"\(").replace(")", r"\)"),
+        ):
+            perplexity(tiny, texts, form=form)
+        edits = []
+        with pytest.raises(ValueError, match=r"^perplexity needs at least 2 tokens"):
+            evaluate(
+                tiny,
+                _cases()[:1],
+                edit=lambda m, c: edits.append(c) or contextlib.nullcontext(),
+                fluency=False,
+                ppl_texts=texts,
+                ppl_form=form,
+                progress=False,
+            )
+        assert edits == []
+    with pytest.raises(ValueError, match="^perplexity needs at least one text$"):
+        perplexity(tiny, [])
+    assert math.isfinite(perplexity(tiny, ["Tokyo is in Japan.", "Rome"], form="per-text"))

@@ -85,3 +85,30 @@ def test_scores_are_percentages(lps):
 def test_ci_contains_mean(vals):
     mean, lo, hi = mean_ci95(vals)
     assert lo - 1e-6 <= mean <= hi + 1e-6
+
+
+def test_a_missing_metric_is_out_of_the_mean_and_of_n_and_survives_a_strict_json_round_trip(tmp_path):
+    """A NaN row (or the ``null`` strict JSON writes for it) is skipped by the mean and, now, by
+    ``n`` too (it was counted); the results file is strict JSON and reads back to the same summary."""
+    import json
+
+    from drift.cli.runs import read_any, write_results
+    from drift.evaluation.metrics import summary_stats as stats
+
+    rows = [
+        {"case_id": i, "metrics": {"ES": es, "ES_k": 2, "PPL": ppl}}
+        for i, (es, ppl) in enumerate([(100.0, 20.0), (50.0, math.nan), (0.0, 30.0)])
+    ]
+    s = summarise([r["metrics"] for r in rows])
+    assert (s["PPL"], s["PPL_n"], s["ES_n"], s["ES_k"]) == (25.0, 2, 3, 6)
+    nan_only = summarise([{"PPL": math.nan}, {"PPL": None}])
+    assert math.isnan(nan_only["PPL"]) and nan_only["PPL_n"] == 0
+    out = tmp_path / "r.json"
+    write_results(out, {"editor": "none"}, rows, "prompts")
+    strict = json.loads(out.read_text(), parse_constant=lambda c: pytest.fail(f"bare {c} in the results"))
+    assert strict["cases"][1]["metrics"]["PPL"] is None
+    _, back = read_any(out)
+    again = summarise([r["metrics"] for r in back])
+    assert again == s
+    typed = stats(json.loads(json.dumps(nan_only, allow_nan=True).replace("NaN", "null")))
+    assert math.isnan(typed["PPL"].mean) and typed["PPL"].n == 0

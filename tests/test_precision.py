@@ -101,25 +101,48 @@ def _float64_second_moment(model, layer: int, texts) -> torch.Tensor:
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=_name)
 def test_key_statistics_are_float64_sums_of_the_models_own_keys(llama, dtype):
-    C = key_second_moment(llama[dtype], [1], TEXTS)[1]
-    assert C.dtype == torch.float32 and C.device == llama[dtype].device
-    want = _float64_second_moment(llama[dtype], 1, TEXTS)
+    """The keys of the model's own weights; on the CPU a bf16 model's are those of its weights run
+    in float32 (upcast exactly, restored bit for bit after), not of a bf16 forward."""
+    from drift.editors.stats import upcast_weights
+
+    model = llama[dtype]
+    h0 = weights_hash(model)
+    C = key_second_moment(model, [1], TEXTS)[1]
+    assert C.dtype == torch.float32 and C.device == model.device
+    assert weights_hash(model) == h0 and model.dtype == dtype
+    with upcast_weights(model):
+        assert model.dtype == torch.float32
+        want = _float64_second_moment(model, 1, TEXTS)
+    assert weights_hash(model) == h0 and model.weight("mlp_out", 1).dtype == dtype
     assert float((C.double() - want).norm() / want.norm()) < 1e-6  # only float32 products and storage
+
+
+def test_weights_upcast_for_the_statistics_come_back_bit_for_bit_after_an_error(llama):
+    from drift.editors.stats import upcast_weights
+
+    model = llama[torch.bfloat16]
+    h0 = weights_hash(model)
+    with pytest.raises(KeyboardInterrupt), upcast_weights(model):
+        raise KeyboardInterrupt
+    assert weights_hash(model) == h0 and model.dtype == torch.bfloat16
 
 
 def test_key_statistics_are_cached_apart_for_each_dtype(llama):
     from drift.editors.stats import corpus_id
+    from drift.model.loading import model_identity
     from drift.util.store import cache_root, load_tensors
 
     C = {dt: key_second_moment(llama[dt], [1], TEXTS)[1] for dt in (torch.float32, torch.bfloat16)}
     gap = float((C[torch.bfloat16] - C[torch.float32]).norm() / C[torch.float32].norm())
-    assert 0 < gap < 0.05  # bf16 keys differ from float32 ones, a little
+    assert 0 < gap < 0.05  # bf16 weights' keys differ from float32 ones, a little
     found = (cache_root() / "stats").rglob(f"mlp_key-L1-{corpus_id(TEXTS)}*")
     files = [f for f in found if "drift-tiny-llama-s0-l4-i0.2" in f.parent.name]
+    w = model_identity(llama[torch.float32])
+    assert w == model_identity(llama[torch.bfloat16])  # one folder's weights, loaded in two dtypes
     names = [f.name for f in files]
-    assert any(n.endswith("-p1.safetensors") for n in names)  # float32: the name it always had
-    (bf16,) = [f for f in files if f.name.endswith("-p1-bf16.safetensors")]
-    assert load_tensors(bf16)[1]["dtype"] == "bfloat16"
+    assert f"mlp_key-L1-{corpus_id(TEXTS)}-t128-p1-{w}.safetensors" in names  # float32: no dtype
+    (bf16,) = [f for f in files if f.name.endswith(f"-p1-{w}-bf16-f32.safetensors")]  # a CPU's forward
+    assert load_tensors(bf16)[1]["dtype"] == "bfloat16" and load_tensors(bf16)[1]["forward"] == "float32"
 
 
 # --- editing --------------------------------------------------------------------------------------

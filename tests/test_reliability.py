@@ -10,7 +10,7 @@ import torch
 
 from drift.__main__ import cli, main
 from drift.data import CaseError, load_cases
-from drift.editors.base import Edit, WeightDelta
+from drift.editors.base import Edit, WeightDelta, applied_edits
 from tests.test_data import MERGED
 
 
@@ -58,7 +58,7 @@ def test_leaving_a_block_removes_edits_applied_inside_it_too(tiny):
             inner.apply(tiny)  # never removed by the caller
             raise KeyError("boom")
     assert torch.equal(tiny.weight("mlp_out", 0), w0)
-    assert not getattr(tiny, "_applied_edits", [])
+    assert not applied_edits(tiny)
 
 
 def test_statistics_are_not_built_from_an_edited_model(tiny):
@@ -67,6 +67,24 @@ def test_statistics_are_not_built_from_an_edited_model(tiny):
     with _delta(tiny, 0.01).applied(tiny):
         with pytest.raises(RuntimeError, match="carries 1 applied edit"):
             key_second_moment(tiny, [1], texts=["A text never seen before, so nothing is cached for it."])
+
+
+def test_the_edited_model_guard_sees_edits_made_through_another_wrapper(tiny, tmp_path, monkeypatch):
+    """An edit applied through ``m2 = drift.load_model(m.hooked)`` is in ``m``'s weights too:
+    neither key statistics nor context prefixes are built from them through ``m`` (before, the
+    guard read only the wrapper's own record, so sampled prefixes of the edited model were cached)."""
+    import drift
+    from drift.editors.context import generated_prefixes
+    from drift.editors.stats import key_second_moment
+
+    monkeypatch.setenv("DRIFT_CACHE", str(tmp_path))
+    m2 = drift.load_model(tiny.hooked)
+    with _delta(tiny, 0.01).applied(m2):
+        with pytest.raises(RuntimeError, match="carries 1 applied edit"):
+            key_second_moment(tiny, [1], texts=["Another text nothing is cached for."])
+        with pytest.raises(RuntimeError, match="carries 1 applied edit"):
+            generated_prefixes(tiny, ((3, 5),))
+    assert not list(tmp_path.rglob("*.json")) and not list(tmp_path.rglob("*.safetensors"))
 
 
 def test_the_console_entry_prints_one_line_errors(tmp_path, capsys):

@@ -260,16 +260,19 @@ def test_the_default_corpus_is_cut_to_the_statistics_length_and_no_text_is_refus
 
 
 def test_statistics_files_are_named_by_corpus_length_and_position_zero(tiny, tmp_path, monkeypatch):
-    """The names caches written by earlier versions have: ``mlp_key-L{layer}-{corpus}-t{tokens}``,
-    ``-p1`` when position 0 is left out (float32; other dtypes add their name)."""
+    """``mlp_key-L{layer}-{corpus}-t{tokens}``, ``-p1`` when position 0 is left out, then the
+    model's identity (its weights' digest: ``-w`` and 12 hex digits; other dtypes than float32
+    add their name)."""
     from drift.editors.stats import corpus_id
+    from drift.model.loading import model_identity
 
     monkeypatch.setenv("DRIFT_CACHE", str(tmp_path))
     for skip_first in (True, False):
         key_second_moment(tiny, [1], TEXTS, max_tokens=9, skip_first=skip_first)
     names = sorted(p.name for p in (tmp_path / "stats").rglob("*.safetensors"))
     cid = corpus_id(TEXTS)
-    assert names == [f"mlp_key-L1-{cid}-t9-p1.safetensors", f"mlp_key-L1-{cid}-t9.safetensors"]
+    w = model_identity(tiny)
+    assert names == [f"mlp_key-L1-{cid}-t9-p1-{w}.safetensors", f"mlp_key-L1-{cid}-t9-{w}.safetensors"]
 
 
 def test_a_cache_folder_that_cannot_be_made_computes_without_the_lock(tiny, tmp_path, monkeypatch):
@@ -293,8 +296,9 @@ def test_a_cache_folder_that_cannot_be_made_computes_without_the_lock(tiny, tmp_
 
 
 def test_a_cached_text_list_is_read_back_and_a_wrong_one_made_again(tiny, tmp_path, monkeypatch):
-    """The file is the list itself; one of another length or with a non-string is corrupt; an
-    edited model may not make one; an unwritable cache keeps it in memory, said."""
+    """The file is the list with its digest; one of another length, with a non-string, with one
+    character changed or without a digest is corrupt; an edited model may not make one; an
+    unwritable cache keeps it in memory, said."""
     import json
 
     from drift.editors.base import Edit, WeightDelta
@@ -309,14 +313,22 @@ def test_a_cached_text_list_is_read_back_and_a_wrong_one_made_again(tiny, tmp_pa
 
     assert cache_json_list("corpus", "t", tiny, 2, make) == ["a", "b"] and len(made) == 1
     (path,) = (tmp_path / "corpus").glob("*.json")
-    assert json.loads(path.read_text()) == ["a", "b"]
+    assert json.loads(path.read_text())["value"] == ["a", "b"]
     assert cache_json_list("corpus", "t", tiny, 2, make) == ["a", "b"] and len(made) == 1  # read back
+    good = path.read_text()
     for bad in (["a"], ["a", 3], {"a": "b"}):
         path.write_text(json.dumps(bad))
         with pytest.warns(UserWarning, match=r"cached corpus .* is corrupt; sampling it again"):
             assert cache_json_list("corpus", "t", tiny, 2, make) == ["a", "b"]
+    for bad in (good.replace('"a"', '"A"'), good.replace('"b"', '"b "'), '["a", "b"]'):
+        path.write_text(bad)  # one character changed, or the bare list of an older drift
+        with pytest.warns(UserWarning, match=r"cached corpus .* is corrupt; sampling it again"):
+            assert cache_json_list("corpus", "t", tiny, 2, make) == ["a", "b"]
     edit = Edit([WeightDelta("mlp_out", 0, torch.zeros_like(tiny.weight("mlp_out", 0)))])
-    with edit.applied(tiny), pytest.raises(RuntimeError, match=r"^the corpus .*-u-v\d+\.json for "):
+    with (
+        edit.applied(tiny),
+        pytest.raises(RuntimeError, match=r"^the corpus .*-u-w[0-9a-f]{12}-v\d+\.json for "),
+    ):
         cache_json_list("corpus", "u", tiny, 2, make)
 
     import drift.editors.stats as stats
@@ -324,7 +336,7 @@ def test_a_cached_text_list_is_read_back_and_a_wrong_one_made_again(tiny, tmp_pa
     def refuse(*a, **k):
         raise OSError(30, "Read-only file system")
 
-    monkeypatch.setattr(stats, "save_json", refuse)
+    monkeypatch.setattr(stats, "save_json_checked", refuse)
     with pytest.warns(
         UserWarning,
         match=r"could not save the corpus to .* \(Read-only file system\); using it "

@@ -127,32 +127,55 @@ def _flip(path, offset: int) -> None:
 
 
 def test_bytes_flipped_with_the_mtime_restored_are_caught(tmp_path, monkeypatch):
-    import time
-
+    """Every load hashes each file in full (XXH3): 4 bytes flipped anywhere, the modification time
+    put back, are found at the next load, also between the chunks a sampled digest reads."""
     import drift.util.store as store
 
     small, big = tmp_path / "small", tmp_path / "big"
     with building_dir(small) as tmp:
-        (tmp / "model.safetensors").write_bytes(bytes(range(256)) * 400)  # sampled whole
+        (tmp / "model.safetensors").write_bytes(bytes(range(256)) * 400)
     with building_dir(big) as tmp:
-        (tmp / "model.safetensors").write_bytes(bytes(range(256)) * (20 << 12))  # 20 MiB: sampled in chunks
+        (tmp / "model.safetensors").write_bytes(bytes(range(256)) * (20 << 12))  # 20 MiB
     hashed = []
     real_digest = store.file_digest
     monkeypatch.setattr(store, "file_digest", lambda p: hashed.append(p.parent.name) or real_digest(p))
-    assert store.verify_dir_stamped(small) and store.verify_dir_stamped(big)  # first loads hash in full
-    assert hashed == ["small", "big"]
-    assert store.verify_dir_stamped(small) and store.verify_dir_stamped(big)  # then sizes, mtimes, samples
+    assert store.verify_dir_stamped(small) and store.verify_dir_stamped(big)  # first loads: SHA-256
+    assert store.verify_dir_stamped(small) and store.verify_dir_stamped(big)  # then XXH3 only
     assert hashed == ["small", "big"]
     _flip(small / "model.safetensors", 5000)
-    assert not store.verify_dir_stamped(small)  # its sample differs: re-hashed and found wrong
+    assert store.damaged_files(small) == ["model.safetensors"]
+    weights = big / "model.safetensors"
+    spacing = (weights.stat().st_size - store.SAMPLE_BYTES) // (store.SAMPLE_CHUNKS - 1)
+    between = (store.SAMPLE_BYTES + spacing) // 2  # no sampled chunk reads it
+    _flip(weights, between)
+    assert not store.verify_dir_stamped(big)
+    _flip(weights, between)  # put right again
+    assert store.verify_dir_stamped(big)
 
+
+def test_a_folder_too_slow_to_hash_on_every_load_is_sampled_and_hashed_in_full_weekly(tmp_path, monkeypatch):
+    """Where the last full fast hash took longer than ``FAST_HASH_SECONDS``, loads compare sizes,
+    modification times and a sampled digest; damage between the samples waits for `drift doctor`
+    or the weekly full check."""
+    import time
+
+    import drift.util.store as store
+
+    big = tmp_path / "big"
+    with building_dir(big) as tmp:
+        (tmp / "model.safetensors").write_bytes(bytes(range(256)) * (20 << 12))
+    monkeypatch.setattr(store, "FAST_HASH_SECONDS", -1.0)  # any measured time is too slow
+    fast = []
+    real_fast = store.fast_digest
+    assert store.verify_dir_stamped(big)
+    monkeypatch.setattr(store, "fast_digest", lambda p: fast.append(p) or real_fast(p))
+    assert store.verify_dir_stamped(big) and fast == []  # sampled, not hashed
     weights = big / "model.safetensors"
     spacing = (weights.stat().st_size - store.SAMPLE_BYTES) // (store.SAMPLE_CHUNKS - 1)
     in_chunk, between = 128 * spacing + 100, (store.SAMPLE_BYTES + spacing) // 2
-    hashed.clear()
     _flip(weights, in_chunk)
-    assert not store.verify_dir_stamped(big) and hashed == ["big"]
-    _flip(weights, in_chunk)  # put right again
+    assert not store.verify_dir_stamped(big)
+    _flip(weights, in_chunk)
     assert store.verify_dir_stamped(big)
     _flip(weights, between)
     assert store.verify_dir_stamped(big)  # missed by the sample; the full checks find it:
@@ -161,6 +184,16 @@ def test_bytes_flipped_with_the_mtime_restored_are_caught(tmp_path, monkeypatch)
     stamp["checked"] = time.time() - store.FULL_CHECK_EVERY - 1  # a week after the last full check
     (big / store.STAMP).write_text(json.dumps(stamp))
     assert not store.verify_dir_stamped(big)
+
+
+def test_the_fast_hash_is_xxh3_of_the_whole_file(tmp_path):
+    import xxhash
+
+    from drift.util.store import fast_digest
+
+    path = tmp_path / "f"
+    path.write_bytes(bytes(range(256)) * 70000)  # over several read chunks
+    assert fast_digest(path) == xxhash.xxh3_128(path.read_bytes()).hexdigest()
 
 
 def test_doctor_re_hashes_every_cache_and_fix_deletes_the_damaged(tmp_path, monkeypatch, capsys):
@@ -178,6 +211,42 @@ def test_doctor_re_hashes_every_cache_and_fix_deletes_the_damaged(tmp_path, monk
     assert f"{tmp_path / 'models' / 'm'}: DAMAGED" in report and "1 damaged" in report
     assert main(["doctor", "--fix"]) == 0
     assert not (tmp_path / "models" / "m").exists() and (tmp_path / "stats" / "c.safetensors").exists()
+
+
+def test_doctor_verifies_text_caches_one_changed_character_is_damage(tmp_path, monkeypatch, capsys):
+    """Sampled prefixes are cached with a digest: `drift doctor` reports one changed character
+    (it used to only parse them: "0 damaged"), and a bare list an older drift wrote as
+    unverifiable; `--fix` deletes both."""
+    from drift.__main__ import main
+    from drift.util.store import save_json_checked
+
+    monkeypatch.setenv("DRIFT_CACHE", str(tmp_path))
+    good, changed, old = (tmp_path / "prefixes" / f"{n}.json" for n in ("good", "changed", "old"))
+    save_json_checked(good, ["The first time I", "Because of"])
+    save_json_checked(changed, ["The first time I", "Because of"])
+    changed.write_text(changed.read_text().replace("first", "firsT"))
+    old.write_text(json.dumps(["The first time I"]))
+    assert main(["doctor"]) == 1
+    report = capsys.readouterr().out.splitlines()
+    assert f"{changed}: DAMAGED: does not match its recorded digest" in report
+    assert (
+        f"{old}: DAMAGED: has no recorded digest (written by an older drift): it cannot be verified" in report
+    )
+    assert f"{good}: ok" in report and any(line.endswith("; 2 damaged") for line in report)
+    assert main(["doctor", "--fix"]) == 0
+    assert good.exists() and not changed.exists() and not old.exists()
+
+
+def test_results_json_is_strict_nan_written_as_null(tmp_path):
+    """A NaN or infinite metric is written as ``null``: strict parsers read every JSON drift writes."""
+    from drift.util.store import save_json
+
+    path = tmp_path / "r.json"
+    save_json(path, {"summary": {"PPL": float("nan"), "PPL_ci": [float("-inf"), 1.5]}, "n": (1, 2)})
+    text = path.read_text()
+    assert "NaN" not in text and "Infinity" not in text
+    strict = json.loads(text, parse_constant=lambda name: pytest.fail(f"non-strict constant {name}"))
+    assert strict == {"summary": {"PPL": None, "PPL_ci": [None, 1.5]}, "n": [1, 2]}
 
 
 def test_a_json_write_that_fails_leaves_the_old_file_and_nothing_else(tmp_path, monkeypatch):

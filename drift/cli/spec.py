@@ -70,12 +70,12 @@ def run_config(options, editor=None, *, kind: str = "eval", **extra) -> dict:
     >>> c["editor"], c["steps"], c["data"], c["sampling"] is not None
     ('rome', 80, 'builtin', True)
     """
-    from drift.model.loading import DEFAULT_MODEL
+    from drift.model.loading import run_model_name
 
     o = options
     e = editor if editor is not None else o.editor
     data = str(o.data.data)
-    model = o.model.model or DEFAULT_MODEL
+    model = run_model_name(o.model.model)  # a folder: its path @ its files' digest
     half = {"dtype": o.model.dtype} if o.model.dtype not in (None, "fp32") else {}  # fp32 keys unchanged
     hp = {k: repr(v) for k, v in sorted(e.hp.items())} if e.hp else None
     if kind == "sequential":

@@ -8,6 +8,11 @@ model changed. This module writes the deltas into the model and takes them out a
   original, so the weights are bit-identical to before (restoring by subtraction would not be).
 - ``handle = edit.apply(model)`` … ``handle.remove()`` — the same for notebooks. Edits stack
   (sequential editing); they must be removed last-applied first.
+- The record of applied edits lives with the hooked model's weights, not with the wrapper
+  (:func:`applied_edits`): every :class:`~drift.model.adapter.Model` wrapping one hooked model (e.g.
+  ``drift.load_model(model.hooked)``) sees the same stack, so an edit, or a copy of it (equal
+  deltas: ``copy.deepcopy(edit)``), is refused when it is already in those weights, by whichever
+  wrapper it was applied, and the caches' edited-model guard sees edits made through any wrapper.
 - Applying is all-or-nothing: shapes and finiteness are checked before anything is written, and
   an interruption part-way through restores what was already written.
 - In a half-precision model (bf16, fp16) each sum ``W + ΔW`` is taken in float32 and rounded to
@@ -31,6 +36,8 @@ Example:
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import weakref
 from dataclasses import dataclass, field
 from typing import Iterator
 
@@ -89,12 +96,32 @@ class Edit:
         tail = f"; {', '.join(notes)}" if notes else ""
         return f"Edit({self.info.get('editor', 'custom')}: {', '.join(shown) or 'no deltas'}{tail})"
 
+    def fingerprint(self) -> str:
+        """A digest of what the edit writes: each delta's weight, layer, dtype, shape and values,
+        in order. A copy of an edit (``copy.deepcopy``, the same deltas computed again) has the
+        same fingerprint; :meth:`apply` refuses one whose fingerprint is already in the weights
+        (unless every delta is zero: two edits that change nothing may both be applied)."""
+        h = hashlib.sha256()
+        for d in self.deltas:
+            t = d.delta.detach().contiguous().cpu()
+            h.update(f"{d.which}@{d.layer}:{t.dtype}:{tuple(t.shape)};".encode())
+            h.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+        return h.hexdigest()
+
     def apply(self, model: Model) -> "AppliedEdit":
         """Write the deltas into ``model``; returns a handle whose ``remove()`` restores it.
-        Applying an edit that is already in the model is refused (it would count twice)."""
-        if any(h.edit is self for h in _stack(model)):
+        Applying an edit that is already in the model's weights is refused (it would count
+        twice): the same edit or a copy of it, through this wrapper or any other of the same
+        hooked model."""
+        from drift.model.loading import weights_digest
+
+        weights_digest(model)  # the unedited weights' identity, pinned before the first write
+        fingerprint = self.fingerprint()
+        changes = any(bool(d.delta.any()) for d in self.deltas)  # an all-zero copy adds nothing twice
+        if any(h.edit is self or (changes and h.fingerprint == fingerprint) for h in _stack(model)):
             raise RuntimeError(
-                "this edit is already applied to the model; remove it first (it would count twice)"
+                "this edit (or a copy of it) is already applied to the model's weights; remove it "
+                "first (it would count twice)"
             )
         targets = []
         for d in self.deltas:
@@ -110,6 +137,7 @@ class Edit:
                 )
             targets.append((w, d.delta))
         handle = AppliedEdit(model, self)
+        handle.fingerprint = fingerprint
         with torch.no_grad():
             try:
                 for w, delta in targets:
@@ -156,10 +184,35 @@ def add_rounded_once(w: Tensor, delta: Tensor) -> None:
         w.add_(delta.to(device=w.device, dtype=w.dtype))
 
 
-def _stack(model: Model) -> list:
-    if not hasattr(model, "_applied_edits"):
-        model._applied_edits = []
-    return model._applied_edits
+# The edits in place in each hooked model's weights, earliest first: one list per hooked module
+# (the TransformerBridge or HookedTransformer that owns the parameters), shared by every wrapper.
+_APPLIED: "weakref.WeakKeyDictionary[object, list[AppliedEdit]]" = weakref.WeakKeyDictionary()
+
+
+def applied_edits(model) -> list["AppliedEdit"]:
+    """The edits in place in ``model``'s weights, earliest first, whichever wrapper applied them
+    (``model``: a :class:`~drift.model.adapter.Model` or the hooked model itself). The list is the
+    registry itself: read it, do not change it.
+
+    >>> from drift.model.tiny import tiny_bridge
+    >>> m = tiny_bridge()
+    >>> m2 = Model(m.hooked)                                  # a second wrapper of the same weights
+    >>> edit = Edit([WeightDelta("mlp_out", 1, torch.ones(64, 32))])
+    >>> with edit.applied(m2):
+    ...     [h.edit is edit for h in applied_edits(m)]
+    [True]
+    >>> applied_edits(m)
+    []
+    """
+    return _stack(model)
+
+
+def _stack(model) -> list:
+    hooked = getattr(model, "hooked", model)
+    stack = _APPLIED.get(hooked)
+    if stack is None:
+        stack = _APPLIED[hooked] = []
+    return stack
 
 
 class AppliedEdit:
@@ -167,6 +220,7 @@ class AppliedEdit:
 
     def __init__(self, model: Model, edit: Edit):
         self.model, self.edit = model, edit
+        self.fingerprint = ""  # the edit's, set by Edit.apply
         self._saved: list[tuple[Tensor, Tensor]] = []
         self.removed = False
 

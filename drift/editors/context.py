@@ -9,8 +9,8 @@ contexts with the bare one); MEMIT and PMET for 5 texts of 10 tokens (6 contexts
 
 :func:`generated_prefixes` does the same and returns the prefixes in *groups* (the bare prompt
 first, then one group per ``(length, count)``), because MEMIT's key is a mean of group means.
-The texts are sampled once per model and seed and cached. ``context_prefixes(model, n)``
-gives a fixed, hand-written list instead (deterministic, no sampling).
+The texts are sampled once per model (its weights' identity), dtype and seed and cached.
+``context_prefixes(model, n)`` gives a fixed, hand-written list instead (deterministic, no sampling).
 
 Example:
     >>> context_prefixes(None, 3)
@@ -68,7 +68,8 @@ def generated_prefixes(model, lengths: Sequence[Sequence[int]], seed: int = 0) -
     """Prefix groups ``[[""], group₁, ...]``: for each ``(length, count)`` in ``lengths``, ``count``
     texts the model samples (top-k 5) from the seed words, ``count // 5`` per word, each ``length``
     tokens long including its seed word, cleaned as the reference does (:func:`clean`) and turned
-    into ``"<text>. "`` (braces removed). Cached per model, lengths and seed."""
+    into ``"<text>. "`` (braces removed). Cached per model identity, dtype, lengths and seed
+    (:func:`drift.editors.stats.text_cache_path`)."""
     from drift.editors.stats import cache_json_list
 
     groups: list[list[str]] = [[""]]

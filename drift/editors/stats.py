@@ -11,18 +11,23 @@ falls back to long texts the model samples itself, with a warning. Pass your own
 use another corpus (each text is cut to ``max_tokens``).
 
 Statistics are computed in one batched pass that records every requested layer at once and
-stops after the last of them, then saved atomically under ``cache_root()/stats``, keyed by model,
-layer, corpus identity (a digest of the texts), sequence length and token count. A damaged file
-is detected (digest check), warned about and rebuilt. Fewer than 10 × d_mlp tokens is warned about.
+stops after the last of them, then saved atomically under ``cache_root()/stats``, keyed by model
+name and identity (:func:`drift.model.loading.model_identity`: a digest of its weights, and a packaged
+model's version), layer, corpus identity (a digest of the texts), sequence length and token
+count. A damaged file is detected (digest check), warned about and rebuilt. Fewer than
+10 × d_mlp tokens is warned about.
 
-**Precision.** The forward pass runs in the model's dtype; each batch's keys are cast to float32,
-their product kᵀk ``[d_mlp, d_mlp]`` is taken in float32 (as the reference code's
-``layer_stats`` does) and summed over batches in float64, on the model's device (a GPU never
-sends keys to the CPU); C is stored in float32. The keys, hence C, depend on the forward's dtype,
-so a model run in half precision gets its own cache entry (``-bf16`` / ``-fp16`` in the name;
-float32's names are unchanged): a bf16 edit never silently uses a float32 model's statistics or
-the other way round, and which of the two ran first changes nothing. On a GPU the sums take
-8 · d_mlp² bytes per layer while they are computed (GPT-J: 2.1 GB a layer).
+**Precision.** The forward pass runs in the model's dtype, except that on the CPU a
+half-precision model's weights are upcast to float32 for it (exactly, and restored bit for bit
+after: :func:`float32_forward`), since a bf16 forward runs several times slower than a float32
+one on a CPU without bf16 instructions. Each batch's keys are cast to float32, their product
+kᵀk ``[d_mlp, d_mlp]`` is taken in float32 (as the reference code's ``layer_stats`` does) and
+summed over batches in float64, on the model's device (a GPU never sends keys to the CPU); C is
+stored in float32. The keys, hence C, depend on the weights' dtype and the forward's, so a model
+in half precision gets its own cache entry (``-bf16`` / ``-fp16`` in the name, ``-bf16-f32`` for
+the float32 forward; float32's names are unchanged): a bf16 edit never silently uses a float32
+model's statistics or the other way round, and which of the two ran first changes nothing. On a
+GPU the sums take 8 · d_mlp² bytes per layer while they are computed (GPT-J: 2.1 GB a layer).
 
 Example:
     >>> import drift
@@ -34,11 +39,12 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
-import json
 import logging
 import re
 import warnings
+from pathlib import Path
 from typing import Sequence
 
 import torch
@@ -46,7 +52,14 @@ from torch import Tensor
 
 from drift.model.adapter import Model
 from drift.util import progress
-from drift.util.store import CorruptCacheError, cache_root, load_tensors, save_json, save_tensors
+from drift.util.store import (
+    CorruptCacheError,
+    cache_root,
+    load_json_checked,
+    load_tensors,
+    save_json_checked,
+    save_tensors,
+)
 
 # Bumped whenever sampling changes what a corpus holds, so an older cached corpus is not reused.
 # 2: sampled tokens attend to the whole prefix (version 1 was sampled with an empty key-value
@@ -64,8 +77,12 @@ def _slug(text: str) -> str:
 
 def refuse_if_edited(model: Model, what: str) -> None:
     """Cached statistics describe the unedited model: building one while edits are applied would
-    save the edited model's numbers under the model's name, and every later edit would use them."""
-    applied = getattr(model, "_applied_edits", [])
+    save the edited model's numbers under the model's name, and every later edit would use them.
+    It sees edits applied through any wrapper of the same hooked model
+    (:func:`~drift.editors.base.applied_edits`)."""
+    from drift.editors.base import applied_edits
+
+    applied = applied_edits(model)
     if applied:
         raise RuntimeError(
             f"{what} for {model.name} is not cached yet and the model carries {len(applied)} applied "
@@ -74,22 +91,35 @@ def refuse_if_edited(model: Model, what: str) -> None:
         )
 
 
+def text_cache_path(kind: str, tag: str, model: Model) -> Path:
+    """Where :func:`cache_json_list` keeps ``model``'s texts of ``kind`` and ``tag``: named by the
+    model's name, ``tag``, its identity (:func:`drift.model.loading.model_identity`: its weights, and a
+    packaged model's version) and the dtype it samples in (:func:`precision_tag`: a bf16 model's
+    samples differ from float32's), so texts another model, other weights or another dtype wrote
+    are never read."""
+    from drift.model.loading import model_identity
+
+    name = f"{_slug(model.name)}-{tag}-{model_identity(model)}{precision_tag(model)}-v{CORPUS_VERSION}.json"
+    return cache_root() / kind / name
+
+
 def cache_json_list(kind: str, tag: str, model: Model, n: int, make) -> list[str]:
-    """``n`` strings cached as JSON under ``cache_root()/kind`` for ``model`` and ``tag``; ``make()``
+    """``n`` strings cached as JSON under ``cache_root()/kind`` for ``model`` and ``tag``
+    (:func:`text_cache_path`), with a digest (:func:`drift.util.store.save_json_checked`); ``make()``
     builds them when the file is missing or damaged (warned about)."""
-    path = cache_root() / kind / f"{_slug(model.name)}-{tag}-v{CORPUS_VERSION}.json"
+    path = text_cache_path(kind, tag, model)
     if path.exists():
         try:
-            texts = json.loads(path.read_text())
+            texts = load_json_checked(path)
             if isinstance(texts, list) and len(texts) == n and all(isinstance(t, str) for t in texts):
                 return texts
-        except (json.JSONDecodeError, UnicodeDecodeError):
+        except CorruptCacheError:
             pass
         warnings.warn(f"drift: cached {kind} {path} is corrupt; sampling it again")
     refuse_if_edited(model, f"the {kind} {path.name}")
     texts = make()
     try:
-        save_json(path, texts)
+        save_json_checked(path, texts)
     except OSError as e:  # a read-only cache: used from memory, made again next time
         warnings.warn(
             f"drift: could not save the {kind} to {path} ({e.strerror}); using it from memory. "
@@ -170,12 +200,46 @@ def default_sequences(
 
 
 def precision_tag(model: Model) -> str:
-    """What a statistics file's name adds for the model's dtype: nothing for float32 (the names
+    """What a cache file's name adds for the model's dtype: nothing for float32 (the names
     of every file cached before dtypes were told apart), else ``-bf16`` / ``-fp16``."""
     from drift.model.loading import dtype_name
 
     dtype = model.dtype
     return "" if dtype == torch.float32 else f"-{dtype_name(dtype)}"
+
+
+def float32_forward(model: Model) -> bool:
+    """Whether ``model``'s key statistics are computed with its weights upcast to float32: a
+    half-precision model on the CPU, where a bf16 forward runs 4.8× slower than a float32 one on
+    a CPU without bf16 instructions (BENCHMARKS.md, "bf16 from a cold cache"). On a GPU the
+    forward stays in the model's dtype (upcasting would double the weights' memory)."""
+    return model.dtype != torch.float32 and torch.device(model.device).type == "cpu"
+
+
+def stats_tag(model: Model) -> str:
+    """The dtype part of a statistics file's name: :func:`precision_tag`, plus ``-f32`` when the
+    keys come from a float32 forward of the half-precision weights (:func:`float32_forward`), so
+    statistics of the two forwards never stand in for each other."""
+    return precision_tag(model) + ("-f32" if float32_forward(model) else "")
+
+
+@contextlib.contextmanager
+def upcast_weights(model: Model):
+    """Inside the block, every half-precision parameter of ``model`` holds its values in float32
+    (exactly: every bf16 and fp16 value is a float32 value); on leaving, also through an
+    exception, each gets its own half-precision tensor back, bit for bit. Buffers are left as
+    they are. Only for an unedited model (the statistics' guard runs first)."""
+    saved = []
+    with torch.no_grad():
+        try:
+            for p in model.hooked.parameters():
+                if p.dtype in (torch.bfloat16, torch.float16):
+                    saved.append((p, p.data))
+                    p.data = p.data.float()
+            yield model
+        finally:
+            for p, data in saved:
+                p.data = data
 
 
 def key_second_moment(
@@ -201,9 +265,12 @@ def _key_second_moment(model, layers, texts, max_tokens, batch_size, skip_first)
     texts = list(texts) if texts is not None else default_sequences(model, seq_len=max_tokens)
     if not texts:
         raise ValueError("key statistics need at least one text")
+    from drift.model.loading import model_identity
+
     cid = corpus_id(texts)
     folder = cache_root() / "stats" / _slug(model.name)
-    tag = f"{cid}-t{max_tokens}" + ("-p1" if skip_first else "") + precision_tag(model)
+    tag = f"{cid}-t{max_tokens}" + ("-p1" if skip_first else "") + f"-{model_identity(model)}"
+    tag += stats_tag(model)
     out: dict[int, Tensor] = {}
     missing = []
     for layer in layers:
@@ -239,6 +306,8 @@ def _compute_missing(
     model, layers, texts, folder, tag, cid, max_tokens, batch_size, skip_first
 ) -> dict[int, Tensor]:
     """Key statistics of ``layers`` not cached yet (re-checked under the lock), computed and saved."""
+    from drift.model.loading import model_identity
+
     out: dict[int, Tensor] = {}
     missing = []
     for layer in layers:
@@ -252,7 +321,8 @@ def _compute_missing(
         log.info(
             "computing key statistics of %s layers %s over %d texts (once)", model.name, missing, len(texts)
         )
-        sums, count = _accumulate(model, missing, texts, max_tokens, batch_size, skip_first)
+        with upcast_weights(model) if float32_forward(model) else contextlib.nullcontext():
+            sums, count = _accumulate(model, missing, texts, max_tokens, batch_size, skip_first)
         if count < 10 * model.cfg.d_mlp:
             warnings.warn(
                 f"drift: key statistics from {count} tokens, fewer than 10 × d_mlp = "
@@ -261,7 +331,9 @@ def _compute_missing(
         for layer in missing:
             C = sums.pop(layer).div_(count)  # in place: one float32 copy of each layer's C
             meta = {"model": model.name, "layer": str(layer), "corpus": cid, "tokens": str(count)}
-            meta["dtype"] = str(model.dtype).removeprefix("torch.")  # of the forward the keys came from
+            meta["identity"] = model_identity(model)
+            meta["dtype"] = str(model.dtype).removeprefix("torch.")  # of the weights the keys came from
+            meta["forward"] = "float32" if float32_forward(model) else meta["dtype"]
             path = folder / f"mlp_key-L{layer}-{tag}.safetensors"
             try:
                 save_tensors(path, {"C": C}, meta)

@@ -43,12 +43,13 @@ class Paired:
 
 def paired_difference(reference: Sequence[dict], other: Sequence[dict], metric: str) -> Paired:
     """Compare two runs' case rows (``{"case_id", "metrics"}``) on ``metric``, matched by case id."""
-    ref = {r["case_id"]: r["metrics"][metric] for r in reference if metric in r["metrics"]}
-    pairs = [
-        (ref[r["case_id"]], r["metrics"][metric])
-        for r in other
-        if r["case_id"] in ref and metric in r["metrics"]
-    ]
+
+    def value(row) -> float | None:  # missing: absent, NaN, or null as strict JSON holds NaN
+        v = row["metrics"].get(metric)
+        return None if v is None or not math.isfinite(v) else v
+
+    ref = {r["case_id"]: value(r) for r in reference if value(r) is not None}
+    pairs = [(ref[r["case_id"]], value(r)) for r in other if r["case_id"] in ref and value(r) is not None]
     diffs = [b - a for a, b in pairs]
     if not diffs:
         return Paired(metric, 0, math.nan, math.nan, 0, 0)

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import math
 from typing import Callable, ContextManager, Iterator, Sequence
 
 import torch
@@ -101,6 +100,8 @@ def evaluate(
     """
     check_scoring(scoring)
     check_forms(fluency if isinstance(fluency, str) else None, ppl_form, res)
+    if ppl_texts:  # a too-short text is named now, not found as a NaN after every edit
+        check_ppl_texts(model, ppl_texts, form=ppl_form)
     with prog.verbose(verbose if verbose is not None else progress):
         rows: list[tuple[int, dict]] = []
         where = {id(c): i for i, c in enumerate(cases)}
@@ -303,10 +304,9 @@ def perplexity(
     L − 1 predicted, as the reference divides. ``form="per-text"``: the
     mean over texts of exp(mean next-token NLL), each text scored on its own tokens."""
     check_forms(ppl=form)
+    check_ppl_texts(model, texts, form=form, max_tokens=max_tokens)
     if form == "reference":
-        ids = model.encode(" ".join(texts))[:max_tokens] if texts else []
-        if len(ids) < 2:
-            return math.nan
+        ids = model.encode(" ".join(texts))[:max_tokens]
         tokens = torch.tensor([ids], device=model.device)
         logp = model.forward(tokens).float().log_softmax(-1)[0]  # [pos, vocab]
         nll = -logp[:-1].gather(-1, tokens[0, 1:, None]).sum()
@@ -320,4 +320,36 @@ def perplexity(
         mask = torch.arange(tokens.shape[1] - 1, device=tokens.device)[None] < (lengths[:, None] - 1)
         per_text = (nll * mask).sum(1) / mask.sum(1).clamp(min=1)
         ppls.extend(per_text.exp().tolist())
-    return float(sum(ppls) / len(ppls)) if ppls else math.nan
+    return float(sum(ppls) / len(ppls))
+
+
+def check_ppl_texts(
+    model: Model, texts: Sequence[str], *, form: str = "reference", max_tokens: int = 100
+) -> None:
+    """Refuse texts too short for a perplexity, naming them: PPL needs at least 2 tokens (one
+    predicted), in the texts joined (``form="reference"``) or in each text (``"per-text"``). Run
+    before any edit, so a too-short ``--ppl`` file fails in seconds instead of giving a NaN (or a
+    perplexity of 1) in every row.
+
+    >>> check_ppl_texts(model, ["Paris is the capital of France."])
+    >>> check_ppl_texts(model, ["A fine sentence.", "The"], form="per-text")
+    Traceback (most recent call last):
+    ...
+    ValueError: perplexity needs at least 2 tokens in each text; text 1 ('The') has 1
+    """
+    if not texts:
+        raise ValueError("perplexity needs at least one text")
+    if form == "reference":
+        n = len(model.encode(" ".join(texts))[:max_tokens])
+        if n < 2:
+            raise ValueError(
+                f"perplexity needs at least 2 tokens; the {len(texts)} text(s) joined give {n}: "
+                f"{' '.join(texts)[:40]!r}"
+            )
+        return
+    short = [(i, t, len(model.encode(t))) for i, t in enumerate(texts)]
+    short = [(i, t, n) for i, t, n in short if n < 2]
+    if short:
+        named = ", ".join(f"text {i} ({t[:40]!r}) has {n}" for i, t, n in short[:5])
+        more = f" and {len(short) - 5} more" if len(short) > 5 else ""
+        raise ValueError(f"perplexity needs at least 2 tokens in each text; {named}{more}")

@@ -345,16 +345,27 @@ def pooled_ci95(means: Sequence[float], counts: Sequence[float]) -> tuple[float,
     return (r, float(lo), float(hi))
 
 
+def _finite(value) -> bool:
+    return value is not None and math.isfinite(value)
+
+
 def summarise(case_metrics: Sequence[dict[str, float]], pool: str = DEFAULT_POOL) -> dict[str, float]:
     """Every metric over the cases that have it (see the module docstring for ``pool``), its 95%
     CI (``NAME_ci``), its count of cases (``NAME_n``) and of prompts (``NAME_k``, pooled
     metrics only), plus Avg S. A metric without prompt counts (FL, PPL, or results written
-    before counts were kept) is a mean over cases either way."""
+    before counts were kept) is a mean over cases either way. A case whose value is missing (NaN,
+    or ``None`` as a results file read back holds it) is left out of the mean and of ``NAME_n``.
+
+    >>> s = summarise([{"PPL": 20.0}, {"PPL": float("nan")}, {"PPL": None}, {"PPL": 30.0}])
+    >>> s["PPL"], s["PPL_n"]
+    (25.0, 2)
+    """
     check_scoring(DEFAULT_SCORING, pool)
     names = sorted({k for m in case_metrics for k in m if not k.endswith("_k")})
     out: dict[str, float] = {}
     for name in names:
-        rows = [m for m in case_metrics if name in m]
+        # a missing value (NaN, or None as strict JSON reads it back) is no case of the metric
+        rows = [m for m in case_metrics if name in m and _finite(m[name])]
         vals = [m[name] for m in rows]
         counted = all(f"{name}_k" in m for m in rows)
         if pool == "prompts" and counted:
@@ -440,11 +451,15 @@ def summary_stats(summary: dict) -> dict[str, Stat]:
     >>> s = summary_stats({"ES": 90.0, "ES_ci": [80.0, 100.0], "ES_n": 10, "AvgS": 50.0})
     >>> s["ES"].half_width, s["ES"].n, s["AvgS"].n
     (10.0, 10, 0)
+    >>> summary_stats({"PPL": None, "PPL_ci": [None, None], "PPL_n": 0})["PPL"].mean
+    nan
     """
     out = {}
     for name, value in summary.items():
         if name.endswith(("_ci", "_n", "_k")):
             continue
-        lo, hi = summary.get(f"{name}_ci", (math.nan, math.nan))
-        out[name] = Stat(float(value), (lo, hi), int(summary.get(f"{name}_n", 0)), summary.get(f"{name}_k"))
+        # strict JSON holds a missing (NaN) mean or bound as null: read back as NaN
+        lo, hi = (math.nan if x is None else x for x in summary.get(f"{name}_ci", (None, None)))
+        mean = math.nan if value is None else float(value)
+        out[name] = Stat(mean, (lo, hi), int(summary.get(f"{name}_n", 0)), summary.get(f"{name}_k"))
     return out

@@ -35,6 +35,8 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import importlib.metadata
 import logging
 import os
@@ -42,13 +44,25 @@ import shutil
 import socket
 import urllib.parse
 import warnings
+import weakref
 from pathlib import Path
 
 import torch
 
 from drift.model.adapter import Model
 from drift.util.runtime import configure_threads
-from drift.util.store import building_dir, cache_root, verify_dir_stamped
+from drift.util.store import (
+    FAST_HASH_SECONDS,
+    MANIFEST,
+    STAMP,
+    CorruptCacheError,
+    building_dir,
+    cache_root,
+    damaged_files,
+    fast_digest,
+    load_json_checked,
+    save_json_checked,
+)
 
 log = logging.getLogger(__name__)
 
@@ -105,11 +119,15 @@ def load_model(
     key = DEFAULT_MODEL if name is None else str(name)
     if key.lower() in PACKAGED_MODELS:
         folder = packaged_model_folder(key.lower())
-        return _boot(str(folder), key, device, dtype, prepend_bos=PACKAGED_PREPEND_BOS[key.lower()])
+        model = _boot(str(folder), key, device, dtype, prepend_bos=PACKAGED_PREPEND_BOS[key.lower()])
+        version = importlib.metadata.version(PACKAGED_MODELS[key.lower()][0])
+        return _remember(model, folder_digest(folder), f"{PACKAGED_MODELS[key.lower()][0]} {version}")
     if Path(key).is_dir():
-        return _boot(key, key, device, dtype, prepend_bos=None)
+        return _remember(_boot(key, key, device, dtype, prepend_bos=None), folder_digest(Path(key)))
     _check_hub_reachable(key)
-    return _boot(key, key, device, dtype, prepend_bos=None)
+    model = _boot(key, key, device, dtype, prepend_bos=None)
+    snapshot = _hub_snapshot(key)
+    return _remember(model, folder_digest(snapshot)) if snapshot is not None else model
 
 
 _ANNOUNCED: set[str] = set()
@@ -177,6 +195,138 @@ def _check_hub_reachable(name: str, timeout: float = 5.0) -> None:
         ) from e
 
 
+# --- identity: what a model's caches and runs are keyed by ---------------------------------------
+# The weights digest of each hooked model drift loaded or digested, kept with the hooked object
+# (every wrapper of it, e.g. ``drift.load_model(model.hooked)``, finds it) and dropped with it.
+_DIGESTS: "weakref.WeakKeyDictionary[object, tuple[str, str]]" = weakref.WeakKeyDictionary()
+IDENTITY_FILES_SKIPPED = (MANIFEST, STAMP)  # drift's own bookkeeping in a cached model folder
+
+
+def folder_digest(folder: str | os.PathLike) -> str:
+    """XXH3-128 (hex) of a model folder's files, names and contents (every regular file at its
+    top level but hidden ones and drift's manifest): weights, configuration and tokenizer.
+
+    Each file is hashed in full (:func:`drift.util.store.fast_digest`, 8.8 GB/s here: SmolLM2's
+    538 MB in 0.06 s). Where that was measured slower than ``drift.util.store.FAST_HASH_SECONDS``
+    for the folder, the digests are kept under ``cache_root()/digests`` and reused while every
+    file keeps its size, modification time and inode.
+
+    >>> from drift.model.tiny import tiny_folder
+    >>> d = folder_digest(tiny_folder())
+    >>> len(d), d == folder_digest(tiny_folder())
+    (32, True)
+    """
+    import time
+
+    import xxhash
+
+    folder = Path(folder).resolve()
+    files = sorted(
+        p
+        for p in folder.iterdir()
+        if p.is_file() and not p.name.startswith(".") and p.name not in IDENTITY_FILES_SKIPPED
+    )
+    stats = {p.name: [p.stat().st_size, p.stat().st_mtime_ns, p.stat().st_ino] for p in files}
+    record_path = cache_root() / "digests" / f"{hashlib.sha256(str(folder).encode()).hexdigest()[:24]}.json"
+    try:
+        record = load_json_checked(record_path)
+        if record["folder"] == str(folder) and record["stats"] == stats:
+            return record["digest"]
+    except (OSError, CorruptCacheError, KeyError, TypeError):
+        pass
+    start = time.perf_counter()
+    h = xxhash.xxh3_128()
+    for p in files:
+        h.update(f"{p.name}\0{fast_digest(p)}\0".encode())
+    digest = h.hexdigest()
+    if time.perf_counter() - start > FAST_HASH_SECONDS:  # too slow to repeat on every load: keep it
+        with contextlib.suppress(OSError):
+            save_json_checked(record_path, {"folder": str(folder), "stats": stats, "digest": digest})
+    return digest
+
+
+def _hub_snapshot(name: str) -> Path | None:
+    """The local folder of a hub model's files (the snapshot transformers loaded), or None."""
+    try:
+        from huggingface_hub import snapshot_download
+
+        return Path(snapshot_download(name, local_files_only=True))
+    except Exception:  # not cached as a whole snapshot: the weights are digested in memory instead
+        return None
+
+
+def _remember(model: Model, digest: str, source: str = "") -> Model:
+    with contextlib.suppress(TypeError):  # an object that cannot be weakly referenced
+        _DIGESTS[model.hooked] = (digest, source)
+    return model
+
+
+def weights_digest(model: Model) -> tuple[str, str]:
+    """``(digest, source)`` of the weights ``model`` was loaded with: the :func:`folder_digest` of
+    the files it was booted from (and ``source``, the package and version of a packaged model,
+    else ``""``), or for a hooked model drift did not load from files, XXH3-128 of its parameters
+    in memory, taken the first time it is asked for (drift asks before the first edit is applied,
+    so it is the unedited model's)."""
+    import xxhash
+
+    hooked = getattr(model, "hooked", model)
+    known = _DIGESTS.get(hooked) if _weakrefable(hooked) else None
+    if known is not None:
+        return known
+    h = xxhash.xxh3_128()
+    with torch.no_grad():
+        for name, p in hooked.named_parameters():
+            t = p.detach().contiguous().cpu()
+            h.update(f"{name}:{t.dtype}:{tuple(t.shape)};".encode())
+            h.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    found = (h.hexdigest(), "")
+    if _weakrefable(hooked):
+        _DIGESTS[hooked] = found
+    return found
+
+
+def _weakrefable(obj) -> bool:
+    try:
+        weakref.ref(obj)
+        return True
+    except TypeError:
+        return False
+
+
+def model_identity(model: Model) -> str:
+    """What a model's caches (key statistics, context prefixes) are keyed by, beside its name:
+    ``w`` and 12 hex digits of the SHA-256 of its :func:`weights_digest` and source (a packaged
+    model's package version). New weights under the same name or path, or another version of the
+    package, give another identity, so nothing cached for the old weights is used.
+
+    >>> from drift.model.tiny import tiny_bridge
+    >>> m = tiny_bridge()
+    >>> model_identity(m) == model_identity(load_model(m.hooked)), model_identity(m)[0]
+    (True, 'w')
+    """
+    digest, source = weights_digest(model)
+    return "w" + hashlib.sha256(f"{source}|{digest}".encode()).hexdigest()[:12]
+
+
+def run_model_name(name: str | os.PathLike | None) -> str:
+    """The run configuration's ``model`` entry for ``--model NAME``: a packaged model's name as
+    given (``smollm2-135m``: so committed results keep their run key; its weights are fixed by
+    the package), a local folder as its absolute path and ``@`` its :func:`folder_digest` (16
+    hex digits: weights changed under the same path make another run, not a resume of the old
+    one), a hub name as given.
+
+    >>> run_model_name(None), run_model_name("smollm2-135m")
+    ('smollm2-135m', 'smollm2-135m')
+    >>> from drift.model.tiny import tiny_folder
+    >>> run_model_name(tiny_folder()).endswith("@" + folder_digest(tiny_folder())[:16])
+    True
+    """
+    key = DEFAULT_MODEL if name is None else str(name)
+    if key.lower() in PACKAGED_MODELS or not Path(key).is_dir():
+        return key
+    return f"{Path(key).resolve()}@{folder_digest(key)[:16]}"
+
+
 def packaged_model_folder(name: str = DEFAULT_MODEL) -> Path:
     """The Hugging Face folder for a packaged GGUF model, converting it once if needed."""
     dist_name, suffix = PACKAGED_MODELS[name]
@@ -192,10 +342,17 @@ def packaged_model_folder(name: str = DEFAULT_MODEL) -> Path:
         raise ModelLoadError(f"could not load model {name!r}: {dist_name!r} ships no {suffix} file")
     gguf_path = Path(dist.locate_file(ggufs[0]))
     folder = cache_root() / "models" / f"{name}-{dist.version}"
-    if verify_dir_stamped(folder):
+    damaged = damaged_files(folder) if folder.is_dir() else None
+    if damaged == []:
         return folder
+    if damaged:  # complete but altered: never scored, never deleted under a reader's feet
+        raise CorruptCacheError(
+            f"the cached model {name!r} is damaged: {', '.join(str(folder / n) for n in damaged)} "
+            f"does not match the digest recorded when it was converted. Delete it (`python -m drift "
+            f"doctor --fix`, or remove {folder}) and it is converted again on the next load"
+        )
     if folder.exists():
-        warnings.warn(f"drift: the cached model folder {folder} is incomplete or corrupt; rebuilding it")
+        warnings.warn(f"drift: the cached model folder {folder} is incomplete; rebuilding it")
         shutil.rmtree(folder, ignore_errors=True)
     log.info("converting %s to a Hugging Face folder in %s (once)", gguf_path.name, folder)
     try:
