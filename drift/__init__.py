@@ -1,13 +1,27 @@
 """drift: mechanistic interpretability of knowledge editing, on TransformerLens.
 
-Public API (re-exports only):
-    load_model, Model, ModelLoadError    -- drift.model.loading, drift.model.adapter
-    score_targets, target_logprobs       -- drift.model.scoring
-    edit                                 -- drift.quick (one fact, one line)
-    __version__                          -- the installed distribution's version (drift-interp)
+Public API (re-exports, each imported on first use, so ``import drift`` does not import torch):
+
+    load_model, Model, ModelLoadError, DEFAULT_MODEL   -- loading a hooked model (drift.model.loading)
+    edit, edit_and_score, ScoreTable                   -- one line per edit (drift.quick)
+    evaluate                                           -- the standard metrics (drift.evaluation.evaluate)
+    get_editor, get_compute, SADR                      -- editors and the paper's term (drift.editors)
+    load_cases, EditCase, summarise                    -- cases and summaries
+    score_targets, target_logprobs, Scores             -- batched scoring (drift.model.scoring)
+    __version__                                        -- the installed distribution's version
+
+Every package is reachable as an attribute too (``drift.interp``, ``drift.evaluation`` …),
+imported on first use.
+
+Example:
+    >>> import drift
+    >>> cases = drift.load_cases("builtin", limit=1)
+    >>> drift.evaluate(model, cases, fluency=False)[0]["metrics"]["ES"] >= 0
+    True
 """
 
 import importlib
+import importlib.util
 from importlib.metadata import PackageNotFoundError, version
 
 # each public name and the module it comes from, imported on first use: `import drift` (and the
@@ -19,9 +33,18 @@ _PUBLIC = {
     "ModelLoadError": "drift.model.loading",
     "load_model": "drift.model.loading",
     "edit": "drift.quick",
+    "edit_and_score": "drift.quick",
+    "ScoreTable": "drift.quick",
     "Scores": "drift.model.scoring",
     "score_targets": "drift.model.scoring",
     "target_logprobs": "drift.model.scoring",
+    "get_editor": "drift.editors",
+    "get_compute": "drift.editors",
+    "SADR": "drift.editors.sadr",
+    "load_cases": "drift.data",
+    "EditCase": "drift.data",
+    "summarise": "drift.evaluation.metrics",
+    "evaluate": "drift.evaluation.evaluate",
 }
 
 DISTRIBUTION = "drift-interp"  # the name on PyPI; the import name is drift
@@ -32,10 +55,14 @@ except PackageNotFoundError:  # imported from a source tree that was never insta
 
 
 def __getattr__(name: str):
-    """A public name, imported from its module on first use (PEP 562)."""
-    if name not in _PUBLIC:
+    """A public name, imported from its module on first use (PEP 562); a subpackage's name gives
+    the subpackage."""
+    if name in _PUBLIC:
+        value = getattr(importlib.import_module(_PUBLIC[name]), name)
+    elif not name.startswith("_") and importlib.util.find_spec(f"{__name__}.{name}") is not None:
+        value = importlib.import_module(f"{__name__}.{name}")
+    else:
         raise AttributeError(f"module 'drift' has no attribute {name!r}")
-    value = getattr(importlib.import_module(_PUBLIC[name]), name)
     globals()[name] = value
     return value
 
@@ -48,11 +75,20 @@ __all__ = [
     "__version__",
     "Arch",
     "DEFAULT_MODEL",
+    "EditCase",
     "Model",
     "ModelLoadError",
+    "SADR",
+    "ScoreTable",
     "Scores",
     "edit",
+    "edit_and_score",
+    "evaluate",
+    "get_compute",
+    "get_editor",
+    "load_cases",
     "load_model",
     "score_targets",
+    "summarise",
     "target_logprobs",
 ]

@@ -207,7 +207,8 @@ def test_logprob_matches_a_direct_forward(model):
     logits = model.forward(torch.tensor([p + t]))[0].log_softmax(-1)
     direct = sum(float(logits[len(p) - 1 + j, tok]) for j, tok in enumerate(t))
     assert float(target_logprobs(model, [prompt], [target])[0]) == pytest.approx(direct, abs=1e-5)
-    assert model.target_prob(prompt, target) == pytest.approx(math.exp(direct), rel=1e-4)
+    assert model.target_prob(prompt, target, "product") == pytest.approx(math.exp(direct), rel=1e-4)
+    assert model.target_prob(prompt, target) == pytest.approx(math.exp(direct / len(t)), rel=1e-4)
 
 
 # ---- tokenisation ----------------------------------------------------------------------------

@@ -300,8 +300,10 @@ def test_target_prob_is_the_product_or_the_per_token_mean(tiny):
     prompt, target = "Apple was founded by", "Steve Jobs"
     each = _full_logprob(tiny, prompt, target)
     assert len(each) > 1
-    assert target_prob(tiny, prompt, target) == pytest.approx(torch.tensor(sum(each)).exp().item(), rel=1e-4)
+    product = torch.tensor(sum(each)).exp().item()
+    assert target_prob(tiny, prompt, target, "product") == pytest.approx(product, rel=1e-4)
     mean = torch.tensor(sum(each) / len(each)).exp().item()
+    assert target_prob(tiny, prompt, target) == pytest.approx(mean, rel=1e-4)  # the default
     assert target_prob(tiny, prompt, target, "mean") == pytest.approx(mean, rel=1e-4)
     got = target_logprobs(tiny, [prompt, "The capital of Japan is"], [target, "Tokyo"])
     want = [sum(each), sum(_full_logprob(tiny, "The capital of Japan is", "Tokyo"))]

@@ -31,6 +31,7 @@ from drift.data import EditCase
 from drift.editors.objectives import EditBatch, LossTerm, Step
 from drift.model.adapter import Model, Prefix
 from drift.model.sites import Site  # where a vector is added, e.g. Site("mlp_out", 4); a plain pair works too
+from drift.util import progress
 from drift.util.reprs import fields_repr
 
 log = logging.getLogger(__name__)
@@ -437,13 +438,17 @@ def optimise_many(
         model, run, sites, start, key_layers, block_attention_grad, steps, early_stop, stop_on, pmet_schedule
     )
     layout = _Layout.of(states, run, resid, prefix)
+    N = len(cases)
+    shown = progress.bar(total=steps, desc=f"editing {N} case{'s' if N > 1 else ''}", unit="step")
     for it in range(steps):
+        shown.update()
         stepping, total = loop.pass_(layout, it)
         if not stepping:
             break
         _update(stepping, total, clamp_norm)
         if len(stepping) < len(layout.states):  # stopped cases leave the batch
             layout = _Layout.of(stepping, run, resid, prefix)
+    shown.close()
     return [_result(s, batch) for s in states]
 
 

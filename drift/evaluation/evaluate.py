@@ -85,8 +85,9 @@ def evaluate(
             its teacher-forced token accuracy.
         references: texts about o_edit (:func:`drift.evaluation.metrics.load_reference_texts`): with
             fluency on, RefS, the TF-IDF similarity of a case's generations with them.
-        verbose: a bar over the cases (:mod:`drift.util.progress`; silent by default), each case
-            edited and scored quietly under it; ``progress`` is another name for it.
+        verbose: a bar over the cases (by default; ``False``: none, ``True``: drift's log lines
+            too; :mod:`drift.util.progress`), each case edited and scored quietly under it;
+            ``progress`` is another name for it.
         edit_batch: with an editor that can compute several cases' edits at once
             (:class:`drift.editors.Applied`), how many: their target vectors are optimised in one
             batch, then each case's edit is applied, scored and removed in turn, so every case is

@@ -32,13 +32,12 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from tqdm.auto import tqdm
-
 from drift.data import EditCase
 from drift.editors.base import Edit, WeightDelta
 from drift.evaluation.evaluate import evaluate
 from drift.evaluation.metrics import DEFAULT_POOL, DEFAULT_SCORING, check_scoring, summarise
 from drift.model.adapter import Model
+from drift.util import progress as prog
 from drift.util.store import CorruptCacheError, config_digest, load_object, save_object
 
 
@@ -50,7 +49,7 @@ def sequential_edits(
     checkpoints: Sequence[int] = (1, 10, 25, 50, 100),
     batch: int = 1,
     fuse: Callable[[Edit], Edit] | None = None,
-    progress: bool = True,
+    progress: bool | None = None,
     on_checkpoint: Callable[[dict], None] | None = None,
     on_edit: Callable[[EditCase, Edit], None] | None = None,
     state: str | Path | None = None,
@@ -64,7 +63,9 @@ def sequential_edits(
     applies them together (checkpoints then fall on the next multiple of ``batch``). ``on_edit``
     sees every edit as applied (after ``fuse``), e.g. to keep the deltas for analysis. ``state``:
     a file to resume from and save to (see the module docstring). ``scoring`` and ``pool``: how
-    checkpoints are scored and summarised (see :mod:`drift.evaluation.metrics`).
+    checkpoints are scored and summarised (see :mod:`drift.evaluation.metrics`). ``progress``: a bar over
+    the edits (``None``: by default, :mod:`drift.util.progress`; ``False``: none), each edit computed
+    and each checkpoint scored quietly under it.
 
     Returns one row per checkpoint: ``{"n_edits", "summary", "cases"}``. The model is restored
     exactly before this returns or raises."""
@@ -77,7 +78,8 @@ def sequential_edits(
     run_id = config_digest({"cases": [str(c.case_id) for c in cases], "checkpoints": marks, "batch": batch})
     touched: set[tuple[str, int]] = set()
     first = 0
-    bar = tqdm(total=len(cases), desc="sequential edits", disable=not progress)
+    with prog.bars(progress):
+        bar = prog.bar(total=len(cases), desc="sequential edits", unit="edit", leave=True)
     try:
         saved = load_state(state, run_id)
         if saved is not None:
@@ -93,7 +95,8 @@ def sequential_edits(
             group = cases[start : start + batch]
             edits = []
             for case in group:
-                edit = compute(model, case)
+                with prog.verbose(False):  # the bar only: each edit's own bar would break it up
+                    edit = compute(model, case)
                 edits.append(fuse(edit) if fuse is not None else edit)
             for case, edit in zip(group, edits):
                 handles.append(edit.apply(model))

@@ -51,6 +51,7 @@ from drift.data import EditCase
 from drift.editors.base import Edit
 from drift.evaluation.resample import cluster_bootstrap, interval
 from drift.model.adapter import Model
+from drift.util import progress as prog
 
 # Unrelated facts the audit asks after the edit sentence: (question, its answer). Kept short so
 # each is a few tokens; none is about a CounterFact subject's usual relations' objects.
@@ -99,8 +100,9 @@ def probes(case: EditCase) -> tuple[list[tuple[str, str]], list[str]]:
 
 
 @torch.no_grad()
-def audit(model: Model, edit: Edit, case: EditCase, *, top: int = 3) -> Risk:
-    """The risk signals of ``edit`` (computed, not applied) for ``case`` (module docstring)."""
+def audit(model: Model, edit: Edit, case: EditCase, *, top: int = 3, verbose: bool | None = None) -> Risk:
+    """The risk signals of ``edit`` (computed, not applied) for ``case`` (module docstring).
+    ``verbose``: a bar over the probe prompts by default, ``False`` none (:mod:`drift.util.progress`)."""
     from drift.evaluation.evaluate import edit_summary
     from drift.interp.attention_drift import measure
     from drift.interp.tracing import prepare
@@ -114,7 +116,9 @@ def audit(model: Model, edit: Edit, case: EditCase, *, top: int = 3) -> Risk:
         after_r = _mean_token_logprob(model, relation, case.o_edit)
         size = max(edit_summary(model, applied)["relative_change"].values())
     gains, kls = [], []
-    for text, answer in context:
+    with prog.verbose(verbose):
+        shown = prog.bar(context, desc="auditing the heads", unit="prompt")
+    for text, answer in shown:
         p = prepare(model, case, text, answer, test_start=len(case.edit_sentence) + 1)
         d = measure(model, edit, p, case.o_edit)
         gains.append(d.subject_gain.sum(-1).mean())  # heads summed, layers averaged
@@ -357,7 +361,7 @@ def audit_cases(
     validate: bool = False,
     scoring: str = "mean",
     on_case=None,
-    progress: bool = True,
+    progress: bool | None = None,
     edit_batch: int | None = None,
 ) -> list[dict]:
     """Compute each case's edit with ``compute(model, case) -> Edit`` and audit it; with
@@ -365,22 +369,27 @@ def audit_cases(
     finishes: ``{"case_id", "subject", "metrics": signals, "top_heads", ["failures", "label"]}``.
     Where ``compute`` has ``many`` (:class:`drift.editors.Compute`), ``edit_batch`` cases' edits
     are computed together (``None``: :func:`drift.editors.target.auto_edit_batch`), then each is
-    audited alone; rows come in the order of ``cases``."""
-    from tqdm.auto import tqdm
-
+    audited alone; rows come in the order of ``cases``. ``progress``: a bar over the edits
+    (``None``: by default, :mod:`drift.util.progress`; ``False``: none), each computed quietly."""
     from drift.editors.target import auto_edit_batch, by_length
+
+    def quietly(fn, *args):  # the bar only: each edit's own bar would break it up
+        with prog.verbose(False):
+            return fn(*args)
 
     n = auto_edit_batch(model) if edit_batch is None else edit_batch
     if hasattr(compute, "many") and n > 1:
         ordered = by_length(model, cases)
         chunks = [ordered[i : i + n] for i in range(0, len(ordered), n)]
-        pairs = ((c, e) for chunk in chunks for c, e in zip(chunk, compute.many(model, chunk)))
+        pairs = ((c, e) for chunk in chunks for c, e in zip(chunk, quietly(compute.many, model, chunk)))
     else:
-        pairs = ((case, compute(model, case)) for case in cases)
+        pairs = ((case, quietly(compute, model, case)) for case in cases)
     where = {id(c): i for i, c in enumerate(cases)}
     rows = []
-    for case, edit in tqdm(pairs, total=len(cases), desc="auditing", unit="edit", disable=not progress):
-        risk = audit(model, edit, case)
+    with prog.bars(progress):
+        shown = prog.bar(pairs, total=len(cases), desc="auditing", unit="edit", leave=True)
+    for case, edit in shown:
+        risk = quietly(audit, model, edit, case)
         row = {"case_id": case.case_id, "subject": case.subject, "metrics": risk.signals}
         row["top_heads"] = [list(h) for h in risk.top_heads]
         if validate:

@@ -384,13 +384,6 @@ class Model:
             tokens = torch.stack([row.roll(int(tokens.shape[1] - n)) for row, n in zip(tokens, lengths)])
         return tokens if move_to_device else tokens.cpu()
 
-    def to_string(self, tokens: Tensor | Sequence[int]) -> str | list[str]:
-        """The text of ``tokens`` (``[pos]`` -> str, ``[batch, pos]`` -> list of str)."""
-        t = torch.as_tensor(tokens)
-        if t.ndim == 1:
-            return self.tokenizer.decode(t.tolist())
-        return [self.tokenizer.decode(row.tolist()) for row in t]
-
     def to_str_tokens(
         self,
         input: str | Sequence[str] | Tensor,
@@ -453,7 +446,7 @@ class Model:
     def forward(
         self,
         tokens: Tensor | str | Sequence[str],
-        hooks: Sequence[Hook] = (),
+        hooks: Sequence[Hook] | str = (),
         *,
         start_at_layer: int | None = None,
         stop_at_layer: int | None = None,
@@ -462,12 +455,15 @@ class Model:
     ) -> Tensor:
         """Logits ``[batch, pos, d_vocab]`` (or the residual at ``stop_at_layer``), with
         ``hooks`` attached for this pass; other keywords (``return_type=`` …) go to the hooked
-        model, text is tokenised by :meth:`to_tokens`.
+        model, text is tokenised by :meth:`to_tokens`. A string in ``hooks``' place is
+        TransformerLens' second argument, ``return_type`` (``model.forward(text, "loss")``).
 
         With ``start_at_layer=l``, ``tokens`` is the residual stream ``[batch, pos, d_model]``
         entering block ``l``. With ``prefix`` (from :meth:`prefix`), ``tokens`` holds only the
         columns after the prefix, which every layer's attention reads from its cache.
         """
+        if isinstance(hooks, str):
+            kwargs["return_type"], hooks = hooks, ()
         tokens, kwargs = self._inputs(tokens, kwargs)
         if start_at_layer is not None:
             kwargs["start_at_layer"] = start_at_layer
@@ -631,8 +627,9 @@ class Model:
         layer = self.cfg.n_layers - 1 if layer is None else layer
         return self.capture(tokens, "resid_post", layer, hooks, start_at_layer=start_at_layer, prefix=prefix)
 
-    def unembed(self, resid: Tensor) -> Tensor:
-        """Logits ``[..., d_vocab]`` from final-layer residuals ``[..., d_model]``."""
+    def logits_from(self, resid: Tensor) -> Tensor:
+        """Logits ``[..., d_vocab]`` from final-layer residuals ``[..., d_model]``: the final norm,
+        then the unembedding (``model.unembed`` is TransformerLens' unembedding module alone)."""
         norm, unembed = (getattr(self.hooked, n, None) for n in self._head)
         x = resid if norm is None else norm(resid)
         return unembed(x)
@@ -650,7 +647,7 @@ class Model:
         """Logits ``[n, d_vocab]`` at ``(rows[i], cols[i])`` only: the unembedding, the largest
         matrix of a small model, is applied where a token is scored and nowhere else."""
         resid = self.residual(tokens, hooks, start_at_layer=start_at_layer, prefix=prefix)
-        return self.unembed(resid[rows.to(resid.device), cols.to(resid.device)])
+        return self.logits_from(resid[rows.to(resid.device), cols.to(resid.device)])
 
     @torch.no_grad()
     def sample(self, tokens: Tensor, max_new_tokens: int, *, top_k: int = 50, seed: int = 0) -> Tensor:
@@ -671,6 +668,8 @@ class Model:
                 return_type="tokens",
             )
 
-    def target_prob(self, prompt: str, target: str, scoring: str = "product") -> float:
-        """P(target | prompt): :func:`drift.model.scoring.target_prob` of this model."""
+    def target_prob(self, prompt: str, target: str, scoring: str = "mean") -> float:
+        """P(target | prompt) as evaluation scores it: exp of the mean log-probability per target
+        token (``scoring="product"``: the whole target's probability); see
+        :func:`drift.model.scoring.target_prob`."""
         return target_prob(self, prompt, target, scoring)

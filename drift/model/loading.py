@@ -147,9 +147,10 @@ def _boot(source: str, label: str, device, dtype, *, prepend_bos: bool | None) -
     from transformers import AutoTokenizer
 
     from drift.model._bridge import own_modules
+    from drift.util.progress import quiet_loading
 
     try:
-        with warnings.catch_warnings(), own_modules():
+        with warnings.catch_warnings(), own_modules(), quiet_loading():
             warnings.simplefilter("ignore")
             bridge = TransformerBridge.boot_transformers(source, device=str(device), dtype=dtype)
             if prepend_bos is None:
@@ -371,8 +372,9 @@ def _convert_gguf(gguf_path: Path, out: Path) -> None:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from drift.model._bridge import own_modules
+    from drift.util.progress import quiet_loading
 
-    with warnings.catch_warnings(), own_modules():
+    with warnings.catch_warnings(), own_modules(), quiet_loading():
         warnings.simplefilter("ignore")
         kw = dict(gguf_file=gguf_path.name)
         tok = AutoTokenizer.from_pretrained(str(gguf_path.parent), **kw)

@@ -213,15 +213,17 @@ def target_logprobs(model: Model, prompts: Sequence[str], targets: Sequence[str]
     return score_targets(model, prompts, targets, **kw).logprob
 
 
-def target_prob(model: Model, prompt: str, target: str, scoring: str = "product") -> float:
-    """P(target | prompt), the product over the target's tokens (``scoring="product"``), or
-    ``"mean"``: exp of the mean log-probability per target token, the reference evaluation's
-    score, which does not favour shorter targets. A convenience for one fact
-    (``model.target_prob(prompt, target)`` calls it).
+def target_prob(model: Model, prompt: str, target: str, scoring: str = "mean") -> float:
+    """P(target | prompt) as drift's evaluation scores it (:mod:`drift.evaluation.metrics`): ``"mean"`` (the
+    default) is exp of the mean log-probability per target token, which does not favour shorter
+    targets and is the number ``evaluate`` and ``measure`` report for the same pair;
+    ``scoring="product"`` is the whole target's probability, the product over its tokens. A
+    convenience for one fact (``model.target_prob(prompt, target)`` calls it).
 
     Example:
-        >>> p = target_prob(model, "The Eiffel Tower is in", "Paris, France", "mean")
-        >>> 0 < p < 1 and p == model.target_prob("The Eiffel Tower is in", "Paris, France", "mean")
+        >>> p = target_prob(model, "The Eiffel Tower is in", "Paris, France")
+        >>> whole = target_prob(model, "The Eiffel Tower is in", "Paris, France", scoring="product")
+        >>> 0 < whole < p < 1 and p == model.target_prob("The Eiffel Tower is in", "Paris, France")
         True
     """
     if scoring not in SCORINGS:
@@ -319,7 +321,9 @@ def _score_batch(
         at = torch.tensor([[r, c] for r, c, _ in reads])
         spots, which = at.unique(dim=0, return_inverse=True)
         spots = spots.to(resid.device)
-        logp = model.unembed(resid[spots[:, 0], spots[:, 1]]).float().log_softmax(-1)  # [n_spots, d_vocab]
+        logp = (
+            model.logits_from(resid[spots[:, 0], spots[:, 1]]).float().log_softmax(-1)
+        )  # [n_spots, d_vocab]
         tgt = torch.tensor([t for _, _, t in reads], device=logp.device)
         which = which.to(logp.device)
         picked = logp[which, tgt]
