@@ -5,6 +5,7 @@ Public API (re-exports, each imported on first use, so ``import drift`` does not
     load_model, Model, ModelLoadError, DEFAULT_MODEL   -- loading a hooked model (drift.model.loading)
     edit, edit_and_score, ScoreTable                   -- one line per edit (drift.quick)
     evaluate                                           -- the standard metrics (drift.evaluation.evaluate)
+    report                                             -- one HTML page per edit (drift.interp.report)
     get_editor, get_compute, SADR                      -- editors and the paper's term (drift.editors)
     load_cases, EditCase, summarise                    -- cases and summaries
     score_targets, target_logprobs, Scores             -- batched scoring (drift.model.scoring)
@@ -16,7 +17,7 @@ imported on first use.
 Example:
     >>> import drift
     >>> cases = drift.load_cases("builtin", limit=1)
-    >>> drift.evaluate(model, cases, fluency=False)[0]["metrics"]["ES"] >= 0
+    >>> drift.evaluation.evaluate(model, cases, fluency=False)[0]["metrics"]["ES"] >= 0
     True
 """
 
@@ -45,6 +46,7 @@ _PUBLIC = {
     "EditCase": "drift.data",
     "summarise": "drift.evaluation.metrics",
     "evaluate": "drift.evaluation.evaluate",
+    "report": "drift.interp.report",
 }
 
 DISTRIBUTION = "drift-interp"  # the name on PyPI; the import name is drift
@@ -88,6 +90,7 @@ __all__ = [
     "get_editor",
     "load_cases",
     "load_model",
+    "report",
     "score_targets",
     "summarise",
     "target_logprobs",

@@ -12,6 +12,7 @@ PREPARE_LOG="$(mktemp)"
 .venv/bin/python -m drift -q prepare >"$PREPARE_LOG" 2>&1 &
 PREPARE=$!
 bash "$ROOT/scripts/setup-legacy.sh"
+bash "$ROOT/scripts/setup-browser.sh"  # headless Chromium for the HTML report's test
 if ! wait "$PREPARE"; then
     cat "$PREPARE_LOG" >&2
     echo "test.sh: python -m drift prepare failed (above)" >&2
@@ -19,5 +20,6 @@ if ! wait "$PREPARE"; then
 fi
 rm -f "$PREPARE_LOG"
 export DRIFT_REQUIRE_LEGACY=1  # built just above, so its absence is a failure here
+export DRIFT_REQUIRE_BROWSER=1  # installed just above, likewise
 # two workers; tests sharing one expensive fixture (xdist_group) run on the same worker
 exec "$ROOT/.venv/bin/python" -m pytest -q -n 2 --dist loadgroup "$@"

@@ -1,5 +1,6 @@
 """The figures' layout: tables sized to their content, reference levels told apart, plain tick labels."""
 
+import pytest
 import torch
 
 from drift import plots
@@ -77,3 +78,81 @@ def test_repeated_tokens_stay_separate_columns():
     tokens = ["The", " cat", " the", " cat"]
     fig = plots.heatmaps({"a": torch.zeros(2, 4)}, tokens, title="t", colorbar="c")
     assert list(fig.layout.xaxis.ticktext) == tokens and len(set(fig.data[0].x)) == 4
+
+
+# ---- issue 45, item 7: titles that fit, tables without nan, one window convention ----------------
+FIG10_TITLE = (
+    "Edited model with the vanilla score from the last token to one token, DNS "
+    "(window 10, 1 case(s), tokens grouped)"
+)
+
+
+def test_a_long_title_is_wrapped_to_the_figure_width_with_room_above(tmp_path):
+    fig = plots.curves([0, 1], {"a": [0.1, 0.2]}, title=FIG10_TITLE, x_title="x", y_title="y")
+    plots.save(fig, tmp_path / "f")  # 1000 px wide
+    lines = fig.layout.title.text.split("<br>")
+    assert len(lines) == 2 and " ".join(lines) == FIG10_TITLE
+    assert all(len(line) * plots._TITLE_CHAR_W <= 0.95 * 1000 - 40 for line in lines)
+    assert fig.layout.margin.t >= 100 + plots._TITLE_LINE_PX  # the second line has its own room
+    short = plots.curves([0, 1], {"a": [0.1, 0.2]}, title="short", x_title="x", y_title="y")
+    plots.save(short, tmp_path / "s")
+    assert short.layout.title.text == "short" and short.layout.margin.t is None  # plotly's default
+    again = plots.fit_title(fig, 1000)  # saving twice wraps once
+    assert again.layout.title.text.split("<br>") == lines
+
+
+def test_a_long_title_ends_inside_its_figure_in_a_browser(tmp_path):
+    from tests.browser import open_page
+
+    fig = plots.curves([0, 1], {"a": [0.1, 0.2]}, title=FIG10_TITLE, x_title="x", y_title="y")
+    # plotly asks for Open Sans, then Verdana, Arial, any sans-serif: where the first two are missing
+    # the title is drawn in a font as wide as DejaVu Sans, in which the unwrapped title ran 18 px
+    # past the figure's right edge ("... tokens groupe")
+    fig.update_layout(font_family="DejaVu Sans")
+    html, _ = plots.save(fig, tmp_path / "fig10")
+    probe, log = open_page(html, tmp_path)
+    assert probe["errors"] == [] and len(probe["figures"]) == 1
+    f = probe["figures"][0]
+    assert f["title_right"] is not None and f["left"] <= f["title_left"] < f["title_right"] <= f["right"] - 10
+
+
+def test_table_cells_read_na_for_undefined_numbers_and_column_names_are_unique():
+    fig = plots.table(["a", "b"], [[1.5, float("nan")], [None, "x"]], title="t")
+    assert list(fig.data[0].cells.values[0]) == ["1.5", "n/a"] and list(fig.data[0].cells.values[1]) == [
+        "n/a",
+        "x",
+    ]
+    with pytest.raises(ValueError, match=r"column names repeat: \['p'\]"):
+        plots.table(["ρ", "p", "n", "p"], [], title="t")
+
+
+def test_table2_of_a_case_without_a_per_case_correlation_shows_no_nan():
+    from drift.cli.commands.trace import CORRELATION_HEADER, TABLE2, correlation_table
+    from drift.interp.correlate import Correlation, pearson
+
+    rows = [{"case_id": c, "p_edit": y, **dict.fromkeys(TABLE2, x)} for c, x, y in
+            [(1, 0.1, 0.2), (1, 0.3, 0.3), (2, 0.5, 0.6)]]  # fmt: skip
+    corr = {
+        "DNS": pearson(rows, TABLE2),
+        "RS": {f: Correlation(float("nan"), float("nan"), 2, 1) for f in TABLE2},
+    }
+    assert all(c.rho_cases != c.rho_cases for c in corr["DNS"].values())  # 2 cases: undefined
+    header, body = correlation_table(corr, TABLE2, ["DNS", "RS"])
+    assert header == CORRELATION_HEADER and len(set(header)) == len(header)
+    cells = [str(v) for row in body for v in row]
+    assert not any("nan" in c.lower() for c in cells)
+    assert body[0][5:8] == ["n/a", "n/a", "n/a"] and body[0][2] == "0.961"
+    assert body[3][2:4] == ["n/a", "n/a"]  # RS: undefined over prompts too
+    fig = plots.table(header, body, title="Table 2")
+    assert not any("nan" in str(v).lower() for col in fig.data[0].cells.values for v in col)
+
+
+def test_window_patching_draws_whole_windows_at_their_centre_layer():
+    probs = torch.rand(30, 2)  # a patch of 10 layers from each of 30 start layers
+    fig = plots.window_patching(probs, 10, title="t", references={"edited P(o_true)": 0.2})
+    line = fig.data[0]
+    assert list(line.x) == list(range(5, 26))  # starts 0..20 (whole windows), each at start + 5
+    assert list(line.y) == pytest.approx(probs[:21, 0].tolist())
+    assert "centre layer" in fig.layout.xaxis.title.text and "c−5 … c+4" in fig.layout.xaxis.title.text
+    ref = next(t for t in fig.data if t.name == "edited P(o_true)")
+    assert list(ref.x) == [5, 25]

@@ -531,7 +531,7 @@ def add_output(
     if kind not in ("file", "folder"):
         raise ValueError(f"add_output: kind must be 'file' or 'folder', got {kind!r}")
     g = p.add_argument_group("output")
-    what = "the results JSON file" if kind == "file" else "the folder for the results and figures"
+    what = "the results file" if kind == "file" else "the folder for the results and figures"
     g.add_argument(
         "--out" if kind == "file" else "--out-dir",
         dest="out",

@@ -54,10 +54,10 @@ Example:
 from __future__ import annotations
 
 import math
-import re
 import unicodedata
 from collections import Counter
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Iterable, Sequence
 
@@ -275,12 +275,11 @@ def clean_generation(text: str, special: Sequence[str] = ()) -> str:
 
 
 # ---- consistency (RefS): TF-IDF similarity with reference texts about o_edit --------------------
-_TFIDF_WORD = re.compile(r"(?u)\b\w\w+\b")  # words of two or more word characters, lower-cased
-
-
 @dataclass(frozen=True)
 class TfidfStats:
-    """Inverse document frequencies ``idf [vocab]`` of the words ``vocab`` (word -> column)."""
+    """Inverse document frequencies ``idf [vocab]`` of the words ``vocab`` (word -> column), applied
+    by scikit-learn's ``TfidfVectorizer`` as the reference applies its statistics: words of two or
+    more word characters, lower-cased."""
 
     idf: np.ndarray
     vocab: dict[str, int]
@@ -289,24 +288,31 @@ class TfidfStats:
     def fit(cls, documents: Sequence[str]) -> "TfidfStats":
         """Smoothed IDF over ``documents``: idf(w) = ln((1 + n) / (1 + df(w))) + 1, n documents,
         df(w) those holding w (scikit-learn's ``TfidfVectorizer`` defaults, which the reference's
-        statistics were fitted with)."""
-        df: Counter[str] = Counter()
-        for d in documents:
-            df.update(set(_TFIDF_WORD.findall(d.lower())))
-        vocab = {w: i for i, w in enumerate(sorted(df))}
-        n = len(documents)
-        idf = np.array([math.log((1 + n) / (1 + df[w])) + 1 for w in vocab], dtype=float)
-        return cls(idf, vocab)
+        statistics were fitted with). Documents without a word give no vocabulary."""
+        from sklearn.feature_extraction.text import TfidfVectorizer
+
+        docs = list(documents)
+        vec = TfidfVectorizer()
+        if not any(vec.build_analyzer()(d) for d in docs):
+            return cls(np.zeros(0), {})
+        vec.fit(docs)
+        return cls(np.asarray(vec.idf_, float), {w: int(j) for w, j in vec.vocabulary_.items()})
+
+    @cached_property
+    def _vectorizer(self):
+        """A ``TfidfVectorizer`` holding these statistics, unnormalised (count x IDF)."""
+        from sklearn.feature_extraction.text import TfidfVectorizer
+
+        vec = TfidfVectorizer(vocabulary=self.vocab, norm=None)
+        vec.idf_ = np.asarray(self.idf, float)
+        return vec
 
     def vector(self, text: str) -> np.ndarray:
         """Term counts of ``text``'s known words times their IDF (a word outside ``vocab`` is
         dropped)."""
-        v = np.zeros(len(self.vocab))
-        for w in _TFIDF_WORD.findall(text.lower()):
-            j = self.vocab.get(w)
-            if j is not None:
-                v[j] += 1
-        return v * self.idf
+        if not self.vocab:
+            return np.zeros(0)
+        return self._vectorizer.transform([text]).toarray()[0]
 
 
 def tfidf_similarity(text_a: str, text_b: str, stats_: TfidfStats) -> float:
@@ -421,7 +427,7 @@ def load_reference_texts(folder: str | Path) -> ReferenceTexts:
     if idf_path.is_file() and vocab_path.is_file():
         vocab = {str(k): int(v) for k, v in json.loads(vocab_path.read_text(encoding="utf-8")).items()}
         idf = np.asarray(np.load(idf_path), dtype=float)
-        if idf.ndim != 1 or len(idf) <= max(vocab.values(), default=-1):
+        if idf.ndim != 1 or sorted(vocab.values()) != list(range(len(idf))):  # one column per word
             raise ValueError(f"reference texts: {idf_path} has {idf.shape} values for {len(vocab)} words")
         stats_ = TfidfStats(idf, vocab)
     else:

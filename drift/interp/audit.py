@@ -45,7 +45,6 @@ from typing import Sequence
 
 import numpy as np
 import torch
-from scipy import optimize, stats
 
 from drift.data import EditCase
 from drift.editors.base import Edit
@@ -190,29 +189,27 @@ def prompt_counts(case: EditCase) -> dict[str, int]:
 
 
 def auroc(scores: Sequence[float], labels: Sequence[int], weights: Sequence[float] | None = None) -> float:
-    """The area under the ROC curve: P(a failing case scores above a sound one), ties half. With
-    ``weights``, each entry counts that many times (a case's broken or kept prompts, say).
+    """The area under the ROC curve: P(a failing case scores above a sound one), ties half
+    (scikit-learn's ``roc_curve`` and ``auc``). With ``weights``, each entry counts that many times
+    (a case's broken or kept prompts, say); an entry of weight 0 drops out. NaN without a failing
+    or a sound entry.
 
     >>> auroc([0.1, 0.4, 0.35, 0.8], [0, 0, 1, 1])
     0.75
     """
+    from sklearn import config_context
+    from sklearn.metrics import auc, roc_curve
+
     s, y = np.asarray(scores, float), np.asarray(labels, int)
-    if weights is None:
-        pos, neg = s[y == 1], s[y == 0]
-        if len(pos) == 0 or len(neg) == 0:
-            return math.nan
-        u = stats.mannwhitneyu(pos, neg, alternative="two-sided").statistic
-        return float(u / (len(pos) * len(neg)))
-    w = np.asarray(weights, float)
-    pos, wp = s[(y == 1) & (w > 0)], w[(y == 1) & (w > 0)]
-    neg, wn = s[(y == 0) & (w > 0)], w[(y == 0) & (w > 0)]
-    if wp.sum() == 0 or wn.sum() == 0:
+    w = None if weights is None else np.asarray(weights, float)
+    if w is not None:
+        s, y, w = s[w > 0], y[w > 0], w[w > 0]
+    if not (y == 1).any() or not (y == 0).any():
         return math.nan
-    order = np.argsort(neg, kind="stable")
-    neg, cum = neg[order], np.concatenate([[0.0], np.cumsum(wn[order])])
-    below = cum[np.searchsorted(neg, pos, side="left")]  # negative weight strictly below each positive
-    tied = cum[np.searchsorted(neg, pos, side="right")] - below
-    return float(np.sum(wp * (below + 0.5 * tied)) / (wp.sum() * wn.sum()))
+    # inputs checked above; the bootstrap calls this thousands of times
+    with config_context(skip_parameter_validation=True, assume_finite=True):
+        fpr, tpr, _ = roc_curve(y, s, sample_weight=w)
+        return float(auc(fpr, tpr))
 
 
 def auroc_ci(
@@ -261,18 +258,18 @@ def per_prompt(
 
 
 def precision_at_recall(scores: Sequence[float], labels: Sequence[int], recall: float = 0.8) -> float:
-    """The precision of flagging every case scoring at least the threshold that first catches
-    ``recall`` of the failing cases."""
+    """The precision of flagging every case scoring at least the highest threshold that catches
+    ``recall`` of the failing cases (scikit-learn's ``precision_recall_curve``: every case tied at
+    the threshold is flagged too)."""
+    from sklearn.metrics import precision_recall_curve
+
     if not 0 < recall <= 1:
         raise ValueError(f"recall must be in (0, 1], got {recall}")
     s, y = np.asarray(scores, float), np.asarray(labels, int)
     if y.sum() == 0:
         return math.nan
-    order = np.argsort(-s, kind="stable")
-    caught = np.cumsum(y[order])
-    k = int(np.searchsorted(caught, math.ceil(recall * y.sum()))) + 1
-    threshold = s[order][k - 1]
-    return float(y[s >= threshold].mean())  # every case tied at the threshold is flagged too
+    precision, recalls, _ = precision_recall_curve(y, s)  # thresholds ascending; last point (1, 0)
+    return float(precision[np.flatnonzero(recalls[:-1] >= recall)[-1]])
 
 
 @dataclass
@@ -294,27 +291,26 @@ class Combined:
 def combine(
     rows: Sequence[dict[str, float]], labels: Sequence[int], names: Sequence[str] = SIGNALS
 ) -> Combined:
-    """Fit :class:`Combined` by maximum likelihood with a light ridge (λ = 1 on the weights, not the
-    bias), which keeps the fit finite on small or separable splits."""
+    """Fit :class:`Combined`: scikit-learn's ``LogisticRegression`` of the failure on the z-scored
+    signals, maximum likelihood with a light ridge (C = 1: λ = 1 on the weights, not the bias),
+    which keeps the fit finite on small or separable splits."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.preprocessing import StandardScaler
+
     X = np.array([[r[n] for n in names] for r in rows], float)
-    y = np.asarray(labels, float)
-    mean, std = X.mean(0), X.std(0)
-    std[std == 0] = 1.0
-    Z = np.hstack([np.ones((len(X), 1)), (X - mean) / std])
-
-    def loss(w: np.ndarray) -> tuple[float, np.ndarray]:
-        t = Z @ w
-        nll = np.sum(np.logaddexp(0, t) - y * t) + 0.5 * np.sum(w[1:] ** 2)
-        grad = Z.T @ (1 / (1 + np.exp(-t)) - y)
-        grad[1:] += w[1:]
-        return float(nll), grad
-
-    w = optimize.minimize(loss, np.zeros(Z.shape[1]), jac=True, method="L-BFGS-B").x
-    return Combined(list(names), mean.tolist(), std.tolist(), w.tolist())
+    scaler = StandardScaler().fit(X)  # a constant signal keeps scale 1
+    fit = LogisticRegression(C=1.0, tol=1e-10, max_iter=10_000)
+    fit.fit(scaler.transform(X), np.asarray(labels, int))
+    weights = [float(fit.intercept_[0]), *map(float, fit.coef_[0])]
+    return Combined(list(names), scaler.mean_.tolist(), scaler.scale_.tolist(), weights)
 
 
 def calibration(probs: Sequence[float], labels: Sequence[int], bins: int = 5) -> list[dict]:
-    """Equal-count bins of the combined score: mean predicted P(failure) against the observed rate."""
+    """Equal-count bins of the combined score (the first ones a case larger where ``bins`` does not
+    divide the cases): mean predicted P(failure) against the observed rate, and the bin's count.
+    Not scikit-learn's ``calibration_curve``: its ``"quantile"`` bins cut at interpolated
+    percentiles, so bins of uneven size where the cases do not divide evenly, and it returns no
+    counts, which the reliability diagram draws."""
     p, y = np.asarray(probs, float), np.asarray(labels, int)
     out = []
     for idx in np.array_split(np.argsort(p), bins):

@@ -33,6 +33,10 @@ COMMANDS = {  # name: (module, help), in the order --help lists them
     "mechanism": ("drift.cli.commands.mechanism", "what SADR does inside ROME: loss terms, restrained heads"),
     "sequential": ("drift.cli.commands.sequential", "sequential editing and knowledge attenuation (AdaPLE)"),
     "steps": ("drift.cli.commands.steps", "ROME at 20 steps against 80 without early stopping"),
+    "report": (
+        "drift.cli.commands.report",
+        "one HTML page for one edit: metrics, substitution, drifting heads",
+    ),
     "demo": ("drift.cli.commands.demo", "load the default model and show a few facts' probabilities"),
     "doctor": ("drift.cli.commands.doctor", "re-hash every cached model and statistic in full"),
     "prepare": (

@@ -224,6 +224,7 @@ def figures(
                     panels,
                     labels,
                     colorbar=f"Δ{target}",
+                    layer_axis=f"centre layer of the {args.window} substituted layers",
                     title=f"Contaminating substitution, {task}: effect on {target} "
                     f"(vanilla model with the edited module outputs, window {args.window}, {n} case(s))",
                 )
@@ -239,25 +240,21 @@ def figures(
             fig = plots.curves(
                 range(n_layers),
                 lines,
-                x_title="centre layer of the patched window",
+                x_title=f"centre layer of the {args.attn_window} patched layers",
                 y_title=f"Δ{TARGETS[0]}",
                 title=f"Edited model with the vanilla score from the last token to one token, {task} "
                 f"(window {args.attn_window}, {len(raw['scores'][task])} case(s), tokens grouped)",
             )
             written += plots.save(fig, out / f"fig10_score_patching_{task.lower()}")
         if task in curves:
-            # full windows only, each at its centre layer, as the paper's Fig. 5 is drawn
-            c, k = curves[task], min(args.attn_window, n_layers)
-            full = n_layers - k + 1
-            lines = {TARGETS[i]: c["probs"][:full, i].tolist() for i in TARGETS}
+            c = curves[task]
             refs = {f"edited {TARGETS[i]}": float(c["edited"][i]) for i in TARGETS}
             refs |= {f"vanilla {TARGETS[i]}": float(c["vanilla"][i]) for i in TARGETS}
-            fig = plots.curves(
-                [first + k // 2 for first in range(full)],
-                lines,
+            fig = plots.window_patching(
+                c["probs"],
+                args.attn_window,
+                names=list(TARGETS.values()),
                 references=refs,
-                x_title=f"centre layer of the {k} patched layers",
-                y_title="probability",
                 title=f"Edited model with vanilla attention weights in {args.attn_window} layers, "
                 f"{task} ({c['n']} cases)",
             )
@@ -282,33 +279,58 @@ def figures(
         )
         written += plots.save(fig, out / "fig4_drift_vs_p_edit")
     for name, facs in (("table2", TABLE2), ("table4", TABLE4)):
-        body = [
-            [
-                t,
-                f,
-                f"{corr[t][f].rho:.3f}",
-                f"{corr[t][f].p:.1e}",
-                corr[t][f].n,
-                f"{corr[t][f].rho_cases:.3f}",
-                f"[{corr[t][f].ci_cases[0]:.2f}, {corr[t][f].ci_cases[1]:.2f}]",
-                f"{corr[t][f].p_cases:.1e}",
-                corr[t][f].cases,
-            ]
-            for t in TASKS
-            if rows[t]
-            for f in facs
-        ]
+        header, body = correlation_table(corr, facs, [t for t in TASKS if rows[t]])
         fig = plots.table(
-            ["task", "factor", "ρ (prompts)", "p", "prompts", "ρ (case means)", "95% CI", "p", "cases"],
+            header,
             body,
-            title=f"{'Table 2' if name == 'table2' else 'Table 4'}: correlation with P(o_edit)",
+            title=f"{'Table 2' if name == 'table2' else 'Table 4'}: correlation with P(o_edit) "
+            f"(n/a: undefined, under 3 prompts or 4 cases or a constant column)",
         )
         written += plots.save(fig, out / name)  # the table sizes itself to its rows and text
     return written
 
 
+CORRELATION_HEADER = [
+    "task",
+    "factor",
+    "ρ (prompts)",
+    "p (prompts)",
+    "prompts",
+    "ρ (case means)",
+    "95% CI (case means)",
+    "p (case means)",
+    "cases",
+]
+
+
+def correlation_table(corr: dict, factors, tasks) -> tuple[list[str], list[list]]:
+    """Table 2/4's header and rows: per task and factor, Pearson's ρ and p over prompts and over
+    case means (:func:`drift.interp.correlate.pearson`); an undefined number reads ``n/a``, never nan.
+
+    >>> from drift.interp.correlate import Correlation
+    >>> corr = {"DNS": {"kl_drift": Correlation(0.5, 0.01, 8, 2)}}
+    >>> correlation_table(corr, ["kl_drift"], ["DNS"])[1]
+    [['DNS', 'kl_drift', '0.500', '1.0e-02', 8, 'n/a', 'n/a', 'n/a', 2]]
+    """
+    body = []
+    for t in tasks:
+        for f in factors:
+            c = corr[t][f]
+            lo, hi = c.ci_cases
+            ci = "n/a" if _undefined(lo) or _undefined(hi) else f"[{lo:.2f}, {hi:.2f}]"
+            body.append(
+                [t, f, _fmt(c.rho, ".3f"), _fmt(c.p, ".1e"), c.n, _fmt(c.rho_cases, ".3f"), ci,
+                 _fmt(c.p_cases, ".1e"), c.cases]
+            )  # fmt: skip
+    return list(CORRELATION_HEADER), body
+
+
+def _undefined(x) -> bool:
+    return x is None or (isinstance(x, float) and math.isnan(x))
+
+
 def _fmt(x, spec: str) -> str:
-    return "n/a" if x is None else format(x, spec)
+    return "n/a" if _undefined(x) else format(x, spec)
 
 
 def _num(x):
