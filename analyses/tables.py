@@ -50,6 +50,24 @@ TABLE3 = ("ES", "PS", "NS", "RS", "DNS", "AvgS", "EM", "PM", "RM", "DNM")
 SEQ_MARKER = "<!-- tables.py: sequential -->"
 SEQ_END_MARKER = "<!-- /tables.py: sequential -->"
 SEQ_MARKS = (10, 25, 50, 100)  # the AdaPLE paper's points of the attenuation curve
+PAPER_MARKER = "<!-- tables.py: paper -->"
+PAPER_END_MARKER = "<!-- /tables.py: paper -->"
+SEED_MARKER = "<!-- tables.py: seeds -->"
+SEED_END_MARKER = "<!-- /tables.py: seeds -->"
+RETENTION_MARKER = "<!-- tables.py: retention -->"
+RETENTION_END_MARKER = "<!-- /tables.py: retention -->"
+PAPER_METRICS = ("ES", "PS", "NS", "RS", "DNS", "EM", "PM")
+# The SADR paper's GPT-J-6B numbers (../shared/papers/000_*: Table 3 for ES, PS, RS and DNS, its
+# Table 6 for NS, EM and PM, whose ROME row says PM 76.93 where Table 1 says 80.26), ROME then
+# ROME+SADR (γ 1e-2, 80 steps) on its 1683 cases; Table 10: 500 sampled cases, ROME and γ 4e-2.
+PAPER_GPTJ = {
+    "ROME": {"ES": 99.88, "PS": 99.58, "NS": 80.26, "RS": 11.94, "DNS": 30.42, "EM": 99.39, "PM": 76.93},
+    "ROME+SADR": {"ES": 99.76, "PS": 96.36, "NS": 80.86, "RS": 27.75, "DNS": 49.35, "EM": 99.26, "PM": 53.73},
+}
+PAPER_TABLE10 = {
+    "ROME": {"ES": 100.00, "PS": 99.00, "NS": 78.83, "RS": 13.17, "DNS": 31.53},
+    "ROME+SADR": {"ES": 99.80, "PS": 95.60, "NS": 79.75, "RS": 34.13, "DNS": 50.66},
+}
 
 
 class Point:
@@ -76,21 +94,26 @@ class Point:
         return int(self.config.get("steps") or preset_steps(self.config.get("editor", "rome")))
 
     @property
-    def is_reference(self) -> bool:
-        """ROME alone at its preset: no SADR, no steps or other hyper-parameter given."""
+    def editor(self) -> str:
+        return str(self.config.get("editor", "rome"))
+
+    @property
+    def alone(self) -> bool:
+        """The editor alone at its preset (a grid's reference: ROME's grid ROME, MEMIT's MEMIT):
+        no SADR, no steps or other hyper-parameter given."""
         c = self.config
-        return c.get("editor") == "rome" and not c.get("sadr") and not c.get("steps") and not c.get("hp")
+        return not c.get("sadr") and not c.get("steps") and not c.get("hp")
+
+    @property
+    def is_reference(self) -> bool:
+        """ROME alone at its preset (Fig. 6 and 7 start their lines there)."""
+        return self.alone and self.editor == "rome"
 
     @property
     def is_candidate(self) -> bool:
-        """A ROME+SADR point of the grid (selective heads, no other hyper-parameter)."""
+        """An editor+SADR point of the grid (selective heads, no other hyper-parameter)."""
         c = self.config
-        return (
-            c.get("editor") == "rome"
-            and bool(c.get("sadr"))
-            and c.get("sadr_heads", "selective") == "selective"
-            and not c.get("hp")
-        )
+        return bool(c.get("sadr")) and c.get("sadr_heads", "selective") == "selective" and not c.get("hp")
 
     def specificity(self, summary: dict | None = None) -> float:
         s = self.summary if summary is None else summary
@@ -153,17 +176,29 @@ def _same_cases(a: Point, b: Point) -> bool:
     return {c["case_id"] for c in a.cases} == {c["case_id"] for c in b.cases}
 
 
+def grid_editor(points: list[Point]) -> str:
+    """The editor whose grid ``points`` are: its SADR points' (else the first point's)."""
+    found = next((p for p in points if p.is_candidate), points[0] if points else None)
+    return found.editor if found is not None else "rome"
+
+
+def _reference(points: list[Point], finished: bool = True) -> Point | None:
+    """The grid's editor alone at its preset (finished, unless ``finished=False``)."""
+    editor = grid_editor(points)
+    return next((p for p in points if p.alone and p.editor == editor and (p.finished or not finished)), None)
+
+
 def select(points: list[Point]) -> tuple[Point | None, Point | None, dict[str, str]]:
     """The selection rule on the finished points: ``(chosen, reference, why)``, ``why`` saying
     for each finished candidate whether it passes the ES/PS bar (``"ok"``) or why not."""
-    ref = next((p for p in points if p.is_reference and p.finished), None)
+    ref = _reference(points)
     why: dict[str, str] = {}
     if ref is None:
         return None, None, why
     rs = ref.summary
     best: Point | None = None
     for p in points:
-        if not (p.is_candidate and p.finished):
+        if not (p.is_candidate and p.finished and p.editor == ref.editor):
             continue
         if not _same_cases(p, ref):
             why[p.name] = "other cases than ROME's"
@@ -183,7 +218,7 @@ def select(points: list[Point]) -> tuple[Point | None, Point | None, dict[str, s
 def grid_done(points: list[Point]) -> bool:
     """Whether ROME alone and every ROME+SADR point of the paper's grid are finished."""
     done = {(p.steps, p.gamma) for p in points if p.is_candidate and p.finished}
-    ref = any(p.is_reference and p.finished for p in points)
+    ref = _reference(points) is not None
     return ref and all((s, g) in done for s in GRID_STEPS for g in GRID_GAMMAS)
 
 
@@ -218,11 +253,14 @@ def _fmt(x: float) -> str:
 
 def _what(p: Point) -> str:
     c = p.config
+    name = p.editor.upper()
     if p.gamma is not None:
         heads = ", all heads" if c.get("sadr_heads") == "all" else ""
-        text = f"ROME+SADR γ={p.gamma:g}{heads}"
+        text = f"{name}+SADR γ={p.gamma:g}{heads}"
     else:
-        text = "ROME" + (" (preset)" if p.is_reference else "")
+        text = name + (
+            " (preset)" if p.is_reference and p.editor == "rome" else ""
+        )  # Table 3 names ROME's only
     for k, v in sorted((c.get("hp") or {}).items()):
         text += f", {'ω' if k == 'kl_factor' else k}={v}"
     return text
@@ -238,8 +276,9 @@ def _on_cases(ref: Point, p: Point) -> float:
 def grid_table(points: list[Point]) -> str:
     """The validation grid as Markdown: one row per point, the rule's verdict and its choice."""
     chosen, ref, why = select(points)
-    reference = ref or next((p for p in points if p.is_reference), None)
-    head = ["point", "steps", "n", *SHOWN, "mean(NS, RS, DNS)", "ROME's, same cases", "rule"]
+    reference = ref or _reference(points, finished=False)
+    editor = (reference.editor if reference is not None else "rome").upper()
+    head = ["point", "steps", "n", *SHOWN, "mean(NS, RS, DNS)", f"{editor}'s, same cases", "rule"]
     lines = ["| " + " | ".join(head) + " |", "|---" * len(head) + "|"]
     for p in points:
         s = p.summary
@@ -249,7 +288,7 @@ def grid_table(points: list[Point]) -> str:
             n += " (running)" if p.path.name.endswith(".jsonl") else " (incomplete)"
         if p is chosen:
             verdict = "**chosen**"
-        elif p is ref or (ref is None and p.is_reference):
+        elif p is ref or (ref is None and p is reference):
             verdict = "reference"
         elif p.name in why:
             verdict = why[p.name]
@@ -265,15 +304,15 @@ def grid_table(points: list[Point]) -> str:
     finished = sum(p.finished for p in points)
     note = f"{finished} of {len(points)} points finished"
     if ref is None:
-        note += "; the rule waits for ROME alone (the preset) to finish"
+        note += f"; the rule waits for {editor} alone (the preset) to finish"
     elif not why:
-        note += "; no ROME+SADR point has finished yet"
+        note += f"; no {editor}+SADR point has finished yet"
     elif chosen is None:
-        note += "; no finished ROME+SADR point passes the rule"
+        note += f"; no finished {editor}+SADR point passes the rule"
     else:
         note += (
             f"; among the finished points the rule chooses {_what(chosen)}, {chosen.steps} steps "
-            f"(mean of NS, RS, DNS {chosen.specificity():.1f} against ROME's {ref.specificity():.1f})"
+            f"(mean of NS, RS, DNS {chosen.specificity():.1f} against {editor}'s {ref.specificity():.1f})"
         )
         if not grid_done(points):
             note += ", provisionally: the grid is not finished"
@@ -292,16 +331,91 @@ def paired_table(points: list[Point]) -> str:
     return compare_table(runs, list(SHOWN))
 
 
+def holm(pvalues: list[float]) -> list[float]:
+    """Holm's step-down adjustment of ``pvalues`` (one family; NaN entries, tests with no p, are
+    left out of it and stay NaN): the i-th smallest of m p-values times (m − i + 1), made
+    monotone and capped at 1. It controls the family-wise error rate under any dependence.
+
+    >>> [round(p, 3) for p in holm([0.01, 0.04, 0.03, float("nan")])]
+    [0.03, 0.06, 0.06, nan]
+    """
+    order = sorted((p, i) for i, p in enumerate(pvalues) if not math.isnan(p))
+    m, out, running = len(order), [math.nan] * len(pvalues), 0.0
+    for rank, (p, i) in enumerate(order):
+        running = max(running, min(1.0, (m - rank) * p))
+        out[i] = running
+    return out
+
+
+def corrected_table(points: list[Point], labels: dict[int, str], editors: list[str]) -> str:
+    """Table 3's paired tests, every run against its editor alone on every per-case metric, as
+    one family: each test's Holm-adjusted p (:func:`holm`) and Benjamini–Hochberg q
+    (``scipy.stats.false_discovery_control``), beside the raw p of the tables above."""
+    from scipy.stats import false_discovery_control
+
+    from drift.evaluation.compare import paired_difference
+
+    tests = []  # (editor, run label, metric, Paired)
+    for editor in editors:
+        runs = [p for p in points if p.config.get("editor") == editor]
+        ref = runs[0]
+        have = {m for p in runs for c in p.cases for m in c["metrics"]}
+        metrics = [m for m in TABLE3 if m in have and m != "AvgS"]
+        for p in runs[1:]:
+            for m in metrics:
+                tests.append((editor, labels[id(p)], m, paired_difference(ref.cases, p.cases, m)))
+    raw = [t[3].p for t in tests]
+    defined = [p for p in raw if not math.isnan(p)]
+    adjusted = holm(raw)
+    q_of = iter(false_discovery_control(defined, method="bh") if defined else [])
+    q = [math.nan if math.isnan(p) else float(next(q_of)) for p in raw]
+    runs_shown = list(dict.fromkeys((t[0], t[1]) for t in tests))
+    metrics = list(dict.fromkeys(t[2] for t in tests))
+    cell = {(t[0], t[1], t[2]): (t[3], a, b) for t, a, b in zip(tests, adjusted, q)}
+    lines = [
+        f"Corrected for multiple comparisons: the {len(tests)} paired tests above as one family, "
+        f"{len(defined)} of them with a p (the rest have no spread); each cell the raw p, then "
+        "Holm's adjusted p (family-wise error) / Benjamini–Hochberg's q (false discovery rate); "
+        "**bold**: Holm's p < 0.05.",
+        "",
+        "| run | " + " | ".join(metrics) + " |",
+        "|---" * (len(metrics) + 1) + "|",
+    ]
+    for editor, label in runs_shown:
+        cells = []
+        for m in metrics:
+            found = cell.get((editor, label, m))
+            if found is None or math.isnan(found[0].p):
+                cells.append("—")
+                continue
+            d, a, b = found
+            text = f"{d.p:.2g} → {a:.2g} / {b:.2g}"
+            cells.append(f"**{text}**" if a < 0.05 else text)
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    survive = [(t[1], t[2], t[3].mean) for t, a in zip(tests, adjusted) if a < 0.05]
+    lines += [
+        "",
+        f"{len(survive)} of {len(defined)} differences keep Holm's p < 0.05: "
+        + (", ".join(f"{label}: {m} {mean:+.1f}" for label, m, mean in survive) or "none")
+        + ".",
+    ]
+    return "\n".join(lines)
+
+
 def test_table(points: list[Point]) -> str:
     """Table 3 on the test cases: per editor, the editor alone then every other run of it (SADR at
     each setting, more steps), each paired by case against the editor alone
-    (:func:`drift.evaluation.compare.compare_table`). A run still going shows its finished cases."""
+    (:func:`drift.evaluation.compare.compare_table`), then every paired test's p corrected for the whole
+    table (:func:`corrected_table`). A run still going shows its finished cases."""
     from drift.evaluation.compare import compare_table
 
     blocks = []
+    ordered: list[Point] = []
+    labels: dict[int, str] = {}
+    shown_editors: list[str] = []
     order = ("rome", "rome-awd", "memit", "pmet", "adaple")
     editors = sorted(
-        {p.config.get("editor") for p in points},
+        {p.config.get("editor") for p in points} - {"none"},  # the unedited run is no editor's row
         key=lambda e: (e not in order, order.index(e) if e in order else 0, e),
     )
     for editor in editors:
@@ -317,12 +431,166 @@ def test_table(points: list[Point]) -> str:
         have = {m for p in runs for c in p.cases for m in c["metrics"]}
         shown = [m for m in TABLE3 if m in have or (m == "AvgS" and "ES" in have)]
         table = compare_table([(label(p), {"config": p.config, "cases": p.cases}) for p in runs], shown)
+        ordered += runs
+        labels |= {id(p): label(p) for p in runs}
+        shown_editors.append(editor)
         if not alone:
             table = (
                 f"({editor} alone has not run yet: the differences are against {label(runs[0])})\n\n" + table
             )
         blocks.append(f"**{editor.upper()}**\n\n{table}")
+    if any(len([p for p in ordered if p.config.get("editor") == e]) > 1 for e in shown_editors):
+        blocks.append(corrected_table(ordered, labels, shown_editors))
     return "\n\n".join(blocks)
+
+
+def _rel(a: float | None, b: float | None) -> str:
+    if a is None or b is None or (isinstance(a, float) and math.isnan(a)) or a == 0:
+        return "—"
+    return f"{100 * (b - a) / a:+.1f}%"
+
+
+def paper_table(test: list[Point]) -> str:
+    """The SADR paper's GPT-J numbers beside drift's on this model's 59 test cases: each side's
+    ROME and ROME+SADR and the relative change ``(SADR − ROME) / ROME``; drift's at the chosen
+    point (γ 4e-2, 20 steps) against ROME at its 20 steps, and at GPT-J's setting (γ 1e-2, 80
+    steps) against ROME at 80 steps (its control) and at 20."""
+    by_name = {p.name: p for p in test}
+    gptj, table10 = "GPT-J-6B, paper Table 3/6 (1683 cases)", "GPT-J-6B, paper Table 10 (500 cases)"
+    rows: list[tuple[str, dict | None, dict | None]] = [
+        (f"{gptj}: ROME → ROME+SADR γ 1e-2, 80 steps", PAPER_GPTJ["ROME"], PAPER_GPTJ["ROME+SADR"]),
+        (f"{table10}: ROME → ROME+SADR γ 4e-2", PAPER_TABLE10["ROME"], PAPER_TABLE10["ROME+SADR"]),
+    ]
+
+    def summary(name: str) -> dict | None:
+        p = by_name.get(name)
+        return None if p is None else p.summary
+
+    ours = "SmolLM2-135M, drift (59 cases)"
+    for label, a, b in (
+        (f"{ours}: ROME → ROME+SADR γ 4e-2, 20 steps (the chosen point)", "rome_s20", "rome_sadr_g0.04_s20"),
+        (
+            f"{ours}: ROME 80 steps → γ 1e-2, 80 steps (GPT-J's, its control)",
+            "rome_s80",
+            "rome_sadr_g0.01_s80",
+        ),
+        (f"{ours}: ROME 20 steps → γ 1e-2, 80 steps (GPT-J's setting)", "rome_s20", "rome_sadr_g0.01_s80"),
+    ):
+        rows.append((label, summary(a), summary(b)))
+    lines = [
+        "| model, source: ROME → ROME+SADR | " + " | ".join(PAPER_METRICS) + " |",
+        "|---" * (len(PAPER_METRICS) + 1) + "|",
+    ]
+    for label, a, b in rows:
+        if a is None or b is None:
+            continue
+        cells = []
+        for m in PAPER_METRICS:
+            x, y = a.get(m), b.get(m)
+            cells.append("—" if x is None or y is None else f"{x:.1f} → {y:.1f} ({_rel(x, y)})")
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def seed_table(test: list[Point], seeds: list[Point]) -> str:
+    """Run-to-run variation: ROME and the chosen ROME+SADR with Table 3's context prefixes (draw 0,
+    ``results/test``) and with a second draw (``--hp prefix_seed=1``, ``results/seed``), on the
+    cases every one of the four runs has finished: each run's scores, then the SADR effect within
+    each draw and the draw's effect on each editor, paired by case (mean; cases better / worse)."""
+    from drift.evaluation.compare import paired_difference
+
+    def find(points: list[Point], name: str) -> Point | None:
+        return next((p for p in points if p.name == name), None)
+
+    runs = {
+        "ROME, draw 0": find(test, "rome_s20"),
+        "ROME+SADR γ 4e-2, 20 steps, draw 0": find(test, "rome_sadr_g0.04_s20"),
+        "ROME, draw 1": find(seeds, "rome_s20_p1"),
+        "ROME+SADR γ 4e-2, 20 steps, draw 1": find(seeds, "rome_sadr_g0.04_s20_p1"),
+    }
+    have = {k: p for k, p in runs.items() if p is not None and p.cases}
+    if not have:
+        return "(no run of either draw yet)"
+    common = set.intersection(*({str(c["case_id"]) for c in p.cases} for p in have.values()))
+    rows = {k: [c for c in p.cases if str(c["case_id"]) in common] for k, p in have.items()}
+    metrics = ("ES", "PS", "NS", "RS", "DNS", "EM", "PM", "RM", "DNM")
+    pool = next(iter(have.values())).config.get("pool", "prompts")
+    lines = [
+        f"On the {len(common)} test cases all of these runs have finished "
+        f"({', '.join(f'{k}: {len(p.cases)}' for k, p in have.items())} finished):",
+        "",
+        "| run | " + " | ".join(metrics) + " |",
+        "|---" * (len(metrics) + 1) + "|",
+    ]
+    for k, r in rows.items():
+        summ = summarise([c["metrics"] for c in r], pool)
+        lines.append(f"| {k} | " + " | ".join(_fmt(summ[m]) if m in summ else "—" for m in metrics) + " |")
+    sadr0, sadr1 = "ROME+SADR γ 4e-2, 20 steps, draw 0", "ROME+SADR γ 4e-2, 20 steps, draw 1"
+    pairs = [
+        ("SADR effect, draw 0", "ROME, draw 0", sadr0),
+        ("SADR effect, draw 1", "ROME, draw 1", sadr1),
+        ("draw effect on ROME (1 − 0)", "ROME, draw 0", "ROME, draw 1"),
+        ("draw effect on ROME+SADR (1 − 0)", sadr0, sadr1),
+    ]
+    lines += ["", "| paired by case (mean; better / worse) | " + " | ".join(metrics) + " |"]
+    lines.append("|---" * (len(metrics) + 1) + "|")
+    for label, a, b in pairs:
+        if a not in rows or b not in rows:
+            continue
+        cells = []
+        for m in metrics:
+            d = paired_difference(rows[a], rows[b], m)
+            cells.append("—" if d.n == 0 else f"{d.mean:+.1f} ({d.better}/{d.worse})")
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def retention_table(folder: Path) -> str:
+    """Retention of a fixed early set (``drift sequential --retention K``): for each run, ES / EM
+    of its first K edits after 10, 25, 50 and 100 stacked edits, from the finished runs
+    (``sequential-runs.jsonl``) or, for a run still going, its logged checkpoints
+    (``sequential-checkpoints.jsonl``), and EM's change relative to after 10 edits."""
+    from drift.cli.runs import read_records
+
+    runs: dict[str, dict] = {}
+    for path in sorted(folder.glob("sequential-checkpoints.jsonl")):
+        for line in path.read_text().splitlines():
+            try:
+                rec = __import__("json").loads(line)
+            except ValueError:
+                continue
+            runs.setdefault(rec["key"], {"label": rec["label"], "done": False, "at": {}})["at"][
+                rec["n_edits"]
+            ] = rec
+    for key, rec in read_records(folder / "sequential-runs.jsonl").items():
+        if rec["config"].get("retention") is None:
+            continue
+        entry = runs.setdefault(key, {"label": rec["label"], "at": {}})
+        entry["done"] = True
+        entry["at"] |= {c["n_edits"]: c for c in rec["checkpoints"]}
+    if not runs:
+        return "(no retention run has reached a checkpoint yet)"
+    lines = [
+        "| run | " + " | ".join(f"ES / EM after {n}" for n in SEQ_MARKS)
+        + " | EM relative to after 10: " + " / ".join(str(n) for n in SEQ_MARKS[1:]) + " | status |",
+        "|---" * (len(SEQ_MARKS) + 3) + "|",
+    ]  # fmt: skip
+    for entry in runs.values():
+        at = entry["at"]
+        cells = []
+        for n in SEQ_MARKS:
+            s = at.get(n, {}).get("summary")
+            cells.append(
+                "—" if s is None else f"{_fmt(s.get('ES', math.nan))} / {_fmt(s.get('EM', math.nan))}"
+            )
+        base = at.get(SEQ_MARKS[0], {}).get("summary", {}).get("EM")
+        rel = [
+            _rel(base, at.get(n, {}).get("summary", {}).get("EM")) if n in at else "—" for n in SEQ_MARKS[1:]
+        ]
+        last = max(at) if at else 0
+        status = "finished" if entry.get("done") else f"running (last checkpoint {last})"
+        lines.append(f"| {entry['label']} | " + " | ".join(cells) + f" | {' / '.join(rel)} | {status} |")
+    return "\n".join(lines)
 
 
 def sequential_table(folder: Path) -> str:
@@ -432,7 +700,39 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="print 'STEPS GAMMA' of the rule's final choice (nothing before it)",
     )
+    ap.add_argument(
+        "--paper",
+        action="store_true",
+        help="the SADR paper's GPT-J numbers beside drift's Table 3 rows (--results: the test runs)",
+    )
+    ap.add_argument(
+        "--seeds",
+        metavar="DIR",
+        help="a second draw of ROME's context prefixes (results/seed) beside Table 3's (--results)",
+    )
+    ap.add_argument(
+        "--retention",
+        action="store_true",
+        help="retention of a fixed early set from the folder's `drift sequential --retention` runs",
+    )
     args = ap.parse_args(argv)
+    here = Path(args.results)
+    for flag, make, marks in (
+        (args.paper, lambda: paper_table(load_points(here)), (PAPER_MARKER, PAPER_END_MARKER)),
+        (
+            args.seeds,
+            lambda: seed_table(load_points(here), load_points(Path(args.seeds or "."))),
+            (SEED_MARKER, SEED_END_MARKER),
+        ),
+        (args.retention, lambda: retention_table(here), (RETENTION_MARKER, RETENTION_END_MARKER)),
+    ):
+        if flag:
+            table = make()
+            print(table)
+            if args.update:
+                update(Path(args.update), table, *marks)
+                print(f"wrote the table into {args.update}", file=sys.stderr)
+            return 0
     if args.sequential:
         table = sequential_table(Path(args.results))
         print(table)

@@ -152,3 +152,116 @@ def test_the_sequential_table_reads_every_parts_runs_curves_first_then_the_sweep
     assert out[2] == memit
     assert out[3].startswith("| ADAPLE +DR(p=0.8) | 90.0 / 45.0 |")
     assert "| 0.5 | 40.0 / 20.0 | 50.0 / 10.0 | 80.0 / 3.0 |" in out
+
+
+def test_table3_corrects_every_paired_test_as_one_family(tmp_path):
+    """Holm's adjusted p beside each raw p, over all of Table 3's tests with a p, and BH's q."""
+    import math
+
+    from scipy import stats
+
+    ids = [str(i) for i in range(8)]
+    base = [
+        {"case_id": i, "metrics": {"ES": 100.0, "EM": 50.0 + k, "RS": 10.0 * (k % 3)}}
+        for k, i in enumerate(ids)
+    ]
+    moved = [  # EM up by 10 ± a little on every case; RS noise
+        {"case_id": i, "metrics": {"ES": 100.0, "EM": 60.0 + k + 0.5 * (k % 2), "RS": 10.0 * ((k + 1) % 3)}}
+        for k, i in enumerate(ids)
+    ]
+    for r in base + moved:  # PS, NS and DNS alike in both runs: no spread, no p
+        r["metrics"] |= {"PS": 50.0, "NS": 50.0, "DNS": 50.0}
+        r["metrics"] |= {f"{m}_k": 1 for m in list(r["metrics"])}
+    write_results(tmp_path / "rome.json", BASE | {"limit": 8}, base, "prompts")
+    write_results(tmp_path / "rome_sadr.json", BASE | {"limit": 8} | sadr(0.04, 20), moved, "prompts")
+    text = tables.test_table(tables.load_points(tmp_path))
+    assert "Corrected for multiple comparisons" in text
+    em = stats.ttest_rel([60.0 + k + 0.5 * (k % 2) for k in range(8)], [50.0 + k for k in range(8)]).pvalue
+    rs = stats.ttest_rel([10.0 * ((k + 1) % 3) for k in range(8)], [10.0 * (k % 3) for k in range(8)]).pvalue
+    assert em < rs and not math.isnan(rs)
+    # two tests with a p (ES has no spread): Holm multiplies the smaller by 2, the larger by 1
+    row = next(
+        line
+        for line in text.splitlines()
+        if line.startswith("| ROME+SADR γ=0.04, 20 steps [8] |") and "→" in line
+    )
+    assert f"**{em:.2g} → {min(1, 2 * em):.2g} /" in row
+    assert f"{rs:.2g} → {max(min(1, rs), min(1, 2 * em)):.2g} /" in row
+    assert "1 of 2 differences keep Holm's p < 0.05: ROME+SADR γ=0.04, 20 steps [8]: EM +10.2." in text
+    assert tables.holm([0.2, 0.01, float("nan"), 0.04])[:2] == [0.2, 0.03] and math.isnan(
+        tables.holm([math.nan])[0]
+    )
+
+
+def test_the_papers_numbers_stand_beside_drifts_with_relative_changes(tmp_path):
+    finished(tmp_path, "rome_s20", {}, rows(rs=20.0, dns=40.0))
+    finished(tmp_path, "rome_sadr_g0.04_s20", sadr(0.04, 20), rows(rs=30.0, dns=50.0))
+    text = tables.paper_table(tables.load_points(tmp_path))
+    gptj, table10, ours = text.splitlines()[2:5]
+    assert "11.9 → 27.8 (+132.4%)" in gptj and "30.4 → 49.4 (+62.2%)" in gptj  # Table 3: 11.94, 27.75, ...
+    assert "13.2 → 34.1 (+159.1%)" in table10
+    assert "γ 4e-2, 20 steps" in ours and "20.0 → 30.0 (+50.0%)" in ours and "40.0 → 50.0 (+25.0%)" in ours
+    assert len(text.splitlines()) == 5  # the 80-step runs are not there: no row for them
+
+
+def test_the_second_draw_is_read_on_the_cases_all_four_runs_share(tmp_path):
+    test, seed = tmp_path / "test", tmp_path / "seed"
+    test.mkdir(), seed.mkdir()
+    finished(test, "rome_s20", {}, rows(rs=20.0))
+    finished(test, "rome_sadr_g0.04_s20", sadr(0.04, 20), rows(rs=40.0))
+    with CaseLog(seed / "rome_s20_p1.json.partial.jsonl", BASE | {"hp": {"prefix_seed": "1"}}) as log:
+        for r in rows(rs=30.0, ids=["0", "1"]):  # a draw still running: two cases so far
+            log.append(r)
+    text = tables.seed_table(tables.load_points(test), tables.load_points(seed))
+    assert text.startswith("On the 2 test cases all of these runs have finished")
+    assert "| draw effect on ROME (1 − 0) | +0.0 (0/0) | +0.0 (0/0) | +0.0 (0/0) | +10.0 (2/0) |" in text
+    assert "| SADR effect, draw 0 | +0.0 (0/0) | +0.0 (0/0) | +0.0 (0/0) | +20.0 (2/0) |" in text
+    assert "SADR effect, draw 1" not in text  # its SADR run has not started
+
+
+def test_retention_reads_running_checkpoints_and_finished_runs(tmp_path):
+    from drift.cli.runs import append_record
+
+    def summary(es, em):
+        return {"ES": es, "EM": em}
+
+    for n, em in ((10, 50.0), (25, 40.0)):  # a run still going: its logged checkpoints
+        append_record(
+            tmp_path / "sequential-checkpoints.jsonl",
+            {"key": "k1", "label": "MEMIT", "n_edits": n, "summary": summary(80.0, em), "cases": []},
+        )
+    checkpoints = [
+        {"n_edits": n, "summary": summary(90.0, 40.0 - n / 10), "cases": []} for n in (10, 25, 50, 100)
+    ]
+    record = {
+        "key": "k2",
+        "label": "ADAPLE +DR(p=0.8)",
+        "config": {"retention": 10},
+        "checkpoints": checkpoints,
+    }
+    append_record(tmp_path / "sequential-runs.jsonl", record)
+    append_record(
+        tmp_path / "sequential-runs.jsonl", {"key": "k3", "label": "old", "config": {}, "checkpoints": []}
+    )
+    text = tables.retention_table(tmp_path)
+    memit, adaple = text.splitlines()[2:4]
+    assert (
+        memit
+        == "| MEMIT | 80.0 / 50.0 | 80.0 / 40.0 | — | — | -20.0% / — / — | running (last checkpoint 25) |"
+    )
+    assert adaple.startswith("| ADAPLE +DR(p=0.8) | 90.0 / 39.0 | 90.0 / 37.5 | 90.0 / 35.0 | 90.0 / 30.0 |")
+    assert adaple.endswith("| -3.8% / -10.3% / -23.1% | finished |") and "old" not in text
+
+
+def test_memits_grid_takes_memit_alone_as_its_reference(tmp_path):
+    memit = {"editor": "memit"}
+    finished(tmp_path, "memit_s20", memit, rows(rs=20.0))
+    finished(tmp_path, "memit_sadr_g0.04_s20", memit | sadr(0.04, 20), rows(rs=50.0))
+    finished(tmp_path, "memit_sadr_g0.08_s20", memit | sadr(0.08, 20), rows(rs=80.0, ps=50.0))
+    points = tables.load_points(tmp_path)
+    chosen, ref, why = tables.select(points)
+    assert ref.name == "memit_s20" and chosen.name == "memit_sadr_g0.04_s20"
+    assert why["memit_sadr_g0.08_s20"] == "PS -50.0"
+    text = tables.grid_table(points)
+    assert "MEMIT's, same cases" in text and "| **MEMIT+SADR γ=0.04** | 20 |" in text
+    assert "against MEMIT's 40.0" in text

@@ -72,7 +72,7 @@ from typing import Callable, Iterable, Sequence
 
 from filelock import FileLock, Timeout
 
-from drift.cli.spec import NOT_IN_KEY, digest_of, file_or_name, run_key, run_label
+from drift.cli.spec import NAMED, NOT_IN_KEY, digest_of, file_name, run_key, run_label
 from drift.util.store import CorruptCacheError, load_object, save_json, save_object
 
 FORMAT = 1  # the header's "drift_run" value; a header without it has no format (and maybe no configuration)
@@ -223,9 +223,16 @@ class CaseLog:
                     f.truncate(cut)
                 raw = raw[:cut]
             header, rows = _parse_lines(raw.decode("utf-8", errors="replace"))
-            same = header is not None and header.get("key") == self.key
+            same = header is not None and (
+                header.get("key") == self.key  # or a log of an earlier drift, which keyed paths
+                or (isinstance(header.get("config"), dict) and run_key(header["config"]) == self.key)
+            )
             if same and not self.restart:
                 self.rows = {str(r["case_id"]): r for r in reversed(rows)}  # the first row of a case wins
+                started = header["config"].get("provenance", "unknown") if "config" in header else "unknown"
+                if rows and "provenance" in self.config and started != self.config["provenance"]:
+                    # resumed by another commit, machine or library: say what began it
+                    self.config["provenance"] = self.config["provenance"] | {"started": started}
                 return
             if rows:  # finished cases of another configuration, or ones to start over from
                 if not self.restart:
@@ -556,10 +563,10 @@ def join(paths: Iterable[Path | str], command: str = "merge") -> tuple[dict, lis
     rows: dict[str, dict] = {}
     for path in paths:
         cfg, found = read_any(path, command)
-        cfg = {k: v for k, v in cfg.items() if k not in NOT_IN_KEY}
-        for name in ("data", "ppl"):  # a path recorded as typed (relative) keys as its absolute form
+        cfg = {k: v for k, v in cfg.items() if k not in NOT_IN_KEY or k == "provenance"}
+        for name in NAMED:  # a path recorded by an earlier drift: its name, as drift records it now
             if isinstance(cfg.get(name), str):
-                cfg[name] = file_or_name(cfg[name])
+                cfg[name] = file_name(cfg[name])
         if config is None:
             config, first = cfg, path
         elif run_key(cfg) != run_key(config):

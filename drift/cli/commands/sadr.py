@@ -57,15 +57,17 @@ def add_options(p: argparse.ArgumentParser) -> None:
         type=O.floats,
         default=None,
         metavar="G[,G...]",
-        help="SADR γ for Table 3, one row per value (default: the paper's per editor, "
-        "drift.editors.sadr.PAPER_SETTINGS)",
+        help="SADR γ for Table 3, one row per value (default: the editor's for the model, "
+        "drift.editors.presets.SADR_SETTINGS: the paper's, GPT-J's for a model without a row; "
+        "SmolLM2-135M's ROME 4e-2, chosen on validation: results/validation/rome_sadr_g0.04_s20.json)",
     )
     g.add_argument(
         "--sadr-steps",
         dest="steps",
         type=O.positive_int,
         default=None,
-        help="steps of the SADR runs (default: the paper's per editor, ROME 80, MEMIT 20, PMET 40)",
+        help="steps of the SADR runs (default: the editor's for the model, as --table-gammas: GPT-J's "
+        "ROME 80, MEMIT 20, PMET 40; SmolLM2-135M's ROME 20)",
     )
     g.add_argument(
         "--figure-gammas", dest="gammas", type=O.floats, default="1e-3,1e-2,1e-1", help="γ grid of Fig. 6/7"
@@ -95,6 +97,32 @@ def main(argv=None) -> dict:
     return run(parse(argv))
 
 
+def _provenance(args) -> dict:
+    """The data by name and what ran the grid (:func:`drift.cli.spec.provenance`)."""
+    from drift.cli.spec import file_name, provenance
+
+    device = {"device": args.device} if getattr(args, "device", None) else {}
+    return {
+        "data": file_name(args.data),
+        "out": file_name(str(args.out)),  # no path of the machine in a results file
+        "provenance": provenance(data=args.data, dtype=args.dtype or "fp32", **device),
+    }
+
+
+def setting(editor: str, model: str, gamma: list[float] | None = None, steps: int | None = None) -> tuple:
+    """``(γ values, steps)`` of ``editor``'s SADR rows on ``model`` (a name): the given ones, else
+    the model's setting (:func:`drift.editors.sadr.paper_setting`; on the default SmolLM2-135M,
+    ROME's is its validation grid's choice, γ 4e-2 at 20 steps).
+
+    >>> setting("rome", "HuggingFaceTB/SmolLM2-135M-Instruct"), setting("rome", "EleutherAI/gpt-j-6b")
+    (([0.04], 20), ([0.01], 80))
+    """
+    from drift.editors.sadr import paper_setting
+
+    found = paper_setting(editor, model)
+    return (list(gamma) if gamma else [found["gamma"]]), (steps or found["steps"])
+
+
 def run(args: argparse.Namespace) -> dict:
     """SADR's tables and figures for ``args`` (from :func:`parse` or ``python -m drift sadr``)."""
     import warnings
@@ -114,7 +142,7 @@ def run(args: argparse.Namespace) -> dict:
     if not args.no_figures:
         written += _write_figures(args, results, n_cases, out)
     result = {
-        "config": vars(args) | {"model": model_name, "n_cases": n_cases},
+        "config": vars(args) | {"model": model_name, "n_cases": n_cases} | _provenance(args),
         "results": results,
         "table3": {r[0]: dict(zip(TABLE, r[1:], strict=True)) for r in table_rows},
         "seconds": time.time() - t0,
@@ -133,14 +161,16 @@ def _grid(args: argparse.Namespace) -> list[tuple[str, bool, dict]]:
     """The runs, as (label, in Table 3, eval options): Table 3's rows (None, then per editor the
     editor alone and with SADR at each γ), then unless ``--no-figures`` the first editor's points
     of Fig. 6 (γ × selective/all heads) and Fig. 7 (its base run and its own knobs)."""
-    from drift.editors.sadr import paper_setting
+    import drift
 
-    def steps(e: str) -> dict:
-        return {"steps": args.steps or paper_setting(e, args.model)["steps"]}
+    model_name = args.model or drift.DEFAULT_MODEL
+
+    def steps(e: str) -> dict:  # the model's setting: the default model's own, not GPT-J's
+        return {"steps": setting(e, model_name, None, args.steps)[1]}
 
     grid: list[tuple[str, bool, dict]] = [("None", True, {"editor": "none"})]
     for e in args.editors:
-        gs = args.gamma if args.gamma else [paper_setting(e, args.model)["gamma"]]
+        gs = setting(e, model_name, args.gamma)[0]
         grid += [(e.upper(), True, {"editor": e})] + [
             (f"{e.upper()}+SADR (γ={g:g})", True, {"editor": e} | _sadr(g) | steps(e)) for g in gs
         ]
