@@ -1,11 +1,12 @@
 """The first ROME edit of the default model from an empty cache, float32 against bf16, and what a
 separate bf16 key statistic changes. Results go in BENCHMARKS.md ("bf16 from a cold cache").
 
-    DRIFT_THREADS=1 python analyses/bf16_cold.py [--subset 32] [--case 0]
+    DRIFT_THREADS=1 python benchmarks/bf16_cold.py [--subset 32] [--case 0]
     # or the two dtypes in two processes at once (CPU times are per process):
-    DRIFT_THREADS=1 python analyses/bf16_cold.py --only fp32 --share fp32.pt &
-    DRIFT_THREADS=1 python analyses/bf16_cold.py --only bf16 --share fp32.pt
-    python analyses/bf16_cold.py --hash      # reading vs hashing the cached model's weights file
+    DRIFT_THREADS=1 python benchmarks/bf16_cold.py --only fp32 --share fp32.pt &
+    DRIFT_THREADS=1 python benchmarks/bf16_cold.py --only bf16 --share fp32.pt
+    python benchmarks/bf16_cold.py --hash      # reading vs hashing the cached model's weights file
+    python benchmarks/bf16_cold.py --only bf16 --cache DIR   # the edit alone, on a stopped run's cache
 
 Times are CPU seconds of this one-threaded process (``time.process_time``: what it would take
 alone on the machine, whatever else runs beside it) and wall seconds. Each dtype runs in a
@@ -32,6 +33,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 
 def cold_cache() -> Path:
+    if os.environ.get("DRIFT_BENCH_CACHE"):  # --cache: a cache a stopped run filled, reused as it is
+        os.environ["DRIFT_CACHE"] = os.environ["DRIFT_BENCH_CACHE"]
+        return Path(os.environ["DRIFT_CACHE"])
     from drift.util.store import cache_root
 
     models = cache_root() / "models"
@@ -190,6 +194,7 @@ def main() -> None:
     O.add_model(ap, dtype=False, device=False)  # --model: the smoke test runs it on the tiny model
     ap.add_argument("--hash", action="store_true", help="only the hash rates of the cached weights")
     ap.add_argument("--compare-only", action="store_true", help="only the C comparison on --subset")
+    ap.add_argument("--cache", help="reuse this cache (a stopped run's) and time the edits only")
     ap.add_argument("--only", choices=("fp32", "bf16"), help="one dtype (two processes in parallel)")
     ap.add_argument("--share", help="with --only: the file the fp32 process leaves its C and edit in")
     args = ap.parse_args()
@@ -207,8 +212,12 @@ def main() -> None:
         return compare_only(args.model, case, args.subset)
     captured: dict = {}
     dtypes = ("fp32", "bf16") if args.only is None else (args.only,)
+    if args.cache:
+        os.environ["DRIFT_BENCH_CACHE"] = args.cache
     for dtype in dtypes:
         print(json.dumps(first_edit(args.model, dtype, case, captured)), flush=True)
+    if args.cache:  # the edit alone (what a stopped run had cached is not timed again)
+        return
     if "fp32" in captured:
         share = {"C": captured["C-fp32"], "delta": _fp32_delta(captured)}
         if args.share:

@@ -520,7 +520,7 @@ def test_a_read_only_cache_is_a_one_line_error_or_used_from_memory(tiny, tmp_pat
     assert cli(["demo"]) == 2
     err = capsys.readouterr().err.strip().splitlines()[-1]
     assert err.startswith("error: could not load model 'smollm2-135m': converting it once needs a writable")
-    monkeypatch.setattr(stats, "save_json", refuse)  # new context prefixes cannot be cached
+    monkeypatch.setattr(stats, "save_json_checked", refuse)  # new context prefixes cannot be cached
     with pytest.warns(UserWarning, match="could not save the prefixes .*using it from memory"):
         groups = generated_prefixes(tiny, [(3, 5)], seed=12345)
     assert len(groups) == 2 and len(groups[1]) == 5
