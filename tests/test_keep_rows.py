@@ -119,3 +119,19 @@ def test_a_sweep_whose_limit_shrank_keeps_its_finished_results(tmp_path, tiny_di
     assert (out / "none.json").read_text() == before
     assert cli(["sweep", str(spec), "--out-dir", str(out), "--engine", "local", "-q", "--restart"]) == 0
     assert len(list(out.glob("none.json.aside-*"))) == 1 and len(_ids(out / "none.json")) == 2
+
+
+def test_steps_given_twice_is_refused_and_compare_warns_on_different_case_files(tmp_path, capsys):
+    import pytest
+
+    from drift.evaluation.compare import compare_table
+
+    with pytest.raises(ValueError, match="--steps 4 and --hp steps=2 both set the editor's steps"):
+        main(
+            ["eval", "--editor", "rome", "--steps", "4", "--hp", "steps=2", "--out", str(tmp_path / "x.json")]
+        )
+    cases = [{"case_id": str(i), "metrics": {"ES": 100.0 * (i % 2)}} for i in range(4)]
+    a = {"config": {"data_sha256": "aaaa"}, "cases": cases}
+    b = {"config": {"data_sha256": "bbbb"}, "cases": cases}
+    assert "read different case files" in compare_table([("a", a), ("b", b)], ["ES"])
+    assert "different case files" not in compare_table([("a", a), ("a2", a)], ["ES"])

@@ -123,6 +123,10 @@ def resolve_editor(options: Options) -> tuple[EditorOptions, dict]:
     e = options.editor
     overrides: dict = {}
     hp = dict(e.hp)
+    if e.steps is not None and "steps" in hp:  # two values for one setting: the run would lie about one
+        raise ValueError(
+            f"--steps {e.steps} and --hp steps={hp['steps']} both set the editor's steps; give one"
+        )
     if e.sadr is not None:
         from drift.editors.sadr import SADR, paper_setting
 

@@ -74,7 +74,8 @@ def _cell(summary: dict, metric: str) -> str:
 def compare_table(runs: Sequence[tuple[str, dict]], metrics: Sequence[str] = DEFAULT_METRICS) -> str:
     """A Markdown table of ``(label, run)`` pairs (mean ± 95% CI half-width and each run's count
     of cases), then the paired differences of every later run against the first.
-    Runs scored or pooled differently (their configs' ``scoring`` / ``pool``) are refused."""
+    Runs scored or pooled differently (their configs' ``scoring`` / ``pool``) are refused; runs of
+    different case files (their configs' ``data_sha256``) are compared under a warning."""
     if not runs:
         raise ValueError("compare: no runs given")
     ways = [scoring_of(run.get("config") or {}) for _, run in runs]
@@ -94,6 +95,15 @@ def compare_table(runs: Sequence[tuple[str, dict]], metrics: Sequence[str] = DEF
         lines.append(f"| {label} | " + " | ".join(_cell(summary, m) for m in metrics) + " |")
     if len(runs) > 1:
         ref_label, ref = runs[0]
+        digests = {label: (run.get("config") or {}).get("data_sha256") for label, run in runs}
+        if len({d for d in digests.values() if d is not None}) > 1:
+            lines += [
+                "",
+                "**Warning: the runs read different case files** (data_sha256: "
+                + ", ".join(f"{label} {d}" for label, d in digests.items())
+                + "); cases with the same id may not be the same edit, so the paired differences "
+                "below compare different things.",
+            ]
         lines += [
             "",
             f"Paired over the same cases, each run minus {ref_label} (t-test p; cases better / worse):",
