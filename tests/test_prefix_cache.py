@@ -122,3 +122,32 @@ def test_clean_joins_paragraphs_and_drops_the_end_of_text_marker(tiny):
 
     assert clean("ﬁrst line\n\nsecond<|endoftext|> end") == "first line second end"  # NFKD too
     assert generated_prefixes(tiny, ROME_CONTEXT) == generated_prefixes(tiny, ROME_CONTEXT, seed=0)
+
+
+def test_another_prefix_seed_is_another_draw_cached_apart_and_another_run(tiny, tmp_path, monkeypatch):
+    """ROME's ``prefix_seed`` (``--hp prefix_seed=1``): other sampled texts, cached under their
+    own key (a rerun of either seed reads its own draw back), and another run configuration."""
+    from drift.editors.context import generated_prefixes
+    from drift.editors.rome import ROMEHParams, compute_rome
+    from drift.options import EditorOptions, Options
+    from drift.runs import run_config, run_key
+    from tests.test_rome import CORPUS
+
+    monkeypatch.setenv("DRIFT_CACHE", str(tmp_path))
+    first = generated_prefixes(tiny, ((4, 5),), seed=0)
+    second = generated_prefixes(tiny, ((4, 5),), seed=1)
+    assert first[0] == second[0] == [""] and first[1] != second[1]
+    assert generated_prefixes(tiny, ((4, 5),), seed=0) == first  # each draw kept apart in the cache
+    assert generated_prefixes(tiny, ((4, 5),), seed=1) == second
+    assert len(list(tmp_path.rglob("*4x5-g0-s1*"))) == 1
+    with pytest.raises(ValueError, match="prefix seed"):
+        generated_prefixes(tiny, ((4, 5),), seed=-1)
+    case = load_cases("builtin")[0]
+    hp = dict(layer=1, steps=3, context=((4, 5),), stats_texts=CORPUS, early_stop=0)
+    a = compute_rome(tiny, case, ROMEHParams(**hp))
+    b = compute_rome(tiny, case, ROMEHParams(**hp, prefix_seed=1))
+    assert not torch.allclose(a.deltas[0].delta, b.deltas[0].delta)  # the key averages other contexts
+    seeded = EditorOptions(editor="rome", hp={"prefix_seed": 1})
+    assert run_key(run_config(Options(editor=seeded))) != run_key(
+        run_config(Options(editor=EditorOptions("rome")))
+    )

@@ -68,8 +68,12 @@ def generated_prefixes(model, lengths: Sequence[Sequence[int]], seed: int = 0) -
     """Prefix groups ``[[""], group₁, ...]``: for each ``(length, count)`` in ``lengths``, ``count``
     texts the model samples (top-k 5) from the seed words, ``count // 5`` per word, each ``length``
     tokens long including its seed word, cleaned as the reference does (:func:`clean`) and turned
-    into ``"<text>. "`` (braces removed). Cached per model, lengths and seed."""
+    into ``"<text>. "`` (braces removed). Cached per model, lengths and seed (the cache key ends
+    in ``-s{seed}``, so two draws never mix)."""
     from drift.editors.stats import cache_json_list
+
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise ValueError(f"prefix seed must be a whole number ≥ 0, got {seed!r}")
 
     groups: list[list[str]] = [[""]]
     for g, (length, count) in enumerate(lengths):
@@ -99,10 +103,12 @@ def generated_prefixes(model, lengths: Sequence[Sequence[int]], seed: int = 0) -
     return groups
 
 
-def prefix_groups(model, context, n_prefixes: int) -> list[list[str]]:
+def prefix_groups(model, context, n_prefixes: int, seed: int = 0) -> list[list[str]]:
     """The editor's context prefixes in groups, bare prompt first: ``n_prefixes`` fixed ones in
-    one group when ``n_prefixes > 0``, else the reference's generated ``context`` groups."""
+    one group when ``n_prefixes > 0``, else the reference's generated ``context`` groups drawn
+    with ``seed`` (the editors' ``prefix_seed``: another seed is another draw of the texts,
+    cached apart; the fixed prefixes take no seed)."""
     if n_prefixes > 0:
         fixed = context_prefixes(model, n_prefixes)
         return [fixed[:1]] + ([fixed[1:]] if len(fixed) > 1 else [])
-    return generated_prefixes(model, context)
+    return generated_prefixes(model, context, seed)

@@ -53,6 +53,7 @@ class MEMITHParams:
     mom2_weight: float = 2000.0  # λ, how strongly previously stored keys are kept
     context: tuple[tuple[int, int], ...] = MEMIT_CONTEXT  # generated prefixes: (tokens, count) groups
     n_prefixes: int = 0  # > 0: drift's n fixed prefixes (bare included) instead of generated ones
+    prefix_seed: int = 0  # the draw of the generated prefixes (another seed: other texts, cached apart)
     block_attention_grad: bool = False
     early_stop: float = 5e-2  # stop once the loss is below this (0: run every step)
     stop_on: str = "total"  # "total" loss (reference) or "nll" alone
@@ -123,7 +124,7 @@ def compute_range_edits(
     terms = default_terms(hp.kl_factor, hp.weight_decay, squared_decay=hp.squared_decay) + list(
         hp.extra_terms
     )
-    groups = prefix_groups(model, hp.context, hp.n_prefixes)
+    groups = prefix_groups(model, hp.context, hp.n_prefixes, hp.prefix_seed)
     results = optimise_many(
         model,
         cases,

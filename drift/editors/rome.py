@@ -62,6 +62,7 @@ class ROMEHParams:
     clamp_norm: float = 4.0  # ‖δ‖ ≤ clamp_norm · ‖v₀‖
     context: tuple[tuple[int, int], ...] = ROME_CONTEXT  # generated prefixes: (tokens, count) groups
     n_prefixes: int = 0  # > 0: drift's n fixed prefixes (bare included) instead of generated ones
+    prefix_seed: int = 0  # the draw of the generated prefixes (another seed: other texts, cached apart)
     block_attention_grad: bool = False  # True: ROME-AWD
     early_stop: float = 5e-2  # stop once the loss is below this (0: run every step)
     stop_on: str = "total"  # "total" loss (reference) or "nll" alone
@@ -117,7 +118,7 @@ def compute_rome_many(model: Model, cases: Sequence[EditCase], hp: ROMEHParams |
     terms = default_terms(hp.kl_factor, hp.weight_decay, squared_decay=hp.squared_decay) + list(
         hp.extra_terms
     )
-    prefixes = [p for group in prefix_groups(model, hp.context, hp.n_prefixes) for p in group]
+    prefixes = [p for group in prefix_groups(model, hp.context, hp.n_prefixes, hp.prefix_seed) for p in group]
     results = optimise_many(
         model,
         cases,
