@@ -401,10 +401,12 @@ def add_editor(
             const=-1.0,
             default=None,
             metavar="GAMMA",
-            help="add SADR to the editor's objective; alone: the paper's γ and steps for the editor "
-            "and model (App. C.2; GPT-J's for a model it did not edit: ROME γ=1e-2 with 80 steps, "
-            "MEMIT 5e-3 with 20, PMET 8e-2 with 40); with GAMMA: that γ (the paper's scale, "
-            "multiplying the KL) at the editor's steps",
+            help="add SADR to the editor's objective; alone: the editor's γ and steps for the model "
+            "(drift.editors.presets.SADR_SETTINGS: the paper's App. C.2; on the default SmolLM2-135M "
+            "ROME γ=4e-2 with 20 steps, chosen on validation cases, "
+            "results/validation/rome_sadr_g0.04_s20.json; GPT-J's for a model without a row: ROME "
+            "γ=1e-2 with 80 steps, MEMIT 5e-3 with 20, PMET 8e-2 with 40); with GAMMA: that γ (the "
+            "paper's scale, multiplying the KL) at the editor's steps",
         )
         g.add_argument(
             "--sadr-heads",

@@ -77,11 +77,19 @@ def test_sadr_alone_takes_the_papers_setting_for_the_editor(tmp_path, monkeypatc
         raise SystemExit(0)
 
     monkeypatch.setattr(editors, "get_editor", stop)
-    for editor, gamma, steps in (("rome", 1e-2, 80), ("memit", 5e-3, 20), ("pmet", 8e-2, 40)):
+    # the default model (SmolLM2-135M): ROME's is the validation grid's choice (γ 4e-2 at 20 steps,
+    # results/validation/rome_sadr_g0.04_s20.json), MEMIT and PMET keep GPT-J's; on GPT-J the paper's
+    gpt_j = ["--model", "EleutherAI/gpt-j-6b"]
+    for editor, model, gamma, steps in (
+        ("rome", [], 4e-2, 20),
+        ("rome", gpt_j, 1e-2, 80),
+        ("memit", [], 5e-3, 20),
+        ("pmet", [], 8e-2, 40),
+    ):
         with pytest.raises(SystemExit):
-            main(["eval", "--editor", editor, "--sadr", "--out", str(tmp_path / "x.json")])
+            main(["eval", "--editor", editor, "--sadr", *model, "--out", str(tmp_path / "x.json")])
         (term,) = seen["extra_terms"]
-        assert isinstance(term, SADR) and term.gamma == gamma and seen["steps"] == steps
+        assert isinstance(term, SADR) and term.gamma == gamma and seen["steps"] == steps, (editor, model)
     with pytest.raises(SystemExit):  # a given γ keeps the editor's own steps
         main(["eval", "--editor", "rome", "--sadr", "0.5", "--out", str(tmp_path / "x.json")])
     assert seen["extra_terms"][0].gamma == 0.5 and "steps" not in seen

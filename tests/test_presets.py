@@ -242,16 +242,34 @@ def test_sadr_falls_back_to_gpt_js_setting_with_one_note(editor, notes):
     gamma, steps = GPT_J[editor]
     assert paper_setting(editor) == {"gamma": gamma, "steps": steps}  # no model: GPT-J's, silently
     assert notes() == []
-    for name in ("someone/new-model", "smollm2-135m", "openai-community/gpt2-xl"):
+    names = ["someone/new-model", "smollm2-135m", "openai-community/gpt2-xl"]
+    if editor == "rome":  # SmolLM2-135M has its own ROME row (the validation grid's choice)
+        names.remove("smollm2-135m")
+    for name in names:
         assert paper_setting(editor, name) == {"gamma": gamma, "steps": steps}
+    labels = {"smollm2-135m": " (SmolLM2-135M)", "openai-community/gpt2-xl": " (GPT-2-XL)"}
     assert notes() == [
-        f"no {editor} SADR setting for model 'someone/new-model'; "
-        f"using GPT-J-6B's (gamma {gamma:g}, steps {steps})",
-        f"no {editor} SADR setting for model 'smollm2-135m' (SmolLM2-135M); "
-        f"using GPT-J-6B's (gamma {gamma:g}, steps {steps})",
-        f"no {editor} SADR setting for model 'openai-community/gpt2-xl' (GPT-2-XL); "
-        f"using GPT-J-6B's (gamma {gamma:g}, steps {steps})",
+        f"no {editor} SADR setting for model '{name}'{labels.get(name, '')}; "
+        f"using GPT-J-6B's (gamma {gamma:g}, steps {steps})"
+        for name in names
     ]
+
+
+@pytest.mark.parametrize("name", ["smollm2-135m", "HuggingFaceTB/SmolLM2-135M-Instruct"])
+def test_sadr_on_smollm2_rome_is_the_validation_grids_choice(name, notes):
+    """``--sadr`` alone on the default model runs the point drift's validation grid chose (γ 4e-2
+    at 20 steps: results/validation/rome_sadr_g0.04_s20.json, docs/results.md), not GPT-J's γ 1e-2
+    at 80 steps, which failed the grid's rule."""
+    import json
+    from pathlib import Path
+
+    assert paper_setting("rome", name) == {"gamma": 4e-2, "steps": 20}
+    assert paper_setting("rome-awd", name) == {"gamma": 4e-2, "steps": 20}
+    assert notes() == []
+    chosen = json.loads(
+        (Path(__file__).parents[1] / "results/validation/rome_sadr_g0.04_s20.json").read_text()
+    )
+    assert (chosen["config"]["sadr"], chosen["config"]["steps"]) == (4e-2, 20)
 
 
 def test_sadr_has_no_setting_for_adaple():
@@ -290,7 +308,8 @@ def planned(monkeypatch, tmp_path):
         ("EleutherAI/gpt-neox-20b", "pmet", 2e-3, 20),
         ("meta-llama/Llama-2-13b-hf", "pmet", 5e-3, 20),
         ("smollm2-135m", "memit", 5e-3, 20),  # no paper setting: GPT-J's
-        (None, "rome", 1e-2, 80),  # the default model, as before
+        (None, "rome", 4e-2, 20),  # the default model: its validation grid's choice (results/validation)
+        ("EleutherAI/gpt-j-6b", "rome", 1e-2, 80),  # the paper's own
     ],
 )
 def test_sadr_alone_on_the_command_line_takes_the_models_setting(planned, model, editor, gamma, steps):

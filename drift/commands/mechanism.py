@@ -1,14 +1,16 @@
 """What SADR does inside ROME at the paper's setting: loss terms, restrained heads, drift after.
 
-For each case: ROME (the preset, 20 steps) and ROME+SADR (γ = 1e-2, 80 steps, the paper's ROME
-setting). From the SADR run: every loss term through the steps, and at its last step which heads
-of which layers SADR restrained (the fraction of rewriting prompts) with each head's KL. On the
+For each case: ROME (the preset, 20 steps) and ROME+SADR (default γ = 1e-2, 80 steps, the paper's
+ROME setting on GPT-J, whatever the model; ``--sadr G --steps N`` another, e.g. ``--sadr 0.04
+--steps 20``, SmolLM2-135M's chosen point, which ``eval --sadr`` runs there). From the SADR
+run: every loss term through the steps, and at its last step which heads of which layers SADR
+restrained (the fraction of rewriting prompts) with each head's KL. On the
 case's distracting-neighbourhood prompt (the edit sentence before a neighbourhood prompt), for both
 edits: each head's attention drift at the last token (KL(vanilla ‖ edited) and the extra
 attention to the subject's last token), P(right answer) and P(o_edit); and whether giving ROME's
 edited model back its vanilla attention weights in the ``--window`` layers repairs that prompt
 (the trace's attention patching, first-token probabilities). ``--control`` adds ROME with SADR's
-80 steps and no SADR term, which separates what the restraint does from what the extra steps do.
+steps and no SADR term, which separates what the restraint does from what the extra steps do.
 
 Writes ``OUT/sadr_mechanism.json`` (per case and averaged), ``sadr_losses`` (mean loss terms per
 step), ``sadr_restrained`` (the fraction of prompts where SADR restrains each head, per layer) and
@@ -35,15 +37,26 @@ CONTROL = "rome@sadr-steps"
 LABELS = {"rome": "ROME (20 steps)", "rome+sadr": "ROME+SADR (80 steps)", CONTROL: "ROME (80 steps, no SADR)"}
 
 
+def labels(steps: int = 80) -> dict[str, str]:
+    """The runs' names in figures, with ROME+SADR's ``steps``."""
+    return LABELS | {"rome+sadr": f"ROME+SADR ({steps} steps)", CONTROL: f"ROME ({steps} steps, no SADR)"}
+
+
 def one_case(
-    model, case, hp, window: tuple[int, int] = (14, 23), control: bool = False, scoring: str = "mean"
+    model,
+    case,
+    hp,
+    window: tuple[int, int] = (14, 23),
+    control: bool = False,
+    scoring: str = "mean",
+    setting: dict | None = None,
 ) -> dict:
     from drift import tracing
     from drift.attention_drift import measure
     from drift.editors.rome import compute_rome
     from drift.editors.sadr import SADR, paper_setting
 
-    setting = paper_setting("rome", model)
+    setting = setting or paper_setting("rome")  # GPT-J's: the paper's ROME setting
     term = SADR(setting["gamma"])
     t0 = time.time()
     plain = compute_rome(model, case, hp)
@@ -162,12 +175,14 @@ def draw(s: dict, out: Path, cases: list[dict] | None = None) -> None:
 
     from drift import plots
 
+    setting = s.get("setting", {"gamma": 1e-2, "steps": 80})  # older summaries: the paper's
+    names_of = labels(setting["steps"])
     if cases and all("vanilla" in c for c in cases):
         names = [f"{c['case_id']} {c.get('subject', '')[:18]}" for c in cases]
         panels = {}
         for what, title in (("p_true", "P(right answer)"), ("p_edit", "P(o_edit)")):
             panels[title] = {"vanilla": [c["vanilla"][what] for c in cases]} | {
-                LABELS.get(k, k): [c["drift"][k][what] for c in cases] for k in cases[0]["drift"]
+                names_of.get(k, k): [c["drift"][k][what] for c in cases] for k in cases[0]["drift"]
             }
         fig = plots.bars(
             names,
@@ -181,7 +196,8 @@ def draw(s: dict, out: Path, cases: list[dict] | None = None) -> None:
     fig = plots.curves(
         steps,
         s["mean_losses"],
-        title=f"ROME+SADR (γ = 1e-2, 80 steps): loss terms, mean over {s['n_cases']} cases",
+        title=f"ROME+SADR (γ = {setting['gamma']:g}, {setting['steps']} steps): loss terms, "
+        f"mean over {s['n_cases']} cases",
         x_title="step",
         y_title="loss",
     )
@@ -223,6 +239,19 @@ def options(p: argparse.ArgumentParser) -> None:
         "--control",
         action="store_true",
         help=f"also ROME with SADR's steps and no SADR ({CONTROL!r}): the extra steps' share of the change",
+    )
+    g.add_argument(
+        "--sadr",
+        type=O.non_negative,
+        default=None,
+        metavar="GAMMA",
+        help="SADR's γ (default 1e-2: the paper's ROME setting on GPT-J; SmolLM2-135M's chosen: 0.04)",
+    )
+    g.add_argument(
+        "--steps",
+        type=O.positive_int,
+        default=None,
+        help="ROME+SADR's steps (default 80: the paper's; SmolLM2-135M's chosen: 20)",
     )
     g.add_argument("--replot", action="store_true", help="redraw the figures from OUT/sadr_mechanism.json")
     g.add_argument(
@@ -272,14 +301,22 @@ def run(args: argparse.Namespace) -> dict:
     if not cases:
         raise ValueError("no case with a distracting prompt was selected (check --data, --ids, --limit)")
     lo, hi = args.window
+    from drift.editors.sadr import paper_setting
+
+    setting = paper_setting("rome")  # GPT-J's, the paper's ROME setting, whatever the model
+    if args.sadr is not None:
+        setting["gamma"] = args.sadr
+    if args.steps is not None:
+        setting["steps"] = args.steps
     out.mkdir(parents=True, exist_ok=True)
     results = [
-        one_case(model, c, hp, (lo, hi), args.control, args.scoring)
+        one_case(model, c, hp, (lo, hi), args.control, args.scoring, setting)
         for c in tqdm(cases, desc="ROME and ROME+SADR", disable=args.quiet)
     ]
     L, H = model.cfg.n_layers, model.cfg.n_heads
-    s = summarise(results, L, H)
+    s = summarise(results, L, H) | {"setting": setting}
     config = {"data": args.data, "scoring": args.scoring, "window": [lo, hi], "control": args.control}
+    config |= {"sadr": setting["gamma"], "steps": setting["steps"]}
     saved = {"config": config, "summary": s, "cases": results}
     from drift.store import save_json
 

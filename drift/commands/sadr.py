@@ -56,14 +56,16 @@ def options(p: argparse.ArgumentParser) -> None:
         type=O.floats,
         default=None,
         metavar="G[,G...]",
-        help="SADR γ for Table 3, one row per value (default: the paper's per editor, "
-        "drift.editors.sadr.PAPER_SETTINGS)",
+        help="SADR γ for Table 3, one row per value (default: the editor's for the model, "
+        "drift.editors.presets.SADR_SETTINGS: the paper's, GPT-J's for a model without a row; "
+        "SmolLM2-135M's ROME 4e-2, chosen on validation: results/validation/rome_sadr_g0.04_s20.json)",
     )
     g.add_argument(
         "--steps",
         type=O.positive_int,
         default=None,
-        help="steps for the SADR runs (default: the paper's per editor, ROME 80, MEMIT 20, PMET 40)",
+        help="steps for the SADR runs (default: the editor's for the model, as --gamma: GPT-J's "
+        "ROME 80, MEMIT 20, PMET 40; SmolLM2-135M's ROME 20)",
     )
     g.add_argument("--gammas", type=O.floats, default="1e-3,1e-2,1e-1", help="γ grid of Fig. 6/7")
     g.add_argument("--knob-steps", type=O.floats, default="20,40,80", help="ROME steps grid of Fig. 7")

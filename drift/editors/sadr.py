@@ -52,7 +52,8 @@ PAPER_SETTINGS: dict[str, dict] = {
 
 def paper_setting(editor: str, model=None) -> dict:
     """``{"gamma": γ, "steps": n}`` of the main paper's SADR run for ``editor`` (ROME-AWD: ROME's)
-    on ``model`` (a name, folder or model; ``None`` or one the paper did not edit: GPT-J's, see
+    on ``model`` (a name, folder or model; ``None`` or one without a row: GPT-J's; SmolLM2-135M's
+    ROME: the validation grid's choice, γ 4e-2 at 20 steps; see
     :func:`drift.editors.presets.sadr_setting`)."""
     return sadr_setting(editor, model)
 
