@@ -79,8 +79,9 @@ from drift.store import CorruptCacheError, load_object, save_json, save_object
 FORMAT = 1  # the header's "drift_run" value; a header without it has no format (and maybe no configuration)
 # keys of a configuration that do not change any case's result: a shard's finished cases are the
 # whole run's cases, so logs of different shards (or chunks) of one run join, and a run whose
-# --limit grew keeps the cases it has
-NOT_IN_KEY = ("shard", "chunk", "limit")
+# --limit grew keeps the cases it has; "provenance" (:func:`provenance`) says what ran it
+NOT_IN_KEY = ("shard", "chunk", "limit", "provenance")
+NAMED = ("data", "ppl", "references")  # input files: recorded (and keyed) by name, beside their digest
 
 
 class RunConflict(ValueError):
@@ -93,8 +94,10 @@ def run_key(config: dict) -> str:
 
     >>> run_key({"editor": "rome", "shard": "1/2"}) == run_key({"editor": "rome"})
     True
+    >>> run_key({"data": "/there/d.json"}) == run_key({"data": "d.json"})   # files by name
+    True
     """
-    kept = {k: v for k, v in config.items() if k not in NOT_IN_KEY}
+    kept = {k: (file_name(v) if k in NAMED else v) for k, v in config.items() if k not in NOT_IN_KEY}
     return hashlib.sha256(json.dumps(kept, sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -127,7 +130,9 @@ def run_config(options, editor=None, *, kind: str = "eval", **extra) -> dict:
     - any other: the data, model, editor and scoring of an analysis, with ``extra`` its own entries.
 
     Entries that were added to drift later (``dtype``, ``steps``, ``dr``, ``sadr``, ``hp``) appear
-    only when set, so the keys of runs made before them stay as they were.
+    only when set, so the keys of runs made before them stay as they were. Input files are
+    recorded by name (their digest beside them), never by a path of the machine; ``provenance``
+    (:func:`provenance`: drift's version and commit, device, libraries) is outside the key.
 
     >>> from drift.options import Options, EditorOptions
     >>> c = run_config(Options(editor=EditorOptions(editor="rome", steps=80)))
@@ -161,6 +166,7 @@ def run_config(options, editor=None, *, kind: str = "eval", **extra) -> dict:
             "scoring": o.scoring.scoring,
             "pool": o.scoring.pool,
             **half,
+            "provenance": provenance(o, data),
         }
     s = o.scoring
     config: dict = {"data": file_or_name(data), "editor": e.editor, "model": model, "seed": o.run.seed}
@@ -192,15 +198,146 @@ def run_config(options, editor=None, *, kind: str = "eval", **extra) -> dict:
         from drift.editors.stats import CORPUS_VERSION
 
         config["sampling"] = CORPUS_VERSION
-    return config | extra
+    return config | extra | {"provenance": provenance(o, data)}
 
 
 def file_or_name(value: str | None) -> str | None:
-    """A data or text file as its absolute path (so ``d.json`` and ``/here/d.json`` are one
-    configuration); a name such as ``builtin`` as given."""
-    if value is None or not Path(value).is_file():
-        return value
-    return str(Path(value).resolve())
+    """A data or text file by its name, without the folders (so ``d.json`` and ``/here/d.json``
+    are one configuration, and no path of the machine is recorded: the file's digest, beside it
+    in a configuration, says what it held); a name such as ``builtin`` as given."""
+    return file_name(value)
+
+
+def file_name(value):
+    """The last part of a path given as text (``"/a/b/d.json"`` → ``"d.json"``); anything else
+    (``None``, ``"builtin"``, a number) as given."""
+    if isinstance(value, str) and ("/" in value or os.sep in value):
+        return Path(value).name
+    return value
+
+
+def provenance(options=None, data: str | None = None, **extra) -> dict:
+    """What ran a run, recorded in its configuration (outside its :func:`run_key`, so a run
+    resumes under another commit or machine): drift's version and commit (``dirty``: the
+    ``drift/`` package differs from it; a run of an extracted commit, as ``scripts/eval_points.sh``
+    makes, names it in ``DRIFT_SOURCE_COMMIT``; ``"unknown"`` outside a git checkout), device,
+    dtype, ``--edit-batch``, Python, torch, transformers and TransformerLens versions, the key
+    statistics' corpus and the data by name and digest. ``options``: a
+    :class:`drift.options.Options` (its model and run groups); ``extra``: more entries.
+
+    >>> p = provenance(data="builtin")
+    >>> sorted(p) == sorted(PROVENANCE_FIELDS), p["data"]["name"], len(p["data"]["sha256"])
+    (True, 'builtin', 16)
+    """
+    import platform
+
+    from drift.models import default_device
+
+    model = getattr(options, "model", None)
+    run = getattr(options, "run", None)
+    device = getattr(model, "device", None) or default_device()
+    out = {"drift": _code_version(), **_source()}
+    out["device"] = _device_name(device)
+    out["dtype"] = getattr(model, "dtype", None) or "fp32"
+    out["edit_batch"] = getattr(run, "edit_batch", None)
+    if out["edit_batch"] is None:  # --edit-batch unset: what drift.editors.target.auto_edit_batch takes
+        from drift.editors.target import CPU_EDIT_BATCH
+
+        out["edit_batch"] = (
+            CPU_EDIT_BATCH if str(device).startswith("cpu") else "auto (the GPU's free memory)"
+        )
+    out["python"] = platform.python_version()
+    out |= _library_versions()
+    out["stats_corpus"] = _stats_corpus()
+    out["data"] = None if data is None else {"name": file_name(str(data)), "sha256": _digest_or_none(data)}
+    return out | extra
+
+
+PROVENANCE_FIELDS = (
+    "drift", "commit", "dirty", "device", "dtype", "edit_batch", "python",
+    "torch", "transformers", "transformer_lens", "stats_corpus", "data",
+)  # fmt: skip
+
+
+def _code_version() -> str:
+    import drift
+
+    return drift.__version__
+
+
+def _digest_or_none(data) -> str | None:
+    try:
+        return digest_of(data)
+    except OSError:
+        return None
+
+
+def _source() -> dict:
+    """``{"commit", "dirty"}`` of the drift package that runs."""
+    import subprocess
+
+    package = Path(__file__).resolve().parent
+    pinned = os.environ.get("DRIFT_SOURCE_COMMIT")
+    try:
+        top = subprocess.run(
+            ["git", "-C", str(package), "rev-parse", "--show-toplevel", "HEAD"],
+            capture_output=True, text=True, timeout=20, check=True,
+        ).stdout.split()  # fmt: skip
+        if len(top) == 2 and Path(top[0]).resolve() == package.parent:
+            changed = subprocess.run(
+                ["git", "-C", top[0], "status", "--porcelain", "--untracked-files=no", "--", "drift"],
+                capture_output=True, text=True, timeout=20, check=True,
+            ).stdout.strip()  # fmt: skip
+            return {"commit": top[1], "dirty": bool(changed)}
+    except (OSError, subprocess.SubprocessError):
+        pass
+    if pinned:  # an extracted commit's package (git archive): exactly that commit
+        return {"commit": pinned, "dirty": False}
+    return {"commit": "unknown", "dirty": "unknown"}
+
+
+def _device_name(device) -> str:
+    import torch
+
+    name = str(device)
+    if name.startswith("cuda") and torch.cuda.is_available():
+        return f"{name} ({torch.cuda.get_device_name(torch.device(name))})"
+    return name
+
+
+def _library_versions() -> dict:
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = {}
+    for key, dist in (
+        ("torch", "torch"),
+        ("transformers", "transformers"),
+        ("transformer_lens", "transformer-lens"),
+    ):
+        try:
+            out[key] = version(dist)
+        except PackageNotFoundError:
+            out[key] = None
+    return out
+
+
+def _stats_corpus() -> dict:
+    """The default key-statistics corpus (:func:`drift.editors.stats.default_sequences`): its
+    source, size and version (an editor given its own ``stats_texts`` records them in ``hp``)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    from drift.editors import stats
+
+    try:
+        source = f"{stats.PROSE_PACKAGE} {version(stats.PROSE_PACKAGE)} novels"
+    except PackageNotFoundError:
+        source = "sampled by the model (the prose package is not installed)"
+    return {
+        "source": source,
+        "sequences": stats.DEFAULT_SEQUENCES,
+        "tokens_each": stats.DEFAULT_SEQ_LEN,
+        "version": stats.CORPUS_VERSION,
+    }
 
 
 def digest_of(source: str | os.PathLike) -> str:
@@ -365,9 +502,16 @@ class CaseLog:
                     f.truncate(cut)
                 raw = raw[:cut]
             header, rows = _parse_lines(raw.decode("utf-8", errors="replace"))
-            same = header is not None and header.get("key") == self.key
+            same = header is not None and (
+                header.get("key") == self.key  # or a log of an earlier drift, which keyed paths
+                or (isinstance(header.get("config"), dict) and run_key(header["config"]) == self.key)
+            )
             if same and not self.restart:
                 self.rows = {str(r["case_id"]): r for r in reversed(rows)}  # the first row of a case wins
+                started = header["config"].get("provenance", "unknown") if "config" in header else "unknown"
+                if rows and "provenance" in self.config and started != self.config["provenance"]:
+                    # resumed by another commit, machine or library: say what began it
+                    self.config["provenance"] = self.config["provenance"] | {"started": started}
                 return
             if rows:  # finished cases of another configuration, or ones to start over from
                 if not self.restart:
@@ -666,10 +810,10 @@ def join(paths: Iterable[Path | str], command: str = "merge") -> tuple[dict, lis
     rows: dict[str, dict] = {}
     for path in paths:
         cfg, found = read_any(path, command)
-        cfg = {k: v for k, v in cfg.items() if k not in NOT_IN_KEY}
-        for name in ("data", "ppl"):  # a path recorded as typed (relative) keys as its absolute form
+        cfg = {k: v for k, v in cfg.items() if k not in NOT_IN_KEY or k == "provenance"}
+        for name in NAMED:  # a path recorded by an earlier drift: its name, as drift records it now
             if isinstance(cfg.get(name), str):
-                cfg[name] = file_or_name(cfg[name])
+                cfg[name] = file_name(cfg[name])
         if config is None:
             config, first = cfg, path
         elif run_key(cfg) != run_key(config):

@@ -49,6 +49,7 @@ snapshot() {  # the pinned commit's drift package, extracted once (git archive) 
     fi
     SRC="$src"
     COMMIT="$commit"
+    export DRIFT_SOURCE_COMMIT="$commit"  # the runs' provenance names it (drift.runs.provenance)
 }
 
 point() {  # NAME EDITOR EVAL-OPTIONS...: one point, skipped when finished

@@ -66,9 +66,76 @@ def test_data_by_relative_or_absolute_path_is_one_configuration(tiny_dir, tmp_pa
     out = tmp_path / "r.json"
     monkeypatch.chdir(tmp_path)
     log = _interrupted(tiny_dir, out, monkeypatch, "--data", "cases.json")
-    assert json.loads(log.read_text().splitlines()[0])["config"]["data"] == str(data)
+    assert json.loads(log.read_text().splitlines()[0])["config"]["data"] == "cases.json"  # by name
     res = _eval(tiny_dir, out, "--data", str(data))  # resumes: same configuration
     assert len(res["cases"]) == 3
+
+
+def test_a_log_of_an_earlier_drift_that_recorded_the_data_path_resumes(tiny_dir, tmp_path, monkeypatch):
+    """Logs written before files were recorded by name keyed the absolute path: still this run."""
+    from importlib import resources
+
+    data = tmp_path / "cases.json"
+    data.write_text(resources.files("drift").joinpath("cases/builtin.json").read_text())
+    out = tmp_path / "r.json"
+    log = _interrupted(tiny_dir, out, monkeypatch, "--data", str(data))
+    header, *rows = log.read_text().splitlines()
+    old = json.loads(header)
+    old["config"]["data"] = str(data)  # as drift recorded it then, keyed with the path
+    del old["config"]["provenance"]
+    import hashlib
+
+    kept = {k: v for k, v in old["config"].items() if k not in ("shard", "chunk", "limit")}
+    old["key"] = hashlib.sha256(json.dumps(kept, sort_keys=True).encode()).hexdigest()[:16]
+    log.write_text("\n".join([json.dumps(old), *rows]) + "\n")
+    res = _eval(tiny_dir, out, "--data", str(data))
+    assert len(res["cases"]) == 3 and res["config"]["data"] == "cases.json"
+    assert res["config"]["provenance"]["started"] == "unknown"  # the log's first process said nothing
+
+
+def test_a_results_file_carries_its_provenance_and_no_absolute_path(tiny_dir, tmp_path, monkeypatch):
+    """eval's results say what ran them (drift's version and commit, device, dtype, edit batch,
+    libraries, the key statistics' corpus, the data by name and digest), outside the run's key,
+    and hold no path of the machine."""
+    import importlib.metadata as md
+
+    import torch
+
+    import drift
+    from drift.runs import digest_of
+
+    monkeypatch.setenv("DRIFT_SOURCE_COMMIT", "0123abc")  # only read outside a git checkout
+    res = _eval(tiny_dir, tmp_path / "r.json", "--data", "builtin", "--edit-batch", "2")
+    p = res["config"]["provenance"]
+    assert p["drift"] == drift.__version__ and p["python"]
+    assert p["torch"] == torch.__version__.split("+")[0] or p["torch"] == md.version("torch")
+    assert p["transformers"] == md.version("transformers")
+    assert p["transformer_lens"] == md.version("transformer-lens")
+    assert p["device"] == "cpu" and p["dtype"] == "fp32" and p["edit_batch"] == 2
+    assert p["stats_corpus"]["sequences"] == 200 and p["stats_corpus"]["tokens_each"] == 512
+    assert p["data"] == {"name": "builtin", "sha256": digest_of("builtin")}
+    root = Path(drift.__file__).resolve().parents[1]
+    if (root / ".git").exists():  # a checkout: its commit, and whether drift/ differs from it
+        import subprocess
+
+        head = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True)
+        assert p["commit"] == head.stdout.strip() and isinstance(p["dirty"], bool)
+    else:
+        assert p["commit"] == "0123abc" and p["dirty"] is False
+    # outside the key: the same run from another commit or machine resumes and rewrites it
+    assert res["key"] == run_key({k: v for k, v in res["config"].items() if k != "provenance"})
+    text = (tmp_path / "r.json").read_text()
+    for where in (str(tmp_path), str(Path.home()), str(root)):
+        assert where not in text, where
+    other = tmp_path / "other.json"  # a case file outside the run's folder: recorded by name
+    from importlib import resources
+
+    other.write_text(resources.files("drift").joinpath("cases/builtin.json").read_text())
+    res = _eval(tiny_dir, tmp_path / "r2.json", "--data", str(other))
+    assert (
+        res["config"]["data"] == "other.json" and res["config"]["provenance"]["data"]["name"] == "other.json"
+    )
+    assert str(tmp_path) not in (tmp_path / "r2.json").read_text()
 
 
 def test_a_second_process_on_the_same_log_is_refused_while_the_first_writes(tmp_path):
@@ -205,7 +272,7 @@ def test_a_relative_data_path_merges_with_the_same_absolute_one(tmp_path, monkey
     old = _results(tmp_path / "p1.json", {"editor": "rome", "data": "cf.json"}, ["0"], 100.0)
     new = _results(tmp_path / "p2.json", {"editor": "rome", "data": str(tmp_path / "cf.json")}, ["1"], 0.0)
     config, rows = join([old, new])
-    assert config["data"] == str(tmp_path / "cf.json") and len(rows) == 2
+    assert config["data"] == "cf.json" and len(rows) == 2
 
 
 def test_results_are_written_with_the_umask(tiny_dir, tmp_path):

@@ -317,6 +317,10 @@ def run(args: argparse.Namespace) -> dict:
     s = summarise(results, L, H) | {"setting": setting}
     config = {"data": args.data, "scoring": args.scoring, "window": [lo, hi], "control": args.control}
     config |= {"sadr": setting["gamma"], "steps": setting["steps"]}
+    from drift.runs import file_name, provenance
+
+    config["data"] = file_name(args.data)
+    config["provenance"] = provenance(data=args.data, device=str(model.device), dtype=args.dtype or "fp32")
     saved = {"config": config, "summary": s, "cases": results}
     from drift.store import save_json
 

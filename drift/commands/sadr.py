@@ -92,6 +92,16 @@ def main(argv=None) -> dict:
     return run(parse(argv))
 
 
+def _provenance(args) -> dict:
+    """The data by name and what ran the grid (:func:`drift.runs.provenance`)."""
+    from drift.runs import file_name, provenance
+
+    return {
+        "data": file_name(args.data),
+        "provenance": provenance(data=args.data, dtype=args.dtype or "fp32"),
+    }
+
+
 def run(args: argparse.Namespace) -> dict:
     """SADR's tables and figures for ``args`` (from :func:`parse` or ``python -m drift sadr``)."""
     import warnings
@@ -214,7 +224,7 @@ def run(args: argparse.Namespace) -> dict:
             width=1200,
         )
     result = {
-        "config": vars(args) | {"model": model_name, "n_cases": n_cases},
+        "config": vars(args) | {"model": model_name, "n_cases": n_cases} | _provenance(args),
         "results": results,
         "table3": {r[0]: dict(zip(TABLE, r[1:], strict=True)) for r in table_rows},
         "seconds": time.time() - t0,

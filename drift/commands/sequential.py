@@ -47,6 +47,7 @@ class Runs:
         self.log = RecordLog(path, restart)
         self.path, self.done = self.log.path, self.log.done
         self.progress = True
+        self.provenance: dict | None = None  # what runs them (drift.runs.provenance), outside the key
 
     def get(
         self,
@@ -88,6 +89,8 @@ class Runs:
             "pool": DEFAULT_POOL,
         }
         key = run_key(cfg)
+        if self.provenance is not None:
+            cfg["provenance"] = self.provenance
         # a state whose configuration names this entry "corpus" is the same run
         as_corpus = run_key({("corpus" if k == "sampling" else k): v for k, v in cfg.items()})
         for found in (key, as_corpus):
@@ -270,6 +273,11 @@ def run(args: argparse.Namespace) -> dict:
     marks = [n for n in marks if n <= args.edits]
     runs = Runs(out / "sequential-runs.jsonl", args.restart)
     runs.progress = not args.quiet
+    from drift.runs import file_name, provenance
+
+    runs.provenance = provenance(
+        data=args.data, device=str(model.device), dtype=args.dtype or "fp32", edit_batch=args.batch
+    )
     for folder in args.join:
         if not runs.log.take_in(Path(folder) / runs.path.name):
             raise ValueError(f"--join: {folder} holds no finished runs ({runs.path.name})")
@@ -371,7 +379,8 @@ def run(args: argparse.Namespace) -> dict:
     )
 
     result = {
-        "config": vars(args) | {"model": model.name},
+        "config": vars(args)
+        | {"model": model.name, "data": file_name(args.data), "provenance": runs.provenance},
         "curves": {k: v["checkpoints"] for k, v in curves.items()},
         "drop_rate_sweep": {str(p): sweep[p]["checkpoints"][-1]["summary"] for p in rates},
         "similarity": {k: v["similarity"] for k, v in curves.items() if "similarity" in v},

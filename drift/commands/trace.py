@@ -324,6 +324,18 @@ def main(argv=None) -> dict:
     return run(parse(argv))
 
 
+def _provenance(args, model) -> dict:
+    """The data by name and what ran the trace (:func:`drift.runs.provenance`)."""
+    from drift.runs import file_name, provenance
+
+    return {
+        "data": file_name(args.data),
+        "provenance": provenance(
+            data=args.data, device=str(model.device), dtype=getattr(args, "dtype", None) or "fp32"
+        ),
+    }
+
+
 def run(args: argparse.Namespace) -> dict:
     """The trace of ``args`` (parsed by :func:`parse` or by ``python -m drift trace``)."""
     import warnings
@@ -356,7 +368,7 @@ def run(args: argparse.Namespace) -> dict:
     written = figures(raw, curves, layers, corr, rows, args, L)
     config = {k: v for k, v in vars(args).items() if k not in ("command", "verbosity", "silent")}
     result = {
-        "config": config | {"model": model.name, "n_cases": len(cases)},
+        "config": config | {"model": model.name, "n_cases": len(cases)} | _provenance(args, model),
         "patching_window": [start, min(L, start + args.attn_window) - 1],
         "significant_layers": [layers.start, layers.stop - 1],  # where drift is summed
         "correlations": {
