@@ -292,13 +292,88 @@ def paired_table(points: list[Point]) -> str:
     return compare_table(runs, list(SHOWN))
 
 
+def holm(pvalues: list[float]) -> list[float]:
+    """Holm's step-down adjustment of ``pvalues`` (one family; NaN entries, tests with no p, are
+    left out of it and stay NaN): the i-th smallest of m p-values times (m − i + 1), made
+    monotone and capped at 1. It controls the family-wise error rate under any dependence.
+
+    >>> [round(p, 3) for p in holm([0.01, 0.04, 0.03, float("nan")])]
+    [0.03, 0.06, 0.06, nan]
+    """
+    order = sorted((p, i) for i, p in enumerate(pvalues) if not math.isnan(p))
+    m, out, running = len(order), [math.nan] * len(pvalues), 0.0
+    for rank, (p, i) in enumerate(order):
+        running = max(running, min(1.0, (m - rank) * p))
+        out[i] = running
+    return out
+
+
+def corrected_table(points: list[Point], labels: dict[int, str], editors: list[str]) -> str:
+    """Table 3's paired tests, every run against its editor alone on every per-case metric, as
+    one family: each test's Holm-adjusted p (:func:`holm`) and Benjamini–Hochberg q
+    (``scipy.stats.false_discovery_control``), beside the raw p of the tables above."""
+    from scipy.stats import false_discovery_control
+
+    from drift.compare import paired_difference
+
+    tests = []  # (editor, run label, metric, Paired)
+    for editor in editors:
+        runs = [p for p in points if p.config.get("editor") == editor]
+        ref = runs[0]
+        have = {m for p in runs for c in p.cases for m in c["metrics"]}
+        metrics = [m for m in TABLE3 if m in have and m != "AvgS"]
+        for p in runs[1:]:
+            for m in metrics:
+                tests.append((editor, labels[id(p)], m, paired_difference(ref.cases, p.cases, m)))
+    raw = [t[3].p for t in tests]
+    defined = [p for p in raw if not math.isnan(p)]
+    adjusted = holm(raw)
+    q_of = iter(false_discovery_control(defined, method="bh") if defined else [])
+    q = [math.nan if math.isnan(p) else float(next(q_of)) for p in raw]
+    runs_shown = list(dict.fromkeys((t[0], t[1]) for t in tests))
+    metrics = list(dict.fromkeys(t[2] for t in tests))
+    cell = {(t[0], t[1], t[2]): (t[3], a, b) for t, a, b in zip(tests, adjusted, q)}
+    lines = [
+        f"Corrected for multiple comparisons: the {len(tests)} paired tests above as one family, "
+        f"{len(defined)} of them with a p (the rest have no spread); each cell the raw p, then "
+        "Holm's adjusted p (family-wise error) / Benjamini–Hochberg's q (false discovery rate); "
+        "**bold**: Holm's p < 0.05.",
+        "",
+        "| run | " + " | ".join(metrics) + " |",
+        "|---" * (len(metrics) + 1) + "|",
+    ]
+    for editor, label in runs_shown:
+        cells = []
+        for m in metrics:
+            found = cell.get((editor, label, m))
+            if found is None or math.isnan(found[0].p):
+                cells.append("—")
+                continue
+            d, a, b = found
+            text = f"{d.p:.2g} → {a:.2g} / {b:.2g}"
+            cells.append(f"**{text}**" if a < 0.05 else text)
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    survive = [(t[1], t[2], t[3].mean) for t, a in zip(tests, adjusted) if a < 0.05]
+    lines += [
+        "",
+        f"{len(survive)} of {len(defined)} differences keep Holm's p < 0.05: "
+        + (", ".join(f"{label}: {m} {mean:+.1f}" for label, m, mean in survive) or "none")
+        + ".",
+    ]
+    return "\n".join(lines)
+
+
 def test_table(points: list[Point]) -> str:
     """Table 3 on the test cases: per editor, the editor alone then every other run of it (SADR at
     each setting, more steps), each paired by case against the editor alone
-    (:func:`drift.compare.compare_table`). A run still going shows its finished cases."""
+    (:func:`drift.compare.compare_table`), then every paired test's p corrected for the whole
+    table (:func:`corrected_table`). A run still going shows its finished cases."""
     from drift.compare import compare_table
 
     blocks = []
+    ordered: list[Point] = []
+    labels: dict[int, str] = {}
+    shown_editors: list[str] = []
     order = ("rome", "rome-awd", "memit", "pmet", "adaple")
     editors = sorted(
         {p.config.get("editor") for p in points},
@@ -317,11 +392,16 @@ def test_table(points: list[Point]) -> str:
         have = {m for p in runs for c in p.cases for m in c["metrics"]}
         shown = [m for m in TABLE3 if m in have or (m == "AvgS" and "ES" in have)]
         table = compare_table([(label(p), {"config": p.config, "cases": p.cases}) for p in runs], shown)
+        ordered += runs
+        labels |= {id(p): label(p) for p in runs}
+        shown_editors.append(editor)
         if not alone:
             table = (
                 f"({editor} alone has not run yet: the differences are against {label(runs[0])})\n\n" + table
             )
         blocks.append(f"**{editor.upper()}**\n\n{table}")
+    if any(len([p for p in ordered if p.config.get("editor") == e]) > 1 for e in shown_editors):
+        blocks.append(corrected_table(ordered, labels, shown_editors))
     return "\n\n".join(blocks)
 
 

@@ -151,3 +151,42 @@ def test_the_sequential_table_reads_every_parts_runs_curves_first_then_the_sweep
     assert out[2] == memit
     assert out[3].startswith("| ADAPLE +DR(p=0.8) | 90.0 / 45.0 |")
     assert "| 0.5 | 40.0 / 20.0 | 50.0 / 10.0 | 80.0 / 3.0 |" in out
+
+
+def test_table3_corrects_every_paired_test_as_one_family(tmp_path):
+    """Holm's adjusted p beside each raw p, over all of Table 3's tests with a p, and BH's q."""
+    import math
+
+    from scipy import stats
+
+    ids = [str(i) for i in range(8)]
+    base = [
+        {"case_id": i, "metrics": {"ES": 100.0, "EM": 50.0 + k, "RS": 10.0 * (k % 3)}}
+        for k, i in enumerate(ids)
+    ]
+    moved = [  # EM up by 10 ± a little on every case; RS noise
+        {"case_id": i, "metrics": {"ES": 100.0, "EM": 60.0 + k + 0.5 * (k % 2), "RS": 10.0 * ((k + 1) % 3)}}
+        for k, i in enumerate(ids)
+    ]
+    for r in base + moved:  # PS, NS and DNS alike in both runs: no spread, no p
+        r["metrics"] |= {"PS": 50.0, "NS": 50.0, "DNS": 50.0}
+        r["metrics"] |= {f"{m}_k": 1 for m in list(r["metrics"])}
+    write_results(tmp_path / "rome.json", BASE | {"limit": 8}, base, "prompts")
+    write_results(tmp_path / "rome_sadr.json", BASE | {"limit": 8} | sadr(0.04, 20), moved, "prompts")
+    text = tables.test_table(tables.load_points(tmp_path))
+    assert "Corrected for multiple comparisons" in text
+    em = stats.ttest_rel([60.0 + k + 0.5 * (k % 2) for k in range(8)], [50.0 + k for k in range(8)]).pvalue
+    rs = stats.ttest_rel([10.0 * ((k + 1) % 3) for k in range(8)], [10.0 * (k % 3) for k in range(8)]).pvalue
+    assert em < rs and not math.isnan(rs)
+    # two tests with a p (ES has no spread): Holm multiplies the smaller by 2, the larger by 1
+    row = next(
+        line
+        for line in text.splitlines()
+        if line.startswith("| ROME+SADR γ=0.04, 20 steps [8] |") and "→" in line
+    )
+    assert f"**{em:.2g} → {min(1, 2 * em):.2g} /" in row
+    assert f"{rs:.2g} → {max(min(1, rs), min(1, 2 * em)):.2g} /" in row
+    assert "1 of 2 differences keep Holm's p < 0.05: ROME+SADR γ=0.04, 20 steps [8]: EM +10.2." in text
+    assert tables.holm([0.2, 0.01, float("nan"), 0.04])[:2] == [0.2, 0.03] and math.isnan(
+        tables.holm([math.nan])[0]
+    )
