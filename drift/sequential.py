@@ -32,6 +32,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from torch import Tensor
 from tqdm.auto import tqdm
 
 from drift.adapter import Model
@@ -56,6 +57,7 @@ def sequential_edits(
     state: str | Path | None = None,
     scoring: str = DEFAULT_SCORING,
     pool: str = DEFAULT_POOL,
+    score: int | None = None,
 ) -> list[dict]:
     """Apply ``compute``'s edits for ``cases`` one after another without rolling back; after
     ``n`` edits for each ``n`` in ``checkpoints``, evaluate cases 1..n on the edited model.
@@ -64,17 +66,24 @@ def sequential_edits(
     applies them together (checkpoints then fall on the next multiple of ``batch``). ``on_edit``
     sees every edit as applied (after ``fuse``), e.g. to keep the deltas for analysis. ``state``:
     a file to resume from and save to (see the module docstring). ``scoring`` and ``pool``: how
-    checkpoints are scored and summarised (see :mod:`drift.metrics`).
+    checkpoints are scored and summarised (see :mod:`drift.metrics`). ``score``: at each checkpoint
+    evaluate only the first ``score`` cases, a fixed early set whose retention is measured as
+    more edits stack (the AdaPLE paper's attenuation); ``None``: all edits so far.
 
     Returns one row per checkpoint: ``{"n_edits", "summary", "cases"}``. The model is restored
     exactly before this returns or raises."""
     if batch < 1:
         raise ValueError(f"batch must be at least 1, got {batch}")
+    if score is not None and score < 1:
+        raise ValueError(f"score must be at least 1 (the early edits re-scored), got {score}")
     check_scoring(scoring, pool)
     handles = []
     rows: list[dict] = []
     marks = sorted({n for n in checkpoints if 1 <= n <= len(cases)})
-    run_id = run_key({"cases": [str(c.case_id) for c in cases], "checkpoints": marks, "batch": batch})
+    run_id = run_key(
+        {"cases": [str(c.case_id) for c in cases], "checkpoints": marks, "batch": batch}
+        | ({"score": score} if score is not None else {})
+    )
     touched: set[tuple[str, int]] = set()
     first = 0
     bar = tqdm(total=len(cases), desc="sequential edits", disable=not progress)
@@ -103,9 +112,8 @@ def sequential_edits(
             bar.update(len(group))
             i = start + len(group)
             if any(start < n <= i for n in marks):
-                results = evaluate(
-                    model, cases[:i], edit=None, fluency=False, progress=False, scoring=scoring
-                )
+                scored = cases[: i if score is None else min(i, score)]
+                results = evaluate(model, scored, edit=None, fluency=False, progress=False, scoring=scoring)
                 row = {
                     "n_edits": i,
                     "summary": summarise([r["metrics"] for r in results], pool),
@@ -124,3 +132,115 @@ def sequential_edits(
         for h in reversed(handles):
             h.remove()
     return rows
+
+
+def subject_keys(model: Model, cases: Sequence[EditCase], layers: Sequence[int]) -> dict[int, Tensor]:
+    """Each case's MLP key (the input of ``W_out``, ``mlp_key``) at its subject's last token of
+    the bare rewrite prompt, on the model as it is: ``{layer: [n_cases, d_mlp]}`` in float64.
+    The key an edit writes to (its editor averages it over context prefixes as well)."""
+    import torch
+
+    rows: dict[int, list[Tensor]] = {layer: [] for layer in layers}
+    for case in cases:
+        last = model.subject_positions(case.prompt, case.subject, start=case.subject_at(case.prompt))[-1]
+        cache = model.record(torch.tensor([model.encode(case.prompt)]), [("mlp_key", l) for l in layers])
+        for layer in layers:
+            rows[layer].append(cache["mlp_key", layer][0, last].double().cpu())
+    return {layer: torch.stack(r) for layer, r in rows.items()}
+
+
+def corpus_keys(
+    model: Model, layers: Sequence[int], n: int, texts: Sequence[str], seed: int = 0
+) -> dict[int, Tensor]:
+    """MLP keys at ``n`` random token positions (never position 0) of ``texts``, the key
+    statistics' corpus: keys drawn as C = E[k kᵀ] was estimated, the chance level of an overlap.
+    ``{layer: [n, d_mlp]}`` in float64."""
+    import torch
+
+    g = torch.Generator().manual_seed(seed)
+    rows: dict[int, list[Tensor]] = {layer: [] for layer in layers}
+    per_text = max(1, n // max(1, len(texts)) + 1)
+    for text in texts:
+        if len(rows[layers[0]]) >= n:
+            break
+        ids = model.encode(text)[: min(512, model.cfg.n_ctx)]
+        if len(ids) < 2:
+            continue
+        cache = model.record(torch.tensor([ids]), [("mlp_key", l) for l in layers])
+        take = 1 + torch.randperm(len(ids) - 1, generator=g)[:per_text]
+        for layer in layers:
+            rows[layer] += list(cache["mlp_key", layer][0, take].double().cpu())
+    return {layer: torch.stack(r[:n]) for layer, r in rows.items()}
+
+
+def overlap_matrix(K: Tensor, C: Tensor) -> dict[str, Tensor]:
+    """For keys ``K [n, d_mlp]`` and their layer's second moment ``C [d_mlp, d_mlp]``: the Gram
+    matrix in C⁻¹'s metric, ``G = K C⁻¹ Kᵀ [n, n]`` (gᵢⱼ = kᵢᵀC⁻¹kⱼ), its cosines
+    gᵢⱼ/√(gᵢᵢgⱼⱼ), and the *write ratio* gᵢⱼ/gⱼⱼ: a rank-one update u ⊗ r with u = C⁻¹kⱼ/(kⱼᵀC⁻¹kⱼ)
+    (ROME's form; MEMIT spreads the same direction) moves the output at key kᵢ by gᵢⱼ/gⱼⱼ · r,
+    that share of what it writes at its own key. Interference between stacked edits is that
+    share, not the flattened cosine of the updates.
+
+    >>> import torch
+    >>> m = overlap_matrix(torch.eye(3, dtype=torch.float64)[:2], torch.eye(3))
+    >>> m["cosine"].tolist(), m["write"].tolist()
+    ([[1.0, 0.0], [0.0, 1.0]], [[1.0, 0.0], [0.0, 1.0]])
+    """
+    import torch
+
+    from drift.editors.spread import ridged_system
+
+    K = K.double()
+    G = K @ torch.linalg.solve(ridged_system(C, 1.0), K.T)
+    d = G.diagonal()
+    return {"gram": G, "cosine": G / torch.sqrt(d[:, None] * d[None, :]), "write": G / d[None, :]}
+
+
+def off_diagonal(m: Tensor) -> Tensor:
+    """The off-diagonal entries of a square matrix, flattened."""
+    import torch
+
+    n = m.shape[0]
+    return m[~torch.eye(n, dtype=torch.bool)]
+
+
+def key_overlap(
+    model: Model,
+    cases: Sequence[EditCase],
+    layers: Sequence[int],
+    *,
+    chance_texts: Sequence[str] | None = None,
+    seed: int = 0,
+) -> dict:
+    """How much stacked edits of ``cases`` can interfere: at each of ``layers``, the overlap of
+    their subject keys in C⁻¹'s metric (:func:`overlap_matrix`), beside its chance level, the same
+    for as many keys at random positions of the key statistics' corpus (``chance_texts``, default
+    :func:`drift.editors.stats.default_sequences`), and the level of independent whitened
+    Gaussian keys, √(2/(π·d_mlp)) for the mean |cosine|. Returns ``{layer: {"edits", "chance"}}``
+    with each side's matrices (lists) and summary: mean and largest off-diagonal |cosine| and
+    |write ratio|; ``"gaussian"``: the Gaussian level."""
+    import math
+
+    from drift.editors.stats import default_sequences, key_second_moment
+
+    layers = list(layers)
+    C = key_second_moment(model, layers)
+    texts = list(chance_texts) if chance_texts is not None else default_sequences(model)
+    edits = subject_keys(model, cases, layers)
+    chance = corpus_keys(model, layers, len(cases), texts, seed)
+    out: dict = {"gaussian": math.sqrt(2 / (math.pi * model.cfg.d_mlp)), "n": len(cases)}
+    for layer in layers:
+        out[layer] = {}
+        for side, K in (("edits", edits[layer]), ("chance", chance[layer])):
+            m = overlap_matrix(K, C[layer])
+            cos, write = off_diagonal(m["cosine"]).abs(), off_diagonal(m["write"]).abs()
+            out[layer][side] = {
+                "mean_abs_cosine": float(cos.mean()),
+                "max_abs_cosine": float(cos.max()),
+                "mean_abs_write": float(write.mean()),
+                "max_abs_write": float(write.max()),
+                "mean_cosine": float(off_diagonal(m["cosine"]).mean()),
+                "cosine": m["cosine"].tolist(),
+                "gram": m["gram"].tolist(),
+            }
+    return out

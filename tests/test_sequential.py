@@ -172,3 +172,79 @@ def test_a_metric_missing_at_a_checkpoint_is_a_gap_not_an_error():
     ]
     assert script.series(checkpoints, "PS") == [None, 100.0]
     assert script.series(checkpoints, "ES") == [0.0, 70.0]
+
+
+def test_retention_rescores_the_fixed_early_set_at_every_checkpoint(tiny):
+    """``score=K``: each checkpoint evaluates the first K edits only, the same cases every time,
+    so their scores are comparable across checkpoints (attenuation, not a growing set)."""
+    h0 = weights_hash(tiny)
+    rows = sequential_edits(
+        tiny, CASES, lambda m, c: compute_rome(m, c, HP), checkpoints=(1, 2, 3), progress=False, score=1
+    )
+    assert [r["n_edits"] for r in rows] == [1, 2, 3]
+    assert [[c["case_id"] for c in r["cases"]] for r in rows] == [["0"], ["0"], ["0"]]
+    # the first edit's own score moves as later edits stack on it
+    p_first = [r["cases"][0]["metrics"]["EM"] for r in rows]
+    assert len(set(p_first)) > 1
+    assert weights_hash(tiny) == h0
+    with pytest.raises(ValueError, match="score must be at least 1"):
+        sequential_edits(tiny, CASES, lambda m, c: compute_rome(m, c, HP), score=0, progress=False)
+
+
+def test_key_overlap_is_the_gram_matrix_in_c_inverse_and_its_chance_level(tiny):
+    import math
+
+    import torch
+
+    from drift.editors.stats import key_second_moment
+    from drift.sequential import key_overlap, overlap_matrix, subject_keys
+
+    K = subject_keys(tiny, CASES, [1])[1]
+    assert K.shape == (3, tiny.cfg.d_mlp)
+    # the key an edit writes to: the subject's last token of the bare prompt
+    ids = tiny.encode(CASES[0].prompt)
+    last = tiny.subject_positions(CASES[0].prompt, CASES[0].subject)[-1]
+    direct = tiny.record(torch.tensor([ids]), [("mlp_key", 1)])["mlp_key", 1][0, last]
+    torch.testing.assert_close(K[0].float(), direct)
+    found = key_overlap(tiny, CASES, [1], chance_texts=CORPUS)
+    C = key_second_moment(tiny, [1])[1].double()
+    C = C + 1e-6 * C.diagonal().mean() * torch.eye(C.shape[0], dtype=torch.float64)
+    G = K @ torch.linalg.solve(C, K.T)
+    cos = G / torch.sqrt(G.diagonal()[:, None] * G.diagonal()[None, :])
+    torch.testing.assert_close(torch.tensor(found[1]["edits"]["gram"], dtype=torch.float64), G)
+    off = cos[~torch.eye(3, dtype=torch.bool)].abs()
+    assert found[1]["edits"]["mean_abs_cosine"] == pytest.approx(float(off.mean()))
+    assert 0 <= found[1]["chance"]["mean_abs_cosine"] <= 1 and len(found[1]["chance"]["cosine"]) == 3
+    assert found["gaussian"] == pytest.approx(math.sqrt(2 / (math.pi * tiny.cfg.d_mlp)))
+    # the write ratio is what a rank-one update along C⁻¹kⱼ puts on key kᵢ, relative to its own
+    m = overlap_matrix(K, key_second_moment(tiny, [1])[1])
+    u = torch.linalg.solve(C, K[1])
+    torch.testing.assert_close(m["write"][0, 1], ((K[0] @ u) / (K[1] @ u)).to(m["write"].dtype))
+
+
+@pytest.mark.integration
+def test_sequential_retention_runs_log_each_checkpoint_and_key_overlap_writes_its_json(
+    tmp_path, tiny_dir, capsys
+):
+    import json
+
+    from tests.conftest import run_analysis
+
+    out = tmp_path / "out"
+    argv = ["--model", tiny_dir, "--data", "builtin", "--editors", "memit", "--edits", "3", "--out", out]
+    run_analysis(
+        "sequential",
+        argv + ["--checkpoints", "1,3", "--retention", "1", "--no-sweep", "--part", "1/2"],
+        capsys,
+    )
+    logged = [json.loads(line) for line in (out / "sequential-checkpoints.jsonl").read_text().splitlines()]
+    assert [r["n_edits"] for r in logged] == [1, 3] and all(len(r["cases"]) == 1 for r in logged)
+    assert logged[0]["cases"][0]["case_id"] == logged[1]["cases"][0]["case_id"]  # the same early edit
+    (rec,) = [json.loads(line) for line in (out / "sequential-runs.jsonl").read_text().splitlines()]
+    assert rec["config"]["retention"] == 1 and rec["key"] == logged[0]["key"]
+    assert [len(c["cases"]) for c in rec["checkpoints"]] == [1, 1] and "provenance" in rec["config"]
+    stdout, _ = run_analysis("sequential", argv + ["--key-overlap"], capsys)
+    saved = json.loads((out / "key-overlap.json").read_text())
+    assert saved["config"]["cases"] == rec["config"]["cases"] and "mean abs" not in stdout
+    for layer in saved["layers"].values():
+        assert len(layer["edits"]["cosine"]) == 3 and 0 <= layer["chance"]["mean_abs_cosine"] <= 1

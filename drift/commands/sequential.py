@@ -62,6 +62,7 @@ class Runs:
         seed: int,
         keep: int = 0,
         sim_dr: float = 0.8,
+        retention: int | None = None,
     ) -> dict:
         """The run's record ``{"key", "label", "checkpoints": [{"n_edits", "summary"}], ...}``;
         with ``keep``, also the similarity matrices of its first ``keep`` raw updates."""
@@ -88,6 +89,8 @@ class Runs:
             "scoring": DEFAULT_SCORING,
             "pool": DEFAULT_POOL,
         }
+        if retention is not None:  # only then: the keys of earlier runs stay as they were
+            cfg["retention"] = retention
         key = run_key(cfg)
         if self.provenance is not None:
             cfg["provenance"] = self.provenance
@@ -111,6 +114,16 @@ class Runs:
             return edit
 
         t0 = time.time()
+
+        def logged(row: dict) -> None:  # each checkpoint as it ends, with its per-case rows
+            from drift.runs import append_record
+
+            append_record(
+                self.path.with_name("sequential-checkpoints.jsonl"),
+                {"key": key, "label": label(editor, dr, sadr), "n_edits": row["n_edits"]}
+                | {"summary": row["summary"], "cases": _case_rows(row)},
+            )
+
         rows = sequential_edits(
             model,
             cases,
@@ -119,19 +132,30 @@ class Runs:
             batch=batch,
             progress=self.progress,
             state=work / "state.pt",
+            score=retention,
+            on_checkpoint=logged if retention is not None else None,
         )
         rec = {
             "key": key,
             "label": label(editor, dr, sadr),
             "config": cfg,
             "seconds": time.time() - t0,
-            "checkpoints": [{"n_edits": r["n_edits"], "summary": r["summary"]} for r in rows],
+            "checkpoints": [
+                {"n_edits": r["n_edits"], "summary": r["summary"]}
+                | ({"cases": _case_rows(r)} if retention is not None else {})
+                for r in rows
+            ],
         }
         if keep:
             kept = [load_object(work / f"raw-{i}.pt") for i in range(min(keep, len(cases)))]
             rec["similarity"] = similarity(kept, sim_dr, seed)
         self.log.add(rec)
         return rec
+
+
+def _case_rows(row: dict) -> list[dict]:
+    """A checkpoint's per-case rows, as saved: each case's id and metrics."""
+    return [{"case_id": c["case_id"], "metrics": c["metrics"]} for c in row["cases"]]
 
 
 def series(checkpoints: list[dict], metric: str) -> list[float | None]:
@@ -227,6 +251,21 @@ def options(p: argparse.ArgumentParser) -> None:
         "--sim-edits", type=O.positive_int, default=20, help="updates in the similarity figure (default 20)"
     )
     g.add_argument(
+        "--retention",
+        type=O.positive_int,
+        default=None,
+        metavar="K",
+        help="at each checkpoint re-score only the first K edits, a fixed early set (its per-case "
+        "rows kept, each checkpoint also appended to OUT/sequential-checkpoints.jsonl as it ends): "
+        "attenuation as the AdaPLE paper measures it; default: all edits so far",
+    )
+    g.add_argument(
+        "--key-overlap",
+        action="store_true",
+        help="instead of editing: the overlap kᵢᵀC⁻¹kⱼ of the --edits cases' subject keys at MEMIT's "
+        "layers beside its chance level (keys of random corpus tokens), into OUT/key-overlap.json",
+    )
+    g.add_argument(
         "--part", type=part, default=None, metavar="I/N", help="do only runs I, I+N, ... and draw nothing"
     )
     g.add_argument(
@@ -247,6 +286,54 @@ def parse(argv=None) -> argparse.Namespace:
 def main(argv=None) -> dict:
     """``python analyses/sequential.py ARGS``: with the script's own parser."""
     return run(parse(argv))
+
+
+def overlap(model, cases, out: Path, args: argparse.Namespace) -> dict:
+    """``--key-overlap``: :func:`drift.sequential.key_overlap` of ``cases`` at MEMIT's layers,
+    saved (cosines to 4 digits) to ``OUT/key-overlap.json`` and summarised on stdout."""
+    from drift.editors.memit import preset
+    from drift.runs import file_name, provenance
+    from drift.sequential import key_overlap
+    from drift.store import save_json
+
+    layers = list(preset(model).layers)
+    found = key_overlap(model, cases, layers, seed=args.seed)
+    saved = {
+        "config": {"data": file_name(args.data), "cases": [c.case_id for c in cases], "layers": layers}
+        | {
+            "model": model.name,
+            "seed": args.seed,
+            "provenance": provenance(data=args.data, device=str(model.device)),
+        },
+        "gaussian_mean_abs_cosine": found["gaussian"],
+        "layers": {
+            str(l): {
+                side: {k: v for k, v in found[l][side].items() if k not in ("gram", "cosine")}
+                | (
+                    {"cosine": [[round(x, 4) for x in r] for r in found[l][side]["cosine"]]}
+                    if side == "edits"
+                    else {}
+                )
+                for side in ("edits", "chance")
+            }
+            for l in layers
+        },
+    }
+    out.mkdir(parents=True, exist_ok=True)
+    save_json(out / "key-overlap.json", saved)
+    print(
+        f"{len(cases)} subject keys against as many random corpus keys "
+        f"(whitened-Gaussian level {found['gaussian']:.4f}):"
+    )
+    for l in layers:
+        e, c = found[l]["edits"], found[l]["chance"]
+        print(
+            f"layer {l}: mean |cos| edits {e['mean_abs_cosine']:.4f} (max {e['max_abs_cosine']:.3f}), "
+            f"chance {c['mean_abs_cosine']:.4f} (max {c['max_abs_cosine']:.3f}); mean |write ratio| "
+            f"edits {e['mean_abs_write']:.4f}, chance {c['mean_abs_write']:.4f}"
+        )
+    print(f"wrote {out / 'key-overlap.json'}")
+    return saved
 
 
 def run(args: argparse.Namespace) -> dict:
@@ -271,6 +358,8 @@ def run(args: argparse.Namespace) -> dict:
     main_cases, sweep_cases = cases[: args.edits], cases[: args.sweep_edits]
     marks = sorted(set(args.checkpoints) | {args.edits})
     marks = [n for n in marks if n <= args.edits]
+    if args.key_overlap:
+        return overlap(model, main_cases, out, args)
     runs = Runs(out / "sequential-runs.jsonl", args.restart)
     runs.progress = not args.quiet
     from drift.runs import file_name, provenance
@@ -303,6 +392,7 @@ def run(args: argparse.Namespace) -> dict:
                         checkpoints=marks,
                         keep=keep,
                         sim_dr=args.dr,
+                        retention=args.retention,
                         **common,
                     ),
                 )
