@@ -50,6 +50,24 @@ TABLE3 = ("ES", "PS", "NS", "RS", "DNS", "AvgS", "EM", "PM", "RM", "DNM")
 SEQ_MARKER = "<!-- tables.py: sequential -->"
 SEQ_END_MARKER = "<!-- /tables.py: sequential -->"
 SEQ_MARKS = (10, 25, 50, 100)  # the AdaPLE paper's points of the attenuation curve
+PAPER_MARKER = "<!-- tables.py: paper -->"
+PAPER_END_MARKER = "<!-- /tables.py: paper -->"
+SEED_MARKER = "<!-- tables.py: seeds -->"
+SEED_END_MARKER = "<!-- /tables.py: seeds -->"
+RETENTION_MARKER = "<!-- tables.py: retention -->"
+RETENTION_END_MARKER = "<!-- /tables.py: retention -->"
+PAPER_METRICS = ("ES", "PS", "NS", "RS", "DNS", "EM", "PM")
+# The SADR paper's GPT-J-6B numbers (../shared/papers/000_*: Table 3 for ES, PS, RS and DNS, its
+# Table 6 for NS, EM and PM, whose ROME row says PM 76.93 where Table 1 says 80.26), ROME then
+# ROME+SADR (γ 1e-2, 80 steps) on its 1683 cases; Table 10: 500 sampled cases, ROME and γ 4e-2.
+PAPER_GPTJ = {
+    "ROME": {"ES": 99.88, "PS": 99.58, "NS": 80.26, "RS": 11.94, "DNS": 30.42, "EM": 99.39, "PM": 76.93},
+    "ROME+SADR": {"ES": 99.76, "PS": 96.36, "NS": 80.86, "RS": 27.75, "DNS": 49.35, "EM": 99.26, "PM": 53.73},
+}
+PAPER_TABLE10 = {
+    "ROME": {"ES": 100.00, "PS": 99.00, "NS": 78.83, "RS": 13.17, "DNS": 31.53},
+    "ROME+SADR": {"ES": 99.80, "PS": 95.60, "NS": 79.75, "RS": 34.13, "DNS": 50.66},
+}
 
 
 class Point:
@@ -405,6 +423,155 @@ def test_table(points: list[Point]) -> str:
     return "\n\n".join(blocks)
 
 
+def _rel(a: float | None, b: float | None) -> str:
+    if a is None or b is None or (isinstance(a, float) and math.isnan(a)) or a == 0:
+        return "—"
+    return f"{100 * (b - a) / a:+.1f}%"
+
+
+def paper_table(test: list[Point]) -> str:
+    """The SADR paper's GPT-J numbers beside drift's on this model's 59 test cases: each side's
+    ROME and ROME+SADR and the relative change ``(SADR − ROME) / ROME``; drift's at the chosen
+    point (γ 4e-2, 20 steps) against ROME at its 20 steps, and at GPT-J's setting (γ 1e-2, 80
+    steps) against ROME at 80 steps (its control) and at 20."""
+    by_name = {p.name: p for p in test}
+    gptj, table10 = "GPT-J-6B, paper Table 3/6 (1683 cases)", "GPT-J-6B, paper Table 10 (500 cases)"
+    rows: list[tuple[str, dict | None, dict | None]] = [
+        (f"{gptj}: ROME → ROME+SADR γ 1e-2, 80 steps", PAPER_GPTJ["ROME"], PAPER_GPTJ["ROME+SADR"]),
+        (f"{table10}: ROME → ROME+SADR γ 4e-2", PAPER_TABLE10["ROME"], PAPER_TABLE10["ROME+SADR"]),
+    ]
+
+    def summary(name: str) -> dict | None:
+        p = by_name.get(name)
+        return None if p is None else p.summary
+
+    ours = "SmolLM2-135M, drift (59 cases)"
+    for label, a, b in (
+        (f"{ours}: ROME → ROME+SADR γ 4e-2, 20 steps (the chosen point)", "rome_s20", "rome_sadr_g0.04_s20"),
+        (
+            f"{ours}: ROME 80 steps → γ 1e-2, 80 steps (GPT-J's, its control)",
+            "rome_s80",
+            "rome_sadr_g0.01_s80",
+        ),
+        (f"{ours}: ROME 20 steps → γ 1e-2, 80 steps (GPT-J's setting)", "rome_s20", "rome_sadr_g0.01_s80"),
+    ):
+        rows.append((label, summary(a), summary(b)))
+    lines = [
+        "| model, source: ROME → ROME+SADR | " + " | ".join(PAPER_METRICS) + " |",
+        "|---" * (len(PAPER_METRICS) + 1) + "|",
+    ]
+    for label, a, b in rows:
+        if a is None or b is None:
+            continue
+        cells = []
+        for m in PAPER_METRICS:
+            x, y = a.get(m), b.get(m)
+            cells.append("—" if x is None or y is None else f"{x:.1f} → {y:.1f} ({_rel(x, y)})")
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def seed_table(test: list[Point], seeds: list[Point]) -> str:
+    """Run-to-run variation: ROME and the chosen ROME+SADR with Table 3's context prefixes (draw 0,
+    ``results/test``) and with a second draw (``--hp prefix_seed=1``, ``results/seed``), on the
+    cases every one of the four runs has finished: each run's scores, then the SADR effect within
+    each draw and the draw's effect on each editor, paired by case (mean; cases better / worse)."""
+    from drift.compare import paired_difference
+
+    def find(points: list[Point], name: str) -> Point | None:
+        return next((p for p in points if p.name == name), None)
+
+    runs = {
+        "ROME, draw 0": find(test, "rome_s20"),
+        "ROME+SADR γ 4e-2, 20 steps, draw 0": find(test, "rome_sadr_g0.04_s20"),
+        "ROME, draw 1": find(seeds, "rome_s20_p1"),
+        "ROME+SADR γ 4e-2, 20 steps, draw 1": find(seeds, "rome_sadr_g0.04_s20_p1"),
+    }
+    have = {k: p for k, p in runs.items() if p is not None and p.cases}
+    if not have:
+        return "(no run of either draw yet)"
+    common = set.intersection(*({str(c["case_id"]) for c in p.cases} for p in have.values()))
+    rows = {k: [c for c in p.cases if str(c["case_id"]) in common] for k, p in have.items()}
+    metrics = ("ES", "PS", "NS", "RS", "DNS", "EM", "PM", "RM", "DNM")
+    pool = next(iter(have.values())).config.get("pool", "prompts")
+    lines = [
+        f"On the {len(common)} test cases all of these runs have finished "
+        f"({', '.join(f'{k}: {len(p.cases)}' for k, p in have.items())} finished):",
+        "",
+        "| run | " + " | ".join(metrics) + " |",
+        "|---" * (len(metrics) + 1) + "|",
+    ]
+    for k, r in rows.items():
+        summ = summarise([c["metrics"] for c in r], pool)
+        lines.append(f"| {k} | " + " | ".join(_fmt(summ[m]) if m in summ else "—" for m in metrics) + " |")
+    sadr0, sadr1 = "ROME+SADR γ 4e-2, 20 steps, draw 0", "ROME+SADR γ 4e-2, 20 steps, draw 1"
+    pairs = [
+        ("SADR effect, draw 0", "ROME, draw 0", sadr0),
+        ("SADR effect, draw 1", "ROME, draw 1", sadr1),
+        ("draw effect on ROME (1 − 0)", "ROME, draw 0", "ROME, draw 1"),
+        ("draw effect on ROME+SADR (1 − 0)", sadr0, sadr1),
+    ]
+    lines += ["", "| paired by case (mean; better / worse) | " + " | ".join(metrics) + " |"]
+    lines.append("|---" * (len(metrics) + 1) + "|")
+    for label, a, b in pairs:
+        if a not in rows or b not in rows:
+            continue
+        cells = []
+        for m in metrics:
+            d = paired_difference(rows[a], rows[b], m)
+            cells.append("—" if d.n == 0 else f"{d.mean:+.1f} ({d.better}/{d.worse})")
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def retention_table(folder: Path) -> str:
+    """Retention of a fixed early set (``drift sequential --retention K``): for each run, ES / EM
+    of its first K edits after 10, 25, 50 and 100 stacked edits, from the finished runs
+    (``sequential-runs.jsonl``) or, for a run still going, its logged checkpoints
+    (``sequential-checkpoints.jsonl``), and EM's change relative to after 10 edits."""
+    from drift.runs import read_records
+
+    runs: dict[str, dict] = {}
+    for path in sorted(folder.glob("sequential-checkpoints.jsonl")):
+        for line in path.read_text().splitlines():
+            try:
+                rec = __import__("json").loads(line)
+            except ValueError:
+                continue
+            runs.setdefault(rec["key"], {"label": rec["label"], "done": False, "at": {}})["at"][
+                rec["n_edits"]
+            ] = rec
+    for key, rec in read_records(folder / "sequential-runs.jsonl").items():
+        if rec["config"].get("retention") is None:
+            continue
+        entry = runs.setdefault(key, {"label": rec["label"], "at": {}})
+        entry["done"] = True
+        entry["at"] |= {c["n_edits"]: c for c in rec["checkpoints"]}
+    if not runs:
+        return "(no retention run has reached a checkpoint yet)"
+    lines = [
+        "| run | " + " | ".join(f"ES / EM after {n}" for n in SEQ_MARKS)
+        + " | EM relative to after 10: " + " / ".join(str(n) for n in SEQ_MARKS[1:]) + " | status |",
+        "|---" * (len(SEQ_MARKS) + 3) + "|",
+    ]  # fmt: skip
+    for entry in runs.values():
+        at = entry["at"]
+        cells = []
+        for n in SEQ_MARKS:
+            s = at.get(n, {}).get("summary")
+            cells.append(
+                "—" if s is None else f"{_fmt(s.get('ES', math.nan))} / {_fmt(s.get('EM', math.nan))}"
+            )
+        base = at.get(SEQ_MARKS[0], {}).get("summary", {}).get("EM")
+        rel = [
+            _rel(base, at.get(n, {}).get("summary", {}).get("EM")) if n in at else "—" for n in SEQ_MARKS[1:]
+        ]
+        last = max(at) if at else 0
+        status = "finished" if entry.get("done") else f"running (last checkpoint {last})"
+        lines.append(f"| {entry['label']} | " + " | ".join(cells) + f" | {' / '.join(rel)} | {status} |")
+    return "\n".join(lines)
+
+
 def sequential_table(folder: Path) -> str:
     """The 100-edit table from ``python -m drift sequential`` runs (``folder/*/sequential-runs.jsonl``,
     one record per finished run, as ``--part`` writes them): for each attenuation curve, ES / EM of
@@ -512,7 +679,39 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="print 'STEPS GAMMA' of the rule's final choice (nothing before it)",
     )
+    ap.add_argument(
+        "--paper",
+        action="store_true",
+        help="the SADR paper's GPT-J numbers beside drift's Table 3 rows (--results: the test runs)",
+    )
+    ap.add_argument(
+        "--seeds",
+        metavar="DIR",
+        help="a second draw of ROME's context prefixes (results/seed) beside Table 3's (--results)",
+    )
+    ap.add_argument(
+        "--retention",
+        action="store_true",
+        help="retention of a fixed early set from the folder's `drift sequential --retention` runs",
+    )
     args = ap.parse_args(argv)
+    here = Path(args.results)
+    for flag, make, marks in (
+        (args.paper, lambda: paper_table(load_points(here)), (PAPER_MARKER, PAPER_END_MARKER)),
+        (
+            args.seeds,
+            lambda: seed_table(load_points(here), load_points(Path(args.seeds or "."))),
+            (SEED_MARKER, SEED_END_MARKER),
+        ),
+        (args.retention, lambda: retention_table(here), (RETENTION_MARKER, RETENTION_END_MARKER)),
+    ):
+        if flag:
+            table = make()
+            print(table)
+            if args.update:
+                update(Path(args.update), table, *marks)
+                print(f"wrote the table into {args.update}", file=sys.stderr)
+            return 0
     if args.sequential:
         table = sequential_table(Path(args.results))
         print(table)

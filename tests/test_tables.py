@@ -190,3 +190,63 @@ def test_table3_corrects_every_paired_test_as_one_family(tmp_path):
     assert tables.holm([0.2, 0.01, float("nan"), 0.04])[:2] == [0.2, 0.03] and math.isnan(
         tables.holm([math.nan])[0]
     )
+
+
+def test_the_papers_numbers_stand_beside_drifts_with_relative_changes(tmp_path):
+    finished(tmp_path, "rome_s20", {}, rows(rs=20.0, dns=40.0))
+    finished(tmp_path, "rome_sadr_g0.04_s20", sadr(0.04, 20), rows(rs=30.0, dns=50.0))
+    text = tables.paper_table(tables.load_points(tmp_path))
+    gptj, table10, ours = text.splitlines()[2:5]
+    assert "11.9 → 27.8 (+132.4%)" in gptj and "30.4 → 49.4 (+62.2%)" in gptj  # Table 3: 11.94, 27.75, ...
+    assert "13.2 → 34.1 (+159.1%)" in table10
+    assert "γ 4e-2, 20 steps" in ours and "20.0 → 30.0 (+50.0%)" in ours and "40.0 → 50.0 (+25.0%)" in ours
+    assert len(text.splitlines()) == 5  # the 80-step runs are not there: no row for them
+
+
+def test_the_second_draw_is_read_on_the_cases_all_four_runs_share(tmp_path):
+    test, seed = tmp_path / "test", tmp_path / "seed"
+    test.mkdir(), seed.mkdir()
+    finished(test, "rome_s20", {}, rows(rs=20.0))
+    finished(test, "rome_sadr_g0.04_s20", sadr(0.04, 20), rows(rs=40.0))
+    with CaseLog(seed / "rome_s20_p1.json.partial.jsonl", BASE | {"hp": {"prefix_seed": "1"}}) as log:
+        for r in rows(rs=30.0, ids=["0", "1"]):  # a draw still running: two cases so far
+            log.append(r)
+    text = tables.seed_table(tables.load_points(test), tables.load_points(seed))
+    assert text.startswith("On the 2 test cases all of these runs have finished")
+    assert "| draw effect on ROME (1 − 0) | +0.0 (0/0) | +0.0 (0/0) | +0.0 (0/0) | +10.0 (2/0) |" in text
+    assert "| SADR effect, draw 0 | +0.0 (0/0) | +0.0 (0/0) | +0.0 (0/0) | +20.0 (2/0) |" in text
+    assert "SADR effect, draw 1" not in text  # its SADR run has not started
+
+
+def test_retention_reads_running_checkpoints_and_finished_runs(tmp_path):
+    from drift.runs import append_record
+
+    def summary(es, em):
+        return {"ES": es, "EM": em}
+
+    for n, em in ((10, 50.0), (25, 40.0)):  # a run still going: its logged checkpoints
+        append_record(
+            tmp_path / "sequential-checkpoints.jsonl",
+            {"key": "k1", "label": "MEMIT", "n_edits": n, "summary": summary(80.0, em), "cases": []},
+        )
+    checkpoints = [
+        {"n_edits": n, "summary": summary(90.0, 40.0 - n / 10), "cases": []} for n in (10, 25, 50, 100)
+    ]
+    record = {
+        "key": "k2",
+        "label": "ADAPLE +DR(p=0.8)",
+        "config": {"retention": 10},
+        "checkpoints": checkpoints,
+    }
+    append_record(tmp_path / "sequential-runs.jsonl", record)
+    append_record(
+        tmp_path / "sequential-runs.jsonl", {"key": "k3", "label": "old", "config": {}, "checkpoints": []}
+    )
+    text = tables.retention_table(tmp_path)
+    memit, adaple = text.splitlines()[2:4]
+    assert (
+        memit
+        == "| MEMIT | 80.0 / 50.0 | 80.0 / 40.0 | — | — | -20.0% / — / — | running (last checkpoint 25) |"
+    )
+    assert adaple.startswith("| ADAPLE +DR(p=0.8) | 90.0 / 39.0 | 90.0 / 37.5 | 90.0 / 35.0 | 90.0 / 30.0 |")
+    assert adaple.endswith("| -3.8% / -10.3% / -23.1% | finished |") and "old" not in text
