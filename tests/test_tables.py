@@ -250,3 +250,17 @@ def test_retention_reads_running_checkpoints_and_finished_runs(tmp_path):
     )
     assert adaple.startswith("| ADAPLE +DR(p=0.8) | 90.0 / 39.0 | 90.0 / 37.5 | 90.0 / 35.0 | 90.0 / 30.0 |")
     assert adaple.endswith("| -3.8% / -10.3% / -23.1% | finished |") and "old" not in text
+
+
+def test_memits_grid_takes_memit_alone_as_its_reference(tmp_path):
+    memit = {"editor": "memit"}
+    finished(tmp_path, "memit_s20", memit, rows(rs=20.0))
+    finished(tmp_path, "memit_sadr_g0.04_s20", memit | sadr(0.04, 20), rows(rs=50.0))
+    finished(tmp_path, "memit_sadr_g0.08_s20", memit | sadr(0.08, 20), rows(rs=80.0, ps=50.0))
+    points = tables.load_points(tmp_path)
+    chosen, ref, why = tables.select(points)
+    assert ref.name == "memit_s20" and chosen.name == "memit_sadr_g0.04_s20"
+    assert why["memit_sadr_g0.08_s20"] == "PS -50.0"
+    text = tables.grid_table(points)
+    assert "MEMIT's, same cases" in text and "| **MEMIT+SADR γ=0.04** | 20 |" in text
+    assert "against MEMIT's 40.0" in text
