@@ -263,8 +263,13 @@ def test_sadr_on_smollm2_rome_is_the_validation_grids_choice(name, notes):
     import json
     from pathlib import Path
 
+    import drift
+    from drift.commands.sadr import setting
+
     assert paper_setting("rome", name) == {"gamma": 4e-2, "steps": 20}
     assert paper_setting("rome-awd", name) == {"gamma": 4e-2, "steps": 20}
+    # analyses/sadr.py's Table 3 row on the default model, when no --model is given
+    assert setting("rome", drift.DEFAULT_MODEL) == ([4e-2], 20)
     assert notes() == []
     chosen = json.loads(
         (Path(__file__).parents[1] / "results/validation/rome_sadr_g0.04_s20.json").read_text()

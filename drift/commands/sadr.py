@@ -102,12 +102,25 @@ def _provenance(args) -> dict:
     }
 
 
+def setting(editor: str, model: str, gamma: list[float] | None = None, steps: int | None = None) -> tuple:
+    """``(γ values, steps)`` of ``editor``'s SADR rows on ``model`` (a name): the given ones, else
+    the model's setting (:func:`drift.editors.sadr.paper_setting`; on the default SmolLM2-135M,
+    ROME's is its validation grid's choice, γ 4e-2 at 20 steps).
+
+    >>> setting("rome", "HuggingFaceTB/SmolLM2-135M-Instruct"), setting("rome", "EleutherAI/gpt-j-6b")
+    (([0.04], 20), ([0.01], 80))
+    """
+    from drift.editors.sadr import paper_setting
+
+    found = paper_setting(editor, model)
+    return (list(gamma) if gamma else [found["gamma"]]), (steps or found["steps"])
+
+
 def run(args: argparse.Namespace) -> dict:
     """SADR's tables and figures for ``args`` (from :func:`parse` or ``python -m drift sadr``)."""
     import warnings
 
     import drift
-    from drift.editors.sadr import paper_setting
     from drift.sweep import RunSpec, execute, slug
 
     warnings.filterwarnings("ignore", category=UserWarning)
@@ -116,13 +129,13 @@ def run(args: argparse.Namespace) -> dict:
     editors = args.editors
     model_name = args.model or drift.DEFAULT_MODEL
 
-    def steps(e: str) -> dict:
-        return {"steps": args.steps or paper_setting(e, args.model)["steps"]}
+    def steps(e: str) -> dict:  # the model's setting: the default model's own, not GPT-J's
+        return {"steps": setting(e, model_name, None, args.steps)[1]}
 
     # the runs: (label, in Table 3, eval options): Table 3 on --limit cases, the figures on --sweep-limit
     grid: list[tuple[str, bool, dict]] = [("None", True, {"editor": "none"})]
     for e in editors:
-        gs = args.gamma if args.gamma else [paper_setting(e, args.model)["gamma"]]
+        gs = setting(e, model_name, args.gamma)[0]
         grid += [(e.upper(), True, {"editor": e})] + [
             (f"{e.upper()}+SADR (γ={g:g})", True, {"editor": e} | _sadr(g) | steps(e)) for g in gs
         ]
