@@ -147,6 +147,9 @@ def test_sequential_script_writes_its_figures_and_reuses_finished_runs(tmp_path,
     run_analysis("sequential", argv, capsys)
     res = json.loads((out / "sequential.json").read_text())
     assert set(res["curves"]) == {"MEMIT", "MEMIT +DR(p=0.8)", "ADAPLE", "ADAPLE +DR(p=0.8)"}
+    assert (
+        str(tmp_path) not in (out / "sequential.json").read_text() and res["config"]["provenance"]["commit"]
+    )
     assert [c["n_edits"] for c in res["curves"]["ADAPLE"]] == [1, 3]
     assert set(res["drop_rate_sweep"]) == {"0.5", "0.9"}
     sim = res["similarity"]["MEMIT"]

@@ -173,6 +173,9 @@ def test_trace_script_writes_figures_and_numbers(tmp_path, tiny_dir, tiny, capsy
     assert "attention patching helps most in layers" in stdout
     result = json.loads((out / "trace.json").read_text())
     assert set(result["correlations"]) == {"DNS", "RS"}
+    assert (
+        str(tmp_path) not in (out / "trace.json").read_text() and "commit" in result["config"]["provenance"]
+    )
     kl = result["correlations"]["DNS"]["kl_drift"]
     assert kl["cases"] <= kl["n"] and {"rho_cases", "p_cases", "ci_cases"} <= set(kl)  # over cases too
     effect = torch.tensor(result["substitution"]["DNS"]["attn"][0]["effect"])

@@ -96,9 +96,11 @@ def _provenance(args) -> dict:
     """The data by name and what ran the grid (:func:`drift.runs.provenance`)."""
     from drift.runs import file_name, provenance
 
+    device = {"device": args.device} if getattr(args, "device", None) else {}
     return {
         "data": file_name(args.data),
-        "provenance": provenance(data=args.data, dtype=args.dtype or "fp32"),
+        "out": file_name(str(args.out)),  # no path of the machine in a results file
+        "provenance": provenance(data=args.data, dtype=args.dtype or "fp32", **device),
     }
 
 

@@ -470,7 +470,8 @@ def run(args: argparse.Namespace) -> dict:
 
     result = {
         "config": vars(args)
-        | {"model": model.name, "data": file_name(args.data), "provenance": runs.provenance},
+        | {"model": model.name, "data": file_name(args.data), "out": file_name(str(args.out))}
+        | {"provenance": runs.provenance},
         "curves": {k: v["checkpoints"] for k, v in curves.items()},
         "drop_rate_sweep": {str(p): sweep[p]["checkpoints"][-1]["summary"] for p in rates},
         "similarity": {k: v["similarity"] for k, v in curves.items() if "similarity" in v},

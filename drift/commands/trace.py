@@ -329,6 +329,7 @@ def _provenance(args, model) -> dict:
     from drift.runs import file_name, provenance
 
     return {
+        "out": file_name(str(args.out)),  # no path of the machine in a results file
         "data": file_name(args.data),
         "provenance": provenance(
             data=args.data, device=str(model.device), dtype=getattr(args, "dtype", None) or "fp32"
