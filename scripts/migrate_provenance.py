@@ -208,6 +208,9 @@ def migrate(path: Path) -> str | None:
             except json.JSONDecodeError:
                 out.append(line)
                 continue
+            if not isinstance(rec, dict) or not isinstance(rec.get("config"), dict):
+                out.append(line)  # not a run's record (a checkpoint line of a retention run)
+                continue
             rec["config"] = migrate_config(path, rec["config"])
             rec["key"] = run_key(rec["config"])
             out.append(json.dumps(rec))
