@@ -511,13 +511,16 @@ def seed_table(test: list[Point], seeds: list[Point]) -> str:
     have = {k: p for k, p in runs.items() if p is not None and p.cases}
     if not have:
         return "(no run of either draw yet)"
-    common = set.intersection(*({str(c["case_id"]) for c in p.cases} for p in have.values()))
+    done = [p for p in have.values() if p.finished] or list(have.values())
+    common = set.intersection(*({str(c["case_id"]) for c in p.cases} for p in done))
     rows = {k: [c for c in p.cases if str(c["case_id"]) in common] for k, p in have.items()}
+    pairs_rows = {k: p.cases for k, p in have.items()}  # each pair on the cases both runs have
     metrics = ("ES", "PS", "NS", "RS", "DNS", "EM", "PM", "RM", "DNM")
     pool = next(iter(have.values())).config.get("pool", "prompts")
     lines = [
-        f"On the {len(common)} test cases all of these runs have finished "
-        f"({', '.join(f'{k}: {len(p.cases)}' for k, p in have.items())} finished):",
+        f"On the {len(common)} test cases the finished runs share (a run still going: the ones it "
+        f"has; {', '.join(f'{k}: {len(p.cases)}' for k, p in have.items())} finished); each pair "
+        "below on the cases both of its runs have:",
         "",
         "| run | " + " | ".join(metrics) + " |",
         "|---" * (len(metrics) + 1) + "|",
@@ -539,7 +542,7 @@ def seed_table(test: list[Point], seeds: list[Point]) -> str:
             continue
         cells = []
         for m in metrics:
-            d = paired_difference(rows[a], rows[b], m)
+            d = paired_difference(pairs_rows[a], pairs_rows[b], m)
             cells.append("—" if d.n == 0 else f"{d.mean:+.1f} ({d.better}/{d.worse})")
         lines.append(f"| {label} | " + " | ".join(cells) + " |")
     return "\n".join(lines)

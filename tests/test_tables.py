@@ -212,9 +212,10 @@ def test_the_second_draw_is_read_on_the_cases_all_four_runs_share(tmp_path):
         for r in rows(rs=30.0, ids=["0", "1"]):  # a draw still running: two cases so far
             log.append(r)
     text = tables.seed_table(tables.load_points(test), tables.load_points(seed))
-    assert text.startswith("On the 2 test cases all of these runs have finished")
+    assert text.startswith("On the 4 test cases the finished runs share")
+    assert "| ROME, draw 1 | 100.0 | 100.0 | 50.0 | 30.0 |" in text  # its two cases
     assert "| draw effect on ROME (1 − 0) | +0.0 (0/0) | +0.0 (0/0) | +0.0 (0/0) | +10.0 (2/0) |" in text
-    assert "| SADR effect, draw 0 | +0.0 (0/0) | +0.0 (0/0) | +0.0 (0/0) | +20.0 (2/0) |" in text
+    assert "| SADR effect, draw 0 | +0.0 (0/0) | +0.0 (0/0) | +0.0 (0/0) | +20.0 (4/0) |" in text  # all 4
     assert "SADR effect, draw 1" not in text  # its SADR run has not started
 
 
