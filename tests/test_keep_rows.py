@@ -135,3 +135,14 @@ def test_steps_given_twice_is_refused_and_compare_warns_on_different_case_files(
     b = {"config": {"data_sha256": "bbbb"}, "cases": cases}
     assert "read different case files" in compare_table([("a", a), ("b", b)], ["ES"])
     assert "different case files" not in compare_table([("a", a), ("a2", a)], ["ES"])
+
+
+def test_merge_takes_the_lock_an_eval_on_the_same_out_holds(tiny_dir, tmp_path, capsys):
+    from filelock import FileLock
+
+    part, full = tmp_path / "part.json", tmp_path / "full.json"
+    assert _eval(tiny_dir, part, "--limit", "2") == 0
+    with FileLock(f"{full}.partial.jsonl.lock"):  # as an eval writing full.json holds it
+        assert cli(["merge", str(part), "--out", str(full)]) == 2
+    assert "is being written by another process" in capsys.readouterr().err and not full.exists()
+    assert cli(["merge", str(part), "--out", str(full)]) == 0 and _ids(full) == ["0", "1"]

@@ -24,8 +24,7 @@ def add_options(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from drift.cli.runs import coverage, join, read_any, write_results
-    from drift.evaluation.metrics import scoring_of
+    from drift.cli.runs import coverage, join, read_any
 
     O.writable_file(args.out)
     O.refuse_same_files({"--out": args.out}, {f"input {x}": x for x in args.inputs})
@@ -42,6 +41,23 @@ def run(args: argparse.Namespace) -> int:
             "or pass --allow-missing to write what there is"
         )
     extra = {"missing": missing} if missing else {}
+    from filelock import FileLock, Timeout
+
+    from drift.cli.runs import RunConflict
+
+    try:  # the lock an eval writing the same --out holds on its log while it runs
+        with FileLock(f"{args.out}.partial.jsonl.lock", timeout=0):
+            return _write(args, config, rows, extra)
+    except Timeout:
+        raise RunConflict(
+            f"{args.out} is being written by another process; wait for it to finish or choose another --out"
+        ) from None
+
+
+def _write(args, config: dict, rows: list[dict], extra: dict) -> int:
+    from drift.cli.runs import write_results
+    from drift.evaluation.metrics import scoring_of
+
     claim(args.out, config, args.restart, case_ids=[r["case_id"] for r in rows])
     merged = [str(x) for x in args.inputs]
     if config.get("command") == "audit":  # an audit's shards: the summary is the audit's own
