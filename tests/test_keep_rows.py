@@ -146,3 +146,19 @@ def test_merge_takes_the_lock_an_eval_on_the_same_out_holds(tiny_dir, tmp_path, 
         assert cli(["merge", str(part), "--out", str(full)]) == 2
     assert "is being written by another process" in capsys.readouterr().err and not full.exists()
     assert cli(["merge", str(part), "--out", str(full)]) == 0 and _ids(full) == ["0", "1"]
+
+
+def test_a_sequential_run_in_half_precision_is_another_run(tiny, tmp_path, monkeypatch):
+    import torch
+
+    import drift.evaluation.sequential as seq
+    from drift.cli.commands.sequential import Runs
+    from drift.data import load_cases
+    from drift.model.tiny import tiny_bridge
+
+    monkeypatch.setattr(seq, "sequential_edits", lambda *a, **k: [])  # the key is what is asked here
+    runs, cases = Runs(tmp_path / "sequential-runs.jsonl", False), load_cases("builtin", limit=2)
+    common = dict(dr=0.0, sadr=None, checkpoints=[2], batch=1, seed=0)
+    fp32 = runs.get(tiny, cases, "memit", **common)
+    bf16 = runs.get(tiny_bridge(seed=0, dtype=torch.bfloat16), cases, "memit", **common)
+    assert fp32["key"] != bf16["key"] and bf16["config"]["dtype"] == "bf16" and "dtype" not in fp32["config"]

@@ -67,6 +67,8 @@ class Runs:
     ) -> dict:
         """The run's record ``{"key", "label", "checkpoints": [{"n_edits", "summary"}], ...}``;
         with ``keep``, also the similarity matrices of its first ``keep`` raw updates."""
+        import torch
+
         from drift.cli.spec import run_key
         from drift.editors import get_compute
         from drift.editors.sadr import SADR
@@ -94,6 +96,10 @@ class Runs:
             cfg["steps"] = steps
         if retention is not None:  # only then: the keys of earlier runs stay as they were
             cfg["retention"] = retention
+        if model.dtype != torch.float32:  # a half-precision run is another run (float32 keys unchanged)
+            from drift.model.loading import dtype_name
+
+            cfg["dtype"] = dtype_name(model.dtype)
         key = run_key(cfg)
         if self.provenance is not None:
             cfg["provenance"] = self.provenance
