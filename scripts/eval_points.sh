@@ -87,11 +87,18 @@ run_eval() {  # NAME EVAL-OPTIONS...: one `python -m drift eval` run into $DIR/N
     echo "$(date -u +%FT%TZ) done $name"
 }
 
-resolved() {  # FILE: FILE with its data at $DATA's absolute path (the runs start in the pinned package)
-    local copy
+resolved() {  # FILE: a copy of FILE whose data path starts at / (the runs start in the pinned package):
+    # a path relative to the repository made absolute, "builtin" kept, and D (when set) in its place
+    local copy value
     copy="$ROOT/out/sweeps/$(basename "$DIR")-$(basename "$1")"
     mkdir -p "$(dirname "$copy")"
-    sed "s|^data = .*|data = \"$DATA\"|" "$1" >"$copy"
+    value="$(sed -n 's/^data = "\(.*\)"$/\1/p' "$1" | head -n 1)"
+    case "$value" in
+        builtin | /* | "") ;;
+        *) value="$(realpath -m "$ROOT/$value")" ;;
+    esac
+    [[ -z "${D:-}" ]] || value="$DATA"
+    sed "s|^data = .*|data = \"$value\"|" "$1" >"$copy"
     echo "$copy"
 }
 
