@@ -1,6 +1,6 @@
 """Fig. 6 of the main paper from the validation grid's results: SADR on the drifting heads only
 (selective, the default) against SADR on every head, across γ, at ROME's 20 steps; every point a
-finished run under results/validation (``scripts/validation_grid.sh``).
+finished run under results/validation (``sweeps/validation.toml``, run by ``scripts/validation_grid.sh``).
 
     python analyses/fig6.py                                  # the table, from what has finished
     python analyses/fig6.py --figure figures/readme/fig6_heads --update docs/results.md

@@ -1,6 +1,6 @@
 """Fig. 7 of the main paper from the validation grid's results: edit success against specificity for
 SADR's γ and for ROME's own knobs (steps, learning rate, ω), every point a finished run under
-results/validation (``scripts/validation_grid.sh``).
+results/validation (``sweeps/validation.toml``, run by ``scripts/validation_grid.sh``).
 
     python analyses/fig7.py                                  # the table, from what has finished
     python analyses/fig7.py --figure figures/readme/fig7_tradeoff --update docs/results.md

@@ -48,7 +48,7 @@ def test_fig6_starts_its_lines_from_the_editor_alone_at_the_sadr_steps(tmp_path)
 
     finished(tmp_path, "memit_s80", {"editor": "memit", "steps": 80}, rows(es=90))
     finished(tmp_path, "memit", {"editor": "memit"}, rows(es=95))  # MEMIT's preset: 20 steps
-    finished(tmp_path, "memit_s20", {"editor": "memit", "steps": 20}, rows(es=96))  # the same run, asked apart
+    finished(tmp_path, "memit_s20", {"editor": "memit", "steps": 20}, rows(es=96))  # the same, asked apart
     finished(tmp_path, "g", sadr(0.01, 80) | {"editor": "memit"}, rows(es=70))
     finished(tmp_path, "g20", sadr(0.01, 20) | {"editor": "memit"}, rows(es=60))
     finished(tmp_path, "rome", sadr(0.01, 80), rows(es=1))  # another editor: on no line
