@@ -1,16 +1,24 @@
-# Sourced by scripts/validation_grid.sh and scripts/test_runs.sh: one `python -m drift eval` run per
-# named point of an experiment, resumable, every point with the drift package of one pinned commit.
+# Sourced by the scripts that run an experiment (scripts/validation_grid.sh, test_runs.sh, seed_runs.sh,
+# ...): its runs resumable, every run with the drift package of one pinned commit.
 #
 # The caller sets, then sources this file and calls `points_begin`:
-#   DIR     the experiment's folder (results/validation, results/test): NAME.json per finished point,
-#           NAME.json.partial.jsonl (eval's run log) while it runs, the script's log in $LOG
+#   DIR     the experiment's folder (results/validation, results/test): NAME.json per finished run,
+#           NAME.json.partial.jsonl (eval's run log) or .parts/NAME/ (sweep's chunk logs) while it
+#           runs, the script's log in $LOG
 #   LOG     the log file everything is appended to
-#   SPLIT   an array of eval's case options (--limit 1178 --shard 29/50)
-#   PIN     the file holding the commit whose drift/ every point runs (written with HEAD when absent)
+#   SPLIT   an array of eval's case options (--limit 1178 --shard 29/50), for `point`
+#   PIN     the file holding the commit whose drift/ every run uses (written with HEAD when absent)
 # Environment: D (the dev set), DRIFT_THREADS (default 1), NICE (default 10).
 #
-# `point NAME EDITOR EVAL-OPTIONS...` runs one point unless NAME.json exists; a partial point resumes at
-# its next case (eval's own resume). A point that fails stops the script with its status.
+# `grid FILE` runs the sweep file FILE (sweeps/*.toml: data, split and every run by name) into $DIR
+# with `python -m drift sweep`; `grid_point FILE NAME KEY=VALUE...` runs one more run with FILE's
+# shared options (a point the grid's rule adds). `point NAME EDITOR EVAL-OPTIONS...` runs one
+# `python -m drift eval` run unless NAME.json exists. A run that fails stops the script with its
+# status; re-running the script resumes every unfinished run at its next case.
+#
+# A pinned package whose sweep cannot read the file (one from before sweep files took a split,
+# `shard`: the grids started by shell loops) runs FILE's runs one by one with `eval` instead, each
+# skipped when NAME.json exists and resumed from NAME.json.partial.jsonl, as those grids always ran.
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 DATA="$(realpath "${D:-$ROOT/../shared/data/counterfact-merged-dev.json}")"
@@ -52,9 +60,15 @@ snapshot() {  # the pinned commit's drift package, extracted once (git archive) 
     export DRIFT_SOURCE_COMMIT="$commit"  # the runs' provenance names it (drift.cli.spec.provenance)
 }
 
-point() {  # NAME EDITOR EVAL-OPTIONS...: one point, skipped when finished
-    local name="$1" editor="$2" out="$DIR/$1.json" rc done
+point() {  # NAME EDITOR EVAL-OPTIONS...: one eval run on $DATA's $SPLIT, skipped when finished
+    local name="$1" editor="$2"
     shift 2
+    run_eval "$name" --data "$DATA" "${SPLIT[@]}" --editor "$editor" --no-fluency "$@"
+}
+
+run_eval() {  # NAME EVAL-OPTIONS...: one `python -m drift eval` run into $DIR/NAME.json, skipped when finished
+    local name="$1" out="$DIR/$1.json" rc done
+    shift
     if [[ -f "$out" ]]; then
         return 0
     fi
@@ -63,13 +77,74 @@ point() {  # NAME EDITOR EVAL-OPTIONS...: one point, skipped when finished
     if [[ -f "$out.partial.jsonl" ]]; then
         done=$(($(wc -l <"$out.partial.jsonl") - 1))
     fi
-    echo "$(date -u +%FT%TZ) start $name ($done cases logged before) at commit $COMMIT: $editor $*"
+    echo "$(date -u +%FT%TZ) start $name ($done cases logged before) at commit $COMMIT: $*"
     rc=0
-    (cd "$SRC" && "$PY" -m drift eval --data "$DATA" "${SPLIT[@]}" --editor "$editor" --no-fluency --quiet \
-        "$@" --out "$out") || rc=$?
+    (cd "$SRC" && "$PY" -m drift eval "$@" --quiet --out "$out") || rc=$?
     if [[ $rc -ne 0 ]]; then
         echo "$(date -u +%FT%TZ) stop: $name exited with status $rc; re-run the script to resume"
         exit "$rc"
     fi
     echo "$(date -u +%FT%TZ) done $name"
+}
+
+resolved() {  # FILE: a copy of FILE whose data path starts at / (the runs start in the pinned package):
+    # a path relative to the repository made absolute, "builtin" kept, and D (when set) in its place
+    local copy value
+    copy="$ROOT/out/sweeps/$(basename "$DIR")-$(basename "$1")"
+    mkdir -p "$(dirname "$copy")"
+    value="$(sed -n 's/^data = "\(.*\)"$/\1/p' "$1" | head -n 1)"
+    case "$value" in
+        builtin | /* | "") ;;
+        *) value="$(realpath -m "$ROOT/$value")" ;;
+    esac
+    [[ -z "${D:-}" ]] || value="$DATA"
+    sed "s|^data = .*|data = \"$value\"|" "$1" >"$copy"
+    echo "$copy"
+}
+
+grid() {  # FILE: every run of the sweep file FILE into $DIR, resumable
+    local file rc=0 why
+    file="$(resolved "$1")"
+    snapshot
+    if why="$(cd "$SRC" && "$PY" -c 'import sys; from drift.cli.sweep import load; load(sys.argv[1])' "$file" 2>&1)"; then
+        echo "$(date -u +%FT%TZ) start sweep $1 at commit $COMMIT"
+        (cd "$SRC" && "$PY" -m drift sweep "$file" --out-dir "$DIR" --engine local --quiet) || rc=$?
+        if [[ $rc -ne 0 ]]; then
+            echo "$(date -u +%FT%TZ) stop: the sweep exited with status $rc; re-run the script to resume"
+            exit "$rc"
+        fi
+        echo "$(date -u +%FT%TZ) done sweep $1"
+        return 0
+    fi
+    echo "$(date -u +%FT%TZ) the package of $COMMIT cannot sweep $1 (${why##*$'\n'}): its runs one by one with eval"
+    local listing line
+    if ! listing="$(cd "$ROOT" && PYTHONPATH="$ROOT" "$PY" -c '
+import shlex, sys
+from drift.cli.sweep import load
+for run in load(sys.argv[1])[0]:  # each run as the eval options it stands for
+    argv = []
+    for key, value in run.options.items():
+        if key == "hp":
+            argv += [a for k, v in value.items() for a in ("--hp", f"{k}={v}")]
+        elif value is True:
+            argv.append("--" + key.replace("_", "-"))
+        elif value is not False and value is not None:
+            argv += ["--" + key.replace("_", "-"), str(value)]
+    print(shlex.join([run.name, *argv]))
+' "$file")"; then
+        echo "$(date -u +%FT%TZ) stop: $1 cannot be read as a sweep file; fix it and re-run the script"
+        exit 1
+    fi
+    while IFS= read -r line; do
+        [[ -z "$line" ]] || eval "run_eval $line"  # shlex-quoted: NAME then eval's options
+    done <<<"$listing"
+}
+
+grid_point() {  # FILE NAME KEY=VALUE...: one run more with FILE's shared options (TOML values)
+    local file="$1" name="$2" extra
+    shift 2
+    extra="$ROOT/out/sweeps/point-$name.toml"
+    mkdir -p "$(dirname "$extra")"
+    { sed '/^\[\[run\]\]/,$d' "$file"; echo "[[run]]"; echo "name = \"$name\""; printf '%s\n' "$@"; } >"$extra"
+    grid "$extra"
 }

@@ -181,7 +181,7 @@ def test_the_sadr_grid_runs_each_distinct_configuration_once_and_resumes(
     )
     run_analysis("sadr", base, capsys)
     assert json.loads((tmp_path / "sadr.json").read_text())["table3"] == res["table3"]
-    assert main(["compare", str(tmp_path / "runs" / "None.json"), str(tmp_path / "runs" / runs[0])]) == 0
+    assert main(["compare", str(tmp_path / "runs" / "none_n2.json"), str(tmp_path / "runs" / runs[0])]) == 0
 
 
 def test_device_reaches_the_model_loader(tmp_path, monkeypatch):

@@ -66,7 +66,7 @@ if TYPE_CHECKING:
     from drift.cli.runs import ChunkLogs
 
 SETTINGS = ("chunk",)  # sweep-level keys that are not eval options
-NOT_IN_SPEC = ("out", "shard", "restart", "sequential", "quiet", "device")
+NOT_IN_SPEC = ("out", "restart", "sequential", "quiet", "device")
 
 
 @dataclass(frozen=True)
@@ -203,7 +203,8 @@ class _Run:
 
 def _prepare(run: RunSpec, out: Path, chunk: int, device: str | None, restart: bool) -> _Run | None:
     """The run's chunks still to do (``None`` when its results file is finished). Cases finished
-    in any earlier chunk log are left out, whatever the chunk size was then."""
+    in any earlier chunk log are left out, whatever the chunk size was then, and so are those of
+    ``eval``'s own log of the same configuration (``OUT/NAME.json.partial.jsonl``)."""
     from drift.cli.runs import ChunkLogs, RunConflict, chunks, join, set_aside
     from drift.cli.spec import run_key
 
@@ -232,6 +233,9 @@ def _prepare(run: RunSpec, out: Path, chunk: int, device: str | None, restart: b
             )
         else:
             print(f"sweep: the earlier {result} is kept as {set_aside(result)}", file=sys.stderr)
+    eval_log = out / f"{run.name}.json.partial.jsonl"  # `eval --out OUT/NAME.json`'s own log of it
+    if not carried and eval_log.exists() and run_key((found := join([eval_log], "sweep"))[0]) == key:
+        carried = [row for row in found[1] if row["case_id"] in {c.case_id for c in job.cases}]
     logged = parts.read("sweep")  # each chunk log read once
     stale = [p for p, (config, _) in logged.items() if run_key(config) != key]
     if stale and not restart:

@@ -6,12 +6,16 @@
     python -m drift sadr --gamma 1e-2,1e-1 ...             # one Table 3 row per γ (the paper's scale)
 
 - Table 3: None / editor / editor+SADR for each editor, ES PS NS RS DNS and Avg S with 95% CIs.
-- Fig. 6: selective vs all heads over γ (first editor), RS, DNS and ES.
+- Fig. 6: selective vs all heads over γ (first editor), ES, RS and DNS (:func:`fig6`).
 - Fig. 7: edit success (mean of EM and PM) against specificity (RM, DNM) for SADR's γ and for the
-  editor's own knobs: optimisation steps, learning rate and ω.
+  editor's own knobs: optimisation steps, learning rate and ω (:func:`fig7`).
+
+Each figure is drawn by one function from results files: this command's runs (:class:`Run`) or
+the validation grid's (``analyses/fig6.py``, ``analyses/fig7.py`` call the same functions).
 
 The grid is a sweep (drift.cli.sweep): every distinct configuration is one ``eval`` run, its results
-file ``OUT/runs/NAME.json``, its cases cut into chunks of ``--chunk``. By default the chunks run in
+file ``OUT/runs/NAME.json``, NAME made from the run's options (:func:`run_name`; ``sadr.json``'s
+``runs`` maps each label to it), its cases cut into chunks of ``--chunk``. By default the chunks run in
 this process; ``--ray`` runs them on a local Ray instance (one worker per core, or ``--per-gpu``
 workers sharing each GPU with ``--device cuda``), ``--address`` on an existing Ray cluster. An
 interrupted run resumes where it stopped, down to the last finished case; ``--restart`` redoes
@@ -23,11 +27,16 @@ Writes ``OUT/*.html``, ``OUT/*.png``, ``OUT/sadr.json`` and prints the table.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
+import math
 import time
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 from drift.cli import options as O
+from drift.cli.sweep import RunSpec, slug
 
 TABLE = ["ES", "PS", "NS", "RS", "DNS", "AvgS"]
 
@@ -111,16 +120,51 @@ def _provenance(args) -> dict:
 
 def setting(editor: str, model: str, gamma: list[float] | None = None, steps: int | None = None) -> tuple:
     """``(γ values, steps)`` of ``editor``'s SADR rows on ``model`` (a name): the given ones, else
-    the model's setting (:func:`drift.editors.sadr.paper_setting`; on the default SmolLM2-135M,
+    the model's setting (:func:`drift.editors.presets.sadr_setting`; on the default SmolLM2-135M,
     ROME's is its validation grid's choice, γ 4e-2 at 20 steps).
 
     >>> setting("rome", "HuggingFaceTB/SmolLM2-135M-Instruct"), setting("rome", "EleutherAI/gpt-j-6b")
     (([0.04], 20), ([0.01], 80))
     """
-    from drift.editors.sadr import paper_setting
+    from drift.editors.presets import sadr_setting
 
-    found = paper_setting(editor, model)
+    found = sadr_setting(editor, model)
     return (list(gamma) if gamma else [found["gamma"]]), (steps or found["steps"])
+
+
+@dataclass(frozen=True)
+class Planned:
+    """One run of the grid: ``label`` names it in Table 3 and in ``sadr.json``, ``in_table`` says
+    whether it is a row of Table 3 (else a point of Fig. 6/7), and ``run`` is the sweep's run,
+    named by :func:`run_name` from its options (a label is never read back)."""
+
+    label: str
+    in_table: bool
+    run: RunSpec
+
+
+def run_name(options: dict) -> str:
+    """The results file's stem of a grid run, from its options: the editor, SADR's heads and γ,
+    the steps, each hyper-parameter (``lr``, ``kl`` for ω, others by name) and ``nLIMIT``, the
+    cases it runs. Options that the grid's runs share (data, model, seed) are not in it.
+
+    >>> run_name({"editor": "rome", "sadr": 0.04, "sadr_heads": "all", "steps": 20, "limit": 4})
+    'rome_sadr_all_g0.04_s20_n4'
+    >>> run_name({"editor": "rome", "hp": {"kl_factor": 4.0}, "limit": 8}), run_name({"editor": "none"})
+    ('rome_kl4_n8', 'none')
+    """
+    parts = [str(options.get("editor") or "none")]
+    if options.get("sadr"):
+        heads = ["all"] if options.get("sadr_heads") == "all" else []
+        parts += ["sadr", *heads, f"g{options['sadr']:g}"]
+    if options.get("steps"):
+        parts.append(f"s{options['steps']}")
+    short = {"lr": "lr", "kl_factor": "kl"}
+    for k, v in sorted((options.get("hp") or {}).items()):
+        parts.append(short.get(k, k) + (f"{v:g}" if isinstance(v, (int, float)) else str(v)))
+    if options.get("limit") is not None:
+        parts.append(f"n{options['limit']}")
+    return slug("_".join(parts))
 
 
 def run(args: argparse.Namespace) -> dict:
@@ -133,17 +177,19 @@ def run(args: argparse.Namespace) -> dict:
     t0 = time.time()
     out = Path(args.out)
     model_name = args.model or drift.DEFAULT_MODEL
-    grid = _grid(args)
-    results, n_cases = _run_grid(args, grid, out / "runs")
-    table_rows = [
-        [label] + [_cell(results[label], m) for m in TABLE] for label, in_table, _ in grid if in_table
-    ]
+    grid = _plan(args, _grid(args))
+    finished = _run_grid(args, grid, out / "runs")
+    results = {p.label: finished[p.run.name]["summary"] for p in grid}
+    unedited = next(p for p in grid if p.run.options["editor"] == "none")
+    n_cases = len(finished[unedited.run.name]["cases"])
+    table_rows = [[p.label] + [_cell(results[p.label], m) for m in TABLE] for p in grid if p.in_table]
     written = _write_table(table_rows, out, f"{model_name}, {n_cases} cases of {Path(args.data).name}")
     if not args.no_figures:
-        written += _write_figures(args, results, n_cases, out)
+        written += _write_figures(args, [p for p in grid if not p.in_table], out)
     result = {
         "config": vars(args) | {"model": model_name, "n_cases": n_cases} | _provenance(args),
         "results": results,
+        "runs": {p.label: p.run.name for p in grid},
         "table3": {r[0]: dict(zip(TABLE, r[1:], strict=True)) for r in table_rows},
         "seconds": time.time() - t0,
     }
@@ -189,24 +235,32 @@ def _grid(args: argparse.Namespace) -> list[tuple[str, bool, dict]]:
     return grid
 
 
-def _run_grid(args: argparse.Namespace, grid: list[tuple[str, bool, dict]], runs: Path) -> tuple[dict, int]:
-    """Run ``grid`` as a sweep into ``runs`` (Table 3's runs on ``--limit`` cases, the figures' on
-    ``--sweep-limit``; a configuration asked twice runs once): each label's summary, and the
-    number of cases of the unedited run."""
-    from drift.cli.sweep import RunSpec, execute, slug
-
+def _plan(args: argparse.Namespace, grid: list[tuple[str, bool, dict]]) -> list[Planned]:
+    """The grid's runs with their whole options (Table 3's runs on ``--limit`` cases, the figures'
+    on ``--sweep-limit``), each named by :func:`run_name`: a configuration asked twice is one run."""
     shared = {"data": args.data, "model": args.model, "seed": args.seed, "no_fluency": True}
     if args.dtype:
         shared["dtype"] = args.dtype
-    names: dict[str, str] = {}  # label -> run name; configurations asked twice run once
-    specs: dict[str, RunSpec] = {}
+    planned: list[Planned] = []
+    by_name: dict[str, RunSpec] = {}
     for label, in_table, options in grid:
         options = shared | {"limit": args.limit if in_table else args.sweep_limit} | options
-        same = next((n for n, r in specs.items() if r.options == options), None)
-        names[label] = same or slug(label)
-        specs.setdefault(names[label], RunSpec(names[label], options))
-    finished = execute(
-        list(specs.values()),
+        spec = by_name.setdefault(run_name(options), RunSpec(run_name(options), options))
+        if spec.options != options:
+            raise ValueError(
+                f"sadr: two runs of the grid are both named {spec.name!r}: {spec.options} and {options}"
+            )
+        planned.append(Planned(label, in_table, spec))
+    return planned
+
+
+def _run_grid(args: argparse.Namespace, grid: list[Planned], runs: Path) -> dict[str, dict]:
+    """Run ``grid``'s distinct runs as a sweep into ``runs``: each run's results by run name."""
+    from drift.cli.sweep import execute
+
+    distinct = {p.run.name: p.run for p in grid}
+    return execute(
+        list(distinct.values()),
         runs,
         chunk=args.chunk,
         engine="ray" if args.ray else "local",
@@ -216,8 +270,6 @@ def _run_grid(args: argparse.Namespace, grid: list[tuple[str, bool, dict]], runs
         per_gpu=args.per_gpu,
         restart=args.restart,
     )
-    results = {label: finished[name]["summary"] for label, name in names.items()}
-    return results, len(finished[names["None"]]["cases"])
 
 
 def _write_table(table_rows: list[list[str]], out: Path, what: str) -> list[Path]:
@@ -228,59 +280,18 @@ def _write_table(table_rows: list[list[str]], out: Path, what: str) -> list[Path
     return plots.save(table, out / "table3")
 
 
-def _write_figures(args: argparse.Namespace, results: dict, n_cases: int, out: Path) -> list[Path]:
+def _write_figures(args: argparse.Namespace, points: list[Planned], out: Path) -> list[Path]:
     """Fig. 6 (``out/fig6_selective_vs_all.*``) and Fig. 7 (``out/fig7_tradeoff.*``) of the first
-    editor from the runs' ``results`` (label -> summary); the files written."""
+    editor, drawn by :func:`fig6` and :func:`fig7` from the results files of the figures' runs
+    ``points``; the files written."""
+    import drift
     from drift import plots
 
-    first, gammas = args.editors[0], args.gammas
-    lines = {}
-    for h in ("selective", "all"):
-        for m in ("RS", "DNS", "ES"):
-            lines[f"{m} ({h} heads)"] = [results[f"{first} γ={g:g} {h}"][m] for g in gammas]
-    base = results[f"{first} base"]
-    written = plots.save(
-        plots.curves(
-            gammas,
-            lines,
-            log_x=True,
-            x_title="γ",
-            y_title="score (%)",
-            references={f"{first} {m}": base[m] for m in ("RS", "DNS")},
-            title=f"SADR on {first}: selective vs all heads ({min(args.sweep_limit, n_cases)} cases)",
-        ),
-        out / "fig6_selective_vs_all",
-    )
-    knobs = {
-        "SADR γ": [f"{first} γ={g:g} selective" for g in gammas],
-        "steps": [f"{first} steps={s:g}" for s in args.knob_steps],
-        "lr": [f"{first} lr={v:g}" for v in args.knob_lr],
-        "ω": [f"{first} ω={v:g}" for v in args.knob_kl],
-    }
-    panels = {}
-    for spec in ("RM", "DNM"):
-        panels[spec] = {
-            k: (
-                [results[l][spec] for l in ls],
-                [_success(results[l]) for l in ls],
-                [l.split(" ", 1)[1].split(" ")[0] for l in ls],
-            )
-            for k, ls in knobs.items()
-        }
-    written += plots.save(
-        plots.paths(
-            panels,
-            x_titles={
-                "RM": "RM (relation, P of the right answer, %)",
-                "DNM": "DNM (distracting neighbourhood, %)",
-            },
-            y_title="edit success: mean of EM and PM (%)",
-            title=f"Trade-off on {first}: SADR γ vs the editor's own knobs",
-        ),
-        out / "fig7_tradeoff",
-        width=1200,
-    )
-    return written
+    first = args.editors[0]
+    steps = setting(first, args.model or drift.DEFAULT_MODEL, None, args.steps)[1]
+    runs = [Run.read(out / "runs" / f"{p.run.name}.json") for p in points]
+    written = plots.save(fig6(runs, first, steps), out / "fig6_selective_vs_all")
+    return written + plots.save(fig7(runs, first, split=""), out / "fig7_tradeoff")
 
 
 def _cell(summary: dict, metric: str) -> str:
@@ -293,6 +304,203 @@ def _cell(summary: dict, metric: str) -> str:
     return f"{value:.1f}"
 
 
-def _success(summary: dict) -> float:
+# ---- Fig. 6 and Fig. 7, from results files -------------------------------------------------------
+# Both figures take "points": finished or running runs, each with ``config`` (its results file's
+# configuration), ``summary``, ``cases`` (its case rows) and ``finished`` — a :class:`Run` read from
+# a results file, or analyses/tables.py's ``Point`` (which also reads the logs of runs still going).
+# Only finished points are drawn; analyses/fig6.py and fig7.py list the others in their tables.
+
+HEADS = ("selective", "all")
+SPECIFICITY = ("RM", "DNM")  # Fig. 7's panels
+
+
+@dataclass(frozen=True)
+class Run:
+    """A finished run as the figures read it: its results file's stem, configuration, summary and
+    case rows."""
+
+    name: str
+    config: dict
+    summary: dict
+    cases: list
+    finished: bool = True
+
+    @classmethod
+    def read(cls, path: Path | str) -> Run:
+        """The run in results file ``path`` (``NAME.json``, as ``eval`` and ``sweep`` write it)."""
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+        return cls(Path(path).stem, data["config"], data["summary"], data["cases"])
+
+
+@functools.lru_cache(maxsize=None)
+def _preset(editor: str, model: str | None) -> tuple:
+    import importlib
+    from dataclasses import fields
+
+    from drift.editors import HPARAMS
+    from drift.editors.presets import editor_settings
+
+    module, cls = HPARAMS[editor]
+    hp = getattr(importlib.import_module(f"drift.editors.{module}"), cls)()
+    try:
+        found = editor_settings(editor, model) or {}
+    except ValueError:  # an editor without a settings table: its defaults
+        found = {}
+    return tuple(({f.name: getattr(hp, f.name) for f in fields(hp)} | found).items())
+
+
+def preset(editor: str, model: str | None) -> dict:
+    """``editor``'s own hyper-parameters on ``model`` (a name or folder): its defaults overlaid by
+    the row of :data:`drift.editors.presets.EDITOR_SETTINGS` for the model's family.
+
+    >>> hp = preset("rome", "smollm2-135m")
+    >>> hp["steps"], hp["lr"], hp["kl_factor"]
+    (20, 0.5, 0.0625)
+    """
+    return dict(_preset(editor, model))
+
+
+def steps_of(config: dict) -> int:
+    """A run's optimisation steps: its ``steps`` option, else its editor's preset on its model.
+
+    >>> steps_of({"editor": "rome", "steps": 80}), steps_of({"editor": "rome", "model": "smollm2-135m"})
+    (80, 20)
+    """
+    return int(config.get("steps") or preset(config.get("editor") or "rome", config.get("model"))["steps"])
+
+
+def success(summary: dict) -> float:
+    """Fig. 7's edit success: the mean of EM and PM (NaN without either).
+
+    >>> success({"EM": 90.0, "PM": 70.0}), success({"EM": 90.0})
+    (80.0, 90.0)
+    """
     vals = [summary[m] for m in ("EM", "PM") if m in summary]
-    return sum(vals) / len(vals) if vals else float("nan")
+    return sum(vals) / len(vals) if vals else math.nan
+
+
+def _plainness(p) -> int:
+    """How many knobs a run sets beyond its editor's preset (steps, each hyper-parameter)."""
+    return bool(p.config.get("steps")) + len(p.config.get("hp") or {})
+
+
+def _alone(points: Sequence, editor: str, steps: int | None = None):
+    """``editor`` alone (no SADR, no hyper-parameter) at ``steps`` steps (``None``: at its preset,
+    no ``steps`` given), the first of the plainest; ``None`` when there is none."""
+    found = [
+        p
+        for p in points
+        if p.config.get("editor") == editor
+        and not p.config.get("sadr")
+        and not p.config.get("hp")
+        and (not p.config.get("steps") if steps is None else steps_of(p.config) == steps)
+    ]
+    return min(found, key=_plainness, default=None)
+
+
+def fig6_lines(
+    points: Sequence, editor: str = "rome", steps: int = 20
+) -> dict[str, list[tuple[float, object]]]:
+    """Fig. 6's lines: ``{"selective": [(γ, point)], "all": [...]}``, the runs of ``editor`` with
+    SADR at ``steps`` steps and no other hyper-parameter, each line from ``editor`` alone at those
+    steps (γ = 0); a line without a SADR run is left out."""
+    out: dict[str, list] = {h: [] for h in HEADS}
+    for p in points:
+        c = p.config
+        if c.get("editor") != editor or not c.get("sadr") or c.get("hp") or steps_of(c) != steps:
+            continue
+        out[c.get("sadr_heads") or "selective"].append((float(c["sadr"]), p))
+    start = _alone(points, editor, steps)
+    for row in out.values():
+        if start is not None and row:
+            row.append((0.0, start))
+        row.sort(key=lambda t: t[0])
+    return {k: v for k, v in out.items() if v}
+
+
+def fig6(points: Sequence, editor: str = "rome", steps: int = 20):
+    """Fig. 6: ES, RS and DNS against SADR's γ, one line per choice of heads (selective: the
+    drifting heads; all: every head), over the finished ``points`` of :func:`fig6_lines`."""
+    from drift import plots
+
+    done = {h: {g: p for g, p in row if p.finished} for h, row in fig6_lines(points, editor, steps).items()}
+    xs = sorted({g for row in done.values() for g in row})
+    series = {
+        f"{m}, {h} heads": [row[g].summary.get(m, math.nan) if g in row else math.nan for g in xs]
+        for h, row in done.items()
+        for m in ("ES", "RS", "DNS")
+    }
+    return plots.curves(
+        xs, series, x_title="SADR's γ", y_title="score (%)", title="SADR on the drifting heads vs every head"
+    )
+
+
+def fig7_knob(p, editor: str = "rome") -> tuple[str, float] | None:
+    """The line of Fig. 7 that ``p`` lies on and its setting there, or ``None`` (another editor,
+    all heads, two knobs at once). ``editor`` alone at its preset lies on several lines; this
+    gives its steps line."""
+    c = p.config
+    hp = c.get("hp") or {}
+    if c.get("editor") != editor or (c.get("sadr_heads") or "selective") != "selective":
+        return None
+    name = editor.upper()
+    if c.get("sadr"):
+        return (f"SADR γ, {steps_of(c)} steps", float(c["sadr"])) if not hp else None
+    if not hp:
+        return f"{name} steps", float(steps_of(c))
+    if len(hp) == 1 and not c.get("steps"):
+        ((knob, value),) = hp.items()
+        line = {"lr": f"{name} lr", "kl_factor": f"{name} ω"}.get(knob)
+        return (line, float(value)) if line else None
+    return None
+
+
+def fig7_lines(points: Sequence, editor: str = "rome") -> dict[str, list[tuple[float, object]]]:
+    """Fig. 7's lines, each knob's points in the order of its setting, one point a setting: a SADR
+    line starts from ``editor`` alone at its steps (γ = 0), the learning-rate and ω lines pass
+    through ``editor`` alone at its preset. SADR's lines first, then the knobs by name."""
+    out: dict[str, list] = {}
+    for p in points:
+        k = fig7_knob(p, editor)
+        if k is not None:
+            out.setdefault(k[0], []).append((k[1], p))
+    knobs = {f"{editor.upper()} lr": "lr", f"{editor.upper()} ω": "kl_factor"}
+    for line, row in out.items():
+        if line.startswith("SADR") and (base := _alone(points, editor, steps_of(row[0][1].config))):
+            row.append((0.0, base))  # γ = 0: the editor alone at the same steps
+        elif line in knobs and (base := _alone(points, editor)) is not None:
+            row.append((float(preset(editor, base.config.get("model"))[knobs[line]]), base))
+        row.sort(key=lambda t: (t[0], _plainness(t[1])))
+        out[line] = [t for i, t in enumerate(row) if i == 0 or t[0] != row[i - 1][0]]
+    return dict(sorted(out.items(), key=lambda kv: (not kv[0].startswith("SADR"), kv[0])))
+
+
+def fig7(points: Sequence, editor: str = "rome", split: str = "validation"):
+    """Fig. 7: edit success (:func:`success`) against RM and DNM, one panel each, one line per
+    knob of :func:`fig7_lines` with at least two finished points; 1200 px wide. The title counts
+    the cases of the largest finished point, as ``split`` cases ("" says "cases")."""
+    from drift import plots
+
+    panels: dict[str, dict] = {m: {} for m in SPECIFICITY}
+    for name, row in fig7_lines(points, editor).items():
+        done = [(v, p) for v, p in row if p.finished]
+        if len(done) < 2:
+            continue
+        for m in SPECIFICITY:
+            panels[m][name] = (
+                [p.summary.get(m, math.nan) for _, p in done],
+                [success(p.summary) for _, p in done],
+                [f"{v:g}" for v, _ in done],
+            )
+    n = max((len(p.cases) for p in points if p.finished), default=0)
+    cases = " ".join(filter(None, [str(n), split, "cases a point"]))
+    fig = plots.paths(
+        panels,
+        x_titles={
+            "RM": "RM: relation prompts, P(right answer) margin (%)",
+            "DNM": "DNM: distracting neighbourhood (%)",
+        },
+        y_title="edit success: mean of EM and PM (%)",
+        title=f"SADR's γ against {editor.upper()}'s own knobs ({cases})",
+    )
+    return fig.update_layout(width=1200)
