@@ -42,7 +42,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from drift.cli.runs import CaseLog, read_any  # noqa: E402
+from drift.cli.runs import RecordLog, read_any  # noqa: E402
 from drift.cli.spec import digest_of, file_or_name
 from drift.data import dev_set_or_builtin  # noqa: E402
 from drift.evaluation.compare import paired_difference  # noqa: E402
@@ -206,7 +206,7 @@ def main(argv=None) -> None:
         "pool": POOL,
         "sampling": CORPUS_VERSION,
     }
-    logs = {v: CaseLog(out / f"{v}.json.partial.jsonl", base | {"stats": setup[v]}) for v in variants}
+    logs = {v: RecordLog(out / f"{v}.json.partial.jsonl", base | {"stats": setup[v]}) for v in variants}
     editors = {}
     for v in variants:
         texts, skip = stats_texts(model, v, args.sampled_texts, args.sampled_tokens)

@@ -199,9 +199,9 @@ def test_audit_command_writes_the_summary_other_tools_read_and_resumes(
     monkeypatch.setattr(module, "audit", lambda *a, **k: pytest.fail("a finished case was audited again"))
     partial = tmp_path / "again.json.partial.jsonl"
     partial.write_text("")  # a fresh log of the same run, filled from the finished one
-    from drift.cli.runs import CaseLog
+    from drift.cli.runs import RecordLog
 
-    with CaseLog(partial, res["config"]) as log:
+    with RecordLog(partial, res["config"]) as log:
         for r in res["cases"]:
             log.append(r)
     assert main(argv + ["--out", str(tmp_path / "again.json"), "--quiet"]) == 0

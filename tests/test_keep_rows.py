@@ -100,7 +100,7 @@ def test_sequential_and_sweep_restart_set_aside_instead_of_deleting(tmp_path):
     from drift.cli.runs import RecordLog
 
     log = RecordLog(tmp_path / "sequential-runs.jsonl")
-    log.add({"key": "k", "config": {}, "checkpoints": []})
+    log.append({"key": "k", "config": {}, "checkpoints": []})
     (tmp_path / ".partial-x").mkdir()
     RecordLog(tmp_path / "sequential-runs.jsonl", restart=True)
     assert len(list(tmp_path.glob("sequential-runs.jsonl.aside-*"))) == 1

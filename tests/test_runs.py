@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from drift.__main__ import main
-from drift.cli.runs import CaseLog, RunConflict, join
+from drift.cli.runs import RecordLog, RunConflict, join
 from drift.cli.spec import run_key, run_label
 from drift.evaluation.metrics import summary_stats
 
@@ -142,15 +142,15 @@ def test_a_results_file_carries_its_provenance_and_no_absolute_path(tiny_dir, tm
 
 def test_a_second_process_on_the_same_log_is_refused_while_the_first_writes(tmp_path):
     path = tmp_path / "r.json.partial.jsonl"
-    with CaseLog(path, {"editor": "rome"}) as first:
+    with RecordLog(path, {"editor": "rome"}) as first:
         with pytest.raises(RunConflict, match="being written by another process"):
-            with CaseLog(path, {"editor": "rome"}):
+            with RecordLog(path, {"editor": "rome"}):
                 pass
         with pytest.raises(RunConflict, match="being written by another process"):
-            with CaseLog(path, {"editor": "memit"}, restart=True):
+            with RecordLog(path, {"editor": "memit"}, restart=True):
                 pass
         first.append({"case_id": "0", "metrics": {"ES": 1.0}})
-    with CaseLog(path, {"editor": "rome"}) as again:
+    with RecordLog(path, {"editor": "rome"}) as again:
         assert list(again.rows) == ["0"]
 
 
@@ -167,7 +167,7 @@ def test_a_line_cut_by_a_kill_is_dropped_and_the_resumed_run_completes(tiny_dir,
 
 
 def _log(path: Path, config: dict, ids: list[str], es: float) -> Path:
-    with CaseLog(path, config) as log:
+    with RecordLog(path, config) as log:
         for i in ids:
             log.append({"case_id": i, "subject": "s", "metrics": {"ES": es, "EM": es}})
     return path
@@ -210,7 +210,7 @@ def test_a_log_without_a_configuration_is_named_not_merged(tmp_path):
     with pytest.raises(ValueError, match="records no configuration.*header has none"):
         main(["merge", str(old), "--out", str(tmp_path / "x.json")])
     with pytest.raises(RunConflict, match="no configuration"):
-        with CaseLog(old, {"editor": "rome"}):
+        with RecordLog(old, {"editor": "rome"}):
             pass
 
 
@@ -223,7 +223,7 @@ def test_join_takes_each_case_once_and_drops_the_shard(tmp_path):
 
 
 def test_finish_names_unfinished_cases_instead_of_a_key_error(tmp_path):
-    with CaseLog(tmp_path / "r.jsonl", {"editor": "rome"}) as log:
+    with RecordLog(tmp_path / "r.jsonl", {"editor": "rome"}) as log:
         log.append({"case_id": "0", "metrics": {"ES": 1.0}})
         with pytest.raises(RuntimeError, match=r"1 case\(s\) unfinished \(1\)"):
             log.finish(tmp_path / "r.json", ["0", "1"], "cases")
@@ -317,14 +317,14 @@ def test_a_record_log_takes_in_a_parts_runs_and_restart_clears_its_work(tmp_path
 
     config = {"editor": "memit", "dr": 0.8}
     part = RecordLog(tmp_path / "p1" / "sequential-runs.jsonl")
-    part.add({"key": run_key(config), "config": config})
-    part.add({"key": "0123456789abcdef", "config": config})  # not its configuration's key: left out
+    part.append({"key": run_key(config), "config": config})
+    part.append({"key": "0123456789abcdef", "config": config})  # not its configuration's key: left out
     whole = RecordLog(tmp_path / "all" / "sequential-runs.jsonl")
-    assert whole.take_in(part.path) == 2 and list(whole.done) == [run_key(config)]
-    assert list(RecordLog(whole.path).done) == [run_key(config)]
+    assert whole.take_in(part.path) == 2 and list(whole.rows) == [run_key(config)]
+    assert list(RecordLog(whole.path).rows) == [run_key(config)]
     whole.work("0123456789abcdef").mkdir()
     again = RecordLog(whole.path, restart=True)
-    assert again.done == {} and not whole.path.exists()
+    assert again.rows == {} and not whole.path.exists()
     kept = sorted(p.name.split(".aside-")[0] for p in whole.path.parent.iterdir())
     assert kept == [".partial-0123456789abcdef", "sequential-runs.jsonl"]  # set aside, not deleted
 

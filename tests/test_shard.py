@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from drift.__main__ import main, parse_hp
-from drift.cli.runs import CaseLog
+from drift.cli.runs import RecordLog
 from drift.util.runtime import share
 from tests.conftest import run_analysis
 
@@ -62,7 +62,7 @@ def test_merge_joins_results_and_partial_files(tmp_path, capsys):
     a = _result(tmp_path / "a.json", cfg | {"shard": "1/3"}, [0, 1], 100.0)
     b = _result(tmp_path / "b.json", cfg | {"shard": "2/3"}, [2], 0.0)
     partial = tmp_path / "c.json.partial.jsonl"  # a shard stopped before it finished
-    with CaseLog(partial, cfg | {"shard": "3/3"}) as log:
+    with RecordLog(partial, cfg | {"shard": "3/3"}) as log:
         log.append({"case_id": 3, "subject": "s", "metrics": {"ES": 0.0, "EM": 0.0}})
     with partial.open("a") as f:
         f.write('{"case_id": 4, "subj')  # cut by the interruption

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from drift.cli.runs import CaseLog, write_results
+from drift.cli.runs import RecordLog, write_results
 from drift.cli.spec import digest_of
 from tests.conftest import load_analysis
 
@@ -38,7 +38,7 @@ def sadr(gamma: float, steps: int) -> dict:
 
 
 def test_partial_points_show_their_count_and_the_rule_waits(tmp_path):
-    with CaseLog(tmp_path / "rome_s20.json.partial.jsonl", BASE) as log:
+    with RecordLog(tmp_path / "rome_s20.json.partial.jsonl", BASE) as log:
         for row in rows(ids=IDS[:2]):
             log.append(row)
     points = tables.load_points(tmp_path)
@@ -56,7 +56,7 @@ def test_the_rule_takes_the_most_specific_point_within_two_points_of_rome(tmp_pa
     finished(tmp_path, "c", sadr(0.005, 20), rows(es=100, ns=40, rs=20, dns=30))  # ties a: fewer steps
     finished(tmp_path, "d", sadr(0.08, 20), rows(rs=100, ids=["0", "1", "2", "9"]))  # other cases
     finished(tmp_path, "f", sadr(0.04, 20), rows(rs=100, ids=IDS[:3]))  # a merge lacking a case
-    with CaseLog(tmp_path / "e.json.partial.jsonl", BASE | sadr(0.08, 40)) as log:
+    with RecordLog(tmp_path / "e.json.partial.jsonl", BASE | sadr(0.08, 40)) as log:
         log.append(rows(rs=100, dns=100)[0])  # unfinished: never chosen
     points = tables.load_points(tmp_path)
     chosen, ref, why = tables.select(points)
@@ -209,7 +209,7 @@ def test_the_second_draw_is_read_on_the_cases_all_four_runs_share(tmp_path):
     test.mkdir(), seed.mkdir()
     finished(test, "rome_s20", {}, rows(rs=20.0))
     finished(test, "rome_sadr_g0.04_s20", sadr(0.04, 20), rows(rs=40.0))
-    with CaseLog(seed / "rome_s20_p1.json.partial.jsonl", BASE | {"hp": {"prefix_seed": "1"}}) as log:
+    with RecordLog(seed / "rome_s20_p1.json.partial.jsonl", BASE | {"hp": {"prefix_seed": "1"}}) as log:
         for r in rows(rs=30.0, ids=["0", "1"]):  # a draw still running: two cases so far
             log.append(r)
     text = tables.seed_table(tables.load_points(test), tables.load_points(seed))

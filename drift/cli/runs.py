@@ -4,35 +4,40 @@ Every entry point that evaluates many cases (``eval``, ``merge``, ``compare``, `
 ``sequential`` and the analysis scripts) rests on this module, and every file a command writes so
 that a rerun resumes is defined here:
 
+Two classes hold every log (the one record format: JSON lines, a line appended and flushed as
+each record finishes, a line cut by a kill skipped or repaired):
+
 =====================  ===================================  =============================================
 run state              written by                           on disk
 =====================  ===================================  =============================================
-:class:`CaseLog`       ``eval``, ``audit``, analyses         ``OUT.partial.jsonl``: a header line
-                       (``stats_choice``)                    ``{"drift_run", "key", "config"}``, then one
-                                                             line per finished case
+:class:`RecordLog`     ``eval``, ``audit``, analyses         ``OUT.partial.jsonl``: a header line
+(one run's cases)      (``stats_choice``), a sweep's chunk   ``{"drift_run", "key", "config"}``, then one
+                       ``trace``                             line per finished case; ``trace``:
+                                                             ``OUT/.partial-KEY.jsonl``, its rows naming
+                                                             one pickle per case in ``OUT/.partial-KEY/``
+:class:`RecordLog`     ``sequential``                        ``OUT/sequential-runs.jsonl``: no header, one
+(runs)                                                       line ``{"key", "config", ...}`` per finished
+                                                             run; ``OUT/.partial-KEY/``: a run's work
 :class:`ChunkLogs`     ``sweep`` (and ``sadr``'s grid)       ``OUT/.parts/NAME/00010.jsonl``: one
-                                                             :class:`CaseLog` per chunk of a run
-:class:`CaseFiles`     ``trace``                             ``OUT/.partial-KEY/``: ``config.json`` and
-                                                             one pickle per case
-:class:`RecordLog`     ``sequential``                        ``OUT/sequential-runs.jsonl``: one line
-                                                             ``{"key", "config", ...}`` per finished run
-``save_state``         ``sequential_edits(state=PATH)``      one pickle ``{"run_id", "n_done", "rows",
-                       (``sequential``: ``.partial-KEY/``)   "weights"}``, rewritten after each batch
-:func:`write_results`  ``eval``, ``merge``, ``sweep``        ``OUT.json``: ``{"config", "key", "label",
-                                                             "summary", "cases"}``, the finished run
+                                                             :class:`RecordLog` per chunk of a run
 =====================  ===================================  =============================================
 
-(``save_state`` is :func:`drift.evaluation.sequential.save_state`.) Logs are appended a line at a
-time (a line cut by a kill is skipped or repaired); every other file is written whole and atomically
-(:func:`drift.util.store.save_json`, :func:`drift.util.store.save_object`).
+Beside them, two files that are not logs: ``save_state``
+(:func:`drift.evaluation.sequential.save_state`; ``sequential_edits(state=PATH)``, in
+``sequential``'s ``.partial-KEY/``), one pickle ``{"run_id", "n_done", "rows", "weights"}``
+rewritten after each batch, and :func:`write_results` (``eval``, ``merge``, ``sweep``),
+``OUT.json``: ``{"config", "key", "label", "summary", "cases"}``, the finished run. Both are
+written whole and atomically (:func:`drift.util.store.save_json`,
+:func:`drift.util.store.save_object`).
 
 - :func:`run_cases` — one run from start to results file: ``--out`` claimed, the log opened (or
   resumed), the cases it lacks computed, the results written; what ``eval`` and ``audit`` call.
-- :class:`CaseLog` — an append-only JSON-lines log of one configuration's finished cases. It is
-  locked while a process writes it, refuses a configuration other than its own (``restart=True``
-  sets the old log aside instead), and repairs a last line cut by a kill or a full disk before
-  appending.
-- :func:`finished_rows` / :func:`join` — the finished cases of logs and results files of one
+- :class:`RecordLog` — the append-only log: of one configuration's finished cases (locked while a
+  process writes it; it refuses a configuration other than its own, ``restart=True`` sets the old
+  log aside instead; it repairs a last line cut by a kill or a full disk, and a header line
+  damaged after the run's key), or of finished runs, one record each.
+- :class:`ChunkLogs` — the folder of a sweep run's chunk logs.
+- :func:`read_any` / :func:`join` — the finished cases of logs and results files of one
   configuration, checked to be one configuration; :func:`write_results` the results file.
 - :func:`chunks` — a run cut into pieces of cases (what a sweep hands its workers).
 - :func:`claim_out` / :func:`set_aside` — an ``--out`` checked before a run writes it, and what
@@ -45,18 +50,18 @@ Example:
     >>> import tempfile, pathlib
     >>> folder = pathlib.Path(tempfile.mkdtemp())
     >>> config = {"editor": "rome", "data": "builtin"}
-    >>> with CaseLog(folder / "r.json.partial.jsonl", config) as log:
+    >>> with RecordLog(folder / "r.json.partial.jsonl", config) as log:
     ...     log.append({"case_id": "0", "metrics": {"ES": 100.0}})
-    >>> with CaseLog(folder / "r.json.partial.jsonl", config) as log:   # resumed: case 0 is done
+    >>> with RecordLog(folder / "r.json.partial.jsonl", config) as log:   # resumed: case 0 is done
     ...     sorted(log.rows)
     ['0']
     >>> other = config | {"editor": "memit"}
-    >>> with CaseLog(folder / "r.json.partial.jsonl", other):  # doctest: +ELLIPSIS +NORMALIZE_WHITESPACE
+    >>> with RecordLog(folder / "r.json.partial.jsonl", other):  # doctest: +ELLIPSIS +NORMALIZE_WHITESPACE
     ...     pass
     Traceback (most recent call last):
     ...
     drift.cli.runs.RunConflict: ...r.json.partial.jsonl holds 1 finished case(s) of another configuration
-    (editor: 'rome' here, 'memit' asked); pass --restart to set it aside and start over, ...
+    (editor: 'rome' here, 'memit' asked); pass --restart to set it aside and start over ...
 """
 
 from __future__ import annotations
@@ -64,6 +69,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import shutil
 import sys
 import time
@@ -155,47 +161,140 @@ def _difference(mine: dict, asked: dict) -> str:
     ) + (" ..." if len(keys) > 4 else "")
 
 
-def _parse_lines(text: str) -> tuple[dict | None, list[dict]]:
-    """A log's header (``None`` when absent or unreadable) and its finished case rows; a line cut
-    by an interruption (or any line that is not a case row) is skipped."""
-    header, rows = None, []
+_HEADER = re.compile(r'\{"drift_run": \d+, "key": "([0-9a-f]+)"')  # the start of a header drift wrote
+
+
+def _parse_lines(text: str) -> tuple[dict | None, list[dict], str | None]:
+    """A log's header (``None`` when absent or unreadable), its finished case rows, and its first
+    line when that line is damaged (not JSON; else ``None``). A line cut by an interruption (or any
+    line that is not a case row) is skipped."""
+    header, rows, damaged = None, [], None
     for i, line in enumerate(text.splitlines()):
         try:
             obj = json.loads(line)
         except json.JSONDecodeError:
+            damaged = line if i == 0 else damaged
             continue
         if not isinstance(obj, dict):
             continue
         if i == 0 and ("drift_run" in obj or "config_key" in obj):
             header = obj
-        elif "case_id" in obj and "metrics" in obj:
+        elif "case_id" in obj and ("metrics" in obj or "file" in obj):
             rows.append(obj)
-    return header, rows
+    return header, rows, damaged
 
 
-class CaseLog:
-    """The append-only log of one configuration's finished cases (a context manager: it holds the
-    log's lock while open).
+def legible_key(line: str | None) -> str | None:
+    """The run key still legible at the start of a damaged header line (``None`` when it is not).
+
+    >>> legible_key('{"drift_run": 1, "key": "9d567adb23e83606", "config": {"data": "cf.js')
+    '9d567adb23e83606'
+    >>> legible_key('{"drift_run": 1, "ke') is None
+    True
+    """
+    found = _HEADER.match(line or "")
+    return found.group(1) if found else None
+
+
+def _file_name(case_id: str) -> str:
+    """The name of the file that keeps a case's result: 16 hex digits of its id's SHA-256."""
+    return f"{hashlib.sha256(str(case_id).encode()).hexdigest()[:16]}.pt"
+
+
+def read_records(path: Path | str) -> dict[str, dict]:
+    """The records of a log of runs (a :class:`RecordLog` without a configuration), by their
+    ``"key"``, the last of a key winning; a line cut by an interruption is skipped (that run simply
+    runs again)."""
+    records: dict[str, dict] = {}
+    if Path(path).exists():
+        for line in Path(path).read_text().splitlines():
+            try:
+                rec = json.loads(line)
+                records[rec["key"]] = rec
+            except (json.JSONDecodeError, KeyError, TypeError):
+                continue
+    return records
+
+
+def append_record(path: Path | str, record: dict) -> None:
+    """Append ``record`` to a JSON-lines log as one line, on a line of its own even after a line
+    that a kill cut short (which stays, unread), flushed to disk before returning."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a+b") as f:
+        f.seek(0, os.SEEK_END)
+        cut = False
+        if f.tell() > 0:
+            f.seek(-1, os.SEEK_END)
+            cut = f.read(1) != b"\n"
+        f.write((("\n" if cut else "") + json.dumps(record) + "\n").encode())
+        f.flush()
+        os.fsync(f.fileno())
+
+
+class RecordLog:
+    """The one resumable log of drift: JSON lines, one finished record a line, appended (and
+    flushed) as each finishes, a line cut by a kill skipped. Two kinds, told apart by ``config``:
+
+    - **one run's cases** (``config`` given; ``eval``, ``audit``, a sweep's chunk, ``trace``):
+      the first line is the header ``{"drift_run", "key", "config"}`` (the run's identity,
+      :func:`run_key`), then one row per finished case, keyed by ``"case_id"`` (the first row of a
+      case wins). Opened by ``with``, which holds ``PATH.lock`` (a second writer is refused) and
+      repairs a last line cut by a kill; a log of another configuration is refused, or with
+      ``restart`` set aside to ``PATH.aside-TIME`` (and so is a log of this one: start over). A
+      header line damaged after the run's key is repaired from this run's configuration; one
+      damaged before it is refused, naming ``option``. A result JSON cannot hold (a trace's
+      tensors) is kept by :meth:`save` in ``FILES/HASH.pt`` (``FILES``: the log's path without
+      ``.jsonl``), its row naming the file.
+    - **runs** (no ``config``; ``sequential``'s ``sequential-runs.jsonl``): no header, one record
+      per finished run ``{"key": run_key(config), "config", ...}`` (the last of a key wins), read
+      when made; an unfinished run keeps its work in ``DIR/.partial-KEY/`` (:meth:`work`), removed
+      when its record is appended. ``restart`` sets the log and every work folder in ``DIR``
+      aside.
 
     Args:
-        path: the log (JSON lines; created with its header when absent).
-        config: the configuration whose cases it holds.
-        restart: when the log holds another configuration (or an earlier format), move it aside to
-            ``PATH.aside-TIME`` and start a new one instead of refusing.
+        path: the log (created, with its header, when absent).
+        config: the configuration of a log of one run's cases; ``None`` for a log of runs.
+        restart: set an earlier log aside and start a new one instead of resuming or refusing.
         option: the option that means ``restart`` for the user, named in errors.
+
+    >>> import tempfile, pathlib
+    >>> folder = pathlib.Path(tempfile.mkdtemp())
+    >>> with RecordLog(folder / "r.json.partial.jsonl", {"editor": "rome"}) as log:
+    ...     log.append({"case_id": "0", "metrics": {"ES": 100.0}})
+    >>> with RecordLog(folder / "r.json.partial.jsonl", {"editor": "rome"}) as log:
+    ...     list(log.rows)
+    ['0']
+    >>> runs = RecordLog(folder / "sequential-runs.jsonl")
+    >>> key = run_key({"editor": "memit"})
+    >>> runs.work(key).mkdir()                   # a run in progress keeps its state there
+    >>> runs.append({"key": key, "config": {"editor": "memit"}, "checkpoints": []})
+    >>> list(RecordLog(runs.path).rows) == [key], runs.work(key).exists()
+    (True, False)
     """
 
-    def __init__(self, path: Path | str, config: dict, *, restart: bool = False, option: str = "--restart"):
+    def __init__(
+        self,
+        path: Path | str,
+        config: dict | None = None,
+        *,
+        restart: bool = False,
+        option: str = "--restart",
+    ):
         self.path = Path(path)
-        self.config = dict(config)
-        self.key = run_key(config)
-        self.restart = restart
-        self.option = option
+        self.config = None if config is None else dict(config)
+        self.key = None if config is None else run_key(config)
+        self.by = "key" if config is None else "case_id"  # what names a record
+        self.restart, self.option = restart, option
         self.rows: dict[str, dict] = {}
+        self.aside: Path | None = None  # where an earlier log was moved
+        self.files = self.path.with_suffix("")  # the files that rows name (save, load)
+        self._adopted = False  # files of a trace folder written before its log existed
         self._lock = FileLock(str(self.path) + ".lock", timeout=0)
-        self.aside: Path | None = None  # where a conflicting log was moved
+        if config is None:
+            self.open()
 
-    def __enter__(self) -> "CaseLog":
+    def __enter__(self) -> "RecordLog":
         self.path.parent.mkdir(parents=True, exist_ok=True)
         try:
             self._lock.acquire()
@@ -205,7 +304,8 @@ class CaseLog:
                 "choose another --out"
             ) from None
         try:
-            self._open()
+            if self.config is not None:
+                self.open()
         except BaseException:
             self._lock.release()
             raise
@@ -214,52 +314,136 @@ class CaseLog:
     def __exit__(self, *exc) -> None:
         self._lock.release()
 
-    def _open(self) -> None:
-        if self.path.exists():
-            raw = self.path.read_bytes()
-            cut = raw.rfind(b"\n") + 1
-            if cut < len(raw):  # a last line cut by a kill or a full disk: drop it
-                with self.path.open("r+b") as f:
-                    f.truncate(cut)
-                raw = raw[:cut]
-            header, rows = _parse_lines(raw.decode("utf-8", errors="replace"))
-            same = header is not None and (
-                header.get("key") == self.key  # or a log of an earlier drift, which keyed paths
-                or (isinstance(header.get("config"), dict) and run_key(header["config"]) == self.key)
-            )
-            if same and not self.restart:
-                self.rows = {str(r["case_id"]): r for r in reversed(rows)}  # the first row of a case wins
-                started = header["config"].get("provenance", "unknown") if "config" in header else "unknown"
-                if rows and "provenance" in self.config and started != self.config["provenance"]:
-                    # resumed by another commit, machine or library: say what began it
-                    self.config["provenance"] = self.config["provenance"] | {"started": started}
-                return
-            if rows:  # finished cases of another configuration, or ones to start over from
-                if not self.restart:
-                    if header is None or "config" not in header:
-                        why = "no configuration (its header has none)"
-                    else:
-                        why = f"another configuration ({_difference(header['config'], self.config)})"
-                    raise RunConflict(
-                        f"{self.path} holds {len(rows)} finished case(s) of {why}; pass {self.option} "
-                        "to set it aside and start over, or choose another --out"
-                    )
-                self.aside = set_aside(self.path)
-        header = {"drift_run": FORMAT, "key": self.key, "config": self.config}
-        self.path.write_text(json.dumps(header) + "\n")
+    def open(self) -> "RecordLog":
+        """Read the log (``with`` does this under the lock; a log of runs is read when made)."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        if self.config is None:
+            if self.restart:  # set aside, never deleted: --restart's one meaning
+                for old in [self.path, *self.path.parent.glob(".partial-*")]:
+                    if old.exists() and ".aside-" not in old.name:
+                        print(f"--restart: the earlier {old} is kept as {set_aside(old)}", file=sys.stderr)
+            self.rows = read_records(self.path)
+        else:
+            self._open_run()
+        return self
+
+    def _open_run(self) -> None:
+        header, rows, damaged = self._read()
+        if header is None and legible_key(damaged) == self.key:
+            header = {"key": self.key}  # the rest of the header is this run's configuration
+        same = header is not None and (
+            header.get("key") == self.key  # or a log of an earlier drift, which keyed paths
+            or (isinstance(header.get("config"), dict) and run_key(header["config"]) == self.key)
+        )
+        if same and not self.restart:
+            self._resume(header, rows, repair=damaged is not None)
+            self._adopted = self._old_files()
+            return
+        if rows and not self.restart:
+            raise self._conflict(header, rows, damaged)
+        if rows:
+            self.aside = set_aside(self.path)
+        if self.restart and self.files.is_dir():  # the files its rows name go with it
+            set_aside(self.files)
+        self._adopted = self._old_files()
+        self.path.write_text(json.dumps({"drift_run": FORMAT, "key": self.key, "config": self.config}) + "\n")
         self.rows = {}
 
-    def append(self, row: dict) -> None:
-        """Add one finished case (a dict with ``case_id``), flushed to disk before returning."""
-        with self.path.open("a") as f:
-            f.write(json.dumps(row) + "\n")
-            f.flush()
-            os.fsync(f.fileno())
-        self.rows.setdefault(str(row["case_id"]), row)
+    def _read(self) -> tuple[dict | None, list[dict], str | None]:
+        """The log's header, rows and damaged first line, a last line cut by a kill dropped first."""
+        if not self.path.exists():
+            return None, [], None
+        raw = self.path.read_bytes()
+        cut = raw.rfind(b"\n") + 1
+        if cut < len(raw):  # a last line cut by a kill or a full disk: drop it
+            with self.path.open("r+b") as f:
+                f.truncate(cut)
+            raw = raw[:cut]
+        return _parse_lines(raw.decode("utf-8", errors="replace"))
+
+    def _resume(self, header: dict, rows: list[dict], repair: bool) -> None:
+        self.rows = {}
+        for r in rows:  # in the log's order, the first row of a case winning
+            self.rows.setdefault(str(r["case_id"]), r)
+        started = header["config"].get("provenance", "unknown") if "config" in header else "unknown"
+        if rows and "provenance" in self.config and started != self.config["provenance"]:
+            # resumed by another commit, machine or library: say what began it
+            self.config["provenance"] = self.config["provenance"] | {"started": started}
+        if repair:  # a damaged header whose key is legible: written again, the rows kept
+            lines = [{"drift_run": FORMAT, "key": self.key, "config": self.config}, *rows]
+            text = "".join(json.dumps(x) + "\n" for x in lines)
+            tmp = self.path.with_name(self.path.name + ".repair")
+            tmp.write_text(text)
+            os.replace(tmp, self.path)
+            print(
+                f"{self.path}: its damaged header line was written again from this run's configuration "
+                f"(key {self.key}); its {len(self.rows)} finished case(s) are kept",
+                file=sys.stderr,
+            )
+
+    def _conflict(self, header: dict | None, rows: list[dict], damaged: str | None) -> RunConflict:
+        if damaged is not None and legible_key(damaged) is None:
+            why = "no configuration (its header line is damaged before the run's key)"
+        elif damaged is not None:
+            why = (
+                f"another configuration (key {legible_key(damaged)} in its damaged header, {self.key} asked)"
+            )
+        elif header is None or "config" not in header:
+            why = "no configuration (its header has none)"
+        else:
+            why = f"another configuration ({_difference(header['config'], self.config)})"
+        return RunConflict(
+            f"{self.path} holds {len(rows)} finished case(s) of {why}; pass {self.option} to set it "
+            "aside and start over (its rows stay in the file set aside), or choose another --out"
+        )
+
+    def _old_files(self) -> bool:
+        """Whether ``FILES`` is a trace folder of an earlier drift (``config.json``, no log) of this
+        run: its files are then read as this log's."""
+        try:
+            return json.loads((self.files / "config.json").read_text()).get("key") == self.key
+        except (OSError, ValueError, AttributeError):
+            return False
+
+    def append(self, record: dict) -> None:
+        """Add one finished record (a case row with ``case_id``, or a run's record with ``key``,
+        whose work folder is then removed), flushed to disk before returning."""
+        append_record(self.path, record)
+        name = str(record[self.by])
+        if self.config is None:
+            self.rows[name] = record
+            shutil.rmtree(self.work(name), ignore_errors=True)
+        else:
+            self.rows.setdefault(name, record)
 
     def remaining(self, cases: Sequence) -> list:
         """The cases (objects with ``case_id``) not finished yet, in their order."""
         return [c for c in cases if str(c.case_id) not in self.rows]
+
+    def save(self, case_id: str, result: object) -> None:
+        """Keep a case's result that JSON cannot hold (a trace's tensors): written whole to
+        ``FILES/HASH.pt`` (``HASH``: 16 hex digits of the SHA-256 of the case id;
+        :func:`drift.util.store.save_object`), then the row ``{"case_id", "file"}`` appended."""
+        name = _file_name(case_id)
+        save_object(self.files / name, result)
+        self.append({"case_id": str(case_id), "file": name})
+
+    def load(self, case_id: str) -> object | None:
+        """The result :meth:`save` kept for the case, or ``None`` when it has none (or only a
+        damaged one, which is reported: the case runs again)."""
+        import warnings
+
+        row = self.rows.get(str(case_id))
+        if row is None and not self._adopted:
+            return None
+        path = self.files / (row or {}).get("file", _file_name(case_id))
+        if not path.is_file():
+            return None
+        try:
+            return load_object(path)
+        except CorruptCacheError as e:
+            warnings.warn(f"drift: {e}; running case {case_id} again")
+            return None
 
     def finish(self, out: Path | str, case_ids: Sequence[str], pool: str, **extra) -> dict:
         """Write the results file of the cases ``case_ids`` (all finished) and remove the log."""
@@ -273,6 +457,20 @@ class CaseLog:
         self.path.unlink()
         Path(str(self.path) + ".lock").unlink(missing_ok=True)
         return result
+
+    def work(self, key: str) -> Path:
+        """The work folder of the unfinished run ``key`` (a log of runs)."""
+        return self.path.parent / f".partial-{key}"
+
+    def take_in(self, path: Path | str) -> int:
+        """Add the records of another log of runs (a ``--part`` process's) that this one lacks
+        and whose key is their configuration's; how many records that log holds."""
+        theirs = read_records(path)
+        for key, rec in theirs.items():
+            if key not in self.rows and rec.get("key") == run_key(rec.get("config", {})):
+                self.rows[key] = rec
+                append_record(self.path, rec)
+        return len(theirs)
 
 
 def run_cases(
@@ -302,7 +500,7 @@ def run_cases(
     100.0
     """
     out = Path(out)
-    with CaseLog(out.with_name(out.name + ".partial.jsonl"), config, restart=restart) as log:
+    with RecordLog(out.with_name(out.name + ".partial.jsonl"), config, restart=restart) as log:
         if log.aside is not None:
             print(f"--restart: the earlier log is kept as {log.aside}", file=sys.stderr)
         aside = claim_out(out, config, restart=restart, case_ids=[c.case_id for c in cases])
@@ -339,54 +537,9 @@ def run_cases(
         return result
 
 
-class CaseFiles:
-    """Per-case results that are not JSON (tensors of a trace), for ``trace``: one file per case
-    in a folder named by the configuration's key, ``FOLDER/.partial-KEY/HASH.pt`` (``HASH``: 16 hex
-    digits of the SHA-256 of the case id; :func:`drift.util.store.save_object`), with the
-    configuration beside them in ``config.json`` (``{"drift_run", "key", "config"}``). A damaged
-    file is reported and its case runs again; ``restart=True`` empties the folder.
-
-    >>> import tempfile, pathlib, torch
-    >>> files = CaseFiles(pathlib.Path(tempfile.mkdtemp()), {"editor": "rome"})
-    >>> files.save("7", {"scores": torch.ones(2)})
-    >>> files.load("7")["scores"].tolist(), files.load("8")
-    ([1.0, 1.0], None)
-    """
-
-    def __init__(self, folder: Path | str, config: dict, *, restart: bool = False):
-        self.key = run_key(config)
-        self.folder = Path(folder) / f".partial-{self.key}"
-        if restart and self.folder.exists():
-            shutil.rmtree(self.folder)
-        self.folder.mkdir(parents=True, exist_ok=True)
-        save_json(self.folder / "config.json", {"drift_run": FORMAT, "key": self.key, "config": config})
-
-    def path(self, case_id: str) -> Path:
-        return self.folder / f"{hashlib.sha256(str(case_id).encode()).hexdigest()[:16]}.pt"
-
-    def load(self, case_id: str) -> object | None:
-        """The case's saved result, or ``None`` when it has none (or only a damaged one)."""
-        import warnings
-
-        path = self.path(case_id)
-        if not path.exists():
-            return None
-        try:
-            return load_object(path)
-        except CorruptCacheError as e:
-            warnings.warn(f"drift: {e}; running case {case_id} again")
-            return None
-
-    def save(self, case_id: str, result: object) -> None:
-        save_object(self.path(case_id), result)
-
-    def remove(self) -> None:
-        shutil.rmtree(self.folder, ignore_errors=True)
-
-
 class ChunkLogs:
     """The case logs of one run cut into chunks of cases, for ``sweep`` (and ``sadr``'s grid,
-    which is a sweep): ``OUT/.parts/NAME/FIRST.jsonl``, one :class:`CaseLog` per chunk, named by
+    which is a sweep): ``OUT/.parts/NAME/FIRST.jsonl``, one :class:`RecordLog` per chunk, named by
     the position of the chunk's first case in the run (``00010.jsonl``; the configuration in its
     header carries ``"chunk"``, which is outside the key), and ``earlier.jsonl``, the rows that a
     results file of the same configuration already held (a run whose ``--limit`` grew). When all
@@ -394,7 +547,7 @@ class ChunkLogs:
 
     >>> import tempfile, pathlib
     >>> logs = ChunkLogs(pathlib.Path(tempfile.mkdtemp()), "rome")
-    >>> with CaseLog(logs.path(10), {"editor": "rome", "chunk": "00010"}) as log:
+    >>> with RecordLog(logs.path(10), {"editor": "rome", "chunk": "00010"}) as log:
     ...     log.append({"case_id": "10", "metrics": {"ES": 100.0}})
     >>> [(p.name, len(rows)) for p, (config, rows) in logs.read().items()]
     [('00010.jsonl', 1)]
@@ -423,7 +576,7 @@ class ChunkLogs:
     def carry(self, config: dict, rows: Sequence[dict]) -> tuple[Path, list[dict]]:
         """Add the finished ``rows`` of ``config`` that ``earlier.jsonl`` lacks to it; its path
         and every row it holds."""
-        with CaseLog(self.folder / "earlier.jsonl", config) as log:
+        with RecordLog(self.folder / "earlier.jsonl", config) as log:
             for row in rows:
                 if row["case_id"] not in log.rows:
                     log.append(row)
@@ -433,81 +586,6 @@ class ChunkLogs:
         """Remove the run's logs (only ever a folder inside ``OUT/.parts/``)."""
         if self.folder.resolve().parent == self.root.resolve():
             shutil.rmtree(self.folder, ignore_errors=True)
-
-
-def read_records(path: Path | str) -> dict[str, dict]:
-    """The records of a JSON-lines log written by :func:`append_record`, by their ``"key"``; a
-    line cut by an interruption is skipped (that configuration simply runs again)."""
-    records: dict[str, dict] = {}
-    if Path(path).exists():
-        for line in Path(path).read_text().splitlines():
-            try:
-                rec = json.loads(line)
-                records[rec["key"]] = rec
-            except (json.JSONDecodeError, KeyError, TypeError):
-                continue
-    return records
-
-
-def append_record(path: Path | str, record: dict) -> None:
-    """Append one finished configuration's ``record`` (with a ``"key"``) to a JSON-lines log, on
-    a line of its own even after a line that a kill cut short (which stays, unread)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("a+b") as f:
-        f.seek(0, os.SEEK_END)
-        cut = False
-        if f.tell() > 0:
-            f.seek(-1, os.SEEK_END)
-            cut = f.read(1) != b"\n"
-        f.write((("\n" if cut else "") + json.dumps(record) + "\n").encode())
-
-
-class RecordLog:
-    """The finished runs of a command made of whole runs that are not logged case by case, for
-    ``sequential`` (its attenuation curves and drop-rate sweep): ``FOLDER/NAME.jsonl``, one JSON
-    line per finished run, ``{"key": run_key(config), "config", ...}`` (:func:`append_record`),
-    and beside it ``FOLDER/.partial-KEY/``, the work folder of a run not finished yet (its
-    :func:`save_state` file, ``state.pt``, and whatever else the run keeps there).
-    ``restart=True`` sets the log and every work folder in ``FOLDER`` aside (:func:`set_aside`).
-
-    >>> import tempfile, pathlib
-    >>> folder = pathlib.Path(tempfile.mkdtemp())
-    >>> runs = RecordLog(folder / "sequential-runs.jsonl")
-    >>> key = run_key({"editor": "memit"})
-    >>> runs.work(key).mkdir()                   # a run in progress keeps its state there
-    >>> runs.add({"key": key, "config": {"editor": "memit"}, "checkpoints": []})
-    >>> list(RecordLog(runs.path).done) == [key], runs.work(key).exists()
-    (True, False)
-    """
-
-    def __init__(self, path: Path | str, restart: bool = False):
-        self.path = Path(path)
-        if restart:  # set aside, never deleted: --restart's one meaning
-            for old in [self.path, *self.path.parent.glob(".partial-*")]:
-                if old.exists() and ".aside-" not in old.name:
-                    print(f"--restart: the earlier {old} is kept as {set_aside(old)}", file=sys.stderr)
-        self.done: dict[str, dict] = read_records(self.path)
-
-    def work(self, key: str) -> Path:
-        """The work folder of the unfinished run ``key``."""
-        return self.path.parent / f".partial-{key}"
-
-    def add(self, record: dict) -> None:
-        """Keep a finished run's ``record`` (saved before this returns) and remove its work folder."""
-        self.done[record["key"]] = record
-        append_record(self.path, record)
-        shutil.rmtree(self.work(record["key"]), ignore_errors=True)
-
-    def take_in(self, path: Path | str) -> int:
-        """Add the records of another log of this kind (a ``--part`` process's) that this one
-        lacks and whose key is their configuration's; how many records that log holds."""
-        theirs = read_records(path)
-        for key, rec in theirs.items():
-            if key not in self.done and rec.get("key") == run_key(rec.get("config", {})):
-                self.done[key] = rec
-                append_record(self.path, rec)
-        return len(theirs)
 
 
 def write_results(out: Path | str, config: dict, rows: Sequence[dict], pool: str, **extra) -> dict:
@@ -535,11 +613,19 @@ def read_any(path: Path | str, command: str = "merge") -> tuple[dict, list[dict]
         raise ValueError(f"{command}: {path} does not exist")
     text = path.read_text()
     if path.name.endswith(".jsonl"):
-        header, rows = _parse_lines(text)
+        header, rows, damaged = _parse_lines(text)
+        rows = [r for r in rows if "metrics" in r]
+        if header is None and legible_key(damaged) is not None:
+            raise ValueError(
+                f"{command}: {path}'s header line is damaged, so its {len(rows)} case(s) cannot be merged "
+                f"yet; run the eval command that wrote it again (run key {legible_key(damaged)}): it writes "
+                "the header again and finishes the run, then merge its results file"
+            )
         if header is None or "config" not in header:
             raise ValueError(
-                f"{command}: {path} records no configuration (its header has none); "
-                "finish it with the eval command that wrote it, then merge the results file"
+                f"{command}: {path} records no configuration (its header has none, or is damaged before "
+                f"the run's key), so its {len(rows)} case(s) cannot be merged; the eval command that wrote "
+                "it, run again with --restart, sets it aside (its rows stay there) and runs them again"
             )
         return header["config"], rows
     try:

@@ -24,7 +24,7 @@ checked as the same option on the command line is, and a bad one is refused befo
 ``python -m drift sweep SPEC --out-dir DIR`` runs it. Every run is planned first (a bad option fails
 before anything starts), then its cases are cut into chunks; each chunk is a task that loads the
 model once per worker process and logs each finished case to ``DIR/.parts/NAME/CHUNK.jsonl``
-(:class:`drift.cli.runs.ChunkLogs`: a :class:`drift.cli.runs.CaseLog` per chunk). When a run's chunks
+(:class:`drift.cli.runs.ChunkLogs`: a :class:`drift.cli.runs.RecordLog` per chunk). When a run's chunks
 are all done they are joined into ``DIR/NAME.json``, the same results file ``eval`` writes, ready
 for ``compare``. A stopped sweep resumes where it stopped: finished runs are kept, and unfinished
 chunks do only their missing cases. Ray retries a task whose worker died; the retry, too, starts
@@ -176,7 +176,7 @@ def run_chunk(run: RunSpec, out: str, device: str | None, case_ids: list[str], l
     """One task: evaluate the cases ``case_ids`` of ``run`` that ``log`` has not finished."""
     import drift
     from drift.cli import jobs
-    from drift.cli.runs import CaseLog
+    from drift.cli.runs import RecordLog
 
     job_key = (run.name, json.dumps(run.options, sort_keys=True), out, device)
     if job_key not in _JOBS:  # planned once per worker (a large case file is read once)
@@ -188,7 +188,7 @@ def run_chunk(run: RunSpec, out: str, device: str | None, case_ids: list[str], l
         _MODELS.clear()  # one model at a time in a worker
         _MODELS[key] = drift.load_model(m.model, device=device, dtype=m.dtype)
     wanted = set(case_ids)
-    with CaseLog(log, job.config | {"chunk": Path(log).stem}) as case_log:
+    with RecordLog(log, job.config | {"chunk": Path(log).stem}) as case_log:
         todo = case_log.remaining([c for c in job.cases if c.case_id in wanted])
         return jobs.run(job, _MODELS[key], todo, case_log.append, progress=False)
 

@@ -44,8 +44,8 @@ class Runs:
     def __init__(self, path: Path, restart: bool):
         from drift.cli.runs import RecordLog
 
-        self.log = RecordLog(path, restart)
-        self.path, self.done = self.log.path, self.log.done
+        self.log = RecordLog(path, restart=restart)
+        self.path, self.done = self.log.path, self.log.rows
         self.progress = True
         self.provenance: dict | None = None  # what runs them (drift.cli.spec.provenance), outside the key
 
@@ -158,7 +158,7 @@ class Runs:
         if keep:
             kept = [load_object(work / f"raw-{i}.pt") for i in range(min(keep, len(cases)))]
             rec["similarity"] = similarity(kept, sim_dr, seed)
-        self.log.add(rec)
+        self.log.append(rec)
         return rec
 
 

@@ -153,14 +153,14 @@ def one_case(model, case, compute, args, trace_this: bool) -> dict:
 
 
 def collect(model, cases, args) -> dict:
-    """Every case's results, each saved as it finishes (:class:`drift.cli.runs.CaseFiles`, under
-    ``OUT/.partial-KEY/``) so that an interrupted run resumes without redoing finished cases
-    (``--restart`` starts over)."""
+    """Every case's results, each saved as it finishes (:meth:`drift.cli.runs.RecordLog.save`: a
+    row in ``OUT/.partial-KEY.jsonl``, a file in ``OUT/.partial-KEY/``) so that an interrupted run
+    resumes without redoing finished cases (``--restart`` sets them aside and starts over)."""
     from tqdm.auto import tqdm
 
     from drift.cli.jobs import resolve_editor
-    from drift.cli.runs import CaseFiles
-    from drift.cli.spec import run_config
+    from drift.cli.runs import RecordLog
+    from drift.cli.spec import run_config, run_key
     from drift.editors import get_compute
 
     o = O.Options.of(args, "trace")
@@ -168,7 +168,7 @@ def collect(model, cases, args) -> dict:
     compute = get_compute(editor.editor, drop_rate=editor.dr, seed=o.run.seed, **overrides)
     own = ("window", "attn_window", "kinds", "prompts", "trace_cases")
     cfg = run_config(o, editor, kind="trace", **{k: getattr(args, k) for k in own})
-    files = CaseFiles(args.out, cfg, restart=args.restart)
+    files = RecordLog(Path(args.out) / f".partial-{run_key(cfg)}.jsonl", cfg, restart=args.restart).open()
     kinds = args.kinds
     out = {
         "drifts": {t: [] for t in TASKS},
