@@ -11,7 +11,7 @@ import pytest
 
 from drift.cli import jobs, sweep
 from drift.cli import options as O
-from drift.cli.runs import CaseLog
+from drift.cli.runs import RecordLog
 from drift.cli.spec import NOT_IN_KEY
 from drift.data import DEV_SET as DEV
 
@@ -82,7 +82,7 @@ def test_a_sweep_resumes_evals_own_log_of_a_run(tmp_path, tiny_dir, monkeypatch)
     first = sweep.execute(runs, tmp_path, engine="local", chunk=1, progress=False)["a"]
     assert [c["case_id"] for c in first["cases"]] == ["0", "1"] and first["config"]["shard"] == "1/2"
     logged = dict(first["cases"][0], metrics=dict(first["cases"][0]["metrics"], ES=12345.0))
-    with CaseLog(tmp_path / "a.json.partial.jsonl", first["config"]) as log:
+    with RecordLog(tmp_path / "a.json.partial.jsonl", first["config"]) as log:
         log.append(logged)  # eval's log of the run: case 0 finished (marked), case 1 not
     os.remove(tmp_path / "a.json")
     done: list[str] = []
