@@ -10,7 +10,10 @@ import torch
 
 from drift.data import load_cases, parse_case
 from drift.evaluation.evaluate import evaluate, generate, perplexity
+from drift.evaluation.spec import EvalSpec
 from tests.test_data import MERGED
+
+NO_FL = EvalSpec(fluency=False)
 
 
 def _cases():
@@ -37,8 +40,8 @@ def _cases():
 
 def test_grouped_equals_one_at_a_time(tiny):
     cases = _cases()
-    together = evaluate(tiny, cases, fluency=False, progress=False, batch_cases=8)
-    alone = [evaluate(tiny, [c], fluency=False, progress=False)[0] for c in cases]
+    together = evaluate(tiny, cases, spec=EvalSpec(fluency=False, batch_cases=8), progress=False)
+    alone = [evaluate(tiny, [c], spec=NO_FL, progress=False)[0] for c in cases]
     for t, a in zip(together, alone):
         assert t["case_id"] == a["case_id"]
         for k, v in a["metrics"].items():
@@ -48,9 +51,8 @@ def test_grouped_equals_one_at_a_time(tiny):
 
 
 def test_fluency_and_perplexity(tiny):
-    rows = evaluate(
-        tiny, _cases()[:1], fluency=True, gen_tokens=6, ppl_texts=["Tokyo is in Japan."], progress=False
-    )
+    spec = EvalSpec(fluency=True, gen_tokens=6, ppl_texts=["Tokyo is in Japan."])
+    rows = evaluate(tiny, _cases()[:1], spec=spec, progress=False)
     m = rows[0]["metrics"]
     assert m["FL"] >= 0 and math.isfinite(m["PPL"]) and m["PPL"] > 1
     assert rows[0]["generations"][0].startswith("The Eiffel Tower is")
@@ -78,7 +80,7 @@ def test_edit_function_wraps_each_case(tiny):
         seen.append(case.case_id)
         yield
 
-    evaluate(tiny, _cases(), edit=fake_edit, fluency=False, progress=False)
+    evaluate(tiny, _cases(), fake_edit, NO_FL, progress=False)
     assert seen == ["7", "8"]
 
 
@@ -93,8 +95,9 @@ def test_same_seed_gives_the_same_metrics_twice(tiny):
             yield e
 
     cases = load_cases("builtin", limit=3)
-    a = evaluate(tiny, cases, edit=edit, fluency=True, gen_tokens=8, seed=5, progress=False)
-    b = evaluate(tiny, cases, edit=edit, fluency=True, gen_tokens=8, seed=5, progress=False)
+    spec = EvalSpec(fluency=True, gen_tokens=8, seed=5)
+    a = evaluate(tiny, cases, edit, spec, progress=False)
+    b = evaluate(tiny, cases, edit, spec, progress=False)
     assert [r["metrics"] for r in a] == [r["metrics"] for r in b]
     assert [r.get("generations") for r in a] == [r.get("generations") for r in b]
 
@@ -105,11 +108,11 @@ def test_each_edited_case_records_how_much_its_edit_changed_the_weights(tiny):
     W = tiny.weight("mlp_out", 1).detach().clone()
     delta = 0.1 * torch.randn_like(W)
     edit = Edit([WeightDelta("mlp_out", 1, delta)], {"seconds": 1.234, "losses": [{}, {}, {}]})
-    rows = evaluate(tiny, _cases()[:1], edit=lambda m, c: edit.applied(m), fluency=False, progress=False)
+    rows = evaluate(tiny, _cases()[:1], lambda m, c: edit.applied(m), NO_FL, progress=False)
     got = rows[0]["edit"]
     assert got["relative_change"]["mlp_out@1"] == pytest.approx(float(delta.norm() / W.norm()), rel=1e-6)
     assert got["seconds"] == 1.23 and got["passes"] == 3
-    assert "edit" not in evaluate(tiny, _cases()[:1], fluency=False, progress=False)[0]
+    assert "edit" not in evaluate(tiny, _cases()[:1], spec=NO_FL, progress=False)[0]
 
 
 def test_too_short_perplexity_texts_are_refused_by_name_before_any_edit(tiny):
@@ -130,9 +133,7 @@ def test_too_short_perplexity_texts_are_refused_by_name_before_any_edit(tiny):
                 tiny,
                 _cases()[:1],
                 edit=lambda m, c: edits.append(c) or contextlib.nullcontext(),
-                fluency=False,
-                ppl_texts=texts,
-                ppl_form=form,
+                spec=EvalSpec(fluency=False, ppl_texts=texts, ppl_form=form),
                 progress=False,
             )
         assert edits == []
