@@ -140,3 +140,53 @@ def test_too_short_perplexity_texts_are_refused_by_name_before_any_edit(tiny):
     with pytest.raises(ValueError, match="^perplexity needs at least one text$"):
         perplexity(tiny, [])
     assert math.isfinite(perplexity(tiny, ["Tokyo is in Japan.", "Rome"], form="per-text"))
+
+
+def test_the_spec_is_checked_when_made_naming_the_field():
+    for kw, named in (
+        ({"fluency": "long"}, "fluency"),
+        ({"ppl_form": "joined"}, "ppl_form"),
+        ({"res": "exact"}, "res"),
+        ({"scoring": "sum"}, "scoring"),
+        ({"batch_size": 0}, "batch_size"),
+        ({"batch_cases": 2.5}, "batch_cases"),
+        ({"edit_batch": 0}, "edit_batch"),
+        ({"gen_tokens": -1}, "gen_tokens"),
+        ({"seed": "0"}, "seed"),
+        ({"ppl_texts": "one text"}, "ppl_texts"),
+        ({"ppl_texts": ["fine", 3]}, r"ppl_texts\[1\]"),
+    ):
+        with pytest.raises(ValueError, match=rf"^EvalSpec {named} must be"):
+            EvalSpec(**kw)
+    with pytest.raises(TypeError, match="references must be the ReferenceTexts"):
+        EvalSpec(references={"P17": ["text"]})
+
+
+def test_the_spec_is_frozen_normalised_and_shows_what_differs_from_the_defaults():
+    import dataclasses
+
+    spec = EvalSpec(fluency=None, ppl_texts=["Tokyo is in Japan."], edit_batch=4)
+    assert spec.fluency is False and spec.ppl_texts == ("Tokyo is in Japan.",) and spec.fluency_form is None
+    assert repr(spec) == "EvalSpec(fluency=False, ppl_texts=<1 texts>, edit_batch=4)"
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        spec.seed = 1
+    assert dataclasses.replace(spec, fluency=True).fluency == "reference"
+    assert EvalSpec(ppl_texts=[]).ppl_texts is None and EvalSpec() == EvalSpec(fluency=True)
+    short = EvalSpec(fluency="short", gen_prompts=1).fluency_form
+    assert (short.prompts, short.new_tokens, short.length, short.words) == (1, 40, None, "whitespace")
+    ref = EvalSpec().fluency_form
+    assert (ref.prompts, ref.new_tokens, ref.length, ref.words) == (None, None, 100, "treebank")
+
+
+def test_evaluate_takes_a_spec_and_names_anything_else(tiny):
+    with pytest.raises(
+        TypeError, match=r"spec must be an EvalSpec \(e.g. drift.EvalSpec\(fluency=False\)\), got dict"
+    ):
+        evaluate(tiny, _cases(), spec={"fluency": False})
+    with pytest.raises(TypeError, match="fluency"):
+        evaluate(tiny, _cases(), fluency=False)  # the settings are the spec's, not evaluate's
+    rewrite = {**MERGED["requested_rewrite"], "target_new": "the old city of Rome"}
+    long = parse_case({k: v for k, v in MERGED.items() if k != "rewrite"} | {"requested_rewrite": rewrite})
+    product = evaluate(tiny, [long], spec=EvalSpec(fluency=False, scoring="product"), progress=False)
+    mean = evaluate(tiny, [long], spec=NO_FL, progress=False)
+    assert product[0]["metrics"]["EM"] != mean[0]["metrics"]["EM"]  # the spec's scoring is used
