@@ -31,7 +31,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from drift.cli.options import EditorOptions
-from drift.util.store import config_digest
 
 if TYPE_CHECKING:
     from drift.evaluation.spec import EvalSpec
@@ -52,6 +51,8 @@ def run_key(config: dict) -> str:
     >>> run_key({"data": "/there/d.json"}) == run_key({"data": "d.json"})   # files by name
     True
     """
+    from drift.util.store import config_digest  # (imports torch: not before an option is checked)
+
     kept = {k: (file_name(v) if k in NAMED else v) for k, v in config.items() if k not in NOT_IN_KEY}
     return config_digest(kept)
 
