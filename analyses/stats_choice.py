@@ -166,7 +166,7 @@ def main(argv=None) -> None:
     from drift.data import load_cases
     from drift.editors import get_editor
     from drift.editors.stats import CORPUS_VERSION, corpus_id, default_sequences, key_second_moment
-    from drift.evaluation.evaluate import evaluate
+    from drift.evaluation.evaluate import EvalSpec, evaluate
     from drift.util.runtime import share
     from drift.util.store import save_object
 
@@ -242,7 +242,7 @@ def main(argv=None) -> None:
                         flush=True,
                     )
 
-                evaluate(model, todo, edit=rec, fluency=False, edit_batch=len(todo), on_case=keep)
+                evaluate(model, todo, rec, EvalSpec(fluency=False, edit_batch=len(todo)), on_case=keep)
         ids = [c.case_id for c in cases]
         for v, log in logs.items():
             final = out / f"{v}.json"

@@ -4,7 +4,8 @@ Public API (re-exports, each imported on first use, so ``import drift`` does not
 
     load_model, Model, ModelLoadError, DEFAULT_MODEL   -- loading a hooked model (drift.model.loading)
     edit, edit_and_score, ScoreTable                   -- one line per edit (drift.quick)
-    evaluate                                           -- the standard metrics (drift.evaluation.evaluate)
+    evaluate, EvalSpec                                 -- the standard metrics and what they measure
+                                                          (drift.evaluation.evaluate, drift.evaluation.spec)
     report                                             -- one HTML page per edit (drift.interp.report)
     get_editor, get_compute, SADR                      -- editors and the paper's term (drift.editors)
     load_cases, EditCase, summarise                    -- cases and summaries
@@ -17,7 +18,7 @@ imported on first use.
 Example:
     >>> import drift
     >>> cases = drift.load_cases("builtin", limit=1)
-    >>> drift.evaluate(model, cases, fluency=False)[0]["metrics"]["ES"] >= 0
+    >>> drift.evaluate(model, cases, spec=drift.EvalSpec(fluency=False))[0]["metrics"]["ES"] >= 0
     True
 """
 
@@ -46,6 +47,7 @@ _PUBLIC = {
     "EditCase": "drift.data",
     "summarise": "drift.evaluation.metrics",
     "evaluate": "drift.evaluation.evaluate",
+    "EvalSpec": "drift.evaluation.spec",
     "report": "drift.interp.report",
 }
 
@@ -78,6 +80,7 @@ __all__ = [
     "Arch",
     "DEFAULT_MODEL",
     "EditCase",
+    "EvalSpec",
     "Model",
     "ModelLoadError",
     "SADR",

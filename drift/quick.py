@@ -259,6 +259,7 @@ def edit_and_score(
     from drift.data import EditCase
     from drift.editors import get_compute, get_editor
     from drift.evaluation.evaluate import evaluate
+    from drift.evaluation.spec import EvalSpec
 
     if isinstance(cases, EditCase):
         cases = [cases]
@@ -274,17 +275,17 @@ def edit_and_score(
     cases = list(cases)
     if not cases or not all(isinstance(c, EditCase) for c in cases):
         raise ValueError("cases must be an EditCase, a list of them, a prompt or a list of prompts")
-    opts = dict(fluency=False, scoring=scoring, verbose=verbose)
-    before = evaluate(model, cases, **opts)
+    spec = EvalSpec(fluency=False, scoring=scoring)
+    before = evaluate(model, cases, spec=spec, progress=verbose)
     edits: list[Edit] = []
     if together:
         with progress.verbose(verbose):
             one = combined(get_compute(editor, **hparams).many(model, cases), editor)
         edits = [one]
-        after = evaluate(model, cases, edit=lambda m, c: one.applied(m), **opts)
+        after = evaluate(model, cases, lambda m, c: one.applied(m), spec, progress=verbose)
     else:
         applied = get_editor(editor, **hparams)
-        after = evaluate(model, cases, edit=applied, **opts)
+        after = evaluate(model, cases, applied, spec, progress=verbose)
     rows = []
     for b, a in zip(before, after):
         for m, value in b["metrics"].items():

@@ -138,14 +138,15 @@ def test_a_diverging_case_is_named_and_nothing_is_returned(tiny):
 def test_evaluate_with_batched_edits_gives_the_one_at_a_time_rows_in_the_cases_order(tiny):
     from drift.editors import get_editor
     from drift.evaluation.evaluate import evaluate
+    from drift.evaluation.spec import EvalSpec
     from tests.conftest import weights_hash
 
     cases = load_cases("builtin")[:5]
     editor = get_editor("rome", steps=4, n_prefixes=2, stats_texts=CORPUS, layer=0)
     h0 = weights_hash(tiny)
     seen = []
-    alone = evaluate(tiny, cases, edit=editor, fluency=False, edit_batch=1)
-    together = evaluate(tiny, cases, edit=editor, fluency=False, edit_batch=3, on_case=seen.append)
+    alone = evaluate(tiny, cases, editor, EvalSpec(fluency=False, edit_batch=1))
+    together = evaluate(tiny, cases, editor, EvalSpec(fluency=False, edit_batch=3), on_case=seen.append)
     assert weights_hash(tiny) == h0  # every edit removed
     assert [r["case_id"] for r in together] == [c.case_id for c in cases]
     assert sorted(r["case_id"] for r in seen) == sorted(c.case_id for c in cases)
@@ -161,12 +162,13 @@ def test_a_bad_case_in_a_batch_is_named(tiny):
 
     from drift.editors import get_editor
     from drift.evaluation.evaluate import evaluate
+    from drift.evaluation.spec import EvalSpec
 
     cases = load_cases("builtin")[:3]
     bad = replace(cases[1], subject="Nowhere Land")  # not in its prompt
     editor = get_editor("rome", steps=2, n_prefixes=2, stats_texts=CORPUS, layer=0)
     with pytest.raises(ValueError, match=bad.case_id):
-        evaluate(tiny, [cases[0], bad, cases[2]], edit=editor, fluency=False, edit_batch=3)
+        evaluate(tiny, [cases[0], bad, cases[2]], editor, EvalSpec(fluency=False, edit_batch=3))
 
 
 def test_audit_with_batched_edits_gives_the_one_at_a_time_rows_in_the_cases_order(tiny):

@@ -25,6 +25,7 @@ from drift.evaluation.metrics import (
     plan_case,
     tfidf_similarity,
 )
+from drift.evaluation.spec import EvalSpec
 from drift.evaluation.words import sentences, word_tokenize
 from tests.test_data import MERGED
 
@@ -160,7 +161,7 @@ def test_reference_fluency_uses_every_prompt_to_100_tokens_in_all(tiny, monkeypa
 def test_short_fluency_is_two_prompts_forty_new_tokens_whitespace(tiny, monkeypatch):
     rec = _Recorder(TEXT)
     monkeypatch.setattr(ev, "generate", rec)
-    row = ev.evaluate(tiny, [_gen_case()], fluency="short", progress=False)[0]
+    row = ev.evaluate(tiny, [_gen_case()], spec=EvalSpec(fluency="short"), progress=False)[0]
     (call,) = rec.calls
     assert call["prompts"] == ["P1", "P2"] and call["max_new_tokens"] == 40 and call["max_length"] is None
     assert row["metrics"]["FL"] == pytest.approx(_fl([2, 2, 1], [2, 1, 1]))
@@ -331,10 +332,12 @@ def test_evaluate_reports_refs_for_a_case_with_reference_texts(tiny, monkeypatch
     raw["requested_rewrite"] = {**MERGED["requested_rewrite"], "relation_id": "P276", "target_new_id": "Q220"}
     monkeypatch.setattr(ev, "generate", _Recorder("rome rome"))
     refs = load_reference_texts(tmp_path)
-    row = ev.evaluate(tiny, [parse_case(raw)], references=refs, progress=False)[0]
+    row = ev.evaluate(tiny, [parse_case(raw)], spec=EvalSpec(references=refs), progress=False)[0]
     # (2·1, 0) against (1, 3): 2 / (2 · √10)
     assert row["metrics"]["RefS"] == pytest.approx(1 / math.sqrt(10))
-    no_ids = ev.evaluate(tiny, [parse_case({**MERGED, "generation": {"prompts": ["P1"]}})], references=refs)
+    no_ids = ev.evaluate(
+        tiny, [parse_case({**MERGED, "generation": {"prompts": ["P1"]}})], spec=EvalSpec(references=refs)
+    )
     assert "RefS" not in no_ids[0]["metrics"]
 
 

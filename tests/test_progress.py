@@ -10,6 +10,7 @@ import pytest
 import drift
 from drift.data import load_cases
 from drift.evaluation.evaluate import evaluate
+from drift.evaluation.spec import EvalSpec
 from drift.interp import tracing
 from drift.util import progress
 
@@ -77,13 +78,13 @@ def test_tracing_shows_a_bar_unless_silenced(tiny, tiny_edit, capsys):
 def test_evaluation_shows_one_bar_and_runs_each_edit_quietly(tiny, capsys, caplog):
     cases = load_cases("builtin", limit=2)
     edit_fn = drift.get_editor("rome", layer=0, steps=2)
-    evaluate(tiny, cases, edit=edit_fn, fluency=False)
+    evaluate(tiny, cases, edit_fn, EvalSpec(fluency=False))
     err = capsys.readouterr().err
     assert "evaluating" in err and "2/2" in err
     assert "editing" not in err and _drift_lines(caplog) == []  # each edit's own bar stays hidden
-    evaluate(tiny, cases, edit=edit_fn, fluency=False, verbose=False)
+    evaluate(tiny, cases, edit_fn, EvalSpec(fluency=False), progress=False)
     assert capsys.readouterr().err == ""
-    evaluate(tiny, cases, edit=edit_fn, fluency=False, verbose=True)
+    evaluate(tiny, cases, edit_fn, EvalSpec(fluency=False), progress=True)
     assert "evaluating" in capsys.readouterr().err
     assert [m for m in _drift_lines(caplog) if " step " in m] == []
 

@@ -66,11 +66,13 @@ def test_every_public_name_resolves_and_import_drift_stays_light():
 
 def test_drift_evaluate_is_the_evaluation_function(tiny):
     from drift.evaluation.evaluate import evaluate
+    from drift.evaluation.spec import EvalSpec
 
     assert drift.evaluate is evaluate
     cases = load_cases("builtin", limit=1)
-    assert drift.evaluate(tiny, cases, fluency=False, verbose=False) == evaluate(
-        tiny, cases, fluency=False, verbose=False
+    assert drift.EvalSpec is EvalSpec
+    assert drift.evaluate(tiny, cases, spec=drift.EvalSpec(fluency=False), progress=False) == evaluate(
+        tiny, cases, None, EvalSpec(fluency=False), progress=False
     )
 
 
@@ -117,8 +119,9 @@ def test_edit_and_score_gives_the_metrics_before_and_after(tiny):
     cases = load_cases("builtin", limit=2)
     table = drift.edit_and_score(tiny, cases, layer=0, steps=3, verbose=False)
     assert table.cases == [str(c.case_id) for c in cases] or table.cases == [c.case_id for c in cases]
-    plain = drift.evaluate(tiny, cases, fluency=False, verbose=False)
-    edited = drift.evaluate(tiny, cases, edit=drift.get_editor("rome", layer=0, steps=3), fluency=False)
+    no_fluency = drift.EvalSpec(fluency=False)
+    plain = drift.evaluate(tiny, cases, spec=no_fluency, progress=False)
+    edited = drift.evaluate(tiny, cases, drift.get_editor("rome", layer=0, steps=3), no_fluency)
     for row in table.rows:
         i = [c.case_id for c in cases].index(row["case_id"])
         assert row["before"] == plain[i]["metrics"][row["metric"]]

@@ -196,13 +196,14 @@ def test_a_cache_that_refuses_writes_keeps_statistics_in_memory_with_a_warning(t
 def test_a_prompt_beyond_the_context_names_its_case(tiny):
     from drift.data import parse_case
     from drift.evaluation.evaluate import evaluate
+    from drift.evaluation.spec import EvalSpec
 
     long = dict(MERGED, case_id="long-one")
     long["l-neighbor"] = {"prompts": ["word " * 400], "targets": ["Paris"]}
     with pytest.raises(
         ValueError, match=r"case\(s\) long-one: a prompt of \d+ tokens exceeds the model's context"
     ):
-        evaluate(tiny, [parse_case(long)], fluency=False, progress=False)
+        evaluate(tiny, [parse_case(long)], spec=EvalSpec(fluency=False), progress=False)
 
 
 def test_ctrl_c_says_how_many_cases_are_saved_and_where(tmp_path, tiny_dir, monkeypatch, capsys):
@@ -530,8 +531,11 @@ def test_with_an_editor_an_over_long_prompt_names_its_case(tiny):
     from drift.data import parse_case
     from drift.editors import get_editor
     from drift.evaluation.evaluate import evaluate
+    from drift.evaluation.spec import EvalSpec
 
     long = dict(MERGED, case_id="long-one")
     long["requested_rewrite"] = {**MERGED["requested_rewrite"], "prompt": "word " * 200 + "{} is in"}
     with pytest.raises(ValueError, match=r"case\(s\) long-one: a prompt of \d+ tokens exceeds"):
-        evaluate(tiny, [parse_case(long)], edit=get_editor("rome", steps=1), fluency=False, progress=False)
+        evaluate(
+            tiny, [parse_case(long)], get_editor("rome", steps=1), EvalSpec(fluency=False), progress=False
+        )

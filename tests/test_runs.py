@@ -342,3 +342,110 @@ def test_the_sequential_state_file_keeps_its_layout_and_a_damaged_one_is_ignored
     assert list(saved) == ["run_id", "n_done", "rows", "weights"] and load_state(path, "run") is not None
     path.write_bytes(path.read_bytes()[:20])  # cut by a kill of an older writer
     assert load_state(path, "run") is None and load_state(None, "run") is None
+
+
+# ---- the run spec: committed runs keep their keys ------------------------------------------------
+RESULTS = Path(__file__).resolve().parents[1] / "results"
+
+
+def _committed_headers() -> list[tuple[str, dict]]:
+    """``(where, {"key", "config", ...})`` of every committed results file, run record and log
+    header under results/ that names a key."""
+    found = []
+    for path in sorted(RESULTS.rglob("*.json")):
+        data = json.loads(path.read_text())
+        if isinstance(data, dict) and "key" in data and "config" in data:
+            found.append((str(path.relative_to(RESULTS)), data))
+    for path in sorted(RESULTS.rglob("*.jsonl")):
+        for i, line in enumerate(path.read_text().splitlines()):
+            rec = json.loads(line) if line.startswith("{") else None
+            if isinstance(rec, dict) and "key" in rec and isinstance(rec.get("config"), dict):
+                found.append((f"{path.relative_to(RESULTS)}:{i + 1}", rec))
+    return found
+
+
+def test_every_committed_runs_key_and_label_recompute_from_its_configuration():
+    headers = _committed_headers()
+    assert len(headers) >= 40  # results/test, validation, seed, sequential …
+    for where, rec in headers:
+        assert run_key(rec["config"]) == rec["key"], where
+        if "label" in rec and "sequential" not in where:  # sequential records name their own label
+            assert run_label(rec["config"]) == rec["label"], where
+
+
+def _options_of(config: dict):
+    """The options of ``eval`` that made a committed run (the dev set by its path)."""
+    import ast
+
+    from drift.cli.options import DataOptions, EditorOptions, Options, RunOptions, ScoringOptions
+    from drift.data import DEV_SET
+
+    hp = {k: ast.literal_eval(v) for k, v in (config.get("hp") or {}).items()}
+    editor = EditorOptions(
+        config["editor"], config.get("dr"), config.get("sadr"), config.get("sadr_heads", "selective"),
+        config.get("steps"), hp,
+    )  # fmt: skip
+    forms = config["forms"]
+    scoring = ScoringOptions(
+        config["scoring"], config["pool"], forms["fluency"], None, forms["ppl"], forms["res"]
+    )
+    data = DataOptions(str(DEV_SET), config["limit"], config.get("shard"))
+    return Options(data=data, editor=editor, scoring=scoring, run=RunOptions(seed=config["seed"]))
+
+
+@pytest.mark.parametrize(
+    "where",
+    [
+        "test/memit_sadr_g0.04_s20.json",
+        "test/pmet_sadr_g0.08_s40.json",
+        "test/memit.json",
+        "seed/rome_s20_p1.json",
+        "seed/rome_sadr_g0.04_s20_p1.json.partial.jsonl",  # a run still to resume
+        "validation-memit/memit_s20.json.partial.jsonl",
+    ],
+)
+def test_the_spec_of_a_committed_runs_options_rebuilds_its_configuration_and_key(where, monkeypatch):
+    """The spec built from the options that made a committed run gives its configuration entry for
+    entry, in order, so the run resumes and its results file is written as before."""
+    import drift.cli.spec as spec_module
+    from drift.cli.spec import Spec
+
+    path = RESULTS / where
+    rec = json.loads(path.read_text().splitlines()[0] if where.endswith(".jsonl") else path.read_text())
+    committed = {k: v for k, v in rec["config"].items() if k != "provenance"}
+    # the dev set is not in this checkout: its digest as the run recorded it
+    monkeypatch.setattr(spec_module, "digest_of", lambda source: committed["data_sha256"])
+    spec = Spec.of(_options_of(committed))
+    built = {k: v for k, v in spec.config.items() if k != "provenance"}
+    assert json.dumps(built) == json.dumps(committed)
+    assert spec.key == rec["key"] == run_key(rec["config"])
+    assert spec.label == run_label(rec["config"]) and (spec.label == rec["label"] if "label" in rec else True)
+    assert spec.evaluation.fluency is False and spec.evaluation.scoring == committed["scoring"]
+
+
+def test_the_spec_is_frozen_and_its_key_follows_every_setting(tiny_dir):
+    import dataclasses
+
+    from drift.cli.options import EditorOptions, ModelOptions, Options, ScoringOptions
+    from drift.cli.spec import Spec
+
+    base = Options(model=ModelOptions(tiny_dir), editor=EditorOptions("rome"))
+    spec = Spec.of(base)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        spec.seed = 1
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        spec.evaluation.fluency = False
+    spec.config["seed"] = 99  # a copy: the spec is not changed through it
+    assert spec.config["seed"] == 0 and spec.key == run_key(spec.config)
+    changed = [
+        dataclasses.replace(base, editor=EditorOptions("rome", steps=5)),
+        dataclasses.replace(base, editor=EditorOptions("rome", sadr=0.01)),
+        dataclasses.replace(base, scoring=ScoringOptions(fluency="short")),
+        dataclasses.replace(base, scoring=ScoringOptions(res="accuracy")),
+        dataclasses.replace(base, model=ModelOptions(tiny_dir, dtype="bf16")),
+    ]
+    keys = {Spec.of(o).key for o in changed} | {spec.key}
+    assert len(keys) == len(changed) + 1
+    assert repr(spec).startswith(f"Spec(eval 'rome' key={spec.key}, model=")
+    assert repr(spec).endswith(", evaluation=EvalSpec())")  # the defaults are not shown
+    assert "evaluation=EvalSpec(fluency='short')" in repr(Spec.of(changed[2]))

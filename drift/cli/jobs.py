@@ -4,7 +4,7 @@ made into a configuration, an editor and a list of cases, then run case by case 
 
 ``eval`` runs one job in its process; ``sweep`` runs the chunks of many jobs on Ray workers. Both
 go through :func:`plan` and :func:`run`, so a sweep's run and the same ``eval`` compute the same
-rows under the same configuration key (:func:`drift.cli.spec.run_config`).
+rows under the same configuration key (the job's :class:`drift.cli.spec.Spec`, built once).
 
 Example (the tiny model stands in for the default one):
     >>> import tempfile, pathlib
@@ -13,8 +13,8 @@ Example (the tiny model stands in for the default one):
     >>> out = pathlib.Path(tempfile.mkdtemp()) / "r.json"
     >>> args = build_parser().parse_args(["eval", "--limit", "2", "--no-fluency", "--out", str(out)])
     >>> job = plan(args)
-    >>> job.config["editor"], [c.case_id for c in job.cases]
-    ('none', ['0', '1'])
+    >>> job.config["editor"], [c.case_id for c in job.cases], job.spec.evaluation
+    ('none', ['0', '1'], EvalSpec(fluency=False))
     >>> work = lambda todo, append: run(job, model, todo, append, progress=False)
     >>> result = run_cases(out, job.config, job.cases, work, pool=job.pool)
     >>> result["label"], len(result["cases"])
@@ -24,13 +24,13 @@ Example (the tiny model stands in for the default one):
 from __future__ import annotations
 
 import argparse
-import json
 import os
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Sequence
 
 from drift.cli.options import EditorOptions, Options, refuse_same_files
+from drift.cli.spec import Spec, resolve_editor
 
 if TYPE_CHECKING:
     from drift.data import EditCase
@@ -39,49 +39,37 @@ if TYPE_CHECKING:
 
 @dataclass
 class Job:
-    """One ``eval`` run, before any model is loaded."""
+    """One ``eval`` run, before any model is loaded: its spec, its cases and its editor."""
 
     options: Options  # as given
-    editor: EditorOptions  # as run: --sadr alone resolved to the paper's γ and steps
-    config: dict  # what the results depend on; its key names the run
+    spec: Spec  # the run as it runs (drift.cli.spec.Spec): its configuration, key and label
     cases: list[EditCase]  # this process's cases (after --limit and --shard)
     edit: EditFn | None
-    texts: list[str] | None  # perplexity texts (--ppl)
-    overrides: dict  # the editor's hyper-parameters as given (steps, --hp, SADR's term)
-    references: object = None  # texts about o_edit for RefS (--references), loaded
+
+    @property
+    def config(self) -> dict:
+        """What the results depend on (:attr:`drift.cli.spec.Spec.config`); its key names the run."""
+        return self.spec.config
+
+    @property
+    def editor(self) -> EditorOptions:
+        """The editor's options as run: ``--sadr`` alone resolved to the paper's γ and steps."""
+        return self.spec.editor
+
+    @property
+    def overrides(self) -> dict:
+        """The editor's keyword arguments as run (steps, ``--hp``, SADR's term)."""
+        return self.spec.editor_overrides()
 
     @property
     def pool(self) -> str:
-        return self.options.scoring.pool
+        return self.spec.pool
 
     @property
     def partial(self) -> Path:
         """The run's log beside its results file."""
         out = self.options.out
         return out.with_name(out.name + ".partial.jsonl")
-
-
-def _load_texts(path: str) -> list[str]:
-    """The texts of a ``--ppl`` file: a JSON list of strings or of ``{"Text": ...}`` objects; a
-    ``ValueError`` naming the file and the first bad entry."""
-    if not Path(path).is_file():
-        raise ValueError(f"--ppl {path}: no such file")
-    try:
-        raw = json.loads(Path(path).read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise ValueError(f"--ppl {path}: not a JSON file of texts ({e})") from None
-    if not isinstance(raw, list) or not raw:
-        raise ValueError(f"--ppl {path}: expected a non-empty JSON list of texts")
-    texts = []
-    for i, r in enumerate(raw):
-        text = r.get("Text") if isinstance(r, dict) else r
-        if not isinstance(text, str) or not text.strip():
-            raise ValueError(
-                f"--ppl {path}: entry {i} must be a non-empty string or an object with a "
-                f"'Text' string, got {json.dumps(r)[:60]}"
-            )
-        texts.append(text)
-    return texts
 
 
 def slurm_shard() -> str | None:
@@ -116,34 +104,6 @@ def slurm_shard() -> str | None:
     return f"{index}/{count}"
 
 
-def resolve_editor(options: Options) -> tuple[EditorOptions, dict]:
-    """The editor's options as they will run, and the editor's keyword overrides: ``--sadr`` alone
-    becomes the paper's γ and steps for the editor and model (with any other hyper-parameter of
-    the paper's run, under ``--hp``'s)."""
-    e = options.editor
-    overrides: dict = {}
-    hp = dict(e.hp)
-    if e.steps is not None and "steps" in hp:  # two values for one setting: the run would lie about one
-        raise ValueError(
-            f"--steps {e.steps} and --hp steps={hp['steps']} both set the editor's steps; give one"
-        )
-    if e.sadr is not None:
-        from drift.editors.sadr import SADR, paper_setting
-
-        if e.sadr < 0:  # --sadr alone: the paper's γ and steps for this editor and model
-            import drift
-
-            setting = paper_setting(e.editor, options.model.model or drift.DEFAULT_MODEL)
-            gamma, steps = setting.pop("gamma"), setting.pop("steps")
-            e = replace(e, sadr=gamma, steps=e.steps if e.steps is not None else steps)
-            hp = setting | hp
-        overrides["extra_terms"] = (SADR(e.sadr, e.sadr_heads),)
-    if e.steps is not None:
-        overrides["steps"] = e.steps
-    overrides |= hp
-    return replace(e, hp=hp), overrides
-
-
 def _refuse_editing_flags_without_an_editor(e: EditorOptions) -> None:
     """A ``ValueError`` naming the flags the user gave that only an edit uses, with ``--editor none``.
 
@@ -164,9 +124,8 @@ def _refuse_editing_flags_without_an_editor(e: EditorOptions) -> None:
 
 
 def plan(options: Options | argparse.Namespace) -> Job:
-    """Check the options of ``eval`` and build its job (editor, cases, configuration) without
-    loading the model: a bad name, option or file fails here, in seconds."""
-    from drift.cli.spec import run_config
+    """Check the options of ``eval`` and build its job (spec, editor, cases) without loading the
+    model: a bad name, option or file fails here, in seconds."""
     from drift.data import load_cases
     from drift.editors import get_editor
 
@@ -183,14 +142,7 @@ def plan(options: Options | argparse.Namespace) -> Job:
         total, cases = len(cases), share(cases, o.data.shard)
         if not cases:
             raise ValueError(f"--shard {o.data.shard} of {total} case(s) is empty; use fewer parts")
-    texts = _load_texts(o.scoring.ppl) if o.scoring.ppl else None
-    loaded = None
-    if o.scoring.references is not None:
-        from drift.evaluation.metrics import load_reference_texts
-
-        loaded = load_reference_texts(o.scoring.references)  # a bad folder fails before the model loads
-    config = run_config(o, editor)
-    return Job(o, editor, config, cases, edit, texts, overrides, loaded)
+    return Job(o, Spec.of(o, editor), cases, edit)  # the texts of --ppl, --references load here
 
 
 def run(
@@ -198,36 +150,11 @@ def run(
 ) -> int:
     """Evaluate ``cases`` of the job, handing each finished case's row to ``on_case`` (a log's
     ``append``); returns how many were evaluated. Each case's result depends only on the model, the
-    configuration and the case (sampling is seeded per case), so any split of the cases gives the
-    same rows."""
+    spec and the case (sampling is seeded per case), so any split of the cases gives the same rows."""
     import torch
 
     from drift.evaluation.evaluate import evaluate
 
-    o = job.options
-    torch.manual_seed(o.run.seed)
-    evaluate(
-        model,
-        cases,
-        edit=job.edit,
-        ppl_texts=job.texts,
-        seed=o.run.seed,
-        batch_cases=o.run.batch_size or 16,
-        edit_batch=o.run.edit_batch,
-        progress=progress,
-        on_case=on_case,
-        scoring=o.scoring.scoring,
-        **_metric_options(job),
-    )
+    torch.manual_seed(job.spec.seed)
+    evaluate(model, cases, edit=job.edit, spec=job.spec.evaluation, on_case=on_case, progress=progress)
     return len(cases)
-
-
-def _metric_options(job: Job) -> dict:
-    """evaluate()'s options for FL, PPL, RES and RefS from the job's configuration."""
-    forms = job.config.get("forms", {})
-    return {
-        "fluency": False if job.options.scoring.fluency is None else forms.get("fluency", "reference"),
-        "ppl_form": forms.get("ppl", "reference"),
-        "res": forms.get("res", "reference"),
-        "references": job.references,
-    }

@@ -1,22 +1,39 @@
-"""The run spec: a run's one configuration, built once from its options, and its key and label.
+"""The run spec: a run's settings, resolved, checked and frozen once from its options
+(:class:`Spec`), and what derives from it: its configuration (the record of what its results
+depend on, written into its log and results file), its key and its label.
 
-A configuration holds what a run's results depend on (data by path and digest, model, editor and
-its resolved settings, scoring, seed, sampling corpus); :func:`run_key` names its log and results
-file, :func:`run_label` is the readable name tables show. Every command builds its configuration
-with :func:`run_config`, and nothing finds a run by parsing its label.
+A configuration holds what a run's results depend on (data by name and digest, model, editor and
+its resolved settings, scoring, seed, metric forms, sampling corpus); :func:`run_key` names its log
+and results file, :func:`run_label` is the readable name tables show. Every command builds its
+configuration from a :class:`Spec` (:meth:`Spec.of`, or :func:`run_config` for the dict alone), the
+configuration flows one way (spec → configuration → key and label), and nothing finds a run by
+parsing its label.
 
 Example:
+    >>> from drift.cli.options import Options, EditorOptions
+    >>> spec = Spec.of(Options(editor=EditorOptions(editor="rome", sadr=0.01, steps=80)))
+    >>> spec.label, spec.key == run_key(spec.config)
+    ('rome+SADR(γ=0.01) 80 steps', True)
+    >>> spec.evaluation                                   # what evaluate() measures
+    EvalSpec()
     >>> run_label({"editor": "rome", "sadr": 0.01, "steps": 80})
     'rome+SADR(γ=0.01) 80 steps'
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
+import json
 import os
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
-from drift.util.store import config_digest
+from drift.cli.options import EditorOptions
+
+if TYPE_CHECKING:
+    from drift.evaluation.spec import EvalSpec
 
 # keys of a configuration that do not change any case's result: a shard's finished cases are the
 # whole run's cases, so logs of different shards (or chunks) of one run join, and a run whose
@@ -34,6 +51,8 @@ def run_key(config: dict) -> str:
     >>> run_key({"data": "/there/d.json"}) == run_key({"data": "d.json"})   # files by name
     True
     """
+    from drift.util.store import config_digest  # (imports torch: not before an option is checked)
+
     kept = {k: (file_name(v) if k in NAMED else v) for k, v in config.items() if k not in NOT_IN_KEY}
     return config_digest(kept)
 
@@ -56,42 +75,142 @@ def run_label(config: dict) -> str:
     return name
 
 
-def run_config(options, editor=None, *, kind: str = "eval", **extra) -> dict:
-    """The configuration of a run: what its results depend on, whose :func:`run_key` names its
-    log and results file. The one builder of every command's configuration: ``options`` is a
-    :class:`drift.cli.options.Options`, ``editor`` its editor options resolved (``--sadr`` alone made
-    the paper's γ and steps; default: as given). ``kind``:
+@dataclass(frozen=True, repr=False)
+class Spec:
+    """One run's settings as it runs, built once from its options by :meth:`of`. Its
+    configuration (:attr:`config`), key and label derive from it; ``evaluation`` is what
+    :func:`drift.evaluation.evaluate.evaluate` takes.
 
-    - ``"eval"``: one ``eval`` (or ``audit``, ``sweep`` run) configuration;
-    - ``"sequential"``: ``eval --sequential`` (``extra``: ``checkpoints``, ``batch_edits``);
-    - any other: the data, model, editor and scoring of an analysis, with ``extra`` its own entries.
-
-    Entries that were added to drift later (``dtype``, ``steps``, ``dr``, ``sadr``, ``hp``) appear
-    only when set, so the keys of runs made before them stay as they were. Input files are
-    recorded by name (their digest beside them), never by a path of the machine; ``provenance``
-    (:func:`provenance`: drift's version and commit, device, libraries) is outside the key.
-
-    >>> from drift.cli.options import Options, EditorOptions
-    >>> c = run_config(Options(editor=EditorOptions(editor="rome", steps=80)))
-    >>> c["editor"], c["steps"], c["data"], c["sampling"] is not None
-    ('rome', 80, 'builtin', True)
+    Entries that were added to drift later (``dtype``, ``steps``, ``dr``, ``sadr``, ``hp``) enter
+    the configuration only when set, so the keys of runs made before them stay as they were.
     """
-    from drift.model.loading import run_model_name
 
-    o = options
-    e = editor if editor is not None else o.editor
-    data = str(o.data.data)
-    model = run_model_name(o.model.model)  # a folder: its path @ its files' digest
-    half = {"dtype": o.model.dtype} if o.model.dtype not in (None, "fp32") else {}  # fp32 keys unchanged
-    hp = {k: repr(v) for k, v in sorted(e.hp.items())} if e.hp else None
-    if kind == "sequential":
+    kind: str  # "eval" (eval, audit, sweep runs), "sequential" (eval --sequential), or an analysis
+    model: str  # as keyed: a packaged or hub name, or a folder's path @ its files' digest
+    data: str  # the case file by name (its digest beside it), or "builtin"
+    data_sha256: str
+    editor: EditorOptions  # as run: --sadr alone resolved to the paper's γ, steps and settings
+    seed: int = 0
+    scoring: str = "mean"
+    pool: str = "prompts"
+    dtype: str | None = None  # "bf16" / "fp16"; None: float32 (whose keys predate the entry)
+    device: str | None = None  # as asked (--device); what ran is in the provenance
+    limit: int | None = None  # not in the key (a run whose limit grew keeps its cases)
+    shard: str | None = None  # "I/N"; not in the key
+    evaluation: EvalSpec | None = None  # eval: the metric forms, texts, batch sizes
+    ppl: str | None = None  # eval: the perplexity texts' file by name, and its digest
+    ppl_sha256: str | None = None
+    references: str | None = None  # eval: the RefS texts' folder by name
+    sampling: int | None = None  # the key statistics' corpus version (drift.editors.stats)
+    extra: tuple[tuple[str, Any], ...] = ()  # a command's own entries, in order
+    provenance: dict = field(default_factory=dict, compare=False)  # what ran it; not in the key
+
+    @classmethod
+    def of(cls, options, editor: EditorOptions | None = None, *, kind: str = "eval", **extra) -> Spec:
+        """The spec of a run of ``options`` (a :class:`drift.cli.options.Options`): the editor
+        resolved (:func:`resolve_editor`; ``editor``: already resolved), the data's and texts'
+        digests taken, and for ``kind="eval"`` the :class:`~drift.evaluation.spec.EvalSpec` with
+        the ``--ppl`` texts and ``--references`` loaded (a bad file is named here, before any model
+        loads). ``extra``: the command's own entries (``sequential``: ``checkpoints``, ``batch_edits``)."""
+        from drift.editors.stats import CORPUS_VERSION
+        from drift.model.loading import run_model_name
+
+        o, s = options, options.scoring
+        e = editor if editor is not None else resolved_editor(o)
+        evaluation = _evaluation(o) if kind == "eval" else None
+        data = str(o.data.data)
+        return cls(
+            kind=kind,
+            model=run_model_name(o.model.model),
+            data=file_name(data),
+            data_sha256=digest_of(data),  # a case file edited since a run began: another run
+            editor=e,
+            seed=o.run.seed,
+            scoring=s.scoring,
+            pool=s.pool,
+            dtype=o.model.dtype if o.model.dtype not in (None, "fp32") else None,
+            device=o.model.device,
+            limit=o.data.limit,
+            shard=o.data.shard,
+            evaluation=evaluation,
+            ppl=file_name(s.ppl) if evaluation is not None else None,
+            ppl_sha256=digest_of(s.ppl) if evaluation is not None and s.ppl else None,
+            references=file_name(s.references) if evaluation is not None else None,
+            sampling=CORPUS_VERSION,
+            extra=tuple(extra.items()),
+            provenance=provenance(o, data),
+        )
+
+    def as_kind(self, kind: str, **extra) -> Spec:
+        """This run's spec for another kind of run of the same options (``eval --sequential``
+        plans an eval, then runs it as a sequential one), with ``extra`` its own entries."""
+        evaluation = self.evaluation if kind == "eval" else None
+        return dataclasses.replace(self, kind=kind, evaluation=evaluation, extra=tuple(extra.items()))
+
+    @property
+    def config(self) -> dict:
+        """The run's configuration (a new dict each time): what its results depend on, with its
+        ``provenance`` (outside the key) last."""
+        entries = self._sequential() if self.kind == "sequential" else self._entries()
+        return entries | {"provenance": dict(self.provenance)}
+
+    @property
+    def key(self) -> str:
+        """:func:`run_key` of the configuration: names the run's log and results file."""
+        return run_key(self.config)
+
+    @property
+    def label(self) -> str:
+        """:func:`run_label` of the configuration: the run's name in tables."""
+        return run_label(self.config)
+
+    def editor_overrides(self) -> dict:
+        """The editor's keyword arguments beyond ``drop_rate`` and ``seed`` (:func:`editor_overrides`)."""
+        return editor_overrides(self.editor)
+
+    def _hp(self) -> dict | None:
+        e = self.editor
+        return {k: repr(v) for k, v in sorted(e.hp.items())} if e.hp else None
+
+    def _entries(self) -> dict:
+        """An eval's (``kind="eval"``) or an analysis's configuration, entries in their historic order."""
+        e, ev = self.editor, self.evaluation
+        config: dict = {"data": self.data, "editor": e.editor, "model": self.model, "seed": self.seed}
+        if ev is not None:
+            config |= {"fluency": bool(ev.fluency), "ppl": self.ppl}
+        config["scoring"] = self.scoring
+        if ev is not None:
+            config["pool"] = self.pool
+        config |= {"data_sha256": self.data_sha256, "limit": self.limit}
+        if ev is not None:
+            config["forms"] = {"fluency": ev.fluency or None, "ppl": ev.ppl_form, "res": ev.res}
+            if self.references is not None:
+                config["references"] = self.references
+            if self.ppl:
+                config["ppl_sha256"] = self.ppl_sha256
+        if e.sadr is not None:
+            config |= {"sadr": e.sadr, "sadr_heads": e.sadr_heads}
+        config |= {
+            k: v for k, v in (("steps", e.steps), ("dr", e.dr), ("dtype", self.dtype)) if v is not None
+        }
+        if self._hp():
+            config["hp"] = self._hp()
+        if self.shard is not None:
+            config["shard"] = self.shard
+        if e.editor != "none" or (ev is not None and ev.fluency):  # depends on sampled text
+            config["sampling"] = self.sampling
+        return config | dict(self.extra)
+
+    def _sequential(self) -> dict:
+        """``eval --sequential``'s configuration, entries in their historic order."""
+        e, extra = self.editor, dict(self.extra)
         return {
-            "data": file_or_name(data),
-            "data_sha256": digest_of(data),
-            "limit": o.data.limit,
+            "data": self.data,
+            "data_sha256": self.data_sha256,
+            "limit": self.limit,
             "editor": e.editor,
-            "model": model,
-            "seed": o.run.seed,
+            "model": self.model,
+            "seed": self.seed,
             "dr": e.dr,
             "sequential": True,
             "batch_edits": extra["batch_edits"],
@@ -99,47 +218,132 @@ def run_config(options, editor=None, *, kind: str = "eval", **extra) -> dict:
             "sadr": e.sadr,
             "sadr_heads": e.sadr_heads if e.sadr is not None else None,
             "steps": e.steps,
-            "hp": hp,
-            "scoring": o.scoring.scoring,
-            "pool": o.scoring.pool,
-            **half,
-            "provenance": provenance(o, data),
+            "hp": self._hp(),
+            "scoring": self.scoring,
+            "pool": self.pool,
+            **({"dtype": self.dtype} if self.dtype else {}),
         }
-    s = o.scoring
-    config: dict = {"data": file_or_name(data), "editor": e.editor, "model": model, "seed": o.run.seed}
-    if kind == "eval":
-        config |= {"fluency": s.fluency is not None, "ppl": file_or_name(s.ppl)}
-    config |= {"scoring": s.scoring}
-    if kind == "eval":
-        config["pool"] = s.pool
-    config["data_sha256"] = digest_of(data)  # a case file edited since a run began: another run
-    config["limit"] = o.data.limit  # not in the key (a run whose limit grew keeps its cases)
-    if kind == "eval":
-        config["forms"] = {
-            "fluency": s.fluency,
-            "ppl": s.ppl_form,
-            "res": s.res,
-        }  # drift/evaluation/metrics.py
-        if s.references is not None:
-            config["references"] = file_or_name(s.references)
-        if s.ppl:
-            config["ppl_sha256"] = digest_of(s.ppl)
-    if e.sadr is not None:
-        config |= {"sadr": e.sadr, "sadr_heads": e.sadr_heads}
-    if e.steps is not None:
-        config["steps"] = e.steps
-    if e.dr is not None:
-        config["dr"] = e.dr
-    config |= half
-    if hp:
-        config["hp"] = hp
-    if o.data.shard is not None:
-        config["shard"] = o.data.shard
-    if e.editor != "none" or (kind == "eval" and s.fluency is not None):  # depends on sampled text
-        from drift.editors.stats import CORPUS_VERSION
 
-        config["sampling"] = CORPUS_VERSION
-    return config | extra | {"provenance": provenance(o, data)}
+    def __repr__(self) -> str:
+        """The kind, label and key, then the settings that are not their defaults."""
+        shown = [f"{self.kind} {self.label!r} key={self.key}", f"model={self.model!r}"]
+        shown.append(f"data={self.data!r}@{self.data_sha256}")
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if f.name in ("kind", "model", "data", "data_sha256", "editor", "provenance", "sampling"):
+                continue
+            if f.default is not dataclasses.MISSING and value == f.default:
+                continue
+            shown.append(f"{f.name}={value!r}")
+        return f"Spec({', '.join(shown)})"
+
+
+def _evaluation(options) -> EvalSpec:
+    """What ``eval`` measures (:class:`drift.evaluation.spec.EvalSpec`) from its options, the
+    ``--ppl`` texts and ``--references`` loaded."""
+    from drift.evaluation.spec import EvalSpec
+
+    s, run = options.scoring, options.run
+    references = None
+    if s.references is not None:
+        from drift.evaluation.metrics import load_reference_texts
+
+        references = load_reference_texts(s.references)
+    return EvalSpec(
+        fluency=s.fluency or False,
+        ppl_texts=load_texts(s.ppl) if s.ppl else None,
+        ppl_form=s.ppl_form,
+        res=s.res,
+        references=references,
+        scoring=s.scoring,
+        seed=run.seed,
+        batch_cases=run.batch_size or 16,
+        edit_batch=run.edit_batch,
+    )
+
+
+def run_config(options, editor: EditorOptions | None = None, *, kind: str = "eval", **extra) -> dict:
+    """The configuration of a run of ``options`` (:attr:`Spec.config` of :meth:`Spec.of`): what
+    its results depend on, whose :func:`run_key` names its log and results file. ``kind``:
+
+    - ``"eval"``: one ``eval`` (or ``audit``, ``sweep`` run) configuration;
+    - ``"sequential"``: ``eval --sequential`` (``extra``: ``checkpoints``, ``batch_edits``);
+    - any other: the data, model, editor and scoring of an analysis, with ``extra`` its own entries.
+
+    Input files are recorded by name (their digest beside them), never by a path of the machine;
+    ``provenance`` (:func:`provenance`: drift's version and commit, device, libraries) is outside
+    the key.
+
+    >>> from drift.cli.options import Options, EditorOptions
+    >>> c = run_config(Options(editor=EditorOptions(editor="rome", steps=80)))
+    >>> c["editor"], c["steps"], c["data"], c["sampling"] is not None
+    ('rome', 80, 'builtin', True)
+    """
+    return Spec.of(options, editor, kind=kind, **extra).config
+
+
+def resolved_editor(options) -> EditorOptions:
+    """The editor's options as they will run: ``--sadr`` alone becomes the paper's γ and steps for
+    the editor and model (with any other hyper-parameter of the paper's run, under ``--hp``'s); a
+    ``ValueError`` when ``--steps`` and ``--hp steps=`` both set the steps."""
+    e = options.editor
+    hp = dict(e.hp)
+    if e.steps is not None and "steps" in hp:  # two values for one setting: the run would lie about one
+        raise ValueError(
+            f"--steps {e.steps} and --hp steps={hp['steps']} both set the editor's steps; give one"
+        )
+    if e.sadr is not None and e.sadr < 0:  # --sadr alone: the paper's γ and steps for this editor and model
+        import drift
+        from drift.editors.sadr import paper_setting
+
+        setting = paper_setting(e.editor, options.model.model or drift.DEFAULT_MODEL)
+        gamma, steps = setting.pop("gamma"), setting.pop("steps")
+        e = dataclasses.replace(e, sadr=gamma, steps=e.steps if e.steps is not None else steps)
+        hp = setting | hp
+    return dataclasses.replace(e, hp=hp)
+
+
+def editor_overrides(editor: EditorOptions) -> dict:
+    """The keyword overrides of a resolved editor (:func:`resolved_editor`): SADR's term, the
+    steps, and its hyper-parameters (``--hp``)."""
+    overrides: dict = {}
+    if editor.sadr is not None:
+        from drift.editors.sadr import SADR
+
+        overrides["extra_terms"] = (SADR(editor.sadr, editor.sadr_heads),)
+    if editor.steps is not None:
+        overrides["steps"] = editor.steps
+    return overrides | editor.hp
+
+
+def resolve_editor(options) -> tuple[EditorOptions, dict]:
+    """The editor's options as they will run (:func:`resolved_editor`) and its keyword overrides
+    (:func:`editor_overrides`)."""
+    editor = resolved_editor(options)
+    return editor, editor_overrides(editor)
+
+
+def load_texts(path: str) -> list[str]:
+    """The texts of a ``--ppl`` file: a JSON list of strings or of ``{"Text": ...}`` objects; a
+    ``ValueError`` naming the file and the first bad entry."""
+    if not Path(path).is_file():
+        raise ValueError(f"--ppl {path}: no such file")
+    try:
+        raw = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise ValueError(f"--ppl {path}: not a JSON file of texts ({e})") from None
+    if not isinstance(raw, list) or not raw:
+        raise ValueError(f"--ppl {path}: expected a non-empty JSON list of texts")
+    texts = []
+    for i, r in enumerate(raw):
+        text = r.get("Text") if isinstance(r, dict) else r
+        if not isinstance(text, str) or not text.strip():
+            raise ValueError(
+                f"--ppl {path}: entry {i} must be a non-empty string or an object with a "
+                f"'Text' string, got {json.dumps(r)[:60]}"
+            )
+        texts.append(text)
+    return texts
 
 
 def file_or_name(value: str | None) -> str | None:

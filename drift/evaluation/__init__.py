@@ -1,4 +1,5 @@
-"""Scoring edits: evaluate, the metrics, sequential editing, comparing finished runs.
+"""Scoring edits: evaluate and its settings (``spec.EvalSpec``), the metrics, sequential editing,
+comparing finished runs.
 
 Builds on drift.model and drift.editors.
 """

@@ -2,14 +2,16 @@
 
 Without an editor, the scoring pairs of many cases go through the model together in padded
 batches. With an editor, each case is edited, evaluated, and the edit removed before the next
-(every case is measured against the same unedited model).
+(every case is measured against the same unedited model). What is measured and how (metric forms,
+texts, scoring, seed, batch sizes) is one :class:`drift.evaluation.spec.EvalSpec`.
 
 Example:
     >>> import drift
     >>> from drift.data import load_cases
     >>> from drift.evaluation.metrics import summarise
     >>> model = drift.load_model()                                          # doctest: +SKIP
-    >>> rows = evaluate(model, load_cases("builtin", limit=4), fluency=False)
+    >>> from drift.evaluation.spec import EvalSpec
+    >>> rows = evaluate(model, load_cases("builtin", limit=4), spec=EvalSpec(fluency=False))
     >>> len(rows), list(rows[0])
     (4, ['case_id', 'subject', 'metrics'])
     >>> [k for k in rows[0]["metrics"] if not k.endswith("_k")]             # ..._k: prompts scored
@@ -27,17 +29,8 @@ from typing import Callable, ContextManager, Iterator, Sequence
 import torch
 
 from drift.data import EditCase
-from drift.evaluation.metrics import (
-    DEFAULT_SCORING,
-    FLUENCY_FORMS,
-    ReferenceTexts,
-    check_forms,
-    check_scoring,
-    clean_generation,
-    consistency,
-    n_gram_entropy,
-    plan_case,
-)
+from drift.evaluation.metrics import check_forms, clean_generation, consistency, n_gram_entropy, plan_case
+from drift.evaluation.spec import EvalSpec
 from drift.model.adapter import Model
 from drift.model.scoring import score_targets
 from drift.util import progress as prog
@@ -50,96 +43,38 @@ EditFn = Callable[[Model, EditCase], ContextManager[object]]
 def evaluate(
     model: Model,
     cases: Sequence[EditCase],
-    *,
     edit: EditFn | None = None,
-    fluency: bool | str = "reference",
-    gen_prompts: int | None = None,
-    gen_tokens: int | None = None,
-    ppl_texts: Sequence[str] | None = None,
-    batch_cases: int = 16,
-    batch_size: int = 32,
-    seed: int = 0,
-    verbose: bool | None = None,
-    progress: bool | None = None,
+    spec: EvalSpec = EvalSpec(),
+    *,
     on_case: Callable[[dict], None] | None = None,
-    scoring: str = DEFAULT_SCORING,
-    ppl_form: str = "reference",
-    res: str = "reference",
-    references: ReferenceTexts | None = None,
-    edit_batch: int | None = None,
+    progress: bool | None = None,
 ) -> list[dict]:
     """Per-case results ``{"case_id", "subject", "metrics": {...}}`` in the order of ``cases``;
-    with an editor also ``"edit"``: :func:`edit_summary` of the case's edit.
+    with fluency on also ``"generations"``; with an editor also ``"edit"``: :func:`edit_summary`
+    of the case's edit.
 
     Args:
         edit: an editor (see ``EditFn``); ``None`` evaluates the model as it is.
-        fluency: generate text from each case's generation prompts (seeded top-5 sampling) and
-            report FL: ``"reference"`` (or ``True``) as the reference does, from every prompt, each
-            text 100 tokens in all, n-grams of Treebank words; ``"short"``, 2 prompts, 40 new
-            tokens, words split at whitespace (:data:`drift.evaluation.metrics.FLUENCY_FORMS`);
-            ``False`` none. ``gen_prompts`` / ``gen_tokens`` (new tokens per prompt) override the
-            form's number of prompts and length.
-        ppl_texts: texts for perplexity (PPL), measured per case on the edited model, or once
-            for an unedited one; ``ppl_form`` says how (:func:`perplexity`).
-        res: ``"reference"`` scores each reasoning answer against o_true (RES), ``"accuracy"``
-            its teacher-forced token accuracy.
-        references: texts about o_edit (:func:`drift.evaluation.metrics.load_reference_texts`): with
-            fluency on, RefS, the TF-IDF similarity of a case's generations with them.
-        verbose: a bar over the cases (by default; ``False``: none, ``True``: drift's log lines
-            too; :mod:`drift.util.progress`), each case edited and scored quietly under it;
-            ``progress`` is another name for it.
-        edit_batch: with an editor that can compute several cases' edits at once
-            (:class:`drift.editors.Applied`), how many: their target vectors are optimised in one
-            batch, then each case's edit is applied, scored and removed in turn, so every case is
-            still scored against the unedited model plus its own edit. ``None``: as many as the
-            device's memory holds on a GPU, one on a CPU
-            (:func:`drift.editors.target.auto_edit_batch`); 1: one at a time.
+        spec: what is measured and how (:class:`drift.evaluation.spec.EvalSpec`: the metric forms,
+            perplexity texts, reference texts, scoring, seed and batch sizes).
         on_case: called with each finished case's result (for incremental saving; with batched
             edits the cases finish grouped by length, not in their order).
-        scoring: ``"mean"`` (per-token mean log-probability, the reference's) or ``"product"``
-            (the whole target's probability); see :mod:`drift.evaluation.metrics`.
+        progress: a bar over the cases (by default; ``False``: none, ``True``: drift's log lines
+            too; :mod:`drift.util.progress`), each case edited and scored quietly under it.
     """
-    check_scoring(scoring)
-    check_forms(fluency if isinstance(fluency, str) else None, ppl_form, res)
-    if ppl_texts:  # a too-short text is named now, not found as a NaN after every edit
-        check_ppl_texts(model, ppl_texts, form=ppl_form)
-    with prog.verbose(verbose if verbose is not None else progress):
+    if not isinstance(spec, EvalSpec):
+        raise TypeError(
+            f"spec must be an EvalSpec (e.g. drift.EvalSpec(fluency=False)), got {type(spec).__name__}"
+        )
+    if spec.ppl_texts:  # a too-short text is named now, not found as a NaN after every edit
+        check_ppl_texts(model, spec.ppl_texts, form=spec.ppl_form)
+    with prog.verbose(progress):
         rows: list[tuple[int, dict]] = []
         where = {id(c): i for i, c in enumerate(cases)}
         bar = prog.bar(total=len(cases), desc="evaluating", unit="case", leave=True)
-        base_ppl = (
-            perplexity(model, ppl_texts, batch_size=batch_size, form=ppl_form)
-            if (ppl_texts and edit is None)
-            else None
-        )
-        for group, carrying in _groups(model, cases, edit, batch_cases, edit_batch):
-            try:  # the edit's computation included: a bad case is named wherever it fails
-                quiet = prog.verbose(False)  # the bar only: each edit's loss lines would break it up
-                with quiet, carrying() as applied:
-                    results = _evaluate_group(
-                        model,
-                        group,
-                        fluency,
-                        gen_prompts,
-                        gen_tokens,
-                        batch_size,
-                        seed,
-                        scoring,
-                        res=res,
-                        references=references,
-                    )
-                    if hasattr(applied, "deltas"):  # the editor yielded its Edit
-                        results[0]["edit"] = edit_summary(model, applied)
-                    if ppl_texts:
-                        ppl = (
-                            base_ppl
-                            if base_ppl is not None
-                            else perplexity(model, ppl_texts, batch_size=batch_size, form=ppl_form)
-                        )
-                        for r in results:
-                            r["metrics"]["PPL"] = ppl
-            except ValueError as e:  # e.g. a prompt longer than the model's context
-                raise ValueError(f"case(s) {', '.join(c.case_id for c in group)}: {e}") from e
+        unedited_ppl = _perplexity(model, spec) if edit is None else None
+        for group, carrying in _groups(model, cases, edit, spec):
+            results = _evaluate_carrying(model, group, carrying, spec, unedited_ppl)
             for case, r in zip(group, results):
                 rows.append((where[id(case)], r))
                 if on_case is not None:
@@ -149,22 +84,53 @@ def evaluate(
         return [r for _, r in sorted(rows, key=lambda pair: pair[0])]  # batched edits go by length
 
 
+def _perplexity(model: Model, spec: EvalSpec) -> float | None:
+    """The perplexity of the spec's texts on the model as it is (``None`` without texts)."""
+    if not spec.ppl_texts:
+        return None
+    return perplexity(model, spec.ppl_texts, batch_size=spec.batch_size, form=spec.ppl_form)
+
+
+def _evaluate_carrying(
+    model: Model,
+    group: list[EditCase],
+    carrying: Callable[[], ContextManager],
+    spec: EvalSpec,
+    unedited_ppl: float | None,
+) -> list[dict]:
+    """The rows of ``group``, scored inside ``carrying()`` (the model with the group's edit, or as
+    it is); a ``ValueError`` names the cases wherever it fails, the edit's computation included."""
+    try:
+        quiet = prog.verbose(False)  # the bar only: each edit's loss lines would break it up
+        with quiet, carrying() as applied:
+            results = _evaluate_group(model, group, spec)
+            if hasattr(applied, "deltas"):  # the editor yielded its Edit
+                results[0]["edit"] = edit_summary(model, applied)
+            ppl = unedited_ppl if unedited_ppl is not None else _perplexity(model, spec)
+            if ppl is not None:
+                for r in results:
+                    r["metrics"]["PPL"] = ppl
+    except ValueError as e:  # e.g. a prompt longer than the model's context
+        raise ValueError(f"case(s) {', '.join(c.case_id for c in group)}: {e}") from e
+    return results
+
+
 def _groups(
-    model: Model, cases: Sequence[EditCase], edit: EditFn | None, batch_cases: int, edit_batch: int | None
+    model: Model, cases: Sequence[EditCase], edit: EditFn | None, spec: EvalSpec
 ) -> Iterator[tuple[list[EditCase], Callable[[], ContextManager]]]:
     """``(cases, carrying)`` in turn, ``carrying()`` a context manager in which the model carries
-    their edit: unedited groups of ``batch_cases``; one case at a time with an editor, whose
-    edits are computed ``edit_batch`` cases at a time where the editor can (cases of similar
+    their edit: unedited groups of ``spec.batch_cases``; one case at a time with an editor, whose
+    edits are computed ``spec.edit_batch`` cases at a time where the editor can (cases of similar
     length together, so that little of a batch is padding)."""
     if edit is None:
-        for group in _chunks(cases, batch_cases):
+        for group in _chunks(cases, spec.batch_cases):
             yield group, contextlib.nullcontext
         return
     compute = getattr(edit, "compute", None)
     if compute is not None and hasattr(compute, "many"):
         from drift.editors.target import auto_edit_batch, by_length
 
-        n = auto_edit_batch(model) if edit_batch is None else edit_batch
+        n = auto_edit_batch(model) if spec.edit_batch is None else spec.edit_batch
     if compute is None or not hasattr(compute, "many") or n <= 1 or len(cases) <= 1:
         for case in cases:
             yield [case], functools.partial(edit, model, case)
@@ -199,56 +165,49 @@ def _chunks(seq: Sequence, n: int) -> list[list]:
     return [list(seq[i : i + n]) for i in range(0, len(seq), n)]
 
 
-def _evaluate_group(
-    model,
-    cases,
-    fluency,
-    gen_prompts,
-    gen_tokens,
-    batch_size,
-    seed,
-    scoring,
-    *,
-    res: str = "reference",
-    references: ReferenceTexts | None = None,
-) -> list[dict]:
-    plans = [plan_case(c, res=res) for c in cases]
+def _evaluate_group(model: Model, cases: list[EditCase], spec: EvalSpec) -> list[dict]:
+    """The rows of ``cases`` on the model as it is now: their prompts scored together, then each
+    case's generations (with fluency on)."""
+    plans = [plan_case(c, res=spec.res) for c in cases]
     prompts = [p for plan in plans for p, _ in plan.pairs]
     targets = [t for plan in plans for _, t in plan.pairs]
-    scores = score_targets(model, prompts, targets, batch_size=batch_size)
+    scores = score_targets(model, prompts, targets, batch_size=spec.batch_size)
     out, start = [], 0
     for case, plan in zip(cases, plans):
         sl = slice(start, start + len(plan.pairs))
         start = sl.stop
-        metrics = plan.metrics(scores.logprob[sl], scores.token_acc[sl], scores.n_tokens[sl], scoring)
+        metrics = plan.metrics(scores.logprob[sl], scores.token_acc[sl], scores.n_tokens[sl], spec.scoring)
         out.append({"case_id": case.case_id, "subject": case.subject, "metrics": metrics})
-    if fluency:
-        form = FLUENCY_FORMS["reference" if fluency is True else fluency]
-        n_prompts = gen_prompts if gen_prompts is not None else form.prompts
-        new_tokens = gen_tokens if gen_tokens is not None else form.new_tokens
-        length = form.length if new_tokens is None else None
-        special = list(getattr(model.tokenizer, "all_special_tokens", ()) or ())
-        # each case's prompts are sampled on their own, so its FL is the same whichever cases
-        # share its batch (--batch-size) and whether an editor runs cases one at a time
+    if spec.fluency:
         for row, case in zip(out, cases):
-            prompts = list(case.generation or ())[:n_prompts]
-            if prompts:
-                mine = generate(
-                    model,
-                    prompts,
-                    max_new_tokens=new_tokens or 0,
-                    max_length=length,
-                    seed=seed,
-                    batch_size=batch_size,
-                )
-                if form.clean:
-                    mine = [clean_generation(t, special) for t in mine]
-                row["metrics"]["FL"] = n_gram_entropy(mine, words=form.words)
-                row["generations"] = mine
-                about = references.about(case) if references is not None else None
-                if about:
-                    row["metrics"]["RefS"] = consistency(mine, about, references.stats)
+            _fluency(model, case, row, spec)
     return out
+
+
+def _fluency(model: Model, case: EditCase, row: dict, spec: EvalSpec) -> None:
+    """FL (and RefS, with reference texts) of one case's generations, into ``row``. Each case's
+    prompts are sampled on their own, so its FL is the same whichever cases share its batch and
+    whether an editor runs cases one at a time."""
+    form = spec.fluency_form
+    prompts = list(case.generation or ())[: form.prompts]
+    if not prompts:
+        return
+    texts = generate(
+        model,
+        prompts,
+        max_new_tokens=form.new_tokens or 0,
+        max_length=form.length,
+        seed=spec.seed,
+        batch_size=spec.batch_size,
+    )
+    if form.clean:
+        special = list(getattr(model.tokenizer, "all_special_tokens", ()) or ())
+        texts = [clean_generation(t, special) for t in texts]
+    row["metrics"]["FL"] = n_gram_entropy(texts, words=form.words)
+    row["generations"] = texts
+    about = spec.references.about(case) if spec.references is not None else None
+    if about:
+        row["metrics"]["RefS"] = consistency(texts, about, spec.references.stats)
 
 
 @torch.no_grad()

@@ -36,7 +36,7 @@ from torch import Tensor
 
 from drift.data import EditCase
 from drift.editors.base import Edit, WeightDelta
-from drift.evaluation.evaluate import evaluate
+from drift.evaluation.evaluate import EvalSpec, evaluate
 from drift.evaluation.metrics import DEFAULT_POOL, DEFAULT_SCORING, check_scoring, summarise
 from drift.model.adapter import Model
 from drift.util import progress as prog
@@ -117,7 +117,9 @@ def sequential_edits(
             i = start + len(group)
             if any(start < n <= i for n in marks):
                 scored = cases[: i if score is None else min(i, score)]
-                results = evaluate(model, scored, edit=None, fluency=False, progress=False, scoring=scoring)
+                results = evaluate(
+                    model, scored, spec=EvalSpec(fluency=False, scoring=scoring), progress=False
+                )
                 row = {
                     "n_edits": i,
                     "summary": summarise([r["metrics"] for r in results], pool),

@@ -56,9 +56,10 @@ def metrics(model: Model, case: EditCase, edit: Edit | None, scoring: str = "mea
     :func:`drift.evaluation.evaluate.evaluate` (no text generated); with an edit also ``"edit"``, its size."""
     from drift.evaluation.evaluate import evaluate
     from drift.evaluation.metrics import summarise
+    from drift.evaluation.spec import EvalSpec
 
     editor = None if edit is None else (lambda m, c: edit.applied(m))
-    row = evaluate(model, [case], edit=editor, fluency=False, scoring=scoring, progress=False)[0]
+    row = evaluate(model, [case], editor, EvalSpec(fluency=False, scoring=scoring), progress=False)[0]
     out = dict(row["metrics"])
     avg = summarise([out]).get("AvgS")
     if avg is not None:

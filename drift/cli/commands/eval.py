@@ -57,7 +57,6 @@ def _sequential(o: O.Options) -> int:
     import drift
     from drift.cli import jobs
     from drift.cli.runs import set_aside
-    from drift.cli.spec import run_config, run_key
     from drift.editors import get_compute
     from drift.evaluation.sequential import sequential_edits
     from drift.util.store import save_json
@@ -65,12 +64,11 @@ def _sequential(o: O.Options) -> int:
     job = jobs.plan(o)
     marks = sorted(set(o.extra["checkpoints"]) | {len(job.cases)})
     compute = get_compute(job.editor.editor, drop_rate=job.editor.dr, seed=o.run.seed, **job.overrides)
-    config = run_config(
-        o, job.editor, kind="sequential", checkpoints=marks, batch_edits=o.extra["batch_edits"]
-    )
+    spec = job.spec.as_kind("sequential", checkpoints=marks, batch_edits=o.extra["batch_edits"])
+    config = spec.config
     claim(o.out, config, o.output.restart)
     # the stacked edits so far, saved after each batch: a rerun of the same run resumes there
-    state = o.out.with_name(f"{o.out.name}.partial-{run_key(config)}.pt")
+    state = o.out.with_name(f"{o.out.name}.partial-{spec.key}.pt")
     if o.output.restart and state.exists():
         print(f"--restart: the earlier {state} is kept as {set_aside(state)}", file=sys.stderr)
     model = drift.load_model(o.model.model, device=o.model.device, dtype=o.model.dtype)
