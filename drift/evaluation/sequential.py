@@ -93,22 +93,13 @@ def sequential_edits(
     try:
         saved = load_state(state, run_id)
         if saved is not None:
-            deltas = [
-                WeightDelta(w, l, v.to(model.weight(w, l).device) - model.weight(w, l).detach())
-                for (w, l), v in saved["weights"].items()
-            ]
-            handles.append(Edit(deltas).apply(model))
+            handles.append(_put_back(model, saved["weights"]))
             touched |= set(saved["weights"])
             rows, first = saved["rows"], saved["n_done"]
             bar.update(first)
         for start in range(first, len(cases), batch):
             group = cases[start : start + batch]
-            edits = []
-            for case in group:
-                with prog.verbose(False):  # the bar only: each edit's own bar would break it up
-                    edit = compute(model, case)
-                edits.append(fuse(edit) if fuse is not None else edit)
-            for case, edit in zip(group, edits):
+            for case, edit in zip(group, _computed(model, group, compute, fuse)):
                 handles.append(edit.apply(model))
                 touched |= {(d.which, d.layer) for d in edit.deltas}
                 if on_edit is not None:
@@ -116,13 +107,7 @@ def sequential_edits(
             bar.update(len(group))
             i = start + len(group)
             if any(start < n <= i for n in marks):
-                scored = cases[: i if score is None else min(i, score)]
-                results = evaluate(model, scored, edit=None, fluency=False, progress=False, scoring=scoring)
-                row = {
-                    "n_edits": i,
-                    "summary": summarise([r["metrics"] for r in results], pool),
-                    "cases": results,
-                }
+                row = _checkpoint(model, cases[: i if score is None else min(i, score)], i, scoring, pool)
                 rows.append(row)
                 if on_checkpoint is not None:
                     on_checkpoint(row)
@@ -136,6 +121,38 @@ def sequential_edits(
         for h in reversed(handles):
             h.remove()
     return rows
+
+
+def _put_back(model: Model, weights: dict[tuple[str, int], Tensor]):
+    """Apply, as one edit, the deltas that take each saved weight from its current value to the
+    saved one (W₀ + (W − W₀)); returns the handle that removes them."""
+    deltas = [
+        WeightDelta(w, l, v.to(model.weight(w, l).device) - model.weight(w, l).detach())
+        for (w, l), v in weights.items()
+    ]
+    return Edit(deltas).apply(model)
+
+
+def _computed(
+    model: Model,
+    group: Sequence[EditCase],
+    compute: Callable[[Model, EditCase], Edit],
+    fuse: Callable[[Edit], Edit] | None,
+) -> list[Edit]:
+    """The edits of one batch, each computed quietly on the model as it stands, then ``fuse``d."""
+    edits = []
+    for case in group:
+        with prog.verbose(False):  # the bar only: each edit's own bar would break it up
+            edit = compute(model, case)
+        edits.append(fuse(edit) if fuse is not None else edit)
+    return edits
+
+
+def _checkpoint(model: Model, scored: Sequence[EditCase], n_edits: int, scoring: str, pool: str) -> dict:
+    """The checkpoint after ``n_edits`` edits: ``scored`` evaluated on the model as it stands,
+    ``{"n_edits", "summary", "cases"}``."""
+    results = evaluate(model, scored, edit=None, fluency=False, progress=False, scoring=scoring)
+    return {"n_edits": n_edits, "summary": summarise([r["metrics"] for r in results], pool), "cases": results}
 
 
 def save_state(path: Path | str, run_id: str, n_done: int, rows: list[dict], weights: dict) -> None:

@@ -28,6 +28,7 @@ import time
 from pathlib import Path
 
 from drift.cli import options as O
+from drift.cli.script import parse_script
 
 TABLE = ["ES", "PS", "NS", "RS", "DNS", "AvgS"]
 
@@ -82,10 +83,8 @@ def add_options(p: argparse.ArgumentParser) -> None:
 
 
 def parse(argv=None) -> argparse.Namespace:
-    p = O.parser("analyses/sadr.py", __doc__.split("\n")[0])
-    add_options(p)
-    O.add_verbosity(p, top=True)
-    return p.parse_args(argv)
+    """``analyses/sadr.py``'s options: this command's, and ``-v``/``-q``."""
+    return parse_script("analyses/sadr.py", __doc__, add_options, argv)
 
 
 def _sadr(gamma: float, heads: str = "selective") -> dict:
