@@ -18,7 +18,8 @@ was interrupted resumes after its last finished edit (``OUT/.partial-KEY/``); ``
 starts everything over. ``--part I/N`` does only every N-th run (from the I-th) and draws
 nothing, so N processes or GPUs can share the work; then ``--join DIR1 DIR2 ...`` (without
 ``--part``) takes their finished runs in and draws the figures. Runs are keyed by
-:func:`drift.cli.spec.run_key` of their configuration. Writes ``OUT/*.html``,
+:func:`drift.cli.spec.run_key` of their configuration, which holds the case file's digest: a
+case file edited since is another run. Writes ``OUT/*.html``,
 ``OUT/*.png`` and ``OUT/sequential.json``, and prints the efficacy table.
 (``python analyses/sequential.py`` is the same command.)
 """
@@ -49,6 +50,7 @@ class Runs:
         self.path, self.done = self.log.path, self.log.done
         self.progress = True
         self.provenance: dict | None = None  # what runs them (drift.cli.spec.provenance), outside the key
+        self.data: str | None = None  # the case file of the cases: its digest is in each new run's key
 
     def get(
         self,
@@ -67,12 +69,14 @@ class Runs:
         retention: int | None = None,
     ) -> dict:
         """The run's record ``{"key", "label", "checkpoints": [{"n_edits", "summary"}], ...}``;
-        with ``keep``, also the similarity matrices of its first ``keep`` raw updates."""
-        from drift.cli.spec import run_key
+        with ``keep``, also the similarity matrices of its first ``keep`` raw updates. With
+        :attr:`data` set, the case file's digest is part of the run's key (:meth:`finished`)."""
+        from drift.cli.spec import digest_of, run_key
 
         cfg = config_of(
             model, cases, editor, dr=dr, sadr=sadr, steps=steps, checkpoints=checkpoints, batch=batch,
             seed=seed, keep=keep, sim_dr=sim_dr, retention=retention,
+            data_sha256=None if self.data is None else digest_of(self.data),
         )  # fmt: skip
         key = run_key(cfg)
         if self.provenance is not None:
@@ -83,15 +87,23 @@ class Runs:
         return self.compute(model, cases, cfg, key)
 
     def finished(self, cfg: dict) -> dict | None:
-        """The finished run of configuration ``cfg``, if there is one: under its key, or under the
-        key it had when its state named the sampling corpus ``"corpus"``."""
+        """The finished run of configuration ``cfg``, if there is one: under its key; else, for a
+        run keyed before the case file's digest was (``cfg`` without ``data_sha256``, or naming
+        the sampling corpus ``"corpus"``), that run when it read the same case file: the digest its
+        record's provenance names is ``cfg``'s. A record naming none (written before drift recorded
+        it: ``results/sequential``'s) is taken as it is, with a note; one of another case file is
+        not taken (the run is done again under its own key)."""
         from drift.cli.spec import run_key
 
         key = run_key(cfg)
+        if key in self.done:
+            return self.done[key]
+        digest = cfg.get("data_sha256")
+        before = {k: v for k, v in cfg.items() if k != "data_sha256"}
         # a state whose configuration names this entry "corpus" is the same run
-        as_corpus = run_key({("corpus" if k == "sampling" else k): v for k, v in cfg.items()})
-        for found in (key, as_corpus):
-            if found in self.done:
+        as_corpus = {("corpus" if k == "sampling" else k): v for k, v in before.items()}
+        for found in dict.fromkeys((run_key(before), run_key(as_corpus))):
+            if found in self.done and _same_data(self.done[found], digest, self.data):
                 return self.done[found]
         return None
 
@@ -163,10 +175,12 @@ def config_of(
     keep: int,
     sim_dr: float,
     retention: int | None,
+    data_sha256: str | None = None,
 ) -> dict:
     """The configuration of a sequential run: what its result depends on, whose
     :func:`drift.cli.spec.run_key` keys it. Entries added to drift later (``steps``,
-    ``retention``, a half-precision ``dtype``) appear only when set, so earlier runs' keys stay."""
+    ``retention``, a half-precision ``dtype``, the case file's ``data_sha256``) appear only when
+    set, so earlier runs' keys stay (and :meth:`Runs.finished` still finds them)."""
     import torch
 
     from drift.editors.stats import CORPUS_VERSION
@@ -195,7 +209,33 @@ def config_of(
         from drift.model.loading import dtype_name
 
         cfg["dtype"] = dtype_name(model.dtype)
+    if data_sha256 is not None:  # the case file's contents: an edited target is another run
+        cfg["data_sha256"] = data_sha256
     return cfg
+
+
+def _same_data(record: dict, digest: str | None, data: str | None) -> bool:
+    """Whether a finished run keyed without the case file's digest read the case file of digest
+    ``digest`` (``None``: not known; then any): the one its provenance names. A record naming
+    none is taken, with a note on stderr; one naming another digest is not, with a note."""
+    import sys
+
+    recorded = ((record.get("config") or {}).get("provenance") or {}).get("data") or {}
+    if digest is None or recorded.get("sha256") == digest:
+        return True
+    if recorded.get("sha256") is None:
+        print(
+            f"note: the finished run {record.get('label')} ({record.get('key')}) names no case file "
+            f"digest (written before drift recorded one): taken without checking it against {data}",
+            file=sys.stderr,
+        )
+        return True
+    print(
+        f"note: the finished run {record.get('label')} ({record.get('key')}) read another version of "
+        f"the case file (data_sha256 {recorded['sha256']}, now {digest}): it runs again",
+        file=sys.stderr,
+    )
+    return False
 
 
 def _editor(cfg: dict):
@@ -479,6 +519,7 @@ def _runs(args: argparse.Namespace, model, out: Path) -> Runs:
 
     runs = Runs(out / "sequential-runs.jsonl", args.restart)
     runs.progress = not args.quiet
+    runs.data = args.data
     runs.provenance = provenance(
         data=args.data, device=str(model.device), dtype=args.dtype or "fp32", edit_batch=args.batch
     )
