@@ -373,3 +373,34 @@ def test_committed_sequential_runs_keep_their_key_and_are_found_with_their_case_
         (tmp_path / DEV_SET.name).write_text(json.dumps(edited))
         runs, computed = _counted_runs(log, tmp_path / DEV_SET.name, monkeypatch)
         assert runs.get(model, cases, cfg["editor"], **kw)["key"] == computed[0] != record["key"]
+
+
+def test_a_state_saved_under_the_older_weight_name_puts_the_weight_back_once(tiny, tmp_path):
+    """A state file of an earlier drift names the weight ``"mlp_out"``: the resumed run keeps it
+    under its one name, ``W_out``, so the next resume puts it back once (two names for one weight
+    would add its change twice)."""
+    import torch
+
+    from drift.editors.base import Edit, WeightDelta
+    from drift.evaluation.sequential import load_state, save_state
+    from drift.util.store import config_digest
+
+    w0 = tiny.weight("W_out", 0).detach().clone()
+    state = tmp_path / "state.pt"
+    run_id = config_digest({"cases": [str(c.case_id) for c in CASES], "checkpoints": [3], "batch": 1})
+    save_state(state, run_id, 1, [], {("mlp_out", 0): w0 + 1})
+    seen = []
+
+    def compute(model, case):
+        seen.append(model.weight("W_out", 0).detach().clone())
+        if len(seen) == 2:
+            raise KeyboardInterrupt
+        return Edit([WeightDelta("W_out", 0, torch.zeros_like(w0))])
+
+    with pytest.raises(KeyboardInterrupt):
+        sequential_edits(tiny, CASES, compute, checkpoints=(3,), progress=False, state=state)
+    assert list(load_state(state, run_id)["weights"]) == [("W_out", 0)]
+    seen.clear()
+    sequential_edits(tiny, CASES, compute, checkpoints=(3,), progress=False, state=state)
+    assert len(seen) == 1 and torch.allclose(seen[0], w0 + 1)  # put back once, not twice
+    assert torch.equal(tiny.weight("W_out", 0), w0)

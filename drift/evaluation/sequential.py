@@ -18,12 +18,12 @@ Example:
     >>> import torch
     >>> from drift.data import load_cases
     >>> from drift.editors import get_compute
-    >>> before = model.weight("mlp_out", 0).clone()                  # the tiny model's MEMIT layer
+    >>> before = model.weight("W_out", 0).clone()                    # the tiny model's MEMIT layer
     >>> rows = sequential_edits(model, load_cases("builtin")[:3], get_compute("memit", steps=2),
     ...                         checkpoints=(1, 3), progress=False)
     >>> [(r["n_edits"], len(r["cases"]), r["summary"]["ES_n"]) for r in rows]
     [(1, 1, 1), (3, 3, 3)]
-    >>> torch.equal(model.weight("mlp_out", 0), before)              # every edit removed at the end
+    >>> torch.equal(model.weight("W_out", 0), before)                # every edit removed at the end
     True
 """
 
@@ -39,6 +39,7 @@ from drift.editors.base import Edit, WeightDelta
 from drift.evaluation.evaluate import evaluate
 from drift.evaluation.metrics import DEFAULT_POOL, DEFAULT_SCORING, check_scoring, summarise
 from drift.model.adapter import Model
+from drift.model.sites import Weight
 from drift.util import progress as prog
 from drift.util.store import CorruptCacheError, config_digest, load_object, save_object
 
@@ -93,8 +94,10 @@ def sequential_edits(
     try:
         saved = load_state(state, run_id)
         if saved is not None:
-            handles.append(_put_back(model, saved["weights"]))
-            touched |= set(saved["weights"])
+            # each weight by its one name (a state saved by an older drift may say "mlp_out")
+            weights = {tuple(Weight(w, l)): v for (w, l), v in saved["weights"].items()}
+            handles.append(_put_back(model, weights))
+            touched |= set(weights)
             rows, first = saved["rows"], saved["n_done"]
             bar.update(first)
         for start in range(first, len(cases), batch):
@@ -165,7 +168,7 @@ def save_state(path: Path | str, run_id: str, n_done: int, rows: list[dict], wei
 
     >>> import tempfile, pathlib, torch
     >>> path = pathlib.Path(tempfile.mkdtemp()) / "state.pt"
-    >>> save_state(path, "abc", 2, [], {("mlp_out", 0): torch.zeros(2)})
+    >>> save_state(path, "abc", 2, [], {("W_out", 0): torch.zeros(2)})
     >>> load_state(path, "abc")["n_done"], load_state(path, "another run")
     (2, None)
     """
