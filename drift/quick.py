@@ -6,14 +6,14 @@ Example:
     >>> e = drift.edit(model, "The Eiffel Tower is located in the city of", subject="Eiffel Tower",
     ...                target="Rome", target_true="Paris", layer=0, steps=2)  # tiny model: its layer 0
     >>> [(d.which, d.layer) for d in e.deltas]
-    [('mlp_out', 0)]
+    [('W_out', 0)]
     >>> with e.applied(model):                        # the weights carry the edit inside the block
     ...     p = model.target_prob("The Eiffel Tower is located in the city of", "Rome")
     >>> both = drift.edit(model, ["The Eiffel Tower is in", "The Louvre is in"],   # EasyEdit's lists
     ...                   subject=["Eiffel Tower", "Louvre"], target=["Rome", "Berlin"],
     ...                   target_true=["Paris", "Paris"], layer=0, steps=2)
     >>> both.info["cases"], [(d.which, d.layer) for d in both.deltas]   # one Edit applying both
-    (2, [('mlp_out', 0)])
+    (2, [('W_out', 0)])
     >>> table = drift.edit_and_score(model, drift.load_cases("builtin", limit=2), layer=0, steps=2)
     >>> table.metrics[:2], len(table.rows) == 2 * len(table.metrics)
     (['ES', 'EM'], True)

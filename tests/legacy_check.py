@@ -13,8 +13,9 @@ import pytest
 import torch
 from transformer_lens import HookedTransformer
 
-from drift.model.adapter import SITE_HOOKS, WEIGHT_VIEWS, Model
+from drift.model.adapter import Model
 from drift.model.scoring import score_targets, target_logprobs
+from drift.model.sites import HOOK_NAMES, WEIGHTS
 from drift.model.tiny import tiny_legacy
 
 PROMPTS = [
@@ -67,7 +68,7 @@ def test_cfg(model):
 # ---- hook names ------------------------------------------------------------------------------
 def _sites_and_names(model):
     out = []
-    for site, template in SITE_HOOKS["legacy"].items():
+    for site, template in HOOK_NAMES.items():
         layers = range(model.cfg.n_layers) if "{layer}" in template else [None]
         out += [(site, layer, model.hook_name(site, layer)) for layer in layers]
     return out
@@ -122,7 +123,7 @@ def test_hook_name_checks_layer_and_site(model):
 
 
 # ---- weights ---------------------------------------------------------------------------------
-@pytest.mark.parametrize("which", sorted(WEIGHT_VIEWS["legacy"]))
+@pytest.mark.parametrize("which", sorted(WEIGHTS))
 @pytest.mark.parametrize("layer", [0, 1])
 def test_weight_views_write_through(model, tokens, which, layer):
     c = model.cfg

@@ -56,7 +56,7 @@ def test_adaple_on_tiny_model_writes_only_mlp_weights(tiny):
         tiny, EIFFEL, AdaPLEHParams(layers=(0, 1), steps=2, n_prefixes=2, stats_texts=CORPUS)
     )
     assert weights_hash(tiny) == h0
-    assert [(d.which, d.layer) for d in edit.deltas] == [("mlp_out", 0), ("mlp_out", 1)]
+    assert [(d.which, d.layer) for d in edit.deltas] == [("W_out", 0), ("W_out", 1)]
     assert edit.info["editor"] == "adaple"
 
 

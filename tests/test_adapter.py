@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from drift.model.adapter import SITE_HOOKS, Arch, Model
+from drift.model.adapter import Arch, Model
+from drift.model.sites import HOOK_NAMES
 from tests.conftest import weights_hash
 
 SHAPES = {
@@ -41,7 +42,7 @@ def test_config_read_from_model(tiny):
         assert not p.requires_grad
 
 
-@pytest.mark.parametrize("site", sorted(SITE_HOOKS["bridge"]))
+@pytest.mark.parametrize("site", sorted(HOOK_NAMES))
 def test_every_site_fires_with_its_shape(tiny, site):
     tokens, _ = tiny.pad([tiny.encode("The Eiffel Tower is in Paris")])
     seen = {}

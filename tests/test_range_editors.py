@@ -178,7 +178,7 @@ def test_pmet_on_tiny_model_writes_only_mlp_weights(tiny):
     h0 = weights_hash(tiny)
     edit = compute_pmet(tiny, EIFFEL, PMETHParams(layers=(0, 1), steps=2, n_prefixes=2, stats_texts=CORPUS))
     assert weights_hash(tiny) == h0
-    assert [(d.which, d.layer) for d in edit.deltas] == [("mlp_out", 0), ("mlp_out", 1)]
+    assert [(d.which, d.layer) for d in edit.deltas] == [("W_out", 0), ("W_out", 1)]
 
 
 @pytest.mark.slow

@@ -15,9 +15,9 @@ def test_edit_case_and_results_print_without_tensor_dumps(tiny):
         "rewrite 1, paraphrase 2, neighborhood 4, relation 2, generation 3)"
     )
     edit = drift.edit(tiny, case.prompt, subject=case.subject, target=case.o_edit, layer=0, steps=2)
-    assert repr(edit).startswith("Edit(rome: mlp_out@0 Tensor[64, 32] norm ")
+    assert repr(edit).startswith("Edit(rome: W_out@0 Tensor[64, 32] norm ")
     assert repr(edit).endswith(" s)") and "2 passes" in repr(edit)
-    assert repr(edit.deltas[0]).startswith("WeightDelta(mlp_out@0, Tensor[64, 32], norm ")
+    assert repr(edit.deltas[0]).startswith("WeightDelta(W_out@0, Tensor[64, 32], norm ")
     p = tracing.distracting_prompt(tiny, case)
     results = [p, tracing.attention_patching(tiny, edit, p, window=1), measure(tiny, edit, p, case.o_edit)]
     results.append(drift.score_targets(tiny, [case.prompt], ["Paris"]))
@@ -36,11 +36,11 @@ def test_an_edits_repr_lists_its_deltas_up_to_a_few_then_counts_the_rest():
 
     deltas = [WeightDelta("mlp_out", l, torch.full((2, 3), 0.5)) for l in range(ITEMS + 2)]
     one = "Tensor[2, 3] norm 1.22"  # √6 · 0.5
-    shown = ", ".join(f"mlp_out@{l} {one}" for l in range(ITEMS))
+    shown = ", ".join(f"W_out@{l} {one}" for l in range(ITEMS))
     assert repr(Edit(deltas)) == f"Edit(custom: {shown}, … 2 more)"
     info = {"editor": "adaple", "losses": [{}, {}], "seconds": 2.25, "fusion": {"drop_and_rescale": 0.8}}
     assert repr(Edit(deltas[:1], info)) == (
-        f"Edit(adaple: mlp_out@0 {one}; 2 passes, 2.2 s, fusion {{drop_and_rescale: 0.8}})"
+        f"Edit(adaple: W_out@0 {one}; 2 passes, 2.2 s, fusion {{drop_and_rescale: 0.8}})"
     )
     assert repr(Edit([])) == "Edit(custom: no deltas)"
-    assert repr(Edit(deltas[:ITEMS])).endswith(f"mlp_out@{ITEMS - 1} {one})")
+    assert repr(Edit(deltas[:ITEMS])).endswith(f"W_out@{ITEMS - 1} {one})")

@@ -251,3 +251,156 @@ def test_sequential_retention_runs_log_each_checkpoint_and_key_overlap_writes_it
     assert saved["config"]["cases"] == rec["config"]["cases"] and "mean abs" not in stdout
     for layer in saved["layers"].values():
         assert len(layer["edits"]["cosine"]) == 3 and 0 <= layer["chance"]["mean_abs_cosine"] <= 1
+
+
+def _counted_runs(path, data, monkeypatch):
+    """A :class:`Runs` over ``path`` reading ``data``, whose runs are counted, not computed."""
+    from drift.cli.commands import sequential as command
+
+    computed = []
+
+    def compute(self, model, cases, cfg, key):
+        computed.append(key)
+        rec = {"key": key, "label": "x", "config": cfg, "checkpoints": []}
+        self.log.add(rec)
+        return rec
+
+    monkeypatch.setattr(command.Runs, "compute", compute)
+    runs = command.Runs(path, False)
+    runs.data = None if data is None else str(data)
+    return runs, computed
+
+
+def test_an_edited_case_file_is_another_sequential_run_and_the_same_file_resumes(tiny, tmp_path, monkeypatch):
+    """47.11: the case file's digest is in a sequential run's key: a changed target runs again,
+    the unchanged file finds the finished run."""
+    import json
+    from importlib import resources
+
+    from drift.cli.spec import digest_of
+    from drift.data import load_cases
+
+    data = tmp_path / "cases.json"
+    data.write_text(resources.files("drift").joinpath("cases/builtin.json").read_text())
+    log = tmp_path / "sequential-runs.jsonl"
+    common = dict(dr=0.0, sadr=None, checkpoints=[2], batch=1, seed=0)
+    runs, computed = _counted_runs(log, data, monkeypatch)
+    first = runs.get(tiny, load_cases(data, limit=2), "memit", **common)
+    assert first["config"]["data_sha256"] == digest_of(data) and len(computed) == 1
+    runs, computed = _counted_runs(log, data, monkeypatch)  # the same file, rerun: resumed
+    assert runs.get(tiny, load_cases(data, limit=2), "memit", **common)["key"] == first["key"]
+    assert computed == []
+    cases = json.loads(data.read_text())
+    cases[1]["requested_rewrite"]["target_new"] = "Lisbon"  # one target edited, same case ids
+    data.write_text(json.dumps(cases))
+    runs, computed = _counted_runs(log, data, monkeypatch)
+    again = runs.get(tiny, load_cases(data, limit=2), "memit", **common)
+    assert computed == [again["key"]] and again["key"] != first["key"]
+    assert again["config"]["cases"] == first["config"]["cases"]
+
+
+def test_a_sequential_record_keyed_before_the_digest_matches_only_its_own_case_file(
+    tiny, tmp_path, monkeypatch, capsys
+):
+    """A record written before the digest was in the key (its key without ``data_sha256``) is
+    found when its provenance names the same case file's digest, or none; not for another."""
+    import json
+
+    from drift.cli.commands.sequential import config_of
+    from drift.cli.spec import digest_of, run_key
+    from drift.data import load_cases
+
+    cases = load_cases("builtin", limit=2)
+    common = dict(dr=0.0, sadr=None, checkpoints=[2], batch=1, seed=0)
+    cfg = config_of(tiny, cases, "memit", steps=None, keep=0, sim_dr=0.8, retention=None, **common)
+    for recorded, taken in ((digest_of("builtin"), True), (None, True), ("0123456789abcdef", False)):
+        log = tmp_path / f"{recorded}.jsonl"
+        old = {"key": run_key(cfg), "label": "MEMIT", "checkpoints": []}
+        data = None if recorded is None else {"name": "builtin", "sha256": recorded}
+        log.write_text(json.dumps(old | {"config": cfg | {"provenance": {"data": data}}}) + "\n")
+        runs, computed = _counted_runs(log, "builtin", monkeypatch)
+        got = runs.get(tiny, cases, "memit", **common)
+        assert (got["key"] == old["key"] and computed == []) if taken else computed == [got["key"]]
+        err = capsys.readouterr().err
+        assert ("names no case file digest" in err) == (recorded is None)
+        assert ("read another version of the case file" in err) == (not taken)
+
+
+def _committed_records() -> list:
+    """Every record of the committed ``results/sequential*/**/sequential-runs.jsonl``, each a
+    ``pytest.param`` named by its folder and label."""
+    import json
+    from pathlib import Path
+
+    results = Path(__file__).resolve().parents[1] / "results"
+    return [
+        pytest.param(rec, id=f"{path.parent.relative_to(results)}:{rec['label']}")
+        for path in sorted(results.glob("sequential*/**/sequential-runs.jsonl"))
+        for rec in map(json.loads, path.read_text().splitlines())
+    ]
+
+
+@pytest.mark.parametrize("record", _committed_records())
+def test_committed_sequential_runs_keep_their_key_and_are_found_with_their_case_file(
+    record, tmp_path, monkeypatch
+):
+    """Each committed record of results/sequential and results/sequential-retention: its
+    configuration rebuilt gives its key, and it is found again reading the case file it names
+    (the dev set; a record naming none, with any), while an edited copy of that file runs again."""
+    import json
+    from types import SimpleNamespace
+
+    import torch
+
+    from drift.cli.spec import digest_of
+    from drift.data import DEV_SET
+
+    cfg = record["config"]
+    named = (cfg["provenance"].get("data") or {}).get("sha256")
+    if named is not None and not (DEV_SET.is_file() and digest_of(DEV_SET) == named):
+        pytest.skip(f"the case file of digest {named} (the dev set) is not here")
+    log = tmp_path / "sequential-runs.jsonl"
+    log.write_text(json.dumps(record) + "\n")
+    model = SimpleNamespace(name=cfg["model"], dtype=torch.float32)
+    cases = [SimpleNamespace(case_id=c) for c in cfg["cases"]]
+    kw = {k: cfg[k] for k in ("dr", "sadr", "checkpoints", "batch", "seed", "keep")}
+    kw |= {"sim_dr": cfg["sim_dr"] or 0.8, "retention": cfg.get("retention"), "steps": cfg.get("steps")}
+    runs, computed = _counted_runs(log, DEV_SET if named else "builtin", monkeypatch)
+    assert runs.get(model, cases, cfg["editor"], **kw) is runs.done[record["key"]] and computed == []
+    if named is not None:
+        edited = json.loads(DEV_SET.read_text())
+        edited[0]["requested_rewrite"]["target_new"] += " (edited)"
+        (tmp_path / DEV_SET.name).write_text(json.dumps(edited))
+        runs, computed = _counted_runs(log, tmp_path / DEV_SET.name, monkeypatch)
+        assert runs.get(model, cases, cfg["editor"], **kw)["key"] == computed[0] != record["key"]
+
+
+def test_a_state_saved_under_the_older_weight_name_puts_the_weight_back_once(tiny, tmp_path):
+    """A state file of an earlier drift names the weight ``"mlp_out"``: the resumed run keeps it
+    under its one name, ``W_out``, so the next resume puts it back once (two names for one weight
+    would add its change twice)."""
+    import torch
+
+    from drift.editors.base import Edit, WeightDelta
+    from drift.evaluation.sequential import load_state, save_state
+    from drift.util.store import config_digest
+
+    w0 = tiny.weight("W_out", 0).detach().clone()
+    state = tmp_path / "state.pt"
+    run_id = config_digest({"cases": [str(c.case_id) for c in CASES], "checkpoints": [3], "batch": 1})
+    save_state(state, run_id, 1, [], {("mlp_out", 0): w0 + 1})
+    seen = []
+
+    def compute(model, case):
+        seen.append(model.weight("W_out", 0).detach().clone())
+        if len(seen) == 2:
+            raise KeyboardInterrupt
+        return Edit([WeightDelta("W_out", 0, torch.zeros_like(w0))])
+
+    with pytest.raises(KeyboardInterrupt):
+        sequential_edits(tiny, CASES, compute, checkpoints=(3,), progress=False, state=state)
+    assert list(load_state(state, run_id)["weights"]) == [("W_out", 0)]
+    seen.clear()
+    sequential_edits(tiny, CASES, compute, checkpoints=(3,), progress=False, state=state)
+    assert len(seen) == 1 and torch.allclose(seen[0], w0 + 1)  # put back once, not twice
+    assert torch.equal(tiny.weight("W_out", 0), w0)

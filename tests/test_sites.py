@@ -76,3 +76,33 @@ def test_sites_module_imports_nothing_heavy():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+@pytest.mark.parametrize("old, name", [("mlp_out", "W_out"), ("attn_out", "W_O")])
+def test_a_weight_delta_holds_the_weights_one_name_and_results_keep_theirs(old, name):
+    """One name per weight: a delta given the older name holds the weight's own, and prints and
+    fingerprints the same whichever name it was given; results files name it as they always have."""
+    import torch
+
+    from drift.editors.base import Edit, WeightDelta
+
+    given_old, given_new = WeightDelta(old, 4, torch.ones(2)), WeightDelta(name, 4, torch.ones(2))
+    assert given_old.which == given_new.which == name and given_old.weight == Weight(name, 4)
+    assert repr(given_old).startswith(f"WeightDelta({name}@4,")
+    assert Edit([given_old]).fingerprint() == Edit([given_new]).fingerprint()
+    assert Weight(name, 4).result_name == f"{old}@4" and Weight.parse(f"{old}@4").result_name == f"{old}@4"
+    with pytest.raises(ValueError, match="unknown weight 'resid_pre'"):
+        WeightDelta("resid_pre", 4, torch.ones(2))
+
+
+def test_an_edits_relative_change_is_keyed_as_committed_results_are(tiny):
+    """``edit_summary`` writes ``"mlp_out@L"``, the key committed results files hold, for a delta
+    of ``W_out``."""
+    import torch
+
+    from drift.editors.base import Edit, WeightDelta
+    from drift.evaluation.evaluate import edit_summary
+
+    edit = Edit([WeightDelta("W_out", 1, torch.ones_like(tiny.weight("W_out", 1)))])
+    with edit.applied(tiny):
+        assert list(edit_summary(tiny, edit)["relative_change"]) == ["mlp_out@1"]

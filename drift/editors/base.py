@@ -23,9 +23,9 @@ Example:
     >>> import torch, drift
     >>> from drift.model.tiny import tiny_bridge
     >>> model = tiny_bridge()
-    >>> W = model.weight("mlp_out", 1)                                          # [d_mlp, d_model]
+    >>> W = model.weight("W_out", 1)                                            # [d_mlp, d_model]
     >>> before = W.clone()
-    >>> edit = Edit([WeightDelta("mlp_out", 1, torch.ones(64, 32))])
+    >>> edit = Edit([WeightDelta("W_out", 1, torch.ones(64, 32))])
     >>> with edit.applied(model):
     ...     torch.equal(W, before + 1)  # the model carries the edit here
     True
@@ -53,14 +53,22 @@ from drift.util.reprs import ITEMS, brief
 class WeightDelta:
     """An additive change to one weight: ``model.weight(which, layer) += delta``.
 
-    ``which`` names the weight as results files do: ``"mlp_out"`` for the MLP's output matrix
-    ``W_out`` (``[d_mlp, d_model]``), ``"attn_out"`` for the attention's ``W_O``
-    (``[n_heads, d_head, d_model]``); :attr:`weight` is the typed :class:`~drift.model.sites.Weight`.
+    ``which`` is the weight's one name (:data:`drift.model.sites.WEIGHTS`): ``"W_out"`` for the
+    MLP's output matrix (``[d_mlp, d_model]``), ``"W_O"`` for the attention's (``[n_heads, d_head,
+    d_model]``); the older ``"mlp_out"`` and ``"attn_out"`` are taken and stored as those.
+    :attr:`weight` is the typed :class:`~drift.model.sites.Weight` (its ``result_name``, e.g.
+    ``"mlp_out@4"``, is how results files name it).
+
+    >>> WeightDelta("mlp_out", 4, torch.zeros(2)).which
+    'W_out'
     """
 
     which: str
     layer: int
     delta: Tensor
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "which", Weight(self.which, self.layer).name)  # one name per weight
 
     @property
     def weight(self) -> Weight:
@@ -80,7 +88,7 @@ class Edit:
     info: dict = field(default_factory=dict)
 
     def __repr__(self) -> str:
-        """``Edit(rome: mlp_out@4 Tensor[1536, 576] norm 0.84; 20 passes, 3.1 s)``."""
+        """``Edit(rome: W_out@4 Tensor[1536, 576] norm 0.84; 20 passes, 3.1 s)``."""
         shown = [
             f"{d.which}@{d.layer} {brief(d.delta)} norm {float(d.delta.norm()):.3g}" for d in self.deltas
         ]
@@ -197,7 +205,7 @@ def applied_edits(model) -> list["AppliedEdit"]:
     >>> from drift.model.tiny import tiny_bridge
     >>> m = tiny_bridge()
     >>> m2 = Model(m.hooked)                                  # a second wrapper of the same weights
-    >>> edit = Edit([WeightDelta("mlp_out", 1, torch.ones(64, 32))])
+    >>> edit = Edit([WeightDelta("W_out", 1, torch.ones(64, 32))])
     >>> with edit.applied(m2):
     ...     [h.edit is edit for h in applied_edits(m)]
     [True]

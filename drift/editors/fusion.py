@@ -11,7 +11,7 @@ nothing is applied. Any editor's output can be fused this way before it is appli
 Example:
     >>> import torch
     >>> from drift.editors.base import Edit, WeightDelta
-    >>> edit = Edit([WeightDelta("mlp_out", 0, torch.ones(100, 10))])
+    >>> edit = Edit([WeightDelta("W_out", 0, torch.ones(100, 10))])
     >>> fused = drop_and_rescale(edit, p=0.8, seed=0)
     >>> d = fused.deltas[0].delta
     >>> sorted({round(float(v), 4) for v in d.unique()})

@@ -19,7 +19,7 @@ Example:
     >>> case = load_cases("builtin")[0]
     >>> edit = compute_memit(model, case, MEMITHParams(layers=(0, 1), steps=2))  # SmolLM2-135M: (3, 4, 5)
     >>> [(d.which, d.layer) for d in edit.deltas]
-    [('mlp_out', 0), ('mlp_out', 1)]
+    [('W_out', 0), ('W_out', 1)]
     >>> with edit.applied(model):                                           # doctest: +SKIP
     ...     model.target_prob(case.prompt, case.o_edit)
 """

@@ -13,7 +13,7 @@ is ≤ 0.01 (``pmet_schedule``).
 Example:
     >>> edit = compute_pmet(model, case, PMETHParams(layers=(0, 1), steps=2))  # SmolLM2-135M: (3, 4, 5)
     >>> [(d.which, d.layer) for d in edit.deltas]                            # only the MLPs are written
-    [('mlp_out', 0), ('mlp_out', 1)]
+    [('W_out', 0), ('W_out', 1)]
 """
 
 from __future__ import annotations

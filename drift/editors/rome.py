@@ -22,7 +22,7 @@ Example:
     >>> case = load_cases("builtin")[0]
     >>> edit = compute_rome(model, case, ROMEHParams(layer=0, steps=2))  # SmolLM2-135M: ROMEHParams()
     >>> [(d.which, d.layer, int(torch.linalg.matrix_rank(d.delta))) for d in edit.deltas]
-    [('mlp_out', 0, 1)]
+    [('W_out', 0, 1)]
     >>> with edit.applied(model):                                        # doctest: +SKIP
     ...     model.target_prob(case.prompt, case.o_edit)                  # now high
     >>> tokens = torch.tensor([model.encode(case.prompt)])
@@ -143,7 +143,7 @@ def _rome_edit(model: Model, hp: ROMEHParams, C: Tensor, res, seconds: float, ba
     keys = res.keys[hp.layer]  # [n_prefixes, d_mlp], row 0 the bare prompt
     k_mean = keys.mean(0)  # the direction: C⁻¹ of the key averaged over every context
     v_star = res.v0[site] + res.deltas[site]  # [d_model], v0 read at the bare prompt
-    W = model.weight("mlp_out", hp.layer)
+    W = model.weight("W_out", hp.layer)
     if hp.anchor == "bare":  # the reference: (v* − the bare prompt's MLP output) / (u · k_bare)
         delta = rank_one_delta(W.detach(), C, k_mean, v_star, keys[0], res.v0[site])
     else:
@@ -158,4 +158,4 @@ def _rome_edit(model: Model, hp: ROMEHParams, C: Tensor, res, seconds: float, ba
     }
     if batch > 1:
         info["batch"] = batch  # optimised together with batch - 1 other cases
-    return Edit([WeightDelta("mlp_out", hp.layer, delta)], info)
+    return Edit([WeightDelta("W_out", hp.layer, delta)], info)

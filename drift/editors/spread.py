@@ -140,8 +140,8 @@ def spread_update(
             keys, current = read_keys_and_value(model, tokens, lookup, layer, site)
         K = (weights.to(keys.device, keys.dtype) @ keys)[None]  # [1, d_mlp], the edit's one key
         R = ((target - current) / divisor(len(layers) - i))[None]  # [1, d_model], layers still to write
-        W = model.weight("mlp_out", layer).detach()
+        W = model.weight("W_out", layer).detach()
         # float32 whatever the model's dtype: applying rounds W + ΔW to it once (drift.editors.base)
-        delta = WeightDelta("mlp_out", layer, solve(K, R, W, C[layer], lam).float())
+        delta = WeightDelta("W_out", layer, solve(K, R, W, C[layer], lam).float())
         deltas.append(fuse(delta) if fuse is not None else delta)
     return deltas

@@ -152,7 +152,7 @@ def edit_summary(model: Model, edit) -> dict:
     for d in edit.deltas:
         w = model.weight(d.which, d.layer).detach().double()
         before = w - d.delta.double().to(w.device)
-        change[f"{d.which}@{d.layer}"] = float(d.delta.double().norm() / before.norm())
+        change[d.weight.result_name] = float(d.delta.double().norm() / before.norm())
     out = {"relative_change": change}
     if "seconds" in edit.info:
         out["seconds"] = round(float(edit.info["seconds"]), 2)

@@ -18,12 +18,12 @@ Example:
     >>> import torch
     >>> from drift.data import load_cases
     >>> from drift.editors import get_compute
-    >>> before = model.weight("mlp_out", 0).clone()                  # the tiny model's MEMIT layer
+    >>> before = model.weight("W_out", 0).clone()                    # the tiny model's MEMIT layer
     >>> rows = sequential_edits(model, load_cases("builtin")[:3], get_compute("memit", steps=2),
     ...                         checkpoints=(1, 3), progress=False)
     >>> [(r["n_edits"], len(r["cases"]), r["summary"]["ES_n"]) for r in rows]
     [(1, 1, 1), (3, 3, 3)]
-    >>> torch.equal(model.weight("mlp_out", 0), before)              # every edit removed at the end
+    >>> torch.equal(model.weight("W_out", 0), before)                # every edit removed at the end
     True
 """
 
@@ -39,6 +39,7 @@ from drift.editors.base import Edit, WeightDelta
 from drift.evaluation.evaluate import EvalSpec, evaluate
 from drift.evaluation.metrics import DEFAULT_POOL, DEFAULT_SCORING, check_scoring, summarise
 from drift.model.adapter import Model
+from drift.model.sites import Weight
 from drift.util import progress as prog
 from drift.util.store import CorruptCacheError, config_digest, load_object, save_object
 
@@ -93,22 +94,15 @@ def sequential_edits(
     try:
         saved = load_state(state, run_id)
         if saved is not None:
-            deltas = [
-                WeightDelta(w, l, v.to(model.weight(w, l).device) - model.weight(w, l).detach())
-                for (w, l), v in saved["weights"].items()
-            ]
-            handles.append(Edit(deltas).apply(model))
-            touched |= set(saved["weights"])
+            # each weight by its one name (a state saved by an older drift may say "mlp_out")
+            weights = {tuple(Weight(w, l)): v for (w, l), v in saved["weights"].items()}
+            handles.append(_put_back(model, weights))
+            touched |= set(weights)
             rows, first = saved["rows"], saved["n_done"]
             bar.update(first)
         for start in range(first, len(cases), batch):
             group = cases[start : start + batch]
-            edits = []
-            for case in group:
-                with prog.verbose(False):  # the bar only: each edit's own bar would break it up
-                    edit = compute(model, case)
-                edits.append(fuse(edit) if fuse is not None else edit)
-            for case, edit in zip(group, edits):
+            for case, edit in zip(group, _computed(model, group, compute, fuse)):
                 handles.append(edit.apply(model))
                 touched |= {(d.which, d.layer) for d in edit.deltas}
                 if on_edit is not None:
@@ -116,15 +110,7 @@ def sequential_edits(
             bar.update(len(group))
             i = start + len(group)
             if any(start < n <= i for n in marks):
-                scored = cases[: i if score is None else min(i, score)]
-                results = evaluate(
-                    model, scored, spec=EvalSpec(fluency=False, scoring=scoring), progress=False
-                )
-                row = {
-                    "n_edits": i,
-                    "summary": summarise([r["metrics"] for r in results], pool),
-                    "cases": results,
-                }
+                row = _checkpoint(model, cases[: i if score is None else min(i, score)], i, scoring, pool)
                 rows.append(row)
                 if on_checkpoint is not None:
                     on_checkpoint(row)
@@ -140,6 +126,38 @@ def sequential_edits(
     return rows
 
 
+def _put_back(model: Model, weights: dict[tuple[str, int], Tensor]):
+    """Apply, as one edit, the deltas that take each saved weight from its current value to the
+    saved one (W₀ + (W − W₀)); returns the handle that removes them."""
+    deltas = [
+        WeightDelta(w, l, v.to(model.weight(w, l).device) - model.weight(w, l).detach())
+        for (w, l), v in weights.items()
+    ]
+    return Edit(deltas).apply(model)
+
+
+def _computed(
+    model: Model,
+    group: Sequence[EditCase],
+    compute: Callable[[Model, EditCase], Edit],
+    fuse: Callable[[Edit], Edit] | None,
+) -> list[Edit]:
+    """The edits of one batch, each computed quietly on the model as it stands, then ``fuse``d."""
+    edits = []
+    for case in group:
+        with prog.verbose(False):  # the bar only: each edit's own bar would break it up
+            edit = compute(model, case)
+        edits.append(fuse(edit) if fuse is not None else edit)
+    return edits
+
+
+def _checkpoint(model: Model, scored: Sequence[EditCase], n_edits: int, scoring: str, pool: str) -> dict:
+    """The checkpoint after ``n_edits`` edits: ``scored`` evaluated on the model as it stands,
+    ``{"n_edits", "summary", "cases"}``."""
+    results = evaluate(model, scored, spec=EvalSpec(fluency=False, scoring=scoring), progress=False)
+    return {"n_edits": n_edits, "summary": summarise([r["metrics"] for r in results], pool), "cases": results}
+
+
 def save_state(path: Path | str, run_id: str, n_done: int, rows: list[dict], weights: dict) -> None:
     """Save the progress of a run of stacked edits (:func:`drift.evaluation.sequential.sequential_edits` with
     ``state=PATH``; the ``sequential`` command's ``.partial-KEY/state.pt``), rewritten atomically
@@ -150,7 +168,7 @@ def save_state(path: Path | str, run_id: str, n_done: int, rows: list[dict], wei
 
     >>> import tempfile, pathlib, torch
     >>> path = pathlib.Path(tempfile.mkdtemp()) / "state.pt"
-    >>> save_state(path, "abc", 2, [], {("mlp_out", 0): torch.zeros(2)})
+    >>> save_state(path, "abc", 2, [], {("W_out", 0): torch.zeros(2)})
     >>> load_state(path, "abc")["n_done"], load_state(path, "another run")
     (2, None)
     """

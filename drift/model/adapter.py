@@ -4,16 +4,18 @@ drift works on a TransformerLens 4 ``TransformerBridge`` (in compatibility mode)
 TransformerLens ≤ 3 ``HookedTransformer``. Everything else in drift goes through :class:`Model`
 for the four things that can differ:
 
-- **hook names** for each :class:`~drift.model.sites.Site` (``SITE_HOOKS``, stored as data per kind);
+- **hook names** for each :class:`~drift.model.sites.Site` (``drift.model.sites.HOOK_NAMES``: both
+  kinds give TransformerLens' names, the bridge in compatibility mode);
 - **config**: ``model.cfg`` is the hooked model's own TransformerLens config; ``model.sizes``
   holds the sizes drift reads (:class:`Arch`, under TransformerLens' names, with
   ``n_key_value_heads`` always a number);
 - **tokenisation**: the model's BOS convention, the leading space of targets, where a subject's
   tokens sit in a prompt (by character offsets, so a subject that tokenises differently
   mid-sentence is still found), right padding of batches;
-- **writable weights** editors change (``WEIGHT_VIEWS``, one per :class:`~drift.model.sites.Weight`):
-  MLP ``W_out`` as ``[d_mlp, d_model]`` and attention ``W_O`` as ``[n_heads, d_head, d_model]``,
-  both views that write through to the model's own parameters.
+- **writable weights** editors change (``drift.model.sites.WEIGHTS``, one per
+  :class:`~drift.model.sites.Weight`): MLP ``W_out`` as ``[d_mlp, d_model]`` and attention
+  ``W_O`` as ``[n_heads, d_head, d_model]``, both views that write through to the model's own
+  parameters.
 
 Activations are read with :meth:`Model.record` (a TransformerLens ``ActivationCache`` of the
 sites asked for) or :meth:`Model.capture` (one activation); hooks are attached by context managers
@@ -63,21 +65,14 @@ from drift.model.sites import HOOK_NAMES, WEIGHT_ALIASES, WEIGHTS, Hook, Site, W
 if TYPE_CHECKING:
     from transformer_lens import ActivationCache
 
-__all__ = ["Arch", "Hook", "Model", "Prefix", "SITE_HOOKS", "WEIGHT_VIEWS", "HEAD_MODULES"]
+__all__ = ["Arch", "Hook", "Model", "Prefix", "HEAD_MODULES"]
 
-# Site kind -> hook-name template. Compatibility mode gives the bridge TransformerLens' names, so
-# the two kinds share drift.model.sites' table today; a kind whose names differ gets its own row here.
-SITE_HOOKS: dict[str, dict[str, str]] = {"bridge": HOOK_NAMES, "legacy": HOOK_NAMES}
-
-# Weight name -> (attribute path under blocks[layer], shape names). Both kinds expose the
-# TransformerLens-oriented tensors; on the bridge they are views of the Hugging Face parameters.
-WEIGHT_VIEWS: dict[str, dict[str, tuple[str, str]]] = {"bridge": WEIGHTS, "legacy": WEIGHTS}
+# Both kinds share one hook name per site (compatibility mode gives the bridge TransformerLens'
+# names: drift.model.sites.HOOK_NAMES) and one view per weight (drift.model.sites.WEIGHTS: the
+# TransformerLens-oriented tensors, on the bridge views of the Hugging Face parameters).
 
 # The modules that turn the last residual stream into logits, applied to chosen positions only.
-HEAD_MODULES: dict[str, tuple[str, str]] = {
-    "bridge": ("ln_final", "unembed"),
-    "legacy": ("ln_final", "unembed"),
-}
+HEAD_MODULES: tuple[str, str] = ("ln_final", "unembed")
 
 
 class _Stop(Exception):
@@ -169,9 +164,6 @@ class Model:
         # TransformerLens' own tokenisation (to_tokens, run_with_cache on strings) then agrees with
         # drift's: SmolLM2 was trained without a BOS token, which TL would otherwise prepend.
         cfg.default_prepend_bos = self.prepend_bos
-        self._sites = SITE_HOOKS[self.kind]
-        self._weights = WEIGHT_VIEWS[self.kind]
-        self._head = HEAD_MODULES[self.kind]
 
     def __repr__(self) -> str:
         s = self.sizes
@@ -240,7 +232,7 @@ class Model:
 
     # ---- hook names -------------------------------------------------------------------------
     def hook_name(self, site: str | Site, layer: int | None = None) -> str:
-        """The TransformerLens hook name of ``site`` at ``layer`` (see ``SITE_HOOKS``):
+        """The TransformerLens hook name of ``site`` at ``layer`` (see ``drift.model.sites.HOOK_NAMES``):
         ``hook_name("mlp_key", 4)``, or of a :class:`~drift.model.sites.Site`, a ``(kind, layer)``
         pair or a ``"kind@layer"`` string: ``hook_name("mlp_key@4")``."""
         if isinstance(site, str) and "@" in site:
@@ -248,9 +240,9 @@ class Model:
         if isinstance(site, tuple):
             site, layer = site
         try:
-            template = self._sites[site]
+            template = HOOK_NAMES[site]
         except KeyError:
-            raise KeyError(f"unknown site {site!r}; known sites: {sorted(self._sites)}") from None
+            raise KeyError(f"unknown site {site!r}; known sites: {sorted(HOOK_NAMES)}") from None
         if "{layer}" in template:
             if layer is None or not 0 <= layer < self.cfg.n_layers:
                 raise ValueError(f"site {site!r} needs a layer in [0, {self.cfg.n_layers}), got {layer}")
@@ -267,9 +259,9 @@ class Model:
         if isinstance(which, tuple):
             which, layer = which
         try:
-            path, _shape = self._weights[WEIGHT_ALIASES.get(which, which)]
+            path, _shape = WEIGHTS[WEIGHT_ALIASES.get(which, which)]
         except KeyError:
-            raise KeyError(f"unknown weight {which!r}; known: {sorted(self._weights)}") from None
+            raise KeyError(f"unknown weight {which!r}; known: {sorted(WEIGHTS)}") from None
         if layer is None or not 0 <= layer < self.cfg.n_layers:
             raise ValueError(f"layer {layer} out of range [0, {self.cfg.n_layers})")
         obj = self.hooked.blocks[layer]
@@ -630,7 +622,7 @@ class Model:
     def logits_from(self, resid: Tensor) -> Tensor:
         """Logits ``[..., d_vocab]`` from final-layer residuals ``[..., d_model]``: the final norm,
         then the unembedding (``model.unembed`` is TransformerLens' unembedding module alone)."""
-        norm, unembed = (getattr(self.hooked, n, None) for n in self._head)
+        norm, unembed = (getattr(self.hooked, n, None) for n in HEAD_MODULES)
         x = resid if norm is None else norm(resid)
         return unembed(x)
 

@@ -3,9 +3,11 @@ is a matrix an edit changes. The two are different types with different names, s
 output *activation* (``Site("mlp_out", 4)``, ``[batch, pos, d_model]``) is never confused with
 the MLP's output *matrix* (``Weight("W_out", 4)``, ``[d_mlp, d_model]``).
 
-Both print as ``"name@layer"`` and are read back by ``parse``; these strings are what results
-files and caches hold. Files written before the weights had their own names say ``"mlp_out@4"``
-and ``"attn_out@4"`` for the weights; :meth:`Weight.parse` reads those as ``W_out`` and ``W_O``.
+Both print as ``"name@layer"`` and are read back by ``parse``; these strings are what caches
+hold. A weight has one name, TransformerLens' (``W_out``, ``W_O``); results files, written before
+the weights had their own names, say ``"mlp_out@4"`` and ``"attn_out@4"`` for them (e.g. an edit's
+``"relative_change"``) and still do (:attr:`Weight.result_name`), and :meth:`Weight.parse` reads
+those back as ``W_out`` and ``W_O``.
 
 Both are tuples, so ``("mlp_out", 4)`` still works wherever a site is expected and as a key of a
 dict keyed by sites.
@@ -24,6 +26,8 @@ Example:
     >>> w = Weight("W_O", 8)
     >>> str(w), w.shape, w.path                      # how it prints, its shape, where it lives
     ('W_O@8', 'n_heads d_head d_model', 'attn.W_O')
+    >>> w.result_name                                # how results files name it
+    'attn_out@8'
 """
 
 from __future__ import annotations
@@ -53,8 +57,10 @@ WEIGHTS: dict[str, tuple[str, str]] = {
     "W_O": ("attn.W_O", "n_heads d_head d_model"),  # the attention's output matrix
 }
 
-# The names weights had when they shared the names of the activations they produce.
+# The names weights had when they shared the names of the activations they produce: read as the
+# weights' names, and what results files write (RESULT_NAMES), so committed results read the same.
 WEIGHT_ALIASES: dict[str, str] = {"mlp_out": "W_out", "attn_out": "W_O"}
+RESULT_NAMES: dict[str, str] = {name: old for old, name in WEIGHT_ALIASES.items()}
 
 # A forward hook as TransformerLens takes it: (hook name, fn(activation, hook) -> new or None).
 Hook = tuple[str, Callable[["Tensor", Any], "Tensor | None"]]
@@ -150,6 +156,13 @@ class Weight(namedtuple("Weight", "name layer")):
     def shape(self) -> str:
         """The names of its dimensions, e.g. ``"d_mlp d_model"``."""
         return WEIGHTS[self.name][1]
+
+    @property
+    def result_name(self) -> str:
+        """How results files name it, e.g. an edit's ``"relative_change": {"mlp_out@4": ...}``:
+        ``"mlp_out@4"`` for ``W_out@4``, ``"attn_out@4"`` for ``W_O@4`` (the names weights had
+        before they had their own, which committed results hold)."""
+        return f"{RESULT_NAMES[self.name]}@{self.layer}"
 
     def __str__(self) -> str:
         return f"{self.name}@{self.layer}"

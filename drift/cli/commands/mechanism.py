@@ -31,6 +31,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from drift.cli import options as O
+from drift.cli.script import parse_script
 
 TERMS = ("nll", "kl", "weight_decay", "sadr")
 CONTROL = "rome@sadr-steps"
@@ -255,10 +256,8 @@ def add_options(p: argparse.ArgumentParser) -> None:
 
 
 def parse(argv=None) -> argparse.Namespace:
-    p = O.parser("analyses/sadr_mechanism.py", __doc__.split("\n")[0])
-    add_options(p)
-    O.add_verbosity(p, top=True)
-    return p.parse_args(argv)
+    """``analyses/sadr_mechanism.py``'s options: this command's, and ``-v``/``-q``."""
+    return parse_script("analyses/sadr_mechanism.py", __doc__, add_options, argv)
 
 
 def main(argv=None) -> dict:
@@ -273,38 +272,16 @@ def run(args: argparse.Namespace) -> dict:
         saved = json.loads((out / "sadr_mechanism.json").read_text())
         draw(saved["summary"], out, saved["cases"])
         return {}
-    import torch
     from tqdm.auto import tqdm
 
     import drift
-    from drift.data import load_cases
     from drift.editors.rome import preset
 
     model = drift.load_model(args.model, device=args.device, dtype=args.dtype)
     hp = preset(model)
-    every = load_cases(args.data)
-    cases = [c for c in every if c.distracting]
-    if args.ids is not None:
-        wanted = chosen_ids(args.ids)
-        missing = wanted - {c.case_id for c in every}
-        if missing:
-            raise ValueError(f"--ids: case(s) {sorted(missing)[:5]} are not in {args.data}")
-        cases = [c for c in cases if c.case_id in wanted]
-    cases = cases[: args.limit]
-    if not cases:
-        raise ValueError("no case with a distracting prompt was selected (check --data, --ids, --limit)")
+    cases = selected(args)
     lo, hi = args.window
-    from drift.editors.sadr import paper_setting
-
-    setting = paper_setting("rome")  # GPT-J's, the paper's ROME setting, whatever the model
-    if args.sadr is not None and args.sadr < 0:  # --sadr alone: the model's own setting
-        import drift
-
-        setting = paper_setting("rome", args.model or drift.DEFAULT_MODEL)
-    elif args.sadr is not None:
-        setting["gamma"] = args.sadr
-    if args.steps is not None:
-        setting["steps"] = args.steps
+    setting = sadr_setting(args)
     out.mkdir(parents=True, exist_ok=True)
     results = [
         one_case(model, c, hp, (lo, hi), args.control, args.scoring, setting)
@@ -323,12 +300,60 @@ def run(args: argparse.Namespace) -> dict:
 
     save_json(out / "sadr_mechanism.json", saved)
     draw(s, out, results)
+    print_summary(s, len(results), (lo, hi))
+    print(f"wrote {out}")
+    return s
+
+
+def selected(args: argparse.Namespace) -> list:
+    """The cases of ``--data`` with a distracting prompt, those of ``--ids`` when given, the first
+    ``--limit``; a ``ValueError`` naming the option when ``--ids`` names a case not there or none
+    is left."""
+    from drift.data import load_cases
+
+    every = load_cases(args.data)
+    cases = [c for c in every if c.distracting]
+    if args.ids is not None:
+        wanted = chosen_ids(args.ids)
+        missing = wanted - {c.case_id for c in every}
+        if missing:
+            raise ValueError(f"--ids: case(s) {sorted(missing)[:5]} are not in {args.data}")
+        cases = [c for c in cases if c.case_id in wanted]
+    cases = cases[: args.limit]
+    if not cases:
+        raise ValueError("no case with a distracting prompt was selected (check --data, --ids, --limit)")
+    return cases
+
+
+def sadr_setting(args: argparse.Namespace) -> dict:
+    """ROME+SADR's ``{"gamma", "steps"}``: GPT-J's, the paper's ROME setting, whatever the model;
+    ``--sadr`` alone: the model's own; ``--sadr G`` and ``--steps N`` set either."""
+    from drift.editors.sadr import paper_setting
+
+    setting = paper_setting("rome")  # GPT-J's, the paper's ROME setting, whatever the model
+    if args.sadr is not None and args.sadr < 0:  # --sadr alone: the model's own setting
+        import drift
+
+        setting = paper_setting("rome", args.model or drift.DEFAULT_MODEL)
+    elif args.sadr is not None:
+        setting["gamma"] = args.sadr
+    if args.steps is not None:
+        setting["steps"] = args.steps
+    return setting
+
+
+def print_summary(s: dict, n_cases: int, window: tuple[int, int]) -> None:
+    """The summary quoted in docs/results.md: the loss terms at the last step, the layers with most
+    restrained heads, each run's probabilities and subject gain in ``window`` and elsewhere, where
+    the extra attention goes, and what attention patching repairs."""
+    import torch
+
+    lo, hi = window
     gain = {k: torch.tensor(v) for k, v in s["subject_gain"].items()}
-    top = sorted(range(L), key=lambda l: -s["restrained_per_layer"][l])[:5]
+    top = sorted(range(len(s["restrained_per_layer"])), key=lambda l: -s["restrained_per_layer"][l])[:5]
     last = {t: s["mean_losses"][t][-1] for t in TERMS}
     print(
-        f"{len(results)} cases; mean terms at the last step: "
-        + ", ".join(f"{t} {v:.4f}" for t, v in last.items())
+        f"{n_cases} cases; mean terms at the last step: " + ", ".join(f"{t} {v:.4f}" for t, v in last.items())
     )
     print(
         "layers with most restrained heads: "
@@ -353,5 +378,3 @@ def run(args: argparse.Namespace) -> dict:
             f"ROME with vanilla attention in layers {lo}-{hi} {pt['patched']:.3f} "
             f"(best window {pt['best_patched']:.3f})"
         )
-    print(f"wrote {out}")
-    return s

@@ -14,6 +14,7 @@ from dataclasses import replace
 
 from drift.cli import options as O
 from drift.cli.commands.trace import kinds as kind_list
+from drift.cli.script import parse_script
 
 
 def add_options(p: argparse.ArgumentParser) -> None:
@@ -45,10 +46,8 @@ def add_options(p: argparse.ArgumentParser) -> None:
 
 
 def parse(argv=None) -> argparse.Namespace:
-    p = O.parser("python -m drift report", __doc__.split("\n")[0])
-    add_options(p)
-    O.add_verbosity(p, top=True)
-    return p.parse_args(argv)
+    """``report``'s options on a parser of its own, with ``-v``/``-q``."""
+    return parse_script("python -m drift report", __doc__, add_options, argv)
 
 
 def main(argv=None) -> int:

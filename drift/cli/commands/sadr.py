@@ -36,6 +36,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from drift.cli import options as O
+from drift.cli.script import parse_script
 from drift.cli.sweep import RunSpec, slug
 
 TABLE = ["ES", "PS", "NS", "RS", "DNS", "AvgS"]
@@ -91,10 +92,8 @@ def add_options(p: argparse.ArgumentParser) -> None:
 
 
 def parse(argv=None) -> argparse.Namespace:
-    p = O.parser("analyses/sadr.py", __doc__.split("\n")[0])
-    add_options(p)
-    O.add_verbosity(p, top=True)
-    return p.parse_args(argv)
+    """``analyses/sadr.py``'s options: this command's, and ``-v``/``-q``."""
+    return parse_script("analyses/sadr.py", __doc__, add_options, argv)
 
 
 def _sadr(gamma: float, heads: str = "selective") -> dict:

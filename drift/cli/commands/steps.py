@@ -21,6 +21,7 @@ import time
 from dataclasses import replace
 
 from drift.cli import options as O
+from drift.cli.script import parse_script
 from drift.data import dev_set_or_builtin
 
 EARLIER = {"anchor": "mean", "squared_decay": True, "stop_on": "nll", "n_prefixes": 6}
@@ -60,10 +61,8 @@ def add_options(p: argparse.ArgumentParser) -> None:
 
 
 def parse(argv=None) -> argparse.Namespace:
-    p = O.parser("analyses/steps.py", __doc__.split("\n")[0])
-    add_options(p)
-    O.add_verbosity(p, top=True)
-    return p.parse_args(argv)
+    """``analyses/steps.py``'s options: this command's, and ``-v``/``-q``."""
+    return parse_script("analyses/steps.py", __doc__, add_options, argv)
 
 
 def main(argv=None) -> None:

@@ -30,6 +30,7 @@ import time
 from pathlib import Path
 
 from drift.cli import options as O
+from drift.cli.script import parse_script
 
 TASKS = ("DNS", "RS")
 TABLE2 = ["max_subject_gain", "max_other_shift", "sum_subject_gain"]
@@ -95,10 +96,8 @@ def add_options(p: argparse.ArgumentParser) -> None:
 
 
 def parse(argv=None) -> argparse.Namespace:
-    p = O.parser("analyses/trace.py", __doc__.split("\n")[0])
-    add_options(p)
-    O.add_verbosity(p, top=True)
-    return p.parse_args(argv)
+    """``analyses/trace.py``'s options: this command's, and ``-v``/``-q``."""
+    return parse_script("analyses/trace.py", __doc__, add_options, argv)
 
 
 def _prompt_makers():
@@ -206,78 +205,20 @@ def _grid(scans: list) -> tuple:
 def figures(
     raw: dict, curves: dict, layers: range, corr: dict, rows: dict, args, n_layers: int
 ) -> list[Path]:
+    """Every figure of the trace, written to ``OUT``: per task Fig. 3 (substitution), Fig. 10
+    (score patching) and Fig. 5 (attention patching); Fig. 4 (drift against P(o_edit)); Tables 2
+    and 4 (correlations)."""
     from drift import plots
-    from drift.interp import tracing
 
     out = Path(args.out)
     written: list[Path] = []
     for task in TASKS:
-        subs = {k: v for k, v in raw["substitution"][task].items() if v}
-        if subs:
-            for idx, target in TARGETS.items():
-                panels, labels = {}, None
-                for kind, scans in subs.items():
-                    grid, labels = _grid(scans)
-                    panels[kind] = grid[..., idx]
-                n = len(next(iter(subs.values())))
-                fig = plots.heatmaps(
-                    panels,
-                    labels,
-                    colorbar=f"Δ{target}",
-                    layer_axis=f"centre layer of the {args.window} substituted layers",
-                    title=f"Contaminating substitution, {task}: effect on {target} "
-                    f"(vanilla model with the edited module outputs, window {args.window}, {n} case(s))",
-                )
-                written += plots.save(
-                    fig,
-                    out / f"fig3_substitution_{task.lower()}_{'p_true' if idx == 0 else 'p_edit'}",
-                    width=1500,
-                    height=600,
-                )
+        written += _substitution_figures(plots, raw["substitution"][task], task, args.window, out)
         if raw["scores"][task]:
-            grid, labels = tracing.align(raw["scores"][task])  # token groups: a handful of lines
-            lines = {lab: grid[:, i, 0].tolist() for i, lab in enumerate(labels)}
-            fig = plots.curves(
-                range(n_layers),
-                lines,
-                x_title=f"centre layer of the {args.attn_window} patched layers",
-                y_title=f"Δ{TARGETS[0]}",
-                title=f"Edited model with the vanilla score from the last token to one token, {task} "
-                f"(window {args.attn_window}, {len(raw['scores'][task])} case(s), tokens grouped)",
-            )
-            written += plots.save(fig, out / f"fig10_score_patching_{task.lower()}")
+            written += _score_figure(plots, raw["scores"][task], task, args.attn_window, n_layers, out)
         if task in curves:
-            c = curves[task]
-            refs = {f"edited {TARGETS[i]}": float(c["edited"][i]) for i in TARGETS}
-            refs |= {f"vanilla {TARGETS[i]}": float(c["vanilla"][i]) for i in TARGETS}
-            fig = plots.window_patching(
-                c["probs"],
-                args.attn_window,
-                names=list(TARGETS.values()),
-                references=refs,
-                title=f"Edited model with vanilla attention weights in {args.attn_window} layers, "
-                f"{task} ({c['n']} cases)",
-            )
-            written += plots.save(fig, out / f"fig5_attention_patching_{task.lower()}")
-    panels = {
-        t: (
-            [r["kl_drift"] for r in rows[t]],
-            [r["p_edit"] for r in rows[t]],
-            corr[t]["kl_drift"].rho,
-            corr[t]["kl_drift"].p,
-        )
-        for t in TASKS
-        if rows[t]
-    }
-    if panels:
-        span = f"{layers.start}-{layers.stop - 1}"
-        fig = plots.scatter(
-            panels,
-            x_title=f"Σ KL drift, layers {span}",
-            y_title="P(o_edit)",
-            title="Attention drift vs the edited object's probability",
-        )
-        written += plots.save(fig, out / "fig4_drift_vs_p_edit")
+            written += _attention_figure(plots, curves[task], task, args.attn_window, out)
+    written += _drift_figure(plots, layers, corr, rows, out)
     for name, facs in (("table2", TABLE2), ("table4", TABLE4)):
         header, body = correlation_table(corr, facs, [t for t in TASKS if rows[t]])
         fig = plots.table(
@@ -288,6 +229,91 @@ def figures(
         )
         written += plots.save(fig, out / name)  # the table sizes itself to its rows and text
     return written
+
+
+def _substitution_figures(plots, substitution: dict, task: str, window: int, out: Path) -> list[Path]:
+    """Fig. 3/9 of one task: for P(o_true) and for P(o_edit), a heatmap per module kind of the
+    contaminating substitution's effect (nothing when no kind was scanned)."""
+    subs = {k: v for k, v in substitution.items() if v}
+    if not subs:
+        return []
+    written: list[Path] = []
+    for idx, target in TARGETS.items():
+        panels, labels = {}, None
+        for kind, scans in subs.items():
+            grid, labels = _grid(scans)
+            panels[kind] = grid[..., idx]
+        n = len(next(iter(subs.values())))
+        fig = plots.heatmaps(
+            panels,
+            labels,
+            colorbar=f"Δ{target}",
+            layer_axis=f"centre layer of the {window} substituted layers",
+            title=f"Contaminating substitution, {task}: effect on {target} "
+            f"(vanilla model with the edited module outputs, window {window}, {n} case(s))",
+        )
+        written += plots.save(
+            fig,
+            out / f"fig3_substitution_{task.lower()}_{'p_true' if idx == 0 else 'p_edit'}",
+            width=1500,
+            height=600,
+        )
+    return written
+
+
+def _score_figure(plots, scores: list, task: str, window: int, n_layers: int, out: Path) -> list[Path]:
+    """Fig. 10 of one task: ΔP(o_true) per layer with the vanilla score to each token group."""
+    from drift.interp import tracing
+
+    grid, labels = tracing.align(scores)  # token groups: a handful of lines
+    lines = {lab: grid[:, i, 0].tolist() for i, lab in enumerate(labels)}
+    fig = plots.curves(
+        range(n_layers),
+        lines,
+        x_title=f"centre layer of the {window} patched layers",
+        y_title=f"Δ{TARGETS[0]}",
+        title=f"Edited model with the vanilla score from the last token to one token, {task} "
+        f"(window {window}, {len(scores)} case(s), tokens grouped)",
+    )
+    return plots.save(fig, out / f"fig10_score_patching_{task.lower()}")
+
+
+def _attention_figure(plots, c: dict, task: str, window: int, out: Path) -> list[Path]:
+    """Fig. 5 of one task: the edited model with vanilla attention weights in each window."""
+    refs = {f"edited {TARGETS[i]}": float(c["edited"][i]) for i in TARGETS}
+    refs |= {f"vanilla {TARGETS[i]}": float(c["vanilla"][i]) for i in TARGETS}
+    fig = plots.window_patching(
+        c["probs"],
+        window,
+        names=list(TARGETS.values()),
+        references=refs,
+        title=f"Edited model with vanilla attention weights in {window} layers, {task} ({c['n']} cases)",
+    )
+    return plots.save(fig, out / f"fig5_attention_patching_{task.lower()}")
+
+
+def _drift_figure(plots, layers: range, corr: dict, rows: dict, out: Path) -> list[Path]:
+    """Fig. 4: each prompt's KL drift summed over ``layers`` against P(o_edit), per task."""
+    panels = {
+        t: (
+            [r["kl_drift"] for r in rows[t]],
+            [r["p_edit"] for r in rows[t]],
+            corr[t]["kl_drift"].rho,
+            corr[t]["kl_drift"].p,
+        )
+        for t in TASKS
+        if rows[t]
+    }
+    if not panels:
+        return []
+    span = f"{layers.start}-{layers.stop - 1}"
+    fig = plots.scatter(
+        panels,
+        x_title=f"Σ KL drift, layers {span}",
+        y_title="P(o_edit)",
+        title="Attention drift vs the edited object's probability",
+    )
+    return plots.save(fig, out / "fig4_drift_vs_p_edit")
 
 
 CORRELATION_HEADER = [
@@ -396,38 +422,9 @@ def run(args: argparse.Namespace) -> dict:
         "config": config | {"model": model.name, "n_cases": len(cases)} | _provenance(args, model),
         "patching_window": [start, min(L, start + args.attn_window) - 1],
         "significant_layers": [layers.start, layers.stop - 1],  # where drift is summed
-        "correlations": {
-            t: {
-                f: {
-                    "rho": _num(c.rho),
-                    "p": _num(c.p),
-                    "n": c.n,
-                    "cases": c.cases,
-                    "rho_cases": _num(c.rho_cases),
-                    "p_cases": _num(c.p_cases),
-                    "ci_cases": [_num(x) for x in c.ci_cases],
-                }
-                for f, c in cs.items()
-            }
-            for t, cs in corr.items()
-        },
+        "correlations": _correlations_json(corr),
         "attention_patching": {t: {k: _num(v) for k, v in c.items()} for t, c in curves.items()},
-        "substitution": {
-            t: {
-                k: [
-                    {
-                        "case": s.prompt.text,
-                        "effect": _num(s.effect),
-                        "tokens": s.prompt.labels,
-                        "vanilla": _num(s.vanilla),
-                        "edited": _num(s.edited),
-                    }
-                    for s in v
-                ]
-                for k, v in ks.items()
-            }
-            for t, ks in raw["substitution"].items()
-        },
+        "substitution": _substitution_json(raw["substitution"]),
         "score_patching": {
             t: [{"case": s.prompt.text, "effect": _num(s.effect), "tokens": s.prompt.labels} for s in v]
             for t, v in raw["scores"].items()
@@ -444,6 +441,45 @@ def run(args: argparse.Namespace) -> dict:
     print(summary(result, curves, args))
     print(f"wrote {len(written)} figure files and {out / 'trace.json'} in {result['seconds']:.0f} s")
     return result
+
+
+def _correlations_json(corr: dict) -> dict:
+    """Each task's and factor's :class:`drift.interp.correlate.Correlation` as JSON (nan: null)."""
+    return {
+        t: {
+            f: {
+                "rho": _num(c.rho),
+                "p": _num(c.p),
+                "n": c.n,
+                "cases": c.cases,
+                "rho_cases": _num(c.rho_cases),
+                "p_cases": _num(c.p_cases),
+                "ci_cases": [_num(x) for x in c.ci_cases],
+            }
+            for f, c in cs.items()
+        }
+        for t, cs in corr.items()
+    }
+
+
+def _substitution_json(substitution: dict) -> dict:
+    """Each task's and module kind's contaminating substitution scans as JSON."""
+    return {
+        t: {
+            k: [
+                {
+                    "case": s.prompt.text,
+                    "effect": _num(s.effect),
+                    "tokens": s.prompt.labels,
+                    "vanilla": _num(s.vanilla),
+                    "edited": _num(s.edited),
+                }
+                for s in v
+            ]
+            for k, v in ks.items()
+        }
+        for t, ks in substitution.items()
+    }
 
 
 def summary(result: dict, curves: dict, args) -> str:
