@@ -400,7 +400,7 @@ def _options_of(config: dict):
         "test/pmet_sadr_g0.08_s40.json",
         "test/memit.json",
         "seed/rome_s20_p1.json",
-        "seed/rome_sadr_g0.04_s20_p1.json.partial.jsonl",  # a run still to resume
+        "seed/rome_sadr_g0.04_s20_p1.json",
         "validation-memit/memit_s20.json.partial.jsonl",
     ],
 )

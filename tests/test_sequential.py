@@ -262,7 +262,7 @@ def _counted_runs(path, data, monkeypatch):
     def compute(self, model, cases, cfg, key):
         computed.append(key)
         rec = {"key": key, "label": "x", "config": cfg, "checkpoints": []}
-        self.log.add(rec)
+        self.log.append(rec)
         return rec
 
     monkeypatch.setattr(command.Runs, "compute", compute)
