@@ -522,7 +522,8 @@ def head_attention(
 def page(title: str, sections: Sequence[tuple[str, Sequence[go.Figure | str]]]) -> str:
     """One self-contained HTML page that opens offline: plotly.js inlined once in its head, then
     each section's heading and its parts in order, an HTML string as it is and a figure as an
-    interactive plot (a ``div`` of class ``drift-figure``; its title wrapped to 1000 px).
+    interactive plot (a ``div`` of class ``drift-figure``, 1000 px wide unless the figure sets its
+    width, scrolled sideways in a narrower window; its title wrapped to that width).
 
     >>> html = page("t", [("one", ["<p>hi</p>", go.Figure()])])
     >>> html.count('class="drift-figure"'), "<script" in html[: html.index("<body>")]
@@ -540,8 +541,8 @@ def page(title: str, sections: Sequence[tuple[str, Sequence[go.Figure | str]]]) 
                 body.append(part)
                 continue
             n += 1
-            width = part.layout.width or 1000
-            part.update_layout(template="plotly_white")
+            width = part.layout.width or 1000  # fixed, so that its title, wrapped to it, fits
+            part.update_layout(template="plotly_white", width=width)
             fit_title(part, width)
             div = part.to_html(full_html=False, include_plotlyjs=False, div_id=f"figure-{n}")
             body.append(f'<div class="drift-figure">{div}</div>')
@@ -569,6 +570,6 @@ _PAGE_CSS = " ".join(
         "table.metrics td,table.metrics th{padding:.2em .7em;border-bottom:1px solid #eee;text-align:right}",
         "table.metrics td:first-child,table.metrics th:first-child{text-align:left}",
         "dl.case dt{font-weight:600;float:left;width:9em;clear:left} dl.case dd{margin-left:9.5em}",
-        ".note{color:#666;font-size:.9em}",
+        ".note{color:#666;font-size:.9em} .drift-figure{overflow-x:auto}",
     ]
 )
