@@ -32,7 +32,10 @@ BAD = [
     (["mechanism", "--attn-layers", "5"], "--attn-layers: expected first,last layer"),
     (["steps", "--config", "later"], "--config: invalid choice: 'later'"),
     # 47.16, 47.18: values that are not finite, or seeds torch cannot take, refused while parsing
-    (["eval", "--editor", "rome", "--hp", "lr=nan", "--out", "x.json"], "--hp lr=nan: expected a finite number"),
+    (
+        ["eval", "--editor", "rome", "--hp", "lr=nan", "--out", "x.json"],
+        "--hp lr=nan: expected a finite number",
+    ),
     (["eval", "--editor", "rome", "--hp", "lr=1e999", "--out", "x.json"], "--hp lr=1e999: expected a finite"),
     (["eval", "--editor", "rome", "--sadr", "inf", "--out", "x.json"], "--sadr must be a finite number >= 0"),
     (["eval", "--editor", "rome", "--sadr", "nan", "--out", "x.json"], "--sadr must be a finite number >= 0"),
@@ -235,7 +238,8 @@ def test_a_sweep_value_is_refused_as_the_same_flag_is_before_torch_loads(tmp_pat
         argv = ["sweep", str(spec), *flag, "--out-dir", str(tmp_path / "o")]
     code = (
         "import sys\nfrom drift.__main__ import cli\n"
-        "def run(argv):\n    try:\n        return cli(argv)\n    except SystemExit as e:\n        return e.code\n"
+        "def run(argv):\n    try:\n        return cli(argv)\n"
+        "    except SystemExit as e:\n        return e.code\n"
         f"print(run({['sweep', str(spec), '--out-dir', str(tmp_path / 'o')]!r}), 'torch' in sys.modules)\n"
         f"print(run({argv!r}), 'torch' in sys.modules)\n"
     )

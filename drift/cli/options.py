@@ -622,6 +622,17 @@ def results_folder(text: str) -> str:
     return str(text)
 
 
+# How far --batch-size and --edit-batch move a number: float rounding only (rows padded or packed
+# differently, several cases' vectors optimised in one batch), so neither is part of a run's
+# identity and a resume may mix them. Measured on SmolLM2-135M on a CPU at most 8e-6 relative
+# (docs/reliability.md); tests/test_reliability.py asserts this bound on the tiny model.
+BATCH_TOLERANCE = 1e-4
+BATCH_NOTE = (
+    f"results agree within float rounding (at most {BATCH_TOLERANCE:g} relative; a success "
+    "comparison within rounding of a tie could flip), so it is not part of the run's identity"
+)
+
+
 def add_run(
     p: argparse.ArgumentParser,
     *,
@@ -644,7 +655,7 @@ def add_run(
             type=positive_int,
             default=batch_size,
             metavar="N",
-            help=f"sequences per forward pass, memory against speed (default: {batch_size})",
+            help=f"sequences per forward pass, memory against speed; {BATCH_NOTE} (default: {batch_size})",
         )
     if edit_batch:
         g.add_argument(
@@ -653,7 +664,8 @@ def add_run(
             default=None,
             metavar="N",
             help="cases whose target vectors are optimised together, each then applied, scored "
-            "and removed in turn (default: on a GPU from its free memory, on a CPU 1: one at a time)",
+            f"and removed in turn; {BATCH_NOTE} (default: on a GPU from its free memory, on a CPU 1: "
+            "one at a time)",
         )
 
 
@@ -986,8 +998,9 @@ def refuse_same_files(outputs: dict[str, Path | str | None], inputs: dict[str, P
 
 def user_error(e: BaseException) -> bool:
     """Whether ``e`` is a user's mistake (bad file, option, case, model name, damaged cache, an
-    edit that diverged under the settings given) rather than a bug. drift's own error types are looked up only where their module was imported: a
-    mistake found while parsing needs none of them (nor torch)."""
+    edit that diverged under the settings given) rather than a bug. drift's own error types are
+    looked up only where their module was imported: a mistake found while parsing needs none of
+    them (nor torch)."""
     kinds: list[type] = [ValueError, FileNotFoundError, FloatingPointError]
     for module, name in (
         ("drift.model.loading", "ModelLoadError"),

@@ -60,10 +60,14 @@ def check_results(config, cases, where: str) -> None:
         raise ValueError(f"{where}: 'cases' must be a list of case rows, got {_brief(cases)}")
     for i, row in enumerate(cases):
         if not isinstance(row, dict):
-            raise ValueError(f"{where}: cases[{i}] must be an object with case_id and metrics, got {_brief(row)}")
+            raise ValueError(
+                f"{where}: cases[{i}] must be an object with case_id and metrics, got {_brief(row)}"
+            )
         case_id = row.get("case_id")
         if isinstance(case_id, bool) or not isinstance(case_id, (str, int)):
-            raise ValueError(f"{where}: cases[{i}].case_id must be a string or a whole number, got {_brief(case_id)}")
+            raise ValueError(
+                f"{where}: cases[{i}].case_id must be a string or a whole number, got {_brief(case_id)}"
+            )
         at = f"{where}: cases[{i}] (case {case_id!r})"
         metrics = row.get("metrics")
         if not isinstance(metrics, dict):

@@ -277,7 +277,9 @@ def generate(
     for n, new in budget.items():  # past the context a model samples slowly, from positions never trained
         if n + new > model.cfg.n_ctx:
             more = f" and {new} new tokens" if new else ""
-            raise ValueError(f"a generation prompt of {n} tokens{more} exceeds the model's context of {model.cfg.n_ctx}")
+            raise ValueError(
+                f"a generation prompt of {n} tokens{more} exceeds the model's context of {model.cfg.n_ctx}"
+            )
     for n, idx in sorted(by_len.items()):
         new = budget[n]
         for start in range(0, len(idx), batch_size):
