@@ -19,7 +19,8 @@ Every value is checked while parsing, by the option's ``type`` or ``choices``, a
 imports nothing heavy, so a mistake is refused with one line before torch is imported.
 
 A sweep file is a mapping of option names to values; :func:`from_table` turns it into the same
-namespace a command line gives, with the same checks, without going through argv.
+namespace a command line gives: each value written as the command line would spell it and parsed
+by the option's own type, so the one check refuses it with the same reason.
 
 Example:
     >>> p = parser("demo")
@@ -41,6 +42,7 @@ from __future__ import annotations
 import argparse
 import ast
 import math
+import numbers
 import os
 import re
 import sys
@@ -935,7 +937,10 @@ def _value(action: argparse.Action, key: str, value: Any, where: str) -> Any:
         if key == "hp":
             if not isinstance(value, dict):
                 raise ValueError(f"{where}hp must be a table (hp = {{ lr = 0.5 }}), got {value!r}")
-            return [typed(f"{k}={v if isinstance(v, str) else repr(v)}") for k, v in value.items()]
+            return [
+                typed(f"{k}={v if isinstance(v, (str, tuple, list)) else as_text(v, f'hp {k}', where)}")
+                for k, v in value.items()
+            ]
         return [typed(v) for v in (value if isinstance(value, list) else [value])]
     if value is True and action.nargs == "?":
         return action.const
@@ -952,8 +957,12 @@ def as_text(value: Any, key: str = "", where: str = "") -> str:
     """
     if isinstance(value, str):
         return value
-    if isinstance(value, (bool, int, float)):
+    if isinstance(value, bool):
         return repr(value)
+    if isinstance(value, numbers.Integral):  # also numpy's integers
+        return str(int(value))
+    if isinstance(value, numbers.Real):
+        return repr(float(value))
     raise ValueError(f"{where}{key}: expected one value, got {value!r}")
 
 
