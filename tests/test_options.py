@@ -31,6 +31,17 @@ BAD = [
     (["sequential", "--part", "0/2"], "--part: expected I/N"),
     (["mechanism", "--attn-layers", "5"], "--attn-layers: expected first,last layer"),
     (["steps", "--config", "later"], "--config: invalid choice: 'later'"),
+    # 47.16, 47.18: values that are not finite, or seeds torch cannot take, refused while parsing
+    (
+        ["eval", "--editor", "rome", "--hp", "lr=nan", "--out", "x.json"],
+        "--hp lr=nan: expected a finite number",
+    ),
+    (["eval", "--editor", "rome", "--hp", "lr=1e999", "--out", "x.json"], "--hp lr=1e999: expected a finite"),
+    (["eval", "--editor", "rome", "--sadr", "inf", "--out", "x.json"], "--sadr must be a finite number >= 0"),
+    (["eval", "--editor", "rome", "--sadr", "nan", "--out", "x.json"], "--sadr must be a finite number >= 0"),
+    (["eval", "--seed", "1e23", "--out", "x.json"], "--seed: expected a whole number in [0, 2147483647]"),
+    (["eval", "--seed", "-1", "--out", "x.json"], "got '-1'"),
+    (["eval", "--seed", str(2**31), "--out", "x.json"], f"got '{2**31}'"),
 ]
 
 
@@ -201,3 +212,64 @@ def test_verbosity_flags_work_before_and_after_the_subcommand(where):
     assert args.quiet is True and args.verbosity == 0
     args = build_parser().parse_args(["eval", "--out", "r.json", "-vv"])
     assert args.verbosity == 2 and args.quiet is False
+
+
+# A sweep file's value and the same flag on the command line: (key = value in TOML, the flag's
+# arguments, the command they go to). Each is refused before torch loads, by the same check.
+SPEC_AND_FLAG = [
+    ("seed = 1.5", ["--seed", "1.5"], "eval"),
+    ("seed = 1e23", ["--seed", "1e+23"], "eval"),
+    ("limit = true", ["--limit", "True"], "eval"),
+    ('chunk = "abc"', ["--chunk", "abc"], "sweep"),
+    ("hp = { lr = nan }", ["--hp", "lr=nan"], "eval"),
+    ("hp = { lr = 1e999 }", ["--hp", "lr=inf"], "eval"),
+    ("sadr = inf", ["--sadr", "inf"], "eval"),
+]
+
+
+@pytest.mark.parametrize("line, flag, command", SPEC_AND_FLAG, ids=[s for s, _, _ in SPEC_AND_FLAG])
+def test_a_sweep_value_is_refused_as_the_same_flag_is_before_torch_loads(tmp_path, line, flag, command):
+    """47.16: a spec accepted ``seed = 1.5`` (ran with seed 1), ``limit = true`` (one case),
+    ``chunk = "abc"`` (a traceback) and ``hp = {lr = nan}`` (refused only after the model loaded)."""
+    spec = tmp_path / "s.toml"
+    spec.write_text(f'editor = "rome"\nno_fluency = true\n{line}\n[[run]]\nname = "r"\n')
+    argv = ["eval", "--editor", "rome", *flag, "--out", str(tmp_path / "x.json")]
+    if command == "sweep":
+        argv = ["sweep", str(spec), *flag, "--out-dir", str(tmp_path / "o")]
+    code = (
+        "import sys\nfrom drift.__main__ import cli\n"
+        "def run(argv):\n    try:\n        return cli(argv)\n"
+        "    except SystemExit as e:\n        return e.code\n"
+        f"print(run({['sweep', str(spec), '--out-dir', str(tmp_path / 'o')]!r}), 'torch' in sys.modules)\n"
+        f"print(run({argv!r}), 'torch' in sys.modules)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=60)
+    assert done.stdout.split() == ["2", "False", "2", "False"], done.stdout + done.stderr
+    from_spec, from_flag = done.stderr.strip().splitlines()  # one line each
+    key = line.split()[0]
+    assert from_spec.startswith("error: sweep: ") and key in from_spec
+    reason = from_flag.removeprefix("error: ").split(" (see ")[0].replace(f"--{key}", key)
+    assert reason in from_spec, (from_spec, from_flag)  # the same check, naming the key and the value
+    assert not (tmp_path / "o").exists() and not (tmp_path / "x.json").exists()
+
+
+def test_a_seed_is_refused_unless_every_seed_derived_from_it_fits_torch():
+    """The largest seed ``--seed`` takes still seeds each case's drop-and-rescale mask; the next
+    power of two that numpy would take (2**32 - 1) already overflows torch's generator there."""
+    import torch
+
+    from drift.editors.base import Edit, WeightDelta
+    from drift.editors.fusion import case_seed, drop_and_rescale
+
+    edit = Edit([WeightDelta("mlp_out", i, torch.ones(4, 4)) for i in range(3)])
+    assert O.seed_value(str(O.SEED_MAX)) == O.SEED_MAX
+    case = "a-case-id"
+    worst = O.SEED_MAX * 7919 + 2**32 - 1  # case_seed with the largest salt a case id can give
+    assert case_seed(case, O.SEED_MAX) <= worst
+    dropped = drop_and_rescale(edit, 0.5, seed=worst)
+    assert all(torch.isfinite(d.delta).all() for d in dropped.deltas)
+    with pytest.raises((RuntimeError, ValueError), match="[Oo]verflow"):
+        drop_and_rescale(edit, 0.5, seed=case_seed(case, 2**32 - 1))
+    for bad in ("1.5", "True", str(O.SEED_MAX + 1), "-1"):
+        with pytest.raises(Exception, match=r"expected a whole number in \[0, 2147483647\]"):
+            O.seed_value(bad)

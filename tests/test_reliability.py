@@ -4,6 +4,7 @@ into silently wrong numbers or a raw traceback."""
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 import torch
@@ -539,3 +540,190 @@ def test_with_an_editor_an_over_long_prompt_names_its_case(tiny):
         evaluate(
             tiny, [parse_case(long)], get_editor("rome", steps=1), EvalSpec(fluency=False), progress=False
         )
+
+
+def test_a_diverging_edit_is_one_line_naming_the_case_and_what_to_change(tiny_dir, tmp_path, capsys):
+    """47.18: a finite but far too large SADR γ (or step size) made a traceback (EditDiverged)."""
+    out = tmp_path / "x.json"
+    args = ["eval", "--model", tiny_dir, "--editor", "rome", "--limit", "1", "--no-fluency", "--quiet"]
+    assert cli([*args, "--sadr", "1e300", "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "Traceback" not in err[0], err
+    assert re.match(r"error: edit of case \S+ diverged at step \d+: loss nan; nothing applied; ", err[0])
+    assert err[0].endswith("a smaller step size (--hp lr=...) or SADR γ (--sadr) may keep it finite")
+    assert not out.exists()
+
+
+HAND_EDITS = {  # a results file edited by hand: what was done to it, and what the refusal names
+    "no config": (lambda d: d.pop("config"), "(no 'config')"),
+    "config a list": (lambda d: d.update(config=[1]), ": 'config' must be an object, got [1]"),
+    "sadr a word": (
+        lambda d: d["config"].update(sadr="big"),
+        ": config.sadr must be a number or null, got 'big'",
+    ),
+    "cases a string": (lambda d: d.update(cases="abc"), ": 'cases' must be a list of case rows, got 'abc'"),
+    "a row a number": (
+        lambda d: d["cases"].append(3),
+        ": cases[2] must be an object with case_id and metrics",
+    ),
+    "no case_id": (lambda d: d["cases"][1].pop("case_id"), ": cases[1].case_id must be a string or a whole"),
+    "no metrics": (
+        lambda d: d["cases"][0].pop("metrics"),
+        ": cases[0] (case '0'): 'metrics' must be an object",
+    ),
+    "a metric a word": (
+        lambda d: d["cases"][0]["metrics"].update(ES="high"),
+        ": cases[0] (case '0'): metrics.ES must be a number or null, got 'high'",
+    ),
+}
+
+
+def test_hand_edited_results_are_named_by_file_and_field_in_compare_and_merge(tiny_dir, tmp_path, capsys):
+    """47.18: compare and merge of such files raised KeyError, TypeError or AttributeError."""
+    good = tmp_path / "good.json"
+    assert (
+        cli(["eval", "--model", tiny_dir, "--limit", "2", "--no-fluency", "--quiet", "--out", str(good)]) == 0
+    )
+    assert [c["case_id"] for c in json.loads(good.read_text())["cases"]] == ["0", "1"]
+    for what, (edit, message) in HAND_EDITS.items():
+        data = json.loads(good.read_text())
+        edit(data)
+        bad = tmp_path / f"{what.replace(' ', '_')}.json"
+        bad.write_text(json.dumps(data))
+        merged = tmp_path / "merged.json"
+        capsys.readouterr()
+        for command, argv in (
+            ("compare", [str(good), str(bad)]),
+            ("merge", [str(bad), "--out", str(merged)]),
+        ):
+            assert cli([command, *argv]) == 2, what
+            err = capsys.readouterr().err.strip().splitlines()
+            assert len(err) == 1 and err[0].startswith(f"error: {command}: {bad}"), (what, err)
+            assert message in err[0], (what, err)
+        assert not merged.exists()
+
+
+def test_a_generation_prompt_beyond_the_context_names_its_case_and_samples_nothing(tiny, monkeypatch):
+    """47.18: a 9,001-token generation prompt (SmolLM2's context is 8,192) was sampled from for
+    minutes, or, in the reference form, scored as its own continuation."""
+    from drift.data import parse_case
+    from drift.evaluation.evaluate import evaluate
+    from tests.test_data import ORIGINAL
+
+    long = parse_case(dict(ORIGINAL, case_id="long-gen", generation_prompts=["word " * 200]))
+    monkeypatch.setattr(type(tiny), "sample", lambda *a, **k: pytest.fail("sampled past the context"))
+    n = len(tiny.encode("word " * 200))
+    assert n > tiny.cfg.n_ctx
+    for form, more in (("reference", ""), ("short", " and 40 new tokens")):
+        with pytest.raises(
+            ValueError,
+            match=rf"case\(s\) long-gen: a generation prompt of {n} tokens{more} exceeds the model's "
+            rf"context of {tiny.cfg.n_ctx}",
+        ):
+            evaluate(tiny, [long], fluency=form, progress=False)
+
+
+def test_a_bad_drift_threads_is_named_with_its_value(tiny_dir, tmp_path, monkeypatch, capsys):
+    """47.18: ``DRIFT_THREADS=abc`` gave "invalid literal for int() with base 10: 'abc'"."""
+    out = tmp_path / "x.json"
+    for value in ("abc", "-2"):
+        monkeypatch.setenv("DRIFT_THREADS", value)
+        assert (
+            cli(["eval", "--model", tiny_dir, "--limit", "1", "--no-fluency", "--quiet", "--out", str(out)])
+            == 2
+        )
+        err = capsys.readouterr().err.strip().splitlines()
+        assert err == [
+            "error: DRIFT_THREADS must be a whole number of CPU threads >= 0 (0: torch's own setting), "
+            f"got '{value}'"
+        ]
+        assert not out.exists()
+
+
+BUILD = """
+import sys, time
+from pathlib import Path
+from drift.util.store import building_dir
+with building_dir(Path(sys.argv[1])) as tmp:
+    (tmp / "model.safetensors").write_bytes(bytes(3_000_000))
+    print("saving", flush=True)
+    time.sleep(120)
+"""
+
+
+def test_a_conversion_killed_mid_save_is_reported_by_doctor_and_cleared_by_the_next(
+    tmp_path, monkeypatch, capsys
+):
+    """47.18: a conversion killed mid-save left a hidden half-written folder (156 MB for the
+    default model) that ``doctor`` did not report and nothing removed."""
+    import os
+    import subprocess
+    import sys
+    import time
+
+    from drift.util.store import building_dir
+
+    monkeypatch.setenv("DRIFT_CACHE", str(tmp_path))
+    final = tmp_path / "models" / "some-model-1.0"
+    env = {**os.environ, "PYTHONPATH": os.getcwd()}
+    child = subprocess.Popen(
+        [sys.executable, "-c", BUILD, str(final)], stdout=subprocess.PIPE, text=True, env=env
+    )
+    try:
+        assert child.stdout.readline().strip() == "saving"
+        (building,) = [p for p in final.parent.iterdir() if p.is_dir()]
+        assert cli(["doctor"]) == 0  # a build in progress is no damage, and another build leaves it
+        with building_dir(final) as tmp:
+            (tmp / "w").write_text("x")
+        assert building.is_dir() and "building" not in capsys.readouterr().out
+    finally:
+        child.kill()  # as kill -9 does: no clean-up runs
+        child.wait()
+    assert building.is_dir()
+    assert cli(["doctor"]) == 1
+    out = capsys.readouterr().out
+    assert f"{building}: DAMAGED: a half-written folder left by a conversion that was killed (3.0 MB)" in out
+    assert f"`rm -r {building}`" in out and "python -m drift doctor --fix" in out
+    with building_dir(final) as tmp:  # the next build of it clears what the killed one left
+        (tmp / "w").write_text("y")
+    assert sorted(p.name for p in final.parent.iterdir()) == [final.name]
+    older = final.parent / ".other-2.0.building-abc"  # left by a drift that kept no lock file
+    older.mkdir()
+    (older / "part").write_bytes(bytes(10))
+    os.utime(older, (time.time() - 3600, time.time() - 3600))
+    assert cli(["doctor", "--fix"]) == 0 and not older.exists()
+    assert "(0.0 MB)" in capsys.readouterr().out
+
+
+def test_batch_size_and_edit_batch_move_no_number_beyond_the_stated_tolerance(
+    tiny_dir, tmp_path, monkeypatch
+):
+    """47.13: ``--batch-size`` and ``--edit-batch`` change numbers by float rounding (5th-6th digit
+    on SmolLM2-135M) and are not in the run's identity, so a resume may mix them: the help and
+    docs/reliability.md state the tolerance, :data:`drift.cli.options.BATCH_TOLERANCE`, which
+    these two runs (one case and one sequence at a time, against 4 edits and 16 sequences
+    together) must keep to, for every metric of every case."""
+    import drift.editors.rome as rome
+    from drift.cli.options import BATCH_TOLERANCE
+    from drift.cli.spec import run_key
+
+    together = []
+    optimise_many = rome.optimise_many
+
+    def spy(model, cases, *a, **k):
+        together.append(len(cases))
+        return optimise_many(model, cases, *a, **k)
+
+    monkeypatch.setattr(rome, "optimise_many", spy)
+    runs = {}
+    for name, extra in (("alone", ("1", "1")), ("together", ("16", "4"))):
+        out = tmp_path / f"{name}.json"
+        args = ["eval", "--model", tiny_dir, "--editor", "rome", "--limit", "4", "--no-fluency", "--quiet"]
+        assert main([*args, "--batch-size", extra[0], "--edit-batch", extra[1], "--out", str(out)]) == 0
+        runs[name] = json.loads(out.read_text())
+    assert together == [1, 1, 1, 1, 4]  # the second run did optimise its 4 cases in one batch
+    assert run_key(runs["alone"]["config"]) == run_key(runs["together"]["config"])
+    for a, b in zip(runs["alone"]["cases"], runs["together"]["cases"]):
+        assert a["case_id"] == b["case_id"] and a["metrics"].keys() == b["metrics"].keys()
+        for k, v in a["metrics"].items():
+            assert b["metrics"][k] == pytest.approx(v, rel=BATCH_TOLERANCE, abs=1e-12), (a["case_id"], k)

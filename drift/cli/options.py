@@ -19,7 +19,8 @@ Every value is checked while parsing, by the option's ``type`` or ``choices``, a
 imports nothing heavy, so a mistake is refused with one line before torch is imported.
 
 A sweep file is a mapping of option names to values; :func:`from_table` turns it into the same
-namespace a command line gives, with the same checks, without going through argv.
+namespace a command line gives: each value written as the command line would spell it and parsed
+by the option's own type, so the one check refuses it with the same reason.
 
 Example:
     >>> p = parser("demo")
@@ -40,6 +41,8 @@ from __future__ import annotations
 
 import argparse
 import ast
+import math
+import numbers
 import os
 import re
 import sys
@@ -99,8 +102,32 @@ def non_negative(text: str | float) -> float:
         value = float(text)
     except (TypeError, ValueError):
         raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text!r}") from None
-    if not value >= 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0, got {value:g}")
+    if not (math.isfinite(value) and value >= 0):
+        raise argparse.ArgumentTypeError(f"must be a finite number >= 0, got {text!r}")
+    return value
+
+
+SEED_MAX = 2**31 - 1  # every seed drift derives from it (per case, per delta) then fits torch's 64 bits
+
+
+def seed_value(text: str | int) -> int:
+    """A seed: a whole number in [0, :data:`SEED_MAX`]. Each case's drop-and-rescale mask is seeded
+    with ``(seed * 7919 + salt) * 1_000_003 + i`` (:func:`drift.editors.fusion.case_seed`), which
+    torch takes only below 2**64; numpy takes any seed below 2**32.
+
+    >>> seed_value("7")
+    7
+    >>> seed_value("1e23")
+    Traceback (most recent call last):
+    ...
+    argparse.ArgumentTypeError: expected a whole number in [0, 2147483647], got '1e23'
+    """
+    try:
+        value = int(str(text))
+    except ValueError:
+        value = -1
+    if not 0 <= value <= SEED_MAX:
+        raise argparse.ArgumentTypeError(f"expected a whole number in [0, {SEED_MAX}], got {text!r}")
     return value
 
 
@@ -164,18 +191,45 @@ def check_shard(text: str | None, option: str = "--shard") -> str | None:
 
 def hp_item(text: str) -> tuple[str, Any]:
     """``"NAME=VALUE"`` as ``(NAME, value)``; the value a Python literal (numbers, booleans, tuples),
-    else the string. Whether the name exists is checked by the editor.
+    else the string. A number that is not finite (``nan``, ``inf``, ``1e999``), alone or inside a
+    tuple, is refused: no step size or weight is meant to be one. Whether the name exists and the
+    value's kind are checked by the editor.
 
     >>> hp_item("layers=(3, 4)"), hp_item("anchor=mean")
     (('layers', (3, 4)), ('anchor', 'mean'))
+    >>> hp_item("lr=1e999")
+    Traceback (most recent call last):
+    ...
+    argparse.ArgumentTypeError: --hp lr=1e999: expected a finite number, got inf
     """
     name, sep, value = str(text).partition("=")
     if not sep or not name.strip().isidentifier():
         raise argparse.ArgumentTypeError(f"--hp expects NAME=VALUE, got {text!r}")
     try:
-        return name.strip(), ast.literal_eval(value.strip())
-    except (ValueError, SyntaxError):
-        return name.strip(), value.strip()
+        parsed = ast.literal_eval(value.strip())
+    except (ValueError, SyntaxError, MemoryError, RecursionError):
+        parsed = value.strip()
+    bad = _not_finite(parsed)
+    if bad is not None:
+        raise argparse.ArgumentTypeError(
+            f"--hp {name.strip()}={value.strip()}: expected a finite number, got {bad}"
+        )
+    return name.strip(), parsed
+
+
+def _not_finite(value: Any) -> str | None:
+    """The first number in ``value`` (a number, a numeric text such as ``"nan"``, or a tuple or
+    list of them) that is NaN or infinite, as text; ``None`` when there is none."""
+    if isinstance(value, (tuple, list)):
+        return next((bad for v in value if (bad := _not_finite(v)) is not None), None)
+    if isinstance(value, str):
+        try:
+            value = float(value)
+        except ValueError:
+            return None
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    return None
 
 
 def parse_hp(items: list[str]) -> dict:
@@ -254,6 +308,8 @@ def floats(text: str) -> list[float]:
         raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") from None
     if not values:
         raise argparse.ArgumentTypeError(f"expected at least one number, got {text!r}")
+    if not all(math.isfinite(v) for v in values):
+        raise argparse.ArgumentTypeError(f"expected finite numbers, got {text!r}")
     return values
 
 
@@ -568,6 +624,17 @@ def results_folder(text: str) -> str:
     return str(text)
 
 
+# How far --batch-size and --edit-batch move a number: float rounding only (rows padded or packed
+# differently, several cases' vectors optimised in one batch), so neither is part of a run's
+# identity and a resume may mix them. Measured on SmolLM2-135M on a CPU at most 8e-6 relative
+# (docs/reliability.md); tests/test_reliability.py asserts this bound on the tiny model.
+BATCH_TOLERANCE = 1e-4
+BATCH_NOTE = (
+    f"results agree within float rounding (at most {BATCH_TOLERANCE:g} relative; a success "
+    "comparison within rounding of a tie could flip), so it is not part of the run's identity"
+)
+
+
 def add_run(
     p: argparse.ArgumentParser,
     *,
@@ -579,7 +646,10 @@ def add_run(
     g = p.add_argument_group("run")
     if seed:
         g.add_argument(
-            "--seed", type=int, default=0, help="seed of sampling and of any random choice (default: 0)"
+            "--seed",
+            type=seed_value,
+            default=0,
+            help=f"seed of sampling and of any random choice, a whole number in [0, {SEED_MAX}] (default: 0)",
         )
     if batch_size is not None:
         g.add_argument(
@@ -587,7 +657,7 @@ def add_run(
             type=positive_int,
             default=batch_size,
             metavar="N",
-            help=f"sequences per forward pass, memory against speed (default: {batch_size})",
+            help=f"sequences per forward pass, memory against speed; {BATCH_NOTE} (default: {batch_size})",
         )
     if edit_batch:
         g.add_argument(
@@ -596,7 +666,8 @@ def add_run(
             default=None,
             metavar="N",
             help="cases whose target vectors are optimised together, each then applied, scored "
-            "and removed in turn (default: on a GPU from its free memory, on a CPU 1: one at a time)",
+            f"and removed in turn; {BATCH_NOTE} (default: on a GPU from its free memory, on a CPU 1: "
+            "one at a time)",
         )
 
 
@@ -842,18 +913,21 @@ def from_table(p: argparse.ArgumentParser, table: dict, where: str = "") -> argp
 
 
 def _value(action: argparse.Action, key: str, value: Any, where: str) -> Any:
-    """One table value as the option's parsed value."""
+    """One table value as the option's parsed value: written as it would be on the command line
+    (:func:`as_text`) and parsed by the option's own type and choices, so a value the command
+    line refuses is refused here with the same message (naming ``key`` and the value)."""
 
     def typed(v: Any) -> Any:
-        if action.type is not None and (isinstance(v, str) or action.type not in (str,)):
+        text = as_text(v, key, where)
+        if action.type is not None:
             try:
-                v = action.type(v if isinstance(v, (str, int, float)) else str(v))
+                text = action.type(text)
             except (argparse.ArgumentTypeError, TypeError, ValueError) as e:
                 raise ValueError(where + named(key, str(e))) from None
-        if action.choices is not None and v not in action.choices:
+        if action.choices is not None and text not in action.choices:
             choices = ", ".join(map(str, action.choices))
-            raise ValueError(f"{where}{key}: invalid choice {v!r} (choose from {choices})")
-        return v
+            raise ValueError(f"{where}{key}: invalid choice {text!r} (choose from {choices})")
+        return text
 
     if isinstance(action, (argparse._StoreTrueAction, argparse._StoreFalseAction)):
         if not isinstance(value, bool):
@@ -863,11 +937,33 @@ def _value(action: argparse.Action, key: str, value: Any, where: str) -> Any:
         if key == "hp":
             if not isinstance(value, dict):
                 raise ValueError(f"{where}hp must be a table (hp = {{ lr = 0.5 }}), got {value!r}")
-            return [hp_item(f"{k}={v}") if isinstance(v, str) else (str(k), v) for k, v in value.items()]
+            return [
+                typed(f"{k}={v if isinstance(v, (str, tuple, list)) else as_text(v, f'hp {k}', where)}")
+                for k, v in value.items()
+            ]
         return [typed(v) for v in (value if isinstance(value, list) else [value])]
     if value is True and action.nargs == "?":
         return action.const
     return typed(value)
+
+
+def as_text(value: Any, key: str = "", where: str = "") -> str:
+    """A sweep file's value as the command line would spell it: a string as it is, a number by
+    its ``repr`` (which reads back exactly), ``true``/``false`` as ``True``/``False`` (which a
+    numeric option refuses, as it refuses the word); a table or list is not one option's value.
+
+    >>> as_text(0.01), as_text(3), as_text(True)
+    ('0.01', '3', 'True')
+    """
+    if isinstance(value, str):
+        return value
+    if isinstance(value, bool):
+        return repr(value)
+    if isinstance(value, numbers.Integral):  # also numpy's integers
+        return str(int(value))
+    if isinstance(value, numbers.Real):
+        return repr(float(value))
+    raise ValueError(f"{where}{key}: expected one value, got {value!r}")
 
 
 def writable_file(out: str | Path) -> Path:
@@ -910,13 +1006,15 @@ def refuse_same_files(outputs: dict[str, Path | str | None], inputs: dict[str, P
 
 
 def user_error(e: BaseException) -> bool:
-    """Whether ``e`` is a user's mistake (bad file, option, case, model name, damaged cache) rather
-    than a bug. drift's own error types are looked up only where their module was imported: a
-    mistake found while parsing needs none of them (nor torch)."""
+    """Whether ``e`` is a user's mistake (bad file, option, case, model name, damaged cache, an
+    edit that diverged under the settings given) rather than a bug. drift's own error types are
+    looked up only where their module was imported: a mistake found while parsing needs none of
+    them (nor torch)."""
     kinds: list[type] = [ValueError, FileNotFoundError, FloatingPointError]
     for module, name in (
         ("drift.model.loading", "ModelLoadError"),
         ("drift.util.store", "CorruptCacheError"),
+        ("drift.editors.target", "EditDiverged"),  # a step size the case cannot take
     ):
         if module in sys.modules:
             kinds.append(getattr(sys.modules[module], name))

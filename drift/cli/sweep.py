@@ -154,7 +154,11 @@ def load(path: Path | str) -> tuple[list[RunSpec], dict]:
     runs = expand(spec)
     for run in runs:
         run.namespace(".")
-    return runs, {k: spec[k] for k in SETTINGS if k in spec}
+    p = O.parser("sweep")
+    O.add_engine(p)  # a setting is checked as the sweep command's option of that name
+    settings = {k: spec[k] for k in SETTINGS if k in spec}
+    checked = O.from_table(p, settings, where="sweep: ")
+    return runs, {k: getattr(checked, k) for k in settings}
 
 
 def _job(run: RunSpec, out: Path, device: str | None):

@@ -38,7 +38,11 @@ log = logging.getLogger(__name__)
 
 
 class EditDiverged(RuntimeError):
-    """The optimisation produced NaN or inf; nothing was applied to the model."""
+    """The optimisation produced NaN or inf; nothing was applied to the model. Its message ends
+    with what to change: a smaller step size or SADR weight."""
+
+    def __str__(self) -> str:
+        return super().__str__() + "; a smaller step size (--hp lr=...) or SADR γ (--sadr) may keep it finite"
 
 
 @dataclass

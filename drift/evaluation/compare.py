@@ -27,6 +27,64 @@ from scipy import stats
 from drift.evaluation.metrics import scoring_of, summarise, summary_stats
 
 DEFAULT_METRICS = ("ES", "PS", "NS", "RS", "DNS", "AvgS")
+NUMBER = (int, float)
+# the configuration entries that tables and labels read, each with its kind (``null``: unset)
+CONFIG_KINDS: dict[str, type | tuple[type, ...]] = {
+    **dict.fromkeys(("editor", "model", "data", "scoring", "pool", "sadr_heads", "dtype"), str),
+    **dict.fromkeys(("data_sha256", "shard"), str),
+    **dict.fromkeys(("sadr", "dr"), NUMBER),
+    **dict.fromkeys(("steps", "seed", "limit"), int),
+    "hp": dict,
+}
+
+
+def check_results(config, cases, where: str) -> None:
+    """Refuse a results file (or log) whose parts are not what drift writes, as a hand edit can
+    leave it: a ``ValueError`` starting with ``where`` (the command and the file) and naming the
+    field — ``config`` not an object or one of :data:`CONFIG_KINDS` of another kind, ``cases``
+    not a list, a row without a ``case_id`` or a ``metrics`` object, a metric neither a number
+    nor ``null``.
+
+    >>> check_results({"editor": "rome"}, [{"case_id": "7", "metrics": {"ES": "high"}}], "compare: r.json")
+    Traceback (most recent call last):
+    ...
+    ValueError: compare: r.json: cases[0] (case '7'): metrics.ES must be a number or null, got 'high'
+    """
+    if not isinstance(config, dict):
+        raise ValueError(f"{where}: 'config' must be an object, got {_brief(config)}")
+    for key, kind in CONFIG_KINDS.items():
+        value = config.get(key)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, kind)):
+            raise ValueError(f"{where}: config.{key} must be {_kind_name(kind)} or null, got {_brief(value)}")
+    if not isinstance(cases, list):
+        raise ValueError(f"{where}: 'cases' must be a list of case rows, got {_brief(cases)}")
+    for i, row in enumerate(cases):
+        if not isinstance(row, dict):
+            raise ValueError(
+                f"{where}: cases[{i}] must be an object with case_id and metrics, got {_brief(row)}"
+            )
+        case_id = row.get("case_id")
+        if isinstance(case_id, bool) or not isinstance(case_id, (str, int)):
+            raise ValueError(
+                f"{where}: cases[{i}].case_id must be a string or a whole number, got {_brief(case_id)}"
+            )
+        at = f"{where}: cases[{i}] (case {case_id!r})"
+        metrics = row.get("metrics")
+        if not isinstance(metrics, dict):
+            raise ValueError(f"{at}: 'metrics' must be an object of metric values, got {_brief(metrics)}")
+        for name, value in metrics.items():
+            if value is not None and (isinstance(value, bool) or not isinstance(value, NUMBER)):
+                raise ValueError(f"{at}: metrics.{name} must be a number or null, got {_brief(value)}")
+
+
+def _kind_name(kind) -> str:
+    return {str: "a string", int: "a whole number", dict: "an object", NUMBER: "a number"}[kind]
+
+
+def _brief(value) -> str:
+    """A value as an error message shows it: its ``repr``, cut to 60 characters (missing: absent)."""
+    text = "nothing (the field is missing)" if value is None else repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
 
 
 @dataclass(frozen=True)

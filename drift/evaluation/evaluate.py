@@ -232,8 +232,15 @@ def generate(
     by_len: dict[int, list[int]] = {}
     for i, s in enumerate(ids):
         by_len.setdefault(len(s), []).append(i)
+    budget = {n: max_new_tokens if max_length is None else max(0, max_length - n) for n in by_len}
+    for n, new in budget.items():  # past the context a model samples slowly, from positions never trained
+        if n + new > model.cfg.n_ctx:
+            more = f" and {new} new tokens" if new else ""
+            raise ValueError(
+                f"a generation prompt of {n} tokens{more} exceeds the model's context of {model.cfg.n_ctx}"
+            )
     for n, idx in sorted(by_len.items()):
-        new = max_new_tokens if max_length is None else max(0, max_length - n)
+        new = budget[n]
         for start in range(0, len(idx), batch_size):
             chunk = idx[start : start + batch_size]
             if new == 0:

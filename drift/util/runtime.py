@@ -21,12 +21,34 @@ def configure_threads() -> int:
     """Apply the thread policy above; returns the number of threads torch now uses."""
     env = os.environ.get("DRIFT_THREADS")
     if env is not None:
-        n = int(env)
+        n = threads_setting(env)
         if n > 0:
             torch.set_num_threads(n)
     elif (os.cpu_count() or 1) <= 2:
         torch.set_num_threads(1)
     return torch.get_num_threads()
+
+
+def threads_setting(text: str) -> int:
+    """``DRIFT_THREADS`` as a number of threads: a whole number >= 0 (0: torch's own setting); a
+    ``ValueError`` naming the variable and its value otherwise.
+
+    >>> threads_setting("2")
+    2
+    >>> threads_setting("abc")
+    Traceback (most recent call last):
+    ...
+    ValueError: DRIFT_THREADS must be a whole number of CPU threads >= 0 (0: torch's own setting), got 'abc'
+    """
+    try:
+        n = int(text)
+    except ValueError:
+        n = -1
+    if n < 0:
+        raise ValueError(
+            f"DRIFT_THREADS must be a whole number of CPU threads >= 0 (0: torch's own setting), got {text!r}"
+        )
+    return n
 
 
 def share(items: list, spec: str | None, *, contiguous: bool = True, option: str = "--shard") -> list:

@@ -7,7 +7,8 @@ through this module:
 - ``building_dir(final)``: a context manager that yields a private temporary folder next to
   ``final``; on a clean exit it writes a manifest (file sizes and SHA-256 digests) and renames the
   folder into place in one step. If another process got there first, the other folder wins
-  and ours is discarded, so two writers end with one valid folder.
+  and ours is discarded, so two writers end with one valid folder. A folder a killed build left
+  (its lock no longer held) is removed by the next build of that name and reported by ``doctor``.
 - ``verify_dir(folder)``: True only for a folder whose manifest's files are all there at their
   sizes; ``damaged_files(folder)`` / ``verify_dir_stamped(folder)`` also check their contents on
   every load, each file hashed in full with XXH3 (:func:`fast_digest`, at memory speed).
@@ -32,6 +33,7 @@ Example:
 from __future__ import annotations
 
 import contextlib
+import glob
 import hashlib
 import json
 import math
@@ -210,15 +212,25 @@ def verify_dir_stamped(folder: Path, *, full: bool = False) -> bool:
     return damaged_files(folder, full=full) == []
 
 
+BUILDING = ".building-"  # a folder being built: ``.NAME.building-XXXX``, its lock file beside it
+STALE_UNLOCKED_AFTER = 60.0  # seconds: a building folder with no lock file is left over after this
+
+
 @contextlib.contextmanager
 def building_dir(final: Path) -> Iterator[Path]:
     """Build a cache folder privately, then move it into place atomically.
 
     If the block raises (or is interrupted), the temporary folder is removed and ``final`` is
     untouched. If ``final`` already holds a valid folder when we finish, ours is discarded.
+    The temporary folder's lock (``.NAME.building-XXXX.lock``, held while it is built) tells a
+    build in progress from one a killed process left; those are removed first
+    (:func:`left_over_builds`), so a conversion killed mid-save leaves nothing behind for long.
     """
     final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.building-", dir=final.parent))
+    for old in left_over_builds(final.parent, final.name):
+        remove_build(old)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}{BUILDING}", dir=final.parent))
+    held = _hold(_lock_of(tmp))
     try:
         yield tmp
         (tmp / MANIFEST).write_text(json.dumps(_manifest_of(tmp), indent=1))
@@ -231,6 +243,68 @@ def building_dir(final: Path) -> Iterator[Path]:
                 raise
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+        _lock_of(tmp).unlink(missing_ok=True)
+        if held is not None:
+            os.close(held)
+
+
+def _lock_of(tmp: Path) -> Path:
+    return tmp.parent / f"{tmp.name}.lock"
+
+
+def _hold(lock: Path) -> int | None:
+    """An open descriptor holding an exclusive lock on ``lock`` (released when it is closed or
+    the process dies, however it dies); ``None`` where file locks are not available."""
+    try:
+        import fcntl
+    except ImportError:  # not a POSIX system: left-over builds are told by age alone
+        return None
+    fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    return fd
+
+
+def _being_built(folder: Path) -> bool:
+    """Whether a process is building ``folder`` now: it holds the folder's lock, or (no lock file,
+    as an older drift left) the folder changed within :data:`STALE_UNLOCKED_AFTER` seconds."""
+    lock = _lock_of(folder)
+    try:
+        import fcntl
+
+        fd = os.open(lock, os.O_RDONLY)
+    except (ImportError, OSError):
+        try:
+            return time.time() - folder.stat().st_mtime < STALE_UNLOCKED_AFTER
+        except OSError:
+            return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        return False
+    except OSError:
+        return True
+    finally:
+        os.close(fd)
+
+
+def left_over_builds(parent: Path, name: str = "*") -> list[Path]:
+    """Folders under ``parent`` that a build of cache folder ``name`` (any, by default) left when
+    its process was killed (``.NAME.building-XXXX``, with no process building it any more)."""
+    if not parent.is_dir():
+        return []
+    pattern = f".{name if name == '*' else glob.escape(name)}{BUILDING}*"
+    found = [p for p in sorted(parent.glob(pattern)) if p.is_dir()]
+    return [p for p in found if not _being_built(p)]
+
+
+def remove_build(folder: Path) -> None:
+    """Delete a left-over building folder and its lock file."""
+    shutil.rmtree(folder, ignore_errors=True)
+    _lock_of(folder).unlink(missing_ok=True)
+
+
+def _size_text(folder: Path) -> str:
+    total = sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
+    return f"{total / 1e6:.1f} MB"
 
 
 def _tensor_digest(tensors: dict[str, torch.Tensor]) -> str:
@@ -274,8 +348,9 @@ def doctor(root: Path | None = None, *, fix: bool = False) -> list[tuple[Path, s
     (re-hashed against its manifest), each tensor file (against its recorded digest), each JSON
     text cache (against the digest stored with it, :func:`save_json_checked`: one changed
     character is found). Returns ``(path, problem)`` for everything checked (``problem`` ``None``
-    when sound); ``fix=True`` deletes what is damaged, so it is rebuilt when next needed. Folders
-    being built (hidden ``.NAME.building-*``) are left alone."""
+    when sound); ``fix=True`` deletes what is damaged, so it is rebuilt when next needed. A folder
+    a killed build left (hidden ``.NAME.building-*``, :func:`left_over_builds`) is reported with
+    its size (``--fix`` removes it); one being built now is left alone."""
     root = cache_root() if root is None else Path(root)
     found: list[tuple[Path, str | None]] = []
 
@@ -291,6 +366,8 @@ def doctor(root: Path | None = None, *, fix: bool = False) -> list[tuple[Path, s
             )
             found.append((folder, problem))
             return
+        for p in left_over_builds(folder):
+            found.append((p, f"{LEFT_OVER} ({_size_text(p)}); nothing reads it; {REMOVE_HOW % p}"))
         for p in sorted(folder.iterdir()):
             if p.name.startswith("."):
                 continue
@@ -313,9 +390,15 @@ def doctor(root: Path | None = None, *, fix: bool = False) -> list[tuple[Path, s
         walk(root)
     if fix:
         for path, problem in found:
-            if problem is not None:
+            if problem is not None and BUILDING in path.name:
+                remove_build(path)
+            elif problem is not None:
                 shutil.rmtree(path) if path.is_dir() else path.unlink()
     return found
+
+
+LEFT_OVER = "a half-written folder left by a conversion that was killed"
+REMOVE_HOW = "remove it with `python -m drift doctor --fix` or `rm -r %s` (the next build of it does too)"
 
 
 def _umask_mode() -> int:

@@ -22,7 +22,7 @@ def add_options(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from drift.cli.runs import read_any
     from drift.cli.spec import run_label
-    from drift.evaluation.compare import compare_table
+    from drift.evaluation.compare import check_results, compare_table
 
     runs = []
     for item in args.inputs:
@@ -30,6 +30,7 @@ def run(args: argparse.Namespace) -> int:
         if not sep or Path(item).is_file():  # an "=" inside a file's own name is not a label
             label, sep, name = "", "", item
         config, cases = read_any(name, "compare")
+        check_results(config, cases, f"compare: {name}")  # a hand-edited file: named, not a traceback
         runs.append((label if sep else run_label(config), {"config": config, "cases": cases}))
     print(compare_table(runs, [m for m in args.metrics.split(",") if m]))
     return 0

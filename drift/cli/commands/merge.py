@@ -28,10 +28,16 @@ def run(args: argparse.Namespace) -> int:
 
     O.writable_file(args.out)
     O.refuse_same_files({"--out": args.out}, {f"input {x}": x for x in args.inputs})
+    from drift.evaluation.compare import check_results
+
+    parts = []
+    for x in args.inputs:  # each input read once here, its fields checked before they are joined
+        cfg, found = read_any(x, "merge")
+        check_results(cfg, found, f"merge: {x}")
+        parts.append((x, cfg))
     config, rows = join(args.inputs, "merge")
     if not rows:
         raise ValueError("merge: the inputs hold no finished cases")
-    parts = [(x, read_any(x, "merge")[0]) for x in args.inputs]
     missing, note = coverage(parts, [r["case_id"] for r in rows])
     if note:
         print(f"merge: {note}", file=sys.stderr)
