@@ -607,7 +607,7 @@ def test_a_generation_prompt_beyond_the_context_names_its_case_and_samples_nothi
     """47.18: a 9,001-token generation prompt (SmolLM2's context is 8,192) was sampled from for
     minutes, or, in the reference form, scored as its own continuation."""
     from drift.data import parse_case
-    from drift.evaluation.evaluate import evaluate
+    from drift.evaluation.evaluate import EvalSpec, evaluate
     from tests.test_data import ORIGINAL
 
     long = parse_case(dict(ORIGINAL, case_id="long-gen", generation_prompts=["word " * 200]))
@@ -620,7 +620,7 @@ def test_a_generation_prompt_beyond_the_context_names_its_case_and_samples_nothi
             match=rf"case\(s\) long-gen: a generation prompt of {n} tokens{more} exceeds the model's "
             rf"context of {tiny.cfg.n_ctx}",
         ):
-            evaluate(tiny, [long], fluency=form, progress=False)
+            evaluate(tiny, [long], spec=EvalSpec(fluency=form), progress=False)
 
 
 def test_a_bad_drift_threads_is_named_with_its_value(tiny_dir, tmp_path, monkeypatch, capsys):
