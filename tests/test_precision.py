@@ -10,6 +10,7 @@ gradient and update do what the float32 ones do."""
 from __future__ import annotations
 
 import re
+import warnings
 
 import pytest
 import torch
@@ -207,3 +208,23 @@ def test_v0_and_keys_are_read_from_the_half_forward_and_kept_in_float32(llama, d
     assert res.v0[("mlp_out", 1)].dtype == res.keys[1].dtype == torch.float32
     assert torch.equal(res.v0[("mlp_out", 1)], out.float())
     assert torch.equal(res.keys[1][0], key.float())  # the bare prompt's row comes first
+
+
+def test_a_half_precision_model_on_a_cpu_without_its_instructions_is_warned_about_once(monkeypatch):
+    """45.11: a bf16 edit ran about 17x as long per pass as float32 on a CPU without bf16
+    instructions; loading one there says so, once, and a CPU that has them gets no warning."""
+    import drift.model.loading as loading
+
+    monkeypatch.setattr(loading, "_ANNOUNCED", set())
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False)
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: False)
+    with pytest.warns(UserWarning, match=r"this CPU has no bf16 instructions: .*--dtype fp32"):
+        loading.warn_slow_half("cpu", torch.bfloat16)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        loading.warn_slow_half("cpu", torch.bfloat16)  # once
+        loading.warn_slow_half("cpu", torch.float32)  # float32 is never slow
+        loading.warn_slow_half("cuda", torch.float16)  # nor a GPU's half precision
+        monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: True)
+        monkeypatch.setattr(loading, "_ANNOUNCED", set())
+        loading.warn_slow_half("cpu", torch.bfloat16)  # this CPU has them

@@ -112,6 +112,7 @@ def load_model(
     device = default_device() if device is None else device
     dtype = as_dtype(dtype)  # a bad name fails here, before anything loads
     configure_threads()
+    warn_slow_half(device, dtype)
     if isinstance(name, Model):
         return name
     if name is not None and not isinstance(name, (str, os.PathLike)):
@@ -131,6 +132,32 @@ def load_model(
 
 
 _ANNOUNCED: set[str] = set()
+
+
+def half_is_native(dtype: torch.dtype) -> bool:
+    """Whether this CPU computes ``dtype`` natively: bf16 with AVX-512 BF16 or AMX, fp16 with AMX
+    FP16 (float32 always). Without them torch emulates the half-precision products, and a bf16
+    edit pass ran about 17× as long as a float32 one (BENCHMARKS.md, "bf16 from a cold cache")."""
+    cpu = torch.cpu
+    if dtype == torch.bfloat16:
+        return bool(cpu._is_avx512_bf16_supported() or cpu._is_amx_tile_supported())
+    if dtype == torch.float16:
+        return bool(cpu._is_amx_fp16_supported())
+    return True
+
+
+def warn_slow_half(device, dtype: torch.dtype) -> None:
+    """Warn (once per dtype) when a half-precision model is to run on a CPU that lacks the
+    instructions for it: slower than float32 there, not faster."""
+    if torch.device(device).type != "cpu" or half_is_native(dtype) or f"slow {dtype}" in _ANNOUNCED:
+        return
+    _ANNOUNCED.add(f"slow {dtype}")
+    warnings.warn(
+        f"this CPU has no {dtype_name(dtype)} instructions: a {dtype_name(dtype)} model edits many "
+        "times slower here than in float32 (BENCHMARKS.md, 'bf16 from a cold cache'); "
+        "--dtype fp32 / dtype='fp32' is faster on it",
+        stacklevel=3,
+    )
 
 
 def default_device() -> str:
