@@ -33,8 +33,9 @@ def test_the_committed_logs_are_there():
 @pytest.mark.parametrize("committed", PARTIAL, ids=lambda p: p.parent.name + "/" + p.name)
 def test_a_committed_partial_log_resumes_with_its_key_and_rows(committed, tmp_path):
     path = tmp_path / committed.name
-    shutil.copyfile(committed, path)
-    header, *rows = _lines(committed)
+    shutil.copyfile(committed, path)  # a snapshot: a run may still be appending to the committed log
+    snapshot = path.read_bytes()
+    header, *rows = _lines(path)
     key = run_key(header["config"])  # its header's key, or that of an earlier drift (which keyed the path)
     assert header["drift_run"] == 1 and (
         key == header["key"] or committed.name.endswith("as-written.json.partial.jsonl")
@@ -43,27 +44,28 @@ def test_a_committed_partial_log_resumes_with_its_key_and_rows(committed, tmp_pa
         assert log.key == key and log.aside is None
         assert list(log.rows.values()) == rows and list(log.rows) == [str(r["case_id"]) for r in rows]
         assert log.config == header["config"]  # no provenance note: the same run resumes it
-    assert path.read_bytes() == committed.read_bytes()  # opened, nothing rewritten
+    assert path.read_bytes() == snapshot  # opened, nothing rewritten
     config, merged = read_any(path)  # what merge, compare and the tables read
     assert config == header["config"] and merged == rows
     assert run_key(join([path])[0]) == key
     with pytest.raises(RunConflict, match="another configuration.*--restart"):
         with RecordLog(path, header["config"] | {"seed": 99}):
             pass
-    assert path.read_bytes() == committed.read_bytes()
+    assert path.read_bytes() == snapshot
 
 
 @pytest.mark.parametrize("committed", RUNS, ids=lambda p: p.parent.name)
 def test_a_committed_sequential_runs_log_is_read_by_key(committed, tmp_path):
     path = tmp_path / committed.name
-    shutil.copyfile(committed, path)
-    records = _lines(committed)
+    shutil.copyfile(committed, path)  # a snapshot, as above
+    snapshot = path.read_bytes()
+    records = _lines(path)
     log = RecordLog(path)
-    assert log.rows == {r["key"]: r for r in records} == read_records(committed)
+    assert log.rows == {r["key"]: r for r in records} == read_records(path)
     assert all(run_key(r["config"]) == r["key"] for r in records)  # what --join takes in
     whole = RecordLog(tmp_path / "all" / committed.name)
     assert whole.take_in(path) == len(records) and whole.rows == log.rows
-    assert path.read_bytes() == committed.read_bytes()
+    assert path.read_bytes() == snapshot
 
 
 def _cut_header(log: Path, keep: int) -> str:
