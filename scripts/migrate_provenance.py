@@ -169,10 +169,12 @@ def open_elsewhere(path: Path) -> bool:
 
 
 def scrub(text: str) -> str:
-    """A log's lines without the machine's paths: the repository's own and the shared folder's."""
+    """A log's lines without the machine's paths: the repository's own, a helper's checkout of it
+    beside it (``/work/NAME/``) and the shared folder's."""
     for root in {str(ROOT), "/work/main"}:
         text = text.replace(root + "/", "")
-    return re.sub(r"/work/shared/", "../shared/", re.sub(r"/work/main/\.data/", ".data/", text))
+    text = re.sub(r"/work/shared/", "../shared/", re.sub(r"/work/main/\.data/", ".data/", text))
+    return re.sub(r"/work/[A-Za-z0-9_.-]+/", "", text)
 
 
 def migrate(path: Path) -> str | None:
