@@ -106,7 +106,10 @@ grid() {  # FILE: every run of the sweep file FILE into $DIR, resumable
     local file rc=0 why
     file="$(resolved "$1")"
     snapshot
-    if why="$(cd "$SRC" && "$PY" -c 'import sys; from drift.cli.sweep import load; load(sys.argv[1])' "$file" 2>&1)"; then
+    # the pinned package sweeps FILE only if it reads the file and its sweep takes --out-dir
+    if why="$(cd "$SRC" && "$PY" -c 'import sys; from drift.cli.sweep import load; load(sys.argv[1])' "$file" 2>&1)" &&
+        why="its sweep command has no --out-dir" &&
+        (cd "$SRC" && "$PY" -m drift sweep --help 2>/dev/null | grep -q -- '--out-dir'); then
         echo "$(date -u +%FT%TZ) start sweep $1 at commit $COMMIT"
         (cd "$SRC" && "$PY" -m drift sweep "$file" --out-dir "$DIR" --engine local --quiet) || rc=$?
         if [[ $rc -ne 0 ]]; then
