@@ -8,13 +8,16 @@
 #   LOG     the log file everything is appended to
 #   SPLIT   an array of eval's case options (--limit 1178 --shard 29/50), for `point`
 #   PIN     the file holding the commit whose drift/ every run uses (written with HEAD when absent)
+#   LOCK    (optional) the lock that keeps a second runner out, $DIR/.runs.lock by default; empty
+#           for a script that locks each run itself (scripts/audit_runs.sh: one runner a shard)
 # Environment: D (the dev set), DRIFT_THREADS (default 1), NICE (default 10).
 #
 # `grid FILE` runs the sweep file FILE (sweeps/*.toml: data, split and every run by name) into $DIR
 # with `python -m drift sweep`; `grid_point FILE NAME KEY=VALUE...` runs one more run with FILE's
 # shared options (a point the grid's rule adds). `point NAME EDITOR EVAL-OPTIONS...` runs one
 # `python -m drift eval` run unless NAME.json exists. A run that fails stops the script with its
-# status; re-running the script resumes every unfinished run at its next case.
+# status; re-running the script resumes every unfinished run at its next case. After a grid,
+# `widen FILE PREFIX` adds the rule's next γ (PREFIX_gG_sSTEPS) while its choice sits at the grid's edge.
 #
 # A pinned package whose sweep cannot read the file (one from before sweep files took a split,
 # `shard`: the grids started by shell loops) runs FILE's runs one by one with `eval` instead, each
@@ -35,25 +38,29 @@ points_begin() {  # SCRIPT ARGS...: renice, redirect to $LOG, take $DIR's lock (
     fi
     mkdir -p "$DIR"
     exec >>"$LOG" 2>&1
-    exec 9>"$DIR/.runs.lock"
-    if ! flock -n 9; then
-        echo "$(date -u +%FT%TZ) another runner holds $DIR/.runs.lock; not starting a second"
-        exit 1
+    local lock="${LOCK-$DIR/.runs.lock}"
+    if [[ -n "$lock" ]]; then
+        exec 9>"$lock"
+        if ! flock -n 9; then
+            echo "$(date -u +%FT%TZ) another runner holds $lock; not starting a second"
+            exit 1
+        fi
     fi
     echo "$(date -u +%FT%TZ) $(basename "$script") (pid $$, DRIFT_THREADS=$DRIFT_THREADS, nice $(nice)) on $(hostname)"
 }
 
 snapshot() {  # the pinned commit's drift package, extracted once (git archive) into out/grid-src
-    local commit src
+    local commit src tmp
     if [[ ! -s "$PIN" ]]; then  # a new experiment runs HEAD, and keeps to it
         git -C "$ROOT" rev-parse HEAD >"$PIN"
     fi
     commit="$(tr -d '[:space:]' <"$PIN")"
     src="$ROOT/out/grid-src/$commit"
-    if [[ ! -f "$src/drift/__init__.py" ]]; then
-        rm -rf "$src.tmp" && mkdir -p "$src.tmp"
-        git -C "$ROOT" archive "$commit" drift | tar -x -C "$src.tmp"
-        rm -rf "$src" && mv "$src.tmp" "$src"
+    if [[ ! -f "$src/drift/__init__.py" ]]; then  # extracted apart, so two runners starting at once both work
+        tmp="$src.tmp.$$"
+        rm -rf "$tmp" && mkdir -p "$tmp"
+        git -C "$ROOT" archive "$commit" drift | tar -x -C "$tmp"
+        if [[ -f "$src/drift/__init__.py" ]]; then rm -rf "$tmp"; else rm -rf "$src" && mv "$tmp" "$src"; fi
     fi
     SRC="$src"
     COMMIT="$commit"
@@ -150,4 +157,19 @@ grid_point() {  # FILE NAME KEY=VALUE...: one run more with FILE's shared option
     mkdir -p "$(dirname "$extra")"
     { sed '/^\[\[run\]\]/,$d' "$file"; echo "[[run]]"; echo "name = \"$name\""; printf '%s\n' "$@"; } >"$extra"
     grid "$extra"
+}
+
+widen() {  # FILE PREFIX: after FILE's grid, one run more at the next γ (× 2) while the rule's choice is
+    # the largest γ of its row (analyses/tables.py --widen names it), each run PREFIX_gG_sSTEPS
+    local file="$1" prefix="$2" next steps g
+    while true; do
+        if ! next="$(cd "$ROOT" && "$PY" analyses/tables.py --results "$DIR" --widen)"; then
+            echo "$(date -u +%FT%TZ) stop: analyses/tables.py --widen failed; fix it and re-run the script"
+            exit 1
+        fi
+        [[ -n "$next" ]] || return 0
+        read -r steps g <<<"$next"
+        [[ ! -f "$DIR/${prefix}_g${g}_s${steps}.json" ]] || return 0  # already run: nothing left to widen
+        grid_point "$file" "${prefix}_g${g}_s${steps}" "sadr = $g" "steps = $steps"
+    done
 }

@@ -30,15 +30,6 @@ points_begin "${BASH_SOURCE[0]}" "$@"
 SWEEP="$ROOT/sweeps/validation.toml"
 
 grid "$SWEEP"
-while true; do  # widened upward: while the rule's choice is the largest γ of its row, the next γ (× 2)
-    if ! widen="$(cd "$ROOT" && "$PY" analyses/tables.py --results "$DIR" --widen)"; then
-        echo "$(date -u +%FT%TZ) stop: analyses/tables.py --widen failed; fix it and re-run the script"
-        exit 1
-    fi
-    [[ -n "$widen" ]] || break
-    read -r steps g <<<"$widen"
-    [[ -f "$DIR/rome_sadr_g${g}_s${steps}.json" ]] && break  # already run: nothing left to widen
-    grid_point "$SWEEP" "rome_sadr_g${g}_s${steps}" "sadr = $g" "steps = $steps"
-done
+widen "$SWEEP" rome_sadr  # upward while the choice sits at the grid's edge
 echo "$(date -u +%FT%TZ) validation grid finished"
 (cd "$ROOT" && "$PY" analyses/tables.py --results "$DIR") || true

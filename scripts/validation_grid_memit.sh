@@ -25,15 +25,6 @@ points_begin "${BASH_SOURCE[0]}" "$@"
 SWEEP="$ROOT/sweeps/validation-memit.toml"
 
 grid "$SWEEP"
-while true; do  # widened upward: while the rule's choice is the largest γ of its row, the next γ (× 2)
-    if ! widen="$(cd "$ROOT" && "$PY" analyses/tables.py --results "$DIR" --widen)"; then
-        echo "$(date -u +%FT%TZ) stop: analyses/tables.py --widen failed; fix it and re-run the script"
-        exit 1
-    fi
-    [[ -n "$widen" ]] || break
-    read -r steps g <<<"$widen"
-    [[ -f "$DIR/memit_sadr_g${g}_s${steps}.json" ]] && break
-    grid_point "$SWEEP" "memit_sadr_g${g}_s${steps}" "sadr = $g" "steps = $steps"
-done
+widen "$SWEEP" memit_sadr  # upward while the choice sits at the grid's edge
 echo "$(date -u +%FT%TZ) MEMIT's validation grid finished"
 (cd "$ROOT" && "$PY" analyses/tables.py --results "$DIR") || true
