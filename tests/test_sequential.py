@@ -404,3 +404,31 @@ def test_a_state_saved_under_the_older_weight_name_puts_the_weight_back_once(tin
     sequential_edits(tiny, CASES, compute, checkpoints=(3,), progress=False, state=state)
     assert len(seen) == 1 and torch.allclose(seen[0], w0 + 1)  # put back once, not twice
     assert torch.equal(tiny.weight("W_out", 0), w0)
+
+
+def test_dropout_write_is_the_noise_drop_and_rescale_puts_on_other_keys():
+    import torch
+
+    from drift.editors.base import Edit, WeightDelta
+    from drift.editors.fusion import drop_and_rescale
+    from drift.evaluation.sequential import dropout_write, overlap_matrix
+
+    g = torch.Generator().manual_seed(0)
+    K = torch.randn(3, 12, generator=g, dtype=torch.float64)
+    A = torch.randn(12, 12, generator=g, dtype=torch.float64)
+    C = A @ A.T / 12 + torch.eye(12, dtype=torch.float64)
+    n = dropout_write(K, C, 0.8)
+    # edit 1's update along C⁻¹k₁, writing r at its own key; dropped and rescaled under 4000 masks
+    u = torch.linalg.solve(C + 1e-6 * C.diagonal().mean() * torch.eye(12, dtype=torch.float64), K[1])
+    u = u / (K[1] @ u)
+    r = torch.randn(5, generator=g, dtype=torch.float64)
+    edit = Edit([WeightDelta("W_out", 0, torch.outer(u, r))])
+    noise = torch.stack([K[0] @ drop_and_rescale(edit, 0.8, seed=s).deltas[0].delta for s in range(4000)])
+    # unbiased: the mean write at k₀ is the write ratio's; its spread is what dropout_write says
+    write = overlap_matrix(K, C)["write"][0, 1]
+    assert float((noise.mean(0) - write * r).norm()) < 0.1 * float(n[0, 1] * r.norm())
+    measured = (noise - write * r).square().sum(1).mean().sqrt() / r.norm()
+    assert float(measured) == pytest.approx(float(n[0, 1]), rel=0.05)
+    assert dropout_write(K, C, 0.0).abs().max() == 0
+    with pytest.raises(ValueError, match="drop rate"):
+        dropout_write(K, C, 1.0)

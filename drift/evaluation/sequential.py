@@ -251,6 +251,33 @@ def overlap_matrix(K: Tensor, C: Tensor) -> dict[str, Tensor]:
     return {"gram": G, "cosine": G / torch.sqrt(d[:, None] * d[None, :]), "write": G / d[None, :]}
 
 
+def dropout_write(K: Tensor, C: Tensor, p: float) -> Tensor:
+    """What drop-and-rescale at rate ``p`` adds at other keys, ``[n, n]``: entry (i, j) is the
+    root-mean-square size (over the Bernoulli masks) of the zero-mean noise that dropping and
+    rescaling edit j's rank-one update u ⊗ r (u = C⁻¹kⱼ/(kⱼᵀC⁻¹kⱼ), as in :func:`overlap_matrix`)
+    writes at key kᵢ, relative to the update's write at its own key, ‖r‖. Each entry of u ⊗ r is
+    kept with probability 1 − p and rescaled by 1/(1 − p), so the noise has variance p/(1 − p) ·
+    (u_a r_c)² per entry and its write at kᵢ has mean square p/(1 − p) · ‖r‖² · Σₐ kᵢₐ²uₐ²: it
+    depends on how kᵢ's and u's large coordinates coincide, not on kᵢᵀu (the write ratio, which
+    the mask keeps on average). ``K [n, d_mlp]``, ``C [d_mlp, d_mlp]``.
+
+    >>> import torch
+    >>> n = dropout_write(torch.eye(2, dtype=torch.float64), torch.eye(2), 0.5)
+    >>> [[round(float(x), 3) for x in row] for row in n]
+    [[1.0, 0.0], [0.0, 1.0]]
+    """
+    import torch
+
+    from drift.editors.spread import ridged_system
+
+    if not 0.0 <= p < 1.0:
+        raise ValueError(f"drop rate p must be in [0, 1), got {p}")
+    K = K.double()
+    U = torch.linalg.solve(ridged_system(C, 1.0), K.T)  # [d_mlp, n]: column j is C⁻¹kⱼ
+    U = U / (K * U.T).sum(dim=1)[None, :]  # scaled so that kⱼᵀuⱼ = 1
+    return torch.sqrt(p / (1.0 - p) * (K**2) @ (U**2))
+
+
 def off_diagonal(m: Tensor) -> Tensor:
     """The off-diagonal entries of a square matrix, flattened."""
     import torch
@@ -266,6 +293,7 @@ def key_overlap(
     *,
     chance_texts: Sequence[str] | None = None,
     seed: int = 0,
+    drop_rate: float = 0.8,
 ) -> dict:
     """How much stacked edits of ``cases`` can interfere: at each of ``layers``, the overlap of
     their subject keys in C⁻¹'s metric (:func:`overlap_matrix`), beside its chance level, the same
@@ -273,7 +301,9 @@ def key_overlap(
     :func:`drift.editors.stats.default_sequences`), and the level of independent whitened
     Gaussian keys, √(2/(π·d_mlp)) for the mean |cosine|. Returns ``{layer: {"edits", "chance"}}``
     with each side's matrices (lists) and summary: mean and largest off-diagonal |cosine| and
-    |write ratio|; ``"gaussian"``: the Gaussian level."""
+    |write ratio|, the root-mean-square write ratio and, beside it, the root-mean-square noise that
+    drop-and-rescale at ``drop_rate`` writes at the other keys (:func:`dropout_write`; at the edit's
+    own key too); ``"gaussian"``: the Gaussian level."""
     import math
 
     from drift.editors.stats import default_sequences, key_second_moment
@@ -283,18 +313,26 @@ def key_overlap(
     texts = list(chance_texts) if chance_texts is not None else default_sequences(model)
     edits = subject_keys(model, cases, layers)
     chance = corpus_keys(model, layers, len(cases), texts, seed)
-    out: dict = {"gaussian": math.sqrt(2 / (math.pi * model.cfg.d_mlp)), "n": len(cases)}
+    out: dict = {
+        "gaussian": math.sqrt(2 / (math.pi * model.cfg.d_mlp)),
+        "n": len(cases),
+        "drop_rate": drop_rate,
+    }
     for layer in layers:
         out[layer] = {}
         for side, K in (("edits", edits[layer]), ("chance", chance[layer])):
             m = overlap_matrix(K, C[layer])
             cos, write = off_diagonal(m["cosine"]).abs(), off_diagonal(m["write"]).abs()
+            noise = dropout_write(K, C[layer], drop_rate)
             out[layer][side] = {
                 "mean_abs_cosine": float(cos.mean()),
                 "max_abs_cosine": float(cos.max()),
                 "mean_abs_write": float(write.mean()),
                 "max_abs_write": float(write.max()),
                 "mean_cosine": float(off_diagonal(m["cosine"]).mean()),
+                "rms_write": float(write.square().mean().sqrt()),
+                "rms_dropout_write": float(off_diagonal(noise).square().mean().sqrt()),
+                "rms_dropout_write_own": float(noise.diagonal().square().mean().sqrt()),
                 "cosine": m["cosine"].tolist(),
                 "gram": m["gram"].tolist(),
             }

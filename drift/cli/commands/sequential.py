@@ -341,7 +341,8 @@ def add_options(p: argparse.ArgumentParser) -> None:
         "--key-overlap",
         action="store_true",
         help="instead of editing: the overlap kᵢᵀC⁻¹kⱼ of the --edits cases' subject keys at MEMIT's "
-        "layers beside its chance level (keys of random corpus tokens), into OUT/key-overlap.json",
+        "layers beside its chance level (keys of random corpus tokens), and the noise drop-and-rescale "
+        "at --dr writes at them, into OUT/key-overlap.json",
     )
     g.add_argument(
         "--part", type=part, default=None, metavar="I/N", help="do only runs I, I+N, ... and draw nothing"
@@ -425,7 +426,7 @@ def overlap(model, cases, out: Path, args: argparse.Namespace) -> dict:
     from drift.util.store import save_json
 
     layers = list(preset(model).layers)
-    found = key_overlap(model, cases, layers, seed=args.seed)
+    found = key_overlap(model, cases, layers, seed=args.seed, drop_rate=args.dr)
     saved = {
         "config": {"data": file_name(args.data), "cases": [c.case_id for c in cases], "layers": layers}
         | {
@@ -434,6 +435,7 @@ def overlap(model, cases, out: Path, args: argparse.Namespace) -> dict:
             "provenance": provenance(data=args.data, device=str(model.device)),
         },
         "gaussian_mean_abs_cosine": found["gaussian"],
+        "drop_rate": found["drop_rate"],
         "layers": {
             str(l): {
                 side: {k: v for k, v in found[l][side].items() if k not in ("gram", "cosine")}
@@ -458,7 +460,9 @@ def overlap(model, cases, out: Path, args: argparse.Namespace) -> dict:
         print(
             f"layer {l}: mean |cos| edits {e['mean_abs_cosine']:.4f} (max {e['max_abs_cosine']:.3f}), "
             f"chance {c['mean_abs_cosine']:.4f} (max {c['max_abs_cosine']:.3f}); mean |write ratio| "
-            f"edits {e['mean_abs_write']:.4f}, chance {c['mean_abs_write']:.4f}"
+            f"edits {e['mean_abs_write']:.4f}, chance {c['mean_abs_write']:.4f}; rms write ratio "
+            f"{e['rms_write']:.4f} against drop-and-rescale's rms noise (p = {found['drop_rate']}) "
+            f"{e['rms_dropout_write']:.4f} at other keys, {e['rms_dropout_write_own']:.4f} at its own"
         )
     print(f"wrote {out / 'key-overlap.json'}")
     return saved
