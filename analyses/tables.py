@@ -7,6 +7,7 @@
     python analyses/tables.py --chosen               # the rule's final choice, once the grid is done
     python analyses/tables.py --results results/test --test [--update docs/results.md]   # Table 3
     python analyses/tables.py --results results/sequential --sequential [--update docs/results.md]
+    python analyses/tables.py --results results/audit --audit [--update docs/results.md]
 
 The validation grid (``scripts/validation_grid.sh``) writes one ``python -m drift eval`` run per
 point into ``results/validation``: ``NAME.json`` when the point is finished, its log
@@ -56,6 +57,9 @@ SEED_MARKER = "<!-- tables.py: seeds -->"
 SEED_END_MARKER = "<!-- /tables.py: seeds -->"
 RETENTION_MARKER = "<!-- tables.py: retention -->"
 RETENTION_END_MARKER = "<!-- /tables.py: retention -->"
+AUDIT_MARKER = "<!-- tables.py: audit -->"
+AUDIT_END_MARKER = "<!-- /tables.py: audit -->"
+AUDIT_SHARDS = tuple(range(34, 41))  # scripts/audit_runs.sh: --limit 1178 --shard 34/40 ... 40/40
 PAPER_METRICS = ("ES", "PS", "NS", "RS", "DNS", "EM", "PM")
 # The SADR paper's GPT-J-6B numbers (../shared/papers/000_*: Table 3 for ES, PS, RS and DNS, its
 # Table 6 for NS, EM and PM, whose ROME row says PM 76.93 where Table 1 says 80.26), ROME then
@@ -596,6 +600,86 @@ def retention_table(folder: Path) -> str:
     return "\n".join(lines)
 
 
+def audit_rows(folder: Path) -> tuple[list[dict], list[str]]:
+    """The audited cases of ``scripts/audit_runs.sh``'s shards in ``folder``: every case of a
+    finished shard (``aI.json``) and of one still running (its log ``aI.json.partial.jsonl``),
+    and a word per shard: finished, running (cases so far) or not started."""
+    import json
+
+    rows: dict[str, dict] = {}
+    status = []
+    for i in AUDIT_SHARDS:
+        done, log = folder / f"a{i}.json", folder / f"a{i}.json.partial.jsonl"
+        if done.exists():
+            cases = json.loads(done.read_text())["cases"]
+            status.append(f"{i} finished ({len(cases)})")
+        elif log.exists():
+            cases = []
+            for line in log.read_text().splitlines():
+                try:
+                    row = json.loads(line)
+                except ValueError:
+                    continue  # a line cut by a stop
+                if "case_id" in row:
+                    cases.append(row)
+            status.append(f"{i} running ({len(cases)} so far)")
+        else:
+            cases = []
+            status.append(f"{i} not started")
+        rows |= {str(r["case_id"]): r for r in cases}
+    return list(rows.values()), status
+
+
+def audit_table(folder: Path, boot: int = 2000) -> str:
+    """The audit's tables (docs/results.md, "Auditing an edit before it ships") from the shards in
+    ``folder`` (:func:`audit_rows`): per edit, each signal's AUROC for the label "breaks at least
+    one prompt the unedited model got right", with a 95% bootstrap interval (edits resampled), the
+    cross-fitted combined score and the prompt-count baseline; per prompt, each task's prompts
+    right before, how many broke, and each signal's AUROC (intervals resample edits, ``boot``
+    times). The intervals are not corrected for the 26 AUROCs shown."""
+    from drift.interp.audit import SIGNALS, auroc, auroc_ci, per_prompt, report
+
+    rows, status = audit_rows(folder)
+    kept = [r for r in rows if r.get("label") is not None]
+    if len(kept) < 4:
+        return f"(fewer than 4 labelled audited cases yet; shards: {', '.join(status)})"
+    summary = report(kept)
+    labels = [r["label"] for r in kept]
+
+    def cell(value: float, ci) -> str:
+        return "—" if value is None or math.isnan(value) else f"{value:.2f} [{ci[0]:.2f}, {ci[1]:.2f}]"
+
+    lines = [
+        f"{len(rows)} of 207 cases audited, {len(kept)} labelled (the rest have no NS, RS or DNS prompt "
+        f"the unedited model answers right), {sum(labels)} of them failing; shards: {', '.join(status)}.",
+        "",
+        "| per edit | AUROC [95% interval] |",
+        "|---|---|",
+    ]
+    for name in SIGNALS:
+        vals = [r["metrics"][name] for r in kept]
+        lines.append(f"| {name} | {cell(auroc(vals, labels), auroc_ci(vals, labels, n=boot))} |")
+    lines += [
+        f"| combined ({summary['fit']}) | {cell(summary['auroc'], summary['auroc_ci'])} |",
+        f"| the case's prompt count alone | {summary.get('baseline_prompt_count', math.nan):.2f} |",
+        "",
+        f"Precision of the combined score at 80% recall: {summary['precision_at_recall']['0.8']:.2f}, "
+        f"against a base rate of {sum(labels)} / {len(labels)} = {sum(labels) / len(labels):.2f}.",
+        "",
+        "| per prompt | prompts right before | broken | " + " | ".join(SIGNALS) + " |",
+        "|---|---|---|" + "---|" * len(SIGNALS),
+    ]
+    with_before = [r for r in kept if r.get("right_before") is not None]
+    for task in (None, "NS", "RS", "DNS"):
+        views = [
+            per_prompt([r["metrics"][n] for r in with_before], with_before, task=task, n=boot) for n in SIGNALS
+        ]
+        head = views[0]
+        cells = [cell(v["auroc"], v["auroc_ci"]) for v in views]
+        lines.append(f"| {task or 'all'} | {head['prompts']} | {head['broken']} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def sequential_table(folder: Path) -> str:
     """The 100-edit table from ``python -m drift sequential`` runs (``folder/*/sequential-runs.jsonl``,
     one record per finished run, as ``--part`` writes them): for each attenuation curve, ES / EM of
@@ -718,6 +802,11 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="retention of a fixed early set from the folder's `drift sequential --retention` runs",
     )
+    ap.add_argument(
+        "--audit",
+        action="store_true",
+        help="the audit's AUROCs from the folder's shards (scripts/audit_runs.sh), finished or running",
+    )
     args = ap.parse_args(argv)
     here = Path(args.results)
     for flag, make, marks in (
@@ -728,6 +817,7 @@ def main(argv: list[str] | None = None) -> int:
             (SEED_MARKER, SEED_END_MARKER),
         ),
         (args.retention, lambda: retention_table(here), (RETENTION_MARKER, RETENTION_END_MARKER)),
+        (args.audit, lambda: audit_table(here), (AUDIT_MARKER, AUDIT_END_MARKER)),
     ):
         if flag:
             table = make()

@@ -266,3 +266,38 @@ def test_memits_grid_takes_memit_alone_as_its_reference(tmp_path):
     text = tables.grid_table(points)
     assert "MEMIT's, same cases" in text and "| **MEMIT+SADR γ=0.04** | 20 |" in text
     assert "against MEMIT's 40.0" in text
+
+
+def test_the_audit_table_reads_finished_and_running_shards(tmp_path):
+    import json
+
+    from drift.interp.audit import auroc
+
+    def case(i: int, label: int | None, leak: float) -> dict:
+        broken = {"NS": 0, "DNS": 2 * (label or 0)}
+        return {
+            "case_id": str(i),
+            "metrics": {"leak_context": leak, "leak_relation": -leak, "subject_gain": 0.1, "head_kl": i / 10}
+            | {"update_size": 0.05},
+            "failures": None if label is None else broken,
+            "right_before": None if label is None else {"NS": 4, "DNS": 3},
+            "prompts": {"NS": 4, "DNS": 4},
+            "label": label,
+        }
+
+    labels = [1, 0, 1, 0, 1, 1, 0, None]
+    cases = [case(i, y, leak) for i, (y, leak) in enumerate(zip(labels, [3, 1, 2, 4, 5, 0.5, 0.2, 9]))]
+    (tmp_path / "a34.json").write_text(json.dumps({"cases": cases[:5], "summary": {}}))
+    log = [{"drift_run": 1, "key": "k", "config": {}}, *cases[5:]]
+    (tmp_path / "a35.json.partial.jsonl").write_text(
+        "\n".join(map(json.dumps, log)) + '\n{"case_id": "cut'
+    )
+    text = tables.audit_table(tmp_path, boot=50)
+    assert text.startswith("8 of 207 cases audited, 7 labelled")
+    assert "34 finished (5), 35 running (3 so far), 36 not started" in text
+    kept = [c for c in cases if c["label"] is not None]
+    expected = auroc([c["metrics"]["leak_context"] for c in kept], [c["label"] for c in kept])
+    assert f"| leak_context | {expected:.2f} [" in text
+    dns = next(line for line in text.splitlines() if line.startswith("| DNS |"))
+    assert dns.startswith("| DNS | 21 | 8 | ")  # 7 cases x 3 right before; 4 failing edits x 2 broken
+    assert "(fewer than 4 labelled" in tables.audit_table(tmp_path / "none", boot=50)

@@ -232,14 +232,14 @@ def auroc_ci(
 
 
 def per_prompt(
-    scores: Sequence[float], rows: Sequence[dict], *, task: str | None = None, ci: bool = True
+    scores: Sequence[float], rows: Sequence[dict], *, task: str | None = None, ci: bool = True, n: int = 2000
 ) -> dict:
     """The AUROC over prompts instead of edits: every prompt the unedited model got right is one
     entry, scored by its edit's score and labelled by whether the edit broke it. A case's number
     of prompts then gives it more entries, not a likelier label, so this view is free of the
     prompt-count confound of the per-edit label. ``rows`` carry ``"failures"`` and
     ``"right_before"``; ``task`` ("NS", "RS" or "DNS") keeps that task's prompts only; the CI
-    resamples edits."""
+    resamples edits, ``n`` times."""
     s, y, w, c = [], [], [], []
     for k, (score, r) in enumerate(zip(scores, rows)):
         tasks = [t for t in r["right_before"] if task in (None, t)]
@@ -253,7 +253,7 @@ def per_prompt(
         "broken": int(sum(wi for wi, yi in zip(w, y) if yi)),
     }
     if ci:
-        out["auroc_ci"] = list(auroc_ci(s, y, weights=w, clusters=c)) if s else [math.nan, math.nan]
+        out["auroc_ci"] = list(auroc_ci(s, y, weights=w, clusters=c, n=n)) if s else [math.nan, math.nan]
     return out
 
 
