@@ -672,11 +672,12 @@ def audit_table(folder: Path, boot: int = 2000) -> str:
     with_before = [r for r in kept if r.get("right_before") is not None]
     for task in (None, "NS", "RS", "DNS"):
         views = [
-            per_prompt([r["metrics"][n] for r in with_before], with_before, task=task, n=boot) for n in SIGNALS
+            per_prompt([r["metrics"][name] for r in with_before], with_before, task=task, n=boot)
+            for name in SIGNALS
         ]
-        head = views[0]
-        cells = [cell(v["auroc"], v["auroc_ci"]) for v in views]
-        lines.append(f"| {task or 'all'} | {head['prompts']} | {head['broken']} | " + " | ".join(cells) + " |")
+        cells = [str(views[0]["prompts"]), str(views[0]["broken"])]
+        cells += [cell(v["auroc"], v["auroc_ci"]) for v in views]
+        lines.append(f"| {task or 'all'} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
