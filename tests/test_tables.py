@@ -289,9 +289,7 @@ def test_the_audit_table_reads_finished_and_running_shards(tmp_path):
     cases = [case(i, y, leak) for i, (y, leak) in enumerate(zip(labels, [3, 1, 2, 4, 5, 0.5, 0.2, 9]))]
     (tmp_path / "a34.json").write_text(json.dumps({"cases": cases[:5], "summary": {}}))
     log = [{"drift_run": 1, "key": "k", "config": {}}, *cases[5:]]
-    (tmp_path / "a35.json.partial.jsonl").write_text(
-        "\n".join(map(json.dumps, log)) + '\n{"case_id": "cut'
-    )
+    (tmp_path / "a35.json.partial.jsonl").write_text("\n".join(map(json.dumps, log)) + '\n{"case_id": "cut')
     text = tables.audit_table(tmp_path, boot=50)
     assert text.startswith("8 of 207 cases audited, 7 labelled")
     assert "34 finished (5), 35 running (3 so far), 36 not started" in text
