@@ -633,10 +633,11 @@ def audit_rows(folder: Path) -> tuple[list[dict], list[str]]:
 def audit_table(folder: Path, boot: int = 2000) -> str:
     """The audit's tables (docs/results.md, "Auditing an edit before it ships") from the shards in
     ``folder`` (:func:`audit_rows`): per edit, each signal's AUROC for the label "breaks at least
-    one prompt the unedited model got right", with a 95% bootstrap interval (edits resampled), the
-    cross-fitted combined score and the prompt-count baseline; per prompt, each task's prompts
-    right before, how many broke, and each signal's AUROC (intervals resample edits, ``boot``
-    times). The intervals are not corrected for the 26 AUROCs shown."""
+    one prompt the unedited model got right", with a 95% bootstrap interval (edits resampled, ``boot``
+    times), the cross-fitted combined score and the prompt-count baseline; per prompt, each task's
+    prompts right before, how many broke, and each signal's AUROC (intervals resample edits). Then
+    the 25 signal AUROCs as one family: each whose 95% interval leaves out 0.5 again at the
+    Bonferroni level (1 − 0.05/25, from 5 × ``boot`` draws), and whether it still does."""
     from drift.interp.audit import SIGNALS, auroc, auroc_ci, per_prompt, report
 
     rows, status = audit_rows(folder)
@@ -645,10 +646,20 @@ def audit_table(folder: Path, boot: int = 2000) -> str:
         return f"(fewer than 4 labelled audited cases yet; shards: {', '.join(status)})"
     summary = report(kept)
     labels = [r["label"] for r in kept]
+    with_before = [r for r in kept if r.get("right_before") is not None]
 
     def cell(value: float, ci) -> str:
         return "—" if value is None or math.isnan(value) else f"{value:.2f} [{ci[0]:.2f}, {ci[1]:.2f}]"
 
+    def per_edit(name: str, level: float, n: int) -> tuple[float, tuple[float, float]]:
+        vals = [r["metrics"][name] for r in kept]
+        return auroc(vals, labels), auroc_ci(vals, labels, n=n, level=level)
+
+    def prompts(name: str, task: str | None, level: float, n: int) -> dict:
+        scores = [r["metrics"][name] for r in with_before]
+        return per_prompt(scores, with_before, task=task, n=n, level=level)
+
+    family: dict[str, tuple] = {}  # each signal AUROC: its 95% interval and how to redraw it wider
     lines = [
         f"{len(rows)} of 207 cases audited, {len(kept)} labelled (the rest have no NS, RS or DNS prompt "
         f"the unedited model answers right), {sum(labels)} of them failing; shards: {', '.join(status)}.",
@@ -657,8 +668,9 @@ def audit_table(folder: Path, boot: int = 2000) -> str:
         "|---|---|",
     ]
     for name in SIGNALS:
-        vals = [r["metrics"][name] for r in kept]
-        lines.append(f"| {name} | {cell(auroc(vals, labels), auroc_ci(vals, labels, n=boot))} |")
+        value, ci = per_edit(name, 0.95, boot)
+        family[f"{name} per edit"] = (value, ci, lambda lv, n, name=name: per_edit(name, lv, n)[1])
+        lines.append(f"| {name} | {cell(value, ci)} |")
     lines += [
         f"| combined ({summary['fit']}) | {cell(summary['auroc'], summary['auroc_ci'])} |",
         f"| the case's prompt count alone | {summary.get('baseline_prompt_count', math.nan):.2f} |",
@@ -669,15 +681,26 @@ def audit_table(folder: Path, boot: int = 2000) -> str:
         "| per prompt | prompts right before | broken | " + " | ".join(SIGNALS) + " |",
         "|---|---|---|" + "---|" * len(SIGNALS),
     ]
-    with_before = [r for r in kept if r.get("right_before") is not None]
     for task in (None, "NS", "RS", "DNS"):
-        views = [
-            per_prompt([r["metrics"][name] for r in with_before], with_before, task=task, n=boot)
-            for name in SIGNALS
-        ]
+        views = [prompts(name, task, 0.95, boot) for name in SIGNALS]
         cells = [str(views[0]["prompts"]), str(views[0]["broken"])]
-        cells += [cell(v["auroc"], v["auroc_ci"]) for v in views]
+        for name, v in zip(SIGNALS, views):
+            cells.append(cell(v["auroc"], v["auroc_ci"]))
+            redraw = lambda lv, n, name=name, task=task: prompts(name, task, lv, n)["auroc_ci"]  # noqa: E731
+            family[f"{name} on {task or 'all'} prompts"] = (v["auroc"], v["auroc_ci"], redraw)
         lines.append(f"| {task or 'all'} | " + " | ".join(cells) + " |")
+    level = 1 - 0.05 / len(family)
+    held, lost = [], []
+    for what, (value, ci, redraw) in family.items():
+        if not math.isnan(value) and (ci[0] > 0.5 or ci[1] < 0.5):
+            wide = redraw(level, 5 * boot)
+            (held if wide[0] > 0.5 or wide[1] < 0.5 else lost).append(f"{what} {cell(value, wide)}")
+    lines += [
+        "",
+        f"As one family of {len(family)} AUROCs (Bonferroni, {100 * level:.1f}% intervals): "
+        + (f"still away from 0.5: {'; '.join(held)}" if held else "none stays away from 0.5")
+        + (f"; no longer: {'; '.join(lost)}." if lost else "."),
+    ]
     return "\n".join(lines)
 
 

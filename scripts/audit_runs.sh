@@ -2,7 +2,7 @@
 # The audit behind README's "AUROC 0.67" (docs/results.md, "Auditing an edit before it ships"): ROME
 # on the last 207 dev cases (--limit 1178 --shard 34/40 ... 40/40), audited and validated, one
 # `python -m drift audit` run per shard into results/audit/aI.json, then merged into
-# results/audit/audit.json. Not started yet: 1-3 min a case on one core, 4-10 hours in all.
+# results/audit/audit.json. About 0.5-1 min a case on one core here (1-3 min with other jobs beside it).
 #
 #   setsid nohup bash scripts/audit_runs.sh >/dev/null 2>&1 &     # in the background; resumes
 #
@@ -42,5 +42,8 @@ for i in "${SHARDS[@]}"; do
         exit 0
     fi
 done
-(cd "$SRC" && "$PY" -m drift merge "$DIR"/a3[4-9].json "$DIR/a40.json" --out "$DIR/audit.json")
+# shards 34-40 of 40 (the last 207 cases, by design), named from their folder: the merged file
+# records them as a34.json ..., not by the machine's absolute paths
+[[ -f "$DIR/audit.json" ]] ||
+    (cd "$DIR" && PYTHONPATH="$SRC" "$PY" -m drift merge a3[4-9].json a40.json --allow-missing --out audit.json)
 echo "$(date -u +%FT%TZ) audit finished: $DIR/audit.json"

@@ -71,6 +71,8 @@ def test_merge_joins_results_and_partial_files(tmp_path, capsys):
     res = json.loads(out.read_text())
     assert [r["case_id"] for r in res["cases"]] == [0, 1, 2, 3]
     assert res["summary"]["ES"] == 50.0 and res["config"] == cfg
+    # the inputs by their place beside the output, not the machine's absolute paths
+    assert res["merged_from"] == ["a.json", "b.json", "c.json.partial.jsonl"]
     assert "4 cases" in capsys.readouterr().out
 
 

@@ -298,4 +298,5 @@ def test_the_audit_table_reads_finished_and_running_shards(tmp_path):
     assert f"| leak_context | {expected:.2f} [" in text
     dns = next(line for line in text.splitlines() if line.startswith("| DNS |"))
     assert dns.startswith("| DNS | 21 | 8 | ")  # 7 cases x 3 right before; 4 failing edits x 2 broken
+    assert "As one family of 25 AUROCs (Bonferroni, 99.8% intervals): " in text
     assert "(fewer than 4 labelled" in tables.audit_table(tmp_path / "none", boot=50)

@@ -220,26 +220,33 @@ def auroc_ci(
     clusters: Sequence[int] | None = None,
     n: int = 2000,
     seed: int = 0,
+    level: float = 0.95,
 ) -> tuple[float, float]:
-    """A 95% percentile bootstrap interval of :func:`auroc`: cases resampled with replacement, or,
-    with ``clusters``, whole clusters (the entries of one edit stay together)."""
+    """A percentile bootstrap interval (95% by default) of :func:`auroc`: cases resampled with
+    replacement, or, with ``clusters``, whole clusters (the entries of one edit stay together)."""
     s, y = np.asarray(scores, float), np.asarray(labels, int)
     w = None if weights is None else np.asarray(weights, float)
     draws = cluster_bootstrap(
         lambda i: auroc(s[i], y[i], None if w is None else w[i]), clusters, size=len(s), n=n, seed=seed
     )
-    return interval(draws)
+    return interval(draws, level)
 
 
 def per_prompt(
-    scores: Sequence[float], rows: Sequence[dict], *, task: str | None = None, ci: bool = True, n: int = 2000
+    scores: Sequence[float],
+    rows: Sequence[dict],
+    *,
+    task: str | None = None,
+    ci: bool = True,
+    n: int = 2000,
+    level: float = 0.95,
 ) -> dict:
     """The AUROC over prompts instead of edits: every prompt the unedited model got right is one
     entry, scored by its edit's score and labelled by whether the edit broke it. A case's number
     of prompts then gives it more entries, not a likelier label, so this view is free of the
     prompt-count confound of the per-edit label. ``rows`` carry ``"failures"`` and
     ``"right_before"``; ``task`` ("NS", "RS" or "DNS") keeps that task's prompts only; the CI
-    resamples edits, ``n`` times."""
+    resamples edits, ``n`` times, at ``level``."""
     s, y, w, c = [], [], [], []
     for k, (score, r) in enumerate(zip(scores, rows)):
         tasks = [t for t in r["right_before"] if task in (None, t)]
@@ -253,7 +260,9 @@ def per_prompt(
         "broken": int(sum(wi for wi, yi in zip(w, y) if yi)),
     }
     if ci:
-        out["auroc_ci"] = list(auroc_ci(s, y, weights=w, clusters=c, n=n)) if s else [math.nan, math.nan]
+        out["auroc_ci"] = (
+            list(auroc_ci(s, y, weights=w, clusters=c, n=n, level=level)) if s else [math.nan, math.nan]
+        )
     return out
 
 

@@ -65,7 +65,7 @@ def _write(args, config: dict, rows: list[dict], extra: dict) -> int:
     from drift.evaluation.metrics import scoring_of
 
     claim(args.out, config, args.restart, case_ids=[r["case_id"] for r in rows])
-    merged = [str(x) for x in args.inputs]
+    merged = [beside(x, Path(args.out)) for x in args.inputs]
     if config.get("command") == "audit":  # an audit's shards: the summary is the audit's own
         from drift.cli.commands.audit import write_audit
 
@@ -76,3 +76,13 @@ def _write(args, config: dict, rows: list[dict], extra: dict) -> int:
     print(summary_table(result["summary"]))
     print(f"wrote {args.out} ({len(rows)} cases)")
     return 0
+
+
+def beside(path, out: Path) -> str:
+    """How a merged file is recorded in the result: its path from the output's folder (``a34.json``
+    for a shard beside it), never the machine's absolute path; its name alone where that path
+    would climb out of the folder."""
+    import os
+
+    rel = os.path.relpath(Path(path).resolve(), Path(out).resolve().parent)
+    return Path(path).name if rel.startswith("..") else rel
