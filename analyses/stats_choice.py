@@ -140,7 +140,7 @@ def main(argv=None) -> None:
     ap.add_argument("--sampled-tokens", type=int, default=512)
     ap.add_argument("--chunk", type=int, default=4, help="cases whose δ are optimised together")
     ap.add_argument("--variants", default=",".join(VARIANTS))
-    O.add_output(ap, kind="folder", default=str(OUT), restart="", quiet=False)
+    O.add_output(ap, kind="folder", default=str(OUT), restart=False)
     ap.add_argument("--report", action="store_true", help="only print the tables of what has finished")
     args = ap.parse_args(argv)
     out = Path(args.out)
@@ -148,16 +148,22 @@ def main(argv=None) -> None:
     if args.report:  # from the logs, the saved updates and the cached Cs: no model needed
         from drift.util.store import save_json
 
+        from drift.util.store import CorruptCacheError
+
         configs = {v: read_any(path)[0] for v in variants if (path := result_path(out, v))}
         if len(configs) == len(variants):
             first = rows_of(out, variants[0])
             layer = int(next(iter(first[0]["edit"]["relative_change"])).split("@")[1])  # "mlp_out@4"
-            Cs = {v: cached_C(c, layer) for v, c in configs.items()}
             ids = [r["case_id"] for r in first]
-            save_json(
-                out / "comparison.json",
-                compare_all(out, variants, Cs, {v: c["stats"] for v, c in configs.items()}, ids),
-            )
+            try:
+                Cs = {v: cached_C(c, layer) for v, c in configs.items()}
+            except CorruptCacheError as e:  # a fresh machine: the variants' Cs were never computed here
+                print(f"stats_choice: {e}; comparison.json kept as it is", file=sys.stderr)
+            else:
+                save_json(
+                    out / "comparison.json",
+                    compare_all(out, variants, Cs, {v: c["stats"] for v, c in configs.items()}, ids),
+                )
         print(report(out, variants))
         return
 
@@ -280,9 +286,14 @@ def cached_C(config: dict, layer: int) -> torch.Tensor:
 
 def compare_all(out: Path, variants, Cs, setup, ids) -> dict:
     """C against C, and per case ΔW of each variant against ``novels``. A case whose saved updates
-    are not here (``deltas/`` is not committed) keeps its row of the comparison already written."""
+    are not here (``deltas/`` is not committed) keeps its row of the comparison already written.
+    Its configuration names the variants' files it compares and what computed it (provenance)."""
+    from drift.cli.spec import provenance
+
     ref = variants[0]
-    result = {"reference": ref, "stats": setup, "C": {}, "cases": []}
+    data = read_any(result_path(out, ref))[0].get("data") if result_path(out, ref) else None
+    config = {"from": [f"{v}.json" for v in variants], "provenance": provenance(data=data)}
+    result = {"config": config, "reference": ref, "stats": setup, "C": {}, "cases": []}
     before = {}
     if (out / "comparison.json").is_file():
         before = {r["case_id"]: r for r in json.loads((out / "comparison.json").read_text())["cases"]}

@@ -177,6 +177,16 @@ def scrub(text: str) -> str:
     return re.sub(r"/work/[A-Za-z0-9_.-]+/", "", text)
 
 
+def derived(path: Path, data: dict) -> dict:
+    """A comparison written before it had a configuration (``results/stats_choice/comparison.json``):
+    the files it compares, and the reference variant's provenance (the same runs computed both)."""
+    files = [f"{v}.json" for v in data["stats"]]
+    reference = path.parent / f"{data['reference']}.json"
+    source = json.loads(reference.read_text())["config"] if reference.exists() else {}
+    prov = migrate_config(reference, source)["provenance"] if source else provenance_for(path, {})
+    return {"config": {"from": files, "provenance": prov}, **data}
+
+
 def migrate(path: Path) -> str | None:
     """The new text of ``path`` when it changes, else None (also for a file a process has open)."""
     if open_elsewhere(path):
@@ -201,6 +211,8 @@ def migrate(path: Path) -> str | None:
         new = "\n".join(out) + "\n"
     elif path.suffix == ".json":
         data = json.loads(text)
+        if isinstance(data, dict) and "config" not in data and {"reference", "stats", "C"} <= set(data):
+            data = derived(path, data)  # analyses/stats_choice.py's comparison of its variants' files
         if not (isinstance(data, dict) and isinstance(data.get("config"), dict)):
             return None
         data["config"] = migrate_config(path, data["config"])
