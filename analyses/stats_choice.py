@@ -146,9 +146,7 @@ def main(argv=None) -> None:
     out = Path(args.out)
     variants = [v for v in args.variants.split(",") if v]
     if args.report:  # from the logs, the saved updates and the cached Cs: no model needed
-        from drift.util.store import save_json
-
-        from drift.util.store import CorruptCacheError
+        from drift.util.store import CorruptCacheError, save_json
 
         configs = {v: read_any(path)[0] for v in variants if (path := result_path(out, v))}
         if len(configs) == len(variants):
