@@ -401,7 +401,8 @@ def _options_of(config: dict):
         "test/memit.json",
         "seed/rome_s20_p1.json",
         "seed/rome_sadr_g0.04_s20_p1.json",
-        "validation-memit/memit_s20.json.partial.jsonl",
+        "validation-memit/memit_s20.json",
+        "validation-memit/memit_sadr_g0.005_s20.json",
     ],
 )
 def test_the_spec_of_a_committed_runs_options_rebuilds_its_configuration_and_key(where, monkeypatch):
