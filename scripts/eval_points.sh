@@ -9,7 +9,8 @@
 #   SPLIT   an array of eval's case options (--limit 1178 --shard 29/50), for `point`
 #   PIN     the file holding the commit whose drift/ every run uses (written with HEAD when absent)
 #   LOCK    (optional) the lock that keeps a second runner out, $DIR/.runs.lock by default; empty
-#           for a script that locks each run itself (scripts/audit_runs.sh: one runner a shard)
+#           lets several runners share the folder, each run taken by one of them (`run_eval` locks
+#           each run; scripts/audit_runs.sh locks each shard)
 # Environment: D (the dev set), DRIFT_THREADS (default 1), NICE (default 10).
 #
 # `grid FILE` runs the sweep file FILE (sweeps/*.toml: data, split and every run by name) into $DIR
@@ -79,6 +80,14 @@ run_eval() {  # NAME EVAL-OPTIONS...: one `python -m drift eval` run into $DIR/N
     if [[ -f "$out" ]]; then
         return 0
     fi
+    # one runner a run: its own lock, held while it runs, and the lock eval holds on the run's log
+    # (a runner started before these locks); a run another runner holds is left to it
+    exec 7>"$DIR/.$name.lock"
+    if ! flock -n 7 || ! flock -n "$out.partial.jsonl.lock" true; then
+        exec 7>&-
+        echo "$(date -u +%FT%TZ) $name is another runner's; next"
+        return 0
+    fi
     snapshot
     done=0
     if [[ -f "$out.partial.jsonl" ]]; then
@@ -92,6 +101,7 @@ run_eval() {  # NAME EVAL-OPTIONS...: one `python -m drift eval` run into $DIR/N
         exit "$rc"
     fi
     echo "$(date -u +%FT%TZ) done $name"
+    exec 7>&-
 }
 
 resolved() {  # FILE: a copy of FILE whose data path starts at / (the runs start in the pinned package):
@@ -117,6 +127,11 @@ grid() {  # FILE: every run of the sweep file FILE into $DIR, resumable
     if why="$(cd "$SRC" && "$PY" -c 'import sys; from drift.cli.sweep import load; load(sys.argv[1])' "$file" 2>&1)" &&
         why="its sweep command has no --out-dir" &&
         (cd "$SRC" && "$PY" -m drift sweep --help 2>/dev/null | grep -q -- '--out-dir'); then
+        exec 6>"$DIR/.sweep.lock"  # one sweep a folder, whatever LOCK allows
+        if ! flock -n 6; then
+            echo "$(date -u +%FT%TZ) another runner sweeps $DIR; this one leaves it"
+            return 0
+        fi
         echo "$(date -u +%FT%TZ) start sweep $1 at commit $COMMIT"
         (cd "$SRC" && "$PY" -m drift sweep "$file" --out-dir "$DIR" --engine local --quiet) || rc=$?
         if [[ $rc -ne 0 ]]; then

@@ -6,6 +6,7 @@
 # alone (its preset, 20 steps) as the reference.
 #
 #   setsid nohup bash scripts/validation_grid_memit.sh >/dev/null 2>&1 &     # in the background
+#   (started twice on two cores, the two runners share the runs: a lock per run)
 #   .venv/bin/python analyses/tables.py --results results/validation-memit  # progress, the rule
 #
 # Re-running the script resumes (scripts/eval_points.sh, `grid`): a finished run is kept, a partial
@@ -19,6 +20,7 @@ set -euo pipefail
 DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)/results/validation-memit"
 LOG="$DIR/grid.log"
 PIN="$DIR/grid.commit"
+LOCK=""  # several runners may share the grid (one a core): each run is taken by one of them
 # shellcheck source=scripts/eval_points.sh
 source "$(dirname "${BASH_SOURCE[0]}")/eval_points.sh"
 points_begin "${BASH_SOURCE[0]}" "$@"
@@ -26,5 +28,9 @@ SWEEP="$ROOT/sweeps/validation-memit.toml"
 
 grid "$SWEEP"
 widen "$SWEEP" memit_sadr  # upward while the choice sits at the grid's edge
-echo "$(date -u +%FT%TZ) MEMIT's validation grid finished"
+if [[ -n "$(cd "$ROOT" && "$PY" analyses/tables.py --results "$DIR" --chosen)" ]]; then
+    echo "$(date -u +%FT%TZ) MEMIT's validation grid finished"
+else
+    echo "$(date -u +%FT%TZ) this runner has no run left; the grid finishes with the others' runs"
+fi
 (cd "$ROOT" && "$PY" analyses/tables.py --results "$DIR") || true
