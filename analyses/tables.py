@@ -180,6 +180,14 @@ def _same_cases(a: Point, b: Point) -> bool:
     return {c["case_id"] for c in a.cases} == {c["case_id"] for c in b.cases}
 
 
+def grid_markers(editor: str) -> tuple[str, str]:
+    """The markers of an editor's validation grid in docs/results.md: ROME's grid is the page's
+    "validation grid" block, another editor's its own (``validation grid memit``)."""
+    if editor == "rome":
+        return MARKER, END_MARKER
+    return MARKER.replace("grid", f"grid {editor}"), END_MARKER.replace("grid", f"grid {editor}")
+
+
 def grid_editor(points: list[Point]) -> str:
     """The editor whose grid ``points`` are: its SADR points' (else the first point's)."""
     found = next((p for p in points if p.is_candidate), points[0] if points else None)
@@ -884,7 +892,7 @@ def main(argv: list[str] | None = None) -> int:
         print()
         print(paired_table(points))
     if args.update:
-        update(Path(args.update), table)
+        update(Path(args.update), table, *grid_markers(grid_editor(points)))
         print(f"wrote the table into {args.update}", file=sys.stderr)
     return 0
 

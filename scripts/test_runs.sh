@@ -18,6 +18,7 @@ RESULTS="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)/results"
 DIR="$RESULTS/test"
 LOG="$DIR/runs.log"
 PIN="$RESULTS/validation/grid.commit"
+LOCK=""  # a second runner on the second core takes the next run no runner holds
 # shellcheck source=scripts/eval_points.sh
 source "$(dirname "${BASH_SOURCE[0]}")/eval_points.sh"
 points_begin "${BASH_SOURCE[0]}" "$@"

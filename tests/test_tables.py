@@ -108,6 +108,15 @@ def test_update_rewrites_only_the_marked_block(tmp_path):
     text = doc.read_text()
     assert text.startswith("before\n") and text.endswith("after\n") and "old" not in text
     assert "| ROME (preset) | 20 | 4 | 100.0 |" in text
+    # MEMIT's grid goes into its own block, never ROME's
+    memit = tmp_path / "m"
+    finished(memit, "memit_s20", {"editor": "memit"}, rows())
+    finished(memit, "memit_sadr_g0.04_s20", {"editor": "memit"} | sadr(0.04, 20), rows())
+    start, end = tables.grid_markers("memit")
+    doc.write_text(f"{text}{start}\nold\n{end}\n")
+    assert tables.main(["--results", str(memit), "--update", str(doc)]) == 0
+    rome_block, memit_block = doc.read_text().split(start)
+    assert rome_block == text and "old" not in memit_block and "| MEMIT |" in memit_block
 
 
 def test_table3_pairs_each_run_with_its_editor_alone(tmp_path):
