@@ -332,12 +332,13 @@ def grid_table(points: list[Point]) -> str:
 
 
 def paired_table(points: list[Point]) -> str:
-    """Every point against ROME alone, paired by case (:func:`drift.evaluation.compare.compare_table`)."""
+    """Every point against the grid's editor alone at its preset (ROME alone for ROME's grid,
+    MEMIT alone for MEMIT's), paired by case (:func:`drift.evaluation.compare.compare_table`)."""
     from drift.evaluation.compare import compare_table
 
-    ref = next((p for p in points if p.is_reference), None)
+    ref = _reference(points, finished=False)
     if ref is None:
-        return "(no ROME-alone run yet)"
+        return f"(no {grid_editor(points).upper()}-alone run yet)"
     rest = [p for p in points if p is not ref]
     runs = [(f"{_what(p)}, {p.steps} steps", {"config": p.config, "cases": p.cases}) for p in [ref, *rest]]
     return compare_table(runs, list(SHOWN))

@@ -243,7 +243,7 @@ def test_sadr_falls_back_to_gpt_js_setting_with_one_note(editor, notes):
     assert paper_setting(editor) == {"gamma": gamma, "steps": steps}  # no model: GPT-J's, silently
     assert notes() == []
     names = ["someone/new-model", "smollm2-135m", "openai-community/gpt2-xl"]
-    if editor == "rome":  # SmolLM2-135M has its own ROME row (the validation grid's choice)
+    if editor in ("rome", "memit"):  # SmolLM2-135M has its own rows (the validation grids' choices)
         names.remove("smollm2-135m")
     for name in names:
         assert paper_setting(editor, name) == {"gamma": gamma, "steps": steps}
@@ -275,6 +275,29 @@ def test_sadr_on_smollm2_rome_is_the_validation_grids_choice(name, notes):
         (Path(__file__).parents[1] / "results/validation/rome_sadr_g0.04_s20.json").read_text()
     )
     assert (chosen["config"]["sadr"], chosen["config"]["steps"]) == (4e-2, 20)
+
+
+@pytest.mark.parametrize("name", ["smollm2-135m", "HuggingFaceTB/SmolLM2-135M-Instruct"])
+def test_sadr_on_smollm2_memit_is_memits_own_grids_choice(name, notes):
+    """MEMIT's validation grid (results/validation-memit) chose γ 4e-2 at 80 steps; ``--sadr``
+    alone with MEMIT on the default model runs it, not GPT-J's γ 5e-3 at 20 steps."""
+    import json
+    from pathlib import Path
+
+    import drift
+    from drift.cli.commands.sadr import setting
+
+    assert paper_setting("memit", name) == {"gamma": 4e-2, "steps": 80}
+    assert setting("memit", drift.DEFAULT_MODEL) == ([4e-2], 80)
+    assert paper_setting("pmet", "smollm2-135m") == {"gamma": 8e-2, "steps": 40}  # GPT-J's: no grid
+    grid = Path(__file__).parents[1] / "results/validation-memit"
+    chosen = json.loads((grid / "memit_sadr_g0.04_s80.json").read_text())
+    assert (chosen["config"]["editor"], chosen["config"]["sadr"], chosen["config"]["steps"]) == (
+        "memit",
+        4e-2,
+        80,
+    )
+    assert "pmet" in notes()[-1]
 
 
 def test_sadr_has_no_setting_for_adaple():
@@ -312,7 +335,8 @@ def planned(monkeypatch, tmp_path):
         ("TinyLlama/TinyLlama-1.1B-intermediate-step-1431k-3T", "memit", 8e-2, 80),
         ("EleutherAI/gpt-neox-20b", "pmet", 2e-3, 20),
         ("meta-llama/Llama-2-13b-hf", "pmet", 5e-3, 20),
-        ("smollm2-135m", "memit", 5e-3, 20),  # no paper setting: GPT-J's
+        ("smollm2-135m", "memit", 4e-2, 80),  # MEMIT's own validation grid's choice
+        ("smollm2-135m", "pmet", 8e-2, 40),  # no grid, no paper setting: GPT-J's
         (None, "rome", 4e-2, 20),  # the default model: its validation grid's choice (results/validation)
         ("EleutherAI/gpt-j-6b", "rome", 1e-2, 80),  # the paper's own
     ],

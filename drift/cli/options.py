@@ -513,8 +513,8 @@ def add_sadr(g) -> None:
         metavar="GAMMA",
         help="add SADR to the editor's objective; alone: the editor's γ and steps for the model "
         "(drift.editors.presets.SADR_SETTINGS: the paper's App. C.2; on the default SmolLM2-135M "
-        "ROME γ=4e-2 with 20 steps, chosen on validation cases, "
-        "results/validation/rome_sadr_g0.04_s20.json; GPT-J's for a model without a row: ROME "
+        "ROME γ=4e-2 with 20 steps and MEMIT γ=4e-2 with 80, each chosen on validation cases, "
+        "results/validation/ and results/validation-memit/; GPT-J's for a model without a row: ROME "
         "γ=1e-2 with 80 steps, MEMIT 5e-3 with 20, PMET 8e-2 with 40); with GAMMA: that γ (the "
         "paper's scale, multiplying the KL) at the editor's steps",
     )

@@ -12,8 +12,9 @@ Three tables and the functions that read them:
   hyper-parameters from it, or from its defaults when the model has no entry (with one INFO line
   naming the fallback, :func:`note_fallback`).
 - :data:`SADR_SETTINGS`: per editor and family, SADR's γ and steps of the main paper's App. C.2,
-  and for SmolLM2-135M's ROME the point drift's validation grid chose by the paper's procedure (γ
-  4e-2 at 20 steps, from ``results/validation/rome_sadr_g0.04_s20.json``; docs/results.md,
+  and for SmolLM2-135M's ROME and MEMIT the points drift's validation grids chose by the paper's
+  procedure (ROME γ 4e-2 at 20 steps, ``results/validation/rome_sadr_g0.04_s20.json``; MEMIT γ
+  4e-2 at 80 steps, ``results/validation-memit/memit_sadr_g0.04_s80.json``; docs/results.md,
   "Protocol for a new model"); :func:`sadr_setting` reads it, falling back to GPT-J's (the paper's
   main model) with one INFO line.
 
@@ -319,8 +320,8 @@ SADR_SETTINGS: dict[str, dict[str, dict]] = {
         # (App. C.2) by drift's validation grid (docs/results.md, "Protocol for a new model": 24
         # validation cases, γ ∈ {5e-3, 1e-2, 4e-2, 8e-2} × {20, 40, 80} steps, the rule's choice);
         # the chosen point's results file is results/validation/rome_sadr_g0.04_s20.json, and
-        # GPT-J's γ 1e-2 at 80 steps failed the rule there (PS −4.2). MEMIT's and PMET's grids
-        # were not run on it, so they keep GPT-J's row.
+        # GPT-J's γ 1e-2 at 80 steps failed the rule there (PS −4.2). PMET's grid was not run
+        # on it, so PMET keeps GPT-J's row.
         "smollm2-135m": {"gamma": 4e-2, "steps": 20},
         "gpt-j-6b": {"gamma": 1e-2, "steps": 80},
         "llama-3-8b": {"gamma": 4e-2, "steps": 80},
@@ -331,6 +332,10 @@ SADR_SETTINGS: dict[str, dict[str, dict]] = {
     "memit": {
         # App. C.2 also gives lr 0.25 here; examples/scripts/memit.sh passes no --lr, so the
         # runner ran 0.5 (the preset's): `--hp lr=0.25` gives the text's.
+        # not in the paper: SmolLM2-135M's own point, MEMIT's validation grid's choice by the same
+        # rule as ROME's (results/validation-memit/memit_sadr_g0.04_s80.json; docs/results.md,
+        # "MEMIT's own grid"); GPT-J's γ 5e-3 at 20 steps changed no success rate there.
+        "smollm2-135m": {"gamma": 4e-2, "steps": 80},
         "gpt-j-6b": {"gamma": 5e-3, "steps": 20},
         "llama-3-8b": {"gamma": 1e-2, "steps": 80},
         "gpt-neox-20b": {"gamma": 5e-3, "steps": 80},
