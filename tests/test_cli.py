@@ -79,13 +79,15 @@ def test_sadr_alone_takes_the_papers_setting_for_the_editor(tmp_path, monkeypatc
         raise SystemExit(0)
 
     monkeypatch.setattr(editors, "get_editor", stop)
-    # the default model (SmolLM2-135M): ROME's is the validation grid's choice (γ 4e-2 at 20 steps,
-    # results/validation/rome_sadr_g0.04_s20.json), MEMIT and PMET keep GPT-J's; on GPT-J the paper's
+    # the default model (SmolLM2-135M): ROME's and MEMIT's are their validation grids' choices (γ 4e-2
+    # at 20 and at 80 steps, results/validation/, results/validation-memit/), PMET keeps GPT-J's; on
+    # GPT-J the paper's
     gpt_j = ["--model", "EleutherAI/gpt-j-6b"]
     for editor, model, gamma, steps in (
         ("rome", [], 4e-2, 20),
         ("rome", gpt_j, 1e-2, 80),
-        ("memit", [], 5e-3, 20),
+        ("memit", [], 4e-2, 80),
+        ("memit", gpt_j, 5e-3, 20),
         ("pmet", [], 8e-2, 40),
     ):
         with pytest.raises(SystemExit):
