@@ -16,7 +16,12 @@ from drift.cli.spec import NOT_IN_KEY
 from drift.data import DEV_SET as DEV
 
 ROOT = Path(__file__).resolve().parents[1]
-GRIDS = {"validation": "validation", "validation-memit": "validation-memit", "test": "test"}
+GRIDS = {
+    "validation": "validation",
+    "validation-memit": "validation-memit",
+    "test": "test",
+    "test-memit": "test-memit",
+}
 # recorded by today's eval, absent from results of the commits the committed grids are pinned to
 LATER_KEYS = {"forms"}
 
